@@ -1,0 +1,350 @@
+//! The wire format between darkwatch agents and the collector.
+//!
+//! Everything an agent sends (`ReportBatch`) and everything it pulls
+//! (`Assignments`) is defined here, so that both sides agree by construction.
+//! The types are plain data: no I/O, no clocks. `validate` methods hold the
+//! checks that both the collector (on ingest) and the agent (before spooling)
+//! apply, so a batch the agent accepts is a batch the collector accepts.
+//!
+//! Time on the wire is Unix milliseconds (`i64`). Rounds are numbered by
+//! `round = start_ms / 1000 / interval_secs`: every agent of a campaign counts
+//! the same rounds, which is what lets the collector line VPs up.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Version prefix of every HTTP path (`/v1/...`).
+pub const API_VERSION: &str = "v1";
+
+/// Largest batch an agent may send (observations + traces).
+pub const MAX_ITEMS_PER_BATCH: usize = 100_000;
+
+/// How far in the future an agent clock may be before a report is refused.
+pub const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
+
+/// Oldest acceptable timestamp: 2000-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
+
+/// State of a block at the end of a round, as judged by one vantage point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockState {
+    Up,
+    Down,
+    Uncertain,
+}
+
+impl BlockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockState::Up => "up",
+            BlockState::Down => "down",
+            BlockState::Uncertain => "uncertain",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "up" => Some(BlockState::Up),
+            "down" => Some(BlockState::Down),
+            "uncertain" => Some(BlockState::Uncertain),
+            _ => None,
+        }
+    }
+}
+
+/// One vantage point's judgement of one block (an IPv4 /24 or IPv6 /64) in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockObservation {
+    /// Campaign the block belongs to.
+    pub campaign: String,
+    /// Round number (see crate docs).
+    pub round: u64,
+    /// The block, e.g. `198.18.3.0/24`.
+    pub block: IpNet,
+    pub state: BlockState,
+    /// Echo requests sent to the block this round.
+    pub probes: u32,
+    /// Echo replies received this round.
+    pub replies: u32,
+    /// Belief that the block is up, in [0, 1], after this round.
+    pub belief: f64,
+    /// Estimated share of the block's known-responsive addresses that answer.
+    pub availability: f64,
+    /// True for control targets: addresses outside the watched space that
+    /// should always answer, used to judge the vantage point's own health.
+    #[serde(default)]
+    pub control: bool,
+    /// When the round's probing of this block ended.
+    pub ts_ms: i64,
+}
+
+/// One traceroute hop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hop {
+    pub ttl: u8,
+    /// Address that answered at this TTL, `None` if nothing did.
+    pub addr: Option<IpAddr>,
+    pub rtt_ms: Option<f64>,
+}
+
+/// A traceroute taken by a vantage point during a round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceObservation {
+    pub campaign: String,
+    pub round: u64,
+    pub target: IpAddr,
+    pub hops: Vec<Hop>,
+    /// True only if an echo reply came back from the target itself.
+    pub reached: bool,
+    /// The farthest hop that answered (may be the target).
+    pub last_responding: Option<IpAddr>,
+    pub ts_ms: i64,
+}
+
+impl TraceObservation {
+    /// The farthest answering hop, derived from `hops`.
+    pub fn derive_last_responding(hops: &[Hop]) -> Option<IpAddr> {
+        hops.iter().rev().find_map(|h| h.addr)
+    }
+}
+
+/// What an agent posts to `POST /v1/reports`. Re-sending the same
+/// `batch_id` is harmless: the collector stores a batch at most once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBatch {
+    /// Unique per batch, chosen by the agent (hex, 8..=64 chars).
+    pub batch_id: String,
+    /// When the agent created the batch.
+    pub created_ms: i64,
+    #[serde(default)]
+    pub observations: Vec<BlockObservation>,
+    #[serde(default)]
+    pub traces: Vec<TraceObservation>,
+}
+
+/// The collector's answer to a stored batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchAck {
+    pub batch_id: String,
+    /// True if the batch had been stored before (nothing new was written).
+    pub duplicate: bool,
+    pub observations_stored: u64,
+    pub traces_stored: u64,
+}
+
+/// Error body of every non-2xx answer from the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// A campaign as an agent sees it (`GET /v1/assignments`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignAssignment {
+    pub name: String,
+    /// ISO 3166 alpha-2 code, if the campaign watches a country.
+    pub country: Option<String>,
+    /// Seconds between rounds.
+    pub interval_secs: u64,
+    /// Prefixes to watch.
+    pub prefixes: Vec<IpNet>,
+    /// Control targets: outside the watched space, expected always up.
+    #[serde(default)]
+    pub control: Vec<IpNet>,
+    /// Bumped by the collector whenever the campaign changes.
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignments {
+    pub agent: String,
+    pub campaigns: Vec<CampaignAssignment>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SchemaError {
+    #[error("batch_id must be 8 to 64 hex characters, got {0:?}")]
+    BatchId(String),
+    #[error("batch has {0} items, more than the limit of {MAX_ITEMS_PER_BATCH}")]
+    TooLarge(usize),
+    #[error("{what} timestamp {ts_ms} is outside the accepted range (2000-01-01 .. now + 10 min)")]
+    Timestamp { what: &'static str, ts_ms: i64 },
+    #[error("campaign name {0:?} is invalid (1..=64 chars of A-Z a-z 0-9 . _ -)")]
+    CampaignName(String),
+    #[error("observation for {block}: {why}")]
+    Observation { block: IpNet, why: String },
+    #[error("trace to {target}: {why}")]
+    Trace { target: IpAddr, why: String },
+    #[error("round {round} of campaign {campaign} does not match timestamp {ts_ms} (round should be about {expected})")]
+    Round { campaign: String, round: u64, ts_ms: i64, expected: u64 },
+}
+
+/// Names of agents and campaigns: short, printable, safe in paths and logs.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// The round that contains `ts_ms` for a campaign with `interval_secs`.
+pub fn round_of(ts_ms: i64, interval_secs: u64) -> u64 {
+    let interval_ms = interval_secs.max(1) as i64 * 1000;
+    (ts_ms.max(0) / interval_ms) as u64
+}
+
+/// Start of `round` in Unix milliseconds.
+pub fn round_start_ms(round: u64, interval_secs: u64) -> i64 {
+    (round as i64).saturating_mul(interval_secs.max(1) as i64 * 1000)
+}
+
+fn check_ts(what: &'static str, ts_ms: i64, now_ms: i64) -> Result<(), SchemaError> {
+    if ts_ms < MIN_TIMESTAMP_MS || ts_ms > now_ms + MAX_CLOCK_SKEW_MS {
+        return Err(SchemaError::Timestamp { what, ts_ms });
+    }
+    Ok(())
+}
+
+impl ReportBatch {
+    /// Checks a batch for things serde cannot: ids, sizes, ranges, timestamps
+    /// relative to `now_ms`. Round numbers are checked against timestamps by
+    /// the collector, which knows the campaign intervals.
+    pub fn validate(&self, now_ms: i64) -> Result<(), SchemaError> {
+        let id_ok = (8..=64).contains(&self.batch_id.len())
+            && self.batch_id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !id_ok {
+            return Err(SchemaError::BatchId(self.batch_id.clone()));
+        }
+        let n = self.observations.len() + self.traces.len();
+        if n > MAX_ITEMS_PER_BATCH {
+            return Err(SchemaError::TooLarge(n));
+        }
+        check_ts("batch", self.created_ms, now_ms)?;
+        for o in &self.observations {
+            if !valid_name(&o.campaign) {
+                return Err(SchemaError::CampaignName(o.campaign.clone()));
+            }
+            check_ts("observation", o.ts_ms, now_ms)?;
+            let bad = |why: &str| SchemaError::Observation { block: o.block, why: why.to_string() };
+            if o.replies > o.probes {
+                return Err(bad("more replies than probes"));
+            }
+            if !(0.0..=1.0).contains(&o.belief) || !(0.0..=1.0).contains(&o.availability) {
+                return Err(bad("belief and availability must lie in [0, 1]"));
+            }
+            let block_len_ok = match o.block {
+                IpNet::V4(n) => n.prefix_len() == 24 || (o.control && n.prefix_len() >= 8),
+                IpNet::V6(n) => n.prefix_len() == 64 || (o.control && n.prefix_len() >= 32),
+            };
+            if !block_len_ok {
+                return Err(bad("a block must be an IPv4 /24 or an IPv6 /64"));
+            }
+            if o.block.trunc() != o.block {
+                return Err(bad("block has host bits set"));
+            }
+        }
+        for t in &self.traces {
+            if !valid_name(&t.campaign) {
+                return Err(SchemaError::CampaignName(t.campaign.clone()));
+            }
+            check_ts("trace", t.ts_ms, now_ms)?;
+            if t.hops.len() > 255 {
+                return Err(SchemaError::Trace { target: t.target, why: "more than 255 hops".into() });
+            }
+            if t.hops.iter().any(|h| h.rtt_ms.is_some_and(|r| !(0.0..=600_000.0).contains(&r))) {
+                return Err(SchemaError::Trace { target: t.target, why: "rtt out of range".into() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The /24 (IPv4) or /64 (IPv6) block that holds `addr`.
+pub fn block_of(addr: IpAddr) -> IpNet {
+    match addr {
+        IpAddr::V4(a) => IpNet::V4(ipnet::Ipv4Net::new(a, 24).expect("24 is a valid length").trunc()),
+        IpAddr::V6(a) => IpNet::V6(ipnet::Ipv6Net::new(a, 64).expect("64 is a valid length").trunc()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn obs() -> BlockObservation {
+        BlockObservation {
+            campaign: "kp".into(),
+            round: round_of(NOW, 60),
+            block: "198.18.3.0/24".parse().unwrap(),
+            state: BlockState::Up,
+            probes: 2,
+            replies: 1,
+            belief: 0.99,
+            availability: 0.8,
+            control: false,
+            ts_ms: NOW,
+        }
+    }
+
+    fn batch() -> ReportBatch {
+        ReportBatch { batch_id: "00ff00ff00ff".into(), created_ms: NOW, observations: vec![obs()], traces: vec![] }
+    }
+
+    #[test]
+    fn valid_batch_passes_and_round_trips() {
+        let b = batch();
+        b.validate(NOW).unwrap();
+        let json = serde_json::to_string(&b).unwrap();
+        assert!(json.contains("\"state\":\"up\""));
+        let back: ReportBatch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn rejects_bad_fields() {
+        let mut b = batch();
+        b.batch_id = "not hex!".into();
+        assert!(matches!(b.validate(NOW), Err(SchemaError::BatchId(_))));
+
+        let mut b = batch();
+        b.observations[0].replies = 3;
+        assert!(matches!(b.validate(NOW), Err(SchemaError::Observation { .. })));
+
+        let mut b = batch();
+        b.observations[0].block = "198.18.0.0/16".parse().unwrap();
+        assert!(b.validate(NOW).is_err());
+
+        let mut b = batch();
+        b.observations[0].ts_ms = NOW + MAX_CLOCK_SKEW_MS + 1;
+        assert!(matches!(b.validate(NOW), Err(SchemaError::Timestamp { .. })));
+
+        let mut b = batch();
+        b.observations[0].campaign = "../etc".into();
+        assert!(matches!(b.validate(NOW), Err(SchemaError::CampaignName(_))));
+    }
+
+    #[test]
+    fn unknown_fields_and_states_are_refused() {
+        let bad = r#"{"batch_id":"00ff00ff","created_ms":1,"observations":[],"traces":[],"extra":1}"#;
+        assert!(serde_json::from_str::<ReportBatch>(bad).is_err());
+        assert_eq!(BlockState::parse("sideways"), None);
+    }
+
+    #[test]
+    fn rounds_align_across_agents() {
+        assert_eq!(round_of(119_999, 60), 1);
+        assert_eq!(round_of(120_000, 60), 2);
+        assert_eq!(round_start_ms(2, 60), 120_000);
+        assert_eq!(block_of("198.18.3.77".parse().unwrap()).to_string(), "198.18.3.0/24");
+        assert_eq!(block_of("2001:db8::1".parse().unwrap()).to_string(), "2001:db8::/64");
+    }
+}
