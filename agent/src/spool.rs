@@ -1,0 +1,228 @@
+//! The on-disk spool: every batch is written here before it is sent, and
+//! removed only after the collector acknowledged it.
+//!
+//! Layout under the spool directory:
+//! - `outbox/{created_ms:015}-{batch_id}.json`: batches waiting to be sent,
+//!   oldest first by name. Written to a temporary file, fsynced, then renamed,
+//!   so a crash (even kill -9) leaves either the whole batch or nothing.
+//! - `corrupt/`: files that could not be read back (torn by a storage fault,
+//!   or edited by hand); moved aside with a log line, never sent, never lost.
+//! - `rejected/`: batches the collector refused as invalid (HTTP 4xx other
+//!   than 401/408/429); kept for an operator to look at.
+//!
+//! When the outbox would grow past its size cap, the oldest batches are
+//! dropped (and logged): during a long collector outage the newest rounds,
+//! the ones that show what is happening now, are the ones worth keeping.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use darkwatch_schema::ReportBatch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("batch {0} alone is larger than the spool cap")]
+    TooLarge(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io { path: path.to_owned(), source }
+}
+
+/// A batch waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+#[derive(Debug)]
+pub struct Spool {
+    outbox: PathBuf,
+    corrupt: PathBuf,
+    rejected: PathBuf,
+    max_bytes: u64,
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool under `dir`, and removes the
+    /// temporary files of writes that a crash interrupted.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        let spool = Spool {
+            outbox: dir.join("outbox"),
+            corrupt: dir.join("corrupt"),
+            rejected: dir.join("rejected"),
+            max_bytes,
+        };
+        for d in [&spool.outbox, &spool.corrupt, &spool.rejected] {
+            fs::create_dir_all(d).map_err(io(d))?;
+        }
+        for e in fs::read_dir(&spool.outbox).map_err(io(&spool.outbox))? {
+            let e = e.map_err(io(&spool.outbox))?;
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                tracing::warn!(file = %e.path().display(), "removing a spool write interrupted by a crash");
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(spool)
+    }
+
+    /// Writes `batch` durably. Returns the number of old batches dropped to
+    /// stay under the size cap.
+    pub fn push(&self, batch: &ReportBatch) -> Result<usize, SpoolError> {
+        let body = serde_json::to_vec(batch).expect("a ReportBatch always serializes");
+        let size = body.len() as u64;
+        if size > self.max_bytes {
+            return Err(SpoolError::TooLarge(batch.batch_id.clone()));
+        }
+        let mut dropped = 0;
+        let entries = self.entries()?;
+        let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        for old in &entries {
+            if total + size <= self.max_bytes {
+                break;
+            }
+            tracing::warn!(file = %old.path.display(), "spool full: dropping the oldest batch");
+            fs::remove_file(&old.path).map_err(io(&old.path))?;
+            total -= old.size;
+            dropped += 1;
+        }
+        let name = format!("{:015}-{}.json", batch.created_ms.max(0), batch.batch_id);
+        let tmp = self.outbox.join(format!(".tmp-{name}"));
+        let dst = self.outbox.join(&name);
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&body).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        // The rename is durable only once the directory itself is synced.
+        File::open(&self.outbox).and_then(|d| d.sync_all()).map_err(io(&self.outbox))?;
+        Ok(dropped)
+    }
+
+    /// Batches in the outbox, oldest first.
+    pub fn entries(&self) -> Result<Vec<Entry>, SpoolError> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(&self.outbox).map_err(io(&self.outbox))? {
+            let e = e.map_err(io(&self.outbox))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            let size = e.metadata().map_err(io(&e.path()))?.len();
+            v.push(Entry { path: e.path(), size });
+        }
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(v)
+    }
+
+    /// Reads a spooled batch back. A file that does not parse is moved to
+    /// `corrupt/` with a log line, and `None` is returned.
+    pub fn read(&self, entry: &Entry) -> Result<Option<ReportBatch>, SpoolError> {
+        let bytes = match fs::read(&entry.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(SpoolError::Io { path: entry.path.clone(), source: e }),
+        };
+        match serde_json::from_slice::<ReportBatch>(&bytes) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) => {
+                tracing::error!(file = %entry.path.display(), error = %e, "unreadable spool file moved to corrupt/");
+                self.move_to(&entry.path, &self.corrupt)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The collector acknowledged the batch: forget it.
+    pub fn ack(&self, entry: &Entry) -> Result<(), SpoolError> {
+        match fs::remove_file(&entry.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(SpoolError::Io { path: entry.path.clone(), source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The collector refused the batch as invalid: keep it aside.
+    pub fn reject(&self, entry: &Entry) -> Result<(), SpoolError> {
+        self.move_to(&entry.path, &self.rejected)
+    }
+
+    fn move_to(&self, path: &Path, dir: &Path) -> Result<(), SpoolError> {
+        let dst = dir.join(path.file_name().unwrap_or_default());
+        fs::rename(path, &dst).map_err(io(&dst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use darkwatch_schema::{BlockObservation, BlockState};
+
+    fn batch(id: &str, created_ms: i64, n: usize) -> ReportBatch {
+        let o = BlockObservation {
+            campaign: "zz".into(),
+            round: 1,
+            block: "198.18.0.0/24".parse().unwrap(),
+            state: BlockState::Up,
+            probes: 1,
+            replies: 1,
+            belief: 0.99,
+            availability: 0.9,
+            control: false,
+            ts_ms: created_ms,
+        };
+        ReportBatch { batch_id: id.into(), created_ms, observations: vec![o; n], traces: vec![] }
+    }
+
+    #[test]
+    fn push_read_ack_in_order_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push(&batch("bbbbbbbb", 2_000, 1)).unwrap();
+        s.push(&batch("aaaaaaaa", 1_000, 1)).unwrap();
+        drop(s);
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let e = s.entries().unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(s.read(&e[0]).unwrap().unwrap().batch_id, "aaaaaaaa", "oldest first");
+        s.ack(&e[0]).unwrap();
+        assert_eq!(s.entries().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn torn_files_go_to_corrupt_and_tmp_files_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push(&batch("aaaaaaaa", 1_000, 3)).unwrap();
+        let e = s.entries().unwrap();
+        let full = fs::read(&e[0].path).unwrap();
+        fs::write(&e[0].path, &full[..full.len() / 2]).unwrap();
+        fs::write(dir.path().join("outbox/.tmp-000000000002000-cccccccc.json"), b"{\"ba").unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let e = s.entries().unwrap();
+        assert_eq!(e.len(), 1, "tmp file is not an entry");
+        assert!(s.read(&e[0]).unwrap().is_none());
+        assert!(s.entries().unwrap().is_empty());
+        assert_eq!(fs::read_dir(dir.path().join("corrupt")).unwrap().count(), 1);
+        assert!(!dir.path().join("outbox/.tmp-000000000002000-cccccccc.json").exists());
+    }
+
+    #[test]
+    fn full_spool_drops_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = serde_json::to_vec(&batch("aaaaaaaa", 1_000, 50)).unwrap().len() as u64;
+        let s = Spool::open(dir.path(), one * 3 + one / 2).unwrap();
+        for (i, id) in ["aaaaaaa1", "aaaaaaa2", "aaaaaaa3"].iter().enumerate() {
+            assert_eq!(s.push(&batch(id, 1_000 + i as i64, 50)).unwrap(), 0);
+        }
+        assert_eq!(s.push(&batch("aaaaaaa4", 1_004, 50)).unwrap(), 1);
+        let ids: Vec<String> =
+            s.entries().unwrap().iter().map(|e| s.read(e).unwrap().unwrap().batch_id).collect();
+        assert_eq!(ids, ["aaaaaaa2", "aaaaaaa3", "aaaaaaa4"]);
+    }
+}
