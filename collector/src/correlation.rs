@@ -1,0 +1,348 @@
+//! Wiring between the store and the pure correlation core
+//! (`darkwatch-correlate`): load a window of rounds of one campaign, run
+//! `correlate`, and write the verdicts back, noticing which ones opened and
+//! closed so that alerts can be sent.
+//!
+//! Verdicts are recomputed from stored observations on every pass, so late
+//! reports (an agent's spool draining after a collector outage) refine them,
+//! and a restarted collector reaches the same verdicts. A recomputed verdict
+//! that overlaps a stored one of the same scope, target and kind keeps the
+//! stored start round, so its identity does not move.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use darkwatch_correlate as core;
+use darkwatch_schema::{round_of, round_start_ms};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::alerts::{AlertEvent, Alerts};
+use crate::pfx2as::Pfx2As;
+use crate::store::{AgentObservation, Campaign, Store, StoreError, Verdict, VpFault};
+
+/// Name of the lease that elects the one correlator among several collectors.
+pub const LEASE: &str = "correlator";
+
+/// Settings of the correlation loop (`[correlation]` in collector.toml).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorrelationSettings {
+    /// Thresholds of the verdict logic.
+    pub params: core::Params,
+    /// Rounds looked at per pass (older verdicts are kept as stored).
+    pub window_rounds: u64,
+    /// Seconds between correlation passes.
+    pub every_secs: f64,
+    /// Optional CAIDA prefix-to-AS file, to group prefixes by origin AS.
+    pub pfx2as: Option<std::path::PathBuf>,
+}
+
+impl Default for CorrelationSettings {
+    fn default() -> Self {
+        CorrelationSettings { params: core::Params::default(), window_rounds: 288, every_secs: 10.0, pfx2as: None }
+    }
+}
+
+/// Round `r` is complete (every agent had time to report it) once half an
+/// interval has passed after round `r + 1` started.
+pub fn last_complete_round(now_ms: i64, interval_secs: u64) -> Option<u64> {
+    let i = interval_secs.max(1) as i64 * 1000;
+    let t = now_ms - i - i / 2;
+    (t >= 0).then(|| round_of(t, interval_secs))
+}
+
+/// The top scope of a campaign: its country, or the campaign itself.
+pub fn top_target(c: &Campaign) -> (String, bool) {
+    match &c.country {
+        Some(cc) => (cc.clone(), true),
+        None => (c.name.clone(), false),
+    }
+}
+
+/// Loads the correlation input of `campaign` for rounds up to `last_round`.
+pub async fn load_input<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    last_round: u64,
+    window_rounds: u64,
+    pfx2as: Option<&Pfx2As>,
+) -> Result<core::Input, StoreError> {
+    let first_round = last_round.saturating_sub(window_rounds.max(1) - 1);
+    let rounds = first_round..=last_round;
+    let obs = store.observations(&campaign.name, rounds.clone()).await?;
+    let control = store.control_observations(&campaign.name, rounds.clone()).await?;
+    let traces = store.traces(&campaign.name, rounds).await?;
+
+    let vps: Vec<String> = obs
+        .iter()
+        .map(|o| &o.agent)
+        .chain(control.iter().map(|o| &o.agent))
+        .chain(traces.iter().map(|t| &t.agent))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let vp_id = |name: &str| vps.binary_search_by(|v| v.as_str().cmp(name)).ok().map(|i| i as u32);
+
+    let mut prefixes: Vec<IpNet> = campaign.prefixes.clone();
+    prefixes.sort();
+    prefixes.dedup();
+    // Longest prefix that holds the block (campaign prefixes may nest).
+    let prefix_of = |b: &IpNet| {
+        prefixes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.contains(b))
+            .max_by_key(|(_, p)| p.prefix_len())
+            .map(|(i, _)| i as u32)
+    };
+    let block_nets: Vec<IpNet> = obs.iter().map(|o| o.obs.block).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut blocks = Vec::new();
+    let mut block_index = std::collections::HashMap::new();
+    for b in block_nets {
+        if let Some(p) = prefix_of(&b) {
+            block_index.insert(b, blocks.len() as u32);
+            blocks.push(core::BlockInfo { net: b, prefix: p });
+        }
+    }
+    let obs: Vec<core::Obs> = obs
+        .iter()
+        .filter_map(|AgentObservation { agent, obs: o }| {
+            Some(core::Obs {
+                vp: vp_id(agent)?,
+                block: *block_index.get(&o.block)?,
+                round: o.round,
+                state: o.state,
+                probes: o.probes,
+                replies: o.replies,
+            })
+        })
+        .collect();
+    let control = control
+        .iter()
+        .filter_map(|o| Some(core::ControlObs { vp: vp_id(&o.agent)?, round: o.obs.round, state: o.obs.state }))
+        .collect();
+    let traces = traces
+        .iter()
+        .filter_map(|t| {
+            Some(core::TraceObs {
+                vp: vp_id(&t.agent)?,
+                round: t.trace.round,
+                target: t.trace.target,
+                responding: t.trace.hops.iter().filter_map(|h| h.addr).collect::<Vec<IpAddr>>(),
+                reached: t.trace.reached,
+            })
+        })
+        .collect();
+    let (target, is_country) = top_target(campaign);
+    Ok(core::Input {
+        target,
+        is_country,
+        vps,
+        prefixes: prefixes
+            .iter()
+            .map(|p| core::PrefixInfo { net: *p, asn: pfx2as.and_then(|m| m.origin(p)) })
+            .collect(),
+        blocks,
+        first_round,
+        last_round,
+        obs,
+        control,
+        traces,
+    })
+}
+
+fn lowercase<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn overlaps(a_start: u64, a_end: Option<u64>, b_start: u64, b_end: Option<u64>) -> bool {
+    a_start <= b_end.unwrap_or(u64::MAX) && b_start <= a_end.unwrap_or(u64::MAX)
+}
+
+/// Writes one pass's verdicts and VP faults; returns the alert events.
+pub async fn apply<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    input: &core::Input,
+    out: &core::Output,
+    now_ms: i64,
+) -> Result<Vec<AlertEvent>, StoreError> {
+    let interval = campaign.interval_secs;
+    let existing = store.list_verdicts(Some(&campaign.name), None).await?;
+    let mut events = Vec::new();
+    let mut matched = BTreeSet::new();
+    for v in &out.verdicts {
+        let scope = lowercase(&v.scope);
+        let kind = lowercase(&v.kind);
+        let prior = existing.iter().find(|e| {
+            e.scope == scope
+                && e.target == v.target
+                && e.kind == kind
+                && overlaps(e.start_round, e.end_round, v.start_round, v.end_round)
+        });
+        let start_round = prior.map_or(v.start_round, |e| e.start_round.min(v.start_round));
+        let row = Verdict {
+            id: 0,
+            scope,
+            target: v.target.clone(),
+            kind,
+            campaign: campaign.name.clone(),
+            start_round,
+            end_round: v.end_round,
+            start_ms: round_start_ms(start_round, interval),
+            end_ms: v.end_round.map(|r| round_start_ms(r, interval)),
+            blocks_affected: v.blocks_affected as u64,
+            blocks_total: v.blocks_total as u64,
+            prefixes: v.prefixes.clone(),
+            vantage_points: v.vantage_points.clone(),
+            localization: serde_json::to_value(&v.localization).unwrap_or(serde_json::Value::Null),
+            updated_ms: now_ms,
+        };
+        let id = store.upsert_verdict(&row).await?;
+        matched.insert(id);
+        match prior {
+            None => {
+                events.push(AlertEvent::open(&row));
+                if row.end_round.is_some() {
+                    events.push(AlertEvent::close(&row));
+                }
+            }
+            Some(e) if e.end_round.is_none() && row.end_round.is_some() => events.push(AlertEvent::close(&row)),
+            _ => {}
+        }
+    }
+    // An open verdict inside the window that the recomputation no longer
+    // finds (late reports showed the blocks were up) is closed, not kept open
+    // forever.
+    for e in existing.iter().filter(|e| e.end_round.is_none() && !matched.contains(&e.id)) {
+        if e.start_round >= input.first_round && e.start_round <= input.last_round {
+            let mut row = e.clone();
+            row.end_round = Some(input.last_round + 1);
+            row.end_ms = Some(round_start_ms(input.last_round + 1, interval));
+            row.updated_ms = now_ms;
+            tracing::warn!(scope = %e.scope, target = %e.target, kind = %e.kind, "verdict no longer supported by the data; closed");
+            store.upsert_verdict(&row).await?;
+            events.push(AlertEvent::close(&row));
+        }
+    }
+    let faults = store.list_vp_faults(Some(&campaign.name), None).await?;
+    for f in &out.vp_faults {
+        let prior = faults
+            .iter()
+            .find(|e| e.agent == f.vp && overlaps(e.start_round, e.end_round, f.start_round, f.end_round));
+        let start_round = prior.map_or(f.start_round, |e| e.start_round.min(f.start_round));
+        store
+            .upsert_vp_fault(&VpFault {
+                id: 0,
+                agent: f.vp.clone(),
+                campaign: campaign.name.clone(),
+                kind: "vp_fault".into(),
+                start_round,
+                end_round: f.end_round,
+                start_ms: round_start_ms(start_round, interval),
+                end_ms: f.end_round.map(|r| round_start_ms(r, interval)),
+                detail: serde_json::json!({ "reason": f.reason }),
+                updated_ms: now_ms,
+            })
+            .await?;
+    }
+    Ok(events)
+}
+
+/// One correlation pass over one campaign: load, correlate, store.
+pub async fn pass<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    settings: &CorrelationSettings,
+    pfx2as: Option<&Pfx2As>,
+    now_ms: i64,
+) -> Result<(core::Output, Vec<AlertEvent>), StoreError> {
+    let Some(last) = last_complete_round(now_ms, campaign.interval_secs) else {
+        return Ok((core::Output::default(), Vec::new()));
+    };
+    let input = load_input(store, campaign, last, settings.window_rounds, pfx2as).await?;
+    let out = core::correlate(&input, &settings.params);
+    let events = apply(store, campaign, &input, &out, now_ms).await?;
+    Ok((out, events))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The correlation loop of `serve`: every `every_secs`, if this collector
+/// holds the correlator lease (one correlator among several collectors
+/// sharing a database), run a pass over every campaign.
+pub async fn run<S: Store>(store: Arc<S>, settings: CorrelationSettings, holder: String, alerts: Alerts) {
+    let pfx2as = match &settings.pfx2as {
+        Some(p) => match Pfx2As::load(p) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the prefix-to-AS file; correlating without AS grouping");
+                None
+            }
+        },
+        None => None,
+    };
+    let every = Duration::from_secs_f64(settings.every_secs.max(0.1));
+    let ttl_ms = (every.as_millis() as i64 * 3).max(3000);
+    let mut leader = false;
+    loop {
+        match store.try_lease(LEASE, &holder, now_ms(), ttl_ms).await {
+            Ok(true) => {
+                if !leader {
+                    tracing::info!(holder = %holder, "this collector now runs the correlation");
+                }
+                leader = true;
+                match store.list_campaigns().await {
+                    Ok(campaigns) => {
+                        for c in &campaigns {
+                            match pass(store.as_ref(), c, &settings, pfx2as.as_ref(), now_ms()).await {
+                                Ok((_, events)) => {
+                                    for e in events {
+                                        tracing::info!(event = %e.summary(), "verdict");
+                                        alerts.send(e);
+                                    }
+                                }
+                                Err(e) => tracing::error!(campaign = %c.name, error = %e, "correlation pass failed"),
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot list campaigns"),
+                }
+            }
+            Ok(false) => {
+                if leader {
+                    tracing::warn!("lost the correlator lease to another collector");
+                }
+                leader = false;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot take the correlator lease"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_complete_after_half_an_interval_more() {
+        // interval 10 s: round 5 spans [50 s, 60 s) and is complete at 65 s.
+        assert_eq!(last_complete_round(64_999, 10), Some(4));
+        assert_eq!(last_complete_round(65_000, 10), Some(5));
+        assert_eq!(last_complete_round(1_000, 10), None);
+    }
+
+    #[test]
+    fn overlap_handles_open_ends() {
+        assert!(overlaps(5, None, 9, Some(12)));
+        assert!(!overlaps(5, Some(8), 9, None));
+        assert!(overlaps(5, Some(9), 9, None));
+    }
+}

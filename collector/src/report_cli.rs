@@ -1,0 +1,315 @@
+//! The operator's read commands: `outages`, `status` and `timeline`, as
+//! tables for people or JSON for programs. Verdicts come from the store (the
+//! server's correlation loop keeps them current); the timeline is computed
+//! on demand from stored observations by the same correlation core.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::correlation::{last_complete_round, load_input, top_target, CorrelationSettings};
+use crate::pfx2as::Pfx2As;
+use crate::store::{Campaign, Store, StoreError, Verdict};
+
+/// `--since`: an RFC 3339 time, Unix seconds, or an age such as `90m`, `6h`, `2d`.
+pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs.saturating_mul(1000));
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| format!("bad --since {s:?}: use RFC 3339, Unix seconds, or 30m/6h/2d"))?;
+    let mult = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("bad --since {s:?}: unit must be s, m, h or d")),
+    };
+    Ok(now_ms - n.saturating_mul(mult))
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
+}
+
+fn duration(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A verdict as `outages --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutageJson {
+    pub scope: String,
+    pub target: String,
+    pub kind: String,
+    pub campaign: String,
+    pub start: String,
+    pub end: Option<String>,
+    pub start_round: u64,
+    pub end_round: Option<u64>,
+    pub duration_secs: Option<i64>,
+    pub blocks_affected: u64,
+    pub blocks_total: u64,
+    pub prefixes: Vec<String>,
+    pub vantage_points: Vec<String>,
+    pub localization: serde_json::Value,
+}
+
+impl From<&Verdict> for OutageJson {
+    fn from(v: &Verdict) -> Self {
+        OutageJson {
+            scope: v.scope.clone(),
+            target: v.target.clone(),
+            kind: v.kind.clone(),
+            campaign: v.campaign.clone(),
+            start: rfc3339(v.start_ms),
+            end: v.end_ms.map(rfc3339),
+            start_round: v.start_round,
+            end_round: v.end_round,
+            duration_secs: v.end_ms.map(|e| (e - v.start_ms) / 1000),
+            blocks_affected: v.blocks_affected,
+            blocks_total: v.blocks_total,
+            prefixes: v.prefixes.iter().map(|p| p.to_string()).collect(),
+            vantage_points: v.vantage_points.clone(),
+            localization: v.localization.clone(),
+        }
+    }
+}
+
+/// Filters of `outages`.
+#[derive(Debug, Clone, Default)]
+pub struct OutageFilter {
+    pub country: Option<String>,
+    pub ongoing: bool,
+    pub since_ms: Option<i64>,
+}
+
+pub async fn outages<S: Store>(store: &S, f: &OutageFilter) -> Result<Vec<OutageJson>, StoreError> {
+    let campaigns = store.list_campaigns().await?;
+    let mut out: Vec<OutageJson> = store
+        .list_verdicts(None, f.since_ms)
+        .await?
+        .iter()
+        .filter(|v| !f.ongoing || v.end_round.is_none())
+        .filter(|v| match &f.country {
+            None => true,
+            Some(cc) => campaigns
+                .iter()
+                .any(|c| c.name == v.campaign && c.country.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(cc))),
+        })
+        .map(OutageJson::from)
+        .collect();
+    out.sort_by(|a, b| a.start.cmp(&b.start).then(a.scope.cmp(&b.scope)).then(a.target.cmp(&b.target)));
+    Ok(out)
+}
+
+fn localization_text(l: &serde_json::Value) -> String {
+    match l.get("last_hop").and_then(|h| h.as_str()) {
+        Some(hop) => {
+            let inside = l.get("inside_target").and_then(|b| b.as_bool()).unwrap_or(false);
+            format!("{hop} ({})", if inside { "inside" } else { "upstream" })
+        }
+        None => "-".into(),
+    }
+}
+
+pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
+    if rows.is_empty() {
+        return "no outages\n".into();
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<12} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} LOCALIZATION",
+        "KIND", "SCOPE", "TARGET", "START", "END", "DURATION", "BLOCKS", "VPS"
+    );
+    for r in rows {
+        let start_ms = DateTime::parse_from_rfc3339(&r.start).map(|t| t.timestamp_millis()).unwrap_or(now_ms);
+        let dur = match r.duration_secs {
+            Some(d) => duration(d * 1000),
+            None => format!("{}+", duration(now_ms - start_ms)),
+        };
+        let _ = writeln!(
+            s,
+            "{:<12} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} {}",
+            r.kind,
+            r.scope,
+            r.target,
+            r.start,
+            r.end.clone().unwrap_or_else(|| "ongoing".into()),
+            dur,
+            format!("{}/{}", r.blocks_affected, r.blocks_total),
+            r.vantage_points.join(","),
+            localization_text(&r.localization)
+        );
+    }
+    s
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    pub name: String,
+    pub last_seen: Option<String>,
+    pub revoked: bool,
+    /// `ok`, `stale` (not seen for three intervals), `faulty` (a VP fault is
+    /// open), `revoked` or `never-seen`.
+    pub health: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub agents: Vec<AgentStatus>,
+    pub campaigns: Vec<Campaign>,
+    pub open_verdicts: Vec<OutageJson>,
+}
+
+pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreError> {
+    let campaigns = store.list_campaigns().await?;
+    let max_interval_ms = campaigns.iter().map(|c| c.interval_secs as i64 * 1000).max().unwrap_or(600_000);
+    let faults = store.list_vp_faults(None, None).await?;
+    let agents = store
+        .list_agents()
+        .await?
+        .into_iter()
+        .map(|a| {
+            let health = if a.revoked {
+                "revoked"
+            } else if faults.iter().any(|f| f.agent == a.name && f.end_round.is_none()) {
+                "faulty"
+            } else {
+                match a.last_seen_ms {
+                    None => "never-seen",
+                    Some(t) if now_ms - t > 3 * max_interval_ms => "stale",
+                    Some(_) => "ok",
+                }
+            };
+            AgentStatus { name: a.name, last_seen: a.last_seen_ms.map(rfc3339), revoked: a.revoked, health: health.into() }
+        })
+        .collect();
+    let open_verdicts = outages(store, &OutageFilter { ongoing: true, ..Default::default() }).await?;
+    Ok(Status { agents, campaigns, open_verdicts })
+}
+
+pub fn status_text(s: &Status, now_ms: i64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "AGENTS");
+    for a in &s.agents {
+        let _ = writeln!(out, "  {:<20} {:<10} last seen {}", a.name, a.health, a.last_seen.as_deref().unwrap_or("never"));
+    }
+    let _ = writeln!(out, "CAMPAIGNS");
+    for c in &s.campaigns {
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<4} every {}s, {} prefixes, agents: {}",
+            c.name,
+            c.country.as_deref().unwrap_or("-"),
+            c.interval_secs,
+            c.prefixes.len(),
+            if c.agents.is_empty() { "all".to_string() } else { c.agents.join(",") }
+        );
+    }
+    let _ = writeln!(out, "OPEN VERDICTS");
+    out.push_str(&outages_table(&s.open_verdicts, now_ms));
+    out
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineJson {
+    pub campaign: String,
+    pub target: String,
+    pub vantage_points: Vec<String>,
+    pub rounds: Vec<TimelineRowJson>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineRowJson {
+    pub round: u64,
+    pub time: String,
+    pub overall: Option<f64>,
+    pub per_vp: std::collections::BTreeMap<String, Option<f64>>,
+}
+
+/// Per round, the share of blocks up, overall (consensus of healthy VPs)
+/// and per VP, for every campaign of `country` (or every campaign).
+pub async fn timeline<S: Store>(
+    store: &S,
+    country: Option<&str>,
+    settings: &CorrelationSettings,
+    pfx2as: Option<&Pfx2As>,
+    now_ms: i64,
+) -> Result<Vec<TimelineJson>, StoreError> {
+    let mut out = Vec::new();
+    for c in store.list_campaigns().await? {
+        if country.is_some_and(|cc| !c.country.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(cc))) {
+            continue;
+        }
+        let Some(last) = last_complete_round(now_ms, c.interval_secs) else { continue };
+        let input = load_input(store, &c, last, settings.window_rounds, pfx2as).await?;
+        let result = darkwatch_correlate::correlate(&input, &settings.params);
+        let rounds = result
+            .timeline
+            .iter()
+            .filter(|r| r.overall.is_some() || r.per_vp.iter().any(Option::is_some))
+            .map(|r| TimelineRowJson {
+                round: r.round,
+                time: rfc3339(darkwatch_schema::round_start_ms(r.round, c.interval_secs)),
+                overall: r.overall,
+                per_vp: input.vps.iter().cloned().zip(r.per_vp.iter().copied()).collect(),
+            })
+            .collect();
+        out.push(TimelineJson { campaign: c.name.clone(), target: top_target(&c).0, vantage_points: input.vps, rounds });
+    }
+    Ok(out)
+}
+
+pub fn timeline_text(t: &[TimelineJson]) -> String {
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.0}%", x * 100.0));
+    let mut s = String::new();
+    for c in t {
+        let _ = writeln!(s, "{} ({})", c.campaign, c.target);
+        let _ = write!(s, "  {:<22} {:>8}", "ROUND START", "OVERALL");
+        for vp in &c.vantage_points {
+            let _ = write!(s, " {vp:>10}");
+        }
+        s.push('\n');
+        for r in &c.rounds {
+            let _ = write!(s, "  {:<22} {:>8}", r.time, pct(r.overall));
+            for vp in &c.vantage_points {
+                let _ = write!(s, " {:>10}", pct(r.per_vp.get(vp).copied().flatten()));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_three_forms() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_since("2h", now).unwrap(), now - 7_200_000);
+        assert_eq!(parse_since("1700000000", now).unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_since("2014-12-22T16:00:00Z", now).unwrap(), 1_419_264_000_000);
+        assert!(parse_since("yesterday", now).is_err());
+        assert!(parse_since("5w", now).is_err());
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(34_260_000), "9h31m");
+        assert_eq!(duration(59_000), "59s");
+        assert_eq!(duration(61_000), "1m01s");
+    }
+}
