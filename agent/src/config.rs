@@ -79,6 +79,12 @@ pub struct TraceConfig {
     pub per_round: usize,
     #[serde(default = "defaults::max_ttl")]
     pub max_ttl: u8,
+    /// Probe rounds per traceroute (more rounds ride out packet loss).
+    #[serde(default = "defaults::trace_rounds")]
+    pub rounds: usize,
+    /// Longest wait for silent hops in each traceroute round.
+    #[serde(default = "defaults::trace_max_round_ms")]
+    pub max_round_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +133,12 @@ mod defaults {
     pub fn max_ttl() -> u8 {
         30
     }
+    pub fn trace_rounds() -> usize {
+        3
+    }
+    pub fn trace_max_round_ms() -> u64 {
+        1000
+    }
     pub fn spool_max_bytes() -> u64 {
         256 << 20
     }
@@ -153,7 +165,12 @@ impl Default for ProbeConfig {
 
 impl Default for TraceConfig {
     fn default() -> Self {
-        TraceConfig { per_round: defaults::traces_per_round(), max_ttl: defaults::max_ttl() }
+        TraceConfig {
+            per_round: defaults::traces_per_round(),
+            max_ttl: defaults::max_ttl(),
+            rounds: defaults::trace_rounds(),
+            max_round_ms: defaults::trace_max_round_ms(),
+        }
     }
 }
 
@@ -219,6 +236,9 @@ impl Config {
         }
         if self.trace.max_ttl == 0 || self.trace.max_ttl > 64 {
             return Err("trace.max_ttl must lie in 1..=64".into());
+        }
+        if self.trace.rounds == 0 || self.trace.rounds > 16 || self.trace.max_round_ms == 0 {
+            return Err("trace.rounds must lie in 1..=16 and trace.max_round_ms must be positive".into());
         }
         if self.spool.max_bytes < 1 << 20 {
             return Err("spool.max_bytes must be at least 1 MiB".into());

@@ -122,7 +122,7 @@ impl LocalPolicy {
         match TargetSet::build(&spec) {
             Ok(set) => {
                 let kept = set.address_count();
-                let asked: u128 = prefixes.iter().map(|p| prefix_size(p)).sum();
+                let asked: u128 = prefixes.iter().map(prefix_size).sum();
                 if kept < asked {
                     tracing::warn!(
                         campaign,
@@ -301,7 +301,12 @@ impl Agent {
         if n == 0 {
             return Vec::new();
         }
-        let opts = TraceOptions { max_ttl: self.cfg.trace.max_ttl, ..TraceOptions::default() };
+        let opts = TraceOptions {
+            max_ttl: self.cfg.trace.max_ttl,
+            rounds: self.cfg.trace.rounds,
+            max_round: Duration::from_millis(self.cfg.trace.max_round_ms),
+            ..TraceOptions::default()
+        };
         let mut targets = Vec::new();
         for i in 0..n {
             let p = c.prefixes[(st.trace_cursor + i) % c.prefixes.len()];

@@ -1,0 +1,416 @@
+//! Trinocular-style belief about one block, as a pure state machine: no I/O,
+//! no clock, randomness injected by the caller.
+//!
+//! A [`BlockTracker`] knows the block's ever-responsive addresses (from
+//! discovery), a belief `B = P(block up)` and an availability `A` (the share of
+//! those addresses that answer when the block is up). A round is
+//! `start_round`, then `next_target` / `on_reply` / `on_loss` until
+//! `next_target` returns `None`, then `finish_round`. A reply means up (down
+//! blocks do not answer); a loss is weak evidence of down, weighted by `A`:
+//! `B' = (1−A)B / ((1−A)B + (1−B))`. The round stops at the first reply, once
+//! `B ≤ 0.1`, after `max_probes` probes, or when every known address was tried.
+//! `B` is clamped into [0.01, 0.99] between rounds so it can always move.
+
+use std::net::IpAddr;
+
+use darkwatch_schema::BlockState;
+use ipnet::IpNet;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Trinocular's per-round probe budget.
+pub const DEFAULT_MAX_PROBES: u32 = 15;
+/// `B` at or above this is `up`.
+pub const UP_THRESHOLD: f64 = 0.9;
+/// `B` at or below this is `down`.
+pub const DOWN_THRESHOLD: f64 = 0.1;
+/// Bounds of `B` between rounds.
+pub const BELIEF_MIN: f64 = 0.01;
+pub const BELIEF_MAX: f64 = 0.99;
+/// Bounds of `A`: never certain that an address answers, nor that none does.
+pub const AVAIL_MIN: f64 = 0.1;
+pub const AVAIL_MAX: f64 = 0.95;
+/// Weight of one probe outcome in the availability EWMA.
+pub const AVAIL_ALPHA: f64 = 0.05;
+
+/// The outcome of one block's round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundOutcome {
+    pub block: IpNet,
+    pub state: BlockState,
+    pub probes: u32,
+    pub replies: u32,
+    /// Belief after the round, in [0.01, 0.99].
+    pub belief: f64,
+    pub availability: f64,
+}
+
+/// Per-block state persisted between rounds (and between cron runs, as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockTracker {
+    pub block: IpNet,
+    /// Ever-responsive addresses, sorted, without duplicates.
+    pub responsive: Vec<IpAddr>,
+    /// `B`: belief that the block is up.
+    pub belief: f64,
+    /// `A`: share of `responsive` that answers while the block is up.
+    pub availability: f64,
+    /// State of the round in progress; not persisted (a round never spans runs).
+    #[serde(skip)]
+    round: Option<RoundProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct RoundProgress {
+    order: Vec<IpAddr>,
+    next: usize,
+    max_probes: u32,
+    /// Outcome of each probe, in order (true = reply).
+    outcomes: Vec<bool>,
+    done: bool,
+}
+
+fn clamp_avail(a: f64) -> f64 {
+    a.clamp(AVAIL_MIN, AVAIL_MAX)
+}
+
+impl BlockTracker {
+    /// A tracker for a block whose discovery sweep found `responsive`. A block
+    /// that just answered discovery starts as up, with the highest availability
+    /// a single sweep can justify.
+    pub fn from_discovery(block: IpNet, responsive: Vec<IpAddr>) -> Self {
+        let mut responsive = responsive;
+        responsive.sort_unstable();
+        responsive.dedup();
+        let belief = if responsive.is_empty() {
+            0.5
+        } else {
+            BELIEF_MAX
+        };
+        Self {
+            block,
+            responsive,
+            belief,
+            availability: AVAIL_MAX,
+            round: None,
+        }
+    }
+
+    /// Folds a later discovery sweep in: new addresses join the ever-responsive
+    /// set, and the share of that set found this time nudges `A`.
+    pub fn merge_discovery(&mut self, found: &[IpAddr]) {
+        if found.is_empty() && self.responsive.is_empty() {
+            return;
+        }
+        let before = self.responsive.len();
+        self.responsive.extend_from_slice(found);
+        self.responsive.sort_unstable();
+        self.responsive.dedup();
+        let share = found.len() as f64 / self.responsive.len() as f64;
+        self.availability = if before == 0 {
+            clamp_avail(share)
+        } else {
+            clamp_avail(0.5 * self.availability + 0.5 * share)
+        };
+    }
+
+    /// The state `B` stands for.
+    pub fn state(&self) -> BlockState {
+        state_of(self.belief)
+    }
+
+    /// Begins a round: shuffles the known addresses (no repeats within a round).
+    pub fn start_round<R: Rng + ?Sized>(&mut self, max_probes: u32, rng: &mut R) {
+        let mut order = self.responsive.clone();
+        order.shuffle(rng);
+        self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
+        self.round = Some(RoundProgress {
+            order,
+            next: 0,
+            max_probes,
+            outcomes: Vec::new(),
+            done: false,
+        });
+    }
+
+    /// The next address to probe, or `None` once the round has decided.
+    /// Each returned address must be answered by `on_reply` or `on_loss`
+    /// before calling this again.
+    pub fn next_target(&mut self) -> Option<IpAddr> {
+        let r = self.round.as_mut()?;
+        if r.done
+            || r.outcomes.len() as u32 >= r.max_probes
+            || r.next >= r.order.len()
+            || r.next > r.outcomes.len()
+        {
+            return None;
+        }
+        let addr = r.order[r.next];
+        r.next += 1;
+        Some(addr)
+    }
+
+    /// The last target answered: the block is up.
+    pub fn on_reply(&mut self) {
+        if let Some(r) = self.round.as_mut() {
+            r.outcomes.push(true);
+            r.done = true;
+            // P(reply | down) = 0, so one reply settles it.
+            self.belief = BELIEF_MAX;
+        }
+    }
+
+    /// The last target did not answer (timeout or ICMP error).
+    pub fn on_loss(&mut self) {
+        if let Some(r) = self.round.as_mut() {
+            r.outcomes.push(false);
+            let (a, b) = (self.availability, self.belief);
+            let num = (1.0 - a) * b;
+            self.belief = num / (num + (1.0 - b));
+            if self.belief <= DOWN_THRESHOLD {
+                r.done = true;
+            }
+        }
+    }
+
+    /// Ends the round: clamps `B`, updates `A` when the block was up, and
+    /// returns the outcome. Without a round in progress, reports zero probes.
+    pub fn finish_round(&mut self) -> RoundOutcome {
+        let outcomes = self.round.take().map(|r| r.outcomes).unwrap_or_default();
+        self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
+        let state = state_of(self.belief);
+        // Losses only say something about availability while the block is up;
+        // counting them during an outage would make the next outage look
+        // like a sparse block and delay its detection.
+        if state == BlockState::Up {
+            for &ok in &outcomes {
+                let x = if ok { 1.0 } else { 0.0 };
+                self.availability =
+                    clamp_avail((1.0 - AVAIL_ALPHA) * self.availability + AVAIL_ALPHA * x);
+            }
+        }
+        RoundOutcome {
+            block: self.block,
+            state,
+            probes: outcomes.len() as u32,
+            replies: outcomes.iter().filter(|&&ok| ok).count() as u32,
+            belief: self.belief,
+            availability: self.availability,
+        }
+    }
+}
+
+/// Maps a belief to a state with the Trinocular thresholds.
+pub fn state_of(belief: f64) -> BlockState {
+    if belief >= UP_THRESHOLD {
+        BlockState::Up
+    } else if belief <= DOWN_THRESHOLD {
+        BlockState::Down
+    } else {
+        BlockState::Uncertain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn block() -> IpNet {
+        "198.18.7.0/24".parse().unwrap()
+    }
+
+    fn hosts(n: u8) -> Vec<IpAddr> {
+        (1..=n).map(|i| IpAddr::from([198, 18, 7, i])).collect()
+    }
+
+    /// Runs one round where `answers(addr, rng)` decides each probe.
+    fn round<F: FnMut(IpAddr, &mut StdRng) -> bool>(
+        t: &mut BlockTracker,
+        rng: &mut StdRng,
+        mut answers: F,
+    ) -> RoundOutcome {
+        t.start_round(DEFAULT_MAX_PROBES, rng);
+        let mut seen = Vec::new();
+        while let Some(a) = t.next_target() {
+            assert!(!seen.contains(&a), "address {a} repeated within a round");
+            seen.push(a);
+            if answers(a, rng) {
+                t.on_reply()
+            } else {
+                t.on_loss()
+            }
+        }
+        t.finish_round()
+    }
+
+    #[test]
+    fn always_up_block_takes_one_probe_per_round() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut t = BlockTracker::from_discovery(block(), hosts(200));
+        for _ in 0..50 {
+            let o = round(&mut t, &mut rng, |_, _| true);
+            assert_eq!((o.state, o.probes, o.replies), (BlockState::Up, 1, 1));
+        }
+        assert!(t.availability >= AVAIL_MAX - 1e-9);
+    }
+
+    #[test]
+    fn dead_block_goes_down_within_a_few_probes() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut t = BlockTracker::from_discovery(block(), hosts(200));
+        let o = round(&mut t, &mut rng, |_, _| false);
+        assert_eq!(o.state, BlockState::Down);
+        assert!(o.probes <= 4, "took {} probes", o.probes);
+        assert_eq!(o.replies, 0);
+        // Already believed down: one confirming probe is enough next time.
+        let o = round(&mut t, &mut rng, |_, _| false);
+        assert_eq!((o.state, o.probes), (BlockState::Down, 1));
+        // And it comes back up at the first reply.
+        let o = round(&mut t, &mut rng, |_, _| true);
+        assert_eq!((o.state, o.probes), (BlockState::Up, 1));
+    }
+
+    #[test]
+    fn sparse_blocks_work() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for n in 1..=3u8 {
+            let mut t = BlockTracker::from_discovery(block(), hosts(n));
+            let o = round(&mut t, &mut rng, |_, _| true);
+            assert_eq!(o.state, BlockState::Up);
+            // A sparse block cannot reach down in one round (only n distinct
+            // addresses), but does within a few rounds of silence.
+            let mut states = Vec::new();
+            for _ in 0..4 {
+                let o = round(&mut t, &mut rng, |_, _| false);
+                assert!(o.probes <= n as u32);
+                states.push(o.state);
+            }
+            assert_eq!(
+                *states.last().unwrap(),
+                BlockState::Down,
+                "n={n}: {states:?}"
+            );
+            assert_ne!(states[0], BlockState::Up, "n={n}: {states:?}");
+        }
+        // A block with no known address cannot be probed at all.
+        let mut t = BlockTracker::from_discovery(block(), vec![]);
+        let o = round(&mut t, &mut rng, |_, _| true);
+        assert_eq!((o.probes, o.state), (0, BlockState::Uncertain));
+    }
+
+    #[test]
+    fn ten_percent_loss_rarely_yields_down() {
+        let mut downs = 0;
+        let mut total_probes = 0;
+        let rounds_per_seed = 500;
+        for seed in 0..20 {
+            let mut rng = StdRng::seed_from_u64(100 + seed);
+            let mut t = BlockTracker::from_discovery(block(), hosts(100));
+            for _ in 0..rounds_per_seed {
+                let o = round(&mut t, &mut rng, |_, r| r.gen::<f64>() >= 0.1);
+                total_probes += o.probes;
+                if o.state == BlockState::Down {
+                    downs += 1;
+                }
+            }
+        }
+        let rounds = 20 * rounds_per_seed;
+        // Three losses in a row (p = 0.001) are needed for down.
+        assert!(
+            downs * 1000 <= rounds * 3,
+            "{downs} false downs in {rounds} rounds"
+        );
+        assert!(
+            total_probes < rounds * 2,
+            "{total_probes} probes in {rounds} rounds"
+        );
+    }
+
+    #[test]
+    fn inconsistent_answers_leave_the_block_uncertain() {
+        let mut rng = StdRng::seed_from_u64(4);
+        // Only a fifth of the known addresses answer: A converges low, so a
+        // round of silence is not enough evidence for down.
+        let mut t = BlockTracker::from_discovery(block(), hosts(200));
+        let live: Vec<IpAddr> = hosts(40);
+        for _ in 0..300 {
+            round(&mut t, &mut rng, |a, _| live.contains(&a));
+        }
+        assert!(
+            t.availability > 0.15 && t.availability < 0.36,
+            "A = {}",
+            t.availability
+        );
+        let o = round(&mut t, &mut rng, |_, _| false);
+        assert_eq!(o.state, BlockState::Uncertain, "{o:?}");
+        assert_eq!(o.probes, DEFAULT_MAX_PROBES);
+
+        // The same from a fixed state: 15 losses at A = 0.25 take B from
+        // 0.99 to about 0.56, short of both thresholds.
+        let mut t = BlockTracker::from_discovery(block(), hosts(200));
+        t.availability = 0.25;
+        let o = round(&mut t, &mut rng, |_, _| false);
+        assert_eq!(
+            (o.state, o.probes, o.replies),
+            (BlockState::Uncertain, DEFAULT_MAX_PROBES, 0)
+        );
+        let expected = {
+            let odds = 99.0 * 0.75f64.powi(15);
+            odds / (1.0 + odds)
+        };
+        assert!(
+            (o.belief - expected).abs() < 1e-9,
+            "{} vs {expected}",
+            o.belief
+        );
+        // Uncertain rounds do not move availability.
+        assert_eq!(o.availability, 0.25);
+    }
+
+    #[test]
+    fn availability_converges() {
+        for seed in 0..5 {
+            let mut rng = StdRng::seed_from_u64(200 + seed);
+            let mut t = BlockTracker::from_discovery(block(), hosts(200));
+            let mut sum = 0.0;
+            for i in 0..1500 {
+                round(&mut t, &mut rng, |_, r| r.gen::<f64>() < 0.5);
+                if i >= 1000 {
+                    sum += t.availability;
+                }
+            }
+            let mean = sum / 500.0;
+            assert!((mean - 0.5).abs() < 0.08, "seed {seed}: mean A = {mean}");
+        }
+    }
+
+    #[test]
+    fn belief_is_clamped_and_tracker_round_trips_as_json() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut t = BlockTracker::from_discovery(block(), hosts(10));
+        for _ in 0..5 {
+            round(&mut t, &mut rng, |_, _| false);
+        }
+        assert!(t.belief >= BELIEF_MIN && t.belief <= DOWN_THRESHOLD);
+        let json = serde_json::to_string(&t).unwrap();
+        let back: BlockTracker = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, t);
+        assert!(!json.contains("round"));
+    }
+
+    #[test]
+    fn later_discovery_grows_the_set_and_moves_availability() {
+        let mut t = BlockTracker::from_discovery(block(), hosts(10));
+        t.merge_discovery(&hosts(20)[10..]);
+        assert_eq!(t.responsive.len(), 20);
+        // Half the ever-responsive set answered this sweep.
+        assert!((t.availability - (0.5 * AVAIL_MAX + 0.25)).abs() < 1e-9);
+        let mut empty = BlockTracker::from_discovery(block(), vec![]);
+        empty.merge_discovery(&hosts(4));
+        assert_eq!(empty.responsive.len(), 4);
+        assert_eq!(empty.availability, AVAIL_MAX);
+    }
+}

@@ -1,0 +1,185 @@
+//! Discovery: sweep every target address once to learn which addresses of
+//! each block answer at all (the block's ever-responsive set).
+//!
+//! Like zmap, the sweep never waits for a reply before sending the next probe:
+//! each probe is its own task, up to `concurrency` of them in flight (a
+//! semaphore), all paced by the global rate limiter. A progress bar is drawn
+//! only when stderr is a terminal.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use darkwatch_schema::block_of;
+use indicatif::{ProgressBar, ProgressStyle};
+use ipnet::IpNet;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::icmp::Pinger;
+use crate::ratelimit::RateLimiter;
+use crate::targets::TargetSet;
+use crate::ProbeSettings;
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("discovery {bar:40} {pos}/{len} probes, {per_sec}, eta {eta}")
+    {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Probes every address of `targets` once and returns, for every block of
+/// `targets` (IPv4 /24, IPv6 /64), the addresses that sent an echo reply,
+/// sorted. Blocks where nothing answered map to an empty list.
+pub async fn sweep(
+    pinger: Arc<dyn Pinger>,
+    limiter: Arc<RateLimiter>,
+    targets: &TargetSet,
+    settings: &ProbeSettings,
+) -> BTreeMap<IpNet, Vec<IpAddr>> {
+    let blocks = targets.blocks();
+    let mut found: BTreeMap<IpNet, Vec<IpAddr>> = blocks.iter().map(|b| (*b, Vec::new())).collect();
+    let pb = progress_bar(u64::try_from(targets.address_count()).unwrap_or(u64::MAX));
+    let sem = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let timeout = settings.timeout;
+    for block in &blocks {
+        for addr in targets.addresses_in(block) {
+            let Ok(permit) = sem.clone().acquire_owned().await else {
+                break;
+            };
+            limiter.acquire().await;
+            let (pinger, tx, pb) = (pinger.clone(), tx.clone(), pb.clone());
+            tokio::spawn(async move {
+                if pinger.echo(addr, timeout).await.is_reply() {
+                    let _ = tx.send(addr);
+                }
+                pb.inc(1);
+                drop(permit);
+            });
+        }
+    }
+    // The channel closes once the last probe task has finished.
+    drop(tx);
+    while let Some(addr) = rx.recv().await {
+        found.entry(block_of(addr)).or_default().push(addr);
+    }
+    pb.finish_and_clear();
+    for addrs in found.values_mut() {
+        addrs.sort_unstable();
+    }
+    let live = found.values().filter(|v| !v.is_empty()).count();
+    tracing::info!(
+        blocks = found.len(),
+        responsive_blocks = live,
+        "discovery done"
+    );
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::icmp::sim::SimPinger;
+    use crate::icmp::Outcome;
+    use crate::targets::TargetSpec;
+    use std::time::Duration;
+
+    fn targets(include: &[&str]) -> TargetSet {
+        TargetSet::build(&TargetSpec {
+            include: include.iter().map(|s| s.parse().unwrap()).collect(),
+            allow: vec!["198.18.0.0/15".parse().unwrap()],
+            ..TargetSpec::default()
+        })
+        .unwrap()
+    }
+
+    /// Even hosts of 198.18.1.0/24 answer; 198.18.2.0/24 is dead.
+    fn network() -> Arc<SimPinger> {
+        Arc::new(SimPinger::new(|addr, _| match addr {
+            IpAddr::V4(a) if a.octets()[2] == 1 && a.octets()[3] % 2 == 0 => Outcome::Reply {
+                rtt: Duration::from_millis(20),
+            },
+            _ => Outcome::Timeout,
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finds_responsive_addresses_per_block() {
+        let net = network();
+        let settings = ProbeSettings {
+            concurrency: 1000,
+            ..ProbeSettings::default()
+        };
+        let got = sweep(
+            net.clone(),
+            Arc::new(RateLimiter::unlimited()),
+            &targets(&["198.18.1.0/24", "198.18.2.0/24"]),
+            &settings,
+        )
+        .await;
+        assert_eq!(got.len(), 2);
+        let b1 = &got[&"198.18.1.0/24".parse().unwrap()];
+        assert_eq!(b1.len(), 128);
+        assert!(b1
+            .iter()
+            .all(|a| matches!(a, IpAddr::V4(v) if v.octets()[3] % 2 == 0)));
+        assert!(got[&"198.18.2.0/24".parse().unwrap()].is_empty());
+        assert_eq!(net.total_sent(), 512);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keeps_many_probes_in_flight_within_the_bound() {
+        let net = network();
+        let settings = ProbeSettings {
+            concurrency: 300,
+            timeout: Duration::from_secs(1),
+            ..ProbeSettings::default()
+        };
+        let start = tokio::time::Instant::now();
+        sweep(
+            net.clone(),
+            Arc::new(RateLimiter::unlimited()),
+            &targets(&["198.18.1.0/24", "198.18.2.0/24"]),
+            &settings,
+        )
+        .await;
+        assert_eq!(net.max_in_flight(), 300);
+        // 512 probes, 300 at a time, dead ones waiting a 1 s timeout: two
+        // waves, not 384 sequential timeouts.
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn obeys_the_rate_limit() {
+        let net = network();
+        let settings = ProbeSettings {
+            concurrency: 10_000,
+            ..ProbeSettings::default()
+        };
+        let start = tokio::time::Instant::now();
+        sweep(
+            net.clone(),
+            Arc::new(RateLimiter::new(256, 1)),
+            &targets(&["198.18.1.0/24", "198.18.2.0/24"]),
+            &settings,
+        )
+        .await;
+        // 512 probes at 256/s cannot all leave in under two (simulated) seconds.
+        assert!(
+            start.elapsed() >= Duration::from_millis(1990),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! The probe transport: an ICMP echo behind the [`Pinger`] trait, so that
+//! discovery and rounds run the same against the real network
+//! ([`SurgePinger`], over surge-ping raw sockets) and against a simulated one
+//! ([`sim::SimPinger`]).
+//!
+//! The real pinger opens one RAW client per address family, raises the
+//! receive buffer (one task reads every reply, and an overflowing buffer drops
+//! replies silently), gives every probe a unique (identifier, sequence) pair
+//! and checks the ICMP type: a Destination Unreachable is not a reply.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use socket2_06::{Domain, Protocol, Socket, Type};
+use surge_ping::{Client, Config, IcmpPacket, PingIdentifier, PingSequence, SurgeError, ICMP};
+
+/// What became of one echo request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// An echo reply came back from the target.
+    Reply { rtt: Duration },
+    /// An ICMP error (unreachable, time exceeded, ...) came back from `from`.
+    Unreachable { from: IpAddr },
+    /// Nothing came back in time.
+    Timeout,
+    /// The probe could not be sent (no route, no socket for the family, ...).
+    Failed(String),
+}
+
+impl Outcome {
+    /// Only an echo reply counts as the target being alive.
+    pub fn is_reply(&self) -> bool {
+        matches!(self, Outcome::Reply { .. })
+    }
+}
+
+/// Sends one echo request and waits for its outcome. Implementations must
+/// allow many concurrent calls (discovery keeps thousands in flight).
+pub trait Pinger: Send + Sync {
+    fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome>;
+}
+
+/// The message for a missing CAP_NET_RAW, shared by every entry point.
+pub const NO_PRIVILEGE_MESSAGE: &str = "darkwatch-agent needs CAP_NET_RAW to send ICMP: run it as root, or `setcap cap_net_raw+ep /path/to/darkwatch-agent`";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IcmpError {
+    #[error("{NO_PRIVILEGE_MESSAGE}")]
+    NoPrivilege,
+    #[error("cannot open an {family} ICMP socket: {source}")]
+    Socket {
+        family: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn socket_error(family: &'static str, source: io::Error) -> IcmpError {
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        IcmpError::NoPrivilege
+    } else {
+        IcmpError::Socket { family, source }
+    }
+}
+
+/// Checks that a raw ICMP socket can be opened (nothing is sent).
+pub fn check_privileges() -> Result<(), IcmpError> {
+    Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        .map(drop)
+        .map_err(|e| socket_error("IPv4", e))
+}
+
+/// Receive buffer asked for on each raw socket: room for tens of thousands of
+/// replies while the receiving task catches up.
+pub const RECV_BUFFER_BYTES: usize = 16 << 20;
+
+/// Echo payload: recognisable in packet captures.
+const PAYLOAD: &[u8; 16] = b"darkwatch-probe\0";
+
+/// The real pinger, over surge-ping.
+pub struct SurgePinger {
+    v4: Client,
+    v6: Result<Client, String>,
+    ident_base: u16,
+    counter: AtomicU32,
+}
+
+impl SurgePinger {
+    /// Opens the sockets. Must be called inside a tokio runtime (surge-ping
+    /// spawns its receive task). An IPv6 socket that cannot be opened for a
+    /// reason other than privileges only makes IPv6 probes fail.
+    pub fn new() -> Result<Self, IcmpError> {
+        let v4 = open_client(ICMP::V4).map_err(|e| socket_error("IPv4", e))?;
+        let v6 = match open_client(ICMP::V6) {
+            Ok(c) => Ok(c),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(IcmpError::NoPrivilege)
+            }
+            Err(e) => {
+                tracing::warn!("IPv6 probing disabled: cannot open an ICMPv6 socket: {e}");
+                Err(format!("no ICMPv6 socket: {e}"))
+            }
+        };
+        // Identifiers from the low half; traceroutes take theirs from the
+        // high half (see `trace`), so the two never claim each other's replies.
+        let ident_base = rand::random::<u16>() & 0x3fff;
+        Ok(Self {
+            v4,
+            v6,
+            ident_base,
+            counter: AtomicU32::new(0),
+        })
+    }
+}
+
+fn open_client(kind: ICMP) -> io::Result<Client> {
+    let config = Config::builder()
+        .kind(kind)
+        .sock_type_hint(Type::RAW)
+        .build();
+    let client = Client::new(&config)?;
+    let socket = client.get_socket();
+    if socket.get_type() != Type::RAW {
+        tracing::debug!(
+            ?kind,
+            "raw ICMP socket unavailable, surge-ping fell back to a datagram socket"
+        );
+    }
+    raise_recv_buffer(socket.get_native_sock(), RECV_BUFFER_BYTES);
+    Ok(client)
+}
+
+/// Raises the socket's receive buffer, beyond `net.core.rmem_max` when the
+/// process may (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else up to it.
+#[allow(unsafe_code)]
+fn raise_recv_buffer(fd: std::os::fd::RawFd, bytes: usize) {
+    use std::os::fd::BorrowedFd;
+    // SAFETY: `fd` belongs to a surge-ping client that the caller holds, so it
+    // stays open for the duration of this function; we only set options on it.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: valid fd, pointer and length of a c_int option value.
+    let forced = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    let sock = socket2_06::SockRef::from(&fd);
+    if !forced {
+        if let Err(e) = sock.set_recv_buffer_size(bytes) {
+            tracing::warn!("cannot raise the ICMP receive buffer: {e}");
+        }
+    }
+    match sock.recv_buffer_size() {
+        Ok(got) if got < bytes / 4 => tracing::warn!(
+            "ICMP receive buffer is only {got} bytes; replies may be lost in large sweeps (raise net.core.rmem_max)"
+        ),
+        Ok(got) => tracing::debug!("ICMP receive buffer: {got} bytes"),
+        Err(e) => tracing::debug!("cannot read the ICMP receive buffer size: {e}"),
+    }
+}
+
+impl Pinger for SurgePinger {
+    fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            let client = match (addr, &self.v6) {
+                (IpAddr::V4(_), _) => &self.v4,
+                (IpAddr::V6(_), Ok(c)) => c,
+                (IpAddr::V6(_), Err(e)) => return Outcome::Failed(e.clone()),
+            };
+            // A 32-bit counter split over identifier and sequence keeps every
+            // probe in flight distinct even across 65536 probes to one host.
+            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            let ident = PingIdentifier(self.ident_base.wrapping_add((n >> 16) as u16) & 0x7fff);
+            let mut pinger = client.pinger(addr, ident).await;
+            pinger.timeout(timeout);
+            match pinger.ping(PingSequence(n as u16), PAYLOAD).await {
+                Ok((IcmpPacket::V4(p), rtt)) => {
+                    if p.get_icmp_type().0 == 0 {
+                        Outcome::Reply { rtt }
+                    } else {
+                        Outcome::Unreachable {
+                            from: IpAddr::V4(p.get_source()),
+                        }
+                    }
+                }
+                Ok((IcmpPacket::V6(p), rtt)) => {
+                    if p.get_icmpv6_type().0 == 129 {
+                        Outcome::Reply { rtt }
+                    } else {
+                        Outcome::Unreachable {
+                            from: IpAddr::V6(p.get_source()),
+                        }
+                    }
+                }
+                Err(SurgeError::Timeout { .. }) => Outcome::Timeout,
+                Err(e) => {
+                    tracing::debug!(%addr, "echo failed: {e}");
+                    Outcome::Failed(e.to_string())
+                }
+            }
+        })
+    }
+}
+
+/// A simulated network for tests (here and in the lead's daemon): each
+/// address answers as a closure says, after a simulated delay on tokio's
+/// clock, and the pinger records what was sent.
+pub mod sim {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
+
+    use super::{Outcome, Pinger};
+
+    type Responder = dyn Fn(IpAddr, u32) -> Outcome + Send + Sync;
+
+    /// A scripted network. The responder gets the address and how many probes
+    /// it had received before this one.
+    pub struct SimPinger {
+        responder: Box<Responder>,
+        sent: Mutex<HashMap<IpAddr, u32>>,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    impl SimPinger {
+        pub fn new(responder: impl Fn(IpAddr, u32) -> Outcome + Send + Sync + 'static) -> Self {
+            Self {
+                responder: Box::new(responder),
+                sent: Mutex::new(HashMap::new()),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
+            }
+        }
+
+        /// Probes sent to `addr` so far.
+        pub fn sent_to(&self, addr: IpAddr) -> u32 {
+            self.sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&addr)
+                .copied()
+                .unwrap_or(0)
+        }
+
+        /// Probes sent in total.
+        pub fn total_sent(&self) -> u32 {
+            self.sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .sum()
+        }
+
+        /// Most probes that were awaiting their outcome at the same time.
+        pub fn max_in_flight(&self) -> usize {
+            self.max_in_flight.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Pinger for SimPinger {
+        fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome> {
+            Box::pin(async move {
+                let before = {
+                    let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+                    let n = sent.entry(addr).or_insert(0);
+                    *n += 1;
+                    *n - 1
+                };
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                let outcome = (self.responder)(addr, before);
+                let wait = match &outcome {
+                    Outcome::Reply { rtt } if *rtt <= timeout => *rtt,
+                    Outcome::Reply { .. } | Outcome::Timeout => timeout,
+                    Outcome::Unreachable { .. } => timeout / 10,
+                    Outcome::Failed(_) => Duration::ZERO,
+                };
+                tokio::time::sleep(wait).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                match outcome {
+                    Outcome::Reply { rtt } if rtt > timeout => Outcome::Timeout,
+                    other => other,
+                }
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sim::SimPinger;
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn simulated_replies_slower_than_the_timeout_are_losses() {
+        let p = SimPinger::new(|addr, _| match addr {
+            IpAddr::V4(a) if a.octets()[3] == 1 => Outcome::Reply {
+                rtt: Duration::from_millis(5),
+            },
+            IpAddr::V4(a) if a.octets()[3] == 2 => Outcome::Reply {
+                rtt: Duration::from_secs(5),
+            },
+            _ => Outcome::Unreachable {
+                from: "192.0.2.1".parse().unwrap(),
+            },
+        });
+        let t = Duration::from_secs(1);
+        assert!(p.echo("198.18.0.1".parse().unwrap(), t).await.is_reply());
+        assert_eq!(
+            p.echo("198.18.0.2".parse().unwrap(), t).await,
+            Outcome::Timeout
+        );
+        assert!(!p.echo("198.18.0.3".parse().unwrap(), t).await.is_reply());
+        assert_eq!(p.total_sent(), 3);
+    }
+
+    #[test]
+    fn no_privilege_message_names_the_fix() {
+        let msg = IcmpError::NoPrivilege.to_string();
+        assert!(msg.contains("CAP_NET_RAW") && msg.contains("setcap cap_net_raw+ep"));
+        let e = socket_error("IPv4", io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(matches!(e, IcmpError::NoPrivilege));
+    }
+}

@@ -1,0 +1,252 @@
+//! One probing round over many blocks: each block runs its own
+//! [`BlockTracker`] round (its probes strictly one after another, as the
+//! belief update needs each outcome before choosing the next step), while
+//! up to `block_concurrency` blocks proceed concurrently under the global
+//! rate limiter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::belief::{BlockTracker, RoundOutcome};
+use crate::icmp::Pinger;
+use crate::ratelimit::RateLimiter;
+use crate::ProbeSettings;
+
+/// A per-block RNG seed derived from the round seed (splitmix64 over the
+/// block), so a round is reproducible whatever the task scheduling.
+fn block_seed(seed: u64, block: &IpNet) -> u64 {
+    let mut x = seed;
+    let bytes: Vec<u8> = match block {
+        IpNet::V4(n) => n.network().octets().to_vec(),
+        IpNet::V6(n) => n.network().octets().to_vec(),
+    };
+    for b in bytes.into_iter().chain([block.prefix_len()]) {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15 ^ b as u64);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+    }
+    x
+}
+
+/// Runs one round of one block to completion.
+pub async fn probe_block(
+    tracker: &mut BlockTracker,
+    pinger: &dyn Pinger,
+    limiter: &RateLimiter,
+    settings: &ProbeSettings,
+    seed: u64,
+) -> RoundOutcome {
+    let mut rng = StdRng::seed_from_u64(block_seed(seed, &tracker.block));
+    tracker.start_round(settings.max_probes, &mut rng);
+    while let Some(addr) = tracker.next_target() {
+        limiter.acquire().await;
+        if pinger.echo(addr, settings.timeout).await.is_reply() {
+            tracker.on_reply();
+        } else {
+            tracker.on_loss();
+        }
+    }
+    tracker.finish_round()
+}
+
+/// Runs one round over every tracker and returns one outcome per block, in
+/// block order. Trackers are updated in place (persist them between rounds).
+/// A tracker without known-responsive addresses sends nothing and keeps its
+/// belief (its outcome has `probes == 0`).
+pub async fn run_round(
+    trackers: &mut BTreeMap<IpNet, BlockTracker>,
+    pinger: Arc<dyn Pinger>,
+    limiter: Arc<RateLimiter>,
+    settings: &ProbeSettings,
+    seed: u64,
+) -> Vec<RoundOutcome> {
+    let sem = Arc::new(Semaphore::new(settings.block_concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut done = Vec::with_capacity(trackers.len());
+    for (_, mut tracker) in std::mem::take(trackers) {
+        let Ok(permit) = sem.clone().acquire_owned().await else {
+            break;
+        };
+        let (pinger, limiter, settings) = (pinger.clone(), limiter.clone(), settings.clone());
+        tasks.spawn(async move {
+            let outcome =
+                probe_block(&mut tracker, pinger.as_ref(), &limiter, &settings, seed).await;
+            drop(permit);
+            (tracker, outcome)
+        });
+        // Collect finished blocks as we go so results do not pile up.
+        while let Some(res) = tasks.try_join_next() {
+            done.push(res);
+        }
+    }
+    while let Some(res) = tasks.join_next().await {
+        done.push(res);
+    }
+    let mut outcomes = Vec::with_capacity(done.len());
+    for res in done {
+        match res {
+            Ok((tracker, outcome)) => {
+                trackers.insert(tracker.block, tracker);
+                outcomes.push(outcome);
+            }
+            Err(e) => tracing::error!("a block's round task failed: {e}"),
+        }
+    }
+    outcomes.sort_by_key(|o| o.block);
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::icmp::sim::SimPinger;
+    use crate::icmp::Outcome;
+    use darkwatch_schema::BlockState;
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    fn block(i: u8) -> IpNet {
+        format!("198.18.{i}.0/24").parse().unwrap()
+    }
+
+    fn trackers(n: u8) -> BTreeMap<IpNet, BlockTracker> {
+        (0..n)
+            .map(|i| {
+                let hosts = (1..=50).map(|h| IpAddr::from([198, 18, i, h])).collect();
+                (block(i), BlockTracker::from_discovery(block(i), hosts))
+            })
+            .collect()
+    }
+
+    /// Blocks with an even third octet answer; odd ones went dark.
+    fn network() -> Arc<SimPinger> {
+        Arc::new(SimPinger::new(|addr, _| match addr {
+            IpAddr::V4(a) if a.octets()[2] % 2 == 0 => Outcome::Reply {
+                rtt: Duration::from_millis(30),
+            },
+            _ => Outcome::Timeout,
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn judges_each_block_and_keeps_trackers() {
+        let net = network();
+        let mut t = trackers(10);
+        let settings = ProbeSettings {
+            timeout: Duration::from_secs(1),
+            ..ProbeSettings::default()
+        };
+        let out = run_round(
+            &mut t,
+            net.clone(),
+            Arc::new(RateLimiter::unlimited()),
+            &settings,
+            7,
+        )
+        .await;
+        assert_eq!(out.len(), 10);
+        assert_eq!(t.len(), 10);
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o.block, block(i as u8));
+            if i % 2 == 0 {
+                assert_eq!(
+                    (o.state, o.probes, o.replies),
+                    (BlockState::Up, 1, 1),
+                    "{o:?}"
+                );
+            } else {
+                assert_eq!((o.state, o.replies), (BlockState::Down, 0), "{o:?}");
+                assert!(o.probes >= 2 && o.probes <= 4, "{o:?}");
+            }
+            assert_eq!(t[&o.block].belief, o.belief);
+        }
+        let sent: u32 = out.iter().map(|o| o.probes).sum();
+        assert_eq!(net.total_sent(), sent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blocks_run_concurrently_but_probes_within_a_block_do_not() {
+        let net = network();
+        let mut t = trackers(40);
+        let settings = ProbeSettings {
+            timeout: Duration::from_secs(1),
+            block_concurrency: 16,
+            ..ProbeSettings::default()
+        };
+        let start = tokio::time::Instant::now();
+        run_round(
+            &mut t,
+            net.clone(),
+            Arc::new(RateLimiter::unlimited()),
+            &settings,
+            1,
+        )
+        .await;
+        // Each dead block waits out its timeouts one after another, so at most
+        // one probe per block is in flight.
+        assert!(net.max_in_flight() <= 16, "{}", net.max_in_flight());
+        assert!(net.max_in_flight() > 1);
+        // 20 dead blocks × 3 sequential timeouts, 16 blocks at a time: far less
+        // than running them one by one (60 s).
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn same_seed_same_probes() {
+        let settings = ProbeSettings {
+            timeout: Duration::from_secs(1),
+            ..ProbeSettings::default()
+        };
+        let mut picks = Vec::new();
+        for _ in 0..2 {
+            // Only .7 answers, so the number of probes depends on the order.
+            let net = Arc::new(SimPinger::new(|addr, _| match addr {
+                IpAddr::V4(a) if a.octets()[3] == 7 => Outcome::Reply {
+                    rtt: Duration::from_millis(1),
+                },
+                _ => Outcome::Timeout,
+            }));
+            let mut t = trackers(3);
+            for tr in t.values_mut() {
+                tr.availability = 0.1;
+            }
+            let out = run_round(
+                &mut t,
+                net,
+                Arc::new(RateLimiter::unlimited()),
+                &settings,
+                99,
+            )
+            .await;
+            picks.push(out.iter().map(|o| o.probes).collect::<Vec<_>>());
+        }
+        assert_eq!(picks[0], picks[1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trackers_without_addresses_send_nothing() {
+        let net = network();
+        let mut t = BTreeMap::from([(block(1), BlockTracker::from_discovery(block(1), vec![]))]);
+        let out = run_round(
+            &mut t,
+            net.clone(),
+            Arc::new(RateLimiter::unlimited()),
+            &ProbeSettings::default(),
+            0,
+        )
+        .await;
+        assert_eq!((out[0].probes, out[0].state), (0, BlockState::Uncertain));
+        assert_eq!(net.total_sent(), 0);
+    }
+}

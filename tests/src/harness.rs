@@ -1,0 +1,558 @@
+//! Runs the real darkwatch binaries inside the lab: a collector in the `hub`
+//! namespace, agents in the VP namespaces, and the operator CLI from the root
+//! namespace (it reads the same database). Used by the scenario tests and the
+//! demo; nothing here is a mock.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::lab::{Lab, Node, COLLECTOR_ADDR};
+
+/// Campaign name and country code the lab watches.
+pub const CAMPAIGN: &str = "lab";
+pub const COUNTRY: &str = "ZZ";
+
+/// Path of a workspace binary next to the running test (or demo) binary.
+pub fn bin_path(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(3) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "{name} not found next to {}: run `cargo build --workspace` first",
+        exe.display()
+    )
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A database for one run: a SQLite file in the run's directory, or a fresh
+/// PostgreSQL database (dropped on drop) when `DARKWATCH_TEST_PG` names a server.
+pub struct Db {
+    pub url: String,
+    pg: Option<(String, String)>,
+}
+
+impl Db {
+    pub fn sqlite(dir: &Path) -> Db {
+        Db {
+            url: dir.join("collector.sqlite").display().to_string(),
+            pg: None,
+        }
+    }
+
+    /// `base` is a postgres URL of a role that may create databases.
+    pub fn postgres(base: &str) -> Result<Db> {
+        let name = format!("dw_{}_{:08x}", std::process::id(), rand::random::<u32>());
+        psql(base, &format!("CREATE DATABASE {name}"))?;
+        let url = swap_db(base, &name);
+        Ok(Db {
+            url,
+            pg: Some((base.to_string(), name)),
+        })
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some((base, name)) = &self.pg {
+            let _ = psql(
+                base,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+/// Replaces the database name of a postgres URL (`.../postgres?x` → `.../NAME?x`).
+fn swap_db(url: &str, name: &str) -> String {
+    let (head, query) = url
+        .split_once('?')
+        .map_or((url, None), |(h, q)| (h, Some(q)));
+    let head = head
+        .rsplit_once('/')
+        .map_or(head.to_string(), |(h, _)| format!("{h}/{name}"));
+    match query {
+        Some(q) => format!("{head}?{q}"),
+        None => head,
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<()> {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Lab timing: short rounds so that scenarios fit in CI's time.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub interval_secs: u64,
+    pub correlate_every_secs: f64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            interval_secs: 4,
+            correlate_every_secs: 1.0,
+        }
+    }
+}
+
+/// The collector, running in the lab's `hub` namespace.
+pub struct Collector<'a> {
+    lab: &'a Lab,
+    pub db_url: String,
+    pub dir: PathBuf,
+    pub port: u16,
+    pid: Option<i32>,
+    starts: u32,
+    extra: Vec<String>,
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(lab: &'a Lab, db_url: &str, dir: &Path, timing: &Timing) -> Result<Collector<'a>> {
+        fs::create_dir_all(dir)?;
+        let cfg = dir.join("collector.toml");
+        fs::write(
+            &cfg,
+            format!(
+                "[correlation]\nevery_secs = {}\nwindow_rounds = 200\n",
+                timing.correlate_every_secs
+            ),
+        )?;
+        Ok(Collector {
+            lab,
+            db_url: db_url.to_string(),
+            dir: dir.to_path_buf(),
+            port: 8080,
+            pid: None,
+            starts: 0,
+            extra: vec!["--config".into(), cfg.display().to_string()],
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{COLLECTOR_ADDR}:{}", self.port)
+    }
+
+    /// Starts `serve` in the hub namespace and waits until it answers.
+    pub fn start(&mut self) -> Result<()> {
+        self.starts += 1;
+        let log = fs::File::create(self.dir.join(format!("collector-{}.log", self.starts)))?;
+        let mut cmd = Command::new(bin_path("darkwatch-collector")?);
+        cmd.arg("serve")
+            .args([
+                "--db",
+                &self.db_url,
+                "--listen",
+                &format!("{COLLECTOR_ADDR}:{}", self.port),
+            ])
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = self.lab.spawn(Node::Hub, cmd)?;
+        self.pid = Some(child.id() as i32);
+        // Reap the child in the background so it never lingers as a zombie.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        let url = format!("{}/v1/health", self.url());
+        wait_for("the collector to answer", Duration::from_secs(30), || {
+            let out = self
+                .lab
+                .command(Node::Hub, "curl")
+                .args(["-sf", "-m", "2", &url])
+                .output()?;
+            Ok(out.status.success().then_some(()))
+        })
+    }
+
+    /// Stops the collector: SIGKILL (a crash) or SIGTERM (an orderly stop).
+    pub fn stop(&mut self, crash: bool) -> Result<()> {
+        if let Some(pid) = self.pid.take() {
+            // The lab spawns children in their own process group: signal it all.
+            let sig = if crash {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            };
+            let _ = kill(Pid::from_raw(-pid), sig);
+            wait_for("the collector to exit", Duration::from_secs(20), || {
+                Ok(kill(Pid::from_raw(pid), None).is_err().then_some(()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs the operator CLI against the collector's database.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let out = Command::new(bin_path("darkwatch-collector")?)
+            .args(args)
+            .args(["--db", &self.db_url])
+            .output()?;
+        Ok(out)
+    }
+
+    /// Like [`Collector::cli`], failing on a non-zero exit; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.cli(args)?;
+        if !out.status.success() {
+            bail!(
+                "darkwatch-collector {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Issues a token for a new agent.
+    pub fn add_agent(&self, name: &str) -> Result<String> {
+        let out = self.cli_ok(&["agents", "add", name])?;
+        out.split_whitespace()
+            .find(|w| w.len() >= 32 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no token in `agents add` output: {out:?}"))
+    }
+
+    /// `outages --json`, parsed.
+    pub fn outages(&self) -> Result<Vec<Value>> {
+        let out = self.cli_ok(&["outages", "--json"])?;
+        let v: Value = serde_json::from_str(&out)
+            .with_context(|| format!("outages --json printed {out:?}"))?;
+        v.as_array()
+            .cloned()
+            .ok_or_else(|| anyhow!("outages --json is not an array: {out}"))
+    }
+
+    /// `status --json`, parsed.
+    pub fn status(&self) -> Result<Value> {
+        Ok(serde_json::from_str(&self.cli_ok(&["status", "--json"])?)?)
+    }
+}
+
+impl Drop for Collector<'_> {
+    fn drop(&mut self) {
+        let _ = self.stop(false);
+    }
+}
+
+/// Settings of a lab agent.
+#[derive(Debug, Clone)]
+pub struct AgentOpts {
+    pub pps: u32,
+    pub timeout_ms: u64,
+    pub max_probes: u32,
+    pub traces_per_round: usize,
+}
+
+impl Default for AgentOpts {
+    fn default() -> Self {
+        AgentOpts {
+            pps: 2000,
+            timeout_ms: 300,
+            max_probes: 8,
+            traces_per_round: 4,
+        }
+    }
+}
+
+/// An agent daemon in one VP namespace.
+pub struct Agent<'a> {
+    lab: &'a Lab,
+    pub vp: u8,
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pid: Option<i32>,
+    starts: u32,
+}
+
+impl<'a> Agent<'a> {
+    pub fn new(
+        lab: &'a Lab,
+        vp: u8,
+        collector_url: &str,
+        token: &str,
+        dir: &Path,
+        o: &AgentOpts,
+    ) -> Result<Agent<'a>> {
+        fs::create_dir_all(dir)?;
+        let config = dir.join("agent.toml");
+        fs::write(
+            &config,
+            format!(
+                r#"collector = "{collector_url}"
+token = "{token}"
+spool_dir = "spool"
+pps = {pps}
+# The lab lives in the benchmarking range, which agents refuse by default.
+allow = ["198.18.0.0/15"]
+
+[probe]
+timeout_ms = {timeout}
+max_probes = {maxp}
+
+[trace]
+per_round = {traces}
+max_ttl = 8
+rounds = 2
+max_round_ms = 400
+
+[report]
+poll_secs = 2
+retry_max_secs = 2
+http_timeout_secs = 5
+"#,
+                pps = o.pps,
+                timeout = o.timeout_ms,
+                maxp = o.max_probes,
+                traces = o.traces_per_round
+            ),
+        )?;
+        Ok(Agent {
+            lab,
+            vp,
+            name: format!("vp{vp}"),
+            dir: dir.to_path_buf(),
+            config,
+            pid: None,
+            starts: 0,
+        })
+    }
+
+    pub fn start(&mut self) -> Result<()> {
+        self.starts += 1;
+        let log = fs::File::create(self.dir.join(format!("agent-{}.log", self.starts)))?;
+        let mut cmd = Command::new(bin_path("darkwatch-agent")?);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = self.lab.spawn(Node::Vp(self.vp), cmd)?;
+        self.pid = Some(child.id() as i32);
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        Ok(())
+    }
+
+    pub fn stop(&mut self, crash: bool) -> Result<()> {
+        if let Some(pid) = self.pid.take() {
+            let sig = if crash {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            };
+            let _ = kill(Pid::from_raw(-pid), sig);
+            wait_for("the agent to exit", Duration::from_secs(20), || {
+                Ok(kill(Pid::from_raw(pid), None).is_err().then_some(()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Batches waiting in the agent's spool.
+    pub fn spooled(&self) -> usize {
+        fs::read_dir(self.dir.join("spool/outbox"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Agent<'_> {
+    fn drop(&mut self) {
+        let _ = self.stop(false);
+    }
+}
+
+/// A whole lab deployment: collector, campaign over the lab country, agents.
+pub struct Deployment<'a> {
+    pub lab: &'a Lab,
+    pub collector: Collector<'a>,
+    pub agents: Vec<Agent<'a>>,
+    pub timing: Timing,
+    pub dir: PathBuf,
+}
+
+impl<'a> Deployment<'a> {
+    /// Starts a collector on `db_url`, issues one token per VP, schedules
+    /// the lab country as a campaign (from a delegated-stats file, with the
+    /// lab's control prefix), and starts one agent per VP.
+    pub fn start(lab: &'a Lab, db_url: &str, dir: &Path, timing: Timing) -> Result<Deployment<'a>> {
+        let mut collector = Collector::new(lab, db_url, &dir.join("collector"), &timing)?;
+        collector.start()?;
+        let delegated = dir.join("delegated-lab.txt");
+        fs::write(&delegated, lab.delegated_stats(COUNTRY))?;
+        let control = lab.control_prefix().to_string();
+        let interval = timing.interval_secs.to_string();
+        collector.cli_ok(&[
+            "campaign",
+            "add",
+            CAMPAIGN,
+            "--country",
+            COUNTRY,
+            "--delegated",
+            &delegated.display().to_string(),
+            "--interval",
+            &interval,
+            "--control",
+            &control,
+        ])?;
+        let mut agents = Vec::new();
+        for (i, _) in lab.vp_namespaces().iter().enumerate() {
+            let vp = (i + 1) as u8;
+            let token = collector.add_agent(&format!("vp{vp}"))?;
+            let mut a = Agent::new(
+                lab,
+                vp,
+                &collector.url(),
+                &token,
+                &dir.join(format!("vp{vp}")),
+                &AgentOpts::default(),
+            )?;
+            a.start()?;
+            agents.push(a);
+        }
+        Ok(Deployment {
+            lab,
+            collector,
+            agents,
+            timing,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.timing.interval_secs)
+    }
+
+    /// Sleeps `n` rounds.
+    pub fn rounds(&self, n: u32) {
+        std::thread::sleep(self.interval() * n);
+    }
+
+    /// Waits until every agent has reported at least one round to the
+    /// collector with at least `min_up` blocks up.
+    pub fn wait_reporting(&self, timeout: Duration) -> Result<()> {
+        let db = self.collector.db_url.clone();
+        wait_for("every agent to report", timeout, || {
+            let out = Command::new(bin_path("darkwatch-collector")?)
+                .args(["status", "--json", "--db", &db])
+                .output()?;
+            if !out.status.success() {
+                return Ok(None);
+            }
+            let v: Value = serde_json::from_slice(&out.stdout)?;
+            let seen = v["agents"].as_array().map_or(0, |a| {
+                a.iter().filter(|a| !a["last_seen"].is_null()).count()
+            });
+            Ok((seen == self.agents.len()).then_some(()))
+        })
+    }
+
+    /// Current verdicts (`outages --json`).
+    pub fn outages(&self) -> Result<Vec<Value>> {
+        self.collector.outages()
+    }
+
+    /// Stops agents then the collector (orderly).
+    pub fn stop(&mut self) -> Result<()> {
+        for a in &mut self.agents {
+            a.stop(false)?;
+        }
+        self.collector.stop(false)
+    }
+}
+
+/// Verdicts of `kind` at `scope` (optionally for `target`).
+pub fn verdicts<'v>(
+    all: &'v [Value],
+    kind: &str,
+    scope: &str,
+    target: Option<&str>,
+) -> Vec<&'v Value> {
+    all.iter()
+        .filter(|v| {
+            v["kind"] == kind && v["scope"] == scope && target.is_none_or(|t| v["target"] == t)
+        })
+        .collect()
+}
+
+/// A per-run directory for logs and databases, kept when a test fails
+/// (so its logs can be read) under `$DARKWATCH_TEST_OUT` if set.
+pub fn run_dir(name: &str) -> Result<tempfile::TempDir> {
+    let base = std::env::var_os("DARKWATCH_TEST_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    fs::create_dir_all(&base)?;
+    Ok(tempfile::Builder::new()
+        .prefix(&format!("dw-{name}-"))
+        .tempdir_in(base)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_db_keeps_query() {
+        assert_eq!(
+            swap_db("postgres://u:p@h:5432/postgres", "x"),
+            "postgres://u:p@h:5432/x"
+        );
+        assert_eq!(
+            swap_db(
+                "postgres://u:p@localhost/postgres?host=/var/run/postgresql",
+                "x"
+            ),
+            "postgres://u:p@localhost/x?host=/var/run/postgresql"
+        );
+    }
+}
