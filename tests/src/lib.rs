@@ -1,1 +1,10 @@
-//! The darkwatch lab.
+//! darkwatch's test support: the network-namespace lab (`lab`) that every
+//! end-to-end test and demo runs in, re-exported at the crate root.
+
+pub mod harness;
+pub mod lab;
+
+pub use lab::{
+    clean_all, clean_stale, lab_or_skip, Lab, LabConfig, LabError, Node, PingOutcome, Plan,
+    COLLECTOR_ADDR, CONTROL_PREFIX, COUNTRY_SPACE,
+};

@@ -6,17 +6,25 @@
 //! the round number, so every test can replay a synthetic timeline exactly.
 //!
 //! Pipeline (each step a module):
+//! 0. `grid`: the observations as dense per-round arrays (one byte per VP,
+//!    block and round), so that every later step is a linear scan.
 //! 1. `health`: per vantage point (VP) and round, is the VP itself healthy?
 //!    A VP that suddenly loses most of its blocks while the other VPs do not,
 //!    or whose control targets all fail, is faulty for that round and is left
 //!    out of every target verdict.
 //! 2. `consensus`: per block and round, one state from the healthy VPs: up if
 //!    any healthy VP saw it up, down if at least `quorum` healthy VPs saw it
-//!    down and none saw it up, otherwise unknown.
-//! 3. `verdicts`: per scope (country/campaign, origin AS, prefix), the share of
-//!    blocks down per round, turned into `blackout` / `partial` /
+//!    down and none saw it up, otherwise unknown. The quorum is capped at the
+//!    healthy VPs that reported the block at all (uncertain reports included).
+//! 3. `scopes`: per scope (country/campaign, origin AS, prefix), per-round
+//!    totals: blocks judged and down, flapping blocks, probe losses.
+//! 4. `verdicts`: the totals turned into `blackout` / `partial` /
 //!    `instability` verdicts with hysteresis (`open_after` / `close_after`
-//!    rounds), then localized with the traceroutes of the VPs that saw it.
+//!    rounds); `localize` then places blackouts and partial outages with the
+//!    traceroutes of the VPs that saw them; `timeline` summarizes each round.
+//!
+//! A round without any data (collector downtime) is neither good nor bad: it
+//! neither opens, closes nor splits a verdict.
 
 use std::net::IpAddr;
 
@@ -124,6 +132,14 @@ pub struct Params {
     /// ...or at least this share of blocks changed state (any VP) since the
     /// previous round.
     pub instability_flap_share: f64,
+    /// Added: the loss criterion needs at least this many probes to blocks
+    /// believed up in the round. Small prefixes see ~1.1 probes per block
+    /// and VP, and with a handful of probes 10% random loss often looks like
+    /// 30%; without this floor every small prefix would turn "unstable".
+    pub instability_min_probes: u32,
+    /// Added: the flap criterion needs at least this many blocks that changed
+    /// state, for the same reason (one block in a 1-block prefix is 100%).
+    pub instability_min_flaps: u32,
     /// A VP whose share of up blocks falls by at least this much from its own
     /// baseline, while the other VPs' does not, is faulty for that round.
     pub vp_fault_drop: f64,
@@ -142,6 +158,8 @@ impl Default for Params {
             instability_min_rounds: 3,
             instability_loss: 0.3,
             instability_flap_share: 0.2,
+            instability_min_probes: 20,
+            instability_min_flaps: 2,
             vp_fault_drop: 0.5,
         }
     }
@@ -222,11 +240,133 @@ pub struct Output {
     pub verdicts: Vec<Verdict>,
     pub vp_faults: Vec<VpFault>,
     pub timeline: Vec<TimelineRow>,
+    /// Added: observations (block and control) left out because their VP or
+    /// block is unknown or their round lies outside the window.
+    #[serde(default)]
+    pub skipped_observations: usize,
+}
+
+/// Why a correlation pass could not run. Each is a problem of the input or of
+/// the parameters, never of the data's content: bad observations (unknown VP,
+/// unknown block, out-of-window round) are skipped and counted instead.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CorrelateError {
+    #[error("window is inverted: first_round {first} > last_round {last}")]
+    InvertedWindow { first: u64, last: u64 },
+    #[error("window of {rounds} rounds x {vps} VPs x {blocks} blocks is too large (limit {limit} cells)")]
+    TooLarge {
+        rounds: u64,
+        vps: usize,
+        blocks: usize,
+        limit: u64,
+    },
+    #[error("block {block} refers to prefix {prefix}, but there are only {count} prefixes")]
+    BlockPrefix {
+        block: usize,
+        prefix: u32,
+        count: usize,
+    },
+    #[error("invalid parameter {name}: {why}")]
+    Param {
+        name: &'static str,
+        why: &'static str,
+    },
+}
+
+impl Params {
+    /// Checks ranges that would make the verdicts meaningless (NaN shares,
+    /// zero-length hysteresis).
+    pub fn validate(&self) -> Result<(), CorrelateError> {
+        let share = |name: &'static str, v: f64| {
+            if v.is_finite() && (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(CorrelateError::Param {
+                    name,
+                    why: "must be a number in [0, 1]",
+                })
+            }
+        };
+        share("blackout_share", self.blackout_share)?;
+        share("partial_share", self.partial_share)?;
+        share("instability_loss", self.instability_loss)?;
+        share("instability_flap_share", self.instability_flap_share)?;
+        share("vp_fault_drop", self.vp_fault_drop)?;
+        let at_least_one = |name: &'static str, v: u64| {
+            if v >= 1 {
+                Ok(())
+            } else {
+                Err(CorrelateError::Param {
+                    name,
+                    why: "must be at least 1",
+                })
+            }
+        };
+        at_least_one("quorum", self.quorum as u64)?;
+        at_least_one("open_after", self.open_after.into())?;
+        at_least_one("close_after", self.close_after.into())?;
+        at_least_one("instability_window", self.instability_window.into())?;
+        at_least_one("instability_min_rounds", self.instability_min_rounds.into())?;
+        if self.instability_min_rounds > self.instability_window {
+            return Err(CorrelateError::Param {
+                name: "instability_min_rounds",
+                why: "must not exceed instability_window",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Median of a non-empty slice (mean of the two middle values when even).
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
 }
 
 /// Runs one correlation pass. Deterministic: the same input gives the same
 /// output, whatever the order of `input.obs`.
+///
+/// Invalid parameters or an impossible window give an empty output; callers
+/// that want to know why should use [`try_correlate`].
 pub fn correlate(input: &Input, params: &Params) -> Output {
-    let _ = (input, params);
-    Output::default()
+    try_correlate(input, params).unwrap_or_default()
 }
+
+/// [`correlate`], with the reason when the pass cannot run.
+pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, CorrelateError> {
+    params.validate()?;
+    let mut grid = grid::Grid::build(input)?;
+    let health = health::assess(&grid, params);
+    let cons = consensus::compute(input, &mut grid, &health, params);
+    let scopes = scopes::Scopes::build(input, &grid, cons);
+    let mut verdicts = verdicts::detect(input, &grid, &health, &scopes, params);
+    for v in &mut verdicts {
+        v.verdict.localization = localize::localize(input, v, &scopes);
+    }
+    let verdicts = verdicts.into_iter().map(|v| v.verdict).collect();
+    Ok(Output {
+        verdicts,
+        vp_faults: health::fault_runs(input, &grid, &health),
+        timeline: timeline::build(&grid, &scopes),
+        skipped_observations: grid.skipped,
+    })
+}
+
+mod consensus;
+mod grid;
+mod health;
+mod localize;
+mod scopes;
+mod timeline;
+mod verdicts;
+
+#[cfg(test)]
+mod tests;

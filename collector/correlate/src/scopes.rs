@@ -1,0 +1,131 @@
+//! The scopes verdicts are made for: the top scope (country or campaign),
+//! each origin AS, each prefix, with their per-round totals.
+//!
+//! Every total is a sum over prefixes, so the consensus pass aggregates per
+//! prefix once and the wider scopes add those up.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+
+use crate::consensus::{Agg, Consensus};
+use crate::grid::Grid;
+use crate::{Input, Scope};
+
+pub(crate) struct ScopeDef {
+    pub scope: Scope,
+    pub target: String,
+    /// Indices into `Input::prefixes`, sorted.
+    pub prefixes: Vec<u32>,
+    /// Enclosing scopes (indices into `Scopes::defs`): a prefix's AS and the
+    /// top scope, an AS's top scope.
+    pub ancestors: Vec<usize>,
+    /// Per-round totals, `None` for a prefix scope (read from the consensus).
+    series: Option<Vec<Agg>>,
+    pub judged_blocks: usize,
+}
+
+pub(crate) struct Scopes {
+    pub defs: Vec<ScopeDef>,
+    rounds: usize,
+    prefix_aggs: Vec<Agg>,
+    /// Per prefix: its blocks (indices into `Input::blocks`).
+    pub prefix_blocks: Vec<Vec<u32>>,
+    pub prefix_nets: Vec<IpNet>,
+}
+
+impl Scopes {
+    pub fn build(input: &Input, grid: &Grid, cons: Consensus) -> Scopes {
+        let np = input.prefixes.len();
+        let nr = grid.rounds;
+        let sum = |prefixes: &[u32]| {
+            let mut s = vec![Agg::default(); nr];
+            for &p in prefixes {
+                for (r, a) in s.iter_mut().enumerate() {
+                    *a += cons.prefix_aggs[p as usize * nr + r];
+                }
+            }
+            s
+        };
+        let judged = |prefixes: &[u32]| {
+            prefixes
+                .iter()
+                .map(|&p| cons.prefix_judged_blocks[p as usize] as usize)
+                .sum()
+        };
+        let all: Vec<u32> = (0..np as u32).collect();
+        let mut defs = vec![ScopeDef {
+            scope: if input.is_country {
+                Scope::Country
+            } else {
+                Scope::Campaign
+            },
+            target: input.target.clone(),
+            series: Some(sum(&all)),
+            judged_blocks: judged(&all),
+            prefixes: all,
+            ancestors: vec![],
+        }];
+        let mut by_asn: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (p, info) in input.prefixes.iter().enumerate() {
+            if let Some(asn) = info.asn {
+                by_asn.entry(asn).or_default().push(p as u32);
+            }
+        }
+        let mut asn_scope = vec![None; np];
+        for (asn, prefixes) in by_asn {
+            // An AS holding the whole watched space would only repeat the
+            // top scope's verdicts.
+            if prefixes.len() == np {
+                continue;
+            }
+            for &p in &prefixes {
+                asn_scope[p as usize] = Some(defs.len());
+            }
+            defs.push(ScopeDef {
+                scope: Scope::Asn,
+                target: format!("AS{asn}"),
+                series: Some(sum(&prefixes)),
+                judged_blocks: judged(&prefixes),
+                prefixes,
+                ancestors: vec![0],
+            });
+        }
+        for (p, info) in input.prefixes.iter().enumerate() {
+            let mut ancestors = vec![0];
+            ancestors.extend(asn_scope[p]);
+            defs.push(ScopeDef {
+                scope: Scope::Prefix,
+                target: info.net.to_string(),
+                prefixes: vec![p as u32],
+                ancestors,
+                series: None,
+                judged_blocks: cons.prefix_judged_blocks[p] as usize,
+            });
+        }
+        let mut prefix_blocks = vec![Vec::new(); np];
+        for (b, info) in input.blocks.iter().enumerate() {
+            prefix_blocks[info.prefix as usize].push(b as u32);
+        }
+        Scopes {
+            defs,
+            rounds: nr,
+            prefix_aggs: cons.prefix_aggs,
+            prefix_blocks,
+            prefix_nets: input.prefixes.iter().map(|p| p.net).collect(),
+        }
+    }
+
+    /// Per-round totals of scope `s`.
+    pub fn series(&self, s: usize) -> &[Agg] {
+        let d = &self.defs[s];
+        match &d.series {
+            Some(v) => v,
+            None => self.prefix_series(d.prefixes[0] as usize),
+        }
+    }
+
+    pub fn prefix_series(&self, p: usize) -> &[Agg] {
+        &self.prefix_aggs[p * self.rounds..(p + 1) * self.rounds]
+    }
+}
