@@ -225,18 +225,20 @@ impl Agent {
             st.discovered_round = Some(round);
         }
         let seed = round ^ 0x5eed;
-        let outcomes =
-            crate::round::run_round(&mut st.trackers, self.pinger.clone(), self.limiter.clone(), &self.settings, seed)
-                .await;
-        let controls = crate::round::run_round(
-            &mut st.control_trackers,
-            self.pinger.clone(),
-            self.limiter.clone(),
-            &self.settings,
-            seed,
-        )
-        .await;
-        let traces = self.traces(c, &mut st, round).await;
+        // Probing, control probing and traceroutes run side by side, so that
+        // a round fits in its interval even when every block is dark.
+        let trace_targets = self.trace_targets(c, &mut st, round);
+        let (outcomes, controls, traces) = tokio::join!(
+            crate::round::run_round(&mut st.trackers, self.pinger.clone(), self.limiter.clone(), &self.settings, seed),
+            crate::round::run_round(
+                &mut st.control_trackers,
+                self.pinger.clone(),
+                self.limiter.clone(),
+                &self.settings,
+                seed,
+            ),
+            self.traces(c, trace_targets, round),
+        );
         let ts = now_ms();
         let obs = |o: &RoundOutcome, control: bool| BlockObservation {
             campaign: c.name.clone(),
@@ -294,19 +296,10 @@ impl Agent {
         tracing::info!(campaign = %c.name, tracked = st.trackers.len(), controls = st.control_trackers.len(), "discovery done");
     }
 
-    /// Traceroutes toward a few prefixes (rotating), to one known-responsive
-    /// address of each, or its first address if none is known.
-    async fn traces(&self, c: &CampaignAssignment, st: &mut CampaignState, round: u64) -> Vec<TraceObservation> {
+    /// Picks this round's traceroute targets: a few prefixes (rotating), one
+    /// known-responsive address of each, or its first address if none is known.
+    fn trace_targets(&self, c: &CampaignAssignment, st: &mut CampaignState, round: u64) -> Vec<IpAddr> {
         let n = self.cfg.trace.per_round.min(c.prefixes.len());
-        if n == 0 {
-            return Vec::new();
-        }
-        let opts = TraceOptions {
-            max_ttl: self.cfg.trace.max_ttl,
-            rounds: self.cfg.trace.rounds,
-            max_round: Duration::from_millis(self.cfg.trace.max_round_ms),
-            ..TraceOptions::default()
-        };
         let mut targets = Vec::new();
         for i in 0..n {
             let p = c.prefixes[(st.trace_cursor + i) % c.prefixes.len()];
@@ -321,7 +314,19 @@ impl Agent {
                 targets.push(target);
             }
         }
-        st.trace_cursor = (st.trace_cursor + n) % c.prefixes.len();
+        if n > 0 {
+            st.trace_cursor = (st.trace_cursor + n) % c.prefixes.len();
+        }
+        targets
+    }
+
+    async fn traces(&self, c: &CampaignAssignment, targets: Vec<IpAddr>, round: u64) -> Vec<TraceObservation> {
+        let opts = TraceOptions {
+            max_ttl: self.cfg.trace.max_ttl,
+            rounds: self.cfg.trace.rounds,
+            max_round: Duration::from_millis(self.cfg.trace.max_round_ms),
+            ..TraceOptions::default()
+        };
         let limiter = self.limiter.clone();
         let runs = targets.into_iter().map(|t| {
             let (opts, limiter) = (opts.clone(), limiter.clone());

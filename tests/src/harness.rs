@@ -556,3 +556,39 @@ mod tests {
         );
     }
 }
+
+/// Runs one SQL query against the run's database (sqlite3 or psql CLI) and
+/// returns its rows, fields split on `|`.
+pub fn db_query(db_url: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+    let out = if db_url.starts_with("postgres") {
+        Command::new("psql").arg(db_url).args(["-qtA", "-F|", "-v", "ON_ERROR_STOP=1", "-c", sql]).output()?
+    } else {
+        let path = db_url.strip_prefix("sqlite://").unwrap_or(db_url);
+        Command::new("sqlite3").args(["-readonly", path, sql]).output()?
+    };
+    if !out.status.success() {
+        bail!("query {sql:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect())
+}
+
+/// The current round of the lab campaign.
+pub fn current_round(interval_secs: u64) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    darkwatch_schema::round_of(now, interval_secs)
+}
+
+/// Rounds stored per agent: `agent -> (round -> observation count)`.
+pub fn stored_rounds(db_url: &str) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<u64, u64>>> {
+    let mut m: std::collections::BTreeMap<String, std::collections::BTreeMap<u64, u64>> = Default::default();
+    for r in db_query(db_url, "SELECT agent, round, COUNT(*) FROM observations GROUP BY agent, round ORDER BY agent, round")? {
+        if r.len() == 3 {
+            m.entry(r[0].clone()).or_default().insert(r[1].parse()?, r[2].parse()?);
+        }
+    }
+    Ok(m)
+}
