@@ -27,7 +27,7 @@ use crate::store::{AgentObservation, Campaign, Store, StoreError, Verdict, VpFau
 pub const LEASE: &str = "correlator";
 
 /// Settings of the correlation loop (`[correlation]` in collector.toml).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorrelationSettings {
     /// Thresholds of the verdict logic.
@@ -265,7 +265,13 @@ pub async fn pass<S: Store>(
         return Ok((core::Output::default(), Vec::new()));
     };
     let input = load_input(store, campaign, last, settings.window_rounds, pfx2as).await?;
-    let out = core::correlate(&input, &settings.params);
+    let out = match core::try_correlate(&input, &settings.params) {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::error!(campaign = %campaign.name, error = %e, "cannot correlate");
+            return Ok((core::Output::default(), Vec::new()));
+        }
+    };
     let events = apply(store, campaign, &input, &out, now_ms).await?;
     Ok((out, events))
 }

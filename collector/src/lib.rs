@@ -1,1 +1,21 @@
-//! darkwatch-collector as a library; the binary in `main.rs` is a thin shim.
+//! darkwatch-collector: receives agent reports over HTTP, stores them
+//! (SQLite or PostgreSQL) and serves campaigns, agents and metrics.
+//!
+//! The binary (`main.rs`) is a shim over [`cli::main`]. Pure parts
+//! (`tokens`, `delegated`, `ingest`, `config`, `metrics`) know nothing of
+//! sockets or databases; `store` is the only module that speaks SQL and
+//! `api`/`server` the only ones that speak HTTP.
+
+pub mod alerts;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod correlation;
+pub mod delegated;
+pub mod ingest;
+pub mod metrics;
+pub mod pfx2as;
+pub mod report_cli;
+pub mod server;
+pub mod store;
+pub mod tokens;

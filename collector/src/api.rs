@@ -1,0 +1,306 @@
+//! The collector's HTTP API (`/v1/...`, `/metrics`).
+//!
+//! Agents post reports and pull assignments with a bearer token; operators'
+//! tools read campaigns, agents and metrics. Every error is a JSON
+//! `ApiError` with a one-line message. Request data is never trusted: auth
+//! runs before the body is read, the body is capped, JSON errors name the
+//! offending field, and a batch is acknowledged only after it is committed.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use darkwatch_schema::{ApiError, Assignments, BatchAck, ReportBatch};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::ingest::{check_batch, IngestError};
+use crate::metrics::Metrics;
+use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError};
+use crate::tokens;
+
+/// Default cap on request bodies.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Window for the "agents seen recently" gauge.
+const SEEN_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// Shared by all handlers.
+pub struct AppState<S> {
+    pub store: Arc<S>,
+    pub metrics: Arc<Metrics>,
+    /// Wall clock in Unix ms; injected so tests could pin time.
+    pub now_ms: fn() -> i64,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            now_ms: self.now_ms,
+        }
+    }
+}
+
+pub fn wall_clock_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// An error answer: status plus a one-line message.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiFailure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiFailure {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn store(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        ApiFailure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable, retry later",
+        )
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ApiError {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The agent a request's bearer token belongs to.
+pub struct AuthedAgent(pub String);
+
+impl<S: Store> FromRequestParts<AppState<S>> for AuthedAgent {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiFailure::new(StatusCode::UNAUTHORIZED, m);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing bearer token (Authorization: Bearer <token>)"))?;
+        let value = value
+            .to_str()
+            .map_err(|_| unauthorized("Authorization header is not ASCII"))?;
+        let token = tokens::bearer(value)
+            .ok_or_else(|| unauthorized("Authorization header is not 'Bearer <token>'"))?;
+        match state
+            .store
+            .authenticate(&tokens::hash(token))
+            .await
+            .map_err(ApiFailure::store)?
+        {
+            AuthOutcome::Agent(name) => {
+                // Last-seen is best effort: a failure here must not refuse the request.
+                if let Err(e) = state.store.touch_agent(&name, (state.now_ms)()).await {
+                    tracing::warn!(agent = %name, error = %e, "could not record last-seen time");
+                }
+                Ok(AuthedAgent(name))
+            }
+            AuthOutcome::Revoked(name) => {
+                tracing::warn!(agent = %name, "request with a revoked token");
+                Err(unauthorized("token revoked"))
+            }
+            AuthOutcome::Unknown => Err(unauthorized("invalid token")),
+        }
+    }
+}
+
+/// The router, with a body cap of `max_body` bytes.
+pub fn router<S: Store>(state: AppState<S>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/health", get(health::<S>))
+        .route("/v1/reports", post(post_reports::<S>))
+        .route("/v1/assignments", get(get_assignments::<S>))
+        .route("/v1/campaigns", get(get_campaigns::<S>))
+        .route("/v1/agents", get(get_agents::<S>))
+        .route("/metrics", get(get_metrics::<S>))
+        .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            count_rejections,
+        ))
+        // INFO so that the default log level shows one line per request.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state)
+}
+
+async fn count_rejections(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if status.is_client_error() || status.is_server_error() {
+        metrics.rejected(status.as_u16());
+    }
+    resp
+}
+
+async fn health<S: Store>(
+    State(st): State<AppState<S>>,
+) -> Result<Json<serde_json::Value>, ApiFailure> {
+    st.store.ping().await.map_err(ApiFailure::store)?;
+    Ok(Json(serde_json::json!({ "status": "ok" })))
+}
+
+/// Parses a report body, naming the offending field on error.
+pub fn parse_batch(body: &[u8]) -> Result<ReportBatch, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let batch: ReportBatch = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            format!("invalid report JSON: {}", e.inner())
+        } else {
+            format!("invalid report JSON at {path}: {}", e.inner())
+        }
+    })?;
+    de.end().map_err(|e| format!("invalid report JSON: {e}"))?;
+    Ok(batch)
+}
+
+async fn post_reports<S: Store>(
+    State(st): State<AppState<S>>,
+    AuthedAgent(agent): AuthedAgent,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchAck>, ApiFailure> {
+    // The auth extractor ran first, so an anonymous client cannot make us
+    // buffer a large body.
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body is larger than the collector accepts".to_string()
+        } else {
+            format!("could not read request body: {}", r.body_text())
+        };
+        ApiFailure::new(status, msg)
+    })?;
+    let batch = parse_batch(&body).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
+    let now = (st.now_ms)();
+    let campaigns = st.store.list_campaigns().await.map_err(ApiFailure::store)?;
+    check_batch(&batch, &agent, &campaigns, now).map_err(|e| {
+        let status = match e {
+            IngestError::Invalid(_) => StatusCode::BAD_REQUEST,
+            IngestError::UnknownCampaign(_) | IngestError::NotAssigned { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+        };
+        tracing::info!(%agent, batch = %batch.batch_id, error = %e, "report refused");
+        ApiFailure::new(status, e.to_string())
+    })?;
+    let ack = st
+        .store
+        .ingest(&agent, &batch, now)
+        .await
+        .map_err(ApiFailure::store)?;
+    st.metrics
+        .batch(ack.duplicate, ack.observations_stored, ack.traces_stored);
+    tracing::info!(
+        %agent,
+        batch = %ack.batch_id,
+        duplicate = ack.duplicate,
+        observations = ack.observations_stored,
+        traces = ack.traces_stored,
+        "report stored"
+    );
+    Ok(Json(ack))
+}
+
+async fn get_assignments<S: Store>(
+    State(st): State<AppState<S>>,
+    AuthedAgent(agent): AuthedAgent,
+) -> Result<Json<Assignments>, ApiFailure> {
+    let campaigns = st
+        .store
+        .campaigns_for_agent(&agent)
+        .await
+        .map_err(ApiFailure::store)?;
+    Ok(Json(Assignments {
+        agent,
+        campaigns: campaigns.iter().map(Campaign::to_assignment).collect(),
+    }))
+}
+
+async fn get_campaigns<S: Store>(
+    State(st): State<AppState<S>>,
+) -> Result<Json<Vec<Campaign>>, ApiFailure> {
+    Ok(Json(
+        st.store.list_campaigns().await.map_err(ApiFailure::store)?,
+    ))
+}
+
+async fn get_agents<S: Store>(
+    State(st): State<AppState<S>>,
+) -> Result<Json<Vec<AgentInfo>>, ApiFailure> {
+    Ok(Json(
+        st.store.list_agents().await.map_err(ApiFailure::store)?,
+    ))
+}
+
+async fn get_metrics<S: Store>(State(st): State<AppState<S>>) -> Response {
+    let counts = match st.store.counts((st.now_ms)() - SEEN_WINDOW_MS).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: store failure");
+            None
+        }
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(counts.as_ref()),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let e = parse_batch(br#"{"batch_id":"00ff00ff","created_ms":"soon"}"#).unwrap_err();
+        assert!(e.contains("created_ms"), "{e}");
+        let e = parse_batch(
+            br#"{"batch_id":"00ff00ff","created_ms":1,"observations":[{"campaign":"kp","round":1,"block":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("observations[0].block"), "{e}");
+        let e = parse_batch(b"{not json").unwrap_err();
+        assert!(e.starts_with("invalid report JSON"), "{e}");
+        let e = parse_batch(br#"{"batch_id":"00ff00ff","created_ms":1} trailing"#).unwrap_err();
+        assert!(e.contains("trailing"), "{e}");
+        assert!(parse_batch(br#"{"batch_id":"00ff00ff","created_ms":1}"#).is_ok());
+    }
+}

@@ -1,0 +1,175 @@
+//! Server settings: the optional `collector.toml` and how flags override it.
+//!
+//! Precedence is command-line flag (or its environment variable), then the
+//! config file, then the built-in default. Merging is pure and tested here;
+//! reading the file is the CLI's job.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::api::DEFAULT_MAX_BODY;
+
+pub const DEFAULT_DB: &str = "darkwatch.sqlite";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The `collector.toml` file; every key optional, unknown keys refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub db: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_body: Option<usize>,
+    /// Verdict logic and the correlation loop (`[correlation]`).
+    #[serde(default)]
+    pub correlation: crate::correlation::CorrelationSettings,
+    /// Webhook alerts on verdict open/close (`[alerts]`).
+    #[serde(default)]
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `[alerts]`: where verdict open/close events are POSTed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub webhook: String,
+    /// Delivery attempts per event before giving up (with backoff).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_attempts() -> u32 {
+    8
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("config file: {0}")]
+    Parse(String),
+    #[error("TLS needs both a certificate and a key (got only the {0})")]
+    HalfTls(&'static str),
+    #[error("max_body must be at least 1024 bytes, got {0}")]
+    MaxBody(usize),
+    #[error("[correlation]: {0}")]
+    Correlation(String),
+    #[error("[alerts] webhook must be an http(s) URL, got {0:?}")]
+    Webhook(String),
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        // toml's message spans several lines; keep the error to one.
+        toml::from_str(text)
+            .map_err(|e| ConfigError::Parse(e.to_string().replace('\n', " ").trim().to_string()))
+    }
+}
+
+/// Effective settings of `serve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub db: String,
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub max_body: usize,
+    pub correlation: crate::correlation::CorrelationSettings,
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// Flags as given (None = not given).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServeFlags {
+    pub db: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_body: Option<usize>,
+}
+
+pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigError> {
+    let default_listen: SocketAddr = DEFAULT_LISTEN.parse().expect("constant address parses");
+    let cert = flags.tls_cert.or(file.tls_cert);
+    let key = flags.tls_key.or(file.tls_key);
+    let tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (Some(_), None) => return Err(ConfigError::HalfTls("certificate")),
+        (None, Some(_)) => return Err(ConfigError::HalfTls("key")),
+        (None, None) => None,
+    };
+    let max_body = flags.max_body.or(file.max_body).unwrap_or(DEFAULT_MAX_BODY);
+    if max_body < 1024 {
+        return Err(ConfigError::MaxBody(max_body));
+    }
+    file.correlation.params.validate().map_err(|e| ConfigError::Correlation(e.to_string()))?;
+    if file.correlation.window_rounds == 0 || !(file.correlation.every_secs > 0.0) {
+        return Err(ConfigError::Correlation("window_rounds and every_secs must be positive".into()));
+    }
+    if let Some(a) = &file.alerts {
+        if !(a.webhook.starts_with("http://") || a.webhook.starts_with("https://")) {
+            return Err(ConfigError::Webhook(a.webhook.clone()));
+        }
+    }
+    Ok(ServeConfig {
+        db: flags
+            .db
+            .or(file.db)
+            .unwrap_or_else(|| DEFAULT_DB.to_string()),
+        listen: flags.listen.or(file.listen).unwrap_or(default_listen),
+        tls,
+        max_body,
+        correlation: file.correlation,
+        alerts: file.alerts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_over_defaults() {
+        let file = FileConfig::parse(
+            "db = \"file.sqlite\"\nlisten = \"127.0.0.1:9000\"\nmax_body = 2048\n",
+        )
+        .unwrap();
+        let flags = ServeFlags {
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = merge(flags, file).unwrap();
+        assert_eq!(c.db, "file.sqlite");
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.max_body, 2048);
+        assert_eq!(c.tls, None);
+
+        let c = merge(ServeFlags::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.db, DEFAULT_DB);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.max_body, DEFAULT_MAX_BODY);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_half_tls() {
+        let e = FileConfig::parse("dbb = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("dbb"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        let file = FileConfig {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            merge(ServeFlags::default(), file),
+            Err(ConfigError::HalfTls("certificate"))
+        );
+        let flags = ServeFlags {
+            max_body: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(
+            merge(flags, FileConfig::default()),
+            Err(ConfigError::MaxBody(10))
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! Checks a report batch against what the collector knows, before storing it.
+//!
+//! `ReportBatch::validate` (shared with the agent) covers shapes and ranges;
+//! this adds what needs collector state: each campaign must exist and be
+//! assigned to the reporting agent, and each round number must agree with
+//! its timestamp for that campaign's interval. Pure: campaigns and the
+//! current time are passed in.
+
+use std::collections::HashMap;
+
+use darkwatch_schema::{round_of, ReportBatch, SchemaError};
+
+use crate::store::Campaign;
+
+/// How many rounds a reported round may differ from the round its
+/// timestamp falls in: probing of a round may finish after the round ends.
+pub const MAX_ROUND_DRIFT: u64 = 2;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum IngestError {
+    /// Malformed contents: the agent must not resend this batch as is.
+    #[error(transparent)]
+    Invalid(#[from] SchemaError),
+    #[error("unknown campaign {0:?}")]
+    UnknownCampaign(String),
+    #[error("campaign {campaign:?} is not assigned to agent {agent:?}")]
+    NotAssigned { campaign: String, agent: String },
+}
+
+/// Accepts or refuses `batch` from `agent` given the current `campaigns`.
+pub fn check_batch(
+    batch: &ReportBatch,
+    agent: &str,
+    campaigns: &[Campaign],
+    now_ms: i64,
+) -> Result<(), IngestError> {
+    batch.validate(now_ms)?;
+    let by_name: HashMap<&str, &Campaign> =
+        campaigns.iter().map(|c| (c.name.as_str(), c)).collect();
+    let items = batch
+        .observations
+        .iter()
+        .map(|o| (o.campaign.as_str(), o.round, o.ts_ms))
+        .chain(
+            batch
+                .traces
+                .iter()
+                .map(|t| (t.campaign.as_str(), t.round, t.ts_ms)),
+        );
+    for (name, round, ts_ms) in items {
+        let campaign = by_name
+            .get(name)
+            .ok_or_else(|| IngestError::UnknownCampaign(name.to_string()))?;
+        if !campaign.assigned_to(agent) {
+            return Err(IngestError::NotAssigned {
+                campaign: name.to_string(),
+                agent: agent.to_string(),
+            });
+        }
+        let expected = round_of(ts_ms, campaign.interval_secs);
+        if round.abs_diff(expected) > MAX_ROUND_DRIFT {
+            return Err(SchemaError::Round {
+                campaign: name.to_string(),
+                round,
+                ts_ms,
+                expected,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use darkwatch_schema::{BlockObservation, BlockState, TraceObservation};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn campaign(name: &str, agents: &[&str]) -> Campaign {
+        Campaign {
+            name: name.into(),
+            country: None,
+            interval_secs: 60,
+            prefixes: vec!["198.18.0.0/16".parse().unwrap()],
+            control: vec![],
+            agents: agents.iter().map(|a| a.to_string()).collect(),
+            generation: 1,
+            created_ms: NOW,
+        }
+    }
+
+    fn batch(campaign: &str, round: u64) -> ReportBatch {
+        ReportBatch {
+            batch_id: "0123456789abcdef".into(),
+            created_ms: NOW,
+            observations: vec![BlockObservation {
+                campaign: campaign.into(),
+                round,
+                block: "198.18.3.0/24".parse().unwrap(),
+                state: BlockState::Down,
+                probes: 4,
+                replies: 0,
+                belief: 0.01,
+                availability: 0.5,
+                control: false,
+                ts_ms: NOW,
+            }],
+            traces: vec![],
+        }
+    }
+
+    #[test]
+    fn accepts_assigned_campaign_with_matching_round() {
+        let r = round_of(NOW, 60);
+        let cs = [campaign("kp", &[])];
+        assert_eq!(check_batch(&batch("kp", r), "vp1", &cs, NOW), Ok(()));
+        assert_eq!(
+            check_batch(&batch("kp", r - MAX_ROUND_DRIFT), "vp1", &cs, NOW),
+            Ok(())
+        );
+        assert_eq!(
+            check_batch(&batch("kp", r + MAX_ROUND_DRIFT), "vp1", &cs, NOW),
+            Ok(())
+        );
+        let cs = [campaign("kp", &["vp1", "vp2"])];
+        assert_eq!(check_batch(&batch("kp", r), "vp2", &cs, NOW), Ok(()));
+    }
+
+    #[test]
+    fn refuses_unknown_unassigned_and_misnumbered() {
+        let r = round_of(NOW, 60);
+        let cs = [campaign("kp", &["vp1"])];
+        assert_eq!(
+            check_batch(&batch("cu", r), "vp1", &cs, NOW),
+            Err(IngestError::UnknownCampaign("cu".into()))
+        );
+        assert!(matches!(
+            check_batch(&batch("kp", r), "vp9", &cs, NOW),
+            Err(IngestError::NotAssigned { .. })
+        ));
+        let e = check_batch(&batch("kp", r + MAX_ROUND_DRIFT + 1), "vp1", &cs, NOW).unwrap_err();
+        assert!(
+            matches!(e, IngestError::Invalid(SchemaError::Round { .. })),
+            "{e}"
+        );
+        let e = check_batch(&batch("kp", 0), "vp1", &cs, NOW).unwrap_err();
+        assert!(e.to_string().contains("does not match timestamp"), "{e}");
+    }
+
+    #[test]
+    fn traces_are_checked_too() {
+        let r = round_of(NOW, 60);
+        let mut b = batch("kp", r);
+        b.traces.push(TraceObservation {
+            campaign: "other".into(),
+            round: r,
+            target: "198.18.3.1".parse().unwrap(),
+            hops: vec![],
+            reached: false,
+            last_responding: None,
+            ts_ms: NOW,
+        });
+        let cs = [campaign("kp", &[])];
+        assert_eq!(
+            check_batch(&b, "vp1", &cs, NOW),
+            Err(IngestError::UnknownCampaign("other".into()))
+        );
+    }
+
+    #[test]
+    fn schema_validation_runs_first() {
+        let mut b = batch("kp", round_of(NOW, 60));
+        b.batch_id = "zz".into();
+        assert!(matches!(
+            check_batch(&b, "vp1", &[], NOW),
+            Err(IngestError::Invalid(SchemaError::BatchId(_)))
+        ));
+    }
+}

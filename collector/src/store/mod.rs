@@ -1,0 +1,312 @@
+//! Persistent state of the collector, behind one async trait.
+//!
+//! [`Store`] lists every operation the server, the CLI and (later) the
+//! correlator need; [`SqlStore`] implements it over `sqlx::Any`, so the same
+//! code serves a SQLite file or a PostgreSQL database chosen by URL. Callers
+//! pass the current time in, which keeps the store free of clocks.
+
+mod sql;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::ops::RangeInclusive;
+
+use darkwatch_schema::{
+    BatchAck, BlockObservation, CampaignAssignment, ReportBatch, TraceObservation,
+};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use sql::{Backend, SqlStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("unsupported database URL {0:?} (use a path, sqlite://PATH or postgres://...)")]
+    Url(String),
+    #[error("agent {0:?} already exists")]
+    AgentExists(String),
+    #[error("no agent named {0:?}")]
+    NoAgent(String),
+    #[error("campaign {0:?} already exists (use --replace to change it)")]
+    CampaignExists(String),
+    #[error("no campaign named {0:?}")]
+    NoCampaign(String),
+    #[error("stored {what} is unreadable: {why}")]
+    Corrupt { what: &'static str, why: String },
+    #[error("{0} is out of range for the database")]
+    Range(&'static str),
+}
+
+impl StoreError {
+    /// True for failures of the database itself (as opposed to a request
+    /// that conflicts with stored state): callers map these to 503 / exit 69.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Db(_) | StoreError::Corrupt { .. }
+        )
+    }
+}
+
+/// An agent as listed to operators; the token hash never leaves the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub name: String,
+    pub created_ms: i64,
+    pub last_seen_ms: Option<i64>,
+    pub revoked: bool,
+}
+
+/// Result of looking a bearer token up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthOutcome {
+    Agent(String),
+    Revoked(String),
+    Unknown,
+}
+
+/// A campaign as the operator defined it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub name: String,
+    pub country: Option<String>,
+    pub interval_secs: u64,
+    pub prefixes: Vec<IpNet>,
+    pub control: Vec<IpNet>,
+    /// Agents that run it; empty means every agent.
+    pub agents: Vec<String>,
+    /// Strictly increasing across all campaign changes, so an agent that
+    /// remembers a generation notices any change, even remove + re-add.
+    pub generation: u64,
+    pub created_ms: i64,
+}
+
+impl Campaign {
+    pub fn assigned_to(&self, agent: &str) -> bool {
+        self.agents.is_empty() || self.agents.iter().any(|a| a == agent)
+    }
+
+    pub fn to_assignment(&self) -> CampaignAssignment {
+        CampaignAssignment {
+            name: self.name.clone(),
+            country: self.country.clone(),
+            interval_secs: self.interval_secs,
+            prefixes: self.prefixes.clone(),
+            control: self.control.clone(),
+            generation: self.generation,
+        }
+    }
+}
+
+/// What the operator supplies to create or change a campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignSpec {
+    pub name: String,
+    pub country: Option<String>,
+    pub interval_secs: u64,
+    pub prefixes: Vec<IpNet>,
+    pub control: Vec<IpNet>,
+    pub agents: Vec<String>,
+}
+
+/// An observation with the agent that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentObservation {
+    pub agent: String,
+    #[serde(flatten)]
+    pub obs: BlockObservation,
+}
+
+/// A traceroute with the agent that took it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentTrace {
+    pub agent: String,
+    #[serde(flatten)]
+    pub trace: TraceObservation,
+}
+
+/// An outage verdict as stored. Identified by
+/// (campaign, scope, target, kind, start_round); upserting the same key
+/// updates the end, the counts and the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Assigned by the store; ignored on upsert.
+    #[serde(default)]
+    pub id: i64,
+    /// e.g. "country", "prefix", "block".
+    pub scope: String,
+    /// What the scope names: a country code, a prefix, a block.
+    pub target: String,
+    /// e.g. "outage", "partial".
+    pub kind: String,
+    pub campaign: String,
+    pub start_round: u64,
+    pub end_round: Option<u64>,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    pub blocks_affected: u64,
+    pub blocks_total: u64,
+    pub prefixes: Vec<IpNet>,
+    pub vantage_points: Vec<String>,
+    /// Free-form localization evidence (e.g. last responding hops).
+    pub localization: serde_json::Value,
+    pub updated_ms: i64,
+}
+
+/// A vantage point judged unhealthy (its own network, not the target's).
+/// Identified by (agent, campaign, kind, start_round).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VpFault {
+    #[serde(default)]
+    pub id: i64,
+    pub agent: String,
+    pub campaign: String,
+    pub kind: String,
+    pub start_round: u64,
+    pub end_round: Option<u64>,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    pub detail: serde_json::Value,
+    pub updated_ms: i64,
+}
+
+/// Row counts for metrics and status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreCounts {
+    pub agents: u64,
+    pub agents_revoked: u64,
+    /// Agents seen at or after the `seen_since_ms` given to `counts`.
+    pub agents_seen: u64,
+    pub campaigns: u64,
+    pub batches: u64,
+    pub observations: u64,
+    pub traces: u64,
+    pub verdicts: u64,
+}
+
+/// Every operation on the collector's persistent state.
+///
+/// Methods return `impl Future + Send` (rather than `async fn`) so that
+/// server handlers generic over the store stay `Send`.
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip to the database, for health checks.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // --- agents ---
+    fn add_agent(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn list_agents(&self) -> impl Future<Output = Result<Vec<AgentInfo>, StoreError>> + Send;
+    fn revoke_agent(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Finds the agent whose token hashes to `token_hash` (constant-time compare).
+    fn authenticate(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<AuthOutcome, StoreError>> + Send;
+    fn touch_agent(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // --- campaigns ---
+    /// Creates a campaign, or with `replace` changes an existing one; either
+    /// way it gets a new generation.
+    fn put_campaign(
+        &self,
+        spec: &CampaignSpec,
+        replace: bool,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Campaign, StoreError>> + Send;
+    fn list_campaigns(&self) -> impl Future<Output = Result<Vec<Campaign>, StoreError>> + Send;
+    fn remove_campaign(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn campaigns_for_agent(
+        &self,
+        agent: &str,
+    ) -> impl Future<Output = Result<Vec<Campaign>, StoreError>> + Send;
+
+    // --- reports ---
+    /// Stores a batch in one transaction; returns only after commit. A batch
+    /// id seen before writes nothing and is acknowledged as a duplicate.
+    fn ingest(
+        &self,
+        agent: &str,
+        batch: &ReportBatch,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<BatchAck, StoreError>> + Send;
+
+    // --- queries for correlation ---
+    /// Non-control observations of a campaign in a round range.
+    fn observations(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<AgentObservation>, StoreError>> + Send;
+    /// Control-target observations of a campaign in a round range.
+    fn control_observations(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<AgentObservation>, StoreError>> + Send;
+    fn traces(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<AgentTrace>, StoreError>> + Send;
+    /// Rounds for which each agent reported anything, in a round range.
+    fn rounds_by_agent(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<BTreeMap<String, BTreeSet<u64>>, StoreError>> + Send;
+    /// Highest round any agent reported for a campaign.
+    fn latest_round(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    // --- verdicts ---
+    /// Inserts or updates a verdict; returns its id.
+    fn upsert_verdict(&self, v: &Verdict) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Verdicts of a campaign (or all), still open or ended at or after `since_ms`.
+    fn list_verdicts(
+        &self,
+        campaign: Option<&str>,
+        since_ms: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<Verdict>, StoreError>> + Send;
+    fn upsert_vp_fault(&self, f: &VpFault) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn list_vp_faults(
+        &self,
+        campaign: Option<&str>,
+        since_ms: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<VpFault>, StoreError>> + Send;
+
+    // --- leases (one correlator among several collectors) ---
+    /// Takes or renews lease `name` for `holder` until `now_ms + ttl_ms`;
+    /// false if another holder has it and it has not expired.
+    fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // --- metrics ---
+    fn counts(
+        &self,
+        seen_since_ms: i64,
+    ) -> impl Future<Output = Result<StoreCounts, StoreError>> + Send;
+}

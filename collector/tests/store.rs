@@ -1,0 +1,304 @@
+//! The store against real databases (SQLite file, PostgreSQL when
+//! configured): correlation queries, verdicts, faults, leases, migrations,
+//! and concurrent ingestion of the same batch.
+
+mod common;
+
+use common::random_hex;
+use darkwatch_collector::store::{CampaignSpec, SqlStore, Store, Verdict, VpFault};
+use darkwatch_collector::tokens;
+use darkwatch_schema::{BlockObservation, BlockState, ReportBatch};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn obs(round: u64, block: &str, control: bool) -> BlockObservation {
+    BlockObservation {
+        campaign: "kp".into(),
+        round,
+        block: block.parse().expect("block"),
+        state: BlockState::Uncertain,
+        probes: 3,
+        replies: 1,
+        belief: 0.5,
+        availability: 0.25,
+        control,
+        ts_ms: T0 + round as i64,
+    }
+}
+
+fn batch(observations: Vec<BlockObservation>) -> ReportBatch {
+    ReportBatch {
+        batch_id: random_hex(8),
+        created_ms: T0,
+        observations,
+        traces: vec![],
+    }
+}
+
+async fn queries_split_rounds_and_control(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    // Opening again re-runs migrations: must be a no-op.
+    SqlStore::open(db).await.expect("reopen").close().await;
+
+    store
+        .ingest(
+            "a",
+            &batch(vec![
+                obs(10, "198.18.1.0/24", false),
+                obs(10, "192.0.2.0/24", true),
+            ]),
+            T0,
+        )
+        .await
+        .expect("ingest");
+    store
+        .ingest("a", &batch(vec![obs(11, "198.18.1.0/24", false)]), T0)
+        .await
+        .expect("ingest");
+    store
+        .ingest("b", &batch(vec![obs(12, "198.18.1.0/24", false)]), T0)
+        .await
+        .expect("ingest");
+
+    let o = store.observations("kp", 10..=11).await.expect("query");
+    assert_eq!(
+        o.iter()
+            .map(|x| (x.agent.as_str(), x.obs.round))
+            .collect::<Vec<_>>(),
+        [("a", 10), ("a", 11)]
+    );
+    assert!(o.iter().all(|x| !x.obs.control));
+    let c = store
+        .control_observations("kp", 0..=u64::MAX)
+        .await
+        .expect("query");
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].obs, obs(10, "192.0.2.0/24", true));
+    assert!(store
+        .observations("other", 0..=u64::MAX)
+        .await
+        .expect("query")
+        .is_empty());
+
+    let r = store
+        .rounds_by_agent("kp", 0..=u64::MAX)
+        .await
+        .expect("query");
+    assert_eq!(r["a"].iter().copied().collect::<Vec<_>>(), [10, 11]);
+    assert_eq!(r["b"].iter().copied().collect::<Vec<_>>(), [12]);
+    assert_eq!(store.latest_round("kp").await.expect("query"), Some(12));
+    assert_eq!(store.latest_round("none").await.expect("query"), None);
+    store.close().await;
+}
+
+async fn concurrent_duplicates_store_once(db: &str) {
+    let store = std::sync::Arc::new(SqlStore::open(db).await.expect("open"));
+    let b = batch(
+        (0..50u8)
+            .map(|i| obs(7, &format!("198.18.{i}.0/24"), false))
+            .collect(),
+    );
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (s, b) = (store.clone(), b.clone());
+            tokio::spawn(async move { s.ingest("a", &b, T0).await.expect("ingest") })
+        })
+        .collect();
+    let mut fresh = 0;
+    for t in tasks {
+        let ack = t.await.expect("task");
+        if !ack.duplicate {
+            fresh += 1;
+            assert_eq!(ack.observations_stored, 50);
+        }
+    }
+    assert_eq!(
+        fresh, 1,
+        "exactly one of the concurrent posts stores the batch"
+    );
+    let c = store.counts(0).await.expect("counts");
+    assert_eq!((c.batches, c.observations), (1, 50));
+    store.close().await;
+}
+
+async fn verdicts_faults_and_leases(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let mut v = Verdict {
+        id: 0,
+        scope: "country".into(),
+        target: "KP".into(),
+        kind: "outage".into(),
+        campaign: "kp".into(),
+        start_round: 100,
+        end_round: None,
+        start_ms: T0,
+        end_ms: None,
+        blocks_affected: 10,
+        blocks_total: 12,
+        prefixes: vec!["175.45.176.0/22".parse().expect("net")],
+        vantage_points: vec!["a".into(), "b".into()],
+        localization: serde_json::json!({"last_hop": "192.0.2.1"}),
+        updated_ms: T0,
+    };
+    let id = store.upsert_verdict(&v).await.expect("insert");
+    v.end_round = Some(157);
+    v.end_ms = Some(T0 + 34_200_000);
+    v.blocks_affected = 12;
+    v.updated_ms = T0 + 1;
+    assert_eq!(
+        store.upsert_verdict(&v).await.expect("update"),
+        id,
+        "same key updates in place"
+    );
+    let list = store.list_verdicts(Some("kp"), None).await.expect("list");
+    assert_eq!(list, [Verdict { id, ..v.clone() }]);
+    assert!(store
+        .list_verdicts(Some("kp"), Some(T0 + 34_200_001))
+        .await
+        .expect("list")
+        .is_empty());
+    assert_eq!(
+        store
+            .list_verdicts(None, Some(T0))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+
+    let f = VpFault {
+        id: 0,
+        agent: "a".into(),
+        campaign: "kp".into(),
+        kind: "controls_down".into(),
+        start_round: 5,
+        end_round: None,
+        start_ms: T0,
+        end_ms: None,
+        detail: serde_json::json!({"controls_up": 0}),
+        updated_ms: T0,
+    };
+    let fid = store.upsert_vp_fault(&f).await.expect("fault");
+    assert_eq!(
+        store.list_vp_faults(None, None).await.expect("list"),
+        [VpFault { id: fid, ..f }]
+    );
+
+    assert!(store
+        .try_lease("correlator", "c1", T0, 1000)
+        .await
+        .expect("lease"));
+    assert!(
+        !store
+            .try_lease("correlator", "c2", T0 + 500, 1000)
+            .await
+            .expect("lease"),
+        "held by c1"
+    );
+    assert!(
+        store
+            .try_lease("correlator", "c1", T0 + 500, 1000)
+            .await
+            .expect("lease"),
+        "renewal"
+    );
+    assert!(
+        store
+            .try_lease("correlator", "c2", T0 + 1501, 1000)
+            .await
+            .expect("lease"),
+        "expired"
+    );
+    store
+        .release_lease("correlator", "c1")
+        .await
+        .expect("release of someone else's lease is a no-op");
+    assert!(!store
+        .try_lease("correlator", "c1", T0 + 1600, 1000)
+        .await
+        .expect("lease"));
+    store
+        .release_lease("correlator", "c2")
+        .await
+        .expect("release");
+    assert!(store
+        .try_lease("correlator", "c1", T0 + 1600, 1000)
+        .await
+        .expect("lease"));
+    store.close().await;
+}
+
+async fn agents_and_campaigns(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let token = tokens::generate();
+    store
+        .add_agent("a", &tokens::hash(&token), T0)
+        .await
+        .expect("add");
+    store
+        .add_agent("b", &tokens::hash(&tokens::generate()), T0)
+        .await
+        .expect("add");
+    use darkwatch_collector::store::AuthOutcome;
+    assert_eq!(
+        store
+            .authenticate(&tokens::hash(&token))
+            .await
+            .expect("auth"),
+        AuthOutcome::Agent("a".into())
+    );
+    assert_eq!(
+        store
+            .authenticate(&tokens::hash("nope"))
+            .await
+            .expect("auth"),
+        AuthOutcome::Unknown
+    );
+    store.revoke_agent("a").await.expect("revoke");
+    assert_eq!(
+        store
+            .authenticate(&tokens::hash(&token))
+            .await
+            .expect("auth"),
+        AuthOutcome::Revoked("a".into())
+    );
+
+    let spec = CampaignSpec {
+        name: "kp".into(),
+        country: Some("KP".into()),
+        interval_secs: 600,
+        prefixes: vec!["175.45.176.0/22".parse().expect("net")],
+        control: vec![],
+        agents: vec!["b".into()],
+    };
+    let c = store.put_campaign(&spec, false, T0).await.expect("put");
+    assert_eq!(c.created_ms, T0);
+    assert!(store
+        .campaigns_for_agent("a")
+        .await
+        .expect("for")
+        .is_empty());
+    assert_eq!(store.campaigns_for_agent("b").await.expect("for").len(), 1);
+    let c2 = store
+        .put_campaign(
+            &CampaignSpec {
+                agents: vec![],
+                ..spec
+            },
+            true,
+            T0 + 1,
+        )
+        .await
+        .expect("replace");
+    assert!(c2.generation > c.generation);
+    assert_eq!(c2.created_ms, T0, "replacing keeps the creation time");
+    assert_eq!(store.campaigns_for_agent("a").await.expect("for").len(), 1);
+    store.close().await;
+}
+
+db_tests!(
+    queries_split_rounds_and_control,
+    concurrent_duplicates_store_once,
+    verdicts_faults_and_leases,
+    agents_and_campaigns
+);
