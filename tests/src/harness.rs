@@ -175,7 +175,7 @@ impl<'a> Collector<'a> {
     pub fn start(&mut self) -> Result<()> {
         self.starts += 1;
         let log = fs::File::create(self.dir.join(format!("collector-{}.log", self.starts)))?;
-        let mut cmd = Command::new(bin_path("darkwatch-collector")?);
+        let mut cmd = self.lab.command(Node::Hub, bin_path("darkwatch-collector")?);
         cmd.arg("serve")
             .args([
                 "--db",
@@ -362,7 +362,7 @@ http_timeout_secs = 5
     pub fn start(&mut self) -> Result<()> {
         self.starts += 1;
         let log = fs::File::create(self.dir.join(format!("agent-{}.log", self.starts)))?;
-        let mut cmd = Command::new(bin_path("darkwatch-agent")?);
+        let mut cmd = self.lab.command(Node::Vp(self.vp), bin_path("darkwatch-agent")?);
         cmd.arg("run")
             .arg("--config")
             .arg(&self.config)

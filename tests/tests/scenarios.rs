@@ -32,7 +32,10 @@ fn scenario(name: &str, body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>) 
     });
     if let Err(e) = result {
         dump_logs(dir.path());
-        panic!("scenario {name} failed: {e:#}");
+        drop(db);
+        // Keep the run's logs and database for a post-mortem.
+        let kept = dir.keep();
+        panic!("scenario {name} failed (logs in {}): {e:#}", kept.display());
     }
 }
 

@@ -7,6 +7,7 @@
 //! behind by killed processes are found by the pid in their names and removed
 //! by the next build or by `darkwatch-lab clean`.
 
+mod kernel;
 mod netns;
 pub mod ping;
 pub mod plan;
@@ -96,6 +97,7 @@ impl Lab {
             children: Mutex::default(),
             torn_down: false,
         };
+        kernel::relax_route_error_limit();
         // On error `lab` is dropped here, which removes the partial lab.
         lab.create()?;
         tracing::info!("lab {} is up", lab.prefix);
@@ -617,7 +619,14 @@ impl Lab {
             }
         }
         netns::kill_all_in(&names, Duration::from_secs(1));
-        netns::remove_namespaces(&names)
+        let result = netns::remove_namespaces(&names);
+        let labs_left = netns::list_namespaces()
+            .map(|all| all.iter().any(|n| parse_lab_name(n).is_some()))
+            .unwrap_or(true);
+        if !labs_left {
+            kernel::restore_route_error_limit();
+        }
+        result
     }
 }
 
