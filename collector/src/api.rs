@@ -5,12 +5,17 @@
 //! `ApiError` with a one-line message. Request data is never trusted: auth
 //! runs before the body is read, the body is capped, JSON errors name the
 //! offending field, and a batch is acknowledged only after it is committed.
+//!
+//! Read-only views (`/v1/outages`, `/v1/timeline`, `/v1/status`, campaigns,
+//! agents, metrics) need no token and return exactly what the CLI's `--json`
+//! prints; they are meant for loopback or a reverse proxy that adds its own
+//! authentication (see `docs/api.md`). The dashboard (`crate::web`) reads them.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -21,8 +26,11 @@ use darkwatch_schema::{ApiError, Assignments, BatchAck, ReportBatch};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::correlation::CorrelationSettings;
 use crate::ingest::{check_batch, IngestError};
 use crate::metrics::Metrics;
+use crate::pfx2as::Pfx2As;
+use crate::report_cli::{self, OutageFilter, OutageJson, Status, TimelineJson};
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError};
 use crate::tokens;
 
@@ -38,6 +46,10 @@ pub struct AppState<S> {
     pub metrics: Arc<Metrics>,
     /// Wall clock in Unix ms; injected so tests could pin time.
     pub now_ms: fn() -> i64,
+    /// Correlation settings, for the timeline (same as the correlation loop).
+    pub correlation: Arc<CorrelationSettings>,
+    /// Prefix-to-AS map of the correlation settings, if one loaded.
+    pub pfx2as: Option<Arc<Pfx2As>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -46,6 +58,8 @@ impl<S> Clone for AppState<S> {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             now_ms: self.now_ms,
+            correlation: self.correlation.clone(),
+            pfx2as: self.pfx2as.clone(),
         }
     }
 }
@@ -140,7 +154,11 @@ pub fn router<S: Store>(state: AppState<S>, max_body: usize) -> Router {
         .route("/v1/assignments", get(get_assignments::<S>))
         .route("/v1/campaigns", get(get_campaigns::<S>))
         .route("/v1/agents", get(get_agents::<S>))
+        .route("/v1/outages", get(get_outages::<S>))
+        .route("/v1/timeline", get(get_timeline::<S>))
+        .route("/v1/status", get(get_status::<S>))
         .route("/metrics", get(get_metrics::<S>))
+        .merge(crate::web::router())
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
@@ -227,6 +245,12 @@ async fn post_reports<S: Store>(
         .map_err(ApiFailure::store)?;
     st.metrics
         .batch(ack.duplicate, ack.observations_stored, ack.traces_stored);
+    if !ack.duplicate {
+        let (probes, replies) = batch.observations.iter().fold((0u64, 0u64), |(p, r), o| {
+            (p + u64::from(o.probes), r + u64::from(o.replies))
+        });
+        st.metrics.probes(probes, replies);
+    }
     tracing::info!(
         %agent,
         batch = %ack.batch_id,
@@ -284,9 +308,147 @@ async fn get_metrics<S: Store>(State(st): State<AppState<S>>) -> Response {
         .into_response()
 }
 
+/// Query of `GET /v1/outages`: the `outages` command's flags.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutagesQuery {
+    pub country: Option<String>,
+    pub ongoing: Option<bool>,
+    pub since: Option<String>,
+}
+
+/// Query of `GET /v1/timeline`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineQuery {
+    pub country: Option<String>,
+}
+
+/// Checks a `country` parameter: two ASCII letters.
+fn check_country(cc: Option<&str>) -> Result<(), String> {
+    match cc {
+        Some(cc) if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_alphabetic()) => Err(format!(
+            "query parameter country={cc:?} is not a two-letter country code"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Turns the query of `/v1/outages` into the CLI's filter (same semantics
+/// as `outages --country CC --ongoing --since T`).
+pub fn outage_filter(q: OutagesQuery, now_ms: i64) -> Result<OutageFilter, String> {
+    check_country(q.country.as_deref())?;
+    let since_ms = match &q.since {
+        Some(s) => Some(report_cli::parse_since(s, now_ms).map_err(|e| {
+            format!("query parameter since: {}", e.replace("--since", "since"))
+        })?),
+        None => None,
+    };
+    Ok(OutageFilter {
+        country: q.country,
+        ongoing: q.ongoing.unwrap_or(false),
+        since_ms,
+    })
+}
+
+fn bad_query(r: QueryRejection) -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::BAD_REQUEST,
+        format!("bad query parameters: {}", r.body_text()),
+    )
+}
+
+async fn get_outages<S: Store>(
+    State(st): State<AppState<S>>,
+    q: Result<Query<OutagesQuery>, QueryRejection>,
+) -> Result<Json<Vec<OutageJson>>, ApiFailure> {
+    let Query(q) = q.map_err(bad_query)?;
+    let filter =
+        outage_filter(q, (st.now_ms)()).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
+    Ok(Json(
+        report_cli::outages(st.store.as_ref(), &filter)
+            .await
+            .map_err(ApiFailure::store)?,
+    ))
+}
+
+async fn get_timeline<S: Store>(
+    State(st): State<AppState<S>>,
+    q: Result<Query<TimelineQuery>, QueryRejection>,
+) -> Result<Json<Vec<TimelineJson>>, ApiFailure> {
+    let Query(q) = q.map_err(bad_query)?;
+    check_country(q.country.as_deref()).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
+    Ok(Json(
+        report_cli::timeline(
+            st.store.as_ref(),
+            q.country.as_deref(),
+            &st.correlation,
+            st.pfx2as.as_deref(),
+            (st.now_ms)(),
+        )
+        .await
+        .map_err(ApiFailure::store)?,
+    ))
+}
+
+async fn get_status<S: Store>(
+    State(st): State<AppState<S>>,
+    q: Result<Query<std::collections::BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Status>, ApiFailure> {
+    let Query(q) = q.map_err(bad_query)?;
+    if let Some(k) = q.keys().next() {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            format!("/v1/status takes no query parameters (got {k:?})"),
+        ));
+    }
+    Ok(Json(
+        report_cli::status(st.store.as_ref(), (st.now_ms)())
+            .await
+            .map_err(ApiFailure::store)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outage_queries_map_to_the_cli_filter() {
+        let now = 1_800_000_000_000;
+        let f = outage_filter(
+            OutagesQuery {
+                country: Some("kp".into()),
+                ongoing: Some(true),
+                since: Some("2h".into()),
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(f.country.as_deref(), Some("kp"));
+        assert!(f.ongoing);
+        assert_eq!(f.since_ms, Some(now - 7_200_000));
+        let f = outage_filter(OutagesQuery::default(), now).unwrap();
+        assert!(!f.ongoing && f.country.is_none() && f.since_ms.is_none());
+        let e = outage_filter(
+            OutagesQuery {
+                since: Some("yesterday".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap_err();
+        assert!(e.contains("since") && !e.contains("--since"), "{e}");
+        let e = outage_filter(
+            OutagesQuery {
+                country: Some("KPX".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap_err();
+        assert!(e.contains("country"), "{e}");
+    }
 
     #[test]
     fn json_errors_name_the_field() {

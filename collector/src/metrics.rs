@@ -17,6 +17,8 @@ pub struct Metrics {
     duplicates: AtomicU64,
     observations: AtomicU64,
     traces: AtomicU64,
+    probes: AtomicU64,
+    replies: AtomicU64,
     rejected: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -29,6 +31,13 @@ impl Metrics {
         }
         self.observations.fetch_add(observations, Ordering::Relaxed);
         self.traces.fetch_add(traces, Ordering::Relaxed);
+    }
+
+    /// Records the echo requests sent and replies received that a newly
+    /// stored batch reports (duplicates are not counted again).
+    pub fn probes(&self, probes: u64, replies: u64) {
+        self.probes.fetch_add(probes, Ordering::Relaxed);
+        self.replies.fetch_add(replies, Ordering::Relaxed);
     }
 
     /// Records a request answered with an error status.
@@ -67,6 +76,16 @@ impl Metrics {
             "darkwatch_traces_stored_total",
             "Traceroutes newly stored.",
             self.traces.load(Ordering::Relaxed),
+        );
+        counter(
+            "darkwatch_probes_reported_total",
+            "Echo requests the agents report having sent, in newly stored batches.",
+            self.probes.load(Ordering::Relaxed),
+        );
+        counter(
+            "darkwatch_replies_reported_total",
+            "Echo replies the agents report having received, in newly stored batches.",
+            self.replies.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,
@@ -129,6 +148,11 @@ impl Metrics {
                 "Verdicts in the store.",
                 c.verdicts,
             );
+            gauge(
+                "darkwatch_verdicts_open",
+                "Outage verdicts still open (no end yet).",
+                c.verdicts_open,
+            );
         }
         out
     }
@@ -146,9 +170,11 @@ mod tests {
         m.rejected(401);
         m.rejected(401);
         m.rejected(413);
+        m.probes(12, 7);
         let text = m.render(Some(&StoreCounts {
             agents: 3,
             agents_seen: 1,
+            verdicts_open: 2,
             ..Default::default()
         }));
         assert!(
@@ -162,6 +188,9 @@ mod tests {
         assert!(text.contains("darkwatch_agents_known 3\n"));
         assert!(text.contains("darkwatch_agents_seen_5m 1\n"));
         assert!(text.contains("darkwatch_store_up 1\n"));
+        assert!(text.contains("darkwatch_probes_reported_total 12\n"), "{text}");
+        assert!(text.contains("darkwatch_replies_reported_total 7\n"));
+        assert!(text.contains("darkwatch_verdicts_open 2\n"));
 
         let down = m.render(None);
         assert!(down.contains("darkwatch_store_up 0\n"));

@@ -186,6 +186,8 @@ pub struct StoreCounts {
     pub observations: u64,
     pub traces: u64,
     pub verdicts: u64,
+    /// Verdicts without an end.
+    pub verdicts_open: u64,
 }
 
 /// Every operation on the collector's persistent state.

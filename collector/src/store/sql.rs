@@ -964,6 +964,9 @@ impl Store for SqlStore {
                 .await?,
             traces: self.count("SELECT COUNT(*) FROM traces", None).await?,
             verdicts: self.count("SELECT COUNT(*) FROM verdicts", None).await?,
+            verdicts_open: self
+                .count("SELECT COUNT(*) FROM verdicts WHERE end_ms IS NULL", None)
+                .await?,
         })
     }
 }
