@@ -3,6 +3,7 @@
 
 pub mod harness;
 pub mod lab;
+pub mod load;
 
 pub use lab::{
     clean_all, clean_stale, lab_or_skip, Lab, LabConfig, LabError, Node, PingOutcome, Plan,
