@@ -174,6 +174,25 @@ impl BlockTracker {
         }
     }
 
+    /// The last target's probe drew an ICMP error from a router outside the
+    /// block (network/host unreachable): the path to the block is cut there,
+    /// which a lost reply cannot tell apart from loss. It counts as a loss
+    /// from a fully available block (`A` = [`AVAIL_MAX`]), so a few of them
+    /// settle a round as down even when transient loss has lowered `A`;
+    /// a single reply still overrides them. Errors from inside the block
+    /// (its own gateway failing to reach one host) are ordinary losses.
+    pub fn on_unreachable(&mut self) {
+        if let Some(r) = self.round.as_mut() {
+            r.outcomes.push(false);
+            let b = self.belief;
+            let num = (1.0 - AVAIL_MAX) * b;
+            self.belief = num / (num + (1.0 - b));
+            if self.belief <= DOWN_THRESHOLD {
+                r.done = true;
+            }
+        }
+    }
+
     /// Ends the round: clamps `B`, updates `A` when the block was up, and
     /// returns the outcome. Without a round in progress, reports zero probes.
     pub fn finish_round(&mut self) -> RoundOutcome {
@@ -244,6 +263,36 @@ mod tests {
             }
         }
         t.finish_round()
+    }
+
+    #[test]
+    fn unreachable_from_upstream_settles_down_despite_low_availability() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut t = BlockTracker::from_discovery(block(), hosts(20));
+        // Heavy loss has worn the availability down to its floor.
+        t.availability = AVAIL_MIN;
+        t.start_round(8, &mut rng);
+        let mut probes = 0;
+        while t.next_target().is_some() {
+            probes += 1;
+            t.on_unreachable();
+        }
+        let o = t.finish_round();
+        assert_eq!(o.state, BlockState::Down, "{o:?}");
+        assert!(probes <= 4, "{probes} probes");
+        // The same losses as timeouts cannot conclude down at this `A`.
+        let mut t = BlockTracker::from_discovery(block(), hosts(20));
+        t.availability = AVAIL_MIN;
+        let o = round(&mut t, &mut rng, |_, _| false);
+        assert_ne!(o.state, BlockState::Down, "{o:?}");
+        // And a reply after unreachables still means up.
+        let mut t = BlockTracker::from_discovery(block(), hosts(20));
+        t.start_round(8, &mut rng);
+        t.next_target();
+        t.on_unreachable();
+        t.next_target();
+        t.on_reply();
+        assert_eq!(t.finish_round().state, BlockState::Up);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::belief::{BlockTracker, RoundOutcome};
-use crate::icmp::Pinger;
+use crate::icmp::{Outcome, Pinger};
 use crate::ratelimit::RateLimiter;
 use crate::ProbeSettings;
 
@@ -47,10 +47,10 @@ pub async fn probe_block(
     tracker.start_round(settings.max_probes, &mut rng);
     while let Some(addr) = tracker.next_target() {
         limiter.acquire().await;
-        if pinger.echo(addr, settings.timeout).await.is_reply() {
-            tracker.on_reply();
-        } else {
-            tracker.on_loss();
+        match pinger.echo(addr, settings.timeout).await {
+            o if o.is_reply() => tracker.on_reply(),
+            Outcome::Unreachable { from } if !tracker.block.contains(&from) => tracker.on_unreachable(),
+            _ => tracker.on_loss(),
         }
     }
     tracker.finish_round()

@@ -231,7 +231,9 @@ async fn post_reports<S: Store>(
     check_batch(&batch, &agent, &campaigns, now).map_err(|e| {
         let status = match e {
             IngestError::Invalid(_) => StatusCode::BAD_REQUEST,
-            IngestError::UnknownCampaign(_) | IngestError::NotAssigned { .. } => {
+            IngestError::UnknownCampaign(_)
+            | IngestError::NotAssigned { .. }
+            | IngestError::UnknownBlock { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
         };
@@ -339,9 +341,10 @@ fn check_country(cc: Option<&str>) -> Result<(), String> {
 pub fn outage_filter(q: OutagesQuery, now_ms: i64) -> Result<OutageFilter, String> {
     check_country(q.country.as_deref())?;
     let since_ms = match &q.since {
-        Some(s) => Some(report_cli::parse_since(s, now_ms).map_err(|e| {
-            format!("query parameter since: {}", e.replace("--since", "since"))
-        })?),
+        Some(s) => Some(
+            report_cli::parse_since(s, now_ms)
+                .map_err(|e| format!("query parameter since: {}", e.replace("--since", "since")))?,
+        ),
         None => None,
     };
     Ok(OutageFilter {

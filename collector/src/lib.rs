@@ -4,7 +4,8 @@
 //! The binary (`main.rs`) is a shim over [`cli::main`]. Pure parts
 //! (`tokens`, `delegated`, `ingest`, `config`, `metrics`) know nothing of
 //! sockets or databases; `store` is the only module that speaks SQL and
-//! `api`/`server` the only ones that speak HTTP.
+//! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
+//! dashboard's page and assets).
 
 pub mod alerts;
 pub mod api;
@@ -19,3 +20,4 @@ pub mod report_cli;
 pub mod server;
 pub mod store;
 pub mod tokens;
+pub mod web;

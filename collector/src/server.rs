@@ -1,9 +1,20 @@
 //! Runs the HTTP API: binds, serves (plain or TLS) and shuts down gracefully.
+//!
+//! Every request gets a deadline (`DARKWATCH_REQUEST_TIMEOUT_SECS`, default
+//! 30 s) covering its body upload and handling: a client that stalls or
+//! dribbles its body gets 408 and its connection is closed, so slow clients
+//! cannot pin the collector's resources.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 
 use crate::api::{router, wall_clock_ms, AppState};
 use crate::config::ServeConfig;
@@ -36,8 +47,13 @@ pub async fn serve<S: Store>(
         store,
         metrics: Arc::new(Metrics::default()),
         now_ms: wall_clock_ms,
+        correlation: Arc::new(cfg.correlation.clone()),
+        pfx2as: load_pfx2as(cfg),
     };
-    let app = router(state, cfg.max_body);
+    let app = router(state, cfg.max_body).layer(middleware::from_fn_with_state(
+        request_timeout(),
+        request_deadline,
+    ));
     let std_listener = TcpListener::bind(cfg.listen).map_err(|source| ServeError::Bind {
         addr: cfg.listen,
         source,
@@ -78,6 +94,60 @@ pub async fn serve<S: Store>(
     Ok(())
 }
 
+/// The prefix-to-AS map the timeline endpoint uses; like the correlation
+/// loop, a file that does not load is logged and ignored.
+fn load_pfx2as(cfg: &ServeConfig) -> Option<Arc<crate::pfx2as::Pfx2As>> {
+    let path = cfg.correlation.pfx2as.as_ref()?;
+    match crate::pfx2as::Pfx2As::load(path) {
+        Ok(m) => Some(Arc::new(m)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the prefix-to-AS file; timeline without AS grouping");
+            None
+        }
+    }
+}
+
+/// Default per-request deadline.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The request deadline: `DARKWATCH_REQUEST_TIMEOUT_SECS` if set to a
+/// positive number of seconds, else [`DEFAULT_REQUEST_TIMEOUT`].
+pub fn request_timeout() -> Duration {
+    parse_timeout(std::env::var("DARKWATCH_REQUEST_TIMEOUT_SECS").ok().as_deref())
+}
+
+fn parse_timeout(v: Option<&str>) -> Duration {
+    v.and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .map_or(DEFAULT_REQUEST_TIMEOUT, Duration::from_secs_f64)
+}
+
+/// Answers 408 when a request (body upload included) outlives `limit`.
+async fn request_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(timeout_secs = limit.as_secs_f64(), "request timed out (slow or stalled client)");
+            let mut resp = (
+                StatusCode::REQUEST_TIMEOUT,
+                Json(darkwatch_schema::ApiError {
+                    error: format!(
+                        "request not completed within {} s (slow or stalled upload)",
+                        limit.as_secs_f64()
+                    ),
+                }),
+            )
+                .into_response();
+            // The body was not read to its end: the connection cannot be reused.
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            resp
+        }
+    }
+}
+
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -102,4 +172,19 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_setting() {
+        assert_eq!(parse_timeout(None), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(parse_timeout(Some("2")), Duration::from_secs(2));
+        assert_eq!(parse_timeout(Some("0.5")), Duration::from_millis(500));
+        for bad in ["0", "-3", "soon", "NaN", "inf", "1e9"] {
+            assert_eq!(parse_timeout(Some(bad)), DEFAULT_REQUEST_TIMEOUT, "{bad}");
+        }
+    }
 }

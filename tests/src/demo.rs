@@ -99,7 +99,7 @@ fn run(stop: Arc<AtomicBool>) -> Result<()> {
 
     phase("growing instability: loss on the border rises, prefixes flap", t0);
     let prefixes = lab.country_prefixes();
-    for (i, loss) in [25.0, 45.0, 60.0].into_iter().enumerate() {
+    for (i, loss) in [10.0, 20.0, 30.0].into_iter().enumerate() {
         lab.netem(Node::Border, Node::Ctry, loss, 0)?;
         lab.netem(Node::Ctry, Node::Border, loss, 0)?;
         let flap = prefixes[i % prefixes.len()];
