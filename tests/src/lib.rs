@@ -3,6 +3,7 @@
 
 pub mod harness;
 pub mod lab;
+pub mod webhook;
 pub mod load;
 
 pub use lab::{

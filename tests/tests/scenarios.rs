@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use darkwatch_tests::harness::{self, current_round, verdicts, wait_for, Db, Deployment, Timing, COUNTRY};
+use darkwatch_tests::webhook::WebhookSink;
 use darkwatch_tests::{lab_or_skip, Lab, LabConfig, Node};
 use serde_json::Value;
 
@@ -126,7 +127,38 @@ fn blackout_and_restore(lab: &Lab, d: &mut Deployment, restart_collector: bool) 
 
 #[test]
 fn s1_full_blackout_is_one_country_verdict_localized_at_the_border() {
-    scenario("s1-blackout", |lab, d| blackout_and_restore(lab, d, false));
+    scenario("s1-blackout", |lab, d| {
+        // Alerts go to a webhook in the collector's namespace that refuses
+        // the first delivery, so the open alert must be retried.
+        let hook = WebhookSink::start(&lab.namespace(Node::Hub), "192.0.2.1:9099".parse()?, 1)?;
+        let cfg = d.collector.dir.join("collector.toml");
+        let mut text = std::fs::read_to_string(&cfg)?;
+        text.push_str(&format!("\n[alerts]\nwebhook = \"{}\"\nmax_attempts = 5\n", hook.url));
+        std::fs::write(&cfg, text)?;
+        d.collector.stop(false)?;
+        d.collector.start()?;
+
+        blackout_and_restore(lab, d, false)?;
+
+        let is = |e: &Value, event: &str| {
+            e["event"] == event && e["verdict"]["kind"] == "blackout" && e["verdict"]["scope"] == "country" && e["verdict"]["target"] == COUNTRY
+        };
+        let got = wait_for("open and close alerts", d.interval() * 3, || {
+            let r = hook.received();
+            let open = r.accepted.iter().position(|e| is(e, "open"));
+            let close = r.accepted.iter().position(|e| is(e, "close"));
+            Ok(match (open, close) {
+                (Some(o), Some(c)) => Some((o, c, r)),
+                _ => None,
+            })
+        })?;
+        let (open, close, r) = got;
+        ensure!(open < close, "open alert before close: {:?}", r.accepted);
+        ensure!(r.refused == 1, "the refused delivery was retried: {r:?}");
+        let opens = r.accepted.iter().filter(|e| is(e, "open")).count();
+        ensure!(opens == 1, "one open alert for the blackout, got {opens}: {:?}", r.accepted);
+        Ok(())
+    });
 }
 
 #[test]
