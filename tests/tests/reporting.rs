@@ -124,9 +124,6 @@ fn pipeline(lab: &Lab, d: &mut Deployment) -> Result<()> {
     wait_for("vp3 to spool after revocation", d.interval() * 4, || Ok((d.agents[2].spooled() > 0).then_some(())))?;
 
     d.rounds(1);
-    for a in &mut d.agents {
-        a.stop(false)?;
-    }
     let rounds = stored_rounds(&d.collector.db_url)?;
     ensure!(rounds.len() == 3, "three agents stored: {:?}", rounds.keys());
     for (agent, r) in &rounds {
@@ -148,6 +145,19 @@ fn pipeline(lab: &Lab, d: &mut Deployment) -> Result<()> {
             }
         }
     }
+    // Agents follow a new campaign without restart, and only the agents it
+    // names run it.
+    d.collector.cli_ok(&["campaign", "add", "extra", "--prefix", "198.18.2.0/24", "--interval", "4", "--agents", "vp1"])?;
+    let q = "SELECT DISTINCT agent FROM observations WHERE campaign = 'extra'";
+    wait_for("vp1 to report the new campaign", d.interval() * 6, || {
+        Ok((db_query(&d.collector.db_url, q)? == vec![vec!["vp1".to_string()]]).then_some(()))
+    })?;
+    d.rounds(1);
+    ensure!(db_query(&d.collector.db_url, q)? == vec![vec!["vp1".to_string()]], "only vp1 runs the campaign");
+    for a in &mut d.agents {
+        a.stop(false)?;
+    }
+
     // Re-sent batches never count twice: the observation counts recorded
     // per acknowledged batch add up to the rows stored.
     let acked = db_query(&d.collector.db_url, "SELECT COALESCE(SUM(observations), 0) FROM batches")?;
