@@ -118,3 +118,50 @@ fn help_explains_the_options() {
         assert!(help.contains(opt), "--help lacks {opt}: {help}");
     }
 }
+
+/// The agent as a user without CAP_NET_RAW: `nobody` via setpriv when the
+/// test runs as root (capabilities dropped, bounding set emptied), itself
+/// otherwise. None when neither is possible (root without setpriv).
+fn unprivileged(args: &[&std::ffi::OsStr]) -> Option<Output> {
+    let bin = env!("CARGO_BIN_EXE_darkwatch-agent");
+    // Owner of /proc/self is the effective uid.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").ok()?) == 0;
+    let out = if root {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"])
+            .arg(bin)
+            .args(args)
+            .output()
+            .ok()?
+    } else {
+        Command::new(bin).args(args).output().ok()?
+    };
+    Some(out)
+}
+
+#[test]
+fn refuses_to_start_without_cap_net_raw_and_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    // Readable by `nobody`, so that the capability check is what fails.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = dir.path().join("agent.toml");
+    // The privilege check runs before anything is sent: this collector
+    // address (TEST-NET-1) is never contacted.
+    std::fs::write(&cfg, "collector = \"http://192.0.2.1:8080\"\ntoken = \"x\"\nspool_dir = \"spool\"\n").unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for once in [false, true] {
+        let mut args = vec![std::ffi::OsStr::new("run"), "--config".as_ref(), cfg.as_os_str()];
+        if once {
+            args.push("--once".as_ref());
+        }
+        let Some(out) = unprivileged(&args) else {
+            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "setpriv (util-linux) missing and CI=true");
+            eprintln!("SKIP: cannot drop privileges (no setpriv)");
+            return;
+        };
+        assert_fails(&out, 77, "CAP_NET_RAW");
+        assert_fails(&out, 77, "setcap cap_net_raw+ep");
+        one_line(&out);
+    }
+}

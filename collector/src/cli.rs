@@ -2,7 +2,8 @@
 //!
 //! Parses arguments (clap derive), runs the command, and maps every failure
 //! to one line on stderr and a sysexits code: 64 usage, 65 bad data,
-//! 66 unreadable input file, 69 database (or listening socket) unavailable.
+//! 66 unreadable input file, 69 database (or listening socket) unavailable,
+//! 78 bad config file (`check-config`).
 //! New subcommands (outages, status, timeline) slot into [`Command`].
 
 use std::io::{IsTerminal, Write};
@@ -24,6 +25,7 @@ pub const EX_USAGE: u8 = 64;
 pub const EX_DATAERR: u8 = 65;
 pub const EX_NOINPUT: u8 = 66;
 pub const EX_UNAVAILABLE: u8 = 69;
+pub const EX_CONFIG: u8 = 78;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +63,14 @@ pub enum Command {
     /// Per round, the share of blocks up: overall (consensus of healthy VPs)
     /// and per vantage point.
     Timeline(TimelineArgs),
+    /// Check a collector.toml (syntax, unknown keys, semantic checks) and
+    /// exit: 0 if `serve --config FILE` would accept it, 78 if not. Opens no
+    /// database and binds no socket.
+    CheckConfig {
+        /// Path of collector.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +307,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 print_out(&report_cli::status_text(&st, now_ms()))
             }
         }
+        Command::CheckConfig { config } => {
+            check_config(&config)?;
+            print_out(&format!("{}: ok\n", config.display()))
+        }
         Command::Timeline(args) => {
             let file = match &args.config {
                 Some(p) => FileConfig::parse(&read_input(p, "config file")?)
@@ -378,6 +392,18 @@ async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), CliError> {
         };
         CliError::new(code, e.to_string())
     })
+}
+
+/// What `serve --config` checks before touching the database: the file
+/// parses, merges with no flags, and its prefix-to-AS file (if any) loads.
+fn check_config(path: &Path) -> Result<(), CliError> {
+    let bad = |e: String| CliError::new(EX_CONFIG, format!("{}: {e}", path.display()));
+    let file = FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
+    let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
+    if let Some(p) = &cfg.correlation.pfx2as {
+        crate::pfx2as::Pfx2As::load(p).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn check_name(kind: &str, name: &str) -> Result<(), CliError> {

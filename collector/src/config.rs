@@ -106,6 +106,16 @@ pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigE
     if file.correlation.window_rounds == 0 || !(file.correlation.every_secs > 0.0) {
         return Err(ConfigError::Correlation("window_rounds and every_secs must be positive".into()));
     }
+    if let Some(ttl) = file.correlation.lease_ttl_secs {
+        // A lease shorter than a pass would lapse between renewals and hop
+        // from collector to collector.
+        if ttl.is_nan() || ttl <= file.correlation.every_secs {
+            return Err(ConfigError::Correlation(format!(
+                "lease_ttl_secs ({ttl}) must be longer than every_secs ({})",
+                file.correlation.every_secs
+            )));
+        }
+    }
     if let Some(a) = &file.alerts {
         if !(a.webhook.starts_with("http://") || a.webhook.starts_with("https://")) {
             return Err(ConfigError::Webhook(a.webhook.clone()));
@@ -171,5 +181,15 @@ mod tests {
             merge(flags, FileConfig::default()),
             Err(ConfigError::MaxBody(10))
         );
+    }
+
+    #[test]
+    fn lease_ttl_must_outlast_a_pass() {
+        let file = FileConfig::parse("[correlation]\nevery_secs = 2.0\nlease_ttl_secs = 1.0\n").unwrap();
+        let e = merge(ServeFlags::default(), file).unwrap_err();
+        assert!(e.to_string().contains("lease_ttl_secs"), "{e}");
+        let file = FileConfig::parse("[correlation]\nevery_secs = 2.0\nlease_ttl_secs = 6.5\n").unwrap();
+        let c = merge(ServeFlags::default(), file).unwrap();
+        assert_eq!(c.correlation.lease_ttl_ms(), 6500);
     }
 }

@@ -38,11 +38,32 @@ pub struct CorrelationSettings {
     pub every_secs: f64,
     /// Optional CAIDA prefix-to-AS file, to group prefixes by origin AS.
     pub pfx2as: Option<std::path::PathBuf>,
+    /// Seconds the correlator lease lasts without renewal: how long a dead
+    /// correlator blocks the others (default: 3 × `every_secs`, at least 3 s).
+    pub lease_ttl_secs: Option<f64>,
 }
 
 impl Default for CorrelationSettings {
     fn default() -> Self {
-        CorrelationSettings { params: core::Params::default(), window_rounds: 288, every_secs: 10.0, pfx2as: None }
+        CorrelationSettings {
+            params: core::Params::default(),
+            window_rounds: 288,
+            every_secs: 10.0,
+            pfx2as: None,
+            lease_ttl_secs: None,
+        }
+    }
+}
+
+impl CorrelationSettings {
+    /// Lifetime of the correlator lease in milliseconds: the configured
+    /// `lease_ttl_secs`, or three passes (at least 3 s) so that one slow pass
+    /// does not hand the lease over.
+    pub fn lease_ttl_ms(&self) -> i64 {
+        match self.lease_ttl_secs {
+            Some(s) if s.is_finite() && s > 0.0 => (s * 1000.0) as i64,
+            _ => ((self.every_secs.max(0.1) * 3000.0) as i64).max(3000),
+        }
     }
 }
 
@@ -295,7 +316,7 @@ pub async fn run<S: Store>(store: Arc<S>, settings: CorrelationSettings, holder:
         None => None,
     };
     let every = Duration::from_secs_f64(settings.every_secs.max(0.1));
-    let ttl_ms = (every.as_millis() as i64 * 3).max(3000);
+    let ttl_ms = settings.lease_ttl_ms();
     let mut leader = false;
     loop {
         match store.try_lease(LEASE, &holder, now_ms(), ttl_ms).await {
@@ -343,6 +364,16 @@ mod tests {
         assert_eq!(last_complete_round(64_999, 10), Some(4));
         assert_eq!(last_complete_round(65_000, 10), Some(5));
         assert_eq!(last_complete_round(1_000, 10), None);
+    }
+
+    #[test]
+    fn lease_ttl_is_configured_or_three_passes() {
+        let mut s = CorrelationSettings { every_secs: 2.0, ..Default::default() };
+        assert_eq!(s.lease_ttl_ms(), 6000);
+        s.every_secs = 0.5;
+        assert_eq!(s.lease_ttl_ms(), 3000);
+        s.lease_ttl_secs = Some(1.5);
+        assert_eq!(s.lease_ttl_ms(), 1500);
     }
 
     #[test]

@@ -147,12 +147,26 @@ pub struct Collector<'a> {
 
 impl<'a> Collector<'a> {
     pub fn new(lab: &'a Lab, db_url: &str, dir: &Path, timing: &Timing) -> Result<Collector<'a>> {
+        Self::new_at(lab, db_url, dir, timing, 8080, "")
+    }
+
+    /// Like [`Collector::new`], listening on `port` (several collectors can
+    /// share the hub), with `correlation_extra` appended to the config's
+    /// `[correlation]` table (e.g. `lease_ttl_secs = 3`).
+    pub fn new_at(
+        lab: &'a Lab,
+        db_url: &str,
+        dir: &Path,
+        timing: &Timing,
+        port: u16,
+        correlation_extra: &str,
+    ) -> Result<Collector<'a>> {
         fs::create_dir_all(dir)?;
         let cfg = dir.join("collector.toml");
         fs::write(
             &cfg,
             format!(
-                "[correlation]\nevery_secs = {}\nwindow_rounds = 200\n",
+                "[correlation]\nevery_secs = {}\nwindow_rounds = 200\n{correlation_extra}\n",
                 timing.correlate_every_secs
             ),
         )?;
@@ -160,7 +174,7 @@ impl<'a> Collector<'a> {
             lab,
             db_url: db_url.to_string(),
             dir: dir.to_path_buf(),
-            port: 8080,
+            port,
             pid: None,
             starts: 0,
             extra: vec!["--config".into(), cfg.display().to_string()],
@@ -169,6 +183,11 @@ impl<'a> Collector<'a> {
 
     pub fn url(&self) -> String {
         format!("http://{COLLECTOR_ADDR}:{}", self.port)
+    }
+
+    /// Process id of the running collector (None when stopped).
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
     }
 
     /// Starts `serve` in the hub namespace and waits until it answers.
