@@ -103,7 +103,7 @@ pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigE
         return Err(ConfigError::MaxBody(max_body));
     }
     file.correlation.params.validate().map_err(|e| ConfigError::Correlation(e.to_string()))?;
-    if file.correlation.window_rounds == 0 || !(file.correlation.every_secs > 0.0) {
+    if file.correlation.window_rounds == 0 || !file.correlation.every_secs.is_finite() || file.correlation.every_secs <= 0.0 {
         return Err(ConfigError::Correlation("window_rounds and every_secs must be positive".into()));
     }
     if let Some(ttl) = file.correlation.lease_ttl_secs {
