@@ -10,6 +10,11 @@
 //! `B' = (1−A)B / ((1−A)B + (1−B))`. The round stops at the first reply, once
 //! `B ≤ 0.1`, after `max_probes` probes, or when every known address was tried.
 //! `B` is clamped into [0.01, 0.99] between rounds so it can always move.
+//!
+//! An agent keeps one tracker per block for hundreds of thousands of blocks,
+//! so the ever-responsive set is a [`Responsive`]: a 32-byte bitmap of host
+//! octets for IPv4 /24 blocks, and the round's state is boxed and exists
+//! only while a round runs.
 
 use std::net::IpAddr;
 
@@ -46,19 +51,161 @@ pub struct RoundOutcome {
     pub availability: f64,
 }
 
+/// The ever-responsive addresses of one block, without duplicates, iterated
+/// in ascending order. Addresses of one IPv4 /24 are a bitmap of their last
+/// octet (32 bytes, no heap, whatever their number); anything else is a
+/// sorted list. Serialized as the sorted list of addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<IpAddr>", into = "Vec<IpAddr>")]
+pub enum Responsive {
+    V4Block { net: [u8; 3], hosts: [u64; 4] },
+    List(Vec<IpAddr>),
+}
+
+impl Default for Responsive {
+    fn default() -> Self {
+        Responsive::List(Vec::new())
+    }
+}
+
+impl From<Vec<IpAddr>> for Responsive {
+    fn from(mut addrs: Vec<IpAddr>) -> Self {
+        let net = match addrs.first() {
+            Some(IpAddr::V4(a)) => {
+                let o = a.octets();
+                Some([o[0], o[1], o[2]])
+            }
+            _ => None,
+        };
+        if let Some(net) = net {
+            let mut hosts = [0u64; 4];
+            let one_block = addrs.iter().all(|a| match a {
+                IpAddr::V4(v) if v.octets()[..3] == net => {
+                    let h = v.octets()[3];
+                    hosts[usize::from(h >> 6)] |= 1u64 << (h & 63);
+                    true
+                }
+                _ => false,
+            });
+            if one_block {
+                return Responsive::V4Block { net, hosts };
+            }
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        Responsive::List(addrs)
+    }
+}
+
+impl From<Responsive> for Vec<IpAddr> {
+    fn from(r: Responsive) -> Self {
+        match r {
+            Responsive::List(v) => v,
+            r => r.iter().collect(),
+        }
+    }
+}
+
+impl Responsive {
+    pub fn len(&self) -> usize {
+        match self {
+            Responsive::V4Block { hosts, .. } => {
+                hosts.iter().map(|w| w.count_ones() as usize).sum()
+            }
+            Responsive::List(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, addr: &IpAddr) -> bool {
+        match (self, addr) {
+            (Responsive::V4Block { net, hosts }, IpAddr::V4(v)) => {
+                let o = v.octets();
+                o[..3] == net[..] && hosts[usize::from(o[3] >> 6)] & (1 << (o[3] & 63)) != 0
+            }
+            (Responsive::V4Block { .. }, IpAddr::V6(_)) => false,
+            (Responsive::List(l), a) => l.binary_search(a).is_ok(),
+        }
+    }
+
+    /// The addresses, in ascending order.
+    pub fn iter(&self) -> ResponsiveIter<'_> {
+        match self {
+            Responsive::V4Block { net, hosts } => ResponsiveIter::Bits {
+                net: *net,
+                hosts: *hosts,
+                next: 0,
+            },
+            Responsive::List(v) => ResponsiveIter::List(v.iter()),
+        }
+    }
+
+    /// Adds addresses (duplicates are ignored).
+    pub fn extend_from_slice(&mut self, more: &[IpAddr]) {
+        if more.is_empty() {
+            return;
+        }
+        let mut all: Vec<IpAddr> = self.iter().collect();
+        all.extend_from_slice(more);
+        *self = Responsive::from(all);
+    }
+}
+
+/// Iterator over a [`Responsive`] set, yielding addresses by value.
+#[derive(Debug, Clone)]
+pub enum ResponsiveIter<'a> {
+    Bits {
+        net: [u8; 3],
+        hosts: [u64; 4],
+        next: u16,
+    },
+    List(std::slice::Iter<'a, IpAddr>),
+}
+
+impl ResponsiveIter<'_> {
+    /// Already yields addresses by value: lets callers written against the
+    /// former `Vec<IpAddr>` (`responsive.iter().copied()`) compile unchanged.
+    pub fn copied(self) -> Self {
+        self
+    }
+}
+
+impl Iterator for ResponsiveIter<'_> {
+    type Item = IpAddr;
+
+    fn next(&mut self) -> Option<IpAddr> {
+        match self {
+            ResponsiveIter::Bits { net, hosts, next } => {
+                while *next < 256 {
+                    let h = *next as u8;
+                    *next += 1;
+                    if hosts[usize::from(h >> 6)] & (1 << (h & 63)) != 0 {
+                        return Some(IpAddr::from([net[0], net[1], net[2], h]));
+                    }
+                }
+                None
+            }
+            ResponsiveIter::List(it) => it.next().copied(),
+        }
+    }
+}
+
 /// Per-block state persisted between rounds (and between cron runs, as JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockTracker {
     pub block: IpNet,
-    /// Ever-responsive addresses, sorted, without duplicates.
-    pub responsive: Vec<IpAddr>,
+    /// Ever-responsive addresses (serialized as a sorted list).
+    pub responsive: Responsive,
     /// `B`: belief that the block is up.
     pub belief: f64,
     /// `A`: share of `responsive` that answers while the block is up.
     pub availability: f64,
     /// State of the round in progress; not persisted (a round never spans runs).
     #[serde(skip)]
-    round: Option<RoundProgress>,
+    round: Option<Box<RoundProgress>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,9 +227,7 @@ impl BlockTracker {
     /// that just answered discovery starts as up, with the highest availability
     /// a single sweep can justify.
     pub fn from_discovery(block: IpNet, responsive: Vec<IpAddr>) -> Self {
-        let mut responsive = responsive;
-        responsive.sort_unstable();
-        responsive.dedup();
+        let responsive = Responsive::from(responsive);
         let belief = if responsive.is_empty() {
             0.5
         } else {
@@ -105,8 +250,6 @@ impl BlockTracker {
         }
         let before = self.responsive.len();
         self.responsive.extend_from_slice(found);
-        self.responsive.sort_unstable();
-        self.responsive.dedup();
         let share = found.len() as f64 / self.responsive.len() as f64;
         self.availability = if before == 0 {
             clamp_avail(share)
@@ -122,16 +265,16 @@ impl BlockTracker {
 
     /// Begins a round: shuffles the known addresses (no repeats within a round).
     pub fn start_round<R: Rng + ?Sized>(&mut self, max_probes: u32, rng: &mut R) {
-        let mut order = self.responsive.clone();
+        let mut order: Vec<IpAddr> = self.responsive.iter().collect();
         order.shuffle(rng);
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
-        self.round = Some(RoundProgress {
+        self.round = Some(Box::new(RoundProgress {
             order,
             next: 0,
             max_probes,
             outcomes: Vec::new(),
             done: false,
-        });
+        }));
     }
 
     /// The next address to probe, or `None` once the round has decided.
@@ -448,6 +591,54 @@ mod tests {
         let back: BlockTracker = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
         assert!(!json.contains("round"));
+    }
+
+    #[test]
+    fn responsive_sets_are_compact_sorted_and_deduplicated() {
+        let mut hs = hosts(200);
+        hs.reverse();
+        hs.push(hs[0]);
+        let r = Responsive::from(hs);
+        assert!(matches!(r, Responsive::V4Block { .. }));
+        assert_eq!(r.len(), 200);
+        assert_eq!(r.iter().copied().collect::<Vec<_>>(), hosts(200));
+        assert!(r.contains(&IpAddr::from([198, 18, 7, 200])));
+        assert!(!r.contains(&IpAddr::from([198, 18, 7, 201])));
+        assert!(!r.contains(&IpAddr::from([198, 18, 8, 1])));
+        // Host octets 0 and 255 and every word boundary survive.
+        let edge: Vec<IpAddr> = [0u8, 63, 64, 127, 128, 255]
+            .iter()
+            .map(|&h| IpAddr::from([10, 0, 0, h]))
+            .collect();
+        assert_eq!(
+            Responsive::from(edge.clone()).iter().collect::<Vec<_>>(),
+            edge
+        );
+        // Mixed /24s or families fall back to a sorted list.
+        let mixed = vec![
+            IpAddr::from([198, 18, 8, 1]),
+            IpAddr::from([198, 18, 7, 1]),
+            "2001:db8::1".parse().unwrap(),
+            IpAddr::from([198, 18, 7, 1]),
+        ];
+        let r = Responsive::from(mixed);
+        assert!(matches!(r, Responsive::List(_)));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.iter().next(), Some(IpAddr::from([198, 18, 7, 1])));
+        assert!(Responsive::from(vec![]).is_empty());
+        // JSON is the sorted list, as before the compact form.
+        let json = serde_json::to_string(&Responsive::from(hosts(2))).unwrap();
+        assert_eq!(json, r#"["198.18.7.1","198.18.7.2"]"#);
+    }
+
+    #[test]
+    fn tracker_stays_small() {
+        // The map entry of 100k tracked blocks: no heap for IPv4 /24 sets.
+        assert!(
+            std::mem::size_of::<BlockTracker>() <= 96,
+            "{}",
+            std::mem::size_of::<BlockTracker>()
+        );
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! Discovery: sweep every target address once to learn which addresses of
 //! each block answer at all (the block's ever-responsive set).
 //!
-//! Like zmap, the sweep never waits for a reply before sending the next probe:
-//! each probe is its own task, up to `concurrency` of them in flight (a
-//! semaphore), all paced by the global rate limiter. A progress bar is drawn
-//! only when stderr is a terminal.
+//! Like zmap, the sweep never waits for a reply before sending the next probe.
+//! When the pinger has a batch transport (the real one does, see
+//! `icmp::sweeper`), IPv4 addresses are sent in a shuffled order, paced by the
+//! global rate limiter, and replies are matched as they come: a sweep takes
+//! the sending time plus one timeout. Otherwise (IPv6, simulated networks, a
+//! failed batch sweep) each probe is its own task, up to `concurrency` of them
+//! in flight (a semaphore), all paced by the rate limiter. A progress bar is
+//! drawn only when stderr is a terminal.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use darkwatch_schema::block_of;
 use indicatif::{ProgressBar, ProgressStyle};
 use ipnet::IpNet;
+use rand::seq::SliceRandom;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::icmp::Pinger;
@@ -49,7 +54,37 @@ pub async fn sweep(
     let sem = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let timeout = settings.timeout;
-    for block in &blocks {
+    let mut per_probe: Vec<&IpNet> = blocks.iter().collect();
+    if let Some(batch) = pinger.batch_sweeper() {
+        let mut v4: Vec<Ipv4Addr> = Vec::new();
+        for block in blocks.iter().filter(|b| matches!(b, IpNet::V4(_))) {
+            v4.extend(
+                targets
+                    .addresses_in(block)
+                    .into_iter()
+                    .filter_map(|a| match a {
+                        IpAddr::V4(a) => Some(a),
+                        IpAddr::V6(_) => None,
+                    }),
+            );
+        }
+        // Spread the probes over all blocks, as zmap does, rather than
+        // hitting one network with 256 packets in a row.
+        v4.shuffle(&mut rand::thread_rng());
+        let count = v4.len() as u64;
+        match batch.sweep_v4(v4, limiter.clone(), timeout).await {
+            Ok(replied) => {
+                for a in replied {
+                    let addr = IpAddr::V4(a);
+                    found.entry(block_of(addr)).or_default().push(addr);
+                }
+                pb.inc(count);
+                per_probe.retain(|b| !matches!(b, IpNet::V4(_)));
+            }
+            Err(e) => tracing::warn!("batch sweep failed, probing one address at a time: {e}"),
+        }
+    }
+    for block in per_probe {
         for addr in targets.addresses_in(block) {
             let Ok(permit) = sem.clone().acquire_owned().await else {
                 break;
@@ -158,6 +193,40 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batch_sweep_finds_the_same_and_waits_one_timeout_in_all() {
+        let net = Arc::new(
+            SimPinger::new(|addr, _| match addr {
+                IpAddr::V4(a) if a.octets()[2] == 1 && a.octets()[3] % 2 == 0 => Outcome::Reply {
+                    rtt: Duration::from_millis(20),
+                },
+                _ => Outcome::Timeout,
+            })
+            .batched(),
+        );
+        let settings = ProbeSettings {
+            concurrency: 1,
+            timeout: Duration::from_secs(1),
+            ..ProbeSettings::default()
+        };
+        let start = tokio::time::Instant::now();
+        let got = sweep(
+            net.clone(),
+            Arc::new(RateLimiter::unlimited()),
+            &targets(&["198.18.1.0/24", "198.18.2.0/24"]),
+            &settings,
+        )
+        .await;
+        // One in flight would take 384 timeouts if the sweep waited per reply.
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(net.total_sent(), 512);
+        assert_eq!(net.max_in_flight(), 0, "no per-probe echo was used");
+        let b1 = &got[&"198.18.1.0/24".parse().unwrap()];
+        assert_eq!(b1.len(), 128);
+        assert!(b1.windows(2).all(|w| w[0] < w[1]), "sorted");
+        assert!(got[&"198.18.2.0/24".parse().unwrap()].is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,13 +9,19 @@
 //! and checks the ICMP type: a Destination Unreachable is not a reply.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use socket2_06::{Domain, Protocol, Socket, Type};
 use surge_ping::{Client, Config, IcmpPacket, PingIdentifier, PingSequence, SurgeError, ICMP};
+
+use crate::ratelimit::RateLimiter;
+
+pub mod sweeper;
+pub use sweeper::RawSweeper;
 
 /// What became of one echo request.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,14 +47,45 @@ impl Outcome {
 /// allow many concurrent calls (discovery keeps thousands in flight).
 pub trait Pinger: Send + Sync {
     fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome>;
+
+    /// A batch transport for discovery sweeps of IPv4 addresses, if this
+    /// pinger has one: it sends without waiting on any reply and matches
+    /// replies as they come (see [`RawSweeper`]). `None` (the default) makes
+    /// discovery fall back to one [`Pinger::echo`] per address.
+    fn batch_sweeper(&self) -> Option<&dyn BatchSweep> {
+        None
+    }
 }
 
-/// The message for a missing CAP_NET_RAW, shared by every entry point.
-pub const NO_PRIVILEGE_MESSAGE: &str = "darkwatch-agent needs CAP_NET_RAW to send ICMP: run it as root, or `setcap cap_net_raw+ep /path/to/darkwatch-agent`";
+/// Probes many IPv4 addresses once each without waiting on each reply.
+pub trait BatchSweep: Send + Sync {
+    /// Sends one echo request to every address of `addrs`, paced by
+    /// `limiter`, keeps collecting replies until `timeout` after the last
+    /// send, and returns the addresses that sent an echo reply (any order,
+    /// no duplicates).
+    fn sweep_v4(
+        &self,
+        addrs: Vec<Ipv4Addr>,
+        limiter: Arc<RateLimiter>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Ipv4Addr>, IcmpError>>;
+}
+
+/// The message for a missing CAP_NET_RAW, shared by every entry point; it
+/// names this binary's path so that the fix can be pasted as is.
+pub fn no_privilege_message() -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/path/to/darkwatch-agent".into());
+    format!(
+        "darkwatch-agent needs CAP_NET_RAW to send ICMP: run it as root, or `setcap cap_net_raw+ep {exe}`, \
+         or under systemd `AmbientCapabilities=CAP_NET_RAW` (see deploy/systemd/)"
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IcmpError {
-    #[error("{NO_PRIVILEGE_MESSAGE}")]
+    #[error("{}", no_privilege_message())]
     NoPrivilege,
     #[error("cannot open an {family} ICMP socket: {source}")]
     Socket {
@@ -58,7 +95,7 @@ pub enum IcmpError {
     },
 }
 
-fn socket_error(family: &'static str, source: io::Error) -> IcmpError {
+pub(crate) fn socket_error(family: &'static str, source: io::Error) -> IcmpError {
     if source.kind() == io::ErrorKind::PermissionDenied {
         IcmpError::NoPrivilege
     } else {
@@ -82,18 +119,23 @@ const PAYLOAD: &[u8; 16] = b"darkwatch-probe\0";
 
 /// The real pinger, over surge-ping.
 pub struct SurgePinger {
-    v4: Client,
+    /// The IPv4 client, opened at the first echo: a discovery sweep (which
+    /// has its own sockets) comes first, and an open raw socket would get a
+    /// copy of every sweep reply to read and discard.
+    v4: OnceLock<Result<Client, String>>,
     v6: Result<Client, String>,
     ident_base: u16,
     counter: AtomicU32,
+    sweeper: RawSweeper,
 }
 
 impl SurgePinger {
-    /// Opens the sockets. Must be called inside a tokio runtime (surge-ping
-    /// spawns its receive task). An IPv6 socket that cannot be opened for a
-    /// reason other than privileges only makes IPv6 probes fail.
+    /// Checks that raw IPv4 sockets can be opened and opens the IPv6 one.
+    /// Must be called inside a tokio runtime (surge-ping spawns its receive
+    /// task). An IPv6 socket that cannot be opened for a reason other than
+    /// privileges only makes IPv6 probes fail.
     pub fn new() -> Result<Self, IcmpError> {
-        let v4 = open_client(ICMP::V4).map_err(|e| socket_error("IPv4", e))?;
+        check_privileges()?;
         let v6 = match open_client(ICMP::V6) {
             Ok(c) => Ok(c),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -108,11 +150,25 @@ impl SurgePinger {
         // high half (see `trace`), so the two never claim each other's replies.
         let ident_base = rand::random::<u16>() & 0x3fff;
         Ok(Self {
-            v4,
+            v4: OnceLock::new(),
             v6,
             ident_base,
             counter: AtomicU32::new(0),
+            // Sweeps take the identifier just past this pinger's range.
+            sweeper: RawSweeper::new(ident_base.wrapping_add(0x4000) & 0x7fff),
         })
+    }
+
+    fn v4(&self) -> Result<&Client, String> {
+        self.v4
+            .get_or_init(|| {
+                open_client(ICMP::V4).map_err(|e| {
+                    tracing::error!("cannot open an IPv4 ICMP socket: {e}");
+                    format!("no ICMPv4 socket: {e}")
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -136,7 +192,7 @@ fn open_client(kind: ICMP) -> io::Result<Client> {
 /// Raises the socket's receive buffer, beyond `net.core.rmem_max` when the
 /// process may (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else up to it.
 #[allow(unsafe_code)]
-fn raise_recv_buffer(fd: std::os::fd::RawFd, bytes: usize) {
+pub(crate) fn raise_recv_buffer(fd: std::os::fd::RawFd, bytes: usize) {
     use std::os::fd::BorrowedFd;
     // SAFETY: `fd` belongs to a surge-ping client that the caller holds, so it
     // stays open for the duration of this function; we only set options on it.
@@ -168,10 +224,17 @@ fn raise_recv_buffer(fd: std::os::fd::RawFd, bytes: usize) {
 }
 
 impl Pinger for SurgePinger {
+    fn batch_sweeper(&self) -> Option<&dyn BatchSweep> {
+        Some(&self.sweeper)
+    }
+
     fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome> {
         Box::pin(async move {
             let client = match (addr, &self.v6) {
-                (IpAddr::V4(_), _) => &self.v4,
+                (IpAddr::V4(_), _) => match self.v4() {
+                    Ok(c) => c,
+                    Err(e) => return Outcome::Failed(e),
+                },
                 (IpAddr::V6(_), Ok(c)) => c,
                 (IpAddr::V6(_), Err(e)) => return Outcome::Failed(e.clone()),
             };
@@ -220,9 +283,13 @@ pub mod sim {
     use std::sync::Mutex;
     use std::time::Duration;
 
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
     use futures::future::BoxFuture;
 
-    use super::{Outcome, Pinger};
+    use super::{BatchSweep, IcmpError, Outcome, Pinger};
+    use crate::ratelimit::RateLimiter;
 
     type Responder = dyn Fn(IpAddr, u32) -> Outcome + Send + Sync;
 
@@ -233,6 +300,7 @@ pub mod sim {
         sent: Mutex<HashMap<IpAddr, u32>>,
         in_flight: AtomicUsize,
         max_in_flight: AtomicUsize,
+        batch: bool,
     }
 
     impl SimPinger {
@@ -242,7 +310,22 @@ pub mod sim {
                 sent: Mutex::new(HashMap::new()),
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
+                batch: false,
             }
+        }
+
+        /// Also offers a batch sweeper (as the real pinger does), so that
+        /// discovery takes its fast path.
+        pub fn batched(mut self) -> Self {
+            self.batch = true;
+            self
+        }
+
+        fn record(&self, addr: IpAddr) -> u32 {
+            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+            let n = sent.entry(addr).or_insert(0);
+            *n += 1;
+            *n - 1
         }
 
         /// Probes sent to `addr` so far.
@@ -270,15 +353,44 @@ pub mod sim {
         }
     }
 
+    impl BatchSweep for SimPinger {
+        /// Sends every probe paced by `limiter`, then waits one timeout:
+        /// replies no slower than the timeout count.
+        fn sweep_v4(
+            &self,
+            addrs: Vec<Ipv4Addr>,
+            limiter: Arc<RateLimiter>,
+            timeout: Duration,
+        ) -> BoxFuture<'_, Result<Vec<Ipv4Addr>, IcmpError>> {
+            Box::pin(async move {
+                let mut replied = Vec::new();
+                for a in addrs {
+                    limiter.acquire().await;
+                    let addr = IpAddr::V4(a);
+                    let before = self.record(addr);
+                    if matches!((self.responder)(addr, before), Outcome::Reply { rtt } if rtt <= timeout)
+                    {
+                        replied.push(a);
+                    }
+                }
+                tokio::time::sleep(timeout).await;
+                Ok(replied)
+            })
+        }
+    }
+
     impl Pinger for SimPinger {
+        fn batch_sweeper(&self) -> Option<&dyn BatchSweep> {
+            if self.batch {
+                Some(self)
+            } else {
+                None
+            }
+        }
+
         fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome> {
             Box::pin(async move {
-                let before = {
-                    let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-                    let n = sent.entry(addr).or_insert(0);
-                    *n += 1;
-                    *n - 1
-                };
+                let before = self.record(addr);
                 let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 self.max_in_flight.fetch_max(now, Ordering::SeqCst);
                 let outcome = (self.responder)(addr, before);

@@ -51,8 +51,18 @@ impl RateLimiter {
 
     /// Waits until `n` packets may be sent (e.g. a whole traceroute).
     pub async fn acquire_n(&self, n: u32) {
+        let wait = self.reserve_n(n);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Reserves send slots for `n` packets and returns how long the caller
+    /// must wait before sending them, for callers that pace themselves
+    /// outside async code (the batch sweeper's sending thread).
+    pub fn reserve_n(&self, n: u32) -> Duration {
         if self.interval.is_zero() || n == 0 {
-            return;
+            return Duration::ZERO;
         }
         let now = Instant::now();
         let send_at = {
@@ -62,8 +72,16 @@ impl RateLimiter {
             *next = Some(tat + self.interval * n);
             tat.checked_sub(self.tolerance).unwrap_or(now)
         };
-        if send_at > now {
-            tokio::time::sleep_until(send_at).await;
+        send_at.saturating_duration_since(now)
+    }
+
+    /// Packets per second this limiter allows (0: unlimited).
+    pub fn pps(&self) -> u32 {
+        if self.interval.is_zero() {
+            0
+        } else {
+            u32::try_from(Duration::from_secs(1).as_nanos() / self.interval.as_nanos().max(1))
+                .unwrap_or(u32::MAX)
         }
     }
 }
@@ -115,6 +133,21 @@ mod tests {
             e >= Duration::from_millis(1990) && e <= Duration::from_millis(2010),
             "{e:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reservations_space_batches_by_the_interval() {
+        let rl = RateLimiter::new(1000, 1);
+        assert_eq!(rl.pps(), 1000);
+        assert_eq!(rl.reserve_n(100), Duration::ZERO);
+        // The next batch may leave once the first 100 slots (100 ms) passed.
+        assert_eq!(rl.reserve_n(100), Duration::from_millis(100));
+        assert_eq!(rl.reserve_n(1), Duration::from_millis(200));
+        assert_eq!(
+            RateLimiter::unlimited().reserve_n(1_000_000),
+            Duration::ZERO
+        );
+        assert_eq!(RateLimiter::unlimited().pps(), 0);
     }
 
     #[tokio::test(start_paused = true)]

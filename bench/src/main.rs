@@ -1,0 +1,537 @@
+//! darkwatch-bench: runs darkwatch's benchmarks and prints one markdown
+//! table (see `docs/benchmarks.md` for the method). Glue only: the sweep
+//! lab is in `netlab`, the peers' runners in `sweep`, pure helpers in
+//! `stats`, the steady-state model in `steady`. Needs root (namespaces,
+//! raw sockets); `bench/run.sh` installs the peers and builds everything.
+
+mod netlab;
+mod stats;
+mod steady;
+mod sweep;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use darkwatch_agent::belief::BlockTracker;
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::sweep::{SweepConfig, Tool};
+
+/// Counts live heap bytes, to measure memory per tracked block.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged and only
+// keeps a byte count on the side.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+#[derive(Debug, Parser)]
+#[command(about = "darkwatch benchmarks against fping, zmap and scamper; prints a markdown table")]
+struct Args {
+    /// Repetitions of each sweep per tool (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Sections to run (comma-separated): sweep16, sweep15, steady, memory,
+    /// correlation, ingest, latency.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sweep16,sweep15,steady,memory,correlation,ingest,latency"
+    )]
+    only: Vec<String>,
+    /// Echo timeout of every sweep tool, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    /// darkwatch-agent's packet-rate cap in sweeps (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    dw_pps: u32,
+    /// Sweep tools (comma-separated): darkwatch, zmap, fping, scamper.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "darkwatch,zmap,fping,scamper"
+    )]
+    tools: Vec<String>,
+    /// Seconds of ingest load per database.
+    #[arg(long, default_value_t = 10.0)]
+    ingest_seconds: f64,
+    /// Blackout/repair cycles for verdict latency.
+    #[arg(long, default_value_t = 2)]
+    latency_reps: usize,
+    /// Also write the table to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One row of the final table.
+struct Row {
+    what: String,
+    darkwatch: String,
+    peers: String,
+    goal: String,
+    met: String,
+}
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "**no**" }.into()
+}
+
+fn f(x: Option<f64>, digits: usize) -> String {
+    x.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+fn exe_dir() -> Result<PathBuf> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .context("no directory for the running binary")?
+        .to_path_buf())
+}
+
+fn tool_of(s: &str) -> Result<Tool> {
+    Ok(match s {
+        "darkwatch" => Tool::Darkwatch,
+        "zmap" => Tool::Zmap,
+        "fping" => Tool::Fping,
+        "scamper" => Tool::Scamper,
+        _ => bail!("unknown tool {s:?}"),
+    })
+}
+
+fn sweep_rows(
+    args: &Args,
+    space: &str,
+    tag: &str,
+    rows: &mut Vec<Row>,
+    detail: &mut String,
+) -> Result<()> {
+    let space: Ipv4Net = space.parse()?;
+    let cfg = SweepConfig {
+        space,
+        silent_share: 0.2,
+        reps: args.reps,
+        timeout_ms: args.timeout_ms,
+        agent: exe_dir()?.join("darkwatch-agent"),
+        tools: args
+            .tools
+            .iter()
+            .map(|t| tool_of(t))
+            .collect::<Result<_>>()?,
+        dw_pps: args.dw_pps,
+    };
+    eprintln!("sweep of {space} ({} reps, 20% of /24s silent)", args.reps);
+    let sums = sweep::bench(&cfg, tag)?;
+    let zmap = sums.iter().find(|s| s.tool == Tool::Zmap).cloned();
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "–".into(),
+    };
+    let table: Vec<Vec<String>> = sums
+        .iter()
+        .map(|s| {
+            vec![
+                s.tool.name().into(),
+                f(s.wall_s, 2),
+                f(s.cpu_s, 2),
+                f(s.pps.map(|p| p / 1000.0), 1),
+                f(s.share.map(|x| x * 100.0), 2),
+                s.false_positives.to_string(),
+                s.completed.clone(),
+                ratio(s.wall_s, zmap.as_ref().and_then(|z| z.wall_s)),
+                ratio(s.cpu_s, zmap.as_ref().and_then(|z| z.cpu_s)),
+                s.note.clone(),
+            ]
+        })
+        .collect();
+    detail.push_str(&format!(
+        "\nSweep of {space}, 20% of /24s silent, {} ms timeout, median of {} runs:\n\n",
+        args.timeout_ms, args.reps
+    ));
+    detail.push_str(&stats::markdown_table(
+        &[
+            "tool",
+            "wall s",
+            "CPU s",
+            "kpps",
+            "found %",
+            "false +",
+            "completed",
+            "wall/zmap",
+            "CPU/zmap",
+            "note",
+        ],
+        &table,
+    ));
+    if let Some(dw) = sums.iter().find(|s| s.tool == Tool::Darkwatch) {
+        let zw = zmap.as_ref().and_then(|z| z.wall_s);
+        let zc = zmap.as_ref().and_then(|z| z.cpu_s);
+        rows.push(Row {
+            what: format!("sweep {space}: wall s / CPU s / found %"),
+            darkwatch: format!(
+                "{} / {} / {}",
+                f(dw.wall_s, 2),
+                f(dw.cpu_s, 2),
+                f(dw.share.map(|x| x * 100.0), 2)
+            ),
+            peers: sums
+                .iter()
+                .filter(|s| s.tool != Tool::Darkwatch)
+                .map(|s| {
+                    format!(
+                        "{} {} / {} / {}",
+                        s.tool.name(),
+                        f(s.wall_s, 2),
+                        f(s.cpu_s, 2),
+                        f(s.share.map(|x| x * 100.0), 2)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            goal: "wall ≤ zmap, CPU ≤ zmap, 100 %, completes".into(),
+            met: yes(dw.completed.starts_with(&args.reps.to_string())
+                && dw.share.is_some_and(|s| s >= 1.0)
+                && match (dw.wall_s, zw, dw.cpu_s, zc) {
+                    (Some(w), Some(zw), Some(c), Some(zc)) => w <= zw && c <= zc,
+                    _ => zmap.is_none(),
+                }),
+        });
+    }
+    Ok(())
+}
+
+fn steady_rows(rows: &mut Vec<Row>) {
+    for (label, avail) in [("A = 1 (lab)", (1.0, 1.0)), ("A ∈ [0.5, 1]", (0.5, 1.0))] {
+        let m = steady::Model {
+            blocks: 20_000,
+            rounds: 20,
+            availability: avail,
+            outage_share: 0.2,
+        };
+        let r = steady::simulate(&m, 42);
+        rows.push(Row {
+            what: format!("steady rounds, {label}: probes/block/round up / down"),
+            darkwatch: format!(
+                "{:.2} / {:.2} (false down {:.3} %, false up {:.3} %)",
+                r.up_mean(),
+                r.down_mean(),
+                100.0 * r.false_down as f64 / r.up_rounds.max(1) as f64,
+                100.0 * r.false_up as f64 / r.down_rounds.max(1) as f64
+            ),
+            peers: "Trinocular ≈ 1 for up blocks".into(),
+            goal: "≤ 1.5 for up blocks".into(),
+            met: yes(r.up_mean() <= 1.5),
+        });
+    }
+}
+
+fn memory_rows(rows: &mut Vec<Row>) {
+    const N: u32 = 100_000;
+    for hosts in [1u32, 16, 256] {
+        let before = LIVE.load(Ordering::Relaxed);
+        let map: BTreeMap<IpNet, BlockTracker> = (0..N)
+            .map(|b| {
+                let base = (0x0a00_0000 + b) << 8;
+                let block =
+                    IpNet::V4(Ipv4Net::new(std::net::Ipv4Addr::from(base), 24).expect("a /24"));
+                let addrs: Vec<IpAddr> =
+                    (0..hosts).map(|h| IpAddr::V4((base + h).into())).collect();
+                (block, BlockTracker::from_discovery(block, addrs))
+            })
+            .collect();
+        let per = (LIVE.load(Ordering::Relaxed) - before) as f64 / f64::from(N);
+        drop(map);
+        rows.push(Row {
+            what: format!("memory per tracked block, 100k blocks, {hosts} responsive each"),
+            darkwatch: format!("{per:.0} B"),
+            peers: "–".into(),
+            goal: "≤ 200 B".into(),
+            met: yes(per <= 200.0),
+        });
+    }
+}
+
+fn correlation_rows(rows: &mut Vec<Row>) -> Result<()> {
+    let perf = exe_dir()?.join("examples/perf");
+    let out = Command::new(&perf)
+        .env("PERF_BLOCKS", "100000")
+        .env("PERF_VPS", "10")
+        .env("PERF_ROUNDS", "100")
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run {} (cargo build --release -p darkwatch-correlate --example perf)",
+                perf.display()
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secs = text
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse::<f64>().ok());
+    rows.push(Row {
+        what: "correlation 100k blocks × 10 VPs × 100 rounds".into(),
+        darkwatch: format!("{} s", f(secs, 2)),
+        peers: "–".into(),
+        goal: "< 2 s".into(),
+        met: yes(secs.is_some_and(|s| s < 2.0)),
+    });
+    Ok(())
+}
+
+fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
+    let dir = exe_dir()?;
+    let loadgen = ["darkwatch-loadgen", "loadgen"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dir.join("darkwatch-loadgen"));
+    if !loadgen.is_file() {
+        rows.push(Row {
+            what: "collector ingest, obs/s".into(),
+            darkwatch: "not run: darkwatch-loadgen not built (see docs/reliability.md)".into(),
+            peers: "–".into(),
+            goal: "50k/s SQLite".into(),
+            met: "–".into(),
+        });
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let mut dbs = vec![(
+        "SQLite",
+        vec![
+            "--db".to_string(),
+            dir.path().join("ingest.db").display().to_string(),
+        ],
+    )];
+    if let Ok(pg) = std::env::var("DARKWATCH_TEST_PG") {
+        dbs.push(("PostgreSQL", vec!["--pg".into(), pg]));
+    }
+    for (name, db) in dbs {
+        let secs = args.ingest_seconds.to_string();
+        let out = Command::new(&loadgen)
+            .args(&db)
+            .args(["--seconds", &secs, "--json"])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: Option<serde_json::Value> = text
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok());
+        let rate = v.as_ref().and_then(find_rate);
+        rows.push(Row {
+            what: format!("collector ingest into {name}, obs/s stored (loadgen, 200 agents)"),
+            darkwatch: match rate {
+                Some(r) => format!("{r:.0}"),
+                None => format!(
+                    "failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                ),
+            },
+            peers: "–".into(),
+            goal: if name == "SQLite" {
+                "≥ 50 000/s".into()
+            } else {
+                "–".into()
+            },
+            met: if name == "SQLite" {
+                yes(rate.is_some_and(|r| r >= 50_000.0))
+            } else {
+                "–".into()
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The first `observations_per_sec` anywhere in the load generator's JSON.
+fn find_rate(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Object(m) => m
+            .get("observations_per_sec")
+            .and_then(|x| x.as_f64())
+            .or_else(|| m.values().find_map(find_rate)),
+        serde_json::Value::Array(a) => a.iter().find_map(find_rate),
+        _ => None,
+    }
+}
+
+fn latency_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
+    use darkwatch_tests::harness::{self, verdicts, Db, Deployment, Timing, COUNTRY};
+    let lab = darkwatch_tests::Lab::build(darkwatch_tests::LabConfig::default())?;
+    let dir = tempfile::tempdir()?;
+    let db = Db::sqlite(dir.path());
+    let mut d = Deployment::start(&lab, &db.url, dir.path(), Timing::default())?;
+    d.wait_reporting(Duration::from_secs(90))?;
+    d.rounds(2);
+    let interval = d.interval().as_secs_f64();
+    let blackout = |all: &[serde_json::Value]| {
+        verdicts(all, "blackout", "country", Some(COUNTRY))
+            .first()
+            .map(|v| (*v).clone())
+    };
+    let (mut opens, mut closes) = (Vec::new(), Vec::new());
+    for rep in 0..args.latency_reps {
+        let t0 = Instant::now();
+        for p in lab.country_prefixes() {
+            lab.withdraw(p)?;
+        }
+        harness::wait_for("a country blackout", d.interval() * 12, || {
+            Ok(d.outages()?
+                .iter()
+                .any(|v| blackout(std::slice::from_ref(v)).is_some() && v["end"].is_null())
+                .then_some(()))
+        })?;
+        opens.push(t0.elapsed().as_secs_f64() / interval);
+        let t1 = Instant::now();
+        for p in lab.country_prefixes() {
+            lab.announce(p)?;
+        }
+        harness::wait_for("the blackout to end", d.interval() * 12, || {
+            let all = d.outages()?;
+            let open = verdicts(&all, "blackout", "country", Some(COUNTRY))
+                .iter()
+                .any(|v| v["end"].is_null());
+            Ok((!open).then_some(()))
+        })?;
+        closes.push(t1.elapsed().as_secs_f64() / interval);
+        eprintln!(
+            "  latency rep {}: open {:.2} rounds, close {:.2} rounds",
+            rep + 1,
+            opens[rep],
+            closes[rep]
+        );
+        d.rounds(2);
+    }
+    d.stop()?;
+    let max = |v: &[f64]| {
+        v.iter()
+            .copied()
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+    };
+    rows.push(Row {
+        what: format!("verdict latency, country blackout ({}-s rounds, {} reps): open / close, rounds (median, max)", interval, opens.len()),
+        darkwatch: format!(
+            "{} ({}) / {} ({})",
+            f(stats::median(&opens), 2),
+            f(max(&opens), 2),
+            f(stats::median(&closes), 2),
+            f(max(&closes), 2)
+        ),
+        peers: "–".into(),
+        goal: "≤ 2 each".into(),
+        met: yes(max(&opens).is_some_and(|x| x <= 2.0) && max(&closes).is_some_and(|x| x <= 2.0)),
+    });
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if !nix::unistd::Uid::effective().is_root()
+        && args
+            .only
+            .iter()
+            .any(|s| s.starts_with("sweep") || s == "latency")
+    {
+        bail!("the sweep and latency benchmarks need root (network namespaces, raw sockets)");
+    }
+    let mut rows = Vec::new();
+    let mut detail = String::new();
+    let mut failures = Vec::new();
+    let started = Instant::now();
+    for section in &args.only {
+        let r = match section.as_str() {
+            "sweep16" => sweep_rows(&args, "198.18.0.0/16", "a", &mut rows, &mut detail),
+            "sweep15" => sweep_rows(&args, "198.18.0.0/15", "b", &mut rows, &mut detail),
+            "steady" => {
+                steady_rows(&mut rows);
+                Ok(())
+            }
+            "memory" => {
+                memory_rows(&mut rows);
+                Ok(())
+            }
+            "correlation" => correlation_rows(&mut rows),
+            "ingest" => ingest_rows(&args, &mut rows),
+            "latency" => latency_rows(&args, &mut rows),
+            other => Err(anyhow::anyhow!("unknown section {other:?}")),
+        };
+        if let Err(e) = r {
+            eprintln!("section {section} failed: {e:#}");
+            failures.push(format!("{section}: {e:#}"));
+        }
+    }
+    let table = stats::markdown_table(
+        &["benchmark", "darkwatch", "peers", "goal", "met"],
+        &rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.what.clone(),
+                    r.darkwatch.clone(),
+                    r.peers.clone(),
+                    r.goal.clone(),
+                    r.met.clone(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let mut text = format!("{table}{detail}");
+    for fl in &failures {
+        text.push_str(&format!("\nFAILED {fl}\n"));
+    }
+    text.push_str(&format!(
+        "\n({} cores, bench took {:.0} s)\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        started.elapsed().as_secs_f64()
+    ));
+    print!("{text}");
+    if let Some(p) = &args.out {
+        write_out(p, &text)?;
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("{} section(s) failed", failures.len())
+    }
+}
+
+fn write_out(p: &Path, text: &str) -> Result<()> {
+    std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))
+}
