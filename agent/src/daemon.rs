@@ -141,6 +141,21 @@ impl LocalPolicy {
     }
 }
 
+/// Longest round interval the agent accepts from a collector (a week).
+pub const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
+/// Why a campaign pulled from the collector is refused outright, if it is:
+/// a bad name (it becomes a file name) or an absurd interval.
+pub fn campaign_acceptable(c: &CampaignAssignment) -> Result<(), &'static str> {
+    if !darkwatch_schema::valid_name(&c.name) {
+        return Err("invalid campaign name");
+    }
+    if c.interval_secs == 0 || c.interval_secs > MAX_INTERVAL_SECS {
+        return Err("round interval outside 1 s .. 7 days");
+    }
+    Ok(())
+}
+
 fn prefix_size(p: &IpNet) -> u128 {
     match p {
         IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
@@ -208,8 +223,8 @@ impl Agent {
     /// Runs one round of `c` (if due) and spools its batch. Returns true if a
     /// batch was spooled.
     async fn campaign_round(&self, c: &CampaignAssignment, round: u64) -> Result<bool> {
-        if !darkwatch_schema::valid_name(&c.name) || c.interval_secs == 0 {
-            tracing::error!(campaign = %c.name, "ignoring an invalid campaign");
+        if let Err(why) = campaign_acceptable(c) {
+            tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
             return Ok(false);
         }
         let path = self.state_path(&c.name);
@@ -435,5 +450,52 @@ async fn sender_loop(agent: Arc<Agent>, wake: Arc<Notify>) {
                 backoff = (backoff * 2).min(max);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign(name: &str, interval_secs: u64) -> CampaignAssignment {
+        CampaignAssignment {
+            name: name.into(),
+            country: None,
+            interval_secs,
+            prefixes: vec!["198.18.0.0/24".parse().unwrap()],
+            control: vec![],
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn absurd_campaigns_are_refused() {
+        assert_eq!(campaign_acceptable(&campaign("kp", 60)), Ok(()));
+        assert_eq!(campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS)), Ok(()));
+        assert!(campaign_acceptable(&campaign("kp", 0)).is_err());
+        assert!(campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS + 1)).is_err());
+        assert!(campaign_acceptable(&campaign("kp", u64::MAX)).is_err());
+        assert!(campaign_acceptable(&campaign("../etc", 60)).is_err());
+    }
+
+    #[test]
+    fn local_policy_overrides_the_collector() {
+        let policy = LocalPolicy {
+            exclude: vec!["198.18.7.0/24".parse().unwrap()],
+            allow: vec!["198.18.0.0/15".parse().unwrap()],
+            max_targets: 1024,
+        };
+        let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
+        // The excluded /24 is cut out of what the collector assigned.
+        let set = policy.targets("kp", &nets(&["198.18.6.0/23"])).expect("allowed part");
+        assert_eq!(set.address_count(), 256);
+        assert!(!set.contains("198.18.7.1".parse().unwrap()));
+        // Reserved ranges not carved back by `allow` are never targets.
+        for reserved in ["127.0.0.0/24", "10.1.2.0/24", "224.0.0.0/24", "0.0.0.0/24"] {
+            let set = policy.targets("kp", &nets(&[reserved]));
+            assert!(set.is_none_or(|s| s.address_count() == 0), "{reserved} must be refused");
+        }
+        // More than max_targets: the whole assignment is refused.
+        assert!(policy.targets("kp", &nets(&["198.19.0.0/16"])).is_none());
     }
 }

@@ -75,6 +75,26 @@ pub fn last_complete_round(now_ms: i64, interval_secs: u64) -> Option<u64> {
     (t >= 0).then(|| round_of(t, interval_secs))
 }
 
+/// The last round a pass may correlate: the last complete round by the
+/// clock, or a later one (the round just ended, or the one in progress) once
+/// every agent that reported the round before it has reported it too. An
+/// agent sends a whole round in one batch, so waiting out the deadline only
+/// matters for a late agent; not waiting saves most of a round of verdict
+/// latency. `reported` is `(round, agent)` for rounds up to `current`.
+pub fn last_round_to_correlate(by_time: Option<u64>, current: u64, reported: &[(u64, String)]) -> Option<u64> {
+    let agents = |r: u64| reported.iter().filter(|(x, _)| *x == r).map(|(_, a)| a.as_str()).collect::<BTreeSet<_>>();
+    for r in (current.saturating_sub(1)..=current).rev() {
+        if r == 0 || by_time.is_some_and(|t| r <= t) {
+            break;
+        }
+        let (now, before) = (agents(r), agents(r - 1));
+        if !before.is_empty() && before.is_subset(&now) {
+            return Some(r);
+        }
+    }
+    by_time
+}
+
 /// The top scope of a campaign: its country, or the campaign itself.
 pub fn top_target(c: &Campaign) -> (String, bool) {
     match &c.country {
@@ -282,7 +302,12 @@ pub async fn pass<S: Store>(
     pfx2as: Option<&Pfx2As>,
     now_ms: i64,
 ) -> Result<(core::Output, Vec<AlertEvent>), StoreError> {
-    let Some(last) = last_complete_round(now_ms, campaign.interval_secs) else {
+    let by_time = last_complete_round(now_ms, campaign.interval_secs);
+    let current = round_of(now_ms, campaign.interval_secs);
+    let reported = store
+        .round_agents(&campaign.name, current.saturating_sub(2)..=current)
+        .await?;
+    let Some(last) = last_round_to_correlate(by_time, current, &reported) else {
         return Ok((core::Output::default(), Vec::new()));
     };
     let input = load_input(store, campaign, last, settings.window_rounds, pfx2as).await?;
@@ -357,6 +382,23 @@ pub async fn run<S: Store>(store: Arc<S>, settings: CorrelationSettings, holder:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_end_early_once_every_agent_reported() {
+        let rep = |v: &[(u64, &str)]| v.iter().map(|(r, a)| (*r, a.to_string())).collect::<Vec<_>>();
+        // Round 10 in progress, 8 complete by the clock.
+        let all = rep(&[(8, "a"), (8, "b"), (9, "a"), (9, "b"), (10, "a"), (10, "b")]);
+        assert_eq!(last_round_to_correlate(Some(8), 10, &all), Some(10));
+        // b has not reported round 10 yet: round 9 is the last one both sent.
+        let late = rep(&[(8, "a"), (8, "b"), (9, "a"), (9, "b"), (10, "a")]);
+        assert_eq!(last_round_to_correlate(Some(8), 10, &late), Some(9));
+        // Nobody reported 9 or 10 (collector down, agents spooling): wait for the clock.
+        assert_eq!(last_round_to_correlate(Some(8), 10, &rep(&[(8, "a")])), Some(8));
+        // A new agent in round 10 does not hold it back; a missing one does.
+        let joined = rep(&[(9, "a"), (10, "a"), (10, "c")]);
+        assert_eq!(last_round_to_correlate(Some(8), 10, &joined), Some(10));
+        assert_eq!(last_round_to_correlate(None, 0, &[]), None);
+    }
 
     #[test]
     fn rounds_complete_after_half_an_interval_more() {

@@ -2,9 +2,10 @@
 //!
 //! `ReportBatch::validate` (shared with the agent) covers shapes and ranges;
 //! this adds what needs collector state: each campaign must exist and be
-//! assigned to the reporting agent, and each round number must agree with
-//! its timestamp for that campaign's interval. Pure: campaigns and the
-//! current time are passed in.
+//! assigned to the reporting agent, each round number must agree with
+//! its timestamp for that campaign's interval, and each observed block must
+//! overlap the campaign's prefixes (control observations: its control
+//! prefixes). Pure: campaigns and the current time are passed in.
 
 use std::collections::HashMap;
 
@@ -25,6 +26,8 @@ pub enum IngestError {
     UnknownCampaign(String),
     #[error("campaign {campaign:?} is not assigned to agent {agent:?}")]
     NotAssigned { campaign: String, agent: String },
+    #[error("block {block} is not part of campaign {campaign:?}")]
+    UnknownBlock { campaign: String, block: String },
 }
 
 /// Accepts or refuses `batch` from `agent` given the current `campaigns`.
@@ -66,6 +69,19 @@ pub fn check_batch(
                 expected,
             }
             .into());
+        }
+    }
+    for o in &batch.observations {
+        // Every campaign exists and is assigned: checked above.
+        let Some(c) = by_name.get(o.campaign.as_str()) else {
+            continue;
+        };
+        let nets = if o.control { &c.control } else { &c.prefixes };
+        if !nets.iter().any(|p| p.contains(&o.block) || o.block.contains(p)) {
+            return Err(IngestError::UnknownBlock {
+                campaign: o.campaign.clone(),
+                block: o.block.to_string(),
+            });
         }
     }
     Ok(())
@@ -147,6 +163,31 @@ mod tests {
         );
         let e = check_batch(&batch("kp", 0), "vp1", &cs, NOW).unwrap_err();
         assert!(e.to_string().contains("does not match timestamp"), "{e}");
+    }
+
+    #[test]
+    fn blocks_must_belong_to_the_campaign() {
+        let r = round_of(NOW, 60);
+        let cs = [campaign("kp", &[])];
+        let mut b = batch("kp", r);
+        b.observations[0].block = "203.0.113.0/24".parse().unwrap();
+        assert_eq!(
+            check_batch(&b, "vp1", &cs, NOW),
+            Err(IngestError::UnknownBlock {
+                campaign: "kp".into(),
+                block: "203.0.113.0/24".into()
+            })
+        );
+        // A control observation must lie in the control prefixes.
+        b.observations[0].control = true;
+        assert!(check_batch(&b, "vp1", &cs, NOW).is_err());
+        let mut with_control = campaign("kp", &[]);
+        with_control.control = vec!["203.0.113.0/24".parse().unwrap()];
+        assert_eq!(check_batch(&b, "vp1", &[with_control], NOW), Ok(()));
+        // A /24 block around a smaller campaign prefix overlaps it.
+        let mut small = campaign("kp", &[]);
+        small.prefixes = vec!["198.18.3.64/26".parse().unwrap()];
+        assert_eq!(check_batch(&batch("kp", r), "vp1", &[small], NOW), Ok(()));
     }
 
     #[test]

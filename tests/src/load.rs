@@ -242,7 +242,8 @@ pub fn verify(acked: &[Acked], stored: &Stored) -> Verification {
         let expect = per_agent.get(agent).copied().unwrap_or(0);
         let rows = stored.observation_rows.get(*agent).copied().unwrap_or(0);
         if expect != rows {
-            v.row_mismatch.push(format!("{agent}: {rows} rows, batches say {expect}"));
+            v.row_mismatch
+                .push(format!("{agent}: {rows} rows, batches say {expect}"));
         }
     }
     v
@@ -277,15 +278,27 @@ pub fn setup(collector_bin: &Path, db_url: &str, n: usize, run_id: u32) -> Resul
             .output()
             .with_context(|| format!("run {}", collector_bin.display()))?;
         if !out.status.success() {
-            bail!("collector {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "collector {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8(out.stdout)?)
     };
     let interval = LOAD_INTERVAL_SECS.to_string();
     let listed = cli(&["campaign", "list"]).unwrap_or_default();
-    if !listed.lines().any(|l| l.split_whitespace().next() == Some(LOAD_CAMPAIGN)) {
+    if !listed
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(LOAD_CAMPAIGN))
+    {
         cli(&[
-            "campaign", "add", LOAD_CAMPAIGN, "--prefix", LOAD_PREFIX, "--interval", &interval,
+            "campaign",
+            "add",
+            LOAD_CAMPAIGN,
+            "--prefix",
+            LOAD_PREFIX,
+            "--interval",
+            &interval,
         ])?;
     }
     (0..n)
@@ -474,7 +487,11 @@ mod tests {
 
     #[test]
     fn verification_finds_loss_partial_and_duplicates() {
-        let acks = [acked("a1", "x", 10), acked("a2", "x", 10), acked("b1", "y", 5)];
+        let acks = [
+            acked("a1", "x", 10),
+            acked("a2", "x", 10),
+            acked("b1", "y", 5),
+        ];
         let mut s = Stored::default();
         s.batches.insert("a1".into(), ("x".into(), 10));
         s.batches.insert("a2".into(), ("x".into(), 10));

@@ -251,6 +251,13 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         rounds: RangeInclusive<u64>,
     ) -> impl Future<Output = Result<Vec<AgentObservation>, StoreError>> + Send;
+    /// `(round, agent)` for every agent with observations of a campaign in
+    /// a round range: which agents have reported which rounds.
+    fn round_agents(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<(u64, String)>, StoreError>> + Send;
     /// Control-target observations of a campaign in a round range.
     fn control_observations(
         &self,

@@ -19,7 +19,10 @@ use darkwatch_tests::harness::{bin_path, Db};
 use darkwatch_tests::load::{self, LoadConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "darkwatch-loadgen", about = "Load a collector on loopback and verify what it stored")]
+#[command(
+    name = "darkwatch-loadgen",
+    about = "Load a collector on loopback and verify what it stored"
+)]
 struct Args {
     /// Database: a SQLite path or sqlite:// URL, or a postgres:// URL.
     #[arg(long, conflicts_with = "pg")]
@@ -51,6 +54,9 @@ struct Args {
     /// Print the summary and verification as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Print one Markdown table row (for docs/reliability.md).
+    #[arg(long, conflicts_with = "json")]
+    markdown: bool,
 }
 
 /// A collector started by us, killed on drop.
@@ -151,6 +157,24 @@ fn main() -> Result<()> {
             },
         });
         println!("{v}");
+    } else if args.markdown {
+        // | backend | agents | obs/batch | seconds | batches/s | obs/s | p50 | p99 | RSS | failed | acked | lost | dup/partial |
+        println!(
+            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {} | {} | {} | {} | {} |",
+            if db_url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" },
+            summary.agents,
+            args.obs_per_batch,
+            summary.seconds,
+            summary.batches_per_sec,
+            summary.observations_per_sec,
+            summary.p50_ms,
+            summary.p99_ms,
+            summary.max_rss_mib.map_or("n/a".to_string(), |m| format!("{m:.0} MiB")),
+            summary.failed_requests,
+            verification.acked,
+            verification.missing.len(),
+            verification.wrong.len() + verification.row_mismatch.len(),
+        );
     } else {
         println!(
             "{} agents, {:.1} s: {} batches acked ({:.0}/s), {} observations ({:.0}/s)",
