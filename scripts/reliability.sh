@@ -24,6 +24,13 @@ failed=0
 echo "== fuzzing (${FUZZ_SECS}s per target)" >&2
 if [ "${SKIP_FUZZ:-0}" = 1 ]; then
   echo "(skipped: SKIP_FUZZ=1)" >"$work/fuzz"
+else
+  # Fuzzing needs nightly Rust and cargo-fuzz: install them when missing.
+  rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal >&2 || true
+  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz >&2 || true
+fi
+if [ "${SKIP_FUZZ:-0}" = 1 ]; then
+  :
 elif command -v cargo-fuzz >/dev/null && rustup toolchain list | grep -q nightly; then
   bash fuzz/run.sh "$FUZZ_SECS" >"$work/fuzz" 2>&1 || failed=1
 else
