@@ -9,8 +9,6 @@
 //! (Counting only up/down reports would make the quorum a no-op: without any
 //! up report, every judging VP saw it down.)
 
-use darkwatch_schema::BlockState;
-
 use crate::grid::{Grid, DOWN, FLAP, LOSSY, NONE, STATE, UNCERTAIN, UP};
 use crate::health::Health;
 use crate::{Input, Params};
@@ -118,31 +116,42 @@ pub(crate) fn compute(
 
     let np = input.prefixes.len();
     let mut prefix_aggs = vec![Agg::default(); np * nr];
-    // Losses need the probe counts, which only the observation list has.
-    for o in &input.obs {
-        let (Some(r), v, b) = (grid.round_index(o.round), o.vp as usize, o.block as usize) else {
-            continue;
-        };
-        // A VP that reports the block down while others see it up has a path
-        // problem of its own (steady, not loss); its lost probes would
-        // otherwise make the block look lossy for as long as that lasts. Its
-        // down blips still count, as flaps.
-        if v >= nv
-            || b >= nb
-            || o.state == BlockState::Down
-            || !health.healthy(r, v)
-            || state[r * nb + b] != UP
-        {
-            continue;
+    // Losses: probes of healthy VPs that did not see the block down, to
+    // blocks whose consensus was up. A VP that reports the block down while
+    // others see it up has a path problem of its own (steady, not loss); its
+    // lost probes would otherwise make the block look lossy for as long as
+    // that lasts. Its down blips still count, as flaps.
+    // Per-block sums of the round, folded into the prefixes once per round:
+    // the inner loop is branch-free over three byte arrays.
+    let (mut acc_p, mut acc_l) = (vec![0u32; nb], vec![0u32; nb]);
+    for r in 0..nr {
+        acc_p.fill(0);
+        acc_l.fill(0);
+        let st = &state[r * nb..(r + 1) * nb];
+        let fl = &mut flags[r * nb..(r + 1) * nb];
+        for v in 0..nv {
+            if !health.healthy(r, v) {
+                continue;
+            }
+            let base = grid.idx(r, v, 0);
+            let cells = &mut grid.cells[base..base + nb];
+            let loss = &grid.loss[base..base + nb];
+            for b in 0..nb {
+                let counts = u8::from(st[b] == UP && cells[b] & STATE != DOWN) * 0xff & loss[b];
+                let lost = counts & 15;
+                acc_p[b] += u32::from(counts >> 4);
+                acc_l[b] += u32::from(lost);
+                let mark = u8::from(lost > 0) * LOSSY;
+                cells[b] |= mark;
+                fl[b] |= mark;
+            }
         }
-        let lost = o.probes.saturating_sub(o.replies);
-        let a = &mut prefix_aggs[input.blocks[b].prefix as usize * nr + r];
-        a.probes_up += u64::from(o.probes);
-        a.unanswered_up += u64::from(lost);
-        if lost > 0 {
-            let i = grid.idx(r, v, b);
-            grid.cells[i] |= LOSSY;
-            flags[r * nb + b] |= LOSSY;
+        for b in 0..nb {
+            if acc_p[b] > 0 {
+                let a = &mut prefix_aggs[input.blocks[b].prefix as usize * nr + r];
+                a.probes_up += u64::from(acc_p[b]);
+                a.unanswered_up += u64::from(acc_l[b]);
+            }
         }
     }
     let mut ever = vec![false; nb];

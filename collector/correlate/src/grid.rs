@@ -49,6 +49,13 @@ fn merge(a: u8, b: u8) -> u8 {
     }
 }
 
+/// Adds `probes` and `lost` to a packed loss cell, saturating each at 15.
+pub(crate) fn add_loss(cell: u8, probes: u32, lost: u32) -> u8 {
+    let p = (u32::from(cell >> 4) + probes).min(15) as u8;
+    let l = (u32::from(cell & 15) + lost).min(15) as u8;
+    (p << 4) | l
+}
+
 /// One VP's totals in one round.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub(crate) struct VpRound {
@@ -85,6 +92,12 @@ pub(crate) struct Grid {
     pub blocks: usize,
     pub first_round: u64,
     pub cells: Vec<u8>,
+    /// Per cell, probes sent (high nibble) and probes unanswered (low
+    /// nibble) in reports that did not say down, each saturating at 15 (a
+    /// Trinocular round sends at most 15). The loss pass reads these
+    /// sequentially instead of the observation list, which is 32 bytes an
+    /// observation and dominated the pass.
+    pub loss: Vec<u8>,
     /// `[round * vps + vp]`.
     pub vp_rounds: Vec<VpRound>,
     pub skipped: usize,
@@ -121,19 +134,14 @@ impl Grid {
             }
         }
         let rounds = rounds64 as usize;
+        let ncells = if vps == 0 || blocks == 0 { 0 } else { cells as usize };
         let mut grid = Grid {
             rounds,
             vps,
             blocks,
             first_round: first,
-            cells: vec![
-                NONE;
-                if vps == 0 || blocks == 0 {
-                    0
-                } else {
-                    cells as usize
-                }
-            ],
+            cells: vec![NONE; ncells],
+            loss: vec![0; ncells],
             vp_rounds: vec![VpRound::default(); rounds * vps],
             skipped: 0,
         };
@@ -148,6 +156,9 @@ impl Grid {
             }
             let i = grid.idx(r, o.vp as usize, o.block as usize);
             grid.cells[i] = merge(grid.cells[i], code(o.state));
+            if o.state != BlockState::Down {
+                grid.loss[i] = add_loss(grid.loss[i], o.probes, o.probes.saturating_sub(o.replies));
+            }
         }
         for c in &input.control {
             let r = grid.round_index(c.round);
@@ -211,5 +222,20 @@ impl Grid {
 
     pub fn round_number(&self, r: usize) -> u64 {
         self.first_round + r as u64
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::add_loss;
+
+    #[test]
+    fn loss_cells_pack_and_saturate() {
+        let c = add_loss(0, 3, 2);
+        assert_eq!((c >> 4, c & 15), (3, 2));
+        let c = add_loss(c, 4, 0);
+        assert_eq!((c >> 4, c & 15), (7, 2));
+        let c = add_loss(c, 100, 20);
+        assert_eq!((c >> 4, c & 15), (15, 15));
     }
 }
