@@ -146,6 +146,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         holder TEXT NOT NULL,
         expires_ms BIGINT NOT NULL
     )",
+), (
+    2,
+    "CREATE INDEX agents_by_token ON agents (token_hash)",
 )];
 
 /// Turns what the operator typed into a backend and a sqlx URL.
@@ -715,9 +718,14 @@ impl Store for SqlStore {
     }
 
     async fn authenticate(&self, token_hash: &str) -> Result<AuthOutcome, StoreError> {
-        // All hashes are compared (constant time each) rather than looked up
-        // by an index, per the token module's timing argument.
-        let rows = sqlx::query("SELECT name, token_hash, revoked FROM agents")
+        // Looked up by the token's hash (indexed): the lookup's timing can
+        // depend only on the SHA-256 of the presented token, which says
+        // nothing about any stored token (finding a token whose hash is
+        // near a stored one is a preimage problem). The candidate is then
+        // compared in constant time. Reading every agent per request, as
+        // before, cost a quarter of the ingest CPU with 200 agents.
+        let rows = sqlx::query("SELECT name, token_hash, revoked FROM agents WHERE token_hash = $1")
+            .bind(token_hash)
             .fetch_all(&self.pool)
             .await?;
         let mut agents = Vec::with_capacity(rows.len());
