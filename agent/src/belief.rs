@@ -165,14 +165,6 @@ pub enum ResponsiveIter<'a> {
     List(std::slice::Iter<'a, IpAddr>),
 }
 
-impl ResponsiveIter<'_> {
-    /// Already yields addresses by value: lets callers written against the
-    /// former `Vec<IpAddr>` (`responsive.iter().copied()`) compile unchanged.
-    pub fn copied(self) -> Self {
-        self
-    }
-}
-
 impl Iterator for ResponsiveIter<'_> {
     type Item = IpAddr;
 
@@ -601,7 +593,7 @@ mod tests {
         let r = Responsive::from(hs);
         assert!(matches!(r, Responsive::V4Block { .. }));
         assert_eq!(r.len(), 200);
-        assert_eq!(r.iter().copied().collect::<Vec<_>>(), hosts(200));
+        assert_eq!(r.iter().collect::<Vec<_>>(), hosts(200));
         assert!(r.contains(&IpAddr::from([198, 18, 7, 200])));
         assert!(!r.contains(&IpAddr::from([198, 18, 7, 201])));
         assert!(!r.contains(&IpAddr::from([198, 18, 8, 1])));

@@ -319,7 +319,7 @@ impl Agent {
         for i in 0..n {
             let p = c.prefixes[(st.trace_cursor + i) % c.prefixes.len()];
             let known: Vec<IpAddr> =
-                st.trackers.values().filter(|t| p.contains(&t.block)).flat_map(|t| t.responsive.iter().copied()).collect();
+                st.trackers.values().filter(|t| p.contains(&t.block)).flat_map(|t| t.responsive.iter()).collect();
             let target = if known.is_empty() {
                 p.hosts().next().unwrap_or(p.network())
             } else {
