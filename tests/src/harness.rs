@@ -556,25 +556,6 @@ pub fn run_dir(name: &str) -> Result<tempfile::TempDir> {
         .tempdir_in(base)?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn swap_db_keeps_query() {
-        assert_eq!(
-            swap_db("postgres://u:p@h:5432/postgres", "x"),
-            "postgres://u:p@h:5432/x"
-        );
-        assert_eq!(
-            swap_db(
-                "postgres://u:p@localhost/postgres?host=/var/run/postgresql",
-                "x"
-            ),
-            "postgres://u:p@localhost/x?host=/var/run/postgresql"
-        );
-    }
-}
 
 /// Runs one SQL query against the run's database (sqlite3 or psql CLI) and
 /// returns its rows, fields split on `|`.
@@ -610,4 +591,24 @@ pub fn stored_rounds(db_url: &str) -> Result<std::collections::BTreeMap<String, 
         }
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_db_keeps_query() {
+        assert_eq!(
+            swap_db("postgres://u:p@h:5432/postgres", "x"),
+            "postgres://u:p@h:5432/x"
+        );
+        assert_eq!(
+            swap_db(
+                "postgres://u:p@localhost/postgres?host=/var/run/postgresql",
+                "x"
+            ),
+            "postgres://u:p@localhost/x?host=/var/run/postgresql"
+        );
+    }
 }

@@ -137,7 +137,7 @@ pub(crate) fn compute(
             let cells = &mut grid.cells[base..base + nb];
             let loss = &grid.loss[base..base + nb];
             for b in 0..nb {
-                let counts = u8::from(st[b] == UP && cells[b] & STATE != DOWN) * 0xff & loss[b];
+                let counts = (u8::from(st[b] == UP && cells[b] & STATE != DOWN) * 0xff) & loss[b];
                 let lost = counts & 15;
                 acc_p[b] += u32::from(counts >> 4);
                 acc_l[b] += u32::from(lost);
