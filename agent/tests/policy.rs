@@ -10,140 +10,11 @@
 //! count echo requests per destination: refused space must get none, the
 //! legitimate campaign must get some, and the agent must log each refusal.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A network namespace with only `lo`, removed on drop.
-struct Netns(String);
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl Netns {
-    fn new(tag: &str) -> Result<Netns, String> {
-        let name = format!("dwt{}{tag}", std::process::id());
-        ip(&["netns", "add", &name])?;
-        let ns = Netns(name);
-        ip(&["-n", &ns.0, "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// The namespace, or None (skip) outside CI when it cannot be made.
-    fn or_skip(tag: &str) -> Option<Netns> {
-        match Netns::new(tag) {
-            Ok(ns) => Some(ns),
-            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("cannot create a network namespace in CI: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipping: cannot create a network namespace (needs root): {e}");
-                None
-            }
-        }
-    }
-
-    fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]).arg(program);
-        c
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        let out = self
-            .cmd(program)
-            .args(args)
-            .output()
-            .expect("run in namespace");
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Err(e) = ip(&["netns", "del", &self.0]) {
-            eprintln!("cannot remove namespace {}: {e}", self.0);
-        }
-    }
-}
-
-/// A workspace binary next to this test's executable.
-fn workspace_bin(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the collector in `ns` on 127.0.0.1 and returns it with its URL.
-fn collector_in(ns: &Netns, bin: &PathBuf, db: &str) -> (Killed, String) {
-    let mut child = ns
-        .cmd(bin)
-        .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start collector");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("collector address");
-    (Killed(child), url)
-}
-
-fn cli(bin: &PathBuf, db: &str, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .args(args)
-        .args(["--db", db])
-        .env_remove("DARKWATCH_DB")
-        .output()
-        .expect("collector CLI");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
+mod loopback;
+use loopback::{cli, collector_in, workspace_bin, Netns};
 
 /// Echo requests counted per destination prefix by the namespace's nftables rules.
 fn echo_counts(ns: &Netns) -> Vec<(String, u64)> {
@@ -271,7 +142,7 @@ fn compromised_collector_cannot_widen_probing() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (_collector, url) = collector_in(&ns, &collector_bin, &db);
+    let (_collector, url) = collector_in(&ns, &collector_bin, &db, "127.0.0.1:0");
     std::fs::write(
         dir.path().join("exclude.txt"),
         "# local policy\n198.18.7.0/24\n",
