@@ -7,10 +7,8 @@
 //! rows stored before it must be exactly as they were. Runs against SQLite
 //! and, when `DARKWATCH_TEST_PG` is set, PostgreSQL.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use darkwatch_collector::store::{SqlStore, Store, StoreCounts};
@@ -18,76 +16,18 @@ use darkwatch_schema::{round_of, ApiError, BatchAck, BlockObservation, BlockStat
 use reqwest::StatusCode;
 
 mod common;
-use common::random_hex;
-
-const BIN: &str = env!("CARGO_BIN_EXE_darkwatch-collector");
+use common::{cli_ok, random_hex, Server};
 
 /// Request deadline given to the server under test (seconds).
 const DEADLINE_SECS: u64 = 2;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(db: &str) -> Server {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--db",
-                db,
-                "--listen",
-                "127.0.0.1:0",
-                "--max-body",
-                "65536",
-            ])
-            .env("RUST_LOG", "warn")
-            .env("DARKWATCH_REQUEST_TIMEOUT_SECS", DEADLINE_SECS.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn collector");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("collector printed its address");
-        Server { child, base }
-    }
-
-    fn addr(&self) -> String {
-        self.base.trim_start_matches("http://").to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli_ok(db: &str, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--db", db])
-        .env_remove("DARKWATCH_DB")
-        .output()
-        .expect("run CLI");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+/// The server under test: a small body cap and a short request deadline.
+fn start(db: &str) -> Server {
+    Server::start_with(
+        db,
+        &["--max-body", "65536"],
+        &[("DARKWATCH_REQUEST_TIMEOUT_SECS", &DEADLINE_SECS.to_string())],
+    )
 }
 
 async fn counts(db: &str) -> StoreCounts {
@@ -169,7 +109,7 @@ async fn bad_input(db: &str) {
             "60",
         ],
     );
-    let srv = Server::start(db);
+    let srv = start(db);
     let http = reqwest::Client::new();
     let url = format!("{}/v1/reports", srv.base);
     let post = |tok: &str, body: Vec<u8>| {

@@ -8,10 +8,8 @@
 //! resend. Runs against SQLite and, with `DARKWATCH_TEST_PG`, PostgreSQL.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use darkwatch_schema::{
@@ -20,48 +18,13 @@ use darkwatch_schema::{
 use sqlx::Row;
 
 mod common;
-use common::random_hex;
+use common::{cli_ok, random_hex, Server};
 
-const BIN: &str = env!("CARGO_BIN_EXE_darkwatch-collector");
 const AGENTS: usize = 40;
 const OBS_PER_BATCH: usize = 50;
 
-fn start(db: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn collector");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("collector printed its address");
-    (child, base)
-}
-
-fn cli_ok(db: &str, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--db", db])
-        .env_remove("DARKWATCH_DB")
-        .output()
-        .expect("run CLI");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+fn start(db: &str) -> Server {
+    Server::start_with(db, &[], &[("RUST_LOG", "error")])
 }
 
 /// Batch `seq` of agent `a`: its own round, so every observation is new.
@@ -204,13 +167,12 @@ async fn kill_during_ingest(db: &str) {
         })
         .collect();
 
-    let (mut child, base) = start(db);
+    let mut srv = start(db);
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(hammer(base, tokens.clone(), stop.clone()));
+    let load = tokio::spawn(hammer(srv.base.clone(), tokens.clone(), stop.clone()));
     // Let ingest get going, then SIGKILL mid-flight.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    child.kill().expect("SIGKILL the collector");
-    child.wait().expect("reap");
+    srv.kill();
     stop.store(true, Ordering::Relaxed);
     let (acked, cut) = load.await.expect("load");
     assert!(
@@ -220,7 +182,7 @@ async fn kill_during_ingest(db: &str) {
     );
 
     // Restart on the same database: the acked batches are all there, once.
-    let (mut child, base) = start(db);
+    let srv = start(db);
     let (batches, rows) = stored(db).await;
     let mut per_agent: HashMap<&str, i64> = HashMap::new();
     for (agent, n) in batches.values() {
@@ -251,7 +213,7 @@ async fn kill_during_ingest(db: &str) {
         .collect();
     for (agent, b) in acked.iter().take(20).chain(cut.iter()) {
         let ack: BatchAck = http
-            .post(format!("{base}/v1/reports"))
+            .post(srv.url("/v1/reports"))
             .bearer_auth(token_of[agent.as_str()])
             .json(b)
             .send()
@@ -278,8 +240,6 @@ async fn kill_during_ingest(db: &str) {
         cut.len(),
         batches.len()
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 db_tests!(kill_during_ingest);

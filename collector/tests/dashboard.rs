@@ -13,12 +13,10 @@
 //! agents) and saves a screenshot.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use darkwatch_collector::correlation::{self, last_complete_round, CorrelationSettings};
@@ -31,9 +29,7 @@ use ipnet::IpNet;
 use reqwest::StatusCode;
 
 mod common;
-use common::{random_hex, Db};
-
-const BIN: &str = env!("CARGO_BIN_EXE_darkwatch-collector");
+use common::{cli_ok, random_hex, Db, Server};
 
 const INTERVAL: u64 = 60;
 const ROUNDS: u64 = 20;
@@ -232,71 +228,8 @@ impl Fixture {
     }
 }
 
-/// A running collector, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(db: &str) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .env_remove("DARKWATCH_DB")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn collector");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        // A generous guard against a hung start, not a timing assertion.
-        let base = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(b) => b,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "collector did not report its listening address (exit: {:?})",
-                    child.wait()
-                );
-            }
-        };
-        Server { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn cli_json(db: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("DARKWATCH_DB")
-        .output()
-        .expect("run collector CLI");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("CLI prints JSON")
+    serde_json::from_str(&cli_ok(db, args)).expect("CLI prints JSON")
 }
 
 async fn api_json(server: &Server, path: &str) -> serde_json::Value {
@@ -310,7 +243,7 @@ async fn api_json(server: &Server, path: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_api_matches_the_cli() {
     let fx = Fixture::build(DARK).await;
-    let server = Server::start(&fx.db.url);
+    let server = Server::start(&fx.db.url, &[]);
     let db = fx.db.url.as_str();
 
     let pairs: [(&str, &[&str]); 9] = [
@@ -630,7 +563,7 @@ fn attr<'a>(attrs: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> 
 async fn dashboard_renders_in_chromium() {
     let Some(bin) = chromium() else { return };
     let fx = Fixture::build(DARK).await;
-    let server = Server::start(&fx.db.url);
+    let server = Server::start(&fx.db.url, &[]);
     let profile = tempfile::tempdir().expect("chromium profile dir");
     let url = server.url("/");
 
@@ -762,7 +695,7 @@ async fn dashboard_renders_in_chromium() {
 async fn ongoing_blackout_is_shown_open() {
     let Some(bin) = chromium() else { return };
     let fx = Fixture::build(DARK_ONGOING).await;
-    let server = Server::start(&fx.db.url);
+    let server = Server::start(&fx.db.url, &[]);
 
     // The API and the CLI agree that it is open.
     let api = api_json(&server, "/v1/outages?ongoing=true&country=KP").await;

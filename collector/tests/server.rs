@@ -7,9 +7,7 @@
 //! file, and against a fresh PostgreSQL database when `DARKWATCH_TEST_PG`
 //! holds a server URL (skipped without it, unless `CI=true`).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use darkwatch_collector::store::{SqlStore, Store, StoreCounts};
@@ -20,82 +18,9 @@ use darkwatch_schema::{
 use reqwest::StatusCode;
 
 mod common;
-use common::{random_hex, Db};
-
-const BIN: &str = env!("CARGO_BIN_EXE_darkwatch-collector");
+use common::{cli, cli_ok, random_hex, Db, Server, BIN};
 
 // ---------- fixtures ----------
-
-/// A running collector, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(db: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn collector");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        // A generous guard against a hung start, not a timing assertion.
-        let base = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(b) => b,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "collector did not report its listening address (exit: {:?})",
-                    child.wait()
-                );
-            }
-        };
-        Server { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli(db: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("DARKWATCH_DB")
-        .output()
-        .expect("run collector CLI")
-}
-
-fn cli_ok(db: &str, args: &[&str]) -> String {
-    let out = cli(db, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
 
 fn add_agent(db: &str, name: &str) -> String {
     let token = cli_ok(db, &["agents", "add", name]).trim().to_string();

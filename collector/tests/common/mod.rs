@@ -1,4 +1,5 @@
-//! Fixtures shared by the integration tests: a fresh database per test.
+//! Fixtures shared by the integration tests: a fresh database per test, and
+//! the real `darkwatch-collector` binary (server and CLI).
 //!
 //! SQLite: a file in a temporary directory. PostgreSQL: a new database on
 //! the server named by `DARKWATCH_TEST_PG`, dropped afterwards; without that
@@ -6,7 +7,109 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
 use rand::RngCore;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_darkwatch-collector");
+
+/// A running `darkwatch-collector serve` on 127.0.0.1, killed on drop.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT` (or `https://` with TLS), as the server
+    /// announced it.
+    pub base: String,
+}
+
+impl Server {
+    /// `serve --db DB --listen 127.0.0.1:0 EXTRA...`, with `RUST_LOG=warn`.
+    pub fn start(db: &str, extra: &[&str]) -> Server {
+        Server::start_with(db, extra, &[])
+    }
+
+    /// Like [`Server::start`], with environment variables set after the
+    /// defaults (so `RUST_LOG` can be overridden).
+    pub fn start_with(db: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .env_remove("DARKWATCH_DB")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn collector");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        // A generous guard against a hung start, not a timing assertion.
+        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "collector did not report its listening address (exit: {:?})",
+                    child.wait()
+                );
+            }
+        };
+        Server { child, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `127.0.0.1:PORT`, for raw TCP clients.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    /// SIGKILL (a crash) and reap.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the collector");
+        self.child.wait().expect("reap the collector");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the collector CLI against `db`.
+pub fn cli(db: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("DARKWATCH_DB")
+        .output()
+        .expect("run collector CLI")
+}
+
+/// Like [`cli`], failing the test on a non-zero exit; returns stdout.
+pub fn cli_ok(db: &str, args: &[&str]) -> String {
+    let out = cli(db, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
 
 /// A database for one test; dropped databases are deleted.
 pub struct Db {
