@@ -298,9 +298,15 @@ impl BlockTracker {
 
     /// The last target did not answer (timeout or ICMP error).
     pub fn on_loss(&mut self) {
+        self.lose(self.availability);
+    }
+
+    /// A probe without a reply, weighted by availability `a`:
+    /// `B' = (1−a)B / ((1−a)B + (1−B))`.
+    fn lose(&mut self, a: f64) {
         if let Some(r) = self.round.as_mut() {
             r.outcomes.push(false);
-            let (a, b) = (self.availability, self.belief);
+            let b = self.belief;
             let num = (1.0 - a) * b;
             self.belief = num / (num + (1.0 - b));
             if self.belief <= DOWN_THRESHOLD {
@@ -311,21 +317,13 @@ impl BlockTracker {
 
     /// The last target's probe drew an ICMP error from a router outside the
     /// block (network/host unreachable): the path to the block is cut there,
-    /// which a lost reply cannot tell apart from loss. It counts as a loss
-    /// from a fully available block (`A` = [`AVAIL_MAX`]), so a few of them
+    /// which a timeout cannot tell apart from loss. It counts as a loss from
+    /// a fully available block (`A` = [`AVAIL_MAX`]), so a few of them
     /// settle a round as down even when transient loss has lowered `A`;
     /// a single reply still overrides them. Errors from inside the block
     /// (its own gateway failing to reach one host) are ordinary losses.
     pub fn on_unreachable(&mut self) {
-        if let Some(r) = self.round.as_mut() {
-            r.outcomes.push(false);
-            let b = self.belief;
-            let num = (1.0 - AVAIL_MAX) * b;
-            self.belief = num / (num + (1.0 - b));
-            if self.belief <= DOWN_THRESHOLD {
-                r.done = true;
-            }
-        }
+        self.lose(AVAIL_MAX);
     }
 
     /// Ends the round: clamps `B`, updates `A` when the block was up, and
