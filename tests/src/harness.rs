@@ -227,18 +227,28 @@ impl<'a> Collector<'a> {
 
     /// Stops the collector: SIGKILL (a crash) or SIGTERM (an orderly stop).
     pub fn stop(&mut self, crash: bool) -> Result<()> {
-        if let Some(pid) = self.pid.take() {
-            // The lab spawns children in their own process group: signal it all.
-            let sig = if crash {
-                Signal::SIGKILL
-            } else {
-                Signal::SIGTERM
-            };
-            let _ = kill(Pid::from_raw(-pid), sig);
-            wait_for("the collector to exit", Duration::from_secs(20), || {
-                Ok(kill(Pid::from_raw(pid), None).is_err().then_some(()))
-            })?;
-        }
+        stop_group(self.pid.take(), crash, "the collector")
+    }
+
+    /// Schedules the lab country as campaign [`CAMPAIGN`]: its prefixes
+    /// from a delegated-stats file written into `dir`, the lab's control
+    /// prefix, rounds of `timing.interval_secs`.
+    pub fn add_lab_campaign(&self, dir: &Path, timing: &Timing) -> Result<()> {
+        let delegated = dir.join("delegated-lab.txt");
+        fs::write(&delegated, self.lab.delegated_stats(COUNTRY))?;
+        self.cli_ok(&[
+            "campaign",
+            "add",
+            CAMPAIGN,
+            "--country",
+            COUNTRY,
+            "--delegated",
+            &delegated.display().to_string(),
+            "--interval",
+            &timing.interval_secs.to_string(),
+            "--control",
+            &self.lab.control_prefix().to_string(),
+        ])?;
         Ok(())
     }
 
@@ -291,6 +301,40 @@ impl<'a> Collector<'a> {
 impl Drop for Collector<'_> {
     fn drop(&mut self) {
         let _ = self.stop(false);
+    }
+}
+
+/// Signals the process group of `pid` (the lab spawns children in their own
+/// group: the whole of it goes) and waits until `pid` is gone.
+fn stop_group(pid: Option<i32>, crash: bool, what: &str) -> Result<()> {
+    if let Some(pid) = pid {
+        let sig = if crash { Signal::SIGKILL } else { Signal::SIGTERM };
+        let _ = kill(Pid::from_raw(-pid), sig);
+        wait_for(&format!("{what} to exit"), Duration::from_secs(20), || {
+            Ok(kill(Pid::from_raw(pid), None).is_err().then_some(()))
+        })?;
+    }
+    Ok(())
+}
+
+/// Prints the last `lines` lines of every `*.log` under `dir`, so that a
+/// failed lab test's CI output says what the processes did.
+pub fn dump_logs(dir: &Path, lines: usize) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                let text = fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+                eprintln!("==== {} (last {} lines)", p.display(), tail.len());
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
     }
 }
 
@@ -398,19 +442,9 @@ http_timeout_secs = 5
         Ok(())
     }
 
+    /// Stops the agent: SIGKILL (a crash) or SIGTERM (an orderly stop).
     pub fn stop(&mut self, crash: bool) -> Result<()> {
-        if let Some(pid) = self.pid.take() {
-            let sig = if crash {
-                Signal::SIGKILL
-            } else {
-                Signal::SIGTERM
-            };
-            let _ = kill(Pid::from_raw(-pid), sig);
-            wait_for("the agent to exit", Duration::from_secs(20), || {
-                Ok(kill(Pid::from_raw(pid), None).is_err().then_some(()))
-            })?;
-        }
-        Ok(())
+        stop_group(self.pid.take(), crash, "the agent")
     }
 
     /// Batches waiting in the agent's spool.
@@ -447,23 +481,7 @@ impl<'a> Deployment<'a> {
     pub fn start(lab: &'a Lab, db_url: &str, dir: &Path, timing: Timing) -> Result<Deployment<'a>> {
         let mut collector = Collector::new(lab, db_url, &dir.join("collector"), &timing)?;
         collector.start()?;
-        let delegated = dir.join("delegated-lab.txt");
-        fs::write(&delegated, lab.delegated_stats(COUNTRY))?;
-        let control = lab.control_prefix().to_string();
-        let interval = timing.interval_secs.to_string();
-        collector.cli_ok(&[
-            "campaign",
-            "add",
-            CAMPAIGN,
-            "--country",
-            COUNTRY,
-            "--delegated",
-            &delegated.display().to_string(),
-            "--interval",
-            &interval,
-            "--control",
-            &control,
-        ])?;
+        collector.add_lab_campaign(dir, &timing)?;
         let mut agents = Vec::new();
         for (i, _) in lab.vp_namespaces().iter().enumerate() {
             let vp = (i + 1) as u8;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Context, Result};
 use darkwatch_tests::harness::{
     self, current_round, db_query, verdicts, wait_for, Agent, AgentOpts, Collector, Db, Timing,
-    CAMPAIGN, COUNTRY,
+    COUNTRY,
 };
 use darkwatch_tests::{lab_or_skip, Lab, LabConfig};
 use serde_json::Value;
@@ -52,7 +52,7 @@ fn correlator_lease_fails_over_between_collectors_and_no_report_is_lost() {
     let dir = harness::run_dir("scaleout").expect("run dir");
     let db = Db::postgres(&pg).expect("a fresh PostgreSQL database");
     if let Err(e) = scale_out(&lab, &db, dir.path()) {
-        dump_logs(dir.path());
+        harness::dump_logs(dir.path(), 30);
         drop(db);
         let kept = dir.keep();
         panic!("scale-out failed (logs in {}): {e:#}", kept.display());
@@ -113,21 +113,7 @@ fn scale_out(lab: &Lab, db: &Db, dir: &Path) -> Result<()> {
         Duration::from_secs(15),
         || Ok((lease_holder(&db.url)? == Some(a_pid)).then_some(())),
     )?;
-    let delegated = dir.join("delegated-lab.txt");
-    std::fs::write(&delegated, lab.delegated_stats(COUNTRY))?;
-    a.cli_ok(&[
-        "campaign",
-        "add",
-        CAMPAIGN,
-        "--country",
-        COUNTRY,
-        "--delegated",
-        &delegated.display().to_string(),
-        "--interval",
-        &timing.interval_secs.to_string(),
-        "--control",
-        &lab.control_prefix().to_string(),
-    ])?;
+    a.add_lab_campaign(dir, &timing)?;
     // B joins the same database on another port of the hub.
     let mut b = Collector::new_at(
         lab,
@@ -311,25 +297,6 @@ fn scale_out(lab: &Lab, db: &Db, dir: &Path) -> Result<()> {
     }
     b.stop(false)?;
     a.stop(false)
-}
-
-fn dump_logs(dir: &Path) {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "log") {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                eprintln!("==== {} (last {} lines)", p.display(), tail.len());
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-        }
-    }
 }
 
 #[test]

@@ -32,30 +32,11 @@ fn scenario(name: &str, body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>) 
         r
     });
     if let Err(e) = result {
-        dump_logs(dir.path());
+        harness::dump_logs(dir.path(), 40);
         drop(db);
         // Keep the run's logs and database for a post-mortem.
         let kept = dir.keep();
         panic!("scenario {name} failed (logs in {}): {e:#}", kept.display());
-    }
-}
-
-fn dump_logs(dir: &std::path::Path) {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "log") {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                eprintln!("==== {} (last {} lines)", p.display(), tail.len());
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-        }
     }
 }
 
