@@ -337,6 +337,54 @@ fn campaign_scope_when_not_a_country() {
 }
 
 #[test]
+fn blackout_whose_onset_and_repair_straddle_a_round_is_one_country_verdict() {
+    // Prefixes 0 and 1 are seen down a round before 2 and 3 (the fault
+    // landed while that round was being probed) and come back a round later.
+    let sim = Sim {
+        net: Box::new(|a| {
+            let (from, to) = if a.prefix < 2 { (10, 21) } else { (12, 20) };
+            if (from..to).contains(&a.t) {
+                Net::Dark
+            } else {
+                Net::Normal
+            }
+        }),
+        ..Sim::default()
+    };
+    let out = sim.run();
+    assert_eq!(
+        kinds(&out),
+        vec![(Scope::Country, "KP".into(), Kind::Blackout)],
+        "{:#?}",
+        out.verdicts
+    );
+    let v = &out.verdicts[0];
+    // Prefixes 0 and 1 are down from step 11 (a first dark step is only
+    // uncertain), 2 and 3 from 13; 2 and 3 are back at 20, 0 and 1 at 21.
+    assert_eq!((v.start_round, v.end_round), (r(11), Some(r(21))));
+    // Nor does a pass that sees only the first blackout-level round (the
+    // blackout not yet past its hysteresis) report the onset as a partial.
+    let sim = Sim {
+        steps: 13,
+        net: Box::new(|a| {
+            let from = if a.prefix < 2 { 10 } else { 12 };
+            if a.t >= from {
+                Net::Dark
+            } else {
+                Net::Normal
+            }
+        }),
+        ..Sim::default()
+    };
+    let out = sim.run();
+    assert!(
+        out.verdicts.iter().all(|v| v.kind != Kind::Partial),
+        "{:#?}",
+        out.verdicts
+    );
+}
+
+#[test]
 fn one_dark_prefix_is_a_partial_and_a_prefix_blackout() {
     let sim = Sim {
         net: Box::new(|a| {

@@ -121,6 +121,11 @@ impl Hysteresis {
     }
 }
 
+/// Essentially all of the scope's judged blocks are down this round.
+fn is_blackout_round(a: &Agg, share: f64, p: &Params) -> bool {
+    a.down > 0 && share >= p.blackout_share
+}
+
 fn blackout_runs(series: &[Agg], p: &Params) -> Vec<Run> {
     let mut h = Hysteresis::new(p);
     let mut runs = Vec::new();
@@ -128,7 +133,7 @@ fn blackout_runs(series: &[Agg], p: &Params) -> Vec<Run> {
         let Some(share) = a.down_share() else {
             continue;
         };
-        runs.extend(h.step(r, a.down > 0 && share >= p.blackout_share));
+        runs.extend(h.step(r, is_blackout_round(a, share, p)));
     }
     runs.extend(h.finish());
     runs
@@ -146,6 +151,14 @@ fn partial_runs(series: &[Agg], blackouts: &[Run], p: &Params) -> Vec<Run> {
         };
         if blackouts.iter().any(|b| b.covers(r)) {
             runs.extend(h.force_close(r));
+            continue;
+        }
+        // A blackout-level round outside a blackout is one that has not yet
+        // passed the blackout's hysteresis (or never will): it neither opens
+        // nor closes a partial, so a blackout whose onset straddles a round
+        // (one round partly down, then all down) does not first surface as
+        // a partial that the blackout then overturns.
+        if is_blackout_round(a, share, p) {
             continue;
         }
         scratch.clear();
@@ -278,6 +291,40 @@ struct Found {
     unstable: Vec<usize>,
 }
 
+/// A fault (or its repair) that lands while a round is being probed splits
+/// that round: some prefixes are already down (or still down), others not,
+/// so an enclosing scope's blackout starts (or ends) one round later (or
+/// earlier) than its children's. Such a straddle is at most one round, so an
+/// ancestor's blackout that overlaps a child's and differs by at most one
+/// round at either edge is widened to cover it: the country's verdict then
+/// explains its prefixes', and no partial is left over at the edge.
+fn widen_to_children(blackouts: &mut [Vec<Run>], scopes: &Scopes) {
+    // Children first (deeper scopes have more ancestors), so a prefix widens
+    // its AS before the AS widens the country.
+    let mut order: Vec<usize> = (0..blackouts.len()).collect();
+    order.sort_by_key(|&s| std::cmp::Reverse(scopes.defs[s].ancestors.len()));
+    for s in order {
+        let children = blackouts[s].clone();
+        for &a in &scopes.defs[s].ancestors {
+            for ar in &mut blackouts[a] {
+                for c in &children {
+                    let overlaps = c.start < ar.end.unwrap_or(usize::MAX)
+                        && ar.start < c.end.unwrap_or(usize::MAX);
+                    let near = |x: Option<usize>, y: Option<usize>| match (x, y) {
+                        (None, None) => true,
+                        (Some(x), Some(y)) => x.abs_diff(y) <= 1,
+                        _ => false,
+                    };
+                    if overlaps && c.start.abs_diff(ar.start) <= 1 && near(c.end, ar.end) {
+                        ar.start = ar.start.min(c.start);
+                        ar.end = ar.end.zip(c.end).map(|(x, y)| x.max(y));
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub(crate) fn detect(
     input: &Input,
     grid: &Grid,
@@ -286,13 +333,13 @@ pub(crate) fn detect(
     p: &Params,
 ) -> Vec<Detected> {
     let n = scopes.defs.len();
-    let mut blackouts = Vec::with_capacity(n);
+    let mut blackouts: Vec<Vec<Run>> = (0..n).map(|s| blackout_runs(scopes.series(s), p)).collect();
+    widen_to_children(&mut blackouts, scopes);
     let mut found = Vec::new();
-    for s in 0..n {
+    for (s, b) in blackouts.iter().enumerate() {
         let series = scopes.series(s);
-        let b = blackout_runs(series, p);
-        let parts = partial_runs(series, &b, p);
-        for (run, unstable) in instability_runs(series, &b, &parts, p) {
+        let parts = partial_runs(series, b, p);
+        for (run, unstable) in instability_runs(series, b, &parts, p) {
             found.push(Found {
                 scope: s,
                 kind: Kind::Instability,
@@ -308,7 +355,6 @@ pub(crate) fn detect(
                 unstable: vec![],
             });
         }
-        blackouts.push(b);
     }
     for (s, runs) in blackouts.iter().enumerate() {
         for run in runs {
