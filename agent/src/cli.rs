@@ -239,7 +239,11 @@ pub fn main() -> ExitCode {
 
 fn init_tracing() {
     // The daemon reports its rounds at info; one-shot commands stay quiet.
-    let default = if std::env::args().nth(1).as_deref() == Some("run") { "info" } else { "warn" };
+    let default = if std::env::args().nth(1).as_deref() == Some("run") {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
@@ -270,7 +274,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trace(args) => trace(args),
         Command::Run(args) => run_agent(args),
         Command::ValidateConfig { config } => {
-            crate::config::Config::load(&config).map_err(|e| CliError::new(exit::CONFIG, e.to_string()))?;
+            crate::config::Config::load(&config)
+                .map_err(|e| CliError::new(exit::CONFIG, e.to_string()))?;
             println!("{}: ok", config.display());
             Ok(())
         }
@@ -278,7 +283,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn run_agent(args: RunArgs) -> Result<(), CliError> {
-    let cfg = crate::config::Config::load(&args.config).map_err(|e| CliError::new(exit::CONFIG, e.to_string()))?;
+    let cfg = crate::config::Config::load(&args.config)
+        .map_err(|e| CliError::new(exit::CONFIG, e.to_string()))?;
     icmp::check_privileges()?;
     let rt = runtime()?;
     rt.block_on(async {

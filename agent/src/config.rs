@@ -12,7 +12,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
@@ -176,7 +179,9 @@ impl Default for TraceConfig {
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        SpoolConfig { max_bytes: defaults::spool_max_bytes() }
+        SpoolConfig {
+            max_bytes: defaults::spool_max_bytes(),
+        }
     }
 }
 
@@ -193,8 +198,10 @@ impl Default for ReportConfig {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -209,16 +216,25 @@ impl Config {
         cfg.spool_dir = base.join(&cfg.spool_dir);
         cfg.token_file = cfg.token_file.map(|p| base.join(p));
         cfg.exclude_file = cfg.exclude_file.map(|p| base.join(p));
-        cfg.validate().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), String> {
         if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
-            return Err(format!("collector must be an http:// or https:// URL, got {:?}", self.collector));
+            return Err(format!(
+                "collector must be an http:// or https:// URL, got {:?}",
+                self.collector
+            ));
         }
         if self.collector.parse::<reqwest::Url>().is_err() {
-            return Err(format!("collector is not a valid URL: {:?}", self.collector));
+            return Err(format!(
+                "collector is not a valid URL: {:?}",
+                self.collector
+            ));
         }
         match (&self.token, &self.token_file) {
             (None, None) => return Err("set `token` or `token_file`".into()),
@@ -238,12 +254,17 @@ impl Config {
             return Err("trace.max_ttl must lie in 1..=64".into());
         }
         if self.trace.rounds == 0 || self.trace.rounds > 16 || self.trace.max_round_ms == 0 {
-            return Err("trace.rounds must lie in 1..=16 and trace.max_round_ms must be positive".into());
+            return Err(
+                "trace.rounds must lie in 1..=16 and trace.max_round_ms must be positive".into(),
+            );
         }
         if self.spool.max_bytes < 1 << 20 {
             return Err("spool.max_bytes must be at least 1 MiB".into());
         }
-        if self.report.poll_secs == 0 || self.report.retry_max_secs == 0 || self.report.http_timeout_secs == 0 {
+        if self.report.poll_secs == 0
+            || self.report.retry_max_secs == 0
+            || self.report.http_timeout_secs == 0
+        {
             return Err("report.* durations must be positive".into());
         }
         Ok(())
@@ -254,12 +275,20 @@ impl Config {
         if let Some(t) = &self.token {
             return Ok(t.trim().to_string());
         }
-        let path = self.token_file.as_ref().expect("validate() ensures one of token/token_file");
-        let t = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let path = self
+            .token_file
+            .as_ref()
+            .expect("validate() ensures one of token/token_file");
+        let t = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let t = t.trim().to_string();
         if t.is_empty() {
-            return Err(ConfigError::Invalid { path: path.clone(), message: "token file is empty".into() });
+            return Err(ConfigError::Invalid {
+                path: path.clone(),
+                message: "token file is empty".into(),
+            });
         }
         Ok(t)
     }
@@ -275,7 +304,10 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_defaults_and_absolute_paths() {
-        let c = parse("collector = \"http://192.0.2.1:8080\"\ntoken = \"abc\"\nspool_dir = \"spool\"\n").unwrap();
+        let c = parse(
+            "collector = \"http://192.0.2.1:8080\"\ntoken = \"abc\"\nspool_dir = \"spool\"\n",
+        )
+        .unwrap();
         assert_eq!(c.pps, 500);
         assert_eq!(c.probe.max_probes, 15);
         assert_eq!(c.spool_dir, Path::new("/etc/darkwatch/spool"));
@@ -284,13 +316,15 @@ mod tests {
 
     #[test]
     fn typos_and_bad_values_are_errors() {
-        let e = parse("collector = \"http://x\"\ntoken = \"a\"\nspool_dir = \"s\"\npsp = 3\n").unwrap_err();
+        let e = parse("collector = \"http://x\"\ntoken = \"a\"\nspool_dir = \"s\"\npsp = 3\n")
+            .unwrap_err();
         assert!(e.to_string().contains("psp"), "{e}");
         let e = parse("collector = \"ftp://x\"\ntoken = \"a\"\nspool_dir = \"s\"\n").unwrap_err();
         assert!(e.to_string().contains("http"), "{e}");
         let e = parse("collector = \"http://x\"\nspool_dir = \"s\"\n").unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
-        let e = parse("collector = \"http://x\"\ntoken = \"a\"\nspool_dir = \"s\"\npps = 0\n").unwrap_err();
+        let e = parse("collector = \"http://x\"\ntoken = \"a\"\nspool_dir = \"s\"\npps = 0\n")
+            .unwrap_err();
         assert!(e.to_string().contains("pps"), "{e}");
     }
 }

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use darkwatch_schema::{
-    round_of, round_start_ms, Assignments, BlockObservation, CampaignAssignment, ReportBatch, TraceObservation,
+    round_of, round_start_ms, Assignments, BlockObservation, CampaignAssignment, ReportBatch,
+    TraceObservation,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -72,7 +73,8 @@ fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let body = serde_json::to_vec(value)?;
     {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         f.write_all(&body)?;
         f.sync_all()?;
     }
@@ -101,10 +103,16 @@ struct LocalPolicy {
 impl LocalPolicy {
     fn from_config(cfg: &Config) -> Result<LocalPolicy> {
         let exclude = match &cfg.exclude_file {
-            Some(p) => read_target_file(p).with_context(|| format!("exclusion list {}", p.display()))?,
+            Some(p) => {
+                read_target_file(p).with_context(|| format!("exclusion list {}", p.display()))?
+            }
             None => Vec::new(),
         };
-        Ok(LocalPolicy { exclude, allow: cfg.allow.clone(), max_targets: cfg.max_targets })
+        Ok(LocalPolicy {
+            exclude,
+            allow: cfg.allow.clone(),
+            max_targets: cfg.max_targets,
+        })
     }
 
     /// The part of `prefixes` this agent is willing to probe.
@@ -159,7 +167,9 @@ pub fn campaign_acceptable(c: &CampaignAssignment) -> Result<(), &'static str> {
 fn prefix_size(p: &IpNet) -> u128 {
     match p {
         IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
-        IpNet::V6(n) => 1u128.checked_shl(128 - u32::from(n.prefix_len())).unwrap_or(u128::MAX),
+        IpNet::V6(n) => 1u128
+            .checked_shl(128 - u32::from(n.prefix_len()))
+            .unwrap_or(u128::MAX),
     }
 }
 
@@ -179,8 +189,13 @@ impl Agent {
         let token = cfg.token()?;
         let spool = Arc::new(Spool::open(&cfg.spool_dir, cfg.spool.max_bytes)?);
         let state_dir = cfg.spool_dir.join("state");
-        std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
-        let reporter = Reporter::new(&cfg.collector, &token, Duration::from_secs(cfg.report.http_timeout_secs))?;
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let reporter = Reporter::new(
+            &cfg.collector,
+            &token,
+            Duration::from_secs(cfg.report.http_timeout_secs),
+        )?;
         let pinger: Arc<dyn Pinger> = Arc::new(SurgePinger::new()?);
         let limiter = Arc::new(RateLimiter::new(cfg.pps, crate::ratelimit::DEFAULT_BURST));
         let policy = LocalPolicy::from_config(&cfg)?;
@@ -190,7 +205,16 @@ impl Agent {
             pps: cfg.pps,
             ..ProbeSettings::default()
         };
-        Ok(Agent { cfg, spool, reporter, pinger, limiter, policy, state_dir, settings })
+        Ok(Agent {
+            cfg,
+            spool,
+            reporter,
+            pinger,
+            limiter,
+            policy,
+            state_dir,
+            settings,
+        })
     }
 
     fn state_path(&self, campaign: &str) -> PathBuf {
@@ -232,9 +256,12 @@ impl Agent {
         if st.last_round.is_some_and(|r| r >= round) {
             return Ok(false);
         }
-        let changed = st.generation != c.generation || st.prefixes != c.prefixes || st.control != c.control;
+        let changed =
+            st.generation != c.generation || st.prefixes != c.prefixes || st.control != c.control;
         let rediscover = self.cfg.probe.rediscover_rounds > 0
-            && st.discovered_round.is_none_or(|d| round >= d + self.cfg.probe.rediscover_rounds);
+            && st
+                .discovered_round
+                .is_none_or(|d| round >= d + self.cfg.probe.rediscover_rounds);
         if changed || rediscover || st.discovered_round.is_none() {
             self.discover(c, &mut st, changed).await;
             st.discovered_round = Some(round);
@@ -244,7 +271,13 @@ impl Agent {
         // a round fits in its interval even when every block is dark.
         let trace_targets = self.trace_targets(c, &mut st, round);
         let (outcomes, controls, traces) = tokio::join!(
-            crate::round::run_round(&mut st.trackers, self.pinger.clone(), self.limiter.clone(), &self.settings, seed),
+            crate::round::run_round(
+                &mut st.trackers,
+                self.pinger.clone(),
+                self.limiter.clone(),
+                &self.settings,
+                seed
+            ),
             crate::round::run_round(
                 &mut st.control_trackers,
                 self.pinger.clone(),
@@ -272,10 +305,24 @@ impl Agent {
             .iter()
             .filter(|o| o.probes > 0)
             .map(|o| obs(o, false))
-            .chain(controls.iter().filter(|o| o.probes > 0).map(|o| obs(o, true)))
+            .chain(
+                controls
+                    .iter()
+                    .filter(|o| o.probes > 0)
+                    .map(|o| obs(o, true)),
+            )
             .collect();
-        let batch = ReportBatch { batch_id: new_batch_id(), created_ms: ts, observations, traces };
-        let up = batch.observations.iter().filter(|o| !o.control && o.state == darkwatch_schema::BlockState::Up).count();
+        let batch = ReportBatch {
+            batch_id: new_batch_id(),
+            created_ms: ts,
+            observations,
+            traces,
+        };
+        let up = batch
+            .observations
+            .iter()
+            .filter(|o| !o.control && o.state == darkwatch_schema::BlockState::Up)
+            .count();
         tracing::info!(campaign = %c.name, round, blocks = outcomes.len(), up, traces = batch.traces.len(), "round done");
         let dropped = self.spool.push(&batch)?;
         if dropped > 0 {
@@ -289,15 +336,28 @@ impl Agent {
     async fn discover(&self, c: &CampaignAssignment, st: &mut CampaignState, changed: bool) {
         if changed {
             // Keep what we learnt about blocks that are still assigned.
-            st.trackers.retain(|b, _| c.prefixes.iter().any(|p| p.contains(b) || b.contains(p)));
-            st.control_trackers.retain(|b, _| c.control.iter().any(|p| p.contains(b) || b.contains(p)));
+            st.trackers
+                .retain(|b, _| c.prefixes.iter().any(|p| p.contains(b) || b.contains(p)));
+            st.control_trackers
+                .retain(|b, _| c.control.iter().any(|p| p.contains(b) || b.contains(p)));
             st.generation = c.generation;
             st.prefixes = c.prefixes.clone();
             st.control = c.control.clone();
         }
-        for (nets, trackers) in [(&c.prefixes, &mut st.trackers), (&c.control, &mut st.control_trackers)] {
-            let Some(set) = self.policy.targets(&c.name, nets) else { continue };
-            let found = crate::discovery::sweep(self.pinger.clone(), self.limiter.clone(), &set, &self.settings).await;
+        for (nets, trackers) in [
+            (&c.prefixes, &mut st.trackers),
+            (&c.control, &mut st.control_trackers),
+        ] {
+            let Some(set) = self.policy.targets(&c.name, nets) else {
+                continue;
+            };
+            let found = crate::discovery::sweep(
+                self.pinger.clone(),
+                self.limiter.clone(),
+                &set,
+                &self.settings,
+            )
+            .await;
             for (block, addrs) in found {
                 match trackers.get_mut(&block) {
                     Some(t) => t.merge_discovery(&addrs),
@@ -313,19 +373,32 @@ impl Agent {
 
     /// Picks this round's traceroute targets: a few prefixes (rotating), one
     /// known-responsive address of each, or its first address if none is known.
-    fn trace_targets(&self, c: &CampaignAssignment, st: &mut CampaignState, round: u64) -> Vec<IpAddr> {
+    fn trace_targets(
+        &self,
+        c: &CampaignAssignment,
+        st: &mut CampaignState,
+        round: u64,
+    ) -> Vec<IpAddr> {
         let n = self.cfg.trace.per_round.min(c.prefixes.len());
         let mut targets = Vec::new();
         for i in 0..n {
             let p = c.prefixes[(st.trace_cursor + i) % c.prefixes.len()];
-            let known: Vec<IpAddr> =
-                st.trackers.values().filter(|t| p.contains(&t.block)).flat_map(|t| t.responsive.iter()).collect();
+            let known: Vec<IpAddr> = st
+                .trackers
+                .values()
+                .filter(|t| p.contains(&t.block))
+                .flat_map(|t| t.responsive.iter())
+                .collect();
             let target = if known.is_empty() {
                 p.hosts().next().unwrap_or(p.network())
             } else {
                 known[(round as usize) % known.len()]
             };
-            if self.policy.targets(&c.name, &[IpNet::from(target)]).is_some() {
+            if self
+                .policy
+                .targets(&c.name, &[IpNet::from(target)])
+                .is_some()
+            {
                 targets.push(target);
             }
         }
@@ -335,7 +408,12 @@ impl Agent {
         targets
     }
 
-    async fn traces(&self, c: &CampaignAssignment, targets: Vec<IpAddr>, round: u64) -> Vec<TraceObservation> {
+    async fn traces(
+        &self,
+        c: &CampaignAssignment,
+        targets: Vec<IpAddr>,
+        round: u64,
+    ) -> Vec<TraceObservation> {
         let opts = TraceOptions {
             max_ttl: self.cfg.trace.max_ttl,
             rounds: self.cfg.trace.rounds,
@@ -386,11 +464,18 @@ impl Agent {
     pub async fn run_once(&self) -> Result<()> {
         let a = self.assignments().await;
         if a.is_none() {
-            tracing::warn!("no assignments (collector unreachable and none cached): nothing to probe");
+            tracing::warn!(
+                "no assignments (collector unreachable and none cached): nothing to probe"
+            );
         }
         self.tick(&a).await;
         let (d, err) = self.reporter.drain(&self.spool).await;
-        tracing::info!(sent = d.sent, duplicates = d.duplicates, rejected = d.rejected, "spool drained");
+        tracing::info!(
+            sent = d.sent,
+            duplicates = d.duplicates,
+            rejected = d.rejected,
+            "spool drained"
+        );
         if let Some(e) = err {
             tracing::warn!(error = %e, remaining = d.remaining, "collector did not take everything; kept in the spool");
         }
@@ -435,7 +520,12 @@ async fn sender_loop(agent: Arc<Agent>, wake: Arc<Notify>) {
     loop {
         let (d, err) = agent.reporter.drain(&agent.spool).await;
         if d.sent > 0 || d.rejected > 0 {
-            tracing::info!(sent = d.sent, duplicates = d.duplicates, rejected = d.rejected, "spool drained");
+            tracing::info!(
+                sent = d.sent,
+                duplicates = d.duplicates,
+                rejected = d.rejected,
+                "spool drained"
+            );
         }
         match err {
             None => {
@@ -471,7 +561,10 @@ mod tests {
     #[test]
     fn absurd_campaigns_are_refused() {
         assert_eq!(campaign_acceptable(&campaign("kp", 60)), Ok(()));
-        assert_eq!(campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS)), Ok(()));
+        assert_eq!(
+            campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS)),
+            Ok(())
+        );
         assert!(campaign_acceptable(&campaign("kp", 0)).is_err());
         assert!(campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS + 1)).is_err());
         assert!(campaign_acceptable(&campaign("kp", u64::MAX)).is_err());
@@ -487,13 +580,18 @@ mod tests {
         };
         let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
         // The excluded /24 is cut out of what the collector assigned.
-        let set = policy.targets("kp", &nets(&["198.18.6.0/23"])).expect("allowed part");
+        let set = policy
+            .targets("kp", &nets(&["198.18.6.0/23"]))
+            .expect("allowed part");
         assert_eq!(set.address_count(), 256);
         assert!(!set.contains("198.18.7.1".parse().unwrap()));
         // Reserved ranges not carved back by `allow` are never targets.
         for reserved in ["127.0.0.0/24", "10.1.2.0/24", "224.0.0.0/24", "0.0.0.0/24"] {
             let set = policy.targets("kp", &nets(&[reserved]));
-            assert!(set.is_none_or(|s| s.address_count() == 0), "{reserved} must be refused");
+            assert!(
+                set.is_none_or(|s| s.address_count() == 0),
+                "{reserved} must be refused"
+            );
         }
         // More than max_targets: the whole assignment is refused.
         assert!(policy.targets("kp", &nets(&["198.19.0.0/16"])).is_none());

@@ -56,7 +56,11 @@ impl Reporter {
             .user_agent(concat!("darkwatch-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ReportError::Network(e.to_string()))?;
-        Ok(Reporter { http, base: base.trim_end_matches('/').to_string(), token: token.to_string() })
+        Ok(Reporter {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -69,12 +73,20 @@ impl Reporter {
             return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ApiError>(&text).map(|e| e.error).unwrap_or(text);
+        let message = serde_json::from_str::<ApiError>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
         let code = status.as_u16();
         if status.is_server_error() || matches!(code, 401 | 403 | 408 | 429) {
-            Err(ReportError::Retry { status: code, message })
+            Err(ReportError::Retry {
+                status: code,
+                message,
+            })
         } else {
-            Err(ReportError::Refused { status: code, message })
+            Err(ReportError::Refused {
+                status: code,
+                message,
+            })
         }
     }
 
@@ -86,7 +98,11 @@ impl Reporter {
             .send()
             .await
             .map_err(|e| ReportError::Network(e.to_string()))?;
-        Self::check(resp).await?.json().await.map_err(|e| ReportError::Decode(e.to_string()))
+        Self::check(resp)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ReportError::Decode(e.to_string()))
     }
 
     pub async fn send(&self, batch: &ReportBatch) -> Result<BatchAck, ReportError> {
@@ -98,8 +114,11 @@ impl Reporter {
             .send()
             .await
             .map_err(|e| ReportError::Network(e.to_string()))?;
-        let ack: BatchAck =
-            Self::check(resp).await?.json().await.map_err(|e| ReportError::Decode(e.to_string()))?;
+        let ack: BatchAck = Self::check(resp)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ReportError::Decode(e.to_string()))?;
         if ack.batch_id != batch.batch_id {
             return Err(ReportError::Decode(format!(
                 "acknowledged batch {} while sending {}",

@@ -49,7 +49,9 @@ pub async fn probe_block(
         limiter.acquire().await;
         match pinger.echo(addr, settings.timeout).await {
             o if o.is_reply() => tracker.on_reply(),
-            Outcome::Unreachable { from } if !tracker.block.contains(&from) => tracker.on_unreachable(),
+            Outcome::Unreachable { from } if !tracker.block.contains(&from) => {
+                tracker.on_unreachable()
+            }
             _ => tracker.on_loss(),
         }
     }

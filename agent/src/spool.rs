@@ -23,13 +23,19 @@ use darkwatch_schema::ReportBatch;
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("batch {0} alone is larger than the spool cap")]
     TooLarge(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io { path: path.to_owned(), source }
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// A batch waiting in the outbox.
@@ -99,7 +105,9 @@ impl Spool {
         drop(f);
         fs::rename(&tmp, &dst).map_err(io(&dst))?;
         // The rename is durable only once the directory itself is synced.
-        File::open(&self.outbox).and_then(|d| d.sync_all()).map_err(io(&self.outbox))?;
+        File::open(&self.outbox)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.outbox))?;
         Ok(dropped)
     }
 
@@ -113,7 +121,10 @@ impl Spool {
                 continue;
             }
             let size = e.metadata().map_err(io(&e.path()))?.len();
-            v.push(Entry { path: e.path(), size });
+            v.push(Entry {
+                path: e.path(),
+                size,
+            });
         }
         v.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(v)
@@ -125,7 +136,12 @@ impl Spool {
         let bytes = match fs::read(&entry.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(SpoolError::Io { path: entry.path.clone(), source: e }),
+            Err(e) => {
+                return Err(SpoolError::Io {
+                    path: entry.path.clone(),
+                    source: e,
+                })
+            }
         };
         match serde_json::from_slice::<ReportBatch>(&bytes) {
             Ok(b) => Ok(Some(b)),
@@ -140,9 +156,10 @@ impl Spool {
     /// The collector acknowledged the batch: forget it.
     pub fn ack(&self, entry: &Entry) -> Result<(), SpoolError> {
         match fs::remove_file(&entry.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(SpoolError::Io { path: entry.path.clone(), source: e })
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SpoolError::Io {
+                path: entry.path.clone(),
+                source: e,
+            }),
             _ => Ok(()),
         }
     }
@@ -176,7 +193,12 @@ mod tests {
             control: false,
             ts_ms: created_ms,
         };
-        ReportBatch { batch_id: id.into(), created_ms, observations: vec![o; n], traces: vec![] }
+        ReportBatch {
+            batch_id: id.into(),
+            created_ms,
+            observations: vec![o; n],
+            traces: vec![],
+        }
     }
 
     #[test]
@@ -189,7 +211,11 @@ mod tests {
         let s = Spool::open(dir.path(), 1 << 20).unwrap();
         let e = s.entries().unwrap();
         assert_eq!(e.len(), 2);
-        assert_eq!(s.read(&e[0]).unwrap().unwrap().batch_id, "aaaaaaaa", "oldest first");
+        assert_eq!(
+            s.read(&e[0]).unwrap().unwrap().batch_id,
+            "aaaaaaaa",
+            "oldest first"
+        );
         s.ack(&e[0]).unwrap();
         assert_eq!(s.entries().unwrap().len(), 1);
     }
@@ -202,27 +228,40 @@ mod tests {
         let e = s.entries().unwrap();
         let full = fs::read(&e[0].path).unwrap();
         fs::write(&e[0].path, &full[..full.len() / 2]).unwrap();
-        fs::write(dir.path().join("outbox/.tmp-000000000002000-cccccccc.json"), b"{\"ba").unwrap();
+        fs::write(
+            dir.path().join("outbox/.tmp-000000000002000-cccccccc.json"),
+            b"{\"ba",
+        )
+        .unwrap();
         let s = Spool::open(dir.path(), 1 << 20).unwrap();
         let e = s.entries().unwrap();
         assert_eq!(e.len(), 1, "tmp file is not an entry");
         assert!(s.read(&e[0]).unwrap().is_none());
         assert!(s.entries().unwrap().is_empty());
         assert_eq!(fs::read_dir(dir.path().join("corrupt")).unwrap().count(), 1);
-        assert!(!dir.path().join("outbox/.tmp-000000000002000-cccccccc.json").exists());
+        assert!(!dir
+            .path()
+            .join("outbox/.tmp-000000000002000-cccccccc.json")
+            .exists());
     }
 
     #[test]
     fn full_spool_drops_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let one = serde_json::to_vec(&batch("aaaaaaaa", 1_000, 50)).unwrap().len() as u64;
+        let one = serde_json::to_vec(&batch("aaaaaaaa", 1_000, 50))
+            .unwrap()
+            .len() as u64;
         let s = Spool::open(dir.path(), one * 3 + one / 2).unwrap();
         for (i, id) in ["aaaaaaa1", "aaaaaaa2", "aaaaaaa3"].iter().enumerate() {
             assert_eq!(s.push(&batch(id, 1_000 + i as i64, 50)).unwrap(), 0);
         }
         assert_eq!(s.push(&batch("aaaaaaa4", 1_004, 50)).unwrap(), 1);
-        let ids: Vec<String> =
-            s.entries().unwrap().iter().map(|e| s.read(e).unwrap().unwrap().batch_id).collect();
+        let ids: Vec<String> = s
+            .entries()
+            .unwrap()
+            .iter()
+            .map(|e| s.read(e).unwrap().unwrap().batch_id)
+            .collect();
         assert_eq!(ids, ["aaaaaaa2", "aaaaaaa3", "aaaaaaa4"]);
     }
 }

@@ -128,7 +128,14 @@ fn unprivileged(args: &[&std::ffi::OsStr]) -> Option<Output> {
     let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").ok()?) == 0;
     let out = if root {
         Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+            ])
             .arg(bin)
             .args(args)
             .output()
@@ -148,15 +155,27 @@ fn refuses_to_start_without_cap_net_raw_and_names_the_fix() {
     let cfg = dir.path().join("agent.toml");
     // The privilege check runs before anything is sent: this collector
     // address (TEST-NET-1) is never contacted.
-    std::fs::write(&cfg, "collector = \"http://192.0.2.1:8080\"\ntoken = \"x\"\nspool_dir = \"spool\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "collector = \"http://192.0.2.1:8080\"\ntoken = \"x\"\nspool_dir = \"spool\"\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
     for once in [false, true] {
-        let mut args = vec![std::ffi::OsStr::new("run"), "--config".as_ref(), cfg.as_os_str()];
+        let mut args = vec![
+            std::ffi::OsStr::new("run"),
+            "--config".as_ref(),
+            cfg.as_os_str(),
+        ];
         if once {
             args.push("--once".as_ref());
         }
         let Some(out) = unprivileged(&args) else {
-            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "setpriv (util-linux) missing and CI=true");
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "setpriv (util-linux) missing and CI=true"
+            );
             eprintln!("SKIP: cannot drop privileges (no setpriv)");
             return;
         };

@@ -21,16 +21,25 @@ pub struct AlertEvent {
 
 impl AlertEvent {
     pub fn open(v: &Verdict) -> Self {
-        AlertEvent { event: "open", verdict: v.clone() }
+        AlertEvent {
+            event: "open",
+            verdict: v.clone(),
+        }
     }
 
     pub fn close(v: &Verdict) -> Self {
-        AlertEvent { event: "close", verdict: v.clone() }
+        AlertEvent {
+            event: "close",
+            verdict: v.clone(),
+        }
     }
 
     pub fn summary(&self) -> String {
         let v = &self.verdict;
-        format!("{} {} {} {} ({}/{} blocks)", self.event, v.kind, v.scope, v.target, v.blocks_affected, v.blocks_total)
+        format!(
+            "{} {} {} {} ({}/{} blocks)",
+            self.event, v.kind, v.scope, v.target, v.blocks_affected, v.blocks_total
+        )
     }
 }
 
@@ -63,7 +72,10 @@ impl Alerts {
 }
 
 async fn deliver(url: String, mut rx: mpsc::Receiver<AlertEvent>, max_attempts: u32) {
-    let http = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook client; alerts disabled");

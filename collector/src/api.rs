@@ -233,9 +233,7 @@ async fn post_reports<S: Store>(
             IngestError::Invalid(_) => StatusCode::BAD_REQUEST,
             IngestError::UnknownCampaign(_)
             | IngestError::NotAssigned { .. }
-            | IngestError::UnknownBlock { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            | IngestError::UnknownBlock { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         tracing::info!(%agent, batch = %batch.batch_id, error = %e, "report refused");
         ApiFailure::new(status, e.to_string())

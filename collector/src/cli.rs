@@ -245,7 +245,9 @@ pub fn main() -> ExitCode {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "collector".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "collector".into())
 }
 
 fn now_ms() -> i64 {
@@ -287,10 +289,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Outages(args) => {
             let store = open(&db()).await?;
             let since_ms = match &args.since {
-                Some(s) => Some(report_cli::parse_since(s, now_ms()).map_err(|e| CliError::new(EX_USAGE, e))?),
+                Some(s) => Some(
+                    report_cli::parse_since(s, now_ms()).map_err(|e| CliError::new(EX_USAGE, e))?,
+                ),
                 None => None,
             };
-            let filter = report_cli::OutageFilter { country: args.country, ongoing: args.ongoing, since_ms };
+            let filter = report_cli::OutageFilter {
+                country: args.country,
+                ongoing: args.ongoing,
+                since_ms,
+            };
             let rows = report_cli::outages(&store, &filter).await?;
             if args.json {
                 print_json(&rows)
@@ -318,12 +326,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 None => FileConfig::default(),
             };
             let pfx2as = match &file.correlation.pfx2as {
-                Some(p) => Some(crate::pfx2as::Pfx2As::load(p).map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?),
+                Some(p) => Some(
+                    crate::pfx2as::Pfx2As::load(p)
+                        .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?,
+                ),
                 None => None,
             };
             let store = open(&db()).await?;
-            let t = report_cli::timeline(&store, args.country.as_deref(), &file.correlation, pfx2as.as_ref(), now_ms())
-                .await?;
+            let t = report_cli::timeline(
+                &store,
+                args.country.as_deref(),
+                &file.correlation,
+                pfx2as.as_ref(),
+                now_ms(),
+            )
+            .await?;
             if args.json {
                 print_json(&t)
             } else {
@@ -342,7 +359,9 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
 fn print_out(s: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::new(1, e.to_string())),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::new(1, e.to_string()))
+        }
         _ => Ok(()),
     }
 }
@@ -368,8 +387,18 @@ async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), CliError> {
     };
     // Several collectors may share one database: each has its own holder id
     // and only the holder of the lease correlates.
-    let holder = format!("{}-{}-{:08x}", hostname(), std::process::id(), rand::random::<u32>());
-    let correlator = tokio::spawn(crate::correlation::run(store.clone(), cfg.correlation.clone(), holder, alerts));
+    let holder = format!(
+        "{}-{}-{:08x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let correlator = tokio::spawn(crate::correlation::run(
+        store.clone(),
+        cfg.correlation.clone(),
+        holder,
+        alerts,
+    ));
     let result = server::serve(
         &cfg,
         store.clone(),
@@ -398,7 +427,8 @@ async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), CliError> {
 /// parses, merges with no flags, and its prefix-to-AS file (if any) loads.
 fn check_config(path: &Path) -> Result<(), CliError> {
     let bad = |e: String| CliError::new(EX_CONFIG, format!("{}: {e}", path.display()));
-    let file = FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
+    let file =
+        FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
     let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
     if let Some(p) = &cfg.correlation.pfx2as {
         crate::pfx2as::Pfx2As::load(p).map_err(|e| bad(e.to_string()))?;

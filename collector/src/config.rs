@@ -102,9 +102,17 @@ pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigE
     if max_body < 1024 {
         return Err(ConfigError::MaxBody(max_body));
     }
-    file.correlation.params.validate().map_err(|e| ConfigError::Correlation(e.to_string()))?;
-    if file.correlation.window_rounds == 0 || !file.correlation.every_secs.is_finite() || file.correlation.every_secs <= 0.0 {
-        return Err(ConfigError::Correlation("window_rounds and every_secs must be positive".into()));
+    file.correlation
+        .params
+        .validate()
+        .map_err(|e| ConfigError::Correlation(e.to_string()))?;
+    if file.correlation.window_rounds == 0
+        || !file.correlation.every_secs.is_finite()
+        || file.correlation.every_secs <= 0.0
+    {
+        return Err(ConfigError::Correlation(
+            "window_rounds and every_secs must be positive".into(),
+        ));
     }
     if let Some(ttl) = file.correlation.lease_ttl_secs {
         // A lease shorter than a pass would lapse between renewals and hop
@@ -185,10 +193,12 @@ mod tests {
 
     #[test]
     fn lease_ttl_must_outlast_a_pass() {
-        let file = FileConfig::parse("[correlation]\nevery_secs = 2.0\nlease_ttl_secs = 1.0\n").unwrap();
+        let file =
+            FileConfig::parse("[correlation]\nevery_secs = 2.0\nlease_ttl_secs = 1.0\n").unwrap();
         let e = merge(ServeFlags::default(), file).unwrap_err();
         assert!(e.to_string().contains("lease_ttl_secs"), "{e}");
-        let file = FileConfig::parse("[correlation]\nevery_secs = 2.0\nlease_ttl_secs = 6.5\n").unwrap();
+        let file =
+            FileConfig::parse("[correlation]\nevery_secs = 2.0\nlease_ttl_secs = 6.5\n").unwrap();
         let c = merge(ServeFlags::default(), file).unwrap();
         assert_eq!(c.correlation.lease_ttl_ms(), 6500);
     }

@@ -81,8 +81,18 @@ pub fn last_complete_round(now_ms: i64, interval_secs: u64) -> Option<u64> {
 /// agent sends a whole round in one batch, so waiting out the deadline only
 /// matters for a late agent; not waiting saves most of a round of verdict
 /// latency. `reported` is `(round, agent)` for rounds up to `current`.
-pub fn last_round_to_correlate(by_time: Option<u64>, current: u64, reported: &[(u64, String)]) -> Option<u64> {
-    let agents = |r: u64| reported.iter().filter(|(x, _)| *x == r).map(|(_, a)| a.as_str()).collect::<BTreeSet<_>>();
+pub fn last_round_to_correlate(
+    by_time: Option<u64>,
+    current: u64,
+    reported: &[(u64, String)],
+) -> Option<u64> {
+    let agents = |r: u64| {
+        reported
+            .iter()
+            .filter(|(x, _)| *x == r)
+            .map(|(_, a)| a.as_str())
+            .collect::<BTreeSet<_>>()
+    };
     for r in (current.saturating_sub(1)..=current).rev() {
         if r == 0 || by_time.is_some_and(|t| r <= t) {
             break;
@@ -114,7 +124,9 @@ pub async fn load_input<S: Store>(
     let first_round = last_round.saturating_sub(window_rounds.max(1) - 1);
     let rounds = first_round..=last_round;
     let obs = store.observations(&campaign.name, rounds.clone()).await?;
-    let control = store.control_observations(&campaign.name, rounds.clone()).await?;
+    let control = store
+        .control_observations(&campaign.name, rounds.clone())
+        .await?;
     let traces = store.traces(&campaign.name, rounds).await?;
 
     let vps: Vec<String> = obs
@@ -126,7 +138,11 @@ pub async fn load_input<S: Store>(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let vp_id = |name: &str| vps.binary_search_by(|v| v.as_str().cmp(name)).ok().map(|i| i as u32);
+    let vp_id = |name: &str| {
+        vps.binary_search_by(|v| v.as_str().cmp(name))
+            .ok()
+            .map(|i| i as u32)
+    };
 
     let mut prefixes: Vec<IpNet> = campaign.prefixes.clone();
     prefixes.sort();
@@ -140,7 +156,12 @@ pub async fn load_input<S: Store>(
             .max_by_key(|(_, p)| p.prefix_len())
             .map(|(i, _)| i as u32)
     };
-    let block_nets: Vec<IpNet> = obs.iter().map(|o| o.obs.block).collect::<BTreeSet<_>>().into_iter().collect();
+    let block_nets: Vec<IpNet> = obs
+        .iter()
+        .map(|o| o.obs.block)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut blocks = Vec::new();
     let mut block_index = std::collections::HashMap::new();
     for b in block_nets {
@@ -164,7 +185,13 @@ pub async fn load_input<S: Store>(
         .collect();
     let control = control
         .iter()
-        .filter_map(|o| Some(core::ControlObs { vp: vp_id(&o.agent)?, round: o.obs.round, state: o.obs.state }))
+        .filter_map(|o| {
+            Some(core::ControlObs {
+                vp: vp_id(&o.agent)?,
+                round: o.obs.round,
+                state: o.obs.state,
+            })
+        })
         .collect();
     let traces = traces
         .iter()
@@ -173,7 +200,12 @@ pub async fn load_input<S: Store>(
                 vp: vp_id(&t.agent)?,
                 round: t.trace.round,
                 target: t.trace.target,
-                responding: t.trace.hops.iter().filter_map(|h| h.addr).collect::<Vec<IpAddr>>(),
+                responding: t
+                    .trace
+                    .hops
+                    .iter()
+                    .filter_map(|h| h.addr)
+                    .collect::<Vec<IpAddr>>(),
                 reached: t.trace.reached,
             })
         })
@@ -185,7 +217,10 @@ pub async fn load_input<S: Store>(
         vps,
         prefixes: prefixes
             .iter()
-            .map(|p| core::PrefixInfo { net: *p, asn: pfx2as.and_then(|m| m.origin(p)) })
+            .map(|p| core::PrefixInfo {
+                net: *p,
+                asn: pfx2as.and_then(|m| m.origin(p)),
+            })
             .collect(),
         blocks,
         first_round,
@@ -197,7 +232,10 @@ pub async fn load_input<S: Store>(
 }
 
 fn lowercase<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn overlaps(a_start: u64, a_end: Option<u64>, b_start: u64, b_end: Option<u64>) -> bool {
@@ -252,14 +290,19 @@ pub async fn apply<S: Store>(
                     events.push(AlertEvent::close(&row));
                 }
             }
-            Some(e) if e.end_round.is_none() && row.end_round.is_some() => events.push(AlertEvent::close(&row)),
+            Some(e) if e.end_round.is_none() && row.end_round.is_some() => {
+                events.push(AlertEvent::close(&row))
+            }
             _ => {}
         }
     }
     // An open verdict inside the window that the recomputation no longer
     // finds (late reports showed the blocks were up) is closed, not kept open
     // forever.
-    for e in existing.iter().filter(|e| e.end_round.is_none() && !matched.contains(&e.id)) {
+    for e in existing
+        .iter()
+        .filter(|e| e.end_round.is_none() && !matched.contains(&e.id))
+    {
         if e.start_round >= input.first_round && e.start_round <= input.last_round {
             let mut row = e.clone();
             row.end_round = Some(input.last_round + 1);
@@ -272,9 +315,9 @@ pub async fn apply<S: Store>(
     }
     let faults = store.list_vp_faults(Some(&campaign.name), None).await?;
     for f in &out.vp_faults {
-        let prior = faults
-            .iter()
-            .find(|e| e.agent == f.vp && overlaps(e.start_round, e.end_round, f.start_round, f.end_round));
+        let prior = faults.iter().find(|e| {
+            e.agent == f.vp && overlaps(e.start_round, e.end_round, f.start_round, f.end_round)
+        });
         let start_round = prior.map_or(f.start_round, |e| e.start_round.min(f.start_round));
         store
             .upsert_vp_fault(&VpFault {
@@ -329,7 +372,12 @@ fn now_ms() -> i64 {
 /// The correlation loop of `serve`: every `every_secs`, if this collector
 /// holds the correlator lease (one correlator among several collectors
 /// sharing a database), run a pass over every campaign.
-pub async fn run<S: Store>(store: Arc<S>, settings: CorrelationSettings, holder: String, alerts: Alerts) {
+pub async fn run<S: Store>(
+    store: Arc<S>,
+    settings: CorrelationSettings,
+    holder: String,
+    alerts: Alerts,
+) {
     let pfx2as = match &settings.pfx2as {
         Some(p) => match Pfx2As::load(p) {
             Ok(m) => Some(m),
@@ -353,14 +401,18 @@ pub async fn run<S: Store>(store: Arc<S>, settings: CorrelationSettings, holder:
                 match store.list_campaigns().await {
                     Ok(campaigns) => {
                         for c in &campaigns {
-                            match pass(store.as_ref(), c, &settings, pfx2as.as_ref(), now_ms()).await {
+                            match pass(store.as_ref(), c, &settings, pfx2as.as_ref(), now_ms())
+                                .await
+                            {
                                 Ok((_, events)) => {
                                     for e in events {
                                         tracing::info!(event = %e.summary(), "verdict");
                                         alerts.send(e);
                                     }
                                 }
-                                Err(e) => tracing::error!(campaign = %c.name, error = %e, "correlation pass failed"),
+                                Err(e) => {
+                                    tracing::error!(campaign = %c.name, error = %e, "correlation pass failed")
+                                }
                             }
                         }
                     }
@@ -385,7 +437,11 @@ mod tests {
 
     #[test]
     fn rounds_end_early_once_every_agent_reported() {
-        let rep = |v: &[(u64, &str)]| v.iter().map(|(r, a)| (*r, a.to_string())).collect::<Vec<_>>();
+        let rep = |v: &[(u64, &str)]| {
+            v.iter()
+                .map(|(r, a)| (*r, a.to_string()))
+                .collect::<Vec<_>>()
+        };
         // Round 10 in progress, 8 complete by the clock.
         let all = rep(&[(8, "a"), (8, "b"), (9, "a"), (9, "b"), (10, "a"), (10, "b")]);
         assert_eq!(last_round_to_correlate(Some(8), 10, &all), Some(10));
@@ -393,7 +449,10 @@ mod tests {
         let late = rep(&[(8, "a"), (8, "b"), (9, "a"), (9, "b"), (10, "a")]);
         assert_eq!(last_round_to_correlate(Some(8), 10, &late), Some(9));
         // Nobody reported 9 or 10 (collector down, agents spooling): wait for the clock.
-        assert_eq!(last_round_to_correlate(Some(8), 10, &rep(&[(8, "a")])), Some(8));
+        assert_eq!(
+            last_round_to_correlate(Some(8), 10, &rep(&[(8, "a")])),
+            Some(8)
+        );
         // A new agent in round 10 does not hold it back; a missing one does.
         let joined = rep(&[(9, "a"), (10, "a"), (10, "c")]);
         assert_eq!(last_round_to_correlate(Some(8), 10, &joined), Some(10));
@@ -410,7 +469,10 @@ mod tests {
 
     #[test]
     fn lease_ttl_is_configured_or_three_passes() {
-        let mut s = CorrelationSettings { every_secs: 2.0, ..Default::default() };
+        let mut s = CorrelationSettings {
+            every_secs: 2.0,
+            ..Default::default()
+        };
         assert_eq!(s.lease_ttl_ms(), 6000);
         s.every_secs = 0.5;
         assert_eq!(s.lease_ttl_ms(), 3000);

@@ -77,7 +77,10 @@ pub fn check_batch(
             continue;
         };
         let nets = if o.control { &c.control } else { &c.prefixes };
-        if !nets.iter().any(|p| p.contains(&o.block) || o.block.contains(p)) {
+        if !nets
+            .iter()
+            .any(|p| p.contains(&o.block) || o.block.contains(p))
+        {
             return Err(IngestError::UnknownBlock {
                 campaign: o.campaign.clone(),
                 block: o.block.to_string(),

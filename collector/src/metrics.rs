@@ -188,7 +188,10 @@ mod tests {
         assert!(text.contains("darkwatch_agents_known 3\n"));
         assert!(text.contains("darkwatch_agents_seen_5m 1\n"));
         assert!(text.contains("darkwatch_store_up 1\n"));
-        assert!(text.contains("darkwatch_probes_reported_total 12\n"), "{text}");
+        assert!(
+            text.contains("darkwatch_probes_reported_total 12\n"),
+            "{text}"
+        );
         assert!(text.contains("darkwatch_replies_reported_total 7\n"));
         assert!(text.contains("darkwatch_verdicts_open 2\n"));
 

@@ -30,16 +30,28 @@ impl Pfx2As {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let err = |why: String| Pfx2AsError { source_name: source_name.to_string(), line: i + 1, why };
+            let err = |why: String| Pfx2AsError {
+                source_name: source_name.to_string(),
+                line: i + 1,
+                why,
+            };
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() != 3 {
                 return Err(err(format!("expected `address length asn`, got {line:?}")));
             }
-            let addr: IpAddr = f[0].parse().map_err(|_| err(format!("bad address {:?}", f[0])))?;
-            let len: u8 = f[1].parse().map_err(|_| err(format!("bad prefix length {:?}", f[1])))?;
-            let net = IpNet::new(addr, len).map_err(|_| err(format!("bad prefix length {len}")))?.trunc();
+            let addr: IpAddr = f[0]
+                .parse()
+                .map_err(|_| err(format!("bad address {:?}", f[0])))?;
+            let len: u8 = f[1]
+                .parse()
+                .map_err(|_| err(format!("bad prefix length {:?}", f[1])))?;
+            let net = IpNet::new(addr, len)
+                .map_err(|_| err(format!("bad prefix length {len}")))?
+                .trunc();
             let first = f[2].split(['_', ',']).next().unwrap_or_default();
-            let asn: u32 = first.parse().map_err(|_| err(format!("bad AS number {:?}", f[2])))?;
+            let asn: u32 = first
+                .parse()
+                .map_err(|_| err(format!("bad AS number {:?}", f[2])))?;
             entries.push((net, asn));
         }
         entries.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
@@ -48,14 +60,20 @@ impl Pfx2As {
 
     pub fn load(path: &std::path::Path) -> Result<Pfx2As, Pfx2AsError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Pfx2AsError { source_name: name.clone(), line: 0, why: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| Pfx2AsError {
+            source_name: name.clone(),
+            line: 0,
+            why: e.to_string(),
+        })?;
         Self::parse(&text, &name)
     }
 
     /// Origin AS of the most specific entry that covers `net`.
     pub fn origin(&self, net: &IpNet) -> Option<u32> {
-        self.entries.iter().find(|(p, _)| p.contains(net)).map(|(_, asn)| *asn)
+        self.entries
+            .iter()
+            .find(|(p, _)| p.contains(net))
+            .map(|(_, asn)| *asn)
     }
 }
 
@@ -65,7 +83,11 @@ mod tests {
 
     #[test]
     fn longest_match_and_moas() {
-        let p = Pfx2As::parse("175.45.176.0\t22\t131279\n175.45.178.0\t24\t131279_4837\n# c\n", "t").unwrap();
+        let p = Pfx2As::parse(
+            "175.45.176.0\t22\t131279\n175.45.178.0\t24\t131279_4837\n# c\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(p.origin(&"175.45.176.0/24".parse().unwrap()), Some(131279));
         assert_eq!(p.origin(&"175.45.178.0/24".parse().unwrap()), Some(131279));
         assert_eq!(p.origin(&"10.0.0.0/24".parse().unwrap()), None);

@@ -21,7 +21,9 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
         return Ok(secs.saturating_mul(1000));
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| format!("bad --since {s:?}: use RFC 3339, Unix seconds, or 30m/6h/2d"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("bad --since {s:?}: use RFC 3339, Unix seconds, or 30m/6h/2d"))?;
     let mult = match unit {
         "s" => 1_000,
         "m" => 60_000,
@@ -33,7 +35,9 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
 }
 
 fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default()
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 fn duration(ms: i64) -> String {
@@ -102,20 +106,31 @@ pub async fn outages<S: Store>(store: &S, f: &OutageFilter) -> Result<Vec<Outage
         .filter(|v| !f.ongoing || v.end_round.is_none())
         .filter(|v| match &f.country {
             None => true,
-            Some(cc) => campaigns
-                .iter()
-                .any(|c| c.name == v.campaign && c.country.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(cc))),
+            Some(cc) => campaigns.iter().any(|c| {
+                c.name == v.campaign
+                    && c.country
+                        .as_deref()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(cc))
+            }),
         })
         .map(OutageJson::from)
         .collect();
-    out.sort_by(|a, b| a.start.cmp(&b.start).then(a.scope.cmp(&b.scope)).then(a.target.cmp(&b.target)));
+    out.sort_by(|a, b| {
+        a.start
+            .cmp(&b.start)
+            .then(a.scope.cmp(&b.scope))
+            .then(a.target.cmp(&b.target))
+    });
     Ok(out)
 }
 
 fn localization_text(l: &serde_json::Value) -> String {
     match l.get("last_hop").and_then(|h| h.as_str()) {
         Some(hop) => {
-            let inside = l.get("inside_target").and_then(|b| b.as_bool()).unwrap_or(false);
+            let inside = l
+                .get("inside_target")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false);
             format!("{hop} ({})", if inside { "inside" } else { "upstream" })
         }
         None => "-".into(),
@@ -133,7 +148,9 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
         "KIND", "SCOPE", "TARGET", "START", "END", "DURATION", "BLOCKS", "VPS"
     );
     for r in rows {
-        let start_ms = DateTime::parse_from_rfc3339(&r.start).map(|t| t.timestamp_millis()).unwrap_or(now_ms);
+        let start_ms = DateTime::parse_from_rfc3339(&r.start)
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(now_ms);
         let dur = match r.duration_secs {
             Some(d) => duration(d * 1000),
             None => format!("{}+", duration(now_ms - start_ms)),
@@ -174,7 +191,11 @@ pub struct Status {
 
 pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreError> {
     let campaigns = store.list_campaigns().await?;
-    let max_interval_ms = campaigns.iter().map(|c| c.interval_secs as i64 * 1000).max().unwrap_or(600_000);
+    let max_interval_ms = campaigns
+        .iter()
+        .map(|c| c.interval_secs as i64 * 1000)
+        .max()
+        .unwrap_or(600_000);
     let faults = store.list_vp_faults(None, None).await?;
     let agents = store
         .list_agents()
@@ -183,7 +204,10 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
         .map(|a| {
             let health = if a.revoked {
                 "revoked"
-            } else if faults.iter().any(|f| f.agent == a.name && f.end_round.is_none()) {
+            } else if faults
+                .iter()
+                .any(|f| f.agent == a.name && f.end_round.is_none())
+            {
                 "faulty"
             } else {
                 match a.last_seen_ms {
@@ -192,18 +216,40 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
                     Some(_) => "ok",
                 }
             };
-            AgentStatus { name: a.name, last_seen: a.last_seen_ms.map(rfc3339), revoked: a.revoked, health: health.into() }
+            AgentStatus {
+                name: a.name,
+                last_seen: a.last_seen_ms.map(rfc3339),
+                revoked: a.revoked,
+                health: health.into(),
+            }
         })
         .collect();
-    let open_verdicts = outages(store, &OutageFilter { ongoing: true, ..Default::default() }).await?;
-    Ok(Status { agents, campaigns, open_verdicts })
+    let open_verdicts = outages(
+        store,
+        &OutageFilter {
+            ongoing: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Status {
+        agents,
+        campaigns,
+        open_verdicts,
+    })
 }
 
 pub fn status_text(s: &Status, now_ms: i64) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "AGENTS");
     for a in &s.agents {
-        let _ = writeln!(out, "  {:<20} {:<10} last seen {}", a.name, a.health, a.last_seen.as_deref().unwrap_or("never"));
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<10} last seen {}",
+            a.name,
+            a.health,
+            a.last_seen.as_deref().unwrap_or("never")
+        );
     }
     let _ = writeln!(out, "CAMPAIGNS");
     for c in &s.campaigns {
@@ -214,7 +260,11 @@ pub fn status_text(s: &Status, now_ms: i64) -> String {
             c.country.as_deref().unwrap_or("-"),
             c.interval_secs,
             c.prefixes.len(),
-            if c.agents.is_empty() { "all".to_string() } else { c.agents.join(",") }
+            if c.agents.is_empty() {
+                "all".to_string()
+            } else {
+                c.agents.join(",")
+            }
         );
     }
     let _ = writeln!(out, "OPEN VERDICTS");
@@ -249,10 +299,16 @@ pub async fn timeline<S: Store>(
 ) -> Result<Vec<TimelineJson>, StoreError> {
     let mut out = Vec::new();
     for c in store.list_campaigns().await? {
-        if country.is_some_and(|cc| !c.country.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(cc))) {
+        if country.is_some_and(|cc| {
+            !c.country
+                .as_deref()
+                .is_some_and(|x| x.eq_ignore_ascii_case(cc))
+        }) {
             continue;
         }
-        let Some(last) = last_complete_round(now_ms, c.interval_secs) else { continue };
+        let Some(last) = last_complete_round(now_ms, c.interval_secs) else {
+            continue;
+        };
         let input = load_input(store, &c, last, settings.window_rounds, pfx2as).await?;
         let result = darkwatch_correlate::correlate(&input, &settings.params);
         let rounds = result
@@ -263,10 +319,20 @@ pub async fn timeline<S: Store>(
                 round: r.round,
                 time: rfc3339(darkwatch_schema::round_start_ms(r.round, c.interval_secs)),
                 overall: r.overall,
-                per_vp: input.vps.iter().cloned().zip(r.per_vp.iter().copied()).collect(),
+                per_vp: input
+                    .vps
+                    .iter()
+                    .cloned()
+                    .zip(r.per_vp.iter().copied())
+                    .collect(),
             })
             .collect();
-        out.push(TimelineJson { campaign: c.name.clone(), target: top_target(&c).0, vantage_points: input.vps, rounds });
+        out.push(TimelineJson {
+            campaign: c.name.clone(),
+            target: top_target(&c).0,
+            vantage_points: input.vps,
+            rounds,
+        });
     }
     Ok(out)
 }
@@ -301,7 +367,10 @@ mod tests {
         let now = 1_800_000_000_000;
         assert_eq!(parse_since("2h", now).unwrap(), now - 7_200_000);
         assert_eq!(parse_since("1700000000", now).unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_since("2014-12-22T16:00:00Z", now).unwrap(), 1_419_264_000_000);
+        assert_eq!(
+            parse_since("2014-12-22T16:00:00Z", now).unwrap(),
+            1_419_264_000_000
+        );
         assert!(parse_since("yesterday", now).is_err());
         assert!(parse_since("5w", now).is_err());
     }

@@ -113,7 +113,11 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The request deadline: `DARKWATCH_REQUEST_TIMEOUT_SECS` if set to a
 /// positive number of seconds, else [`DEFAULT_REQUEST_TIMEOUT`].
 pub fn request_timeout() -> Duration {
-    parse_timeout(std::env::var("DARKWATCH_REQUEST_TIMEOUT_SECS").ok().as_deref())
+    parse_timeout(
+        std::env::var("DARKWATCH_REQUEST_TIMEOUT_SECS")
+            .ok()
+            .as_deref(),
+    )
 }
 
 fn parse_timeout(v: Option<&str>) -> Duration {
@@ -127,7 +131,10 @@ async fn request_deadline(State(limit): State<Duration>, req: Request, next: Nex
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
-            tracing::warn!(timeout_secs = limit.as_secs_f64(), "request timed out (slow or stalled client)");
+            tracing::warn!(
+                timeout_secs = limit.as_secs_f64(),
+                "request timed out (slow or stalled client)"
+            );
             let mut resp = (
                 StatusCode::REQUEST_TIMEOUT,
                 Json(darkwatch_schema::ApiError {

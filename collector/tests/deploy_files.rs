@@ -414,7 +414,10 @@ fn dockerfiles_copy_the_whole_workspace_and_build_real_binaries() {
         let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
         assert_eq!(froms.len(), 2, "{file}: builder and runtime stages");
         assert!(froms[1].contains("-slim"), "{file}: small runtime image");
-        let user = text.lines().filter_map(|l| l.strip_prefix("USER ")).next_back();
+        let user = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("USER "))
+            .next_back();
         assert!(
             user.is_some_and(|u| u != "root" && u != "0"),
             "{file}: runs as a user"

@@ -184,14 +184,20 @@ pub enum SchemaError {
     #[error("trace to {target}: {why}")]
     Trace { target: IpAddr, why: String },
     #[error("round {round} of campaign {campaign} does not match timestamp {ts_ms} (round should be about {expected})")]
-    Round { campaign: String, round: u64, ts_ms: i64, expected: u64 },
+    Round {
+        campaign: String,
+        round: u64,
+        ts_ms: i64,
+        expected: u64,
+    },
 }
 
 /// Names of agents and campaigns: short, printable, safe in paths and logs.
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// The round that contains `ts_ms` for a campaign with `interval_secs`.
@@ -232,7 +238,10 @@ impl ReportBatch {
                 return Err(SchemaError::CampaignName(o.campaign.clone()));
             }
             check_ts("observation", o.ts_ms, now_ms)?;
-            let bad = |why: &str| SchemaError::Observation { block: o.block, why: why.to_string() };
+            let bad = |why: &str| SchemaError::Observation {
+                block: o.block,
+                why: why.to_string(),
+            };
             if o.replies > o.probes {
                 return Err(bad("more replies than probes"));
             }
@@ -256,10 +265,19 @@ impl ReportBatch {
             }
             check_ts("trace", t.ts_ms, now_ms)?;
             if t.hops.len() > 255 {
-                return Err(SchemaError::Trace { target: t.target, why: "more than 255 hops".into() });
+                return Err(SchemaError::Trace {
+                    target: t.target,
+                    why: "more than 255 hops".into(),
+                });
             }
-            if t.hops.iter().any(|h| h.rtt_ms.is_some_and(|r| !(0.0..=600_000.0).contains(&r))) {
-                return Err(SchemaError::Trace { target: t.target, why: "rtt out of range".into() });
+            if t.hops
+                .iter()
+                .any(|h| h.rtt_ms.is_some_and(|r| !(0.0..=600_000.0).contains(&r)))
+            {
+                return Err(SchemaError::Trace {
+                    target: t.target,
+                    why: "rtt out of range".into(),
+                });
             }
         }
         Ok(())
@@ -269,8 +287,16 @@ impl ReportBatch {
 /// The /24 (IPv4) or /64 (IPv6) block that holds `addr`.
 pub fn block_of(addr: IpAddr) -> IpNet {
     match addr {
-        IpAddr::V4(a) => IpNet::V4(ipnet::Ipv4Net::new(a, 24).expect("24 is a valid length").trunc()),
-        IpAddr::V6(a) => IpNet::V6(ipnet::Ipv6Net::new(a, 64).expect("64 is a valid length").trunc()),
+        IpAddr::V4(a) => IpNet::V4(
+            ipnet::Ipv4Net::new(a, 24)
+                .expect("24 is a valid length")
+                .trunc(),
+        ),
+        IpAddr::V6(a) => IpNet::V6(
+            ipnet::Ipv6Net::new(a, 64)
+                .expect("64 is a valid length")
+                .trunc(),
+        ),
     }
 }
 
@@ -296,7 +322,12 @@ mod tests {
     }
 
     fn batch() -> ReportBatch {
-        ReportBatch { batch_id: "00ff00ff00ff".into(), created_ms: NOW, observations: vec![obs()], traces: vec![] }
+        ReportBatch {
+            batch_id: "00ff00ff00ff".into(),
+            created_ms: NOW,
+            observations: vec![obs()],
+            traces: vec![],
+        }
     }
 
     #[test]
@@ -317,7 +348,10 @@ mod tests {
 
         let mut b = batch();
         b.observations[0].replies = 3;
-        assert!(matches!(b.validate(NOW), Err(SchemaError::Observation { .. })));
+        assert!(matches!(
+            b.validate(NOW),
+            Err(SchemaError::Observation { .. })
+        ));
 
         let mut b = batch();
         b.observations[0].block = "198.18.0.0/16".parse().unwrap();
@@ -325,7 +359,10 @@ mod tests {
 
         let mut b = batch();
         b.observations[0].ts_ms = NOW + MAX_CLOCK_SKEW_MS + 1;
-        assert!(matches!(b.validate(NOW), Err(SchemaError::Timestamp { .. })));
+        assert!(matches!(
+            b.validate(NOW),
+            Err(SchemaError::Timestamp { .. })
+        ));
 
         let mut b = batch();
         b.observations[0].campaign = "../etc".into();
@@ -334,7 +371,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_states_are_refused() {
-        let bad = r#"{"batch_id":"00ff00ff","created_ms":1,"observations":[],"traces":[],"extra":1}"#;
+        let bad =
+            r#"{"batch_id":"00ff00ff","created_ms":1,"observations":[],"traces":[],"extra":1}"#;
         assert!(serde_json::from_str::<ReportBatch>(bad).is_err());
         assert_eq!(BlockState::parse("sideways"), None);
     }
@@ -344,7 +382,13 @@ mod tests {
         assert_eq!(round_of(119_999, 60), 1);
         assert_eq!(round_of(120_000, 60), 2);
         assert_eq!(round_start_ms(2, 60), 120_000);
-        assert_eq!(block_of("198.18.3.77".parse().unwrap()).to_string(), "198.18.3.0/24");
-        assert_eq!(block_of("2001:db8::1".parse().unwrap()).to_string(), "2001:db8::/64");
+        assert_eq!(
+            block_of("198.18.3.77".parse().unwrap()).to_string(),
+            "198.18.3.0/24"
+        );
+        assert_eq!(
+            block_of("2001:db8::1".parse().unwrap()).to_string(),
+            "2001:db8::/64"
+        );
     }
 }

@@ -26,14 +26,21 @@ struct Watcher {
 
 impl Watcher {
     fn key(v: &Value) -> String {
-        format!("{}|{}|{}|{}", v["kind"], v["scope"], v["target"], v["start_round"])
+        format!(
+            "{}|{}|{}|{}",
+            v["kind"], v["scope"], v["target"], v["start_round"]
+        )
     }
 
     fn loc(v: &Value) -> String {
         match v["localization"]["last_hop"].as_str() {
             Some(h) => format!(
                 "paths end at {h} ({})",
-                if v["localization"]["inside_target"].as_bool() == Some(true) { "inside the country" } else { "upstream of the country" }
+                if v["localization"]["inside_target"].as_bool() == Some(true) {
+                    "inside the country"
+                } else {
+                    "upstream of the country"
+                }
             ),
             None => "no traceroute evidence yet".into(),
         }
@@ -45,19 +52,37 @@ impl Watcher {
             let k = Self::key(&v);
             let t = self.t0.elapsed().as_secs();
             let was = self.seen.get(&k).cloned();
-            let what = format!("{} {} {}", v["kind"].as_str().unwrap_or("?"), v["scope"].as_str().unwrap_or("?"), v["target"].as_str().unwrap_or("?"));
+            let what = format!(
+                "{} {} {}",
+                v["kind"].as_str().unwrap_or("?"),
+                v["scope"].as_str().unwrap_or("?"),
+                v["target"].as_str().unwrap_or("?")
+            );
             if was.is_none() {
                 println!(
                     "[{t:>4}s] OPEN   {what}: {}/{} blocks, since {}, seen by {}; {}",
-                    v["blocks_affected"], v["blocks_total"], v["start"].as_str().unwrap_or("?"),
-                    v["vantage_points"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                    v["blocks_affected"],
+                    v["blocks_total"],
+                    v["start"].as_str().unwrap_or("?"),
+                    v["vantage_points"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","))
+                        .unwrap_or_default(),
                     Self::loc(&v)
                 );
             }
             if !v["end"].is_null() && was.as_ref().is_none_or(|w| w["end"].is_null()) {
                 println!(
                     "[{t:>4}s] CLOSE  {what}: lasted {} s ({} rounds)",
-                    v["duration_secs"], v["end_round"].as_u64().unwrap_or(0).saturating_sub(v["start_round"].as_u64().unwrap_or(0))
+                    v["duration_secs"],
+                    v["end_round"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        .saturating_sub(v["start_round"].as_u64().unwrap_or(0))
                 );
             }
             self.seen.insert(k, v);
@@ -86,18 +111,35 @@ fn watch(d: &Deployment, w: &mut Watcher, rounds: u32, stop: &AtomicBool) -> Res
 fn run(stop: Arc<AtomicBool>) -> Result<()> {
     let t0 = Instant::now();
     let lab = Lab::build(LabConfig::default()).context("building the lab (run as root)")?;
-    println!("lab {} built: {} VPs, country {COUNTRY} = {:?}", lab.prefix(), lab.vp_namespaces().len(), lab.country_prefixes());
+    println!(
+        "lab {} built: {} VPs, country {COUNTRY} = {:?}",
+        lab.prefix(),
+        lab.vp_namespaces().len(),
+        lab.country_prefixes()
+    );
     let dir = harness::run_dir("demo")?;
     let db = Db::sqlite(dir.path());
     let timing = Timing::default();
-    println!("1 lab round = {} s (the real event: 9 h 31 min of blackout)", timing.interval_secs);
+    println!(
+        "1 lab round = {} s (the real event: 9 h 31 min of blackout)",
+        timing.interval_secs
+    );
     let d = Deployment::start(&lab, &db.url, dir.path(), timing)?;
-    let mut w = Watcher { seen: BTreeMap::new(), t0 };
-    phase("agents discover the country's responsive hosts and settle", t0);
+    let mut w = Watcher {
+        seen: BTreeMap::new(),
+        t0,
+    };
+    phase(
+        "agents discover the country's responsive hosts and settle",
+        t0,
+    );
     d.wait_reporting(Duration::from_secs(60))?;
     watch(&d, &mut w, 4, &stop)?;
 
-    phase("growing instability: loss on the border rises, prefixes flap", t0);
+    phase(
+        "growing instability: loss on the border rises, prefixes flap",
+        t0,
+    );
     let prefixes = lab.country_prefixes();
     for (i, loss) in [10.0, 20.0, 30.0].into_iter().enumerate() {
         lab.netem(Node::Border, Node::Ctry, loss, 0)?;
@@ -126,7 +168,10 @@ fn run(stop: Arc<AtomicBool>) -> Result<()> {
     println!("\nfinal `darkwatch-collector outages`:");
     print!("{}", d.collector.cli_ok(&["outages"])?);
     println!("\ntimeline (`darkwatch-collector timeline --country {COUNTRY}`):");
-    print!("{}", d.collector.cli_ok(&["timeline", "--country", COUNTRY])?);
+    print!(
+        "{}",
+        d.collector.cli_ok(&["timeline", "--country", COUNTRY])?
+    );
     drop(d);
     lab.teardown()?;
     println!("lab torn down after {} s", t0.elapsed().as_secs());
@@ -135,7 +180,10 @@ fn run(stop: Arc<AtomicBool>) -> Result<()> {
 
 fn main() -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook_registry_free::SIGINT, signal_hook_registry_free::SIGTERM] {
+    for sig in [
+        signal_hook_registry_free::SIGINT,
+        signal_hook_registry_free::SIGTERM,
+    ] {
         signal_hook_registry_free::flag(sig, stop.clone());
     }
     match run(stop) {

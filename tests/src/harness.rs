@@ -194,7 +194,9 @@ impl<'a> Collector<'a> {
     pub fn start(&mut self) -> Result<()> {
         self.starts += 1;
         let log = fs::File::create(self.dir.join(format!("collector-{}.log", self.starts)))?;
-        let mut cmd = self.lab.command(Node::Hub, bin_path("darkwatch-collector")?);
+        let mut cmd = self
+            .lab
+            .command(Node::Hub, bin_path("darkwatch-collector")?);
         cmd.arg("serve")
             .args([
                 "--db",
@@ -308,7 +310,11 @@ impl Drop for Collector<'_> {
 /// group: the whole of it goes) and waits until `pid` is gone.
 fn stop_group(pid: Option<i32>, crash: bool, what: &str) -> Result<()> {
     if let Some(pid) = pid {
-        let sig = if crash { Signal::SIGKILL } else { Signal::SIGTERM };
+        let sig = if crash {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        };
         let _ = kill(Pid::from_raw(-pid), sig);
         wait_for(&format!("{what} to exit"), Duration::from_secs(20), || {
             Ok(kill(Pid::from_raw(pid), None).is_err().then_some(()))
@@ -425,7 +431,9 @@ http_timeout_secs = 5
     pub fn start(&mut self) -> Result<()> {
         self.starts += 1;
         let log = fs::File::create(self.dir.join(format!("agent-{}.log", self.starts)))?;
-        let mut cmd = self.lab.command(Node::Vp(self.vp), bin_path("darkwatch-agent")?);
+        let mut cmd = self
+            .lab
+            .command(Node::Vp(self.vp), bin_path("darkwatch-agent")?);
         cmd.arg("run")
             .arg("--config")
             .arg(&self.config)
@@ -574,18 +582,25 @@ pub fn run_dir(name: &str) -> Result<tempfile::TempDir> {
         .tempdir_in(base)?)
 }
 
-
 /// Runs one SQL query against the run's database (sqlite3 or psql CLI) and
 /// returns its rows, fields split on `|`.
 pub fn db_query(db_url: &str, sql: &str) -> Result<Vec<Vec<String>>> {
     let out = if db_url.starts_with("postgres") {
-        Command::new("psql").arg(db_url).args(["-qtA", "-F|", "-v", "ON_ERROR_STOP=1", "-c", sql]).output()?
+        Command::new("psql")
+            .arg(db_url)
+            .args(["-qtA", "-F|", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()?
     } else {
         let path = db_url.strip_prefix("sqlite://").unwrap_or(db_url);
-        Command::new("sqlite3").args(["-readonly", path, sql]).output()?
+        Command::new("sqlite3")
+            .args(["-readonly", path, sql])
+            .output()?
     };
     if !out.status.success() {
-        bail!("query {sql:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "query {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8(out.stdout)?
         .lines()
@@ -596,13 +611,19 @@ pub fn db_query(db_url: &str, sql: &str) -> Result<Vec<Vec<String>>> {
 
 /// The current round of the lab campaign.
 pub fn current_round(interval_secs: u64) -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     darkwatch_schema::round_of(now, interval_secs)
 }
 
 /// Rounds stored per agent: `agent -> (round -> observation count)`.
-pub fn stored_rounds(db_url: &str) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<u64, u64>>> {
-    let mut m: std::collections::BTreeMap<String, std::collections::BTreeMap<u64, u64>> = Default::default();
+pub fn stored_rounds(
+    db_url: &str,
+) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<u64, u64>>> {
+    let mut m: std::collections::BTreeMap<String, std::collections::BTreeMap<u64, u64>> =
+        Default::default();
     for r in db_query(db_url, "SELECT agent, round, COUNT(*) FROM observations GROUP BY agent, round ORDER BY agent, round")? {
         if r.len() == 3 {
             m.entry(r[0].clone()).or_default().insert(r[1].parse()?, r[2].parse()?);

@@ -3,8 +3,8 @@
 
 pub mod harness;
 pub mod lab;
-pub mod webhook;
 pub mod load;
+pub mod webhook;
 
 pub use lab::{
     clean_all, clean_stale, lab_or_skip, Lab, LabConfig, LabError, Node, PingOutcome, Plan,

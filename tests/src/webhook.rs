@@ -33,7 +33,8 @@ pub struct WebhookSink {
 impl WebhookSink {
     /// Listens on `addr` inside network namespace `netns`.
     pub fn start(netns: &str, addr: SocketAddr, refuse_first: usize) -> Result<WebhookSink> {
-        let ns = std::fs::File::open(format!("/run/netns/{netns}")).with_context(|| format!("namespace {netns}"))?;
+        let ns = std::fs::File::open(format!("/run/netns/{netns}"))
+            .with_context(|| format!("namespace {netns}"))?;
         let seen = Arc::new(Mutex::new(Received::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<Result<()>>();
@@ -44,16 +45,20 @@ impl WebhookSink {
             // thread's network namespace, which nothing else shares.
             let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
             if rc != 0 {
-                let _ = tx.send(Err(anyhow::anyhow!("setns: {}", std::io::Error::last_os_error())));
+                let _ = tx.send(Err(anyhow::anyhow!(
+                    "setns: {}",
+                    std::io::Error::last_os_error()
+                )));
                 return;
             }
-            let listener = match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(anyhow::anyhow!("bind {addr}: {e}")));
-                    return;
-                }
-            };
+            let listener =
+                match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.send(Err(anyhow::anyhow!("bind {addr}: {e}")));
+                        return;
+                    }
+                };
             let _ = tx.send(Ok(()));
             let mut n = 0usize;
             while !stop2.load(Ordering::SeqCst) {
@@ -66,7 +71,8 @@ impl WebhookSink {
                             if refuse {
                                 s.refused += 1;
                             } else {
-                                s.accepted.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                                s.accepted
+                                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
                             }
                         }
                     }
@@ -124,8 +130,15 @@ fn serve_one(conn: TcpStream, refuse: bool) -> Result<Vec<u8>> {
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
-    let status = if refuse { "503 Service Unavailable" } else { "200 OK" };
+    let status = if refuse {
+        "503 Service Unavailable"
+    } else {
+        "200 OK"
+    };
     let mut w = conn;
-    write!(w, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")?;
+    write!(
+        w,
+        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )?;
     Ok(body)
 }

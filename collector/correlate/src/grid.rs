@@ -134,7 +134,11 @@ impl Grid {
             }
         }
         let rounds = rounds64 as usize;
-        let ncells = if vps == 0 || blocks == 0 { 0 } else { cells as usize };
+        let ncells = if vps == 0 || blocks == 0 {
+            0
+        } else {
+            cells as usize
+        };
         let mut grid = Grid {
             rounds,
             vps,

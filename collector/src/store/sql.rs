@@ -9,10 +9,10 @@
 //! single transaction (group commit: one fsync for many acks); each batch is
 //! still acknowledged only after its transaction committed.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::str::FromStr;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,9 +54,10 @@ const GROUP_QUEUE: usize = 1024;
 const TOUCH_EVERY_MS: i64 = 5_000;
 
 /// Schema versions; `{ID}` becomes the backend's autoincrement primary key.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE agents (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE agents (
         name TEXT PRIMARY KEY,
         token_hash TEXT NOT NULL,
         created_ms BIGINT NOT NULL,
@@ -146,10 +147,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         holder TEXT NOT NULL,
         expires_ms BIGINT NOT NULL
     )",
-), (
-    2,
-    "CREATE INDEX agents_by_token ON agents (token_hash)",
-)];
+    ),
+    (2, "CREATE INDEX agents_by_token ON agents (token_hash)"),
+];
 
 /// Turns what the operator typed into a backend and a sqlx URL.
 /// A plain path (or `sqlite://path`) is a SQLite file, created if missing.
@@ -724,10 +724,11 @@ impl Store for SqlStore {
         // near a stored one is a preimage problem). The candidate is then
         // compared in constant time. Reading every agent per request, as
         // before, cost a quarter of the ingest CPU with 200 agents.
-        let rows = sqlx::query("SELECT name, token_hash, revoked FROM agents WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, token_hash, revoked FROM agents WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_all(&self.pool)
+                .await?;
         let mut agents = Vec::with_capacity(rows.len());
         for r in &rows {
             agents.push((

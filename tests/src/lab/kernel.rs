@@ -16,7 +16,9 @@ const SAVED: &str = "/run/darkwatch-lab.route-error-cost";
 
 /// Turns the routing-error rate limit off (saving the old value once).
 pub fn relax_route_error_limit() {
-    let Ok(cur) = fs::read_to_string(KNOB) else { return };
+    let Ok(cur) = fs::read_to_string(KNOB) else {
+        return;
+    };
     if cur.trim() == "0" {
         return;
     }
