@@ -89,7 +89,7 @@ pub struct RunArgs {
 }
 
 const PROBE_ABOUT: &str = "\
-Discover the responsive addresses of every target block (IPv4 /24, IPv6 /64) by \
+Discover the responsive addresses of every target block (IPv4 /24, IPv6 /48) by \
 probing every target address once, then run one Trinocular-style round: probe \
 known-responsive addresses of each block until one answers (up), the belief \
 falls to 0.1 or below (down), or --max-probes is spent (uncertain). Prints one \

@@ -317,6 +317,8 @@ impl Agent {
             created_ms: ts,
             observations,
             traces,
+            coverage: Vec::new(),
+            census: Vec::new(),
         };
         let up = batch
             .observations
@@ -555,6 +557,7 @@ mod tests {
             prefixes: vec!["198.18.0.0/24".parse().unwrap()],
             control: vec![],
             generation: 1,
+            census: Vec::new(),
         }
     }
 

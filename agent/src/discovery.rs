@@ -40,7 +40,7 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 /// Probes every address of `targets` once and returns, for every block of
-/// `targets` (IPv4 /24, IPv6 /64), the addresses that sent an echo reply,
+/// `targets` (IPv4 /24, IPv6 /48), the addresses that sent an echo reply,
 /// sorted. Blocks where nothing answered map to an empty list.
 pub async fn sweep(
     pinger: Arc<dyn Pinger>,

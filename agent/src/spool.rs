@@ -198,6 +198,8 @@ mod tests {
             created_ms,
             observations: vec![o; n],
             traces: vec![],
+            coverage: Vec::new(),
+            census: Vec::new(),
         }
     }
 

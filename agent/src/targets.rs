@@ -4,7 +4,7 @@
 //! an optional exclusion file), with `--allow` carving reserved space back in.
 //!
 //! The result is a [`TargetSet`] of disjoint ranges that lists its IPv4 /24 and
-//! IPv6 /64 blocks and the addresses to sweep in each. Internally every set is
+//! IPv6 /48 blocks and the addresses to sweep in each. Internally every set is
 //! a sorted list of disjoint inclusive integer ranges per address family, which
 //! makes union, difference and block enumeration simple and exact.
 
@@ -435,7 +435,7 @@ impl TargetSet {
         ranges.get(i).is_some_and(|r| r.0 <= x)
     }
 
-    /// The blocks (IPv4 /24, IPv6 /64, as `darkwatch_schema::block_of`) that
+    /// The blocks (IPv4 /24, IPv6 /48, as `darkwatch_schema::block_of`) that
     /// hold at least one target, in order.
     pub fn blocks(&self) -> Vec<IpNet> {
         let mut out = BTreeSet::new();
@@ -447,8 +447,10 @@ impl TargetSet {
             }
         }
         for &(s, e) in &self.v6 {
-            for b in (s >> 64)..=(e >> 64) {
-                let net = Ipv6Net::new(Ipv6Addr::from(b << 64), 64).expect("64 is a valid length");
+            let shift = 128 - u32::from(darkwatch_schema::BLOCK_LEN_V6);
+            for b in (s >> shift)..=(e >> shift) {
+                let net = Ipv6Net::new(Ipv6Addr::from(b << shift), darkwatch_schema::BLOCK_LEN_V6)
+                    .expect("a valid block length");
                 out.insert(IpNet::V6(net));
             }
         }
@@ -655,7 +657,7 @@ apnic|KP|ipv6|2404:ea00::|32|20100208|allocated
         assert!(err.to_string().contains("2400:1::/64"));
         let set = build(&["2400:1::/120", "2400:1::1:5"], &[], &[]).unwrap();
         assert_eq!(set.address_count(), 257);
-        assert_eq!(set.blocks(), nets(&["2400:1::/64"]));
+        assert_eq!(set.blocks(), nets(&["2400:1::/48"]));
         // A wide prefix that is entirely reserved is just excluded, not refused.
         assert!(matches!(
             build(&["fe80::/64"], &[], &[]),

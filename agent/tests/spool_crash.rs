@@ -79,6 +79,8 @@ fn batch(id: &str, block: &str, now: i64) -> ReportBatch {
             ts_ms: now,
         }],
         traces: vec![],
+        coverage: Vec::new(),
+        census: Vec::new(),
     }
 }
 

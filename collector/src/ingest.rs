@@ -127,6 +127,8 @@ mod tests {
                 ts_ms: NOW,
             }],
             traces: vec![],
+            coverage: Vec::new(),
+            census: Vec::new(),
         }
     }
 

@@ -61,6 +61,8 @@ fn batch(blocks: u8) -> ReportBatch {
             })
             .collect(),
         traces: vec![],
+        coverage: Vec::new(),
+        census: Vec::new(),
     }
 }
 

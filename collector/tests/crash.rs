@@ -49,6 +49,8 @@ fn make_batch(a: usize, seq: u64, first_round: u64) -> ReportBatch {
             })
             .collect(),
         traces: vec![],
+        coverage: Vec::new(),
+        census: Vec::new(),
     }
 }
 

@@ -154,6 +154,8 @@ fn vp_batch(
         created_ms: now_ms(),
         observations,
         traces,
+        coverage: Vec::new(),
+        census: Vec::new(),
     }
 }
 

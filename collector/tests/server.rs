@@ -85,6 +85,8 @@ fn batch(campaign: &str, interval: u64, blocks: u8) -> ReportBatch {
         created_ms: now,
         observations,
         traces,
+        coverage: Vec::new(),
+        census: Vec::new(),
     }
 }
 

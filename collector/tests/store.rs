@@ -32,6 +32,8 @@ fn batch(observations: Vec<BlockObservation>) -> ReportBatch {
         created_ms: T0,
         observations,
         traces: vec![],
+        coverage: Vec::new(),
+        census: Vec::new(),
     }
 }
 

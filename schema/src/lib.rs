@@ -127,6 +127,87 @@ pub struct ReportBatch {
     pub observations: Vec<BlockObservation>,
     #[serde(default)]
     pub traces: Vec<TraceObservation>,
+    /// What the agent watches of each campaign it runs, and what it skipped
+    /// and why. Sent with the first batch after a change, and then now and
+    /// then, so the collector's `status` shows when an agent watches less
+    /// than it was asked to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<Coverage>,
+    /// Responsive addresses the agent found by discovery, per block, for the
+    /// collector's census (handed to other agents with their assignments).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub census: Vec<CampaignCensus>,
+}
+
+/// Known-responsive addresses of one block (an IPv4 /24 or an IPv6 /48).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CensusBlock {
+    pub block: IpNet,
+    pub addrs: Vec<IpAddr>,
+}
+
+/// An agent's discovery results for one campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignCensus {
+    pub campaign: String,
+    pub blocks: Vec<CensusBlock>,
+}
+
+/// Why an agent does not probe part of what a campaign assigns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// IANA special-purpose space that the agent's `allow` list does not carve back.
+    Reserved,
+    /// The agent's local exclusion list.
+    Excluded,
+    /// IPv6 space too large to sweep; only known (census or hitlist) addresses in it are probed.
+    Ipv6TooLarge,
+    /// Beyond the agent's `max_targets` cap.
+    OverMaxTargets,
+    /// A census address the collector handed out outside the campaign's prefixes.
+    OutsideCampaign,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Reserved => "reserved",
+            SkipReason::Excluded => "excluded",
+            SkipReason::Ipv6TooLarge => "ipv6_too_large",
+            SkipReason::OverMaxTargets => "over_max_targets",
+            SkipReason::OutsideCampaign => "outside_campaign",
+        }
+    }
+}
+
+/// Space of one reason that an agent skipped, summed over prefixes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skipped {
+    pub reason: SkipReason,
+    /// Addresses skipped (saturates at u64::MAX for huge IPv6 space).
+    pub addresses: u64,
+    /// A few of the skipped prefixes, for the operator (at most 16).
+    #[serde(default)]
+    pub examples: Vec<IpNet>,
+}
+
+/// What an agent watches of one campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Coverage {
+    pub campaign: String,
+    /// The campaign generation this coverage was computed for.
+    pub generation: u64,
+    /// Blocks with known-responsive addresses, judged every round.
+    pub blocks_tracked: u64,
+    /// Addresses the agent is willing to sweep or probe.
+    pub addresses_targeted: u64,
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
 }
 
 /// The collector's answer to a stored batch.
@@ -161,6 +242,12 @@ pub struct CampaignAssignment {
     pub control: Vec<IpNet>,
     /// Bumped by the collector whenever the campaign changes.
     pub generation: u64,
+    /// Known-responsive addresses per block (from hitlists and from every
+    /// agent's discovery), so an agent judges blocks from its first round
+    /// instead of sweeping first. The agent probes only those inside
+    /// `prefixes` and its own local policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub census: Vec<CensusBlock>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,7 +315,15 @@ impl ReportBatch {
         if !id_ok {
             return Err(SchemaError::BatchId(self.batch_id.clone()));
         }
-        let n = self.observations.len() + self.traces.len();
+        let n = self.observations.len()
+            + self.traces.len()
+            + self.coverage.len()
+            + self
+                .census
+                .iter()
+                .flat_map(|c| &c.blocks)
+                .map(|b| 1 + b.addrs.len())
+                .sum::<usize>();
         if n > MAX_ITEMS_PER_BATCH {
             return Err(SchemaError::TooLarge(n));
         }
@@ -250,10 +345,12 @@ impl ReportBatch {
             }
             let block_len_ok = match o.block {
                 IpNet::V4(n) => n.prefix_len() == 24 || (o.control && n.prefix_len() >= 8),
-                IpNet::V6(n) => n.prefix_len() == 64 || (o.control && n.prefix_len() >= 32),
+                IpNet::V6(n) => {
+                    n.prefix_len() == BLOCK_LEN_V6 || (o.control && n.prefix_len() >= 32)
+                }
             };
             if !block_len_ok {
-                return Err(bad("a block must be an IPv4 /24 or an IPv6 /64"));
+                return Err(bad("a block must be an IPv4 /24 or an IPv6 /48"));
             }
             if o.block.trunc() != o.block {
                 return Err(bad("block has host bits set"));
@@ -284,17 +381,26 @@ impl ReportBatch {
     }
 }
 
-/// The /24 (IPv4) or /64 (IPv6) block that holds `addr`.
+/// Prefix length of an IPv4 block.
+pub const BLOCK_LEN_V4: u8 = 24;
+
+/// Prefix length of an IPv6 block. A /48 is the usual end-site assignment
+/// (RFC 6177) and the longest prefix commonly accepted in BGP, so it is the
+/// unit in which IPv6 space appears and disappears; hitlist addresses are
+/// sparse (one or two per /64), and a /48 gathers enough of them to judge.
+pub const BLOCK_LEN_V6: u8 = 48;
+
+/// The /24 (IPv4) or /48 (IPv6) block that holds `addr`.
 pub fn block_of(addr: IpAddr) -> IpNet {
     match addr {
         IpAddr::V4(a) => IpNet::V4(
-            ipnet::Ipv4Net::new(a, 24)
+            ipnet::Ipv4Net::new(a, BLOCK_LEN_V4)
                 .expect("24 is a valid length")
                 .trunc(),
         ),
         IpAddr::V6(a) => IpNet::V6(
-            ipnet::Ipv6Net::new(a, 64)
-                .expect("64 is a valid length")
+            ipnet::Ipv6Net::new(a, BLOCK_LEN_V6)
+                .expect("48 is a valid length")
                 .trunc(),
         ),
     }
@@ -327,6 +433,8 @@ mod tests {
             created_ms: NOW,
             observations: vec![obs()],
             traces: vec![],
+            coverage: Vec::new(),
+            census: Vec::new(),
         }
     }
 
@@ -388,7 +496,7 @@ mod tests {
         );
         assert_eq!(
             block_of("2001:db8::1".parse().unwrap()).to_string(),
-            "2001:db8::/64"
+            "2001:db8::/48"
         );
     }
 }

@@ -145,6 +145,8 @@ pub fn make_batch(
         created_ms: now_ms,
         observations,
         traces: vec![],
+        coverage: Vec::new(),
+        census: Vec::new(),
     }
 }
 

@@ -45,7 +45,7 @@ pub struct PrefixInfo {
     pub asn: Option<u32>,
 }
 
-/// A block (IPv4 /24 or IPv6 /64) and the watched prefix that holds it.
+/// A block (IPv4 /24 or IPv6 /48) and the watched prefix that holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockInfo {
     pub net: IpNet,

@@ -98,6 +98,7 @@ impl Campaign {
             prefixes: self.prefixes.clone(),
             control: self.control.clone(),
             generation: self.generation,
+            census: Vec::new(),
         }
     }
 }
