@@ -1,8 +1,8 @@
 //! Rough timing of one correlation pass over 10k blocks x 5 VPs x 50 rounds
 //! (2.5M observations) with background loss, an isolated VP and a dark
 //! prefix. Run with `cargo run --release -p darkwatch-correlate --example perf`;
-//! `PERF_BLOCKS`, `PERF_VPS`, `PERF_ROUNDS` override the sizes (the later goal
-//! is 100000 x 10 x 100, which needs ~4 GB for the observations alone).
+//! `PERF_BLOCKS`, `PERF_VPS`, `PERF_ROUNDS` override the sizes (the full size,
+//! 100000 x 10 x 100, needs ~4 GB for the observations alone).
 
 use std::net::Ipv4Addr;
 use std::time::Instant;

@@ -132,12 +132,12 @@ pub struct Params {
     /// ...or at least this share of blocks changed state (any VP) since the
     /// previous round.
     pub instability_flap_share: f64,
-    /// Added: the loss criterion needs at least this many probes to blocks
+    /// The loss criterion needs at least this many probes to blocks
     /// believed up in the round. Small prefixes see ~1.1 probes per block
     /// and VP, and with a handful of probes 10% random loss often looks like
     /// 30%; without this floor every small prefix would turn "unstable".
     pub instability_min_probes: u32,
-    /// Added: the flap criterion needs at least this many blocks that changed
+    /// The flap criterion needs at least this many blocks that changed
     /// state, for the same reason (one block in a 1-block prefix is 100%).
     pub instability_min_flaps: u32,
     /// A VP whose share of up blocks falls by at least this much from its own
@@ -240,7 +240,7 @@ pub struct Output {
     pub verdicts: Vec<Verdict>,
     pub vp_faults: Vec<VpFault>,
     pub timeline: Vec<TimelineRow>,
-    /// Added: observations (block and control) left out because their VP or
+    /// Observations (block and control) left out because their VP or
     /// block is unknown or their round lies outside the window.
     #[serde(default)]
     pub skipped_observations: usize,

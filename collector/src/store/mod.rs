@@ -1,6 +1,6 @@
 //! Persistent state of the collector, behind one async trait.
 //!
-//! [`Store`] lists every operation the server, the CLI and (later) the
+//! [`Store`] lists every operation the server, the CLI and the
 //! correlator need; [`SqlStore`] implements it over `sqlx::Any`, so the same
 //! code serves a SQLite file or a PostgreSQL database chosen by URL. Callers
 //! pass the current time in, which keeps the store free of clocks.
