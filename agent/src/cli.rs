@@ -288,7 +288,13 @@ fn run_agent(args: RunArgs) -> Result<(), CliError> {
     icmp::check_privileges()?;
     let rt = runtime()?;
     rt.block_on(async {
-        let agent = Arc::new(crate::daemon::Agent::new(cfg)?);
+        let pinger: Arc<dyn Pinger> = Arc::new(SurgePinger::new()?);
+        let agent = Arc::new(crate::daemon::Agent::new(
+            cfg,
+            pinger,
+            Arc::new(crate::trace::TrippyTracer),
+            Arc::new(crate::clock::SystemClock),
+        )?);
         if args.once {
             agent.run_once().await
         } else {

@@ -121,8 +121,8 @@ pub async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::icmp::sim::SimPinger;
     use crate::icmp::Outcome;
+    use crate::sim::SimPinger;
     use crate::targets::TargetSpec;
     use std::time::Duration;
 
