@@ -14,12 +14,14 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use darkwatch_schema::{BlockObservation, CampaignAssignment, ReportBatch, TraceObservation};
+use darkwatch_schema::{
+    BlockObservation, CampaignAssignment, Coverage, ReportBatch, Skipped, TraceObservation,
+};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::belief::{BlockTracker, RoundOutcome};
-use crate::targets::{TargetSet, TargetSpec};
+use crate::targets::{AddrFilter, TargetSet, TargetSpec};
 use crate::trace::TraceResult;
 
 /// Longest round interval the agent accepts from a collector (a week).
@@ -59,49 +61,38 @@ impl Policy {
         }
     }
 
-    /// The part of `prefixes` this agent is willing to probe.
-    pub fn targets(&self, campaign: &str, prefixes: &[IpNet]) -> Option<TargetSet> {
-        if prefixes.is_empty() {
-            return None;
-        }
-        match TargetSet::build(&self.spec(prefixes.to_vec())) {
-            Ok(set) => {
-                let kept = set.address_count();
-                let asked: u128 = prefixes.iter().map(prefix_size).sum();
-                if kept < asked {
-                    tracing::warn!(
-                        campaign,
-                        asked = asked as u64,
-                        kept = kept as u64,
-                        "refused part of the assigned space (local exclusions or reserved ranges)"
-                    );
-                }
-                Some(set)
-            }
-            Err(e) => {
-                tracing::error!(campaign, error = %e, "refusing the campaign's targets");
-                None
-            }
-        }
+    /// The part of `prefixes` this agent is willing to sweep, and what it
+    /// skipped and why. `None` for no prefixes.
+    pub fn targets(&self, prefixes: &[IpNet]) -> Option<(TargetSet, Vec<Skipped>)> {
+        TargetSet::build(&self.spec(prefixes.to_vec())).ok()
     }
 
-    /// True if the policy lets the agent probe `addr`.
-    pub fn allows(&self, addr: IpAddr) -> bool {
-        TargetSet::build(&self.spec(vec![IpNet::from(addr)])).is_ok()
+    /// Which addresses of `prefixes` this agent may probe, one by one.
+    pub fn filter(&self, prefixes: &[IpNet]) -> AddrFilter {
+        self.spec(prefixes.to_vec()).filter()
     }
 }
 
-fn prefix_size(p: &IpNet) -> u128 {
-    match p {
-        IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
-        IpNet::V6(n) => 1u128
-            .checked_shl(128 - u32::from(n.prefix_len()))
-            .unwrap_or(u128::MAX),
+/// Logs one line per reason something was skipped.
+fn log_skips(campaign: &str, control: bool, skipped: &[Skipped]) {
+    for s in skipped {
+        tracing::warn!(
+            campaign,
+            control,
+            reason = s.reason.as_str(),
+            addresses = s.addresses,
+            examples = ?s.examples,
+            "skipping part of the campaign's space"
+        );
     }
 }
+
+/// Rounds between two reports of an unchanged coverage.
+pub const COVERAGE_EVERY_ROUNDS: u64 = 10;
 
 /// What the agent keeps between rounds for one campaign.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CampaignState {
     pub generation: u64,
     pub prefixes: Vec<IpNet>,
@@ -114,6 +105,10 @@ pub struct CampaignState {
     pub last_round: Option<u64>,
     /// Rotates traceroutes over the campaign's prefixes.
     pub trace_cursor: usize,
+    /// What was skipped of the prefixes (logged again only when it changes).
+    pub skipped: Vec<Skipped>,
+    /// The coverage last reported, and in which round.
+    pub coverage_sent: Option<(u64, Coverage)>,
 }
 
 /// Why no round is run.
@@ -133,6 +128,9 @@ pub struct RoundPlan {
     pub seed: u64,
     /// Discovery sweep to run before probing, if one is due.
     pub sweep: Option<Sweep>,
+    /// What the agent watches of the campaign (`blocks_tracked` is filled
+    /// in by [`record`], after the round).
+    pub coverage: Coverage,
 }
 
 /// The space a discovery sweep covers (`None`: nothing the policy allows).
@@ -166,21 +164,38 @@ pub fn plan(
         st.prefixes = c.prefixes.clone();
         st.control = c.control.clone();
     }
+    let (set, skipped) = policy.targets(&c.prefixes).unwrap_or_default();
+    if changed || skipped != st.skipped {
+        log_skips(&c.name, false, &skipped);
+    }
+    let coverage = Coverage {
+        campaign: c.name.clone(),
+        generation: c.generation,
+        blocks_tracked: 0,
+        addresses_targeted: u64::try_from(set.address_count()).unwrap_or(u64::MAX),
+        skipped: skipped.clone(),
+    };
+    st.skipped = skipped;
     let rediscover = policy.rediscover_rounds > 0
         && st
             .discovered_round
             .is_some_and(|d| round >= d + policy.rediscover_rounds);
     let sweep = (changed || rediscover || st.discovered_round.is_none()).then(|| {
         st.discovered_round = Some(round);
+        let control = policy.targets(&c.control).and_then(|(set, skipped)| {
+            log_skips(&c.name, true, &skipped);
+            (!set.is_empty()).then_some(set)
+        });
         Sweep {
-            targets: policy.targets(&c.name, &c.prefixes),
-            control: policy.targets(&c.name, &c.control),
+            targets: (!set.is_empty()).then_some(set),
+            control,
         }
     });
     Ok(RoundPlan {
         round,
         seed: round ^ 0x5eed,
         sweep,
+        coverage,
     })
 }
 
@@ -211,6 +226,7 @@ pub fn trace_targets(
     policy: &Policy,
 ) -> Vec<IpAddr> {
     let n = policy.traces_per_round.min(c.prefixes.len());
+    let filter = policy.filter(&c.prefixes);
     let mut targets = Vec::new();
     for i in 0..n {
         let p = c.prefixes[(st.trace_cursor + i) % c.prefixes.len()];
@@ -226,7 +242,7 @@ pub fn trace_targets(
         } else {
             known[(round as usize) % known.len()]
         };
-        if policy.allows(target) {
+        if filter.check(target).is_ok() {
             targets.push(target);
         }
     }
@@ -294,13 +310,27 @@ pub fn record(
             ts_ms: ts,
         })
         .collect();
+    let coverage = Coverage {
+        blocks_tracked: st.trackers.len() as u64,
+        ..plan.coverage.clone()
+    };
+    let due = match &st.coverage_sent {
+        Some((r, sent)) => *sent != coverage || round >= r + COVERAGE_EVERY_ROUNDS,
+        None => true,
+    };
+    let coverage = if due {
+        st.coverage_sent = Some((round, coverage.clone()));
+        vec![coverage]
+    } else {
+        Vec::new()
+    };
     st.last_round = Some(round);
     vec![ReportBatch {
         batch_id: new_id(),
         created_ms: ts,
         observations,
         traces,
-        coverage: Vec::new(),
+        coverage,
         census: Vec::new(),
     }]
 }
@@ -308,7 +338,7 @@ pub fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use darkwatch_schema::BlockState;
+    use darkwatch_schema::{BlockState, SkipReason};
 
     fn nets(v: &[&str]) -> Vec<IpNet> {
         v.iter().map(|s| s.parse().unwrap()).collect()
@@ -354,27 +384,79 @@ mod tests {
         ));
     }
 
+    fn reasons(skipped: &[Skipped]) -> Vec<(SkipReason, u64)> {
+        skipped.iter().map(|s| (s.reason, s.addresses)).collect()
+    }
+
     #[test]
     fn local_policy_overrides_the_collector() {
         let policy = policy();
         // The excluded /24 is cut out of what the collector assigned.
-        let set = policy
-            .targets("kp", &nets(&["198.18.6.0/23"]))
-            .expect("allowed part");
+        let (set, skipped) = policy.targets(&nets(&["198.18.6.0/23"])).unwrap();
         assert_eq!(set.address_count(), 256);
         assert!(!set.contains("198.18.7.1".parse().unwrap()));
+        assert_eq!(reasons(&skipped), [(SkipReason::Excluded, 256)]);
+        assert_eq!(skipped[0].examples, nets(&["198.18.7.0/24"]));
         // Reserved ranges not carved back by `allow` are never targets.
         for reserved in ["127.0.0.0/24", "10.1.2.0/24", "224.0.0.0/24", "0.0.0.0/24"] {
-            let set = policy.targets("kp", &nets(&[reserved]));
-            assert!(
-                set.is_none_or(|s| s.address_count() == 0),
-                "{reserved} must be refused"
-            );
+            let (set, skipped) = policy.targets(&nets(&[reserved])).unwrap();
+            assert!(set.is_empty(), "{reserved} must be refused");
+            assert_eq!(reasons(&skipped), [(SkipReason::Reserved, 256)]);
         }
-        // More than max_targets: the whole assignment is refused.
-        assert!(policy.targets("kp", &nets(&["198.19.0.0/16"])).is_none());
-        assert!(!policy.allows("198.18.7.9".parse().unwrap()));
-        assert!(policy.allows("198.18.6.9".parse().unwrap()));
+        // More than max_targets: the first max_targets addresses are kept.
+        let (set, skipped) = policy.targets(&nets(&["198.19.0.0/16"])).unwrap();
+        assert_eq!(set.prefixes(), nets(&["198.19.0.0/22"]));
+        assert_eq!(
+            reasons(&skipped),
+            [(SkipReason::OverMaxTargets, 65536 - 1024)]
+        );
+        let f = policy.filter(&nets(&["198.18.6.0/23", "2400:1::/32"]));
+        assert_eq!(
+            f.check("198.18.7.9".parse().unwrap()),
+            Err(SkipReason::Excluded)
+        );
+        assert_eq!(
+            f.check("198.18.8.9".parse().unwrap()),
+            Err(SkipReason::OutsideCampaign)
+        );
+        assert_eq!(f.check("198.18.6.9".parse().unwrap()), Ok(()));
+        assert_eq!(f.check("2400:1:2::9".parse().unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn an_ipv6_allocation_does_not_cost_the_ipv4_space() {
+        let mut c = campaign("kp", 60);
+        c.prefixes = nets(&["198.18.5.0/24", "2400:1::/32"]);
+        let mut st = CampaignState::default();
+        let p = plan(&c, &mut st, 1, &policy()).unwrap();
+        let sweep = p.sweep.unwrap().targets.unwrap();
+        assert_eq!(sweep.prefixes(), nets(&["198.18.5.0/24"]));
+        assert_eq!(p.coverage.addresses_targeted, 256);
+        assert_eq!(p.coverage.skipped[0].reason, SkipReason::Ipv6TooLarge);
+        assert_eq!(p.coverage.skipped[0].examples, nets(&["2400:1::/32"]));
+    }
+
+    #[test]
+    fn coverage_goes_out_on_change_and_every_ten_rounds() {
+        let p = policy();
+        let mut c = campaign("kp", 60);
+        let mut st = CampaignState::default();
+        let mut sent = Vec::new();
+        for round in 1..=25 {
+            if round == 15 {
+                c.generation = 2;
+            }
+            let plan = plan(&c, &mut st, round, &p).unwrap();
+            let b = record(&c, &mut st, &plan, RoundResults::default(), 1, &mut || {
+                "00ff00ff".into()
+            });
+            if let Some(cov) = b[0].coverage.first() {
+                assert_eq!(cov.generation, c.generation);
+                assert_eq!(cov.addresses_targeted, 256);
+                sent.push(round);
+            }
+        }
+        assert_eq!(sent, [1, 11, 15, 25]);
     }
 
     #[test]

@@ -133,6 +133,7 @@ mod tests {
             ..TargetSpec::default()
         })
         .unwrap()
+        .0
     }
 
     /// Even hosts of 198.18.1.0/24 answer; 198.18.2.0/24 is dead.

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use darkwatch_schema::{BlockState, ReportBatch};
+use darkwatch_schema::{BlockState, ReportBatch, SkipReason};
 use ipnet::IpNet;
 
 use super::*;
@@ -185,6 +185,40 @@ async fn a_compromised_collector_cannot_widen_probing() {
             "{refused} was traced"
         );
     }
+    // Beyond max_targets (2048): only the first addresses in order.
+    assert!(probed_in(&r.pinger, "198.19.0.0/21") > 0);
+    assert_eq!(
+        probed_in(&r.pinger, "198.19.0.0/16"),
+        probed_in(&r.pinger, "198.19.0.0/21"),
+        "probed beyond max_targets"
+    );
+    // Each campaign says what it skipped and why.
+    let batches = spooled(&r.agent);
+    let coverage = |name: &str| {
+        batches
+            .iter()
+            .flat_map(|b| &b.coverage)
+            .find(|c| c.campaign == name)
+            .unwrap_or_else(|| panic!("no coverage for {name}"))
+            .clone()
+    };
+    let reasons = |name: &str| -> Vec<(SkipReason, u64)> {
+        coverage(name)
+            .skipped
+            .iter()
+            .map(|s| (s.reason, s.addresses))
+            .collect()
+    };
+    assert_eq!(reasons("good"), []);
+    assert_eq!(coverage("good").blocks_tracked, 1);
+    assert_eq!(reasons("excl"), [(SkipReason::Excluded, 256)]);
+    assert_eq!(reasons("resv"), [(SkipReason::Reserved, 512)]);
+    assert_eq!(coverage("resv").addresses_targeted, 0);
+    assert_eq!(
+        reasons("huge"),
+        [(SkipReason::OverMaxTargets, 65536 - 2048)]
+    );
+    assert_eq!(coverage("huge").addresses_targeted, 2048);
     // Refused campaigns leave no state file (names become file names).
     let files: Vec<String> = std::fs::read_dir(r.dir.path().join("spool/state"))
         .unwrap()
@@ -237,4 +271,19 @@ async fn restarts_resume_without_rediscovery_or_repeating_a_round() {
     assert_eq!(last.observations[0].state, BlockState::Up);
     assert_eq!(probed_in(&pinger, "198.18.2.0/24"), 0, "rediscovered");
     assert!(pinger.total_sent() <= 4, "sent {}", pinger.total_sent());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ipv6_allocation_is_skipped_and_the_ipv4_space_probed() {
+    let r = rig();
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "2400:1::/32"])]);
+    r.agent.tick(&a).await;
+    let b = &spooled(&r.agent)[0];
+    assert_eq!(b.observations.len(), 1);
+    assert_eq!(b.observations[0].block, net("198.18.1.0/24"));
+    assert_eq!(probed_in(&r.pinger, "2400:1::/32"), 0);
+    let cov = &b.coverage[0];
+    assert_eq!((cov.blocks_tracked, cov.addresses_targeted), (1, 256));
+    assert_eq!(cov.skipped[0].reason, SkipReason::Ipv6TooLarge);
+    assert_eq!(cov.skipped[0].examples, [net("2400:1::/32")]);
 }
