@@ -4,8 +4,15 @@
 //! style of ntpd-rs). [`plan`] accepts or refuses the round and says what to
 //! sweep; [`merge_found`] folds a sweep into the trackers; [`trace_targets`]
 //! rotates traceroutes over the prefixes; [`record`] turns the round's
-//! outcomes into report batches. The daemon does the I/O in between
-//! (sweeping, probing, tracing, files, the clock).
+//! outcomes into report batches, with the campaign's coverage and the
+//! census the sweep found. The daemon does the I/O in between (sweeping,
+//! probing, tracing, files, the clock).
+//!
+//! The census that comes with an assignment (known-responsive addresses per
+//! block, from hitlists and other agents) seeds the trackers, so blocks are
+//! judged from the first round: the first sweep skips the blocks it covers,
+//! later rediscoveries sweep everything to refresh. IPv6 prefixes too wide to
+//! sweep are watched through census addresses only.
 //!
 //! Whatever the collector assigns, [`Policy`] applies the agent's own limits
 //! first: `max_targets`, the local exclusion list, and the reserved ranges
@@ -15,13 +22,14 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use darkwatch_schema::{
-    BlockObservation, CampaignAssignment, Coverage, ReportBatch, Skipped, TraceObservation,
+    block_of, BlockObservation, CampaignAssignment, CampaignCensus, CensusBlock, Coverage,
+    ReportBatch, SkipReason, Skipped, TraceObservation, MAX_ITEMS_PER_BATCH,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::belief::{BlockTracker, RoundOutcome};
-use crate::targets::{AddrFilter, TargetSet, TargetSpec};
+use crate::targets::{AddrFilter, TargetSet, TargetSpec, MAX_SKIP_EXAMPLES};
 use crate::trace::TraceResult;
 
 /// Longest round interval the agent accepts from a collector (a week).
@@ -164,7 +172,19 @@ pub fn plan(
         st.prefixes = c.prefixes.clone();
         st.control = c.control.clone();
     }
-    let (set, skipped) = policy.targets(&c.prefixes).unwrap_or_default();
+    // What was learnt under another policy is probed only if this one allows it.
+    let filter = policy.filter(&c.prefixes);
+    prune(&mut st.trackers, &filter);
+    prune(&mut st.control_trackers, &policy.filter(&c.control));
+    let (set, mut skipped) = policy.targets(&c.prefixes).unwrap_or_default();
+    let targeted = u64::try_from(set.address_count()).unwrap_or(u64::MAX);
+    let census = accept_census(
+        c,
+        &filter,
+        &set,
+        policy.max_targets.saturating_sub(targeted),
+        &mut skipped,
+    );
     if changed || skipped != st.skipped {
         log_skips(&c.name, false, &skipped);
     }
@@ -172,10 +192,21 @@ pub fn plan(
         campaign: c.name.clone(),
         generation: c.generation,
         blocks_tracked: 0,
-        addresses_targeted: u64::try_from(set.address_count()).unwrap_or(u64::MAX),
+        addresses_targeted: targeted
+            .saturating_add(census.values().map(|v| v.len() as u64).sum::<u64>())
+            .saturating_sub(census_in(&census, &set)),
         skipped: skipped.clone(),
     };
     st.skipped = skipped;
+    seed(&mut st.trackers, &census);
+    // Blocks the census covers are judged from it; the first sweep skips
+    // them, later rediscoveries refresh them.
+    let first = changed || st.discovered_round.is_none();
+    let set = if first && !census.is_empty() {
+        set.without(&census.keys().copied().collect::<Vec<_>>())
+    } else {
+        set
+    };
     let rediscover = policy.rediscover_rounds > 0
         && st
             .discovered_round
@@ -197,6 +228,108 @@ pub fn plan(
         sweep,
         coverage,
     })
+}
+
+/// Drops the addresses `filter` refuses from `trackers`, and trackers left empty.
+fn prune(trackers: &mut BTreeMap<IpNet, BlockTracker>, filter: &AddrFilter) {
+    for t in trackers.values_mut() {
+        if t.responsive.iter().any(|a| filter.check(a).is_err()) {
+            let kept: Vec<IpAddr> = t
+                .responsive
+                .iter()
+                .filter(|a| filter.check(*a).is_ok())
+                .collect();
+            t.responsive = kept.into();
+        }
+    }
+    trackers.retain(|_, t| !t.responsive.is_empty());
+}
+
+/// Adds `reason` for `n` addresses (with `example`) to `skipped`.
+fn add_skip(skipped: &mut Vec<Skipped>, reason: SkipReason, n: u64, example: IpNet) {
+    let i = match skipped.iter().position(|s| s.reason == reason) {
+        Some(i) => i,
+        None => {
+            skipped.push(Skipped {
+                reason,
+                addresses: 0,
+                examples: Vec::new(),
+            });
+            skipped.len() - 1
+        }
+    };
+    let s = &mut skipped[i];
+    s.addresses = s.addresses.saturating_add(n);
+    if s.examples.len() < MAX_SKIP_EXAMPLES && !s.examples.contains(&example) {
+        s.examples.push(example);
+    }
+}
+
+/// The census addresses this agent accepts, per block: inside the
+/// campaign's prefixes and the local policy, and within `max_targets`
+/// (addresses outside the sweep set take from `budget`). The rest is added
+/// to `skipped`: a compromised collector cannot widen probing through it.
+fn accept_census(
+    c: &CampaignAssignment,
+    filter: &AddrFilter,
+    set: &TargetSet,
+    mut budget: u64,
+    skipped: &mut Vec<Skipped>,
+) -> BTreeMap<IpNet, Vec<IpAddr>> {
+    let mut out: BTreeMap<IpNet, Vec<IpAddr>> = BTreeMap::new();
+    let mut addrs: Vec<IpAddr> = c
+        .census
+        .iter()
+        .flat_map(|b| b.addrs.iter().copied())
+        .collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    for a in addrs {
+        let verdict = filter.check(a).and_then(|()| {
+            if set.contains(a) {
+                Ok(())
+            } else if budget > 0 {
+                budget -= 1;
+                Ok(())
+            } else {
+                Err(SkipReason::OverMaxTargets)
+            }
+        });
+        match verdict {
+            Ok(()) => out.entry(block_of(a)).or_default().push(a),
+            Err(reason) => add_skip(skipped, reason, 1, IpNet::from(a)),
+        }
+    }
+    out
+}
+
+/// How many census addresses the sweep set already counts.
+fn census_in(census: &BTreeMap<IpNet, Vec<IpAddr>>, set: &TargetSet) -> u64 {
+    census
+        .values()
+        .flatten()
+        .filter(|a| set.contains(**a))
+        .count() as u64
+}
+
+/// Seeds `trackers` from accepted census addresses: new blocks start as if a
+/// sweep had found them; known blocks learn the addresses they lacked.
+fn seed(trackers: &mut BTreeMap<IpNet, BlockTracker>, census: &BTreeMap<IpNet, Vec<IpAddr>>) {
+    for (block, addrs) in census {
+        match trackers.get_mut(block) {
+            Some(t) => {
+                let new: Vec<IpAddr> = addrs
+                    .iter()
+                    .filter(|a| !t.responsive.contains(a))
+                    .copied()
+                    .collect();
+                t.responsive.extend_from_slice(&new);
+            }
+            None => {
+                trackers.insert(*block, BlockTracker::from_discovery(*block, addrs.clone()));
+            }
+        }
+    }
 }
 
 /// Folds a discovery sweep (responsive addresses per block) into `trackers`:
@@ -258,6 +391,9 @@ pub struct RoundResults {
     pub outcomes: Vec<RoundOutcome>,
     pub controls: Vec<RoundOutcome>,
     pub traces: Vec<TraceResult>,
+    /// Responsive addresses per block found by this round's sweep of the
+    /// prefixes, if one ran (reported for the collector's census).
+    pub found: BTreeMap<IpNet, Vec<IpAddr>>,
 }
 
 /// Builds the round's report batches (stamped `ts`, ids from `new_id`) and
@@ -325,188 +461,77 @@ pub fn record(
         Vec::new()
     };
     st.last_round = Some(round);
-    vec![ReportBatch {
+    let first = ReportBatch {
         batch_id: new_id(),
         created_ms: ts,
         observations,
         traces,
         coverage,
         census: Vec::new(),
-    }]
+    };
+    let census: Vec<CensusBlock> = results
+        .found
+        .into_iter()
+        .filter(|(_, addrs)| !addrs.is_empty())
+        .map(|(block, addrs)| CensusBlock { block, addrs })
+        .collect();
+    pack(first, &c.name, census, MAX_ITEMS_PER_BATCH, new_id)
+}
+
+/// Adds `census` to `first`, and to more batches as needed, so that no
+/// batch holds more than `limit` items (a block counts one plus its
+/// addresses; a block too large for one batch is split).
+fn pack(
+    first: ReportBatch,
+    campaign: &str,
+    census: Vec<CensusBlock>,
+    limit: usize,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<ReportBatch> {
+    let items = |b: &ReportBatch| {
+        b.observations.len()
+            + b.traces.len()
+            + b.coverage.len()
+            + b.census
+                .iter()
+                .flat_map(|c| &c.blocks)
+                .map(|b| 1 + b.addrs.len())
+                .sum::<usize>()
+    };
+    let chunk = limit.saturating_sub(1).max(1);
+    let pieces = census.into_iter().flat_map(|b| {
+        b.addrs
+            .chunks(chunk)
+            .map(|a| CensusBlock {
+                block: b.block,
+                addrs: a.to_vec(),
+            })
+            .collect::<Vec<_>>()
+    });
+    let (created_ms, mut batches) = (first.created_ms, vec![first]);
+    for piece in pieces {
+        let mut last = batches.last_mut().expect("at least the first batch");
+        if items(last) + 1 + piece.addrs.len() > limit {
+            batches.push(ReportBatch {
+                batch_id: new_id(),
+                created_ms,
+                observations: Vec::new(),
+                traces: Vec::new(),
+                coverage: Vec::new(),
+                census: Vec::new(),
+            });
+            last = batches.last_mut().expect("just pushed");
+        }
+        match last.census.last_mut() {
+            Some(cc) => cc.blocks.push(piece),
+            None => last.census.push(CampaignCensus {
+                campaign: campaign.to_string(),
+                blocks: vec![piece],
+            }),
+        }
+    }
+    batches
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use darkwatch_schema::{BlockState, SkipReason};
-
-    fn nets(v: &[&str]) -> Vec<IpNet> {
-        v.iter().map(|s| s.parse().unwrap()).collect()
-    }
-
-    fn campaign(name: &str, interval_secs: u64) -> CampaignAssignment {
-        CampaignAssignment {
-            name: name.into(),
-            country: None,
-            interval_secs,
-            prefixes: nets(&["198.18.0.0/24"]),
-            control: vec![],
-            generation: 1,
-            census: Vec::new(),
-        }
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            exclude: nets(&["198.18.7.0/24"]),
-            allow: nets(&["198.18.0.0/15"]),
-            max_targets: 1024,
-            rediscover_rounds: 10,
-            traces_per_round: 1,
-        }
-    }
-
-    #[test]
-    fn absurd_campaigns_are_refused() {
-        assert_eq!(campaign_acceptable(&campaign("kp", 60)), Ok(()));
-        assert_eq!(
-            campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS)),
-            Ok(())
-        );
-        assert!(campaign_acceptable(&campaign("kp", 0)).is_err());
-        assert!(campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS + 1)).is_err());
-        assert!(campaign_acceptable(&campaign("kp", u64::MAX)).is_err());
-        assert!(campaign_acceptable(&campaign("../etc", 60)).is_err());
-        let mut st = CampaignState::default();
-        assert!(matches!(
-            plan(&campaign("a/b", 60), &mut st, 1, &policy()),
-            Err(NoRound::Invalid(_))
-        ));
-    }
-
-    fn reasons(skipped: &[Skipped]) -> Vec<(SkipReason, u64)> {
-        skipped.iter().map(|s| (s.reason, s.addresses)).collect()
-    }
-
-    #[test]
-    fn local_policy_overrides_the_collector() {
-        let policy = policy();
-        // The excluded /24 is cut out of what the collector assigned.
-        let (set, skipped) = policy.targets(&nets(&["198.18.6.0/23"])).unwrap();
-        assert_eq!(set.address_count(), 256);
-        assert!(!set.contains("198.18.7.1".parse().unwrap()));
-        assert_eq!(reasons(&skipped), [(SkipReason::Excluded, 256)]);
-        assert_eq!(skipped[0].examples, nets(&["198.18.7.0/24"]));
-        // Reserved ranges not carved back by `allow` are never targets.
-        for reserved in ["127.0.0.0/24", "10.1.2.0/24", "224.0.0.0/24", "0.0.0.0/24"] {
-            let (set, skipped) = policy.targets(&nets(&[reserved])).unwrap();
-            assert!(set.is_empty(), "{reserved} must be refused");
-            assert_eq!(reasons(&skipped), [(SkipReason::Reserved, 256)]);
-        }
-        // More than max_targets: the first max_targets addresses are kept.
-        let (set, skipped) = policy.targets(&nets(&["198.19.0.0/16"])).unwrap();
-        assert_eq!(set.prefixes(), nets(&["198.19.0.0/22"]));
-        assert_eq!(
-            reasons(&skipped),
-            [(SkipReason::OverMaxTargets, 65536 - 1024)]
-        );
-        let f = policy.filter(&nets(&["198.18.6.0/23", "2400:1::/32"]));
-        assert_eq!(
-            f.check("198.18.7.9".parse().unwrap()),
-            Err(SkipReason::Excluded)
-        );
-        assert_eq!(
-            f.check("198.18.8.9".parse().unwrap()),
-            Err(SkipReason::OutsideCampaign)
-        );
-        assert_eq!(f.check("198.18.6.9".parse().unwrap()), Ok(()));
-        assert_eq!(f.check("2400:1:2::9".parse().unwrap()), Ok(()));
-    }
-
-    #[test]
-    fn an_ipv6_allocation_does_not_cost_the_ipv4_space() {
-        let mut c = campaign("kp", 60);
-        c.prefixes = nets(&["198.18.5.0/24", "2400:1::/32"]);
-        let mut st = CampaignState::default();
-        let p = plan(&c, &mut st, 1, &policy()).unwrap();
-        let sweep = p.sweep.unwrap().targets.unwrap();
-        assert_eq!(sweep.prefixes(), nets(&["198.18.5.0/24"]));
-        assert_eq!(p.coverage.addresses_targeted, 256);
-        assert_eq!(p.coverage.skipped[0].reason, SkipReason::Ipv6TooLarge);
-        assert_eq!(p.coverage.skipped[0].examples, nets(&["2400:1::/32"]));
-    }
-
-    #[test]
-    fn coverage_goes_out_on_change_and_every_ten_rounds() {
-        let p = policy();
-        let mut c = campaign("kp", 60);
-        let mut st = CampaignState::default();
-        let mut sent = Vec::new();
-        for round in 1..=25 {
-            if round == 15 {
-                c.generation = 2;
-            }
-            let plan = plan(&c, &mut st, round, &p).unwrap();
-            let b = record(&c, &mut st, &plan, RoundResults::default(), 1, &mut || {
-                "00ff00ff".into()
-            });
-            if let Some(cov) = b[0].coverage.first() {
-                assert_eq!(cov.generation, c.generation);
-                assert_eq!(cov.addresses_targeted, 256);
-                sent.push(round);
-            }
-        }
-        assert_eq!(sent, [1, 11, 15, 25]);
-    }
-
-    #[test]
-    fn sweeps_first_then_only_every_rediscover_rounds_or_on_change() {
-        let p = policy();
-        let mut c = campaign("kp", 60);
-        let mut st = CampaignState::default();
-        let first = plan(&c, &mut st, 100, &p).unwrap();
-        assert!(first.sweep.as_ref().is_some_and(|s| s.targets.is_some()));
-        st.last_round = Some(100);
-        assert_eq!(plan(&c, &mut st, 100, &p), Err(NoRound::Done));
-        assert!(plan(&c, &mut st, 101, &p).unwrap().sweep.is_none());
-        assert!(plan(&c, &mut st, 110, &p).unwrap().sweep.is_some());
-        assert!(plan(&c, &mut st, 111, &p).unwrap().sweep.is_none());
-        c.generation = 2;
-        assert!(plan(&c, &mut st, 112, &p).unwrap().sweep.is_some());
-        assert_eq!(st.generation, 2);
-    }
-
-    #[test]
-    fn records_judged_blocks_and_traces_and_marks_the_round() {
-        let c = campaign("kp", 60);
-        let mut st = CampaignState::default();
-        let plan = plan(&c, &mut st, 7, &policy()).unwrap();
-        let outcome = |b: &str, probes| RoundOutcome {
-            block: b.parse().unwrap(),
-            state: BlockState::Up,
-            probes,
-            replies: probes.min(1),
-            belief: 1.2,
-            availability: 0.5,
-        };
-        let target: IpAddr = "198.18.0.1".parse().unwrap();
-        let results = RoundResults {
-            outcomes: vec![outcome("198.18.0.0/24", 1), outcome("198.18.1.0/24", 0)],
-            controls: vec![outcome("192.0.2.0/24", 2)],
-            traces: vec![TraceResult {
-                target,
-                hops: vec![],
-                reached: false,
-                last_responding: None,
-            }],
-        };
-        let b = record(&c, &mut st, &plan, results, 42, &mut || "00ff00ff".into());
-        assert_eq!(b.len(), 1);
-        let o = &b[0].observations;
-        assert_eq!(o.len(), 2, "a block without probes is not reported");
-        assert_eq!((o[0].round, o[0].ts_ms, o[0].belief), (7, 42, 1.0));
-        assert!(!o[0].control && o[1].control);
-        assert_eq!(b[0].traces[0].target, target);
-        assert_eq!(st.last_round, Some(7));
-    }
-}
+mod tests;

@@ -1,7 +1,8 @@
 //! `darkwatch-agent run`: the vantage-point daemon (and its cron mode, `--once`).
 //!
 //! Per campaign assigned by the collector: sweep the space once to find its
-//! responsive addresses, then, at every round boundary (rounds are aligned to
+//! responsive addresses (except blocks the assignment's census already
+//! covers; the sweep's findings go back to the collector's census), then, at every round boundary (rounds are aligned to
 //! the campaign interval, so all VPs count the same rounds), run one
 //! Trinocular-style round over every block and control target, traceroute a
 //! few targets, write the batch to the spool, and wake the sender. The sender
@@ -177,20 +178,23 @@ impl Agent {
                 return Ok(false);
             }
         };
+        let mut found = Default::default();
         if let Some(sweep) = &plan.sweep {
-            for (set, trackers) in [
-                (&sweep.targets, &mut st.trackers),
-                (&sweep.control, &mut st.control_trackers),
-            ] {
+            for (set, control) in [(&sweep.targets, false), (&sweep.control, true)] {
                 let Some(set) = set else { continue };
-                let found = crate::discovery::sweep(
+                let swept = crate::discovery::sweep(
                     self.pinger.clone(),
                     self.limiter.clone(),
                     set,
                     &self.settings,
                 )
                 .await;
-                campaign::merge_found(trackers, &found);
+                if control {
+                    campaign::merge_found(&mut st.control_trackers, &swept);
+                } else {
+                    campaign::merge_found(&mut st.trackers, &swept);
+                    found = swept;
+                }
             }
             tracing::info!(campaign = %c.name, tracked = st.trackers.len(), controls = st.control_trackers.len(), "discovery done");
         }
@@ -219,6 +223,7 @@ impl Agent {
             outcomes,
             controls,
             traces,
+            found,
         };
         let batches = campaign::record(
             c,

@@ -287,3 +287,114 @@ async fn an_ipv6_allocation_is_skipped_and_the_ipv4_space_probed() {
     assert_eq!(cov.skipped[0].reason, SkipReason::Ipv6TooLarge);
     assert_eq!(cov.skipped[0].examples, [net("2400:1::/32")]);
 }
+
+fn census(addrs: &[&str]) -> darkwatch_schema::CensusBlock {
+    let addrs: Vec<IpAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+    darkwatch_schema::CensusBlock {
+        block: darkwatch_schema::block_of(addrs[0]),
+        addrs,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_census_cannot_widen_probing() {
+    let r = rig();
+    let mut kp = campaign("kp", &["198.18.5.0/24", "2400:1::/32"]);
+    kp.census = vec![
+        census(&["198.18.5.1"]),
+        census(&["198.18.20.1"]),
+        census(&["10.0.0.1"]),
+        census(&["2400:9::1"]),
+        census(&["2400:1::1", "2400:1::2"]),
+    ];
+    let mut ex = campaign("ex", &["198.18.6.0/23", "127.0.0.0/24"]);
+    ex.census = vec![census(&["198.18.7.2"]), census(&["127.0.0.1"])];
+    let a = assigned(vec![kp, ex]);
+    for _ in 0..11 {
+        r.agent.tick(&a).await;
+        r.clock.advance(Duration::from_secs(60));
+    }
+    for refused in [
+        "198.18.20.0/24",
+        "10.0.0.0/8",
+        "2400:9::/32",
+        "198.18.7.0/24",
+        "127.0.0.0/8",
+    ] {
+        assert_eq!(probed_in(&r.pinger, refused), 0, "{refused} was probed");
+    }
+    // The accepted IPv6 census addresses are probed: the /48 is judged.
+    assert!(probed_in(&r.pinger, "2400:1::/48") > 0);
+    let batches = spooled(&r.agent);
+    assert!(batches
+        .iter()
+        .flat_map(|b| &b.observations)
+        .any(|o| o.block == net("2400:1::/48") && o.state == BlockState::Up));
+    let cov = batches
+        .iter()
+        .flat_map(|b| &b.coverage)
+        .find(|c| c.campaign == "kp")
+        .unwrap();
+    let outside = cov
+        .skipped
+        .iter()
+        .find(|s| s.reason == SkipReason::OutsideCampaign)
+        .unwrap();
+    assert_eq!(outside.addresses, 3);
+    let ex = batches
+        .iter()
+        .flat_map(|b| &b.coverage)
+        .find(|c| c.campaign == "ex")
+        .unwrap();
+    let reasons: Vec<(SkipReason, u64)> =
+        ex.skipped.iter().map(|s| (s.reason, s.addresses)).collect();
+    assert_eq!(
+        reasons,
+        [(SkipReason::Excluded, 257), (SkipReason::Reserved, 257)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_agent_judges_census_blocks_in_its_first_round_without_sweeping_them() {
+    let r = rig();
+    let mut kp = campaign("kp", &["198.18.1.0/24", "198.18.3.0/24"]);
+    kp.census = vec![census(&["198.18.1.2", "198.18.1.4", "198.18.1.6"])];
+    let a = assigned(vec![kp]);
+    r.agent.tick(&a).await;
+    let b = &spooled(&r.agent)[0];
+    let judged: Vec<(IpNet, BlockState)> =
+        b.observations.iter().map(|o| (o.block, o.state)).collect();
+    assert_eq!(
+        judged,
+        [
+            (net("198.18.1.0/24"), BlockState::Up),
+            (net("198.18.3.0/24"), BlockState::Up)
+        ]
+    );
+    // No sweep of the census block: only the round's probes.
+    assert!(probed_in(&r.pinger, "198.18.1.0/24") <= 3);
+    assert_eq!(r.pinger.sent_to("198.18.1.1".parse().unwrap()), 0);
+    // What the sweep found goes to the collector's census.
+    assert_eq!(b.census.len(), 1);
+    assert_eq!(b.census[0].campaign, "kp");
+    let blocks: Vec<(IpNet, usize)> = b.census[0]
+        .blocks
+        .iter()
+        .map(|c| (c.block, c.addrs.len()))
+        .collect();
+    assert_eq!(blocks, [(net("198.18.3.0/24"), 256)]);
+    b.validate(T0).unwrap();
+
+    // The periodic rediscovery refreshes the census block too.
+    r.clock.advance(Duration::from_secs(600));
+    r.agent.tick(&a).await;
+    assert_eq!(r.pinger.sent_to("198.18.1.1".parse().unwrap()), 1);
+    let batches = spooled(&r.agent);
+    let refreshed = batches
+        .iter()
+        .flat_map(|b| &b.census)
+        .flat_map(|c| &c.blocks)
+        .find(|c| c.block == net("198.18.1.0/24"))
+        .expect("the refreshed census block");
+    assert_eq!(refreshed.addrs.len(), 128);
+}
