@@ -75,6 +75,15 @@ impl Policy {
         TargetSet::build(&self.spec(prefixes.to_vec())).ok()
     }
 
+    /// Changes whenever the limits on what may be probed change (the hash
+    /// need not be stable across builds: a mismatch only costs a re-check).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.exclude, &self.allow, self.max_targets).hash(&mut h);
+        h.finish()
+    }
+
     /// Which addresses of `prefixes` this agent may probe, one by one.
     pub fn filter(&self, prefixes: &[IpNet]) -> AddrFilter {
         self.spec(prefixes.to_vec()).filter()
@@ -117,6 +126,8 @@ pub struct CampaignState {
     pub skipped: Vec<Skipped>,
     /// The coverage last reported, and in which round.
     pub coverage_sent: Option<(u64, Coverage)>,
+    /// [`Policy::fingerprint`] of the policy the trackers were last pruned with.
+    pub policy: Option<u64>,
 }
 
 /// Why no round is run.
@@ -141,7 +152,8 @@ pub struct RoundPlan {
     pub coverage: Coverage,
 }
 
-/// The space a discovery sweep covers (`None`: nothing the policy allows).
+/// The space a discovery sweep covers (`None`: nothing to sweep, because the
+/// policy allows nothing or the census covers every block).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sweep {
     pub targets: Option<TargetSet>,
@@ -174,8 +186,11 @@ pub fn plan(
     }
     // What was learnt under another policy is probed only if this one allows it.
     let filter = policy.filter(&c.prefixes);
-    prune(&mut st.trackers, &filter);
-    prune(&mut st.control_trackers, &policy.filter(&c.control));
+    if changed || st.policy != Some(policy.fingerprint()) {
+        prune(&mut st.trackers, &filter);
+        prune(&mut st.control_trackers, &policy.filter(&c.control));
+        st.policy = Some(policy.fingerprint());
+    }
     let (set, mut skipped) = policy.targets(&c.prefixes).unwrap_or_default();
     let targeted = u64::try_from(set.address_count()).unwrap_or(u64::MAX);
     let census = accept_census(

@@ -51,13 +51,13 @@ fn agent_in(
     tracer: Arc<SimTracer>,
     clock: Arc<ManualClock>,
 ) -> Agent {
-    std::fs::write(dir.join("exclude.txt"), "198.18.7.0/24\n").unwrap();
     let cfg = Config::parse(BASE, &dir.join("agent.toml")).unwrap();
     Agent::new(cfg, pinger, tracer, clock).unwrap()
 }
 
 fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
     let (pinger, tracer, clock) = (
         network(),
         Arc::new(SimTracer::direct()),
@@ -397,4 +397,46 @@ async fn a_new_agent_judges_census_blocks_in_its_first_round_without_sweeping_th
         .find(|c| c.block == net("198.18.1.0/24"))
         .expect("the refreshed census block");
     assert_eq!(refreshed.addrs.len(), 128);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tightened_local_policy_applies_to_what_was_learnt_before() {
+    let r = rig();
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.6.0/23"])]);
+    r.agent.tick(&a).await;
+    assert!(probed_in(&r.pinger, "198.18.6.0/24") > 0);
+    let Rig { dir, clock, .. } = r;
+    // The operator excludes 198.18.6.0/24 and restarts the agent.
+    std::fs::write(
+        dir.path().join("exclude.txt"),
+        "198.18.6.0/24\n198.18.7.0/24\n",
+    )
+    .unwrap();
+    let pinger = network();
+    let agent = agent_in(
+        dir.path(),
+        pinger.clone(),
+        Arc::new(SimTracer::direct()),
+        clock.clone(),
+    );
+    clock.advance(Duration::from_secs(60));
+    agent.tick(&a).await;
+    assert_eq!(
+        probed_in(&pinger, "198.18.6.0/24"),
+        0,
+        "probed newly excluded space"
+    );
+    assert!(probed_in(&pinger, "198.18.1.0/24") > 0);
+    let last = spooled(&agent)
+        .into_iter()
+        .find(|b| {
+            b.observations
+                .iter()
+                .any(|o| o.round == round_of(T0, 60) + 1)
+        })
+        .unwrap();
+    assert!(last
+        .observations
+        .iter()
+        .all(|o| o.block != net("198.18.6.0/24")));
 }
