@@ -281,6 +281,10 @@ impl Agent {
             if let Err(e) = self.campaign_round(c, round).await {
                 tracing::error!(campaign = %c.name, error = format!("{e:#}"), "round failed");
             }
+            // An absurd interval must not set the schedule either.
+            if campaign::campaign_acceptable(c).is_err() {
+                continue;
+            }
             let start = round_start_ms(round + 1, c.interval_secs);
             next = Some(next.map_or(start, |n| n.min(start)));
         }

@@ -440,3 +440,14 @@ async fn a_tightened_local_policy_applies_to_what_was_learnt_before() {
         .iter()
         .all(|o| o.block != net("198.18.6.0/24")));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_interval_does_not_set_the_schedule() {
+    let r = rig();
+    let mut slow = campaign("slow", &["198.18.9.0/24"]);
+    slow.interval_secs = u64::MAX;
+    assert_eq!(r.agent.tick(&assigned(vec![slow.clone()])).await, None);
+    let a = assigned(vec![slow, campaign("good", &["198.18.5.0/24"])]);
+    assert_eq!(r.agent.tick(&a).await, Some(T0 + 60_000));
+    assert_eq!(probed_in(&r.pinger, "198.18.9.0/24"), 0);
+}
