@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use darkwatch_schema::BlockState;
+use darkwatch_schema::{BlockState, SkipReason, Skipped};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -102,8 +102,10 @@ never-used space look alike there; `responsive = 0` tells them apart from \
 blocks that went dark after answering.
 
 Special-purpose ranges (RFC 1918, documentation, benchmarking 198.18.0.0/15, \
-multicast, ...) are excluded unless --allow carves them back in. Needs \
-CAP_NET_RAW.";
+multicast, ...) are excluded unless --allow carves them back in, and IPv6 \
+prefixes wider than /120 cannot be swept: such parts are skipped with one \
+line on stderr each and the rest is probed (an error only if nothing is \
+left). Needs CAP_NET_RAW.";
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -140,7 +142,7 @@ pub struct ProbeArgs {
     /// Refuse target sets with more addresses than this.
     #[arg(long, value_name = "N", default_value_t = targets::DEFAULT_MAX_TARGETS)]
     pub max_targets: u64,
-    /// Target addresses or CIDRs (IPv4 or IPv6; IPv6 prefixes must be /120 or longer).
+    /// Target addresses or CIDRs (IPv4 or IPv6; IPv6 prefixes wider than /120 are skipped).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 }
@@ -288,7 +290,13 @@ fn run_agent(args: RunArgs) -> Result<(), CliError> {
     icmp::check_privileges()?;
     let rt = runtime()?;
     rt.block_on(async {
-        let agent = Arc::new(crate::daemon::Agent::new(cfg)?);
+        let pinger: Arc<dyn Pinger> = Arc::new(SurgePinger::new()?);
+        let agent = Arc::new(crate::daemon::Agent::new(
+            cfg,
+            pinger,
+            Arc::new(crate::trace::TrippyTracer),
+            Arc::new(crate::clock::SystemClock),
+        )?);
         if args.once {
             agent.run_once().await
         } else {
@@ -327,7 +335,28 @@ pub fn target_set(args: &ProbeArgs) -> Result<TargetSet, CliError> {
         exclude_reserved: true,
         max_targets: args.max_targets,
     };
-    Ok(TargetSet::build(&spec)?)
+    let (set, skipped) = TargetSet::build_strict(&spec)?;
+    for s in &skipped {
+        eprintln!("darkwatch-agent: {}", skip_line(s));
+    }
+    Ok(set)
+}
+
+/// One line saying what was skipped and why, with a few examples.
+pub fn skip_line(s: &Skipped) -> String {
+    let why = match s.reason {
+        SkipReason::Reserved => "reserved (special-purpose) space; --allow carves it back in",
+        SkipReason::Excluded => "excluded",
+        SkipReason::Ipv6TooLarge => "IPv6 prefixes wider than /120 cannot be swept",
+        SkipReason::OverMaxTargets => "beyond --max-targets",
+        SkipReason::OutsideCampaign => "outside the targets",
+    };
+    let examples: Vec<String> = s.examples.iter().map(ToString::to_string).collect();
+    format!(
+        "skipping {} addresses ({why}), e.g. {}",
+        s.addresses,
+        examples.join(" ")
+    )
 }
 
 /// One output line of `probe`.
@@ -513,7 +542,7 @@ mod tests {
             allow: vec!["198.18.0.0/15".parse().unwrap()],
             ..TargetSpec::default()
         };
-        let set = TargetSet::build(&spec).unwrap();
+        let (set, _) = TargetSet::build(&spec).unwrap();
         let (b1, b2): (IpNet, IpNet) = (
             "198.18.1.0/24".parse().unwrap(),
             "198.18.2.0/24".parse().unwrap(),

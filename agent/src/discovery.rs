@@ -121,8 +121,8 @@ pub async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::icmp::sim::SimPinger;
     use crate::icmp::Outcome;
+    use crate::sim::SimPinger;
     use crate::targets::TargetSpec;
     use std::time::Duration;
 
@@ -133,6 +133,7 @@ mod tests {
             ..TargetSpec::default()
         })
         .unwrap()
+        .0
     }
 
     /// Even hosts of 198.18.1.0/24 answer; 198.18.2.0/24 is dead.

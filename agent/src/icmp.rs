@@ -1,7 +1,7 @@
 //! The probe transport: an ICMP echo behind the [`Pinger`] trait, so that
 //! discovery and rounds run the same against the real network
 //! ([`SurgePinger`], over surge-ping raw sockets) and against a simulated one
-//! ([`sim::SimPinger`]).
+//! (`sim::SimPinger`, built for tests and with the `sim` feature).
 //!
 //! The real pinger opens one RAW client per address family, raises the
 //! receive buffer (one task reads every reply, and an overflowing buffer drops
@@ -273,148 +273,10 @@ impl Pinger for SurgePinger {
     }
 }
 
-/// A simulated network for tests (here and in the lead's daemon): each
-/// address answers as a closure says, after a simulated delay on tokio's
-/// clock, and the pinger records what was sent.
-pub mod sim {
-    use std::collections::HashMap;
-    use std::net::IpAddr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use std::net::Ipv4Addr;
-    use std::sync::Arc;
-
-    use futures::future::BoxFuture;
-
-    use super::{BatchSweep, IcmpError, Outcome, Pinger};
-    use crate::ratelimit::RateLimiter;
-
-    type Responder = dyn Fn(IpAddr, u32) -> Outcome + Send + Sync;
-
-    /// A scripted network. The responder gets the address and how many probes
-    /// it had received before this one.
-    pub struct SimPinger {
-        responder: Box<Responder>,
-        sent: Mutex<HashMap<IpAddr, u32>>,
-        in_flight: AtomicUsize,
-        max_in_flight: AtomicUsize,
-        batch: bool,
-    }
-
-    impl SimPinger {
-        pub fn new(responder: impl Fn(IpAddr, u32) -> Outcome + Send + Sync + 'static) -> Self {
-            Self {
-                responder: Box::new(responder),
-                sent: Mutex::new(HashMap::new()),
-                in_flight: AtomicUsize::new(0),
-                max_in_flight: AtomicUsize::new(0),
-                batch: false,
-            }
-        }
-
-        /// Also offers a batch sweeper (as the real pinger does), so that
-        /// discovery takes its fast path.
-        pub fn batched(mut self) -> Self {
-            self.batch = true;
-            self
-        }
-
-        fn record(&self, addr: IpAddr) -> u32 {
-            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-            let n = sent.entry(addr).or_insert(0);
-            *n += 1;
-            *n - 1
-        }
-
-        /// Probes sent to `addr` so far.
-        pub fn sent_to(&self, addr: IpAddr) -> u32 {
-            self.sent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&addr)
-                .copied()
-                .unwrap_or(0)
-        }
-
-        /// Probes sent in total.
-        pub fn total_sent(&self) -> u32 {
-            self.sent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .sum()
-        }
-
-        /// Most probes that were awaiting their outcome at the same time.
-        pub fn max_in_flight(&self) -> usize {
-            self.max_in_flight.load(Ordering::SeqCst)
-        }
-    }
-
-    impl BatchSweep for SimPinger {
-        /// Sends every probe paced by `limiter`, then waits one timeout:
-        /// replies no slower than the timeout count.
-        fn sweep_v4(
-            &self,
-            addrs: Vec<Ipv4Addr>,
-            limiter: Arc<RateLimiter>,
-            timeout: Duration,
-        ) -> BoxFuture<'_, Result<Vec<Ipv4Addr>, IcmpError>> {
-            Box::pin(async move {
-                let mut replied = Vec::new();
-                for a in addrs {
-                    limiter.acquire().await;
-                    let addr = IpAddr::V4(a);
-                    let before = self.record(addr);
-                    if matches!((self.responder)(addr, before), Outcome::Reply { rtt } if rtt <= timeout)
-                    {
-                        replied.push(a);
-                    }
-                }
-                tokio::time::sleep(timeout).await;
-                Ok(replied)
-            })
-        }
-    }
-
-    impl Pinger for SimPinger {
-        fn batch_sweeper(&self) -> Option<&dyn BatchSweep> {
-            if self.batch {
-                Some(self)
-            } else {
-                None
-            }
-        }
-
-        fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome> {
-            Box::pin(async move {
-                let before = self.record(addr);
-                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                let outcome = (self.responder)(addr, before);
-                let wait = match &outcome {
-                    Outcome::Reply { rtt } if *rtt <= timeout => *rtt,
-                    Outcome::Reply { .. } | Outcome::Timeout => timeout,
-                    Outcome::Unreachable { .. } => timeout / 10,
-                    Outcome::Failed(_) => Duration::ZERO,
-                };
-                tokio::time::sleep(wait).await;
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
-                match outcome {
-                    Outcome::Reply { rtt } if rtt > timeout => Outcome::Timeout,
-                    other => other,
-                }
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::sim::SimPinger;
     use super::*;
+    use crate::sim::SimPinger;
 
     #[tokio::test(start_paused = true)]
     async fn simulated_replies_slower_than_the_timeout_are_losses() {

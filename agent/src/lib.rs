@@ -4,12 +4,18 @@
 //! The pipeline is `targets` (what to probe) → `discovery` (which addresses
 //! ever answer) → `round` (one Trinocular-style round per block, driven by the
 //! pure `belief` state machine) plus `trace` (where the path ends). Probing goes
-//! through the `icmp::Pinger` trait so that discovery and rounds can be tested
-//! against a simulated network; `ratelimit` caps the packet rate of all of them
-//! together. The binary in `main.rs` is a thin shim over [`cli::main`].
+//! through the `icmp::Pinger` trait, traceroutes through `trace::Tracer` and the
+//! wall clock through `clock::Clock`, so that discovery, rounds and the whole
+//! daemon can be tested against a simulated network (`sim`, built for tests and
+//! with the `sim` feature); `ratelimit` caps the packet rate of all of them
+//! together. `campaign` holds the daemon's per-round decisions as pure
+//! functions; `daemon` runs them. The binary in `main.rs` is a thin shim over
+//! [`cli::main`].
 
 pub mod belief;
+pub mod campaign;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod discovery;
@@ -18,6 +24,8 @@ pub mod ratelimit;
 pub mod report;
 pub mod round;
 pub mod settings;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod spool;
 pub mod targets;
 pub mod trace;

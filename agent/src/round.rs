@@ -108,8 +108,8 @@ pub async fn run_round(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::icmp::sim::SimPinger;
     use crate::icmp::Outcome;
+    use crate::sim::SimPinger;
     use darkwatch_schema::BlockState;
     use std::net::IpAddr;
     use std::time::Duration;

@@ -20,6 +20,27 @@ use std::path::{Path, PathBuf};
 
 use darkwatch_schema::ReportBatch;
 
+/// Writes `body` to `path` so that a crash (even kill -9 or a power cut)
+/// leaves either the old file or the whole new one: a temporary file
+/// (`.tmp-NAME` in the same directory) is written and fsynced, renamed over
+/// `path`, and the directory is fsynced so that the rename itself is durable.
+pub fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
+    })?;
+    let tmp = dir.join(format!(".tmp-{}", name.to_string_lossy()));
+    let mut f = File::create(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {path}: {source}")]
@@ -97,17 +118,8 @@ impl Spool {
             dropped += 1;
         }
         let name = format!("{:015}-{}.json", batch.created_ms.max(0), batch.batch_id);
-        let tmp = self.outbox.join(format!(".tmp-{name}"));
         let dst = self.outbox.join(&name);
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&body).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, &dst).map_err(io(&dst))?;
-        // The rename is durable only once the directory itself is synced.
-        File::open(&self.outbox)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.outbox))?;
+        write_atomic(&dst, &body).map_err(io(&dst))?;
         Ok(dropped)
     }
 

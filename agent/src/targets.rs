@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use darkwatch_schema::{SkipReason, Skipped};
 use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
 
 /// Default cap on the number of addresses in a target set (a /8).
@@ -359,54 +360,230 @@ fn size(ranges: &[Range]) -> u128 {
 }
 
 /// A set of target addresses: disjoint, sorted ranges per address family.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetSet {
     v4: Vec<Range>,
     v6: Vec<Range>,
 }
 
-impl TargetSet {
-    /// Builds the set `include \ ((reserved \ allow) ∪ exclude)` and checks it
-    /// against the IPv6 sweep limit and `max_targets`.
-    pub fn build(spec: &TargetSpec) -> Result<Self, TargetError> {
-        if spec.include.is_empty() {
-            return Err(TargetError::NoTargets);
+/// Examples of skipped space kept per reason.
+pub const MAX_SKIP_EXAMPLES: usize = 16;
+
+fn to_cidrs(fam: Family, ranges: &[Range]) -> impl Iterator<Item = IpNet> + '_ {
+    ranges
+        .iter()
+        .flat_map(move |&(s, e)| -> Box<dyn Iterator<Item = IpNet>> {
+            match fam {
+                Family::V4 => Box::new(
+                    Ipv4Subnets::new(Ipv4Addr::from(s as u32), Ipv4Addr::from(e as u32), 0)
+                        .map(IpNet::V4),
+                ),
+                Family::V6 => Box::new(
+                    Ipv6Subnets::new(Ipv6Addr::from(s), Ipv6Addr::from(e), 0).map(IpNet::V6),
+                ),
+            }
+        })
+}
+
+/// `a ∩ b` for normalized range lists.
+fn intersect(a: &[Range], b: &[Range]) -> Vec<Range> {
+    subtract(a, &subtract(a, b))
+}
+
+/// Keeps the first `budget` addresses of `ranges` (in order); returns the rest.
+fn truncate(ranges: &mut Vec<Range>, budget: &mut u128) -> Vec<Range> {
+    let mut rest = Vec::new();
+    let mut kept = Vec::new();
+    for &(s, e) in ranges.iter() {
+        let n = e - s + 1;
+        if n <= *budget {
+            kept.push((s, e));
+            *budget -= n;
+        } else if *budget > 0 {
+            kept.push((s, s + *budget - 1));
+            rest.push((s + *budget, e));
+            *budget = 0;
+        } else {
+            rest.push((s, e));
         }
-        let (inc4, inc6) = split(&spec.include);
-        let (ex4, ex6) = split(&spec.exclude);
-        let (al4, al6) = split(&spec.allow);
-        let (res4, res6) = if spec.exclude_reserved {
+    }
+    *ranges = kept;
+    rest
+}
+
+/// One [`Skipped`] entry from the skipped ranges of both families, or none.
+fn skipped(reason: SkipReason, v4: &[Range], v6: &[Range]) -> Option<Skipped> {
+    let n = size(v4).saturating_add(size(v6));
+    (n > 0).then(|| Skipped {
+        reason,
+        addresses: u64::try_from(n).unwrap_or(u64::MAX),
+        examples: to_cidrs(Family::V4, v4)
+            .chain(to_cidrs(Family::V6, v6))
+            .take(MAX_SKIP_EXAMPLES)
+            .collect(),
+    })
+}
+
+/// Ranges of both families.
+#[derive(Debug, Clone, Default)]
+struct Ranges {
+    v4: Vec<Range>,
+    v6: Vec<Range>,
+}
+
+impl Ranges {
+    fn of(nets: &[IpNet]) -> Self {
+        let (v4, v6) = split(nets);
+        Ranges { v4, v6 }
+    }
+
+    fn contains(&self, addr: IpAddr) -> bool {
+        let (ranges, x) = match addr {
+            IpAddr::V4(a) => (&self.v4, u32::from(a) as u128),
+            IpAddr::V6(a) => (&self.v6, u128::from(a)),
+        };
+        let i = ranges.partition_point(|r| r.1 < x);
+        ranges.get(i).is_some_and(|r| r.0 <= x)
+    }
+}
+
+/// Decides address by address what a [`TargetSpec`] admits, whatever the
+/// sweep limits: inside `include`, not excluded, not reserved unless allowed.
+#[derive(Debug, Clone)]
+pub struct AddrFilter {
+    include: Ranges,
+    exclude: Ranges,
+    reserved: Ranges,
+}
+
+impl AddrFilter {
+    /// `Ok` if `addr` may be probed, else why not.
+    pub fn check(&self, addr: IpAddr) -> Result<(), SkipReason> {
+        if !self.include.contains(addr) {
+            Err(SkipReason::OutsideCampaign)
+        } else if self.exclude.contains(addr) {
+            Err(SkipReason::Excluded)
+        } else if self.reserved.contains(addr) {
+            Err(SkipReason::Reserved)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl TargetSpec {
+    /// The address-by-address view of this spec (see [`AddrFilter`]).
+    pub fn filter(&self) -> AddrFilter {
+        let (al4, al6) = split(&self.allow);
+        let (res4, res6) = if self.exclude_reserved {
             split(&reserved())
         } else {
             (vec![], vec![])
         };
-        let drop4 = normalize([subtract(&res4, &al4), ex4].concat());
-        let drop6 = normalize([subtract(&res6, &al6), ex6].concat());
-        // Refuse a wide IPv6 prefix only if some of it would actually be swept.
-        for net in &spec.include {
-            if let IpNet::V6(n) = net {
-                if n.prefix_len() < MIN_IPV6_SWEEP_PREFIX
-                    && !subtract(&[range_of(net).1], &drop6).is_empty()
-                {
-                    return Err(TargetError::Ipv6TooLarge(*net));
-                }
-            }
+        AddrFilter {
+            include: Ranges::of(&self.include),
+            exclude: Ranges::of(&self.exclude),
+            reserved: Ranges {
+                v4: subtract(&res4, &al4),
+                v6: subtract(&res6, &al6),
+            },
         }
-        let set = TargetSet {
-            v4: subtract(&inc4, &drop4),
-            v6: subtract(&inc6, &drop6),
-        };
-        let count = set.address_count();
-        if count == 0 {
-            return Err(TargetError::AllExcluded);
+    }
+}
+
+impl TargetSet {
+    /// Builds the set `include \ ((reserved \ allow) ∪ exclude)` that can be
+    /// swept, and says what it left out and why: excluded space, reserved
+    /// space, IPv6 prefixes wider than /[`MIN_IPV6_SWEEP_PREFIX`] (skipped for
+    /// sweeping only; see [`AddrFilter`] for known addresses in them), and the
+    /// addresses beyond the first `max_targets` (in address order, IPv4 first).
+    /// The set may be empty; only an empty `include` is an error.
+    pub fn build(spec: &TargetSpec) -> Result<(Self, Vec<Skipped>), TargetError> {
+        if spec.include.is_empty() {
+            return Err(TargetError::NoTargets);
         }
-        if count > spec.max_targets as u128 {
+        let wide = |n: &IpNet| matches!(n, IpNet::V6(n) if n.prefix_len() < MIN_IPV6_SWEEP_PREFIX);
+        let (inc4, narrow6) = split(
+            &spec
+                .include
+                .iter()
+                .filter(|n| !wide(n))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        let (_, wide6) = split(
+            &spec
+                .include
+                .iter()
+                .filter(|n| wide(n))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        let inc6 = normalize([narrow6.clone(), wide6.clone()].concat());
+        let f = spec.filter();
+        let (ex4, ex6) = (
+            intersect(&inc4, &f.exclude.v4),
+            intersect(&inc6, &f.exclude.v6),
+        );
+        let (left4, left6) = (subtract(&inc4, &ex4), subtract(&inc6, &ex6));
+        let res4 = intersect(&left4, &f.reserved.v4);
+        let res6 = intersect(&left6, &f.reserved.v6);
+        let mut v4 = subtract(&left4, &res4);
+        let left6 = subtract(&left6, &res6);
+        let mut v6 = intersect(&left6, &narrow6);
+        let too_large = subtract(&left6, &v6);
+        let mut budget = u128::from(spec.max_targets);
+        let over4 = truncate(&mut v4, &mut budget);
+        let over6 = truncate(&mut v6, &mut budget);
+        let skips = [
+            skipped(SkipReason::Excluded, &ex4, &ex6),
+            skipped(SkipReason::Reserved, &res4, &res6),
+            skipped(SkipReason::Ipv6TooLarge, &[], &too_large),
+            skipped(SkipReason::OverMaxTargets, &over4, &over6),
+        ];
+        Ok((TargetSet { v4, v6 }, skips.into_iter().flatten().collect()))
+    }
+
+    /// Like [`TargetSet::build`] for a one-shot command, where the caller
+    /// gave the targets: an empty set, or one cut short by `max_targets`, is
+    /// an error. Other skips are returned for the caller to show.
+    pub fn build_strict(spec: &TargetSpec) -> Result<(Self, Vec<Skipped>), TargetError> {
+        let (set, skips) = Self::build(spec)?;
+        if let Some(over) = skips
+            .iter()
+            .find(|s| s.reason == SkipReason::OverMaxTargets)
+        {
             return Err(TargetError::TooMany {
-                count,
+                count: set.address_count() + u128::from(over.addresses),
                 max: spec.max_targets,
             });
         }
-        Ok(set)
+        if set.is_empty() {
+            let wide = spec
+                .include
+                .iter()
+                .find(|n| matches!(n, IpNet::V6(v) if v.prefix_len() < MIN_IPV6_SWEEP_PREFIX));
+            let too_large = skips.iter().any(|s| s.reason == SkipReason::Ipv6TooLarge);
+            return Err(match wide {
+                Some(net) if too_large => TargetError::Ipv6TooLarge(*net),
+                _ => TargetError::AllExcluded,
+            });
+        }
+        Ok((set, skips))
+    }
+
+    /// True if the set holds no address.
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// The set without the addresses of `nets`.
+    pub fn without(&self, nets: &[IpNet]) -> TargetSet {
+        let (n4, n6) = split(nets);
+        TargetSet {
+            v4: subtract(&self.v4, &n4),
+            v6: subtract(&self.v6, &n6),
+        }
     }
 
     /// Number of target addresses.
@@ -489,13 +666,18 @@ mod tests {
         v.iter().map(|s| parse_target(s).unwrap()).collect()
     }
 
-    fn build(include: &[&str], exclude: &[&str], allow: &[&str]) -> Result<TargetSet, TargetError> {
-        TargetSet::build(&TargetSpec {
+    fn spec(include: &[&str], exclude: &[&str], allow: &[&str]) -> TargetSpec {
+        TargetSpec {
             include: nets(include),
             exclude: nets(exclude),
             allow: nets(allow),
             ..TargetSpec::default()
-        })
+        }
+    }
+
+    /// The set as a one-shot command builds it (an error if nothing is left).
+    fn build(include: &[&str], exclude: &[&str], allow: &[&str]) -> Result<TargetSet, TargetError> {
+        TargetSet::build_strict(&spec(include, exclude, allow)).map(|(set, _)| set)
     }
 
     const DELEGATED: &str = "\
@@ -671,7 +853,7 @@ apnic|KP|ipv6|2404:ea00::|32|20100208|allocated
             include: nets(&["11.0.0.0/8", "12.0.0.0/31"]),
             ..TargetSpec::default()
         };
-        let err = TargetSet::build(&spec).unwrap_err();
+        let err = TargetSet::build_strict(&spec).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -686,11 +868,125 @@ apnic|KP|ipv6|2404:ea00::|32|20100208|allocated
             include: nets(&["11.0.0.0/8"]),
             ..TargetSpec::default()
         };
-        assert_eq!(TargetSet::build(&spec).unwrap().blocks().len(), 65_536);
+        assert_eq!(TargetSet::build(&spec).unwrap().0.blocks().len(), 65_536);
         assert!(matches!(
             TargetSet::build(&TargetSpec::default()),
             Err(TargetError::NoTargets)
         ));
+    }
+
+    fn skips(include: &[&str], exclude: &[&str], max_targets: u64) -> (TargetSet, Vec<Skipped>) {
+        TargetSet::build(&TargetSpec {
+            max_targets,
+            ..spec(include, exclude, &["198.18.0.0/15"])
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn build_keeps_what_it_can_and_says_what_it_skipped_and_why() {
+        // Reserved, excluded and too-wide IPv6 space is skipped; the rest stays.
+        let (set, skipped) = skips(
+            &[
+                "198.18.0.0/23",
+                "10.0.0.0/24",
+                "2400:1::/32",
+                "2400:2::/120",
+            ],
+            &["198.18.1.0/24"],
+            1 << 20,
+        );
+        assert_eq!(set.prefixes(), nets(&["198.18.0.0/24", "2400:2::/120"]));
+        let got: Vec<(SkipReason, u64, Vec<IpNet>)> = skipped
+            .iter()
+            .map(|s| (s.reason, s.addresses, s.examples.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (SkipReason::Excluded, 256, nets(&["198.18.1.0/24"])),
+                (SkipReason::Reserved, 256, nets(&["10.0.0.0/24"])),
+                (SkipReason::Ipv6TooLarge, u64::MAX, nets(&["2400:1::/32"])),
+            ]
+        );
+        // Over max_targets: the first addresses in order are kept.
+        let (set, skipped) = skips(
+            &["198.18.0.0/24", "198.18.2.0/24", "2400:2::/120"],
+            &[],
+            300,
+        );
+        assert_eq!(
+            set.prefixes(),
+            nets(&[
+                "198.18.0.0/24",
+                "198.18.2.0/27",
+                "198.18.2.32/29",
+                "198.18.2.40/30"
+            ])
+        );
+        assert_eq!(set.address_count(), 300);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            (skipped[0].reason, skipped[0].addresses),
+            (SkipReason::OverMaxTargets, 212 + 256)
+        );
+        assert!(skipped[0].examples.len() <= MAX_SKIP_EXAMPLES);
+        assert_eq!(
+            skipped[0].examples[0],
+            "198.18.2.44/30".parse::<IpNet>().unwrap()
+        );
+        // Examples are capped.
+        let many: Vec<String> = (0..40).map(|i| format!("10.0.{}.0/24", i * 2)).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (set, skipped) = skips(&many, &[], 1 << 20);
+        assert!(set.is_empty());
+        assert_eq!(
+            (skipped[0].addresses, skipped[0].examples.len()),
+            (40 * 256, MAX_SKIP_EXAMPLES)
+        );
+        // A strict build refuses what was cut short, names what is empty.
+        assert!(matches!(
+            TargetSet::build_strict(&TargetSpec {
+                max_targets: 300,
+                ..spec(&["198.18.0.0/23"], &[], &["198.18.0.0/15"])
+            }),
+            Err(TargetError::TooMany {
+                count: 512,
+                max: 300
+            })
+        ));
+        let (set, skipped) = TargetSet::build_strict(&spec(
+            &["198.18.0.0/24", "2400:1::/32"],
+            &[],
+            &["198.18.0.0/15"],
+        ))
+        .unwrap();
+        assert_eq!(set.address_count(), 256);
+        assert_eq!(skipped[0].reason, SkipReason::Ipv6TooLarge);
+    }
+
+    #[test]
+    fn the_address_filter_follows_the_spec() {
+        let f = spec(
+            &["198.18.0.0/23", "10.0.0.0/24", "2400:1::/32"],
+            &["198.18.1.0/24"],
+            &[],
+        )
+        .filter();
+        let check = |a: &str| f.check(a.parse().unwrap());
+        assert_eq!(check("198.18.1.5"), Err(SkipReason::Excluded));
+        assert_eq!(check("198.18.0.5"), Err(SkipReason::Reserved));
+        assert_eq!(check("10.0.0.5"), Err(SkipReason::Reserved));
+        assert_eq!(check("10.0.1.5"), Err(SkipReason::OutsideCampaign));
+        assert_eq!(check("2400:1:ffff::5"), Ok(()));
+        assert_eq!(check("2400:2::5"), Err(SkipReason::OutsideCampaign));
+        let without = skips(&["198.18.0.0/22"], &[], 1 << 20)
+            .0
+            .without(&nets(&["198.18.1.0/24", "198.18.3.0/24"]));
+        assert_eq!(
+            without.prefixes(),
+            nets(&["198.18.0.0/24", "198.18.2.0/24"])
+        );
     }
 
     #[test]

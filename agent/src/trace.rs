@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use darkwatch_schema::Hop;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use trippy_core::{Builder, IcmpPacketType, Protocol};
 
@@ -80,6 +81,32 @@ fn next_trace_id() -> u16 {
     static SALT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
     let salt = *SALT.get_or_init(rand::random::<u16>);
     0x8000 | (salt.wrapping_add(n) & 0x7fff)
+}
+
+/// Runs traceroutes: trippy on the real network ([`TrippyTracer`]), a
+/// scripted one in tests (`sim::SimTracer`).
+pub trait Tracer: Send + Sync {
+    fn trace<'a>(
+        &'a self,
+        target: IpAddr,
+        opts: &'a TraceOptions,
+        limiter: Option<&'a RateLimiter>,
+    ) -> BoxFuture<'a, Result<TraceResult, TraceError>>;
+}
+
+/// The real tracer, over trippy-core (see [`trace`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TrippyTracer;
+
+impl Tracer for TrippyTracer {
+    fn trace<'a>(
+        &'a self,
+        target: IpAddr,
+        opts: &'a TraceOptions,
+        limiter: Option<&'a RateLimiter>,
+    ) -> BoxFuture<'a, Result<TraceResult, TraceError>> {
+        Box::pin(trace(target, opts, limiter))
+    }
 }
 
 /// Traces the path to `target` on a blocking thread. With a `limiter`, the

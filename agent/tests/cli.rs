@@ -184,3 +184,52 @@ fn refuses_to_start_without_cap_net_raw_and_names_the_fix() {
         one_line(&out);
     }
 }
+
+#[test]
+fn a_delegated_file_with_ipv6_probes_the_ipv4_space_and_says_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = dir.path().join("delegated-apnic-latest");
+    std::fs::write(
+        &d,
+        "2|apnic|20240101|3|19830613|20231231|+1000\n\
+         apnic|*|ipv4|*|1|summary\n\
+         apnic|KP|ipv4|198.18.0.0|768|20091217|allocated\n\
+         apnic|KP|ipv6|2404:ea00::|32|20100208|allocated\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Without CAP_NET_RAW the command stops at the privilege check, after
+    // the targets were built: nothing is sent.
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "probe".as_ref(),
+        "--allow".as_ref(),
+        "198.18.0.0/15".as_ref(),
+        "--delegated".as_ref(),
+        d.as_os_str(),
+        "--country".as_ref(),
+        "KP".as_ref(),
+    ];
+    let Some(out) = unprivileged(&args) else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "no setpriv in CI"
+        );
+        eprintln!("SKIP: cannot drop privileges (no setpriv)");
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{err}");
+    assert!(err.contains("CAP_NET_RAW"), "{err}");
+    let skip = err
+        .lines()
+        .find(|l| l.contains("skipping"))
+        .unwrap_or_else(|| panic!("no skip line: {err}"));
+    assert!(
+        skip.contains("2404:ea00::/32") && skip.contains("/120"),
+        "{skip}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

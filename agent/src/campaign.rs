@@ -1,0 +1,552 @@
+//! The campaign planner: every decision the daemon takes about one campaign
+//! in one round, as pure functions over the collector's assignment, the state
+//! persisted between rounds and the agent's local policy (sans-IO, in the
+//! style of ntpd-rs). [`plan`] accepts or refuses the round and says what to
+//! sweep; [`merge_found`] folds a sweep into the trackers; [`trace_targets`]
+//! rotates traceroutes over the prefixes; [`record`] turns the round's
+//! outcomes into report batches, with the campaign's coverage and the
+//! census the sweep found. The daemon does the I/O in between (sweeping,
+//! probing, tracing, files, the clock).
+//!
+//! The census that comes with an assignment (known-responsive addresses per
+//! block, from hitlists and other agents) seeds the trackers, so blocks are
+//! judged from the first round: the first sweep skips the blocks it covers,
+//! later rediscoveries sweep everything to refresh. IPv6 prefixes too wide to
+//! sweep are watched through census addresses only.
+//!
+//! Whatever the collector assigns, [`Policy`] applies the agent's own limits
+//! first: `max_targets`, the local exclusion list, and the reserved ranges
+//! unless the operator allowed them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use darkwatch_schema::{
+    block_of, BlockObservation, CampaignAssignment, CampaignCensus, CensusBlock, Coverage,
+    ReportBatch, SkipReason, Skipped, TraceObservation, MAX_ITEMS_PER_BATCH,
+};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::belief::{BlockTracker, RoundOutcome};
+use crate::targets::{AddrFilter, TargetSet, TargetSpec, MAX_SKIP_EXAMPLES};
+use crate::trace::TraceResult;
+
+/// Longest round interval the agent accepts from a collector (a week).
+pub const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
+/// Why a campaign pulled from the collector is refused outright, if it is:
+/// a bad name (it becomes a file name) or an absurd interval.
+pub fn campaign_acceptable(c: &CampaignAssignment) -> Result<(), &'static str> {
+    if !darkwatch_schema::valid_name(&c.name) {
+        return Err("invalid campaign name");
+    }
+    if c.interval_secs == 0 || c.interval_secs > MAX_INTERVAL_SECS {
+        return Err("round interval outside 1 s .. 7 days");
+    }
+    Ok(())
+}
+
+/// The agent's own limits and habits, applied to whatever the collector assigns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub exclude: Vec<IpNet>,
+    pub allow: Vec<IpNet>,
+    pub max_targets: u64,
+    /// Rounds between discovery sweeps (0: sweep only when the campaign changes).
+    pub rediscover_rounds: u64,
+    pub traces_per_round: usize,
+}
+
+impl Policy {
+    fn spec(&self, include: Vec<IpNet>) -> TargetSpec {
+        TargetSpec {
+            include,
+            exclude: self.exclude.clone(),
+            allow: self.allow.clone(),
+            exclude_reserved: true,
+            max_targets: self.max_targets,
+        }
+    }
+
+    /// The part of `prefixes` this agent is willing to sweep, and what it
+    /// skipped and why. `None` for no prefixes.
+    pub fn targets(&self, prefixes: &[IpNet]) -> Option<(TargetSet, Vec<Skipped>)> {
+        TargetSet::build(&self.spec(prefixes.to_vec())).ok()
+    }
+
+    /// Changes whenever the limits on what may be probed change (the hash
+    /// need not be stable across builds: a mismatch only costs a re-check).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.exclude, &self.allow, self.max_targets).hash(&mut h);
+        h.finish()
+    }
+
+    /// Which addresses of `prefixes` this agent may probe, one by one.
+    pub fn filter(&self, prefixes: &[IpNet]) -> AddrFilter {
+        self.spec(prefixes.to_vec()).filter()
+    }
+}
+
+/// Logs one line per reason something was skipped.
+fn log_skips(campaign: &str, control: bool, skipped: &[Skipped]) {
+    for s in skipped {
+        tracing::warn!(
+            campaign,
+            control,
+            reason = s.reason.as_str(),
+            addresses = s.addresses,
+            examples = ?s.examples,
+            "skipping part of the campaign's space"
+        );
+    }
+}
+
+/// Rounds between two reports of an unchanged coverage.
+pub const COVERAGE_EVERY_ROUNDS: u64 = 10;
+
+/// What the agent keeps between rounds for one campaign.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CampaignState {
+    pub generation: u64,
+    pub prefixes: Vec<IpNet>,
+    pub control: Vec<IpNet>,
+    pub trackers: BTreeMap<IpNet, BlockTracker>,
+    pub control_trackers: BTreeMap<IpNet, BlockTracker>,
+    /// Round of the last discovery sweep.
+    pub discovered_round: Option<u64>,
+    /// Last round whose batch was spooled.
+    pub last_round: Option<u64>,
+    /// Rotates traceroutes over the campaign's prefixes.
+    pub trace_cursor: usize,
+    /// What was skipped of the prefixes (logged again only when it changes).
+    pub skipped: Vec<Skipped>,
+    /// The coverage last reported, and in which round.
+    pub coverage_sent: Option<(u64, Coverage)>,
+    /// [`Policy::fingerprint`] of the policy the trackers were last pruned with.
+    pub policy: Option<u64>,
+}
+
+/// Why no round is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRound {
+    /// The campaign itself is refused (see [`campaign_acceptable`]).
+    Invalid(&'static str),
+    /// This round (or a later one) was already done.
+    Done,
+}
+
+/// What the daemon does for one campaign in one round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundPlan {
+    pub round: u64,
+    /// Seed of the round's probe order (the same on every run of the round).
+    pub seed: u64,
+    /// Discovery sweep to run before probing, if one is due.
+    pub sweep: Option<Sweep>,
+    /// What the agent watches of the campaign (`blocks_tracked` is filled
+    /// in by [`record`], after the round).
+    pub coverage: Coverage,
+}
+
+/// The space a discovery sweep covers (`None`: nothing to sweep, because the
+/// policy allows nothing or the census covers every block).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sweep {
+    pub targets: Option<TargetSet>,
+    pub control: Option<TargetSet>,
+}
+
+/// Accepts or refuses round `round` of `c` and plans it. Follows a change of
+/// the campaign in `st` (keeping what was learnt about blocks still assigned)
+/// and marks a due sweep as done for this round.
+pub fn plan(
+    c: &CampaignAssignment,
+    st: &mut CampaignState,
+    round: u64,
+    policy: &Policy,
+) -> Result<RoundPlan, NoRound> {
+    campaign_acceptable(c).map_err(NoRound::Invalid)?;
+    if st.last_round.is_some_and(|r| r >= round) {
+        return Err(NoRound::Done);
+    }
+    let changed =
+        st.generation != c.generation || st.prefixes != c.prefixes || st.control != c.control;
+    if changed {
+        st.trackers
+            .retain(|b, _| c.prefixes.iter().any(|p| p.contains(b) || b.contains(p)));
+        st.control_trackers
+            .retain(|b, _| c.control.iter().any(|p| p.contains(b) || b.contains(p)));
+        st.generation = c.generation;
+        st.prefixes = c.prefixes.clone();
+        st.control = c.control.clone();
+    }
+    // What was learnt under another policy is probed only if this one allows it.
+    let filter = policy.filter(&c.prefixes);
+    if changed || st.policy != Some(policy.fingerprint()) {
+        prune(&mut st.trackers, &filter);
+        prune(&mut st.control_trackers, &policy.filter(&c.control));
+        st.policy = Some(policy.fingerprint());
+    }
+    let (set, mut skipped) = policy.targets(&c.prefixes).unwrap_or_default();
+    let targeted = u64::try_from(set.address_count()).unwrap_or(u64::MAX);
+    let census = accept_census(
+        c,
+        &filter,
+        &set,
+        policy.max_targets.saturating_sub(targeted),
+        &mut skipped,
+    );
+    if changed || skipped != st.skipped {
+        log_skips(&c.name, false, &skipped);
+    }
+    let coverage = Coverage {
+        campaign: c.name.clone(),
+        generation: c.generation,
+        blocks_tracked: 0,
+        addresses_targeted: targeted
+            .saturating_add(census.values().map(|v| v.len() as u64).sum::<u64>())
+            .saturating_sub(census_in(&census, &set)),
+        skipped: skipped.clone(),
+    };
+    st.skipped = skipped;
+    seed(&mut st.trackers, &census);
+    // Blocks the census covers are judged from it; the first sweep skips
+    // them, later rediscoveries refresh them.
+    let first = changed || st.discovered_round.is_none();
+    let set = if first && !census.is_empty() {
+        set.without(&census.keys().copied().collect::<Vec<_>>())
+    } else {
+        set
+    };
+    let rediscover = policy.rediscover_rounds > 0
+        && st
+            .discovered_round
+            .is_some_and(|d| round >= d + policy.rediscover_rounds);
+    let sweep = (changed || rediscover || st.discovered_round.is_none()).then(|| {
+        st.discovered_round = Some(round);
+        let control = policy.targets(&c.control).and_then(|(set, skipped)| {
+            log_skips(&c.name, true, &skipped);
+            (!set.is_empty()).then_some(set)
+        });
+        Sweep {
+            targets: (!set.is_empty()).then_some(set),
+            control,
+        }
+    });
+    Ok(RoundPlan {
+        round,
+        seed: round ^ 0x5eed,
+        sweep,
+        coverage,
+    })
+}
+
+/// Drops the addresses `filter` refuses from `trackers`, and trackers left empty.
+fn prune(trackers: &mut BTreeMap<IpNet, BlockTracker>, filter: &AddrFilter) {
+    for t in trackers.values_mut() {
+        if t.responsive.iter().any(|a| filter.check(a).is_err()) {
+            let kept: Vec<IpAddr> = t
+                .responsive
+                .iter()
+                .filter(|a| filter.check(*a).is_ok())
+                .collect();
+            t.responsive = kept.into();
+        }
+    }
+    trackers.retain(|_, t| !t.responsive.is_empty());
+}
+
+/// Adds `reason` for `n` addresses (with `example`) to `skipped`.
+fn add_skip(skipped: &mut Vec<Skipped>, reason: SkipReason, n: u64, example: IpNet) {
+    let i = match skipped.iter().position(|s| s.reason == reason) {
+        Some(i) => i,
+        None => {
+            skipped.push(Skipped {
+                reason,
+                addresses: 0,
+                examples: Vec::new(),
+            });
+            skipped.len() - 1
+        }
+    };
+    let s = &mut skipped[i];
+    s.addresses = s.addresses.saturating_add(n);
+    if s.examples.len() < MAX_SKIP_EXAMPLES && !s.examples.contains(&example) {
+        s.examples.push(example);
+    }
+}
+
+/// The census addresses this agent accepts, per block: inside the
+/// campaign's prefixes and the local policy, and within `max_targets`
+/// (addresses outside the sweep set take from `budget`). The rest is added
+/// to `skipped`: a compromised collector cannot widen probing through it.
+fn accept_census(
+    c: &CampaignAssignment,
+    filter: &AddrFilter,
+    set: &TargetSet,
+    mut budget: u64,
+    skipped: &mut Vec<Skipped>,
+) -> BTreeMap<IpNet, Vec<IpAddr>> {
+    let mut out: BTreeMap<IpNet, Vec<IpAddr>> = BTreeMap::new();
+    let mut addrs: Vec<IpAddr> = c
+        .census
+        .iter()
+        .flat_map(|b| b.addrs.iter().copied())
+        .collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    for a in addrs {
+        let verdict = filter.check(a).and_then(|()| {
+            if set.contains(a) {
+                Ok(())
+            } else if budget > 0 {
+                budget -= 1;
+                Ok(())
+            } else {
+                Err(SkipReason::OverMaxTargets)
+            }
+        });
+        match verdict {
+            Ok(()) => out.entry(block_of(a)).or_default().push(a),
+            Err(reason) => add_skip(skipped, reason, 1, IpNet::from(a)),
+        }
+    }
+    out
+}
+
+/// How many census addresses the sweep set already counts.
+fn census_in(census: &BTreeMap<IpNet, Vec<IpAddr>>, set: &TargetSet) -> u64 {
+    census
+        .values()
+        .flatten()
+        .filter(|a| set.contains(**a))
+        .count() as u64
+}
+
+/// Seeds `trackers` from accepted census addresses: new blocks start as if a
+/// sweep had found them; known blocks learn the addresses they lacked.
+fn seed(trackers: &mut BTreeMap<IpNet, BlockTracker>, census: &BTreeMap<IpNet, Vec<IpAddr>>) {
+    for (block, addrs) in census {
+        match trackers.get_mut(block) {
+            Some(t) => {
+                let new: Vec<IpAddr> = addrs
+                    .iter()
+                    .filter(|a| !t.responsive.contains(a))
+                    .copied()
+                    .collect();
+                t.responsive.extend_from_slice(&new);
+            }
+            None => {
+                trackers.insert(*block, BlockTracker::from_discovery(*block, addrs.clone()));
+            }
+        }
+    }
+}
+
+/// Folds a discovery sweep (responsive addresses per block) into `trackers`:
+/// known blocks merge it, blocks that answered for the first time get a tracker.
+pub fn merge_found(
+    trackers: &mut BTreeMap<IpNet, BlockTracker>,
+    found: &BTreeMap<IpNet, Vec<IpAddr>>,
+) {
+    for (block, addrs) in found {
+        match trackers.get_mut(block) {
+            Some(t) => t.merge_discovery(addrs),
+            None if !addrs.is_empty() => {
+                trackers.insert(*block, BlockTracker::from_discovery(*block, addrs.clone()));
+            }
+            None => {}
+        }
+    }
+}
+
+/// Picks this round's traceroute targets: a few prefixes (rotating), one
+/// known-responsive address of each, or its first address if none is known;
+/// only addresses the policy allows.
+pub fn trace_targets(
+    c: &CampaignAssignment,
+    st: &mut CampaignState,
+    round: u64,
+    policy: &Policy,
+) -> Vec<IpAddr> {
+    let n = policy.traces_per_round.min(c.prefixes.len());
+    let filter = policy.filter(&c.prefixes);
+    let mut targets = Vec::new();
+    for i in 0..n {
+        let p = c.prefixes[(st.trace_cursor + i) % c.prefixes.len()];
+        let known: Vec<IpAddr> = st
+            .trackers
+            .values()
+            .filter(|t| p.contains(&t.block) || t.block.contains(&p))
+            .flat_map(|t| t.responsive.iter())
+            .filter(|a| p.contains(a))
+            .collect();
+        let target = if known.is_empty() {
+            p.hosts().next().unwrap_or(p.network())
+        } else {
+            known[(round as usize) % known.len()]
+        };
+        if filter.check(target).is_ok() {
+            targets.push(target);
+        }
+    }
+    if n > 0 {
+        st.trace_cursor = (st.trace_cursor + n) % c.prefixes.len();
+    }
+    targets
+}
+
+/// What the daemon measured in one round of one campaign.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoundResults {
+    pub outcomes: Vec<RoundOutcome>,
+    pub controls: Vec<RoundOutcome>,
+    pub traces: Vec<TraceResult>,
+    /// Responsive addresses per block found by this round's sweep of the
+    /// prefixes, if one ran (reported for the collector's census).
+    pub found: BTreeMap<IpNet, Vec<IpAddr>>,
+}
+
+/// Builds the round's report batches (stamped `ts`, ids from `new_id`) and
+/// marks the round done in `st`. A block that never answered cannot be
+/// judged: nothing is reported for it.
+pub fn record(
+    c: &CampaignAssignment,
+    st: &mut CampaignState,
+    plan: &RoundPlan,
+    results: RoundResults,
+    ts: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<ReportBatch> {
+    let round = plan.round;
+    let obs = |o: &RoundOutcome, control: bool| BlockObservation {
+        campaign: c.name.clone(),
+        round,
+        block: o.block,
+        state: o.state,
+        probes: o.probes,
+        replies: o.replies,
+        belief: o.belief.clamp(0.0, 1.0),
+        availability: o.availability.clamp(0.0, 1.0),
+        control,
+        ts_ms: ts,
+    };
+    let observations = results
+        .outcomes
+        .iter()
+        .filter(|o| o.probes > 0)
+        .map(|o| obs(o, false))
+        .chain(
+            results
+                .controls
+                .iter()
+                .filter(|o| o.probes > 0)
+                .map(|o| obs(o, true)),
+        )
+        .collect();
+    let traces = results
+        .traces
+        .into_iter()
+        .map(|r| TraceObservation {
+            campaign: c.name.clone(),
+            round,
+            target: r.target,
+            hops: r.hops,
+            reached: r.reached,
+            last_responding: r.last_responding,
+            ts_ms: ts,
+        })
+        .collect();
+    let coverage = Coverage {
+        blocks_tracked: st.trackers.len() as u64,
+        ..plan.coverage.clone()
+    };
+    let due = match &st.coverage_sent {
+        Some((r, sent)) => *sent != coverage || round >= r + COVERAGE_EVERY_ROUNDS,
+        None => true,
+    };
+    let coverage = if due {
+        st.coverage_sent = Some((round, coverage.clone()));
+        vec![coverage]
+    } else {
+        Vec::new()
+    };
+    st.last_round = Some(round);
+    let first = ReportBatch {
+        batch_id: new_id(),
+        created_ms: ts,
+        observations,
+        traces,
+        coverage,
+        census: Vec::new(),
+    };
+    let census: Vec<CensusBlock> = results
+        .found
+        .into_iter()
+        .filter(|(_, addrs)| !addrs.is_empty())
+        .map(|(block, addrs)| CensusBlock { block, addrs })
+        .collect();
+    pack(first, &c.name, census, MAX_ITEMS_PER_BATCH, new_id)
+}
+
+/// Adds `census` to `first`, and to more batches as needed, so that no
+/// batch holds more than `limit` items (a block counts one plus its
+/// addresses; a block too large for one batch is split).
+fn pack(
+    first: ReportBatch,
+    campaign: &str,
+    census: Vec<CensusBlock>,
+    limit: usize,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<ReportBatch> {
+    let items = |b: &ReportBatch| {
+        b.observations.len()
+            + b.traces.len()
+            + b.coverage.len()
+            + b.census
+                .iter()
+                .flat_map(|c| &c.blocks)
+                .map(|b| 1 + b.addrs.len())
+                .sum::<usize>()
+    };
+    let chunk = limit.saturating_sub(1).max(1);
+    let pieces = census.into_iter().flat_map(|b| {
+        b.addrs
+            .chunks(chunk)
+            .map(|a| CensusBlock {
+                block: b.block,
+                addrs: a.to_vec(),
+            })
+            .collect::<Vec<_>>()
+    });
+    let (created_ms, mut batches) = (first.created_ms, vec![first]);
+    for piece in pieces {
+        let mut last = batches.last_mut().expect("at least the first batch");
+        if items(last) + 1 + piece.addrs.len() > limit {
+            batches.push(ReportBatch {
+                batch_id: new_id(),
+                created_ms,
+                observations: Vec::new(),
+                traces: Vec::new(),
+                coverage: Vec::new(),
+                census: Vec::new(),
+            });
+            last = batches.last_mut().expect("just pushed");
+        }
+        match last.census.last_mut() {
+            Some(cc) => cc.blocks.push(piece),
+            None => last.census.push(CampaignCensus {
+                campaign: campaign.to_string(),
+                blocks: vec![piece],
+            }),
+        }
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+//! The planner's decisions, one at a time: refusals, local policy, sweeps,
+//! coverage, census acceptance and batch packing.
+
+use super::*;
+use darkwatch_schema::{BlockState, SkipReason};
+
+fn nets(v: &[&str]) -> Vec<IpNet> {
+    v.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+fn campaign(name: &str, interval_secs: u64) -> CampaignAssignment {
+    CampaignAssignment {
+        name: name.into(),
+        country: None,
+        interval_secs,
+        prefixes: nets(&["198.18.0.0/24"]),
+        control: vec![],
+        generation: 1,
+        census: Vec::new(),
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        exclude: nets(&["198.18.7.0/24"]),
+        allow: nets(&["198.18.0.0/15"]),
+        max_targets: 1024,
+        rediscover_rounds: 10,
+        traces_per_round: 1,
+    }
+}
+
+#[test]
+fn absurd_campaigns_are_refused() {
+    assert_eq!(campaign_acceptable(&campaign("kp", 60)), Ok(()));
+    assert_eq!(
+        campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS)),
+        Ok(())
+    );
+    assert!(campaign_acceptable(&campaign("kp", 0)).is_err());
+    assert!(campaign_acceptable(&campaign("kp", MAX_INTERVAL_SECS + 1)).is_err());
+    assert!(campaign_acceptable(&campaign("kp", u64::MAX)).is_err());
+    assert!(campaign_acceptable(&campaign("../etc", 60)).is_err());
+    let mut st = CampaignState::default();
+    assert!(matches!(
+        plan(&campaign("a/b", 60), &mut st, 1, &policy()),
+        Err(NoRound::Invalid(_))
+    ));
+}
+
+fn reasons(skipped: &[Skipped]) -> Vec<(SkipReason, u64)> {
+    skipped.iter().map(|s| (s.reason, s.addresses)).collect()
+}
+
+#[test]
+fn local_policy_overrides_the_collector() {
+    let policy = policy();
+    // The excluded /24 is cut out of what the collector assigned.
+    let (set, skipped) = policy.targets(&nets(&["198.18.6.0/23"])).unwrap();
+    assert_eq!(set.address_count(), 256);
+    assert!(!set.contains("198.18.7.1".parse().unwrap()));
+    assert_eq!(reasons(&skipped), [(SkipReason::Excluded, 256)]);
+    assert_eq!(skipped[0].examples, nets(&["198.18.7.0/24"]));
+    // Reserved ranges not carved back by `allow` are never targets.
+    for reserved in ["127.0.0.0/24", "10.1.2.0/24", "224.0.0.0/24", "0.0.0.0/24"] {
+        let (set, skipped) = policy.targets(&nets(&[reserved])).unwrap();
+        assert!(set.is_empty(), "{reserved} must be refused");
+        assert_eq!(reasons(&skipped), [(SkipReason::Reserved, 256)]);
+    }
+    // More than max_targets: the first max_targets addresses are kept.
+    let (set, skipped) = policy.targets(&nets(&["198.19.0.0/16"])).unwrap();
+    assert_eq!(set.prefixes(), nets(&["198.19.0.0/22"]));
+    assert_eq!(
+        reasons(&skipped),
+        [(SkipReason::OverMaxTargets, 65536 - 1024)]
+    );
+    let f = policy.filter(&nets(&["198.18.6.0/23", "2400:1::/32"]));
+    assert_eq!(
+        f.check("198.18.7.9".parse().unwrap()),
+        Err(SkipReason::Excluded)
+    );
+    assert_eq!(
+        f.check("198.18.8.9".parse().unwrap()),
+        Err(SkipReason::OutsideCampaign)
+    );
+    assert_eq!(f.check("198.18.6.9".parse().unwrap()), Ok(()));
+    assert_eq!(f.check("2400:1:2::9".parse().unwrap()), Ok(()));
+}
+
+#[test]
+fn an_ipv6_allocation_does_not_cost_the_ipv4_space() {
+    let mut c = campaign("kp", 60);
+    c.prefixes = nets(&["198.18.5.0/24", "2400:1::/32"]);
+    let mut st = CampaignState::default();
+    let p = plan(&c, &mut st, 1, &policy()).unwrap();
+    let sweep = p.sweep.unwrap().targets.unwrap();
+    assert_eq!(sweep.prefixes(), nets(&["198.18.5.0/24"]));
+    assert_eq!(p.coverage.addresses_targeted, 256);
+    assert_eq!(p.coverage.skipped[0].reason, SkipReason::Ipv6TooLarge);
+    assert_eq!(p.coverage.skipped[0].examples, nets(&["2400:1::/32"]));
+}
+
+#[test]
+fn coverage_goes_out_on_change_and_every_ten_rounds() {
+    let p = policy();
+    let mut c = campaign("kp", 60);
+    let mut st = CampaignState::default();
+    let mut sent = Vec::new();
+    for round in 1..=25 {
+        if round == 15 {
+            c.generation = 2;
+        }
+        let plan = plan(&c, &mut st, round, &p).unwrap();
+        let b = record(&c, &mut st, &plan, RoundResults::default(), 1, &mut || {
+            "00ff00ff".into()
+        });
+        if let Some(cov) = b[0].coverage.first() {
+            assert_eq!(cov.generation, c.generation);
+            assert_eq!(cov.addresses_targeted, 256);
+            sent.push(round);
+        }
+    }
+    assert_eq!(sent, [1, 11, 15, 25]);
+}
+
+#[test]
+fn sweeps_first_then_only_every_rediscover_rounds_or_on_change() {
+    let p = policy();
+    let mut c = campaign("kp", 60);
+    let mut st = CampaignState::default();
+    let first = plan(&c, &mut st, 100, &p).unwrap();
+    assert!(first.sweep.as_ref().is_some_and(|s| s.targets.is_some()));
+    st.last_round = Some(100);
+    assert_eq!(plan(&c, &mut st, 100, &p), Err(NoRound::Done));
+    assert!(plan(&c, &mut st, 101, &p).unwrap().sweep.is_none());
+    assert!(plan(&c, &mut st, 110, &p).unwrap().sweep.is_some());
+    assert!(plan(&c, &mut st, 111, &p).unwrap().sweep.is_none());
+    c.generation = 2;
+    assert!(plan(&c, &mut st, 112, &p).unwrap().sweep.is_some());
+    assert_eq!(st.generation, 2);
+}
+
+#[test]
+fn records_judged_blocks_and_traces_and_marks_the_round() {
+    let c = campaign("kp", 60);
+    let mut st = CampaignState::default();
+    let plan = plan(&c, &mut st, 7, &policy()).unwrap();
+    let outcome = |b: &str, probes| RoundOutcome {
+        block: b.parse().unwrap(),
+        state: BlockState::Up,
+        probes,
+        replies: probes.min(1),
+        belief: 1.2,
+        availability: 0.5,
+    };
+    let target: IpAddr = "198.18.0.1".parse().unwrap();
+    let results = RoundResults {
+        outcomes: vec![outcome("198.18.0.0/24", 1), outcome("198.18.1.0/24", 0)],
+        controls: vec![outcome("192.0.2.0/24", 2)],
+        traces: vec![TraceResult {
+            target,
+            hops: vec![],
+            reached: false,
+            last_responding: None,
+        }],
+        found: BTreeMap::new(),
+    };
+    let b = record(&c, &mut st, &plan, results, 42, &mut || "00ff00ff".into());
+    assert_eq!(b.len(), 1);
+    let o = &b[0].observations;
+    assert_eq!(o.len(), 2, "a block without probes is not reported");
+    assert_eq!((o[0].round, o[0].ts_ms, o[0].belief), (7, 42, 1.0));
+    assert!(!o[0].control && o[1].control);
+    assert_eq!(b[0].traces[0].target, target);
+    assert_eq!(st.last_round, Some(7));
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn census_seeds_trackers_within_the_campaign_and_the_policy_only() {
+    let mut c = campaign("kp", 60);
+    c.prefixes = nets(&["198.18.6.0/23", "2400:1::/32"]);
+    let census = |addrs: &[&str]| CensusBlock {
+        block: block_of(ip(addrs[0])),
+        addrs: addrs.iter().map(|a| ip(a)).collect(),
+    };
+    c.census = vec![
+        census(&["198.18.6.1", "198.18.6.2"]),
+        census(&["198.18.7.1"]),             // locally excluded
+        census(&["198.18.9.1", "10.0.0.1"]), // outside the campaign
+        census(&["2400:1:0:1::1", "2400:1:0:2::1"]),
+    ];
+    let mut st = CampaignState::default();
+    let p = plan(&c, &mut st, 1, &policy()).unwrap();
+    let tracked: Vec<IpNet> = st.trackers.keys().copied().collect();
+    assert_eq!(tracked, nets(&["198.18.6.0/24", "2400:1::/48"]));
+    assert_eq!(st.trackers[&nets(&["2400:1::/48"])[0]].responsive.len(), 2);
+    let reasons: Vec<(SkipReason, u64)> = p
+        .coverage
+        .skipped
+        .iter()
+        .map(|s| (s.reason, s.addresses))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (SkipReason::Excluded, 257),
+            (SkipReason::Ipv6TooLarge, u64::MAX),
+            (SkipReason::OutsideCampaign, 2),
+        ]
+    );
+    // 256 swept, plus the two IPv6 addresses.
+    assert_eq!(p.coverage.addresses_targeted, 258);
+    // The first sweep skips the block the census covers.
+    let sweep = p.sweep.unwrap();
+    assert!(sweep.targets.is_none(), "{sweep:?}");
+    // A rediscovery sweeps it again.
+    st.last_round = Some(1);
+    let p = plan(&c, &mut st, 11, &policy()).unwrap();
+    assert_eq!(
+        p.sweep.unwrap().targets.unwrap().prefixes(),
+        nets(&["198.18.6.0/24"])
+    );
+}
+
+#[test]
+fn census_beyond_max_targets_is_skipped() {
+    let mut c = campaign("kp", 60);
+    c.prefixes = nets(&["2400:1::/32"]);
+    c.census = vec![CensusBlock {
+        block: nets(&["2400:1::/48"])[0],
+        addrs: (1..=5u16)
+            .map(|i| IpAddr::from([0x2400, 1, 0, 0, 0, 0, 0, i]))
+            .collect(),
+    }];
+    let p = Policy {
+        max_targets: 3,
+        ..policy()
+    };
+    let mut st = CampaignState::default();
+    let plan = plan(&c, &mut st, 1, &p).unwrap();
+    assert_eq!(plan.coverage.addresses_targeted, 3);
+    assert!(plan
+        .coverage
+        .skipped
+        .iter()
+        .any(|s| s.reason == SkipReason::OverMaxTargets && s.addresses == 2));
+    assert_eq!(
+        st.trackers
+            .values()
+            .map(|t| t.responsive.len())
+            .sum::<usize>(),
+        3
+    );
+}
+
+#[test]
+fn found_census_is_split_to_stay_under_the_batch_limit() {
+    let first = ReportBatch {
+        batch_id: "00".into(),
+        created_ms: 5,
+        observations: vec![],
+        traces: vec![],
+        coverage: vec![],
+        census: vec![],
+    };
+    let block = |i: u8, n: u8| CensusBlock {
+        block: format!("198.18.{i}.0/24").parse().unwrap(),
+        addrs: (1..=n).map(|h| IpAddr::from([198, 18, i, h])).collect(),
+    };
+    let mut n = 0;
+    let mut id = || {
+        n += 1;
+        format!("{n:02}")
+    };
+    let out = pack(
+        first,
+        "kp",
+        vec![block(1, 5), block(2, 3), block(3, 20)],
+        10,
+        &mut id,
+    );
+    let sizes: Vec<Vec<usize>> = out
+        .iter()
+        .map(|b| {
+            b.census
+                .iter()
+                .flat_map(|c| &c.blocks)
+                .map(|b| b.addrs.len())
+                .collect()
+        })
+        .collect();
+    assert_eq!(sizes, [vec![5, 3], vec![9], vec![9], vec![2]]);
+    for b in &out {
+        let items: usize = b
+            .census
+            .iter()
+            .flat_map(|c| &c.blocks)
+            .map(|b| 1 + b.addrs.len())
+            .sum();
+        assert!(items <= 10, "{items}");
+        assert!(b.census.iter().all(|c| c.campaign == "kp"));
+    }
+    let ids: Vec<&str> = out.iter().map(|b| b.batch_id.as_str()).collect();
+    assert_eq!(ids, ["00", "01", "02", "03"]);
+    let total: usize = sizes.iter().flatten().sum();
+    assert_eq!(total, 28, "nothing lost");
+}

@@ -1,0 +1,453 @@
+//! The daemon in-process: whole rounds, policy refusals and restarts against
+//! a simulated network (`SimPinger`, `SimTracer`) and a manual wall clock,
+//! on tokio's paused time. Assertions are on what was spooled and on what
+//! the simulated network was asked to probe.
+
+use std::net::IpAddr;
+
+use darkwatch_schema::{BlockState, ReportBatch, SkipReason};
+use ipnet::IpNet;
+
+use super::*;
+use crate::icmp::Outcome;
+use crate::sim::{ManualClock, SimPinger, SimTracer};
+
+/// A round boundary for 60 s rounds.
+const T0: i64 = 1_800_000_000_000;
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+/// Even hosts of 198.18.1.0/24 answer, 198.18.2.0/24 is dark, and every
+/// other address answers (so that probing refused space would be noticed).
+fn network() -> Arc<SimPinger> {
+    Arc::new(SimPinger::new(|addr, _| match addr {
+        IpAddr::V4(a) if a.octets()[..3] == [198, 18, 1] && a.octets()[3] % 2 == 1 => {
+            Outcome::Timeout
+        }
+        IpAddr::V4(a) if a.octets()[..3] == [198, 18, 2] => Outcome::Timeout,
+        _ => Outcome::Reply {
+            rtt: Duration::from_millis(20),
+        },
+    }))
+}
+
+struct Rig {
+    dir: tempfile::TempDir,
+    pinger: Arc<SimPinger>,
+    tracer: Arc<SimTracer>,
+    clock: Arc<ManualClock>,
+    agent: Agent,
+}
+
+const BASE: &str = "collector = \"http://127.0.0.1:9\"\ntoken = \"t\"\nspool_dir = \"spool\"\n\
+    pps = 100000\nmax_targets = 2048\nallow = [\"198.18.0.0/15\"]\nexclude_file = \"exclude.txt\"\n\
+    [probe]\ntimeout_ms = 500\nmax_probes = 4\nrediscover_rounds = 10\n[trace]\nper_round = 2\n";
+
+fn agent_in(
+    dir: &Path,
+    pinger: Arc<SimPinger>,
+    tracer: Arc<SimTracer>,
+    clock: Arc<ManualClock>,
+) -> Agent {
+    let cfg = Config::parse(BASE, &dir.join("agent.toml")).unwrap();
+    Agent::new(cfg, pinger, tracer, clock).unwrap()
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
+    let (pinger, tracer, clock) = (
+        network(),
+        Arc::new(SimTracer::direct()),
+        Arc::new(ManualClock::new(T0)),
+    );
+    let agent = agent_in(dir.path(), pinger.clone(), tracer.clone(), clock.clone());
+    Rig {
+        dir,
+        pinger,
+        tracer,
+        clock,
+        agent,
+    }
+}
+
+fn campaign(name: &str, prefixes: &[&str]) -> CampaignAssignment {
+    CampaignAssignment {
+        name: name.into(),
+        country: None,
+        interval_secs: 60,
+        prefixes: prefixes.iter().map(|p| net(p)).collect(),
+        control: vec![],
+        generation: 1,
+        census: Vec::new(),
+    }
+}
+
+fn assigned(campaigns: Vec<CampaignAssignment>) -> Option<Assignments> {
+    Some(Assignments {
+        agent: "vp1".into(),
+        campaigns,
+    })
+}
+
+fn spooled(agent: &Agent) -> Vec<ReportBatch> {
+    let spool = &agent.spool;
+    spool
+        .entries()
+        .unwrap()
+        .iter()
+        .filter_map(|e| spool.read(e).unwrap())
+        .collect()
+}
+
+fn probed_in(pinger: &SimPinger, prefix: &str) -> usize {
+    let p = net(prefix);
+    pinger
+        .sent_addrs()
+        .iter()
+        .filter(|a| p.contains(*a))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_round_reports_judged_blocks_and_traces() {
+    let r = rig();
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.2.0/24"])]);
+    let next = r.agent.tick(&a).await;
+    assert_eq!(next, Some(T0 + 60_000));
+    let batches = spooled(&r.agent);
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    b.validate(T0).expect("a batch the collector accepts");
+    // The dark block never answered discovery: it is not reported.
+    assert_eq!(b.observations.len(), 1, "{:?}", b.observations);
+    let o = &b.observations[0];
+    assert_eq!(o.block, net("198.18.1.0/24"));
+    assert_eq!((o.state, o.campaign.as_str()), (BlockState::Up, "kp"));
+    assert_eq!((o.round, o.ts_ms), (round_of(T0, 60), T0));
+    assert!(o.probes >= 1 && o.replies >= 1 && !o.control);
+    // Discovery swept both blocks once.
+    assert_eq!(r.pinger.sent_to("198.18.2.7".parse().unwrap()), 1);
+    // One trace per prefix: a known-responsive address, and the first
+    // address of the block where none is known.
+    let asked = r.tracer.asked();
+    assert_eq!(asked.len(), 2);
+    assert!(
+        matches!(asked[0], IpAddr::V4(a) if a.octets()[..3] == [198, 18, 1] && a.octets()[3] % 2 == 0)
+    );
+    assert_eq!(asked[1], "198.18.2.1".parse::<IpAddr>().unwrap());
+    assert_eq!(b.traces.len(), 2);
+    assert!(b.traces.iter().all(|t| t.reached && t.ts_ms == T0));
+    // The same round is not run twice.
+    r.agent.tick(&a).await;
+    assert_eq!(spooled(&r.agent).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_compromised_collector_cannot_widen_probing() {
+    let r = rig();
+    let mut slow = campaign("slow", &["198.18.9.0/24"]);
+    slow.interval_secs = 9_000_000_000_000;
+    let mut ctl = campaign("ctl", &["198.18.5.0/24"]);
+    ctl.control = vec![net("198.18.7.0/24"), net("10.0.0.0/24")];
+    let a = assigned(vec![
+        campaign("good", &["198.18.5.0/24"]),
+        campaign("excl", &["198.18.6.0/23"]),
+        campaign("resv", &["127.0.0.0/24", "10.0.0.0/24"]),
+        campaign("huge", &["198.19.0.0/16"]),
+        campaign("../etc", &["198.18.10.0/24"]),
+        campaign("a/b", &["198.18.10.0/24"]),
+        slow,
+        ctl,
+    ]);
+    r.agent.tick(&a).await;
+    assert!(
+        probed_in(&r.pinger, "198.18.5.0/24") > 0,
+        "the legitimate campaign"
+    );
+    assert!(
+        probed_in(&r.pinger, "198.18.6.0/24") > 0,
+        "the allowed part"
+    );
+    for refused in [
+        "198.18.7.0/24",
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "198.18.9.0/24",
+        "198.18.10.0/24",
+    ] {
+        assert_eq!(probed_in(&r.pinger, refused), 0, "{refused} was probed");
+        let p = net(refused);
+        assert!(
+            r.tracer.asked().iter().all(|t| !p.contains(t)),
+            "{refused} was traced"
+        );
+    }
+    // Beyond max_targets (2048): only the first addresses in order.
+    assert!(probed_in(&r.pinger, "198.19.0.0/21") > 0);
+    assert_eq!(
+        probed_in(&r.pinger, "198.19.0.0/16"),
+        probed_in(&r.pinger, "198.19.0.0/21"),
+        "probed beyond max_targets"
+    );
+    // Each campaign says what it skipped and why.
+    let batches = spooled(&r.agent);
+    let coverage = |name: &str| {
+        batches
+            .iter()
+            .flat_map(|b| &b.coverage)
+            .find(|c| c.campaign == name)
+            .unwrap_or_else(|| panic!("no coverage for {name}"))
+            .clone()
+    };
+    let reasons = |name: &str| -> Vec<(SkipReason, u64)> {
+        coverage(name)
+            .skipped
+            .iter()
+            .map(|s| (s.reason, s.addresses))
+            .collect()
+    };
+    assert_eq!(reasons("good"), []);
+    assert_eq!(coverage("good").blocks_tracked, 1);
+    assert_eq!(reasons("excl"), [(SkipReason::Excluded, 256)]);
+    assert_eq!(reasons("resv"), [(SkipReason::Reserved, 512)]);
+    assert_eq!(coverage("resv").addresses_targeted, 0);
+    assert_eq!(
+        reasons("huge"),
+        [(SkipReason::OverMaxTargets, 65536 - 2048)]
+    );
+    assert_eq!(coverage("huge").addresses_targeted, 2048);
+    // Refused campaigns leave no state file (names become file names).
+    let files: Vec<String> = std::fs::read_dir(r.dir.path().join("spool/state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.contains("slow") && !f.contains("etc")),
+        "{files:?}"
+    );
+    assert!(!r.dir.path().join("spool/etc.json").exists());
+    for b in spooled(&r.agent) {
+        assert!(b.observations.iter().all(|o| o.campaign != "slow"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_resume_without_rediscovery_or_repeating_a_round() {
+    let r = rig();
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.2.0/24"])]);
+    r.agent.tick(&a).await;
+    assert_eq!(spooled(&r.agent).len(), 1);
+    let Rig { dir, clock, .. } = r;
+
+    // A restart in the same round: nothing is probed, nothing spooled.
+    let pinger = network();
+    let tracer = Arc::new(SimTracer::direct());
+    let agent = agent_in(dir.path(), pinger.clone(), tracer.clone(), clock.clone());
+    agent.tick(&a).await;
+    assert_eq!(spooled(&agent).len(), 1);
+    assert_eq!(pinger.total_sent(), 0);
+    assert!(tracer.asked().is_empty());
+
+    // The next round runs from the saved trackers: no sweep of the dark
+    // block, at most max_probes to the live one.
+    clock.advance(Duration::from_secs(60));
+    agent.tick(&a).await;
+    let batches = spooled(&agent);
+    assert_eq!(batches.len(), 2);
+    let last = batches
+        .iter()
+        .find(|b| {
+            b.observations
+                .iter()
+                .any(|o| o.round == round_of(T0, 60) + 1)
+        })
+        .expect("the next round's batch");
+    assert_eq!(last.observations.len(), 1);
+    assert_eq!(last.observations[0].state, BlockState::Up);
+    assert_eq!(probed_in(&pinger, "198.18.2.0/24"), 0, "rediscovered");
+    assert!(pinger.total_sent() <= 4, "sent {}", pinger.total_sent());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ipv6_allocation_is_skipped_and_the_ipv4_space_probed() {
+    let r = rig();
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "2400:1::/32"])]);
+    r.agent.tick(&a).await;
+    let b = &spooled(&r.agent)[0];
+    assert_eq!(b.observations.len(), 1);
+    assert_eq!(b.observations[0].block, net("198.18.1.0/24"));
+    assert_eq!(probed_in(&r.pinger, "2400:1::/32"), 0);
+    let cov = &b.coverage[0];
+    assert_eq!((cov.blocks_tracked, cov.addresses_targeted), (1, 256));
+    assert_eq!(cov.skipped[0].reason, SkipReason::Ipv6TooLarge);
+    assert_eq!(cov.skipped[0].examples, [net("2400:1::/32")]);
+}
+
+fn census(addrs: &[&str]) -> darkwatch_schema::CensusBlock {
+    let addrs: Vec<IpAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+    darkwatch_schema::CensusBlock {
+        block: darkwatch_schema::block_of(addrs[0]),
+        addrs,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_census_cannot_widen_probing() {
+    let r = rig();
+    let mut kp = campaign("kp", &["198.18.5.0/24", "2400:1::/32"]);
+    kp.census = vec![
+        census(&["198.18.5.1"]),
+        census(&["198.18.20.1"]),
+        census(&["10.0.0.1"]),
+        census(&["2400:9::1"]),
+        census(&["2400:1::1", "2400:1::2"]),
+    ];
+    let mut ex = campaign("ex", &["198.18.6.0/23", "127.0.0.0/24"]);
+    ex.census = vec![census(&["198.18.7.2"]), census(&["127.0.0.1"])];
+    let a = assigned(vec![kp, ex]);
+    for _ in 0..11 {
+        r.agent.tick(&a).await;
+        r.clock.advance(Duration::from_secs(60));
+    }
+    for refused in [
+        "198.18.20.0/24",
+        "10.0.0.0/8",
+        "2400:9::/32",
+        "198.18.7.0/24",
+        "127.0.0.0/8",
+    ] {
+        assert_eq!(probed_in(&r.pinger, refused), 0, "{refused} was probed");
+    }
+    // The accepted IPv6 census addresses are probed: the /48 is judged.
+    assert!(probed_in(&r.pinger, "2400:1::/48") > 0);
+    let batches = spooled(&r.agent);
+    assert!(batches
+        .iter()
+        .flat_map(|b| &b.observations)
+        .any(|o| o.block == net("2400:1::/48") && o.state == BlockState::Up));
+    let cov = batches
+        .iter()
+        .flat_map(|b| &b.coverage)
+        .find(|c| c.campaign == "kp")
+        .unwrap();
+    let outside = cov
+        .skipped
+        .iter()
+        .find(|s| s.reason == SkipReason::OutsideCampaign)
+        .unwrap();
+    assert_eq!(outside.addresses, 3);
+    let ex = batches
+        .iter()
+        .flat_map(|b| &b.coverage)
+        .find(|c| c.campaign == "ex")
+        .unwrap();
+    let reasons: Vec<(SkipReason, u64)> =
+        ex.skipped.iter().map(|s| (s.reason, s.addresses)).collect();
+    assert_eq!(
+        reasons,
+        [(SkipReason::Excluded, 257), (SkipReason::Reserved, 257)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_agent_judges_census_blocks_in_its_first_round_without_sweeping_them() {
+    let r = rig();
+    let mut kp = campaign("kp", &["198.18.1.0/24", "198.18.3.0/24"]);
+    kp.census = vec![census(&["198.18.1.2", "198.18.1.4", "198.18.1.6"])];
+    let a = assigned(vec![kp]);
+    r.agent.tick(&a).await;
+    let b = &spooled(&r.agent)[0];
+    let judged: Vec<(IpNet, BlockState)> =
+        b.observations.iter().map(|o| (o.block, o.state)).collect();
+    assert_eq!(
+        judged,
+        [
+            (net("198.18.1.0/24"), BlockState::Up),
+            (net("198.18.3.0/24"), BlockState::Up)
+        ]
+    );
+    // No sweep of the census block: only the round's probes.
+    assert!(probed_in(&r.pinger, "198.18.1.0/24") <= 3);
+    assert_eq!(r.pinger.sent_to("198.18.1.1".parse().unwrap()), 0);
+    // What the sweep found goes to the collector's census.
+    assert_eq!(b.census.len(), 1);
+    assert_eq!(b.census[0].campaign, "kp");
+    let blocks: Vec<(IpNet, usize)> = b.census[0]
+        .blocks
+        .iter()
+        .map(|c| (c.block, c.addrs.len()))
+        .collect();
+    assert_eq!(blocks, [(net("198.18.3.0/24"), 256)]);
+    b.validate(T0).unwrap();
+
+    // The periodic rediscovery refreshes the census block too.
+    r.clock.advance(Duration::from_secs(600));
+    r.agent.tick(&a).await;
+    assert_eq!(r.pinger.sent_to("198.18.1.1".parse().unwrap()), 1);
+    let batches = spooled(&r.agent);
+    let refreshed = batches
+        .iter()
+        .flat_map(|b| &b.census)
+        .flat_map(|c| &c.blocks)
+        .find(|c| c.block == net("198.18.1.0/24"))
+        .expect("the refreshed census block");
+    assert_eq!(refreshed.addrs.len(), 128);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tightened_local_policy_applies_to_what_was_learnt_before() {
+    let r = rig();
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.6.0/23"])]);
+    r.agent.tick(&a).await;
+    assert!(probed_in(&r.pinger, "198.18.6.0/24") > 0);
+    let Rig { dir, clock, .. } = r;
+    // The operator excludes 198.18.6.0/24 and restarts the agent.
+    std::fs::write(
+        dir.path().join("exclude.txt"),
+        "198.18.6.0/24\n198.18.7.0/24\n",
+    )
+    .unwrap();
+    let pinger = network();
+    let agent = agent_in(
+        dir.path(),
+        pinger.clone(),
+        Arc::new(SimTracer::direct()),
+        clock.clone(),
+    );
+    clock.advance(Duration::from_secs(60));
+    agent.tick(&a).await;
+    assert_eq!(
+        probed_in(&pinger, "198.18.6.0/24"),
+        0,
+        "probed newly excluded space"
+    );
+    assert!(probed_in(&pinger, "198.18.1.0/24") > 0);
+    let last = spooled(&agent)
+        .into_iter()
+        .find(|b| {
+            b.observations
+                .iter()
+                .any(|o| o.round == round_of(T0, 60) + 1)
+        })
+        .unwrap();
+    assert!(last
+        .observations
+        .iter()
+        .all(|o| o.block != net("198.18.6.0/24")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_interval_does_not_set_the_schedule() {
+    let r = rig();
+    let mut slow = campaign("slow", &["198.18.9.0/24"]);
+    slow.interval_secs = u64::MAX;
+    assert_eq!(r.agent.tick(&assigned(vec![slow.clone()])).await, None);
+    let a = assigned(vec![slow, campaign("good", &["198.18.5.0/24"])]);
+    assert_eq!(r.agent.tick(&a).await, Some(T0 + 60_000));
+    assert_eq!(probed_in(&r.pinger, "198.18.9.0/24"), 0);
+}
