@@ -496,6 +496,18 @@ fn trace(args: TraceArgs) -> Result<(), CliError> {
     print_trace(&result, args.json)
 }
 
+/// traceroute's marks for an ICMP unreachable code (` !N` net, ` !H` host,
+/// ` !P` protocol, ` !X` administratively prohibited, ` !<code>` otherwise).
+fn unreachable_mark(code: u8) -> String {
+    match code {
+        0 => " !N".into(),
+        1 => " !H".into(),
+        2 => " !P".into(),
+        9 | 10 | 13 => " !X".into(),
+        c => format!(" !{c}"),
+    }
+}
+
 fn print_trace(r: &TraceResult, json: bool) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     if json {
@@ -507,7 +519,11 @@ fn print_trace(r: &TraceResult, json: bool) -> Result<(), CliError> {
     for h in &r.hops {
         let addr = h.addr.map_or("*".to_string(), |a| a.to_string());
         let rtt = h.rtt_ms.map_or(String::new(), |ms| format!("{ms:.2} ms"));
-        if !emit(&mut out, format_args!("{:>3}  {:<40} {}", h.ttl, addr, rtt))? {
+        let mark = h.unreachable.map_or(String::new(), unreachable_mark);
+        if !emit(
+            &mut out,
+            format_args!("{:>3}  {:<40} {}{}", h.ttl, addr, rtt, mark),
+        )? {
             return Ok(());
         }
     }

@@ -164,8 +164,12 @@ mod tests {
                     "{o:?}"
                 );
             } else {
-                assert_eq!((o.state, o.replies), (BlockState::Down, 0), "{o:?}");
-                assert!(o.probes >= 2 && o.probes <= 4, "{o:?}");
+                // Silence is called down only once the budget is spent.
+                assert_eq!(
+                    (o.state, o.probes, o.replies),
+                    (BlockState::Down, settings.max_probes, 0),
+                    "{o:?}"
+                );
             }
             assert_eq!(t[&o.block].belief, o.belief);
         }
@@ -195,10 +199,10 @@ mod tests {
         // one probe per block is in flight.
         assert!(net.max_in_flight() <= 16, "{}", net.max_in_flight());
         assert!(net.max_in_flight() > 1);
-        // 20 dead blocks × 3 sequential timeouts, 16 blocks at a time: far less
-        // than running them one by one (60 s).
+        // 20 dead blocks × 15 sequential timeouts, 16 blocks at a time (two
+        // waves of 15 s): far less than running them one by one (300 s).
         assert!(
-            start.elapsed() < Duration::from_secs(15),
+            start.elapsed() < Duration::from_secs(45),
             "{:?}",
             start.elapsed()
         );

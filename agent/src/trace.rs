@@ -157,6 +157,10 @@ pub fn trace_blocking(target: IpAddr, opts: &TraceOptions) -> Result<TraceResult
                 h.last_icmp_packet_type(),
                 Some(IcmpPacketType::EchoReply(_))
             ),
+            unreachable: match h.last_icmp_packet_type() {
+                Some(IcmpPacketType::Unreachable(code)) => Some(code.0),
+                _ => None,
+            },
         })
         .collect();
     Ok(summarize(target, &views))
@@ -170,17 +174,25 @@ pub struct HopView {
     pub rtt_ms: Option<f64>,
     /// The last reply at this TTL was an echo reply.
     pub echo_reply: bool,
+    /// The last reply at this TTL was a destination unreachable, with this code.
+    pub unreachable: Option<u8>,
 }
 
 /// Turns trippy's hops into darkwatch hops: cut after the target's echo
-/// reply, drop trailing silent hops, derive `reached` and `last_responding`.
+/// reply or after the first hop that answered unreachable (every higher TTL
+/// would only hear the same router again), drop trailing silent hops, derive
+/// `reached` and `last_responding`.
 pub fn summarize(target: IpAddr, views: &[HopView]) -> TraceResult {
     let reached_at = views
         .iter()
         .position(|v| v.echo_reply && v.addrs.contains(&target));
+    let end = views
+        .iter()
+        .position(|v| (v.echo_reply && v.addrs.contains(&target)) || v.unreachable.is_some())
+        .map_or(views.len(), |i| i + 1);
     let mut hops: Vec<Hop> = views
         .iter()
-        .take(reached_at.map_or(views.len(), |i| i + 1))
+        .take(end)
         .map(|v| Hop {
             ttl: v.ttl,
             addr: if v.addrs.contains(&target) {
@@ -189,6 +201,7 @@ pub fn summarize(target: IpAddr, views: &[HopView]) -> TraceResult {
                 v.addrs.first().copied()
             },
             rtt_ms: v.rtt_ms.filter(|_| !v.addrs.is_empty()),
+            unreachable: v.unreachable.filter(|_| !v.addrs.is_empty()),
         })
         .collect();
     while hops.last().is_some_and(|h| h.addr.is_none()) {
@@ -217,7 +230,33 @@ mod tests {
             addrs: addr.map(ip).into_iter().collect(),
             rtt_ms: addr.map(|_| 1.5),
             echo_reply: echo,
+            unreachable: None,
         }
+    }
+
+    #[test]
+    fn an_unreachable_hop_ends_the_path_and_keeps_its_code() {
+        let t = ip("198.18.1.1");
+        let unreachable = |ttl| HopView {
+            unreachable: Some(0),
+            ..view(ttl, Some("203.0.113.9"), false)
+        };
+        let r = summarize(
+            t,
+            &[
+                view(1, Some("192.0.2.2"), false),
+                unreachable(2),
+                unreachable(3),
+                unreachable(4),
+            ],
+        );
+        assert!(!r.reached);
+        assert_eq!(r.hops.len(), 2, "{:?}", r.hops);
+        assert_eq!(r.hops[1].unreachable, Some(0));
+        assert_eq!(r.hops[0].unreachable, None);
+        assert_eq!(r.last_responding, Some(ip("203.0.113.9")));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"unreachable\":0"), "{json}");
     }
 
     #[test]
@@ -239,7 +278,8 @@ mod tests {
             Hop {
                 ttl: 2,
                 addr: None,
-                rtt_ms: None
+                rtt_ms: None,
+                unreachable: None
             }
         );
         assert_eq!(r.last_responding, Some(t));

@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod causes;
 pub mod cli;
 pub mod config;
 pub mod correlation;

@@ -103,21 +103,25 @@ fn vp_batch(
                     ttl: 1,
                     addr: Some(first_hop),
                     rtt_ms: Some(1.0),
+                    unreachable: None,
                 },
                 Hop {
                     ttl: 2,
                     addr: Some(addr(BORDER)),
                     rtt_ms: Some(20.0),
+                    unreachable: None,
                 },
                 Hop {
                     ttl: 3,
                     addr: None,
                     rtt_ms: None,
+                    unreachable: None,
                 },
                 Hop {
                     ttl: 4,
                     addr: None,
                     rtt_ms: None,
+                    unreachable: None,
                 },
             ]
         } else {
@@ -126,16 +130,19 @@ fn vp_batch(
                     ttl: 1,
                     addr: Some(first_hop),
                     rtt_ms: Some(1.0),
+                    unreachable: None,
                 },
                 Hop {
                     ttl: 2,
                     addr: Some(addr(BORDER)),
                     rtt_ms: Some(20.0),
+                    unreachable: None,
                 },
                 Hop {
                     ttl: 3,
                     addr: Some(target),
                     rtt_ms: Some(25.0),
+                    unreachable: None,
                 },
             ]
         };

@@ -69,11 +69,13 @@ fn batch(campaign: &str, interval: u64, blocks: u8) -> ReportBatch {
                 ttl: 1,
                 addr: Some("192.0.2.1".parse().expect("addr")),
                 rtt_ms: Some(0.3),
+                unreachable: None,
             },
             Hop {
                 ttl: 2,
                 addr: None,
                 rtt_ms: None,
+                unreachable: None,
             },
         ],
         reached: false,

@@ -96,6 +96,11 @@ pub struct Hop {
     /// Address that answered at this TTL, `None` if nothing did.
     pub addr: Option<IpAddr>,
     pub rtt_ms: Option<f64>,
+    /// ICMP destination-unreachable code, when this hop answered with one
+    /// (0 net, 1 host, 2 protocol, 13 administratively prohibited, ...): the
+    /// path ends here, so no higher TTL is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<u8>,
 }
 
 /// A traceroute taken by a vantage point during a round.

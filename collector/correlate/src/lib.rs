@@ -133,12 +133,16 @@ pub struct Params {
     /// previous round.
     pub instability_flap_share: f64,
     /// The loss criterion needs at least this many probes to blocks
-    /// believed up in the round. Small prefixes see ~1.1 probes per block
+    /// believed up over the instability window (and the window's loss share
+    /// at `instability_loss` too). Small prefixes see ~1.1 probes per block
     /// and VP, and with a handful of probes 10% random loss often looks like
-    /// 30%; without this floor every small prefix would turn "unstable".
+    /// 30% in one round; summed over the window it does not. The floor
+    /// applies to the window, not the round, so that a country of a few
+    /// blocks can still be found unstable.
     pub instability_min_probes: u32,
-    /// The flap criterion needs at least this many blocks that changed
-    /// state, for the same reason (one block in a 1-block prefix is 100%).
+    /// The flap criterion needs at least this many state changes over the
+    /// window: one block that went down and came back once (two changes) is
+    /// not instability unless it keeps doing it.
     pub instability_min_flaps: u32,
     /// A VP whose share of up blocks falls by at least this much from its own
     /// baseline, while the other VPs' does not, is faulty for that round.
@@ -159,7 +163,7 @@ impl Default for Params {
             instability_loss: 0.3,
             instability_flap_share: 0.2,
             instability_min_probes: 20,
-            instability_min_flaps: 2,
+            instability_min_flaps: 3,
             vp_fault_drop: 0.5,
         }
     }
@@ -186,14 +190,21 @@ pub enum Kind {
 /// Where the paths toward a dark scope now end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Localization {
-    /// The last responding hop common to the VPs' paths.
+    /// The farthest hop that the VPs' paths consistently reach, common to
+    /// all of them where they share one.
     pub last_hop: Option<IpAddr>,
     /// True if `last_hop` lies inside the scope's own address space, false if
     /// it is upstream of it.
     pub inside_target: bool,
     /// VPs whose traces were used.
     pub vantage_points: Vec<String>,
+    /// Failing traces combined (every VP, every round of the verdict).
     pub traces: usize,
+    /// Of those, the traces whose last answering hop is `last_hop`. The rest
+    /// ended earlier (a router's ICMP errors rate-limited or dropped) or
+    /// elsewhere.
+    #[serde(default)]
+    pub agreeing: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

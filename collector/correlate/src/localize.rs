@@ -1,18 +1,26 @@
 //! Where the paths toward a dark scope now end.
 //!
-//! From the traces the verdict's VPs took during the verdict toward targets
-//! in its dark prefixes, each VP's latest trace that did not reach its target
-//! (a trace that reached it shows a working path) is kept. The last hop is
-//! the responding hop common to all those paths that lies farthest along
-//! them; without a common hop, the most common last responding hop. Only
-//! blackouts and partial outages are localized.
+//! Every trace that the verdict's VPs took during the verdict toward targets
+//! in its dark prefixes and that did not reach its target (a trace that
+//! reached it shows a working path) is combined. Real routers rate-limit
+//! their ICMP errors, so one trace often ends a hop or more before where
+//! the path really stops: the hop that drops the packets answers some traces
+//! and not others, and a single trace (the latest, say) names whichever hop
+//! happened to answer. So, per VP, a hop counts as reached when at least two
+//! of its traces (its only trace, if it has one or two) got an answer from
+//! it: a hop beyond the point where packets are dropped never answers, so
+//! support for a hop is evidence that the path gets that far. The VP's path
+//! ends at the farthest hop it reaches. Across VPs, the answer is the hop
+//! common to every VP's path that lies farthest along them; without a common
+//! hop, the most common end. Only blackouts and partial outages are
+//! localized.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::scopes::Scopes;
 use crate::verdicts::Detected;
-use crate::{Input, Kind, Localization, TraceObs};
+use crate::{Input, Kind, Localization, TraceObs, VpId};
 
 pub(crate) fn localize(input: &Input, d: &Detected, scopes: &Scopes) -> Option<Localization> {
     let v = &d.verdict;
@@ -21,7 +29,7 @@ pub(crate) fn localize(input: &Input, d: &Detected, scopes: &Scopes) -> Option<L
     }
     let in_rounds =
         |t: &TraceObs| t.round >= v.start_round && v.end_round.is_none_or(|e| t.round < e);
-    let mut latest: BTreeMap<u32, &TraceObs> = BTreeMap::new();
+    let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
     for t in &input.traces {
         if t.reached
             || t.round > input.last_round
@@ -31,38 +39,32 @@ pub(crate) fn localize(input: &Input, d: &Detected, scopes: &Scopes) -> Option<L
         {
             continue;
         }
-        // Latest wins; ties broken on content so input order does not matter.
-        let key = |t: &TraceObs| (t.round, t.target, t.responding.clone());
-        latest
-            .entry(t.vp)
-            .and_modify(|cur| {
-                if key(t) > key(cur) {
-                    *cur = t;
-                }
-            })
-            .or_insert(t);
+        let path: Vec<IpAddr> = t
+            .responding
+            .iter()
+            .copied()
+            .filter(|&a| a != t.target)
+            .collect();
+        by_vp.entry(t.vp).or_default().push(path);
     }
-    if latest.is_empty() {
+    if by_vp.is_empty() {
         return None;
     }
-    let paths: Vec<Vec<IpAddr>> = latest
+    let reach: Vec<Vec<IpAddr>> = by_vp.values().map(|p| reached_path(p)).collect();
+    let last_hop = common_last_hop(&reach).or_else(|| most_common_last(&reach));
+    let traces = by_vp.values().map(Vec::len).sum();
+    let agreeing = by_vp
         .values()
-        .map(|t| {
-            t.responding
-                .iter()
-                .copied()
-                .filter(|&a| a != t.target)
-                .collect()
-        })
-        .collect();
-    let last_hop = common_last_hop(&paths).or_else(|| most_common_last(&paths));
+        .flatten()
+        .filter(|p| last_hop.is_some() && p.last().copied() == last_hop)
+        .count();
     let inside_target = last_hop.is_some_and(|h| {
         scopes.defs[d.scope]
             .prefixes
             .iter()
             .any(|&q| scopes.prefix_nets[q as usize].contains(&h))
     });
-    let mut vantage_points: Vec<String> = latest
+    let mut vantage_points: Vec<String> = by_vp
         .keys()
         .map(|&vp| input.vps[vp as usize].clone())
         .collect();
@@ -71,8 +73,36 @@ pub(crate) fn localize(input: &Input, d: &Detected, scopes: &Scopes) -> Option<L
         last_hop,
         inside_target,
         vantage_points,
-        traces: latest.len(),
+        traces,
+        agreeing,
     })
+}
+
+/// One VP's path as far as its traces consistently reach: the hops answered
+/// in at least two traces (one, if the VP has fewer than three), in path
+/// order. A hop's place along the path is the farthest position it held in
+/// any trace, since a silent hop before it only shifts it closer.
+fn reached_path(paths: &[Vec<IpAddr>]) -> Vec<IpAddr> {
+    let min_support = if paths.len() >= 3 { 2 } else { 1 };
+    // hop -> (traces that saw it, farthest position)
+    let mut seen: BTreeMap<IpAddr, (usize, usize)> = BTreeMap::new();
+    for p in paths {
+        let mut in_this: BTreeSet<IpAddr> = BTreeSet::new();
+        for (i, &a) in p.iter().enumerate() {
+            let e = seen.entry(a).or_default();
+            if in_this.insert(a) {
+                e.0 += 1;
+            }
+            e.1 = e.1.max(i);
+        }
+    }
+    let mut hops: Vec<(usize, usize, IpAddr)> = seen
+        .into_iter()
+        .filter(|&(_, (support, _))| support >= min_support)
+        .map(|(a, (support, pos))| (pos, usize::MAX - support, a))
+        .collect();
+    hops.sort();
+    hops.into_iter().map(|(_, _, a)| a).collect()
 }
 
 /// The hop present in every non-empty path that is closest to the paths'
@@ -110,4 +140,68 @@ fn most_common_last(paths: &[Vec<IpAddr>]) -> Option<IpAddr> {
             _ => Some((a, c)),
         })
         .map(|(a, _)| a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn path(hops: &[&str]) -> Vec<IpAddr> {
+        hops.iter().map(|h| ip(h)).collect()
+    }
+
+    #[test]
+    fn a_rate_limited_border_is_still_the_end_of_the_path() {
+        // Half the traces got the border's error, half ended at the
+        // gateway; one had a silent transit hop.
+        let traces = vec![
+            path(&["192.0.2.1", "203.0.113.5", "203.0.113.9"]),
+            path(&["192.0.2.1", "203.0.113.5"]),
+            path(&["192.0.2.1", "203.0.113.9"]),
+            path(&["192.0.2.1"]),
+            path(&["192.0.2.1", "203.0.113.5", "203.0.113.9"]),
+            path(&["192.0.2.1", "203.0.113.5"]),
+        ];
+        assert_eq!(
+            reached_path(&traces),
+            path(&["192.0.2.1", "203.0.113.5", "203.0.113.9"])
+        );
+    }
+
+    #[test]
+    fn one_stray_answer_is_not_enough_with_many_traces() {
+        let traces = vec![
+            path(&["192.0.2.1", "203.0.113.5"]),
+            path(&["192.0.2.1", "203.0.113.5"]),
+            path(&["192.0.2.1", "203.0.113.5", "198.18.9.9"]),
+        ];
+        assert_eq!(reached_path(&traces), path(&["192.0.2.1", "203.0.113.5"]));
+        // With only one or two traces, every answer counts.
+        assert_eq!(
+            reached_path(&traces[1..]),
+            path(&["192.0.2.1", "203.0.113.5", "198.18.9.9"])
+        );
+    }
+
+    #[test]
+    fn vps_with_their_own_gateways_meet_at_the_shared_border() {
+        // Each VP's own first hop differs; the border is common even though
+        // most traces of vp2 stopped at its gateway.
+        let vp1 = reached_path(&[
+            path(&["192.0.2.1", "203.0.113.9"]),
+            path(&["192.0.2.1"]),
+            path(&["192.0.2.1", "203.0.113.9"]),
+        ]);
+        let vp2 = reached_path(&[
+            path(&["192.0.2.2"]),
+            path(&["192.0.2.2", "203.0.113.9"]),
+            path(&["192.0.2.2"]),
+            path(&["192.0.2.2", "203.0.113.9"]),
+        ]);
+        assert_eq!(common_last_hop(&[vp1, vp2]), Some(ip("203.0.113.9")));
+    }
 }

@@ -177,11 +177,21 @@ fn partial_runs(series: &[Agg], blackouts: &[Run], p: &Params) -> Vec<Run> {
     runs
 }
 
-fn is_unstable(a: &Agg, p: &Params) -> bool {
-    let lossy = a.probes_up >= u64::from(p.instability_min_probes.max(1))
-        && a.unanswered_up as f64 / a.probes_up as f64 >= p.instability_loss;
-    let flappy = a.flapped >= p.instability_min_flaps.max(1)
-        && f64::from(a.flapped) / f64::from(a.judged.max(1)) >= p.instability_flap_share;
+/// A round is unstable when this round shows losses or flaps at the
+/// configured shares, and the window it closes (`win`, this round included)
+/// holds enough probes and flaps for those shares to mean something. The
+/// floors apply to the window, not the round: a country of four blocks sends
+/// a handful of probes and has at most one or two flaps per round, so
+/// per-round floors would make instability unreachable exactly where a
+/// country is small, while a window of rounds gathers enough evidence.
+fn is_unstable(a: &Agg, win: &Agg, p: &Params) -> bool {
+    let share = |lost: u64, sent: u64| sent > 0 && lost as f64 / sent as f64 >= p.instability_loss;
+    let lossy = share(a.unanswered_up, a.probes_up)
+        && win.probes_up >= u64::from(p.instability_min_probes.max(1))
+        && share(win.unanswered_up, win.probes_up);
+    let flappy = a.flapped > 0
+        && f64::from(a.flapped) / f64::from(a.judged.max(1)) >= p.instability_flap_share
+        && win.flapped >= p.instability_min_flaps.max(1);
     lossy || flappy
 }
 
@@ -202,7 +212,9 @@ fn instability_runs(
     };
     let window = p.instability_window.max(1) as usize;
     let need = p.instability_min_rounds.max(1) as usize;
-    let mut recent: VecDeque<(usize, bool)> = VecDeque::new();
+    // The window's rounds: (round, what it adds to the window, unstable).
+    // The edges of outages add nothing: their flaps are the outage.
+    let mut recent: VecDeque<(usize, Agg, bool)> = VecDeque::new();
     let mut runs = Vec::new();
     // Open run: its unstable rounds, the first data round after the latest
     // of them, and how many rounds in a row the window held too few.
@@ -224,16 +236,21 @@ fn instability_runs(
             recent.clear();
             continue;
         }
-        let unstable = !masked(r) && is_unstable(a, p);
-        recent.push_back((r, unstable));
-        if recent.len() > window {
+        let own = if masked(r) { Agg::default() } else { *a };
+        if recent.len() == window {
             recent.pop_front();
         }
-        let count = recent.iter().filter(|x| x.1).count();
+        let mut win = own;
+        for x in &recent {
+            win += x.1;
+        }
+        let unstable = !masked(r) && is_unstable(a, &win, p);
+        recent.push_back((r, own, unstable));
+        let count = recent.iter().filter(|x| x.2).count();
         match &mut open {
             None => {
                 if count >= need {
-                    let rounds = recent.iter().filter(|x| x.1).map(|x| x.0).collect();
+                    let rounds = recent.iter().filter(|x| x.2).map(|x| x.0).collect();
                     open = Some((rounds, None, 0));
                 }
             }
