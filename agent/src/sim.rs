@@ -177,6 +177,7 @@ impl SimTracer {
                 ttl: 1,
                 addr: Some(target),
                 rtt_ms: Some(1.0),
+                unreachable: None,
             }],
             reached: true,
             last_responding: Some(target),
