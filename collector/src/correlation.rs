@@ -219,7 +219,7 @@ pub async fn load_input<S: Store>(
             .iter()
             .map(|p| core::PrefixInfo {
                 net: *p,
-                asn: pfx2as.and_then(|m| m.origins(p).first().copied()),
+                asns: pfx2as.map(|m| m.origins(p).to_vec()).unwrap_or_default(),
             })
             .collect(),
         blocks,
