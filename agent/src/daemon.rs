@@ -37,7 +37,7 @@ use crate::icmp::Pinger;
 use crate::ratelimit::RateLimiter;
 use crate::report::Reporter;
 use crate::spool::{write_atomic, Spool};
-use crate::targets::read_target_file;
+use crate::targets::read_exclusions;
 use crate::trace::{TraceOptions, TraceResult, Tracer};
 use crate::ProbeSettings;
 
@@ -66,7 +66,7 @@ fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
 fn policy_of(cfg: &Config) -> Result<Policy> {
     let exclude = match &cfg.exclude_file {
         Some(p) => {
-            read_target_file(p).with_context(|| format!("exclusion list {}", p.display()))?
+            read_exclusions(p).with_context(|| format!("exclusion list {}", p.display()))?
         }
         None => Vec::new(),
     };

@@ -29,10 +29,10 @@ use tracing::Level;
 use crate::correlation::CorrelationSettings;
 use crate::ingest::{check_batch, IngestError};
 use crate::metrics::Metrics;
-use crate::pfx2as::Pfx2As;
 use crate::report_cli::{self, OutageFilter, OutageJson, Status, TimelineJson};
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError};
 use crate::tokens;
+use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 /// Default cap on request bodies.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;

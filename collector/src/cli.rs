@@ -19,7 +19,8 @@ use ipnet::IpNet;
 use crate::config::{self, FileConfig, ServeFlags, DEFAULT_DB};
 use crate::report_cli;
 use crate::store::{CampaignSpec, SqlStore, Store, StoreError};
-use crate::{delegated, server, tokens};
+use crate::{server, tokens};
+use darkwatch_schema::inputs::{self, delegated, pfx2as::Pfx2As, InputError, LineError};
 
 pub const EX_USAGE: u8 = 64;
 pub const EX_DATAERR: u8 = 65;
@@ -316,8 +317,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::CheckConfig { config } => {
-            check_config(&config)?;
-            print_out(&format!("{}: ok\n", config.display()))
+            let notes = check_config(&config)?;
+            print_out(&format!("{}: ok\n{notes}", config.display()))
         }
         Command::Timeline(args) => {
             let file = match &args.config {
@@ -326,10 +327,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 None => FileConfig::default(),
             };
             let pfx2as = match &file.correlation.pfx2as {
-                Some(p) => Some(
-                    crate::pfx2as::Pfx2As::load(p)
-                        .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?,
-                ),
+                Some(p) => {
+                    let (m, skipped) =
+                        Pfx2As::load(p).map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?;
+                    warn_skipped(&skipped);
+                    Some(m)
+                }
                 None => None,
             };
             let store = open(&db()).await?;
@@ -423,17 +426,32 @@ async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), CliError> {
     })
 }
 
+/// Logs skipped input lines on stderr (the first few, then a count).
+fn warn_skipped(skipped: &[LineError]) {
+    inputs::report_skipped(skipped, |m| tracing::warn!("{m}"));
+}
+
 /// What `serve --config` checks before touching the database: the file
-/// parses, merges with no flags, and its prefix-to-AS file (if any) loads.
-fn check_config(path: &Path) -> Result<(), CliError> {
+/// parses, merges with no flags, and its prefix-to-AS file (if any) has
+/// usable lines. Returns notes for stdout: what the prefix-to-AS file holds
+/// and how many of its lines were skipped (each one is logged).
+fn check_config(path: &Path) -> Result<String, CliError> {
     let bad = |e: String| CliError::new(EX_CONFIG, format!("{}: {e}", path.display()));
     let file =
         FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
     let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
+    let mut notes = String::new();
     if let Some(p) = &cfg.correlation.pfx2as {
-        crate::pfx2as::Pfx2As::load(p).map_err(|e| bad(e.to_string()))?;
+        let (m, skipped) = Pfx2As::load(p).map_err(|e| bad(e.to_string()))?;
+        warn_skipped(&skipped);
+        notes = format!(
+            "pfx2as {}: {} prefixes, {} unparseable line(s) skipped\n",
+            p.display(),
+            m.len(),
+            skipped.len()
+        );
     }
-    Ok(())
+    Ok(notes)
 }
 
 fn check_name(kind: &str, name: &str) -> Result<(), CliError> {
@@ -491,8 +509,8 @@ async fn agents<S: Store>(store: &S, cmd: AgentsCmd) -> Result<(), CliError> {
 }
 
 /// Builds the campaign definition from the command line (reads the
-/// delegated file if given).
-fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
+/// delegated file if given). Also returns the delegated file's skipped lines.
+fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>), CliError> {
     check_name("campaign", &args.name)?;
     let country = match &args.country {
         Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => {
@@ -507,10 +525,14 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
         None => None,
     };
     let mut prefixes = args.prefixes.clone();
+    let mut skipped = Vec::new();
     if let (Some(path), Some(cc)) = (&args.delegated, &country) {
-        let text = read_input(path, "delegated file")?;
-        let found = delegated::parse(&text, cc)
-            .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", path.display())))?;
+        let parsed = delegated::read(path, cc).map_err(|e| match e {
+            InputError::Io { .. } => CliError::new(EX_NOINPUT, format!("delegated file: {e}")),
+            InputError::NothingUsable { .. } => CliError::new(EX_DATAERR, e.to_string()),
+        })?;
+        let found = parsed.items;
+        skipped = parsed.skipped;
         if found.is_empty() {
             return Err(CliError::new(
                 EX_DATAERR,
@@ -530,23 +552,31 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
     for a in &args.agents {
         check_name("agent", a)?;
     }
-    Ok(CampaignSpec {
+    let spec = CampaignSpec {
         name: args.name.clone(),
         country,
         interval_secs: args.interval,
         prefixes,
         control: args.control.clone(),
         agents: args.agents.clone(),
-    })
+    };
+    Ok((spec, skipped))
 }
 
 async fn campaign<S: Store>(store: &S, cmd: CampaignCmd) -> Result<(), CliError> {
     match cmd {
         CampaignCmd::Add(args) => {
-            let spec = campaign_spec(&args)?;
+            let (spec, skipped) = campaign_spec(&args)?;
+            warn_skipped(&skipped);
             let c = store.put_campaign(&spec, args.replace, now_ms()).await?;
+            let skipped = match (&args.delegated, skipped.len()) {
+                (Some(p), n) if n > 0 => {
+                    format!(" ({n} unparseable line(s) of {} skipped)", p.display())
+                }
+                _ => String::new(),
+            };
             eprintln!(
-                "campaign {} saved: {} prefixes, every {} s, generation {}",
+                "campaign {} saved: {} prefixes, every {} s, generation {}{skipped}",
                 c.name,
                 c.prefixes.len(),
                 c.interval_secs,
@@ -623,7 +653,8 @@ mod tests {
         let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
             panic!("wrong command")
         };
-        let spec = campaign_spec(&args).unwrap();
+        let (spec, skipped) = campaign_spec(&args).unwrap();
+        assert!(skipped.is_empty());
         assert_eq!(spec.agents, ["a", "b"]);
         assert_eq!(spec.interval_secs, 60);
 

@@ -2,7 +2,7 @@
 //! (SQLite or PostgreSQL) and serves campaigns, agents and metrics.
 //!
 //! The binary (`main.rs`) is a shim over [`cli::main`]. Pure parts
-//! (`tokens`, `delegated`, `ingest`, `config`, `metrics`) know nothing of
+//! (`tokens`, `ingest`, `config`, `metrics`) know nothing of
 //! sockets or databases; `store` is the only module that speaks SQL and
 //! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
 //! dashboard's page and assets).
@@ -13,10 +13,8 @@ pub mod causes;
 pub mod cli;
 pub mod config;
 pub mod correlation;
-pub mod delegated;
 pub mod ingest;
 pub mod metrics;
-pub mod pfx2as;
 pub mod report_cli;
 pub mod server;
 pub mod store;

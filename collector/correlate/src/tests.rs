@@ -81,7 +81,8 @@ struct Sim {
     prefixes: usize,
     /// Power of two.
     blocks_per_prefix: usize,
-    asns: Vec<Option<u32>>,
+    /// Origin ASes per prefix (missing entries: none).
+    asns: Vec<Vec<u32>>,
     steps: u64,
     loss: f64,
     seed: u64,
@@ -136,7 +137,7 @@ impl Sim {
         let prefixes: Vec<PrefixInfo> = (0..self.prefixes)
             .map(|p| PrefixInfo {
                 net: prefix_net(p, bpp),
-                asn: self.asns.get(p).copied().flatten(),
+                asns: self.asns.get(p).cloned().unwrap_or_default(),
             })
             .collect();
         let mut blocks = Vec::new();
@@ -420,7 +421,7 @@ fn one_dark_prefix_is_a_partial_and_a_prefix_blackout() {
 #[test]
 fn dark_as_explains_its_prefixes() {
     let sim = Sim {
-        asns: vec![Some(64500), Some(64500), Some(64501), Some(64501)],
+        asns: vec![vec![64500], vec![64500], vec![64501], vec![64501]],
         net: Box::new(|a| {
             if a.prefix >= 2 && (10..20).contains(&a.t) {
                 Net::Dark
@@ -445,6 +446,72 @@ fn dark_as_explains_its_prefixes() {
         vec![prefix_net(2, 8), prefix_net(3, 8)]
     );
     assert_eq!(out.verdicts[0].blocks_affected, 16);
+}
+
+#[test]
+fn moas_prefix_going_dark_counts_in_each_origin_as() {
+    // Prefix 2 is announced by both AS64500 and AS64501.
+    let sim = Sim {
+        asns: vec![vec![64500], vec![64501], vec![64500, 64501], vec![64502]],
+        net: Box::new(|a| {
+            if a.prefix == 2 && (10..20).contains(&a.t) {
+                Net::Dark
+            } else {
+                Net::Normal
+            }
+        }),
+        ..Sim::default()
+    };
+    let out = sim.run();
+    let p2 = prefix_net(2, 8);
+    let as_verdicts: Vec<(String, Kind, Vec<IpNet>)> = out
+        .verdicts
+        .iter()
+        .filter(|v| v.scope == Scope::Asn)
+        .map(|v| (v.target.clone(), v.kind, v.prefixes.clone()))
+        .collect();
+    assert_eq!(
+        as_verdicts,
+        vec![
+            ("AS64500".into(), Kind::Partial, vec![p2]),
+            ("AS64501".into(), Kind::Partial, vec![p2]),
+        ],
+        "{:#?}",
+        out.verdicts
+    );
+    // The prefix's own blackout is not explained away by either AS.
+    assert!(
+        kinds(&out).contains(&(Scope::Prefix, p2.to_string(), Kind::Blackout)),
+        "{:#?}",
+        out.verdicts
+    );
+}
+
+#[test]
+fn moas_prefix_is_explained_by_an_origin_that_goes_dark_whole() {
+    // AS64501 holds prefixes 1 and 2; prefix 2 is also AS64500's.
+    let sim = Sim {
+        asns: vec![vec![64500], vec![64501], vec![64500, 64501], vec![64502]],
+        net: Box::new(|a| {
+            if (1..=2).contains(&a.prefix) && (10..20).contains(&a.t) {
+                Net::Dark
+            } else {
+                Net::Normal
+            }
+        }),
+        ..Sim::default()
+    };
+    let out = sim.run();
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (Scope::Country, "KP".into(), Kind::Partial),
+            (Scope::Asn, "AS64500".into(), Kind::Partial),
+            (Scope::Asn, "AS64501".into(), Kind::Blackout),
+        ],
+        "{:#?}",
+        out.verdicts
+    );
 }
 
 #[test]
