@@ -65,9 +65,7 @@ fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
 /// The local policy of `cfg` (its exclusion file read).
 fn policy_of(cfg: &Config) -> Result<Policy> {
     let exclude = match &cfg.exclude_file {
-        Some(p) => {
-            read_exclusions(p).with_context(|| format!("exclusion list {}", p.display()))?
-        }
+        Some(p) => read_exclusions(p).with_context(|| format!("exclusion list {}", p.display()))?,
         None => Vec::new(),
     };
     Ok(Policy {

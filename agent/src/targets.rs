@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use darkwatch_schema::{SkipReason, Skipped};
 use darkwatch_schema::inputs::{addrlist, InputError, LineError};
+use darkwatch_schema::{SkipReason, Skipped};
 use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
 
 /// Default cap on the number of addresses in a target set (a /8).

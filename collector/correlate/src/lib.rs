@@ -127,19 +127,20 @@ pub struct Params {
     pub instability_window: u32,
     /// Unstable rounds within the window that open an `instability` verdict.
     pub instability_min_rounds: u32,
-    /// A round is unstable if at least this share of probes went unanswered
-    /// in blocks believed up...
+    /// A round is unstable if its losses, pooled with the rounds before it
+    /// (`instability_min_rounds` in all), are better explained by a path
+    /// that loses this share of probes to blocks believed up...
     pub instability_loss: f64,
+    /// ...than by this background loss, which is not instability.
+    pub instability_background_loss: f64,
     /// ...or at least this share of blocks changed state (any VP) since the
     /// previous round.
     pub instability_flap_share: f64,
     /// The loss criterion needs at least this many probes to blocks
-    /// believed up over the instability window (and the window's loss share
-    /// at `instability_loss` too). Small prefixes see ~1.1 probes per block
-    /// and VP, and with a handful of probes 10% random loss often looks like
-    /// 30% in one round; summed over the window it does not. The floor
-    /// applies to the window, not the round, so that a country of a few
-    /// blocks can still be found unstable.
+    /// believed up in the pooled rounds. Small prefixes see ~1.1 probes per
+    /// block and VP; with fewer probes than this the evidence is too thin to
+    /// weigh at all (a country of four blocks seen by two VPs sends about a
+    /// dozen a round, so three lossy rounds are enough).
     pub instability_min_probes: u32,
     /// The flap criterion needs at least this many state changes over the
     /// window: one block that went down and came back once (two changes) is
@@ -162,8 +163,9 @@ impl Default for Params {
             instability_window: 6,
             instability_min_rounds: 3,
             instability_loss: 0.3,
+            instability_background_loss: 0.1,
             instability_flap_share: 0.2,
-            instability_min_probes: 20,
+            instability_min_probes: 30,
             instability_min_flaps: 3,
             vp_fault_drop: 0.5,
         }

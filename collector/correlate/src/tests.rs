@@ -883,8 +883,16 @@ fn localization_at_an_upstream_border() {
         assert_eq!(l.last_hop, Some(ip("203.0.113.1")));
         assert!(!l.inside_target);
         assert_eq!(l.vantage_points, vps(&["vp0", "vp1", "vp2"]));
-        assert_eq!(l.traces, 3);
+        // Every failing trace of every VP during the verdict is combined,
+        // and all of them end at the border.
+        assert_eq!(l.traces, 3 * dark_rounds(v));
+        assert_eq!(l.agreeing, l.traces);
     }
+}
+
+/// Rounds of verdict `v` during which prefix 2 was dark (see [`traced`]).
+fn dark_rounds(v: &Verdict) -> usize {
+    (v.start_round.max(r(10))..v.end_round.unwrap_or(u64::MAX).min(r(20))).count()
 }
 
 #[test]
@@ -912,7 +920,8 @@ fn localization_without_a_common_hop_takes_the_most_common_end() {
     });
     let l = out.verdicts[0].localization.as_ref().expect("localized");
     assert_eq!(l.last_hop, Some(ip("203.0.113.1")));
-    assert_eq!(l.traces, 3);
+    let dark = dark_rounds(&out.verdicts[0]);
+    assert_eq!((l.traces, l.agreeing), (3 * dark, 2 * dark));
 }
 
 #[test]
@@ -1150,4 +1159,103 @@ fn back_to_back_partials_are_not_instability() {
         .iter()
         .filter(|v| v.scope == Scope::Prefix)
         .all(|v| v.target == p2));
+}
+
+/// A country of four /24s (North Korea's size) seen by two VPs.
+fn four_blocks(net: NetFn, seed: u64) -> Sim {
+    Sim {
+        vps: 2,
+        prefixes: 4,
+        blocks_per_prefix: 1,
+        steps: 40,
+        seed,
+        net,
+        ..Sim::default()
+    }
+}
+
+#[test]
+fn one_flapping_block_of_four_is_instability() {
+    for seed in 1..=5 {
+        // Both VPs see prefix 1 down every other round for 20 rounds.
+        let out = four_blocks(
+            Box::new(|a| {
+                if a.prefix == 1 && (10..30).contains(&a.t) && a.t % 2 == 1 {
+                    Net::Report(BlockState::Down)
+                } else {
+                    Net::Normal
+                }
+            }),
+            seed,
+        )
+        .run();
+        assert!(
+            out.verdicts.iter().all(|v| v.kind == Kind::Instability),
+            "seed {seed}: {:#?}",
+            out.verdicts
+        );
+        let flapping = prefix_net(1, 1);
+        let v = out
+            .verdicts
+            .iter()
+            .find(|v| v.scope == Scope::Prefix && v.target == flapping.to_string())
+            .unwrap_or_else(|| panic!("seed {seed}: no prefix instability: {:#?}", out.verdicts));
+        assert!(v.start_round >= r(10) && v.start_round <= r(16), "{v:#?}");
+        assert!(v.end_round.is_some_and(|e| e >= r(29)), "{v:#?}");
+        assert!(
+            out.verdicts.iter().any(|v| v.scope == Scope::Country),
+            "the country is unstable too: {:#?}",
+            out.verdicts
+        );
+    }
+}
+
+#[test]
+fn heavy_loss_on_a_four_block_country_is_instability_not_blackout() {
+    for seed in 1..=5 {
+        // 30 % loss on every path for ten rounds. (Two VPs send a dozen
+        // probes a round to four blocks: shorter bursts are too little
+        // evidence to tell from background loss.)
+        let out = four_blocks(
+            Box::new(|a| {
+                if (10..20).contains(&a.t) {
+                    Net::Loss(0.3)
+                } else {
+                    Net::Normal
+                }
+            }),
+            seed,
+        )
+        .run();
+        assert!(
+            out.verdicts
+                .iter()
+                .any(|v| v.scope == Scope::Country && v.kind == Kind::Instability),
+            "seed {seed}: {:#?}",
+            out.verdicts
+        );
+        assert!(
+            !out.verdicts
+                .iter()
+                .any(|v| v.kind == Kind::Blackout && v.scope == Scope::Country),
+            "seed {seed}: {:#?}",
+            out.verdicts
+        );
+    }
+}
+
+#[test]
+fn a_single_lost_round_of_one_block_is_not_instability() {
+    let out = four_blocks(
+        Box::new(|a| {
+            if a.prefix == 2 && a.t == 12 {
+                Net::Report(BlockState::Down)
+            } else {
+                Net::Normal
+            }
+        }),
+        3,
+    )
+    .run();
+    assert!(out.verdicts.is_empty(), "{:#?}", out.verdicts);
 }

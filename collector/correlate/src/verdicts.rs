@@ -177,22 +177,102 @@ fn partial_runs(series: &[Agg], blackouts: &[Run], p: &Params) -> Vec<Run> {
     runs
 }
 
-/// A round is unstable when this round shows losses or flaps at the
-/// configured shares, and the window it closes (`win`, this round included)
-/// holds enough probes and flaps for those shares to mean something. The
-/// floors apply to the window, not the round: a country of four blocks sends
-/// a handful of probes and has at most one or two flaps per round, so
-/// per-round floors would make instability unreachable exactly where a
-/// country is small, while a window of rounds gathers enough evidence.
-fn is_unstable(a: &Agg, win: &Agg, p: &Params) -> bool {
-    let share = |lost: u64, sent: u64| sent > 0 && lost as f64 / sent as f64 >= p.instability_loss;
-    let lossy = share(a.unanswered_up, a.probes_up)
-        && win.probes_up >= u64::from(p.instability_min_probes.max(1))
-        && share(win.unanswered_up, win.probes_up);
-    let flappy = a.flapped > 0
+/// Log-likelihood ratio of the losses of `a` (probes to blocks believed
+/// up, and how many went unanswered) between a path losing
+/// `instability_loss` of its packets and background loss
+/// (`instability_background_loss`); `None` when the rates make no sense.
+fn loss_llr(a: &Agg, p: &Params) -> Option<f64> {
+    let (p1, p0) = (p.instability_loss, p.instability_background_loss);
+    if !(0.0 < p0 && p0 < p1 && p1 < 1.0) {
+        return None;
+    }
+    let (k, n) = (a.unanswered_up as f64, a.probes_up as f64);
+    Some(k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).ln())
+}
+
+/// Whether pooled losses `a` are instability: at least
+/// `instability_min_probes` probes, and a log-likelihood ratio (see
+/// [`loss_llr`]) of at least ln 1000, so that background loss passes for
+/// instability less than once in a thousand tests. Pooling rounds and
+/// weighing the evidence this way is what lets a country of four blocks, a
+/// dozen probes a round, be judged: one round's share of a handful of
+/// probes swings far above and below the true loss rate.
+fn lossy(a: &Agg, p: &Params) -> bool {
+    a.probes_up >= u64::from(p.instability_min_probes.max(1))
+        && loss_llr(a, p).is_some_and(|l| l >= 1000f64.ln())
+}
+
+/// A round flapped when enough of its blocks changed state (at the
+/// configured share) and the window it closes (`win`) holds at least
+/// `instability_min_flaps` changes. The floor applies to the window, not to
+/// one round: a country of four blocks has at most one flap a round, so a
+/// per-round floor would make instability unreachable exactly where a
+/// country is small.
+fn is_flappy(a: &Agg, win: &Agg, p: &Params) -> bool {
+    a.flapped > 0
         && f64::from(a.flapped) / f64::from(a.judged.max(1)) >= p.instability_flap_share
-        && win.flapped >= p.instability_min_flaps.max(1);
-    lossy || flappy
+        && win.flapped >= p.instability_min_flaps.max(1)
+}
+
+/// Marks the unstable rounds of `series`. A round is unstable when it
+/// flapped (see [`is_flappy`]), or when it belongs to
+/// `instability_min_rounds` consecutive data rounds whose pooled losses are
+/// [`lossy`] and it lost at least the background share itself: the pool is
+/// judged as a whole, so its rounds are marked also before the round that
+/// completed the evidence.
+/// Blackouts split the series; the edges of outages add nothing.
+fn unstable_rounds(
+    series: &[Agg],
+    blackouts: &[Run],
+    masked: &dyn Fn(usize) -> bool,
+    p: &Params,
+) -> Vec<bool> {
+    let window = p.instability_window.max(1) as usize;
+    let need = p.instability_min_rounds.max(1) as usize;
+    let mut marks = vec![false; series.len()];
+    // The window's data rounds and what each adds to it.
+    let mut recent: VecDeque<(usize, Agg)> = VecDeque::new();
+    for (r, a) in series.iter().enumerate() {
+        if a.judged == 0 {
+            continue;
+        }
+        if blackouts.iter().any(|b| b.covers(r)) {
+            recent.clear();
+            continue;
+        }
+        let own = if masked(r) { Agg::default() } else { *a };
+        if recent.len() == window {
+            recent.pop_front();
+        }
+        recent.push_back((r, own));
+        let mut win = Agg::default();
+        for x in &recent {
+            win += x.1;
+        }
+        if is_flappy(&own, &win, p) {
+            marks[r] = true;
+        }
+        if recent.len() >= need {
+            let pool = recent.iter().skip(recent.len() - need);
+            let mut pooled = Agg::default();
+            for x in pool.clone() {
+                pooled += x.1;
+            }
+            if lossy(&pooled, p) {
+                // The pool's rounds that lost more than background loss
+                // explains: not a stray loss just before a burst.
+                let above = |a: &Agg| {
+                    a.unanswered_up > 0
+                        && a.unanswered_up as f64
+                            >= p.instability_background_loss * a.probes_up as f64
+                };
+                for x in pool.filter(|x| above(&x.1)) {
+                    marks[x.0] = true;
+                }
+            }
+        }
+    }
+    marks
 }
 
 /// Instability runs, each with its unstable rounds.
@@ -212,9 +292,8 @@ fn instability_runs(
     };
     let window = p.instability_window.max(1) as usize;
     let need = p.instability_min_rounds.max(1) as usize;
-    // The window's rounds: (round, what it adds to the window, unstable).
-    // The edges of outages add nothing: their flaps are the outage.
-    let mut recent: VecDeque<(usize, Agg, bool)> = VecDeque::new();
+    let marks = unstable_rounds(series, blackouts, &masked, p);
+    let mut recent: VecDeque<(usize, bool)> = VecDeque::new();
     let mut runs = Vec::new();
     // Open run: its unstable rounds, the first data round after the latest
     // of them, and how many rounds in a row the window held too few.
@@ -236,21 +315,16 @@ fn instability_runs(
             recent.clear();
             continue;
         }
-        let own = if masked(r) { Agg::default() } else { *a };
+        let unstable = marks[r];
         if recent.len() == window {
             recent.pop_front();
         }
-        let mut win = own;
-        for x in &recent {
-            win += x.1;
-        }
-        let unstable = !masked(r) && is_unstable(a, &win, p);
-        recent.push_back((r, own, unstable));
-        let count = recent.iter().filter(|x| x.2).count();
+        recent.push_back((r, unstable));
+        let count = recent.iter().filter(|x| x.1).count();
         match &mut open {
             None => {
                 if count >= need {
-                    let rounds = recent.iter().filter(|x| x.2).map(|x| x.0).collect();
+                    let rounds = recent.iter().filter(|x| x.1).map(|x| x.0).collect();
                     open = Some((rounds, None, 0));
                 }
             }
