@@ -311,7 +311,7 @@ fn s6_one_transit_cut_reroutes_without_outage() {
         // The agents' own traceroutes now cross t2.
         let target = lab.responsive_hosts(lab.blocks()[0])[0];
         let out = lab
-            .command(Node::Vp(2), harness::bin_path("darkwatch-agent")?)
+            .command(Node::Vp(2), harness::workspace_bin("darkwatch-agent")?)
             .args(["trace", "--json", "--max-ttl", "8", &target.to_string()])
             .output()?;
         ensure!(

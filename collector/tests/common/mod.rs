@@ -7,11 +7,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use darkwatch_netlab::announced_url;
 use rand::RngCore;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_darkwatch-collector");
@@ -43,24 +42,12 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn collector");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
         // A generous guard against a hung start, not a timing assertion.
-        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+        let base = match announced_url(&mut child, Duration::from_secs(120)) {
             Ok(b) => b,
-            Err(_) => {
+            Err(e) => {
                 let _ = child.kill();
-                panic!(
-                    "collector did not report its listening address (exit: {:?})",
-                    child.wait()
-                );
+                panic!("{e}");
             }
         };
         Server { child, base }
