@@ -9,8 +9,6 @@
 //! Namespaces come from `darkwatch-netlab` (per-run prefix, torn down by
 //! `Drop`, also when a test fails).
 
-#![allow(dead_code)]
-
 use std::process::{Command, Output};
 
 use darkwatch_netlab::{Error, Namespaces};
@@ -20,7 +18,6 @@ pub struct Lab {
     pub prober: String,
     pub r1: String,
     pub r2: String,
-    pub target: String,
     ns: Namespaces,
 }
 
@@ -69,7 +66,6 @@ impl Lab {
             prober: ns.name("p"),
             r1: ns.name("r1"),
             r2: ns.name("r2"),
-            target: ns.name("t"),
             ns,
         })
     }

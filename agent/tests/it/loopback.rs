@@ -1,8 +1,7 @@
 //! A network namespace whose only interface is loopback, and the real
 //! collector run inside it: shared by the agent tests that run the real
 //! agent against the real collector where no packet can leave
-//! (`policy.rs`, `spool_crash.rs`). Each test binary uses a subset.
-#![allow(dead_code)]
+//! (`policy.rs`, `spool_crash.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

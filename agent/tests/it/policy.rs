@@ -13,8 +13,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod loopback;
-use loopback::{cli, collector_bin, collector_in, Netns};
+use crate::loopback::{cli, collector_bin, collector_in, Netns};
 
 /// Echo requests counted per destination prefix by the namespace's nftables rules.
 fn echo_counts(ns: &Netns) -> Vec<(String, u64)> {

@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod loopback;
-use loopback::{cli, collector_bin, collector_in, Killed, Netns};
+use crate::loopback::{cli, collector_bin, collector_in, Killed, Netns};
 
 use darkwatch_agent::spool::Spool;
 use darkwatch_schema::{round_of, BlockObservation, BlockState, ReportBatch};

@@ -5,8 +5,6 @@
 //! the server named by `DARKWATCH_TEST_PG`, dropped afterwards; without that
 //! variable PostgreSQL variants skip, unless `CI=true`, where they fail.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -206,7 +204,7 @@ macro_rules! db_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let db = super::common::Db::sqlite();
+                    let db = $crate::common::Db::sqlite();
                     super::$name(&db.url).await;
                 }
             )*
@@ -215,7 +213,7 @@ macro_rules! db_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(db) = super::common::Db::postgres().await else { return };
+                    let Some(db) = $crate::common::Db::postgres().await else { return };
                     super::$name(&db.url).await;
                 }
             )*

@@ -46,6 +46,7 @@ fn pg_or_skip() -> Option<String> {
 #[test]
 fn correlator_lease_fails_over_between_collectors_and_no_report_is_lost() {
     let Some(pg) = pg_or_skip() else { return };
+    let _serial = crate::serial();
     let Some(lab) = lab_or_skip(LabConfig::default()) else {
         return;
     };
