@@ -77,6 +77,16 @@ impl Drop for Db {
     }
 }
 
+/// The PostgreSQL server named by `DARKWATCH_TEST_PG`, or None (skip)
+/// outside CI; with `CI=true` a missing server fails the test.
+pub fn pg_or_skip() -> Option<String> {
+    let url = std::env::var("DARKWATCH_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .ok_or("DARKWATCH_TEST_PG is not set: run `bash .ci/postgres`");
+    darkwatch_netlab::or_skip("PostgreSQL", url)
+}
+
 /// Replaces the database name of a postgres URL (`.../postgres?x` → `.../NAME?x`).
 fn swap_db(url: &str, name: &str) -> String {
     let (head, query) = url

@@ -123,14 +123,10 @@ impl Db {
 
     /// A fresh PostgreSQL database, or None when the test should skip.
     pub async fn postgres() -> Option<Db> {
-        let Ok(server) = std::env::var("DARKWATCH_TEST_PG") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but DARKWATCH_TEST_PG is not set: the PostgreSQL variant cannot run"
-            );
-            eprintln!("skipping PostgreSQL variant: DARKWATCH_TEST_PG is not set");
-            return None;
-        };
+        let server = darkwatch_netlab::or_skip(
+            "the PostgreSQL variant",
+            std::env::var("DARKWATCH_TEST_PG").map_err(|_| "DARKWATCH_TEST_PG is not set"),
+        )?;
         let name = format!("dw_test_{}", random_hex(6));
         sqlx::any::install_default_drivers();
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&server)

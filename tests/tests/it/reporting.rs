@@ -270,12 +270,7 @@ fn three_agents_survive_collector_downtime_agent_kill_and_token_revocation_sqlit
 
 #[test]
 fn three_agents_survive_collector_downtime_agent_kill_and_token_revocation_postgres() {
-    let Ok(base) = std::env::var("DARKWATCH_TEST_PG") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but DARKWATCH_TEST_PG is not set: .ci/run must start PostgreSQL"
-        );
-        eprintln!("skipping: DARKWATCH_TEST_PG not set");
+    let Some(base) = harness::pg_or_skip() else {
         return;
     };
     run(
