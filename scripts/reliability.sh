@@ -39,11 +39,11 @@ fi
 cat "$work/fuzz" >&2
 
 echo "== fault tests" >&2
-run_tests() { # package, test...
+run_tests() { # package, module of its integration-test binary...
   local pkg=$1; shift
-  local args=()
-  for t in "$@"; do args+=(--test "$t"); done
-  cargo test -p "$pkg" "${args[@]}" -- --nocapture --test-threads=2 >"$work/$pkg.log" 2>&1
+  local filters=()
+  for m in "$@"; do filters+=("$m::"); done
+  cargo test -p "$pkg" --test it -- "${filters[@]}" --nocapture --test-threads=2 >"$work/$pkg.log" 2>&1
 }
 run_tests darkwatch-collector bad_input crash; rc_collector=$?
 run_tests darkwatch-agent spool_crash policy; rc_agent=$?
@@ -98,13 +98,13 @@ test_lines() { grep -hE '^test .* \.\.\. ' "$work/$1.log" | sed 's/^test /- `/; 
   echo
   echo "## Faults survived"
   echo
-  echo "Collector (\`collector/tests/bad_input.rs\`, \`collector/tests/crash.rs\`; SQLite and PostgreSQL):"
+  echo "Collector (\`collector/tests/it/bad_input.rs\`, \`collector/tests/it/crash.rs\`; SQLite and PostgreSQL):"
   echo
   test_lines darkwatch-collector
   echo
   echo "- $(figure 'kill -9 during ingest')"
   echo
-  echo "Agent (\`agent/tests/spool_crash.rs\`, \`agent/tests/policy.rs\`; real agent and collector in a"
+  echo "Agent (\`agent/tests/it/spool_crash.rs\`, \`agent/tests/it/policy.rs\`; real agent and collector in a"
   echo "loopback-only network namespace):"
   echo
   test_lines darkwatch-agent

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use darkwatch_agent::belief::BlockTracker;
+use darkwatch_netlab::workspace_bin;
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::sweep::{SweepConfig, Tool};
@@ -108,13 +109,6 @@ fn f(x: Option<f64>, digits: usize) -> String {
     x.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
-fn exe_dir() -> Result<PathBuf> {
-    Ok(std::env::current_exe()?
-        .parent()
-        .context("no directory for the running binary")?
-        .to_path_buf())
-}
-
 fn tool_of(s: &str) -> Result<Tool> {
     Ok(match s {
         "darkwatch" => Tool::Darkwatch,
@@ -125,20 +119,14 @@ fn tool_of(s: &str) -> Result<Tool> {
     })
 }
 
-fn sweep_rows(
-    args: &Args,
-    space: &str,
-    tag: &str,
-    rows: &mut Vec<Row>,
-    detail: &mut String,
-) -> Result<()> {
+fn sweep_rows(args: &Args, space: &str, rows: &mut Vec<Row>, detail: &mut String) -> Result<()> {
     let space: Ipv4Net = space.parse()?;
     let cfg = SweepConfig {
         space,
         silent_share: 0.2,
         reps: args.reps,
         timeout_ms: args.timeout_ms,
-        agent: exe_dir()?.join("darkwatch-agent"),
+        agent: workspace_bin("darkwatch-agent")?,
         tools: args
             .tools
             .iter()
@@ -147,7 +135,7 @@ fn sweep_rows(
         dw_pps: args.dw_pps,
     };
     eprintln!("sweep of {space} ({} reps, 20% of /24s silent)", args.reps);
-    let sums = sweep::bench(&cfg, tag)?;
+    let sums = sweep::bench(&cfg)?;
     let zmap = sums.iter().find(|s| s.tool == Tool::Zmap).cloned();
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
@@ -278,7 +266,8 @@ fn memory_rows(rows: &mut Vec<Row>) {
 }
 
 fn correlation_rows(rows: &mut Vec<Row>) -> Result<()> {
-    let perf = exe_dir()?.join("examples/perf");
+    let perf = workspace_bin("examples/perf")
+        .context("cargo build --release -p darkwatch-correlate --example perf")?;
     let out = Command::new(&perf)
         .env("PERF_BLOCKS", "100000")
         .env("PERF_VPS", "10")
@@ -307,13 +296,10 @@ fn correlation_rows(rows: &mut Vec<Row>) -> Result<()> {
 }
 
 fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
-    let dir = exe_dir()?;
     let loadgen = ["darkwatch-loadgen", "loadgen"]
         .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| dir.join("darkwatch-loadgen"));
-    if !loadgen.is_file() {
+        .find_map(|n| workspace_bin(n).ok());
+    let Some(loadgen) = loadgen else {
         rows.push(Row {
             what: "collector ingest, obs/s".into(),
             darkwatch: "not run: darkwatch-loadgen not built (see docs/reliability.md)".into(),
@@ -322,7 +308,7 @@ fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
             met: "–".into(),
         });
         return Ok(());
-    }
+    };
     let dir = tempfile::tempdir()?;
     let mut dbs = vec![(
         "SQLite",
@@ -477,8 +463,8 @@ fn main() -> Result<()> {
     let started = Instant::now();
     for section in &args.only {
         let r = match section.as_str() {
-            "sweep16" => sweep_rows(&args, "198.18.0.0/16", "a", &mut rows, &mut detail),
-            "sweep15" => sweep_rows(&args, "198.18.0.0/15", "b", &mut rows, &mut detail),
+            "sweep16" => sweep_rows(&args, "198.18.0.0/16", &mut rows, &mut detail),
+            "sweep15" => sweep_rows(&args, "198.18.0.0/15", &mut rows, &mut detail),
             "steady" => {
                 steady_rows(&mut rows);
                 Ok(())

@@ -276,9 +276,9 @@ fn summarize(tool: Tool, runs: &[Run]) -> Summary {
 }
 
 /// Runs the whole sweep benchmark for one space.
-pub fn bench(cfg: &SweepConfig, tag: &str) -> Result<Vec<Summary>> {
+pub fn bench(cfg: &SweepConfig) -> Result<Vec<Summary>> {
     let silent = stats::silent_blocks(cfg.space, cfg.silent_share, 0x5eed);
-    let lab = SweepLab::build(tag, cfg.space, &silent)?;
+    let lab = SweepLab::build(cfg.space, &silent)?;
     let dir = tempfile::tempdir()?;
     let mut runs: Vec<(Tool, Vec<Run>)> = cfg.tools.iter().map(|t| (*t, Vec::new())).collect();
     for rep in 0..cfg.reps {

@@ -19,20 +19,7 @@ use crate::lab::{Lab, Node, COLLECTOR_ADDR};
 pub const CAMPAIGN: &str = "lab";
 pub const COUNTRY: &str = "ZZ";
 
-/// Path of a workspace binary next to the running test (or demo) binary.
-pub fn bin_path(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    for dir in exe.ancestors().skip(1).take(3) {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!(
-        "{name} not found next to {}: run `cargo build --workspace` first",
-        exe.display()
-    )
-}
+pub use darkwatch_netlab::workspace_bin;
 
 /// Polls `f` until it returns `Some`, or fails after `timeout`.
 pub fn wait_for<T>(
@@ -88,6 +75,16 @@ impl Drop for Db {
             );
         }
     }
+}
+
+/// The PostgreSQL server named by `DARKWATCH_TEST_PG`, or None (skip)
+/// outside CI; with `CI=true` a missing server fails the test.
+pub fn pg_or_skip() -> Option<String> {
+    let url = std::env::var("DARKWATCH_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .ok_or("DARKWATCH_TEST_PG is not set: run `bash .ci/postgres`");
+    darkwatch_netlab::or_skip("PostgreSQL", url)
 }
 
 /// Replaces the database name of a postgres URL (`.../postgres?x` → `.../NAME?x`).
@@ -196,7 +193,7 @@ impl<'a> Collector<'a> {
         let log = fs::File::create(self.dir.join(format!("collector-{}.log", self.starts)))?;
         let mut cmd = self
             .lab
-            .command(Node::Hub, bin_path("darkwatch-collector")?);
+            .command(Node::Hub, workspace_bin("darkwatch-collector")?);
         cmd.arg("serve")
             .args([
                 "--db",
@@ -256,7 +253,7 @@ impl<'a> Collector<'a> {
 
     /// Runs the operator CLI against the collector's database.
     pub fn cli(&self, args: &[&str]) -> Result<Output> {
-        let out = Command::new(bin_path("darkwatch-collector")?)
+        let out = Command::new(workspace_bin("darkwatch-collector")?)
             .args(args)
             .args(["--db", &self.db_url])
             .output()?;
@@ -433,7 +430,7 @@ http_timeout_secs = 5
         let log = fs::File::create(self.dir.join(format!("agent-{}.log", self.starts)))?;
         let mut cmd = self
             .lab
-            .command(Node::Vp(self.vp), bin_path("darkwatch-agent")?);
+            .command(Node::Vp(self.vp), workspace_bin("darkwatch-agent")?);
         cmd.arg("run")
             .arg("--config")
             .arg(&self.config)
@@ -528,7 +525,7 @@ impl<'a> Deployment<'a> {
     pub fn wait_reporting(&self, timeout: Duration) -> Result<()> {
         let db = self.collector.db_url.clone();
         wait_for("every agent to report", timeout, || {
-            let out = Command::new(bin_path("darkwatch-collector")?)
+            let out = Command::new(workspace_bin("darkwatch-collector")?)
                 .args(["status", "--json", "--db", &db])
                 .output()?;
             if !out.status.success() {

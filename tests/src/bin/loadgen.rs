@@ -6,16 +6,16 @@
 //! `darkwatch-collector serve` on 127.0.0.1 (and samples its memory); with
 //! `--pg BASE` it creates a fresh PostgreSQL database and drops it after.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use darkwatch_tests::harness::{bin_path, Db};
+use darkwatch_netlab::{announced_url, KillOnDrop};
+use darkwatch_tests::harness::{workspace_bin, Db};
 use darkwatch_tests::load::{self, LoadConfig};
 
 #[derive(Parser, Debug)]
@@ -59,18 +59,8 @@ struct Args {
     markdown: bool,
 }
 
-/// A collector started by us, killed on drop.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_collector(bin: &PathBuf, db: &str, extra: &[String]) -> Result<(Served, String)> {
-    let mut child = Command::new(bin)
+fn start_collector(bin: &PathBuf, db: &str, extra: &[String]) -> Result<(KillOnDrop, String)> {
+    let child = Command::new(bin)
         .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -78,19 +68,8 @@ fn start_collector(bin: &PathBuf, db: &str, extra: &[String]) -> Result<(Served,
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("start {}", bin.display()))?;
-    let stdout = child.stdout.take().context("collector stdout")?;
-    let served = Served(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("the collector did not print its listening address")?;
+    let mut served = KillOnDrop(child);
+    let url = announced_url(&mut served.0, Duration::from_secs(60))?;
     Ok((served, url))
 }
 
@@ -101,7 +80,7 @@ fn main() -> Result<()> {
     }
     let collector_bin = match &args.collector_bin {
         Some(p) => p.clone(),
-        None => bin_path("darkwatch-collector")?,
+        None => workspace_bin("darkwatch-collector")?,
     };
     let tmp = tempfile::tempdir()?;
     let pg_db;

@@ -5,10 +5,10 @@
 //! change it and undo the change; dropping the `Lab` (also while a test
 //! panics) kills what runs inside and deletes every namespace. Labs left
 //! behind by killed processes are found by the pid in their names and removed
-//! by the next build or by `darkwatch-lab clean`.
+//! by the next build or by `darkwatch-lab clean`. The namespace primitives
+//! (naming, `ip` batches, teardown) are `darkwatch-netlab`'s; this module
+//! adds the scenario topology and its faults.
 
-mod kernel;
-mod netns;
 pub mod ping;
 pub mod plan;
 
@@ -18,13 +18,13 @@ use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
+use darkwatch_netlab::{netns, Namespaces};
 use ipnet::Ipv4Net;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub use netns::parse_lab_name;
+pub use darkwatch_netlab::parse_lab_name;
 pub use ping::PingOutcome;
 pub use plan::{
     Block, LabConfig, Link, LinkKind, Node, Plan, Route, COLLECTOR_ADDR, CONTROL_PREFIX,
@@ -52,6 +52,19 @@ pub enum LabError {
     },
     #[error("unsupported here: {0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Netlab(darkwatch_netlab::Error),
+}
+
+impl From<darkwatch_netlab::Error> for LabError {
+    fn from(e: darkwatch_netlab::Error) -> Self {
+        use darkwatch_netlab::Error as E;
+        match e {
+            E::Command { what, detail } => LabError::Command { what, detail },
+            E::Io { what, source } => LabError::Io { what, source },
+            e => LabError::Netlab(e),
+        }
+    }
 }
 
 /// Fault state the route plan is re-applied against.
@@ -66,7 +79,7 @@ struct Faults {
 #[derive(Debug)]
 pub struct Lab {
     plan: Plan,
-    prefix: String,
+    ns: Namespaces,
     faults: Mutex<Faults>,
     /// Process-group ids of children started with [`Lab::spawn`].
     children: Mutex<Vec<i32>>,
@@ -86,31 +99,25 @@ impl Lab {
     /// whatever was already created is removed again.
     pub fn build(cfg: LabConfig) -> Result<Lab, LabError> {
         let plan = Plan::new(cfg)?;
-        if let Err(e) = clean_stale() {
-            tracing::warn!("cleaning stale labs: {e}");
-        }
-        let prefix = format!("dw{}x{:04x}", std::process::id(), rand::random::<u16>());
         let mut lab = Lab {
             plan,
-            prefix,
+            ns: Namespaces::new(),
             faults: Mutex::default(),
             children: Mutex::default(),
             torn_down: false,
         };
-        kernel::relax_route_error_limit();
+        darkwatch_netlab::relax_route_error_limit();
         // On error `lab` is dropped here, which removes the partial lab.
         lab.create()?;
-        tracing::info!("lab {} is up", lab.prefix);
+        tracing::info!("lab {} is up", lab.prefix());
         Ok(lab)
     }
 
     fn create(&mut self) -> Result<(), LabError> {
         let nodes = self.plan.nodes();
-        let adds: Vec<String> = nodes
-            .iter()
-            .map(|&n| format!("netns add {}", self.namespace(n)))
-            .collect();
-        netns::batch(None, &adds, false)?;
+        let names: Vec<String> = nodes.iter().map(|n| n.name()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.ns.add(&names)?;
 
         let mut running = Vec::new();
         for &n in &nodes {
@@ -157,12 +164,12 @@ impl Lab {
                 first_err.get_or_insert(e);
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// The per-run prefix of every namespace name, e.g. `dw4242x0a1b`.
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        self.ns.prefix()
     }
 
     pub fn plan(&self) -> &Plan {
@@ -171,7 +178,7 @@ impl Lab {
 
     /// Namespace name of `node` (`{prefix}-{node}`).
     pub fn namespace(&self, node: Node) -> String {
-        format!("{}-{}", self.prefix, node.name())
+        self.ns.name(&node.name())
     }
 
     /// The VP nodes, `vp1` first.
@@ -257,7 +264,7 @@ impl Lab {
     pub fn describe(&self) -> String {
         format!(
             "lab {}\n{}",
-            self.prefix,
+            self.prefix(),
             self.plan.describe(&|n| self.namespace(n))
         )
     }
@@ -490,13 +497,17 @@ impl Lab {
                 "-n", &ns, "qdisc", "replace", "dev", &ifname, "root", "netem", "delay",
             ])
             .arg(format!("{delay_ms}ms"));
-            netns::run(&mut tc, &format!("netem delay on {a}->{b}")).map_err(|e| match e {
-                LabError::Command { detail, .. } if detail.contains("qdisc kind is unknown") => {
-                    LabError::Unsupported(format!(
-                        "delay on {a}->{b}: this kernel has no sch_netem"
-                    ))
+            netns::run(&mut tc, &format!("netem delay on {a}->{b}")).map_err(|e| {
+                match e.into() {
+                    LabError::Command { detail, .. }
+                        if detail.contains("qdisc kind is unknown") =>
+                    {
+                        LabError::Unsupported(format!(
+                            "delay on {a}->{b}: this kernel has no sch_netem"
+                        ))
+                    }
+                    e => e,
                 }
-                e => e,
             })?;
         }
         if loss_pct > 0.0 {
@@ -565,7 +576,7 @@ impl Lab {
             use std::io::Write;
             let _ = stdin.write_all(script.as_bytes());
         }
-        netns::finish(child, what).map(drop)
+        Ok(netns::finish(child, what).map(drop)?)
     }
 
     /// Makes the routes of `nodes` match the plan under the current faults.
@@ -594,7 +605,7 @@ impl Lab {
                 first_err.get_or_insert(e);
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// Kills tracked children and everything else in the lab's namespaces,
@@ -618,48 +629,31 @@ impl Lab {
                 let _ = kill(Pid::from_raw(-pgid), Signal::SIGTERM);
             }
         }
-        netns::kill_all_in(&names, Duration::from_secs(1));
-        let result = netns::remove_namespaces(&names);
-        let labs_left = netns::list_namespaces()
-            .map(|all| all.iter().any(|n| parse_lab_name(n).is_some()))
-            .unwrap_or(true);
-        if !labs_left {
-            kernel::restore_route_error_limit();
-        }
-        result
+        Ok(self.ns.teardown()?)
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Err(e) = self.teardown_inner() {
-            tracing::error!("tearing down lab {}: {e}", self.prefix);
-            eprintln!("darkwatch lab {}: teardown failed: {e}", self.prefix);
+            tracing::error!("tearing down lab {}: {e}", self.prefix());
+            eprintln!("darkwatch lab {}: teardown failed: {e}", self.prefix());
         }
     }
 }
 
 /// Removes labs whose creating process is dead; returns the namespaces removed.
 pub fn clean_stale() -> Result<Vec<String>, LabError> {
-    netns::clean(false)
+    Ok(darkwatch_netlab::clean_stale()?)
 }
 
 /// Removes every lab namespace, including those of live processes.
 pub fn clean_all() -> Result<Vec<String>, LabError> {
-    netns::clean(true)
+    Ok(darkwatch_netlab::clean_all()?)
 }
 
 /// Builds a lab for a test. If that fails (not root, no `ip netns`), prints a
 /// skip line and returns `None`, except with `CI=true`, where it panics.
 pub fn lab_or_skip(cfg: LabConfig) -> Option<Lab> {
-    match Lab::build(cfg) {
-        Ok(lab) => Some(lab),
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("cannot build the network lab and CI=true forbids skipping: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIP: cannot build the network lab ({e}); set CI=true to make this fail");
-            None
-        }
-    }
+    darkwatch_netlab::or_skip("the network lab", Lab::build(cfg))
 }

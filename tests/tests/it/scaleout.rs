@@ -29,23 +29,12 @@ const LEASE_TTL_SECS: u64 = 3;
 /// Log line of the correlation loop when it takes the lease.
 const TOOK_LEASE: &str = "this collector now runs the correlation";
 
-/// The PostgreSQL server to use, or None (skip) outside CI.
-fn pg_or_skip() -> Option<String> {
-    match std::env::var("DARKWATCH_TEST_PG") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("DARKWATCH_TEST_PG is not set and CI=true forbids skipping: run `bash .ci/postgres`")
-        }
-        _ => {
-            eprintln!("SKIP: DARKWATCH_TEST_PG is not set (run `bash .ci/postgres`); set CI=true to make this fail");
-            None
-        }
-    }
-}
-
 #[test]
 fn correlator_lease_fails_over_between_collectors_and_no_report_is_lost() {
-    let Some(pg) = pg_or_skip() else { return };
+    let Some(pg) = harness::pg_or_skip() else {
+        return;
+    };
+    let _serial = crate::serial();
     let Some(lab) = lab_or_skip(LabConfig::default()) else {
         return;
     };

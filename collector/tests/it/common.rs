@@ -5,13 +5,10 @@
 //! the server named by `DARKWATCH_TEST_PG`, dropped afterwards; without that
 //! variable PostgreSQL variants skip, unless `CI=true`, where they fail.
 
-#![allow(dead_code)] // each test binary uses a different part
-
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use darkwatch_netlab::announced_url;
 use rand::RngCore;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_darkwatch-collector");
@@ -43,24 +40,12 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn collector");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("darkwatch-collector listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
         // A generous guard against a hung start, not a timing assertion.
-        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+        let base = match announced_url(&mut child, Duration::from_secs(120)) {
             Ok(b) => b,
-            Err(_) => {
+            Err(e) => {
                 let _ = child.kill();
-                panic!(
-                    "collector did not report its listening address (exit: {:?})",
-                    child.wait()
-                );
+                panic!("{e}");
             }
         };
         Server { child, base }
@@ -138,14 +123,10 @@ impl Db {
 
     /// A fresh PostgreSQL database, or None when the test should skip.
     pub async fn postgres() -> Option<Db> {
-        let Ok(server) = std::env::var("DARKWATCH_TEST_PG") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but DARKWATCH_TEST_PG is not set: the PostgreSQL variant cannot run"
-            );
-            eprintln!("skipping PostgreSQL variant: DARKWATCH_TEST_PG is not set");
-            return None;
-        };
+        let server = darkwatch_netlab::or_skip(
+            "the PostgreSQL variant",
+            std::env::var("DARKWATCH_TEST_PG").map_err(|_| "DARKWATCH_TEST_PG is not set"),
+        )?;
         let name = format!("dw_test_{}", random_hex(6));
         sqlx::any::install_default_drivers();
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&server)
@@ -219,7 +200,7 @@ macro_rules! db_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let db = super::common::Db::sqlite();
+                    let db = $crate::common::Db::sqlite();
                     super::$name(&db.url).await;
                 }
             )*
@@ -228,7 +209,7 @@ macro_rules! db_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(db) = super::common::Db::postgres().await else { return };
+                    let Some(db) = $crate::common::Db::postgres().await else { return };
                     super::$name(&db.url).await;
                 }
             )*

@@ -384,7 +384,7 @@ fn a_panicking_test_still_removes_its_lab() {
         .args([
             "--ignored",
             "--exact",
-            "helper_build_lab_then_panic",
+            "lab::helper_build_lab_then_panic",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -436,7 +436,7 @@ fn lab_or_skip_skips_only_outside_ci() {
             .args([
                 "--ignored",
                 "--exact",
-                "helper_lab_or_skip_with_unbuildable_lab",
+                "lab::helper_lab_or_skip_with_unbuildable_lab",
                 "--nocapture",
             ])
             .env("CI", ci)

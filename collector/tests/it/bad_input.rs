@@ -15,8 +15,7 @@ use darkwatch_collector::store::{SqlStore, Store, StoreCounts};
 use darkwatch_schema::{round_of, ApiError, BatchAck, BlockObservation, BlockState, ReportBatch};
 use reqwest::StatusCode;
 
-mod common;
-use common::{cli_ok, random_hex, Server};
+use crate::common::{cli_ok, random_hex, Server};
 
 /// Request deadline given to the server under test (seconds).
 const DEADLINE_SECS: u64 = 2;

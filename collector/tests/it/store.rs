@@ -2,9 +2,7 @@
 //! configured): correlation queries, verdicts, faults, leases, migrations,
 //! and concurrent ingestion of the same batch.
 
-mod common;
-
-use common::random_hex;
+use crate::common::random_hex;
 use darkwatch_collector::store::{CampaignSpec, SqlStore, Store, Verdict, VpFault};
 use darkwatch_collector::tokens;
 use darkwatch_schema::{BlockObservation, BlockState, ReportBatch};

@@ -33,8 +33,7 @@ fn collector() -> Command {
 /// The agent binary of the same build, if it was built (CI builds the
 /// whole workspace before testing).
 fn agent_bin() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_BIN_EXE_darkwatch-collector")).with_file_name("darkwatch-agent");
-    p.is_file().then_some(p)
+    darkwatch_netlab::workspace_bin("darkwatch-agent").ok()
 }
 
 /// Skips (returns false) outside CI when `what` is missing; fails in CI.

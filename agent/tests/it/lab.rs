@@ -2,9 +2,7 @@
 //! namespace lab of our own (see `common`). They skip outside CI when the lab
 //! cannot be built, and fail in CI.
 
-mod common;
-
-use common::{describe, json_lines, Lab};
+use crate::common::{describe, json_lines, Lab};
 
 const FAST: &[&str] = &[
     "--json",

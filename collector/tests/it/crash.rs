@@ -17,8 +17,7 @@ use darkwatch_schema::{
 };
 use sqlx::Row;
 
-mod common;
-use common::{cli_ok, random_hex, Server};
+use crate::common::{cli_ok, random_hex, Server};
 
 const AGENTS: usize = 40;
 const OBS_PER_BATCH: usize = 50;

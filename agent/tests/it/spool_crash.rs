@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod loopback;
-use loopback::{cli, collector_in, workspace_bin, Killed, Netns};
+use crate::loopback::{cli, collector_bin, collector_in, Killed, Netns};
 
 use darkwatch_agent::spool::Spool;
 use darkwatch_schema::{round_of, BlockObservation, BlockState, ReportBatch};
@@ -93,14 +92,7 @@ struct Setup {
 }
 
 fn setup(tag: &str) -> Option<Setup> {
-    let Some(collector_bin) = workspace_bin("darkwatch-collector") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "darkwatch-collector must be built before the agent tests in CI"
-        );
-        eprintln!("skipping: darkwatch-collector is not built (cargo build --workspace)");
-        return None;
-    };
+    let collector_bin = collector_bin()?;
     let ns = Netns::or_skip(tag)?;
     ns.run(
         "ip",

@@ -1,4 +1,4 @@
-//! System side of the lab: running `ip`, finding the processes inside a
+//! System side of a lab: running `ip`, finding the processes inside a
 //! namespace, and removing namespaces (ours or those of dead processes).
 //!
 //! Lab namespaces are named `dw{pid}x{4 hex}-{node}`; the pid is what lets a
@@ -9,34 +9,36 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::LabError;
+use crate::Error;
 
 /// Where `ip netns` keeps its namespace handles.
 pub const NETNS_DIR: &str = "/var/run/netns";
 
 /// Runs a command to completion and turns failure into a one-line error.
-pub fn run(cmd: &mut Command, what: &str) -> Result<Output, LabError> {
+pub fn run(cmd: &mut Command, what: &str) -> Result<Output, Error> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| LabError::Io {
+        .map_err(|source| Error::Io {
             what: format!("{what}: cannot run {:?}", cmd.get_program()),
             source,
         })?;
     check(out, what)
 }
 
-fn check(out: Output, what: &str) -> Result<Output, LabError> {
+fn check(out: Output, what: &str) -> Result<Output, Error> {
     if out.status.success() {
         Ok(out)
     } else {
-        Err(LabError::Command {
+        Err(Error::Command {
             what: what.to_string(),
             detail: failure_detail(&out),
         })
@@ -63,7 +65,7 @@ pub fn start_batch(
     ns: Option<&str>,
     lines: &[String],
     force: bool,
-) -> Result<(Child, String), LabError> {
+) -> Result<(Child, String), Error> {
     let mut cmd = Command::new("ip");
     if let Some(ns) = ns {
         cmd.args(["-n", ns]);
@@ -76,7 +78,7 @@ pub fn start_batch(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let what = format!("ip batch in {}", ns.unwrap_or("root namespace"));
-    let mut child = cmd.spawn().map_err(|source| LabError::Io {
+    let mut child = cmd.spawn().map_err(|source| Error::Io {
         what: format!("{what}: cannot run ip"),
         source,
     })?;
@@ -90,8 +92,8 @@ pub fn start_batch(
 }
 
 /// Waits for a child started by [`start_batch`] or [`start`].
-pub fn finish(child: Child, what: &str) -> Result<Output, LabError> {
-    let out = child.wait_with_output().map_err(|source| LabError::Io {
+pub fn finish(child: Child, what: &str) -> Result<Output, Error> {
+    let out = child.wait_with_output().map_err(|source| Error::Io {
         what: format!("{what}: waiting"),
         source,
     })?;
@@ -99,7 +101,7 @@ pub fn finish(child: Child, what: &str) -> Result<Output, LabError> {
 }
 
 /// Runs one `ip -batch` to completion.
-pub fn batch(ns: Option<&str>, lines: &[String], force: bool) -> Result<(), LabError> {
+pub fn batch(ns: Option<&str>, lines: &[String], force: bool) -> Result<(), Error> {
     if lines.is_empty() {
         return Ok(());
     }
@@ -116,24 +118,24 @@ pub fn batch_best_effort(ns: Option<&str>, lines: &[String]) {
 }
 
 /// Starts a command with captured output; wait with [`finish`].
-pub fn start(cmd: &mut Command, what: &str) -> Result<Child, LabError> {
+pub fn start(cmd: &mut Command, what: &str) -> Result<Child, Error> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| LabError::Io {
+        .map_err(|source| Error::Io {
             what: format!("{what}: cannot run {:?}", cmd.get_program()),
             source,
         })
 }
 
 /// Names of all namespaces `ip netns` knows.
-pub fn list_namespaces() -> Result<Vec<String>, LabError> {
+pub fn list_namespaces() -> Result<Vec<String>, Error> {
     let dir = match std::fs::read_dir(NETNS_DIR) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
-            return Err(LabError::Io {
+            return Err(Error::Io {
                 what: format!("listing {NETNS_DIR}"),
                 source,
             })
@@ -165,6 +167,17 @@ pub fn parse_lab_name(name: &str) -> Option<(&str, i32)> {
         return None;
     }
     Some((prefix, pid.parse().ok()?))
+}
+
+/// A fresh per-run prefix `dw{pid}x{4 hex}`, unique within this process:
+/// a counter from a random start, so that a stale lab of an earlier process
+/// with the same pid is unlikely to collide either.
+pub fn new_prefix() -> String {
+    static START: OnceLock<u16> = OnceLock::new();
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = *START.get_or_init(rand::random::<u16>);
+    let tag = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+    format!("dw{}x{tag:04x}", std::process::id())
 }
 
 pub fn pid_alive(pid: i32) -> bool {
@@ -228,7 +241,7 @@ pub fn kill_all_in(names: &[String], grace: Duration) {
 
 /// Kills the processes in `names` and deletes the namespaces. Errors only if
 /// a namespace is still there afterwards.
-pub fn remove_namespaces(names: &[String]) -> Result<(), LabError> {
+pub fn remove_namespaces(names: &[String]) -> Result<(), Error> {
     let present: Vec<String> = names
         .iter()
         .filter(|n| namespace_exists(n))
@@ -244,7 +257,7 @@ pub fn remove_namespaces(names: &[String]) -> Result<(), LabError> {
     if left.is_empty() {
         Ok(())
     } else {
-        Err(LabError::Command {
+        Err(Error::Command {
             what: "deleting lab namespaces".into(),
             detail: format!(
                 "still present: {}",
@@ -259,7 +272,7 @@ pub fn remove_namespaces(names: &[String]) -> Result<(), LabError> {
 
 /// Removes lab namespaces whose creator is dead (all lab namespaces with
 /// `all`); returns the names removed.
-pub fn clean(all: bool) -> Result<Vec<String>, LabError> {
+pub fn clean(all: bool) -> Result<Vec<String>, Error> {
     let me = std::process::id() as i32;
     let stale: Vec<String> = list_namespaces()?
         .into_iter()
@@ -293,6 +306,19 @@ mod tests {
             "dw1xabcd-",
         ] {
             assert_eq!(parse_lab_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn new_prefixes_are_lab_names_and_distinct() {
+        let (a, b) = (new_prefix(), new_prefix());
+        assert_ne!(a, b);
+        for p in [&a, &b] {
+            let name = format!("{p}-vp1");
+            assert_eq!(
+                parse_lab_name(&name),
+                Some((p.as_str(), std::process::id() as i32))
+            );
         }
     }
 

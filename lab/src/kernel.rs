@@ -1,4 +1,4 @@
-//! The one host-wide kernel knob the lab needs.
+//! The one host-wide kernel knob the scenario lab needs.
 //!
 //! Linux rate-limits the ICMP unreachables it sends for routing failures
 //! (`ip_error`: one per second per source address, burst of five), and unlike
@@ -30,8 +30,17 @@ pub fn relax_route_error_limit() {
     }
 }
 
-/// Puts the saved value back; call when no lab is left on the machine.
-pub fn restore_route_error_limit() {
+/// Puts the saved value back once no lab is left on the machine.
+pub(crate) fn restore_route_error_limit_if_last() {
+    let labs_left = crate::netns::list_namespaces()
+        .map(|all| all.iter().any(|n| crate::parse_lab_name(n).is_some()))
+        .unwrap_or(true);
+    if !labs_left {
+        restore_route_error_limit();
+    }
+}
+
+fn restore_route_error_limit() {
     if let Ok(old) = fs::read_to_string(SAVED) {
         if fs::write(KNOB, old.trim()).is_ok() {
             let _ = fs::remove_file(SAVED);

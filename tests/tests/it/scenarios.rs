@@ -3,7 +3,6 @@
 //! against ground truth. Scenarios run one at a time (each starts four
 //! processes probing every round; two at once would starve a 2-core machine).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -14,12 +13,10 @@ use darkwatch_tests::webhook::WebhookSink;
 use darkwatch_tests::{lab_or_skip, Lab, LabConfig, Node};
 use serde_json::Value;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 /// Builds the lab and a deployment, runs `body`, and on failure prints the
 /// tail of every log so that CI output says what went wrong.
 fn scenario(name: &str, body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::serial();
     let Some(lab) = lab_or_skip(LabConfig::default()) else {
         return;
     };
@@ -311,7 +308,7 @@ fn s6_one_transit_cut_reroutes_without_outage() {
         // The agents' own traceroutes now cross t2.
         let target = lab.responsive_hosts(lab.blocks()[0])[0];
         let out = lab
-            .command(Node::Vp(2), harness::bin_path("darkwatch-agent")?)
+            .command(Node::Vp(2), harness::workspace_bin("darkwatch-agent")?)
             .args(["trace", "--json", "--max-ttl", "8", &target.to_string()])
             .output()?;
         ensure!(

@@ -17,8 +17,7 @@ use darkwatch_schema::{
 };
 use reqwest::StatusCode;
 
-mod common;
-use common::{cli, cli_ok, random_hex, Db, Server, BIN};
+use crate::common::{cli, cli_ok, random_hex, Db, Server, BIN};
 
 // ---------- fixtures ----------
 

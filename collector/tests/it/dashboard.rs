@@ -28,8 +28,7 @@ use darkwatch_schema::{
 use ipnet::IpNet;
 use reqwest::StatusCode;
 
-mod common;
-use common::{cli_ok, random_hex, Db, Server};
+use crate::common::{cli_ok, random_hex, Db, Server};
 
 const INTERVAL: u64 = 60;
 const ROUNDS: u64 = 20;

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -15,14 +14,12 @@ use darkwatch_tests::harness::{
 };
 use darkwatch_tests::{lab_or_skip, Lab, LabConfig, Node};
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 /// Observations per round and agent: the lab's 6 country blocks plus the
 /// control block.
 const PER_ROUND: u64 = 7;
 
 fn run(name: &str, db: Db) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::serial();
     let Some(lab) = lab_or_skip(LabConfig::default()) else {
         return;
     };
@@ -273,12 +270,7 @@ fn three_agents_survive_collector_downtime_agent_kill_and_token_revocation_sqlit
 
 #[test]
 fn three_agents_survive_collector_downtime_agent_kill_and_token_revocation_postgres() {
-    let Ok(base) = std::env::var("DARKWATCH_TEST_PG") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but DARKWATCH_TEST_PG is not set: .ci/run must start PostgreSQL"
-        );
-        eprintln!("skipping: DARKWATCH_TEST_PG not set");
+    let Some(base) = harness::pg_or_skip() else {
         return;
     };
     run(
