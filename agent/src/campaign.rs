@@ -385,10 +385,13 @@ pub fn trace_targets(
             .flat_map(|t| t.responsive.iter())
             .filter(|a| p.contains(a))
             .collect();
-        let target = if known.is_empty() {
-            p.hosts().next().unwrap_or(p.network())
-        } else {
-            known[(round as usize) % known.len()]
+        // Without a known address, a prefix small enough to sweep is traced
+        // to its first host; a wider IPv6 prefix is watched only through
+        // known addresses, so it is not traced to a guess.
+        let target = match known.len() {
+            0 if p.prefix_len() >= sweepable_len(&p) => p.hosts().next().unwrap_or(p.network()),
+            0 => continue,
+            n => known[(round as usize) % n],
         };
         if filter.check(target).is_ok() {
             targets.push(target);
@@ -398,6 +401,15 @@ pub fn trace_targets(
         st.trace_cursor = (st.trace_cursor + n) % c.prefixes.len();
     }
     targets
+}
+
+/// Shortest prefix length whose every address may be probed blindly: any
+/// IPv4 prefix; IPv6 only down to what a sweep covers.
+fn sweepable_len(p: &IpNet) -> u8 {
+    match p {
+        IpNet::V4(_) => 0,
+        IpNet::V6(_) => crate::targets::MIN_IPV6_SWEEP_PREFIX,
+    }
 }
 
 /// What the daemon measured in one round of one campaign.

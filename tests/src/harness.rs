@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -248,6 +248,35 @@ impl<'a> Collector<'a> {
             "--control",
             &self.lab.control_prefix().to_string(),
         ])?;
+        // The file is in the published format, with reserved and available
+        // space between the country's prefixes and an IPv6 allocation: the
+        // campaign must hold the country's IPv4 prefixes and its IPv6 one,
+        // nothing else.
+        let list: serde_json::Value =
+            serde_json::from_str(&self.cli_ok(&["campaign", "list", "--json"])?)?;
+        let mut got: Vec<String> = list
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == CAMPAIGN))
+            .and_then(|c| c["prefixes"].as_array())
+            .map(|p| {
+                p.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        got.sort();
+        let mut want: Vec<String> = self
+            .lab
+            .country_prefixes()
+            .iter()
+            .map(|p| p.to_string())
+            .chain(["3fff:100::/32".to_string()])
+            .collect();
+        want.sort();
+        ensure!(
+            got == want,
+            "campaign from the delegated file holds {got:?}, expected {want:?}"
+        );
         Ok(())
     }
 
@@ -484,7 +513,28 @@ impl<'a> Deployment<'a> {
     /// the lab country as a campaign (from a delegated-stats file, with the
     /// lab's control prefix), and starts one agent per VP.
     pub fn start(lab: &'a Lab, db_url: &str, dir: &Path, timing: Timing) -> Result<Deployment<'a>> {
-        let mut collector = Collector::new(lab, db_url, &dir.join("collector"), &timing)?;
+        Self::start_with(lab, db_url, dir, timing, false)
+    }
+
+    /// Like [`Deployment::start`]; with `pfx2as`, the collector groups the
+    /// country's prefixes by origin AS from a file in CAIDA's published
+    /// format ([`Lab::pfx2as`]), so AS-scope verdicts are made.
+    pub fn start_with(
+        lab: &'a Lab,
+        db_url: &str,
+        dir: &Path,
+        timing: Timing,
+        pfx2as: bool,
+    ) -> Result<Deployment<'a>> {
+        let extra = if pfx2as {
+            let file = dir.join("routeviews-rv2-lab.pfx2as");
+            fs::write(&file, lab.pfx2as())?;
+            format!("pfx2as = {:?}", file.display().to_string())
+        } else {
+            String::new()
+        };
+        let mut collector =
+            Collector::new_at(lab, db_url, &dir.join("collector"), &timing, 8080, &extra)?;
         collector.start()?;
         collector.add_lab_campaign(dir, &timing)?;
         let mut agents = Vec::new();

@@ -309,3 +309,30 @@ fn found_census_is_split_to_stay_under_the_batch_limit() {
     let total: usize = sizes.iter().flatten().sum();
     assert_eq!(total, 28, "nothing lost");
 }
+
+#[test]
+fn a_wide_ipv6_prefix_without_known_addresses_is_never_traced() {
+    let c = CampaignAssignment {
+        prefixes: nets(&["198.18.0.0/24", "3fff:100::/32", "3fff:200::/120"]),
+        ..campaign("kp", 60)
+    };
+    let policy = Policy {
+        traces_per_round: 3,
+        ..policy()
+    };
+    let mut st = CampaignState::default();
+    for round in 0..4 {
+        let targets = trace_targets(&c, &mut st, round, &policy);
+        // The IPv4 /24 and the sweepable /120 are traced to their first
+        // host (IPv6 has no network address to skip); nothing is guessed
+        // inside the /32.
+        assert_eq!(
+            targets,
+            vec![
+                "198.18.0.1".parse::<IpAddr>().unwrap(),
+                "3fff:200::".parse().unwrap()
+            ],
+            "round {round}"
+        );
+    }
+}

@@ -260,6 +260,11 @@ impl Lab {
         self.plan.delegated_stats(cc)
     }
 
+    /// CAIDA prefix-to-AS text for the country prefixes.
+    pub fn pfx2as(&self) -> String {
+        self.plan.pfx2as()
+    }
+
     /// Human-readable topology with this lab's namespace names.
     pub fn describe(&self) -> String {
         format!(

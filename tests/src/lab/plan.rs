@@ -568,15 +568,80 @@ impl Plan {
         v
     }
 
-    /// An RIR delegated-stats file assigning the country prefixes to `cc`.
+    /// An RIR delegated-stats file assigning the country prefixes to `cc`,
+    /// in the published extended format (as APNIC ships it): version and
+    /// summary lines, a comment, an `asn` record, the country's IPv6
+    /// allocation (documentation space, too wide to sweep), adjacent prefixes
+    /// merged into one record whose count need not be a power of two, the
+    /// gaps between them as `reserved` (the country's code) and `available`
+    /// (`ZZ`) records that must not be watched, and another country's record.
     pub fn delegated_stats(&self, cc: &str) -> String {
         let date = "20141222";
-        let n = self.config.country_prefixes.len();
-        let mut s = format!("2|lab|{date}|{n}|19700101|{date}|+0000\nlab|*|ipv4|*|{n}|summary\n");
-        for p in &self.config.country_prefixes {
-            let count = 1u64 << (32 - u32::from(p.prefix_len()));
-            s += &format!("lab|{cc}|ipv4|{}|{count}|{date}|assigned\n", p.network());
+        let mut prefixes = self.config.country_prefixes.clone();
+        prefixes.sort();
+        // Runs of adjacent prefixes: (first address, address count).
+        let mut runs: Vec<(u32, u64)> = Vec::new();
+        for p in &prefixes {
+            let (start, count) = (
+                u32::from(p.network()),
+                1u64 << (32 - u32::from(p.prefix_len())),
+            );
+            match runs.last_mut() {
+                Some((s, c)) if u64::from(*s) + *c == u64::from(start) => *c += count,
+                _ => runs.push((start, count)),
+            }
         }
+        let mut ipv4 = Vec::new();
+        for (k, &(start, count)) in runs.iter().enumerate() {
+            ipv4.push(format!(
+                "apnic|{cc}|ipv4|{}|{count}|{date}|allocated|A91E0F1A",
+                Ipv4Addr::from(start)
+            ));
+            // The gap up to the next run, as space that is not in use.
+            if let Some(&(next, _)) = runs.get(k + 1) {
+                let gap_start = u64::from(start) + count;
+                let gap = u64::from(next) - gap_start;
+                let addr = Ipv4Addr::from(gap_start as u32);
+                ipv4.push(if k % 2 == 0 {
+                    format!("apnic|{cc}|ipv4|{addr}|{gap}|{date}|reserved|A91E0F1A")
+                } else {
+                    format!("apnic|ZZ|ipv4|{addr}|{gap}||available|")
+                });
+            }
+        }
+        ipv4.push(format!(
+            "apnic|JP|ipv4|198.18.200.0|256|{date}|allocated|A91C0DDE"
+        ));
+        let mut s = format!(
+            "2|apnic|{date}|{}|19830613|{date}|+1000\n\
+             apnic|*|asn|*|1|summary\n\
+             apnic|*|ipv4|*|{}|summary\n\
+             apnic|*|ipv6|*|1|summary\n\
+             # lab file in the layout of delegated-apnic-extended-latest\n\
+             apnic|{cc}|asn|64500|1|{date}|allocated|A91E0F1A\n",
+            ipv4.len() + 2,
+            ipv4.len()
+        );
+        for line in ipv4 {
+            s += &line;
+            s.push('\n');
+        }
+        s += &format!("apnic|{cc}|ipv6|3fff:100::|32|{date}|allocated|A91E0F1A\n");
+        s
+    }
+
+    /// A CAIDA prefix-to-AS file (`routeviews-rv2-*.pfx2as` layout) for the
+    /// country prefixes, cycling through the origin forms the published
+    /// files hold: one origin (AS64500), a multi-origin prefix
+    /// (`64500_64501`), an AS set (`{64502,64503}`) and one origin again
+    /// (AS64502); plus a line for space outside the country.
+    pub fn pfx2as(&self) -> String {
+        const ORIGINS: [&str; 4] = ["64500", "64500_64501", "{64502,64503}", "64502"];
+        let mut s = String::new();
+        for (i, p) in self.config.country_prefixes.iter().enumerate() {
+            s += &format!("{}\t{}\t{}\n", p.network(), p.prefix_len(), ORIGINS[i % 4]);
+        }
+        s += "198.18.200.0\t24\t64999\n";
         s
     }
 
@@ -644,6 +709,7 @@ pub const FAULT_RULE_PREF: u32 = 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipnet::IpNet;
 
     fn p(s: &str) -> Ipv4Net {
         s.parse().unwrap()
@@ -828,19 +894,41 @@ mod tests {
     #[test]
     fn delegated_stats_lists_each_prefix_with_its_address_count() {
         let plan = Plan::new(LabConfig::default()).unwrap();
-        let text = plan.delegated_stats("ZZ");
-        let records: Vec<&str> = text.lines().filter(|l| l.starts_with("lab|ZZ|")).collect();
+        let text = plan.delegated_stats("KP");
+        let records: Vec<&str> = text.lines().filter(|l| l.contains("|ipv")).collect();
         assert_eq!(
             records,
             [
-                "lab|ZZ|ipv4|198.18.0.0|512|20141222|assigned",
-                "lab|ZZ|ipv4|198.18.2.0|256|20141222|assigned",
-                "lab|ZZ|ipv4|198.18.4.0|256|20141222|assigned",
-                "lab|ZZ|ipv4|198.18.6.0|512|20141222|assigned",
+                "apnic|*|ipv4|*|6|summary",
+                "apnic|*|ipv6|*|1|summary",
+                // 198.18.0.0/23 and 198.18.2.0/24 are adjacent: 768 addresses.
+                "apnic|KP|ipv4|198.18.0.0|768|20141222|allocated|A91E0F1A",
+                "apnic|KP|ipv4|198.18.3.0|256|20141222|reserved|A91E0F1A",
+                "apnic|KP|ipv4|198.18.4.0|256|20141222|allocated|A91E0F1A",
+                "apnic|ZZ|ipv4|198.18.5.0|256||available|",
+                "apnic|KP|ipv4|198.18.6.0|512|20141222|allocated|A91E0F1A",
+                "apnic|JP|ipv4|198.18.200.0|256|20141222|allocated|A91C0DDE",
+                "apnic|KP|ipv6|3fff:100::|32|20141222|allocated|A91E0F1A",
             ]
         );
-        assert!(text.lines().next().unwrap().starts_with("2|lab|"));
-        assert!(text.contains("lab|*|ipv4|*|4|summary"));
+        assert!(text.starts_with("2|apnic|20141222|8|"));
+        // The shared parser reads back exactly the lab's country space.
+        let parsed = darkwatch_schema::inputs::delegated::parse(&text, "lab", "KP").unwrap();
+        assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+        let v4: Vec<IpNet> = parsed
+            .items
+            .iter()
+            .filter(|n| n.addr().is_ipv4())
+            .copied()
+            .collect();
+        let want: Vec<IpNet> = plan
+            .config
+            .country_prefixes
+            .iter()
+            .map(|&p| IpNet::V4(p))
+            .collect();
+        assert_eq!(v4, want);
+        assert!(parsed.items.contains(&"3fff:100::/32".parse().unwrap()));
     }
 
     #[test]

@@ -16,14 +16,20 @@ use serde_json::Value;
 /// Builds the lab and a deployment, runs `body`, and on failure prints the
 /// tail of every log so that CI output says what went wrong.
 fn scenario(name: &str, body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>) {
+    scenario_with(name, false, body)
+}
+
+/// A scenario whose collector groups prefixes by AS (see
+/// [`Deployment::start_with`]) when `pfx2as` is set.
+fn scenario_with(name: &str, pfx2as: bool, body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>) {
     let _serial = crate::serial();
     let Some(lab) = lab_or_skip(LabConfig::default()) else {
         return;
     };
     let dir = harness::run_dir(name).expect("run dir");
     let db = Db::sqlite(dir.path());
-    let result =
-        Deployment::start(&lab, &db.url, dir.path(), Timing::default()).and_then(|mut d| {
+    let result = Deployment::start_with(&lab, &db.url, dir.path(), Timing::default(), pfx2as)
+        .and_then(|mut d| {
             d.wait_reporting(Duration::from_secs(60))?;
             let r = body(&lab, &mut d);
             if r.is_err() {
@@ -224,6 +230,43 @@ fn s2_one_prefix_of_four_withdrawn_is_partial_not_blackout() {
         ensure!(
             country_blackout(&all).is_none(),
             "no country blackout: {all:?}"
+        );
+        lab.announce(dark)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn s8_prefixes_grouped_by_a_published_pfx2as_file_make_as_verdicts() {
+    // The collector groups prefixes by AS from a file in CAIDA's format
+    // (`Lab::pfx2as`): prefix 1 has two origins (`64500_64501`), prefix 2
+    // an AS set (`{64502,64503}`).
+    scenario_with("s8-pfx2as", true, |lab, d| {
+        d.rounds(2);
+        let dark = lab.country_prefixes()[1];
+        lab.withdraw(dark)?;
+        // A multi-origin prefix counts under each of its origins: AS64501
+        // announces nothing else, so its blackout names the prefix (and
+        // explains the prefix's own); AS64500 also announces prefix 0.
+        let v = wait_verdict(d, "a blackout of AS64501", 10, |all| {
+            verdicts(all, "blackout", "asn", Some("AS64501"))
+                .first()
+                .map(|v| (*v).clone())
+        })?;
+        ensure!(
+            v["prefixes"] == serde_json::json!([dark.to_string()]),
+            "the AS blackout names the dark prefix: {v}"
+        );
+        wait_verdict(d, "a partial outage of AS64500", 3, |all| {
+            verdicts(all, "partial", "asn", Some("AS64500"))
+                .first()
+                .map(|v| (*v).clone())
+        })?;
+        let all = d.outages()?;
+        ensure!(
+            verdicts(&all, "blackout", "asn", Some("AS64502")).is_empty()
+                && verdicts(&all, "blackout", "asn", Some("AS64503")).is_empty(),
+            "the AS set's origins stay up: {all:?}"
         );
         lab.announce(dark)?;
         Ok(())
