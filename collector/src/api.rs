@@ -30,12 +30,9 @@ use crate::correlation::CorrelationSettings;
 use crate::ingest::{check_batch, IngestError};
 use crate::metrics::Metrics;
 use crate::pfx2as::Pfx2As;
-use crate::report_cli::{self, OutageFilter, OutageJson, Status, TimelineJson};
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError};
 use crate::tokens;
-
-/// Default cap on request bodies.
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+use crate::views::{self, OutageFilter, OutageJson, Status, TimelineJson};
 
 /// Window for the "agents seen recently" gauge.
 const SEEN_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -340,7 +337,7 @@ pub fn outage_filter(q: OutagesQuery, now_ms: i64) -> Result<OutageFilter, Strin
     check_country(q.country.as_deref())?;
     let since_ms = match &q.since {
         Some(s) => Some(
-            report_cli::parse_since(s, now_ms)
+            views::parse_since(s, now_ms)
                 .map_err(|e| format!("query parameter since: {}", e.replace("--since", "since")))?,
         ),
         None => None,
@@ -367,7 +364,7 @@ async fn get_outages<S: Store>(
     let filter =
         outage_filter(q, (st.now_ms)()).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     Ok(Json(
-        report_cli::outages(st.store.as_ref(), &filter)
+        views::outages(st.store.as_ref(), &filter)
             .await
             .map_err(ApiFailure::store)?,
     ))
@@ -380,7 +377,7 @@ async fn get_timeline<S: Store>(
     let Query(q) = q.map_err(bad_query)?;
     check_country(q.country.as_deref()).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     Ok(Json(
-        report_cli::timeline(
+        views::timeline(
             st.store.as_ref(),
             q.country.as_deref(),
             &st.correlation,
@@ -404,7 +401,7 @@ async fn get_status<S: Store>(
         ));
     }
     Ok(Json(
-        report_cli::status(st.store.as_ref(), (st.now_ms)())
+        views::status(st.store.as_ref(), (st.now_ms)())
             .await
             .map_err(ApiFailure::store)?,
     ))

@@ -82,14 +82,23 @@ async fn queries_split_rounds_and_control(db: &str) {
         .expect("query")
         .is_empty());
 
-    let r = store
-        .rounds_by_agent("kp", 0..=u64::MAX)
+    // Which agent reported which round, and the latest round, as the
+    // correlation reads them.
+    let r = store.round_agents("kp", 0..=u64::MAX).await.expect("query");
+    let rounds_of = |agent: &str| {
+        r.iter()
+            .filter(|(_, a)| a == agent)
+            .map(|(round, _)| *round)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rounds_of("a"), [10, 11]);
+    assert_eq!(rounds_of("b"), [12]);
+    assert_eq!(r.iter().map(|(round, _)| *round).max(), Some(12));
+    let none = store
+        .round_agents("none", 0..=u64::MAX)
         .await
         .expect("query");
-    assert_eq!(r["a"].iter().copied().collect::<Vec<_>>(), [10, 11]);
-    assert_eq!(r["b"].iter().copied().collect::<Vec<_>>(), [12]);
-    assert_eq!(store.latest_round("kp").await.expect("query"), Some(12));
-    assert_eq!(store.latest_round("none").await.expect("query"), None);
+    assert_eq!(none.iter().map(|(round, _)| *round).max(), None);
     store.close().await;
 }
 

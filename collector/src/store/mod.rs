@@ -5,9 +5,16 @@
 //! code serves a SQLite file or a PostgreSQL database chosen by URL. Callers
 //! pass the current time in, which keeps the store free of clocks.
 
+mod agents;
+mod codec;
+mod ingest;
+mod leases;
+mod migrations;
+mod observations;
 mod sql;
+mod url;
+mod verdicts;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
 
@@ -17,7 +24,8 @@ use darkwatch_schema::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use sql::{Backend, SqlStore};
+pub use sql::SqlStore;
+pub use url::{resolve_url, Backend};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -270,17 +278,6 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         rounds: RangeInclusive<u64>,
     ) -> impl Future<Output = Result<Vec<AgentTrace>, StoreError>> + Send;
-    /// Rounds for which each agent reported anything, in a round range.
-    fn rounds_by_agent(
-        &self,
-        campaign: &str,
-        rounds: RangeInclusive<u64>,
-    ) -> impl Future<Output = Result<BTreeMap<String, BTreeSet<u64>>, StoreError>> + Send;
-    /// Highest round any agent reported for a campaign.
-    fn latest_round(
-        &self,
-        campaign: &str,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
     // --- verdicts ---
     /// Inserts or updates a verdict; returns its id.

@@ -1,7 +1,8 @@
-//! The operator's read commands: `outages`, `status` and `timeline`, as
-//! tables for people or JSON for programs. Verdicts come from the store (the
-//! server's correlation loop keeps them current); the timeline is computed
-//! on demand from stored observations by the same correlation core.
+//! The read model: what `outages`, `status` and `timeline` show, as JSON
+//! rows (served alike by the CLI's `--json` and the API's `/v1/...` views)
+//! and as tables for people. Verdicts come from the store (the server's
+//! correlation loop keeps them current); the timeline is computed on demand
+//! from stored observations by the same correlation core.
 
 use std::fmt::Write as _;
 

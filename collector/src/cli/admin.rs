@@ -1,0 +1,220 @@
+//! `agents` and `campaign`: the operator's management commands.
+
+use darkwatch_schema::valid_name;
+
+use super::{
+    now_ms, read_input, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, EX_DATAERR, EX_USAGE,
+};
+use crate::delegated;
+use crate::store::{CampaignSpec, Store};
+use crate::tokens;
+
+fn fmt_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), CliError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            EX_DATAERR,
+            format!("{kind} name {name:?} is invalid (1..=64 chars of A-Z a-z 0-9 . _ -)"),
+        ))
+    }
+}
+
+pub(super) async fn agents<S: Store>(store: &S, cmd: AgentsCmd) -> Result<(), CliError> {
+    match cmd {
+        AgentsCmd::Add { name } => {
+            check_name("agent", &name)?;
+            let token = tokens::generate();
+            store
+                .add_agent(&name, &tokens::hash(&token), now_ms())
+                .await?;
+            eprintln!("agent {name} added; its token is shown once, store it on the agent:");
+            println!("{token}");
+        }
+        AgentsCmd::List { json } => {
+            let list = store.list_agents().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list)
+                        .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?
+                );
+            } else {
+                println!(
+                    "{:<24} {:<20} {:<20} REVOKED",
+                    "NAME", "CREATED", "LAST SEEN"
+                );
+                for a in list {
+                    println!(
+                        "{:<24} {:<20} {:<20} {}",
+                        a.name,
+                        fmt_ms(a.created_ms),
+                        a.last_seen_ms.map(fmt_ms).unwrap_or_else(|| "never".into()),
+                        if a.revoked { "yes" } else { "no" }
+                    );
+                }
+            }
+        }
+        AgentsCmd::Revoke { name } => {
+            store.revoke_agent(&name).await?;
+            eprintln!("agent {name} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// Builds the campaign definition from the command line (reads the
+/// delegated file if given).
+fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
+    check_name("campaign", &args.name)?;
+    let country = match &args.country {
+        Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(cc.to_ascii_uppercase())
+        }
+        Some(cc) => {
+            return Err(CliError::new(
+                EX_USAGE,
+                format!("--country {cc:?} is not a two-letter code"),
+            ))
+        }
+        None => None,
+    };
+    let mut prefixes = args.prefixes.clone();
+    if let (Some(path), Some(cc)) = (&args.delegated, &country) {
+        let text = read_input(path, "delegated file")?;
+        let found = delegated::parse(&text, cc)
+            .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", path.display())))?;
+        if found.is_empty() {
+            return Err(CliError::new(
+                EX_DATAERR,
+                format!("{}: no allocated prefixes for {cc}", path.display()),
+            ));
+        }
+        prefixes.extend(found);
+    }
+    for p in prefixes.iter().chain(&args.control) {
+        if p.trunc() != *p {
+            return Err(CliError::new(
+                EX_DATAERR,
+                format!("prefix {p} has host bits set (did you mean {}?)", p.trunc()),
+            ));
+        }
+    }
+    for a in &args.agents {
+        check_name("agent", a)?;
+    }
+    Ok(CampaignSpec {
+        name: args.name.clone(),
+        country,
+        interval_secs: args.interval,
+        prefixes,
+        control: args.control.clone(),
+        agents: args.agents.clone(),
+    })
+}
+
+pub(super) async fn campaign<S: Store>(store: &S, cmd: CampaignCmd) -> Result<(), CliError> {
+    match cmd {
+        CampaignCmd::Add(args) => {
+            let spec = campaign_spec(&args)?;
+            let c = store.put_campaign(&spec, args.replace, now_ms()).await?;
+            eprintln!(
+                "campaign {} saved: {} prefixes, every {} s, generation {}",
+                c.name,
+                c.prefixes.len(),
+                c.interval_secs,
+                c.generation
+            );
+        }
+        CampaignCmd::List { json } => {
+            let list = store.list_campaigns().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list)
+                        .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?
+                );
+            } else {
+                println!(
+                    "{:<20} {:<7} {:>8} {:>8} {:>7} {:<20} GEN",
+                    "NAME", "COUNTRY", "INTERVAL", "PREFIXES", "CONTROL", "AGENTS"
+                );
+                for c in list {
+                    let agents = if c.agents.is_empty() {
+                        "all".to_string()
+                    } else {
+                        c.agents.join(",")
+                    };
+                    println!(
+                        "{:<20} {:<7} {:>8} {:>8} {:>7} {:<20} {}",
+                        c.name,
+                        c.country.as_deref().unwrap_or("-"),
+                        c.interval_secs,
+                        c.prefixes.len(),
+                        c.control.len(),
+                        agents,
+                        c.generation
+                    );
+                }
+            }
+        }
+        CampaignCmd::Remove { name } => {
+            store.remove_campaign(&name).await?;
+            eprintln!("campaign {name} removed");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cli, Command};
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn campaign_needs_a_source_and_valid_fields() {
+        assert!(Cli::try_parse_from(["dc", "campaign", "add", "kp"]).is_err());
+        assert!(Cli::try_parse_from(["dc", "campaign", "add", "kp", "--delegated", "f"]).is_err());
+        let cli = Cli::try_parse_from([
+            "dc",
+            "campaign",
+            "add",
+            "kp",
+            "--prefix",
+            "198.18.0.0/16",
+            "--agents",
+            "a,b",
+            "--interval",
+            "60",
+        ])
+        .unwrap();
+        let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        let spec = campaign_spec(&args).unwrap();
+        assert_eq!(spec.agents, ["a", "b"]);
+        assert_eq!(spec.interval_secs, 60);
+
+        let cli = Cli::try_parse_from(["dc", "campaign", "add", "kp", "--prefix", "198.18.0.1/16"])
+            .unwrap();
+        let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(campaign_spec(&args).unwrap_err().code, EX_DATAERR);
+
+        let cli =
+            Cli::try_parse_from(["dc", "campaign", "add", "../x", "--prefix", "198.18.0.0/16"])
+                .unwrap();
+        let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(campaign_spec(&args).unwrap_err().code, EX_DATAERR);
+    }
+}

@@ -1,0 +1,65 @@
+//! `outages`, `status` and `timeline`: the read model of `crate::views`,
+//! printed as tables or JSON.
+
+use super::{now_ms, open, print_json, print_out, read_input};
+use super::{CliError, OutagesArgs, TimelineArgs, EX_DATAERR, EX_USAGE};
+use crate::config::FileConfig;
+use crate::store::Store;
+use crate::views;
+
+pub(super) async fn outages<S: Store>(store: &S, args: OutagesArgs) -> Result<(), CliError> {
+    let since_ms = match &args.since {
+        Some(s) => Some(views::parse_since(s, now_ms()).map_err(|e| CliError::new(EX_USAGE, e))?),
+        None => None,
+    };
+    let filter = views::OutageFilter {
+        country: args.country,
+        ongoing: args.ongoing,
+        since_ms,
+    };
+    let rows = views::outages(store, &filter).await?;
+    if args.json {
+        print_json(&rows)
+    } else {
+        print_out(&views::outages_table(&rows, now_ms()))
+    }
+}
+
+pub(super) async fn status<S: Store>(store: &S, json: bool) -> Result<(), CliError> {
+    let st = views::status(store, now_ms()).await?;
+    if json {
+        print_json(&st)
+    } else {
+        print_out(&views::status_text(&st, now_ms()))
+    }
+}
+
+/// Reads the config (if given) before opening the database, so that a bad
+/// file is reported as such.
+pub(super) async fn timeline(db: &str, args: TimelineArgs) -> Result<(), CliError> {
+    let file = match &args.config {
+        Some(p) => FileConfig::parse(&read_input(p, "config file")?)
+            .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", p.display())))?,
+        None => FileConfig::default(),
+    };
+    let pfx2as = match &file.correlation.pfx2as {
+        Some(p) => Some(
+            crate::pfx2as::Pfx2As::load(p).map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let store = open(db).await?;
+    let t = views::timeline(
+        &store,
+        args.country.as_deref(),
+        &file.correlation,
+        pfx2as.as_ref(),
+        now_ms(),
+    )
+    .await?;
+    if args.json {
+        print_json(&t)
+    } else {
+        print_out(&views::timeline_text(&t))
+    }
+}
