@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::alerts::{AlertEvent, Alerts};
+use crate::clock::SharedClock;
 use crate::pfx2as::Pfx2As;
 use crate::store::{AgentObservation, Campaign, Store, StoreError, Verdict, VpFault};
 
@@ -365,10 +366,6 @@ pub async fn pass<S: Store>(
     Ok((out, events))
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// The correlation loop of `serve`: every `every_secs`, if this collector
 /// holds the correlator lease (one correlator among several collectors
 /// sharing a database), run a pass over every campaign.
@@ -377,6 +374,7 @@ pub async fn run<S: Store>(
     settings: CorrelationSettings,
     holder: String,
     alerts: Alerts,
+    clock: SharedClock,
 ) {
     let pfx2as = match &settings.pfx2as {
         Some(p) => match Pfx2As::load(p) {
@@ -392,7 +390,10 @@ pub async fn run<S: Store>(
     let ttl_ms = settings.lease_ttl_ms();
     let mut leader = false;
     loop {
-        match store.try_lease(LEASE, &holder, now_ms(), ttl_ms).await {
+        match store
+            .try_lease(LEASE, &holder, clock.now_ms(), ttl_ms)
+            .await
+        {
             Ok(true) => {
                 if !leader {
                     tracing::info!(holder = %holder, "this collector now runs the correlation");
@@ -401,8 +402,14 @@ pub async fn run<S: Store>(
                 match store.list_campaigns().await {
                     Ok(campaigns) => {
                         for c in &campaigns {
-                            match pass(store.as_ref(), c, &settings, pfx2as.as_ref(), now_ms())
-                                .await
+                            match pass(
+                                store.as_ref(),
+                                c,
+                                &settings,
+                                pfx2as.as_ref(),
+                                clock.now_ms(),
+                            )
+                            .await
                             {
                                 Ok((_, events)) => {
                                     for e in events {

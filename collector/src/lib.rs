@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod correlation;
 pub mod delegated;

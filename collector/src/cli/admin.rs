@@ -2,9 +2,8 @@
 
 use darkwatch_schema::valid_name;
 
-use super::{
-    now_ms, read_input, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, EX_DATAERR, EX_USAGE,
-};
+use super::{read_input, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, EX_DATAERR, EX_USAGE};
+use crate::clock::Clock;
 use crate::delegated;
 use crate::store::{CampaignSpec, Store};
 use crate::tokens;
@@ -26,13 +25,17 @@ fn check_name(kind: &str, name: &str) -> Result<(), CliError> {
     }
 }
 
-pub(super) async fn agents<S: Store>(store: &S, cmd: AgentsCmd) -> Result<(), CliError> {
+pub(super) async fn agents<S: Store>(
+    store: &S,
+    cmd: AgentsCmd,
+    clock: &dyn Clock,
+) -> Result<(), CliError> {
     match cmd {
         AgentsCmd::Add { name } => {
             check_name("agent", &name)?;
             let token = tokens::generate();
             store
-                .add_agent(&name, &tokens::hash(&token), now_ms())
+                .add_agent(&name, &tokens::hash(&token), clock.now_ms())
                 .await?;
             eprintln!("agent {name} added; its token is shown once, store it on the agent:");
             println!("{token}");
@@ -119,11 +122,17 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
     })
 }
 
-pub(super) async fn campaign<S: Store>(store: &S, cmd: CampaignCmd) -> Result<(), CliError> {
+pub(super) async fn campaign<S: Store>(
+    store: &S,
+    cmd: CampaignCmd,
+    clock: &dyn Clock,
+) -> Result<(), CliError> {
     match cmd {
         CampaignCmd::Add(args) => {
             let spec = campaign_spec(&args)?;
-            let c = store.put_campaign(&spec, args.replace, now_ms()).await?;
+            let c = store
+                .put_campaign(&spec, args.replace, clock.now_ms())
+                .await?;
             eprintln!(
                 "campaign {} saved: {} prefixes, every {} s, generation {}",
                 c.name,

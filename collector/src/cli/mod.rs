@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use ipnet::IpNet;
 
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::DEFAULT_DB;
 use crate::store::{SqlStore, StoreError};
 
@@ -237,17 +238,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(71);
         }
     };
-    match rt.block_on(run(cli)) {
+    match rt.block_on(run(cli, SystemClock::shared())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("darkwatch-collector: {}", e.message);
             ExitCode::from(e.code)
         }
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn read_input(path: &Path, what: &str) -> Result<String, CliError> {
@@ -259,30 +256,32 @@ fn read_input(path: &Path, what: &str) -> Result<String, CliError> {
     })
 }
 
-async fn open(db: &str) -> Result<SqlStore, CliError> {
-    Ok(SqlStore::open(db).await?)
+async fn open(db: &str, clock: &dyn Clock) -> Result<SqlStore, CliError> {
+    Ok(SqlStore::open_with(db, clock).await?)
 }
 
-pub async fn run(cli: Cli) -> Result<(), CliError> {
+/// Runs `cli` with `clock` as the time for everything it does.
+pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
+    let clock = shared.as_ref();
     let db_flag = cli.db;
     let db = || db_flag.clone().unwrap_or_else(|| DEFAULT_DB.to_string());
     match cli.command {
-        Command::Serve(args) => serve::serve(db_flag.clone(), args).await,
+        Command::Serve(args) => serve::serve(db_flag.clone(), args, shared.clone()).await,
         Command::Agents(cmd) => {
-            let store = open(&db()).await?;
-            admin::agents(&store, cmd).await
+            let store = open(&db(), clock).await?;
+            admin::agents(&store, cmd, clock).await
         }
         Command::Campaign(cmd) => {
-            let store = open(&db()).await?;
-            admin::campaign(&store, cmd).await
+            let store = open(&db(), clock).await?;
+            admin::campaign(&store, cmd, clock).await
         }
-        Command::Outages(args) => read::outages(&open(&db()).await?, args).await,
-        Command::Status { json } => read::status(&open(&db()).await?, json).await,
+        Command::Outages(args) => read::outages(&open(&db(), clock).await?, args, clock).await,
+        Command::Status { json } => read::status(&open(&db(), clock).await?, json, clock).await,
         Command::CheckConfig { config } => {
             serve::check_config(&config)?;
             print_out(&format!("{}: ok\n", config.display()))
         }
-        Command::Timeline(args) => read::timeline(&db(), args).await,
+        Command::Timeline(args) => read::timeline(&db(), args, clock).await,
     }
 }
 

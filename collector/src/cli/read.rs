@@ -1,15 +1,22 @@
 //! `outages`, `status` and `timeline`: the read model of `crate::views`,
 //! printed as tables or JSON.
 
-use super::{now_ms, open, print_json, print_out, read_input};
+use super::{open, print_json, print_out, read_input};
 use super::{CliError, OutagesArgs, TimelineArgs, EX_DATAERR, EX_USAGE};
+use crate::clock::Clock;
 use crate::config::FileConfig;
 use crate::store::Store;
 use crate::views;
 
-pub(super) async fn outages<S: Store>(store: &S, args: OutagesArgs) -> Result<(), CliError> {
+pub(super) async fn outages<S: Store>(
+    store: &S,
+    args: OutagesArgs,
+    clock: &dyn Clock,
+) -> Result<(), CliError> {
     let since_ms = match &args.since {
-        Some(s) => Some(views::parse_since(s, now_ms()).map_err(|e| CliError::new(EX_USAGE, e))?),
+        Some(s) => {
+            Some(views::parse_since(s, clock.now_ms()).map_err(|e| CliError::new(EX_USAGE, e))?)
+        }
         None => None,
     };
     let filter = views::OutageFilter {
@@ -21,22 +28,30 @@ pub(super) async fn outages<S: Store>(store: &S, args: OutagesArgs) -> Result<()
     if args.json {
         print_json(&rows)
     } else {
-        print_out(&views::outages_table(&rows, now_ms()))
+        print_out(&views::outages_table(&rows, clock.now_ms()))
     }
 }
 
-pub(super) async fn status<S: Store>(store: &S, json: bool) -> Result<(), CliError> {
-    let st = views::status(store, now_ms()).await?;
+pub(super) async fn status<S: Store>(
+    store: &S,
+    json: bool,
+    clock: &dyn Clock,
+) -> Result<(), CliError> {
+    let st = views::status(store, clock.now_ms()).await?;
     if json {
         print_json(&st)
     } else {
-        print_out(&views::status_text(&st, now_ms()))
+        print_out(&views::status_text(&st, clock.now_ms()))
     }
 }
 
 /// Reads the config (if given) before opening the database, so that a bad
 /// file is reported as such.
-pub(super) async fn timeline(db: &str, args: TimelineArgs) -> Result<(), CliError> {
+pub(super) async fn timeline(
+    db: &str,
+    args: TimelineArgs,
+    clock: &dyn Clock,
+) -> Result<(), CliError> {
     let file = match &args.config {
         Some(p) => FileConfig::parse(&read_input(p, "config file")?)
             .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", p.display())))?,
@@ -48,13 +63,13 @@ pub(super) async fn timeline(db: &str, args: TimelineArgs) -> Result<(), CliErro
         ),
         None => None,
     };
-    let store = open(db).await?;
+    let store = open(db, clock).await?;
     let t = views::timeline(
         &store,
         args.country.as_deref(),
         &file.correlation,
         pfx2as.as_ref(),
-        now_ms(),
+        clock.now_ms(),
     )
     .await?;
     if args.json {

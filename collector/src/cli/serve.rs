@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{
     open, read_input, CliError, ServeArgs, EX_CONFIG, EX_DATAERR, EX_UNAVAILABLE, EX_USAGE,
 };
+use crate::clock::SharedClock;
 use crate::config::{self, FileConfig, ServeFlags};
 use crate::server;
 
@@ -17,7 +18,11 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "collector".into())
 }
 
-pub(super) async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), CliError> {
+pub(super) async fn serve(
+    db: Option<String>,
+    args: ServeArgs,
+    clock: SharedClock,
+) -> Result<(), CliError> {
     let file = match &args.config {
         Some(p) => FileConfig::parse(&read_input(p, "config file")?)
             .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", p.display())))?,
@@ -31,7 +36,7 @@ pub(super) async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), Cli
         max_body: args.max_body,
     };
     let cfg = config::merge(flags, file).map_err(|e| CliError::new(EX_USAGE, e.to_string()))?;
-    let store = Arc::new(open(&cfg.db).await?);
+    let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
     let alerts = match &cfg.alerts {
         Some(a) => crate::alerts::Alerts::webhook(a.webhook.clone(), a.max_attempts),
         None => crate::alerts::Alerts::disabled(),
@@ -49,10 +54,12 @@ pub(super) async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), Cli
         cfg.correlation.clone(),
         holder,
         alerts,
+        clock.clone(),
     ));
     let result = server::serve(
         &cfg,
         store.clone(),
+        clock,
         |addr, tls| {
             let scheme = if tls { "https" } else { "http" };
             tracing::info!(%addr, tls, "listening");

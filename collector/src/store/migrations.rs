@@ -113,7 +113,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// Applies every migration not yet recorded in `schema_migrations`.
-pub(super) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+pub(super) async fn migrate(
+    pool: &AnyPool,
+    backend: Backend,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await.map_err(unavailable)?;
     if backend == Backend::Postgres {
         // Collectors starting together must not run the DDL twice.
@@ -122,7 +126,7 @@ pub(super) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), Stor
             .execute(&mut *conn)
             .await?;
     }
-    let result = migrate_on(&mut conn, backend).await;
+    let result = migrate_on(&mut conn, backend, now_ms).await;
     if backend == Backend::Postgres {
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(MIGRATION_LOCK)
@@ -136,7 +140,11 @@ pub(super) async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), Stor
     result
 }
 
-async fn migrate_on(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+async fn migrate_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
     )
@@ -165,7 +173,7 @@ async fn migrate_on(conn: &mut AnyConnection, backend: Backend) -> Result<(), St
         }
         sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
             .bind(*version)
-            .bind(chrono::Utc::now().timestamp_millis())
+            .bind(now_ms)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -25,6 +25,7 @@ use super::{
     agents, leases, migrations, observations, verdicts, AgentInfo, AgentObservation, AgentTrace,
     AuthOutcome, Campaign, CampaignSpec, Store, StoreCounts, StoreError, Verdict, VpFault,
 };
+use crate::clock::{Clock, SystemClock};
 
 /// The SQLite/PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -39,8 +40,13 @@ pub struct SqlStore {
 
 impl SqlStore {
     /// Connects to the database named by `url` (see [`resolve_url`]) and
-    /// applies pending migrations.
+    /// applies pending migrations, timestamped by the system clock.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, &SystemClock).await
+    }
+
+    /// [`SqlStore::open`], with the clock that timestamps migrations.
+    pub async fn open_with(url: &str, clock: &dyn Clock) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = resolve_url(url)?;
         let opts = AnyConnectOptions::from_str(&url).map_err(|_| StoreError::Url(url.clone()))?;
@@ -76,7 +82,7 @@ impl SqlStore {
             writer,
             touched: Arc::new(Mutex::new(HashMap::new())),
         };
-        migrations::migrate(&store.pool, store.backend).await?;
+        migrations::migrate(&store.pool, store.backend, clock.now_ms()).await?;
         Ok(store)
     }
 
