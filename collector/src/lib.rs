@@ -17,6 +17,7 @@ pub mod delegated;
 pub mod ingest;
 pub mod metrics;
 pub mod pfx2as;
+pub mod reconcile;
 pub mod server;
 pub mod store;
 pub mod tokens;

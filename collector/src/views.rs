@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
+use darkwatch_correlate::{Kind, Localization, Scope};
 use serde::Serialize;
 
 use crate::correlation::{last_complete_round, load_input, top_target, CorrelationSettings};
@@ -53,9 +54,9 @@ fn duration(ms: i64) -> String {
 /// A verdict as `outages --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutageJson {
-    pub scope: String,
+    pub scope: Scope,
     pub target: String,
-    pub kind: String,
+    pub kind: Kind,
     pub campaign: String,
     pub start: String,
     pub end: Option<String>,
@@ -66,15 +67,15 @@ pub struct OutageJson {
     pub blocks_total: u64,
     pub prefixes: Vec<String>,
     pub vantage_points: Vec<String>,
-    pub localization: serde_json::Value,
+    pub localization: Option<Localization>,
 }
 
 impl From<&Verdict> for OutageJson {
     fn from(v: &Verdict) -> Self {
         OutageJson {
-            scope: v.scope.clone(),
+            scope: v.scope,
             target: v.target.clone(),
-            kind: v.kind.clone(),
+            kind: v.kind,
             campaign: v.campaign.clone(),
             start: rfc3339(v.start_ms),
             end: v.end_ms.map(rfc3339),
@@ -119,19 +120,23 @@ pub async fn outages<S: Store>(store: &S, f: &OutageFilter) -> Result<Vec<Outage
     out.sort_by(|a, b| {
         a.start
             .cmp(&b.start)
-            .then(a.scope.cmp(&b.scope))
+            .then_with(|| label(&a.scope).cmp(&label(&b.scope)))
             .then(a.target.cmp(&b.target))
     });
     Ok(out)
 }
 
-fn localization_text(l: &serde_json::Value) -> String {
-    match l.get("last_hop").and_then(|h| h.as_str()) {
-        Some(hop) => {
-            let inside = l
-                .get("inside_target")
-                .and_then(|b| b.as_bool())
-                .unwrap_or(false);
+/// The name a scope or kind has in JSON (`country`, `blackout`, ...).
+pub fn label<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
+fn localization_text(l: Option<&Localization>) -> String {
+    match l.and_then(|l| l.last_hop.map(|hop| (hop, l.inside_target))) {
+        Some((hop, inside)) => {
             format!("{hop} ({})", if inside { "inside" } else { "upstream" })
         }
         None => "-".into(),
@@ -159,15 +164,15 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
         let _ = writeln!(
             s,
             "{:<12} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} {}",
-            r.kind,
-            r.scope,
+            label(&r.kind),
+            label(&r.scope),
             r.target,
             r.start,
             r.end.clone().unwrap_or_else(|| "ongoing".into()),
             dur,
             format!("{}/{}", r.blocks_affected, r.blocks_total),
             r.vantage_points.join(","),
-            localization_text(&r.localization)
+            localization_text(r.localization.as_ref())
         );
     }
     s

@@ -29,7 +29,9 @@ use ipnet::IpNet;
 use reqwest::StatusCode;
 
 mod common;
+
 use common::{cli_ok, random_hex, Db, Server};
+use darkwatch_correlate::{Kind, Scope};
 
 const INTERVAL: u64 = 60;
 const ROUNDS: u64 = 20;
@@ -222,7 +224,7 @@ impl Fixture {
         assert!(
             verdicts
                 .iter()
-                .any(|v| v.kind == "blackout" && v.scope == "country" && v.target == "KP"),
+                .any(|v| v.kind == Kind::Blackout && v.scope == Scope::Country && v.target == "KP"),
             "fixture must record a country blackout, got {verdicts:#?}"
         );
         store.close().await;

@@ -5,8 +5,9 @@
 mod common;
 
 use common::random_hex;
-use darkwatch_collector::store::{CampaignSpec, SqlStore, Store, Verdict, VpFault};
+use darkwatch_collector::store::{Alerted, CampaignSpec, SqlStore, Store, Verdict, VpFault};
 use darkwatch_collector::tokens;
+use darkwatch_correlate::{Kind, Localization, Scope};
 use darkwatch_schema::{BlockObservation, BlockState, ReportBatch};
 
 const T0: i64 = 1_800_000_000_000;
@@ -136,9 +137,9 @@ async fn verdicts_faults_and_leases(db: &str) {
     let store = SqlStore::open(db).await.expect("open");
     let mut v = Verdict {
         id: 0,
-        scope: "country".into(),
+        scope: Scope::Country,
         target: "KP".into(),
-        kind: "outage".into(),
+        kind: Kind::Blackout,
         campaign: "kp".into(),
         start_round: 100,
         end_round: None,
@@ -148,18 +149,36 @@ async fn verdicts_faults_and_leases(db: &str) {
         blocks_total: 12,
         prefixes: vec!["175.45.176.0/22".parse().expect("net")],
         vantage_points: vec!["a".into(), "b".into()],
-        localization: serde_json::json!({"last_hop": "192.0.2.1"}),
+        localization: Some(Localization {
+            last_hop: Some("192.0.2.1".parse().expect("addr")),
+            inside_target: false,
+            vantage_points: vec!["a".into()],
+            traces: 2,
+        }),
         updated_ms: T0,
+        alerted: Alerted {
+            open: true,
+            close: false,
+        },
     };
-    let id = store.upsert_verdict(&v).await.expect("insert");
+    let id = store
+        .save_verdicts(std::slice::from_ref(&v))
+        .await
+        .expect("insert")[0];
+    assert!(id > 0);
+    v.id = id;
     v.end_round = Some(157);
     v.end_ms = Some(T0 + 34_200_000);
     v.blocks_affected = 12;
     v.updated_ms = T0 + 1;
+    v.alerted.close = true;
     assert_eq!(
-        store.upsert_verdict(&v).await.expect("update"),
-        id,
-        "same key updates in place"
+        store
+            .save_verdicts(std::slice::from_ref(&v))
+            .await
+            .expect("update"),
+        [id],
+        "same id updates in place"
     );
     let list = store.list_verdicts(Some("kp"), None).await.expect("list");
     assert_eq!(list, [Verdict { id, ..v.clone() }]);
@@ -176,20 +195,34 @@ async fn verdicts_faults_and_leases(db: &str) {
             .len(),
         1
     );
+    // Updating a verdict that is not there is an error, not an insert.
+    assert!(store
+        .save_verdicts(&[Verdict {
+            id: id + 100,
+            ..v.clone()
+        }])
+        .await
+        .is_err());
+    assert_eq!(
+        store.list_verdicts(None, None).await.expect("list").len(),
+        1
+    );
 
     let f = VpFault {
         id: 0,
         agent: "a".into(),
         campaign: "kp".into(),
-        kind: "controls_down".into(),
         start_round: 5,
         end_round: None,
         start_ms: T0,
         end_ms: None,
-        detail: serde_json::json!({"controls_up": 0}),
+        reason: "control targets unreachable".into(),
         updated_ms: T0,
     };
-    let fid = store.upsert_vp_fault(&f).await.expect("fault");
+    let fid = store
+        .save_vp_faults(std::slice::from_ref(&f))
+        .await
+        .expect("fault")[0];
     assert_eq!(
         store.list_vp_faults(None, None).await.expect("list"),
         [VpFault { id: fid, ..f }]
@@ -307,9 +340,85 @@ async fn agents_and_campaigns(db: &str) {
     store.close().await;
 }
 
+/// Correlation passes written through the real store: two recomputed runs
+/// over one stored verdict (issue 17's alert storm) each keep their own row,
+/// and every verdict gives one open and one close over many passes.
+async fn passes_keep_verdict_identity(db: &str) {
+    use darkwatch_collector::correlation::apply;
+    use darkwatch_correlate as core;
+
+    let store = SqlStore::open(db).await.expect("open");
+    let campaign = store
+        .put_campaign(
+            &CampaignSpec {
+                name: "kp".into(),
+                country: Some("KP".into()),
+                interval_secs: 60,
+                prefixes: vec!["198.18.0.0/22".parse().expect("net")],
+                control: vec![],
+                agents: vec![],
+            },
+            false,
+            T0,
+        )
+        .await
+        .expect("campaign");
+    let blackout = |start, end| core::Verdict {
+        scope: Scope::Country,
+        target: "KP".into(),
+        kind: Kind::Blackout,
+        start_round: start,
+        end_round: end,
+        blocks_affected: 4,
+        blocks_total: 4,
+        prefixes: vec![],
+        vantage_points: vec!["a".into(), "b".into()],
+        localization: None,
+    };
+    let mut events = Vec::new();
+    for pass in 0..12u64 {
+        let last = 110 + pass;
+        let verdicts = match pass {
+            0 => vec![blackout(100, None)],
+            11 => vec![blackout(100, Some(103)), blackout(104, Some(120))],
+            p if p % 2 == 1 => vec![blackout(100, Some(103)), blackout(104, None)],
+            _ => vec![blackout(100, None)],
+        };
+        let input = core::Input {
+            first_round: last - 50,
+            last_round: last,
+            ..Default::default()
+        };
+        let out = core::Output {
+            verdicts,
+            ..Default::default()
+        };
+        events.extend(
+            apply(&store, &campaign, &input, &out, T0 + pass as i64)
+                .await
+                .expect("apply"),
+        );
+    }
+    let rows = store.list_verdicts(Some("kp"), None).await.expect("list");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for r in &rows {
+        let of = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.verdict.id == r.id && e.event == kind)
+                .count()
+        };
+        assert_eq!((of("open"), of("close")), (1, 1), "verdict {}", r.id);
+        assert!(r.end_round.is_some());
+    }
+    assert_eq!(events.len(), 4);
+    store.close().await;
+}
+
 db_tests!(
     queries_split_rounds_and_control,
     concurrent_duplicates_store_once,
     verdicts_faults_and_leases,
-    agents_and_campaigns
+    agents_and_campaigns,
+    passes_keep_verdict_identity
 );

@@ -110,6 +110,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
     )",
     ),
     (2, "CREATE INDEX agents_by_token ON agents (token_hash)"),
+    // Verdicts and faults are identified by id: a correlation pass moves a
+    // row's start as late reports arrive, so the natural key is only an index
+    // (mid-transaction two rows may briefly share a start). `alerts` records
+    // which alerts each verdict has given (bit 0 open, bit 1 close), so that
+    // each is given once; verdicts stored before were alerted as they stand.
+    (
+        3,
+        "ALTER TABLE verdicts ADD COLUMN alerts BIGINT NOT NULL DEFAULT 0;
+        UPDATE verdicts SET alerts = CASE WHEN end_round IS NULL THEN 1 ELSE 3 END;
+        DROP INDEX verdicts_key;
+        CREATE INDEX verdicts_by_key ON verdicts (campaign, scope, target, kind, start_round);
+        DROP INDEX vp_faults_key;
+        CREATE INDEX vp_faults_by_key ON vp_faults (agent, campaign, kind, start_round)",
+    ),
 ];
 
 /// Applies every migration not yet recorded in `schema_migrations`.

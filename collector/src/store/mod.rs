@@ -18,6 +18,7 @@ mod verdicts;
 use std::future::Future;
 use std::ops::RangeInclusive;
 
+use darkwatch_correlate::{Kind, Localization, Scope};
 use darkwatch_schema::{
     BatchAck, BlockObservation, CampaignAssignment, ReportBatch, TraceObservation,
 };
@@ -138,20 +139,19 @@ pub struct AgentTrace {
     pub trace: TraceObservation,
 }
 
-/// An outage verdict as stored. Identified by
-/// (campaign, scope, target, kind, start_round); upserting the same key
-/// updates the end, the counts and the evidence.
+/// An outage verdict as stored. Its identity is its `id`: correlation
+/// passes match recomputed verdicts to stored rows (`crate::reconcile`) and
+/// update them in place, so the start round may move as late reports
+/// arrive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// Assigned by the store; ignored on upsert.
+    /// Assigned by the store; 0 for a verdict not stored yet.
     #[serde(default)]
     pub id: i64,
-    /// e.g. "country", "prefix", "block".
-    pub scope: String,
+    pub scope: Scope,
     /// What the scope names: a country code, a prefix, a block.
     pub target: String,
-    /// e.g. "outage", "partial".
-    pub kind: String,
+    pub kind: Kind,
     pub campaign: String,
     pub start_round: u64,
     pub end_round: Option<u64>,
@@ -161,25 +161,35 @@ pub struct Verdict {
     pub blocks_total: u64,
     pub prefixes: Vec<IpNet>,
     pub vantage_points: Vec<String>,
-    /// Free-form localization evidence (e.g. last responding hops).
-    pub localization: serde_json::Value,
+    /// Where the paths toward the scope now end, if traceroutes said.
+    pub localization: Option<Localization>,
     pub updated_ms: i64,
+    /// Which alerts this verdict has given: each at most once in its life.
+    #[serde(skip)]
+    pub alerted: Alerted,
+}
+
+/// The alert events a verdict has given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Alerted {
+    pub open: bool,
+    pub close: bool,
 }
 
 /// A vantage point judged unhealthy (its own network, not the target's).
-/// Identified by (agent, campaign, kind, start_round).
+/// Identified by its `id`, like a [`Verdict`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VpFault {
     #[serde(default)]
     pub id: i64,
     pub agent: String,
     pub campaign: String,
-    pub kind: String,
     pub start_round: u64,
     pub end_round: Option<u64>,
     pub start_ms: i64,
     pub end_ms: Option<i64>,
-    pub detail: serde_json::Value,
+    /// Why the VP was judged faulty, as the correlation said.
+    pub reason: String,
     pub updated_ms: i64,
 }
 
@@ -280,15 +290,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<AgentTrace>, StoreError>> + Send;
 
     // --- verdicts ---
-    /// Inserts or updates a verdict; returns its id.
-    fn upsert_verdict(&self, v: &Verdict) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Writes verdicts in one transaction: inserts those with id 0, updates
+    /// the others by id. Returns the ids, in order.
+    fn save_verdicts(
+        &self,
+        vs: &[Verdict],
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
     /// Verdicts of a campaign (or all), still open or ended at or after `since_ms`.
     fn list_verdicts(
         &self,
         campaign: Option<&str>,
         since_ms: Option<i64>,
     ) -> impl Future<Output = Result<Vec<Verdict>, StoreError>> + Send;
-    fn upsert_vp_fault(&self, f: &VpFault) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Writes VP faults like [`Store::save_verdicts`].
+    fn save_vp_faults(
+        &self,
+        fs: &[VpFault],
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
     fn list_vp_faults(
         &self,
         campaign: Option<&str>,

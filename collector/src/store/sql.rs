@@ -191,8 +191,8 @@ impl Store for SqlStore {
         observations::traces(self, campaign, rounds).await
     }
 
-    async fn upsert_verdict(&self, v: &Verdict) -> Result<i64, StoreError> {
-        verdicts::upsert_verdict(self, v).await
+    async fn save_verdicts(&self, vs: &[Verdict]) -> Result<Vec<i64>, StoreError> {
+        verdicts::save_verdicts(self, vs).await
     }
 
     async fn list_verdicts(
@@ -203,8 +203,8 @@ impl Store for SqlStore {
         verdicts::list_verdicts(self, campaign, since_ms).await
     }
 
-    async fn upsert_vp_fault(&self, f: &VpFault) -> Result<i64, StoreError> {
-        verdicts::upsert_vp_fault(self, f).await
+    async fn save_vp_faults(&self, fs: &[VpFault]) -> Result<Vec<i64>, StoreError> {
+        verdicts::save_vp_faults(self, fs).await
     }
 
     async fn list_vp_faults(
