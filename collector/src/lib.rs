@@ -2,10 +2,13 @@
 //! (SQLite or PostgreSQL) and serves campaigns, agents and metrics.
 //!
 //! The binary (`main.rs`) is a shim over [`cli::main`]. Pure parts
-//! (`tokens`, `delegated`, `ingest`, `config`, `metrics`) know nothing of
-//! sockets or databases; `store` is the only module that speaks SQL and
-//! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
-//! dashboard's page and assets).
+//! (`tokens`, `delegated`, `ingest`, `config`, `metrics`, `reconcile`) know
+//! nothing of sockets, databases or the clock; `clock` is the one source of
+//! time, injected everywhere else; `store` is the only module that speaks
+//! SQL and `api`/`server`/`web` the only ones that speak HTTP (`web` serves
+//! the dashboard's page and assets). `correlation` wires the store to the
+//! correlation core and `reconcile`; `views` is the read model that both
+//! the CLI and the API serve.
 
 pub mod alerts;
 pub mod api;

@@ -244,7 +244,9 @@ pub fn reconcile(
 }
 
 /// VP faults follow the verdicts' identity rules, without alerts: a
-/// recomputed fault continues at most one stored fault of the same agent.
+/// recomputed fault continues at most one stored fault of the same agent,
+/// and an open one starting in the window that the data no longer supports
+/// is closed (else its VP would show as faulty for ever).
 fn reconcile_faults(
     campaign: &Campaign,
     stored: &[VpFault],
@@ -275,8 +277,12 @@ fn reconcile_faults(
         .collect();
     let matched = match_runs(&s_runs, &f_runs, window.last_round + 1);
     let mut out = Vec::new();
+    let mut continued = vec![false; stored.len()];
     for (i, f) in fresh.iter().enumerate() {
         let prior = matched[i].map(|s| &stored[s]);
+        if let Some(s) = matched[i] {
+            continued[s] = true;
+        }
         let start_round = match matched[i] {
             Some(s) => continued_start(&s_runs, s, f_runs[i].1, window),
             None => f.start_round,
@@ -296,6 +302,18 @@ fn reconcile_faults(
             row.updated_ms = now_ms;
             out.push(row);
         }
+    }
+    for (s, f) in stored.iter().enumerate() {
+        if continued[s] || f.end_round.is_some() || !window.contains(f.start_round) {
+            continue;
+        }
+        let end = window.last_round + 1;
+        out.push(VpFault {
+            end_round: Some(end),
+            end_ms: Some(round_start_ms(end, interval)),
+            updated_ms: now_ms,
+            ..f.clone()
+        });
     }
     out
 }

@@ -341,6 +341,13 @@ fn recomputed_vp_faults_keep_their_row() {
         sim.faults.iter().filter(|f| f.end_round.is_none()).count(),
         1
     );
+    // The VP recovered and late reports erase the fault: it is closed.
+    sim.pass_with(vec![], vec![fault(100, Some(102))], 107);
+    assert!(sim.faults.iter().all(|f| f.end_round.is_some()));
+    assert!(sim
+        .pass_with(vec![], vec![fault(100, Some(102))], 108)
+        .faults
+        .is_empty());
 }
 
 #[test]
