@@ -17,6 +17,8 @@
 //! recorded in the row ([`Alerted`]). A verdict that late reports reopen
 //! continues without a new event, and gives no second `close`.
 
+use std::collections::BTreeMap;
+
 use darkwatch_correlate as core;
 use darkwatch_schema::round_start_ms;
 
@@ -75,19 +77,31 @@ fn overlap_len(a: Run, b: Run, horizon: u64) -> u64 {
     end.saturating_sub(a.start.max(b.start))
 }
 
+/// Stored runs grouped by key, so that matching compares only runs of one
+/// key (a campaign keeps every verdict it ever had).
+fn by_key<K: Ord + Clone>(stored: &[(K, Run)]) -> BTreeMap<K, Vec<usize>> {
+    let mut m: BTreeMap<K, Vec<usize>> = BTreeMap::new();
+    for (i, (k, _)) in stored.iter().enumerate() {
+        m.entry(k.clone()).or_default().push(i);
+    }
+    m
+}
+
 /// For each fresh run, the index of the stored run it continues: one-to-one,
 /// same key only, longest overlap first (then an open stored run, then the
 /// nearest start), deterministic whatever the input order.
-fn match_runs<K: PartialEq>(
+fn match_runs<K: Ord>(
     stored: &[(K, Run)],
+    index: &BTreeMap<K, Vec<usize>>,
     fresh: &[(K, Run)],
     horizon: u64,
 ) -> Vec<Option<usize>> {
     let mut pairs = Vec::new();
     for (f, (fk, fr)) in fresh.iter().enumerate() {
-        for (s, (sk, sr)) in stored.iter().enumerate() {
-            if fk == sk && overlaps(sr.start, sr.end, fr.start, fr.end) {
-                let len = overlap_len(*sr, *fr, horizon);
+        for &s in index.get(fk).map_or(&[][..], Vec::as_slice) {
+            let sr = stored[s].1;
+            if overlaps(sr.start, sr.end, fr.start, fr.end) {
+                let len = overlap_len(sr, *fr, horizon);
                 pairs.push((len, sr.end.is_none(), sr.start.abs_diff(fr.start), s, f));
             }
         }
@@ -115,18 +129,26 @@ fn match_runs<K: PartialEq>(
 /// where the window cuts a longer run, so the stored start stands. Never
 /// before the end of an earlier stored run of the same key, so rows of one
 /// key stay disjoint.
-fn continued_start<K: PartialEq>(stored: &[(K, Run)], s: usize, fresh: Run, window: Window) -> u64 {
+fn continued_start<K: Ord>(
+    stored: &[(K, Run)],
+    index: &BTreeMap<K, Vec<usize>>,
+    s: usize,
+    fresh: Run,
+    window: Window,
+) -> u64 {
     let (key, run) = &stored[s];
     let start = if fresh.start > window.first_round {
         fresh.start
     } else {
         run.start.min(fresh.start)
     };
-    let floor = stored
+    let floor = index
+        .get(key)
+        .map_or(&[][..], Vec::as_slice)
         .iter()
-        .enumerate()
-        .filter(|(i, (k, r))| *i != s && k == key && r.start < run.start)
-        .map(|(_, (_, r))| r.end.unwrap_or(r.start + 1))
+        .map(|&i| (i, stored[i].1))
+        .filter(|(i, r)| *i != s && r.start < run.start)
+        .map(|(_, r)| r.end.unwrap_or(r.start + 1))
         .max()
         .unwrap_or(0);
     start.max(floor)
@@ -168,14 +190,15 @@ pub fn reconcile(
             (key(v.scope, &v.target, v.kind), run)
         })
         .collect();
-    let matched = match_runs(&s_runs, &f_runs, horizon);
+    let index = by_key(&s_runs);
+    let matched = match_runs(&s_runs, &index, &f_runs, horizon);
     let mut continued = vec![false; stored.len()];
 
     for (f, v) in out.verdicts.iter().enumerate() {
         let (id, start_round, alerted, prior) = match matched[f] {
             Some(s) => {
                 continued[s] = true;
-                let start = continued_start(&s_runs, s, f_runs[f].1, window);
+                let start = continued_start(&s_runs, &index, s, f_runs[f].1, window);
                 (stored[s].id, start, stored[s].alerted, Some(&stored[s]))
             }
             None => (0, v.start_round, Alerted::default(), None),
@@ -275,7 +298,8 @@ fn reconcile_faults(
             (f.vp.as_str(), run)
         })
         .collect();
-    let matched = match_runs(&s_runs, &f_runs, window.last_round + 1);
+    let index = by_key(&s_runs);
+    let matched = match_runs(&s_runs, &index, &f_runs, window.last_round + 1);
     let mut out = Vec::new();
     let mut continued = vec![false; stored.len()];
     for (i, f) in fresh.iter().enumerate() {
@@ -284,7 +308,7 @@ fn reconcile_faults(
             continued[s] = true;
         }
         let start_round = match matched[i] {
-            Some(s) => continued_start(&s_runs, s, f_runs[i].1, window),
+            Some(s) => continued_start(&s_runs, &index, s, f_runs[i].1, window),
             None => f.start_round,
         };
         let mut row = VpFault {

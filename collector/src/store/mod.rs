@@ -1,9 +1,10 @@
 //! Persistent state of the collector, behind one async trait.
 //!
-//! [`Store`] lists every operation the server, the CLI and (later) the
-//! correlator need; [`SqlStore`] implements it over `sqlx::Any`, so the same
-//! code serves a SQLite file or a PostgreSQL database chosen by URL. Callers
-//! pass the current time in, which keeps the store free of clocks.
+//! [`Store`] lists every operation the server, the CLI and the correlator
+//! need, in the collector's own types (verdicts typed as the correlation
+//! core types them); [`SqlStore`] implements it over `sqlx::Any`, so the
+//! same code serves a SQLite file or a PostgreSQL database chosen by URL.
+//! Callers pass the current time in, which keeps the store free of clocks.
 
 mod agents;
 mod codec;
