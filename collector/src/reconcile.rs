@@ -88,8 +88,10 @@ fn by_key<K: Ord + Clone>(stored: &[(K, Run)]) -> BTreeMap<K, Vec<usize>> {
 }
 
 /// For each fresh run, the index of the stored run it continues: one-to-one,
-/// same key only, longest overlap first (then an open stored run, then the
-/// nearest start), deterministic whatever the input order.
+/// same key only. An ongoing fresh run continues an ongoing stored one
+/// first (the verdict whose `open` alert is out), then pairs go by longest
+/// overlap, an open stored run, the nearest start; deterministic whatever
+/// the input order.
 fn match_runs<K: Ord>(
     stored: &[(K, Run)],
     index: &BTreeMap<K, Vec<usize>>,
@@ -102,20 +104,23 @@ fn match_runs<K: Ord>(
             let sr = stored[s].1;
             if overlaps(sr.start, sr.end, fr.start, fr.end) {
                 let len = overlap_len(sr, *fr, horizon);
-                pairs.push((len, sr.end.is_none(), sr.start.abs_diff(fr.start), s, f));
+                let ongoing = fr.end.is_none() && sr.end.is_none();
+                let near = sr.start.abs_diff(fr.start);
+                pairs.push((ongoing, len, sr.end.is_none(), near, s, f));
             }
         }
     }
     pairs.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then(b.1.cmp(&a.1))
-            .then(a.2.cmp(&b.2))
+            .then(b.2.cmp(&a.2))
             .then(a.3.cmp(&b.3))
             .then(a.4.cmp(&b.4))
+            .then(a.5.cmp(&b.5))
     });
     let mut out = vec![None; fresh.len()];
     let mut taken = vec![false; stored.len()];
-    for (_, _, _, s, f) in pairs {
+    for (_, _, _, _, s, f) in pairs {
         if out[f].is_none() && !taken[s] {
             out[f] = Some(s);
             taken[s] = true;

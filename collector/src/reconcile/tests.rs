@@ -243,6 +243,28 @@ fn a_late_report_reopens_the_same_verdict_without_new_alerts() {
     );
 }
 
+/// Late reports fill the gap between a closed verdict and the open one
+/// after it: the open one (whose `open` alert is out) goes on, neither is
+/// closed by the merge, and no alert is given.
+#[test]
+fn a_merged_run_continues_the_open_verdict() {
+    let mut sim = Sim::default();
+    sim.pass(vec![blackout(100, Some(125))], 126);
+    sim.pass(vec![blackout(100, Some(125)), blackout(127, None)], 130);
+    let (closed, open) = (sim.rows[0].id, sim.rows[1].id);
+    let before = sim.events.len();
+    sim.pass(vec![blackout(100, None)], 130);
+    assert_eq!(sim.events.len(), before, "{:?}", &sim.events[before..]);
+    assert_eq!(sim.rows.len(), 2);
+    assert_eq!(sim.row(open).end_round, None);
+    assert_eq!(sim.row(closed).end_round, Some(125));
+    assert_eq!(
+        sim.row(open).start_round,
+        125,
+        "moved back to where the closed one ends"
+    );
+}
+
 #[test]
 fn a_verdict_the_data_no_longer_supports_is_closed_once() {
     let mut sim = Sim::default();
