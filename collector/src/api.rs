@@ -225,7 +225,7 @@ async fn post_reports<S: Store>(
         };
         ApiFailure::new(status, msg)
     })?;
-    let batch = parse_batch(&body).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
+    let mut batch = parse_batch(&body).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     let now = (st.now_ms)();
     let campaigns = st.store.list_campaigns().await.map_err(ApiFailure::store)?;
     check_batch(&batch, &agent, &campaigns, now).map_err(|e| {
@@ -238,6 +238,10 @@ async fn post_reports<S: Store>(
         tracing::info!(%agent, batch = %batch.batch_id, error = %e, "report refused");
         ApiFailure::new(status, e.to_string())
     })?;
+    let dropped = crate::census::screen_report(&mut batch, &agent, &campaigns);
+    if !dropped.is_empty() {
+        tracing::info!(%agent, batch = %batch.batch_id, ?dropped, "census or coverage entries dropped");
+    }
     let ack = st
         .store
         .ingest(&agent, &batch, now)

@@ -9,9 +9,11 @@
 
 pub mod alerts;
 pub mod api;
+pub mod census;
 pub mod cli;
 pub mod config;
 pub mod correlation;
+pub mod coverage;
 pub mod delegated;
 pub mod ingest;
 pub mod metrics;

@@ -180,6 +180,8 @@ pub struct AgentStatus {
     /// `ok`, `stale` (not seen for three intervals), `faulty` (a VP fault is
     /// open), `revoked` or `never-seen`.
     pub health: String,
+    /// What it watches of each campaign, as it last reported.
+    pub coverage: Vec<crate::coverage::CoverageJson>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,6 +199,7 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
         .max()
         .unwrap_or(600_000);
     let faults = store.list_vp_faults(None, None).await?;
+    let coverage = store.list_coverage().await?;
     let agents = store
         .list_agents()
         .await?
@@ -217,6 +220,7 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
                 }
             };
             AgentStatus {
+                coverage: crate::coverage::for_agent(&a.name, &coverage, &campaigns, rfc3339),
                 name: a.name,
                 last_seen: a.last_seen_ms.map(rfc3339),
                 revoked: a.revoked,
@@ -250,6 +254,9 @@ pub fn status_text(s: &Status, now_ms: i64) -> String {
             a.health,
             a.last_seen.as_deref().unwrap_or("never")
         );
+        for c in &a.coverage {
+            let _ = writeln!(out, "    {}", c.summary);
+        }
     }
     let _ = writeln!(out, "CAMPAIGNS");
     for c in &s.campaigns {

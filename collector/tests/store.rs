@@ -298,9 +298,85 @@ async fn agents_and_campaigns(db: &str) {
     store.close().await;
 }
 
+async fn coverage_and_census_keep_the_latest(db: &str) {
+    use darkwatch_schema::{CampaignCensus, CensusBlock, Coverage, SkipReason, Skipped};
+    let store = SqlStore::open(db).await.expect("open");
+    let coverage = |blocks: u64| Coverage {
+        campaign: "kp".into(),
+        generation: 7,
+        blocks_tracked: blocks,
+        addresses_targeted: 1024,
+        skipped: vec![Skipped {
+            reason: SkipReason::Ipv6TooLarge,
+            addresses: u64::MAX,
+            examples: vec!["2401:f00::/32".parse().expect("net")],
+        }],
+    };
+    let census = |block: &str, addrs: &[&str]| CampaignCensus {
+        campaign: "kp".into(),
+        blocks: vec![CensusBlock {
+            block: block.parse().expect("block"),
+            addrs: addrs.iter().map(|a| a.parse().expect("addr")).collect(),
+        }],
+    };
+    let mut b = batch(vec![]);
+    b.coverage = vec![coverage(4)];
+    b.census = vec![
+        census("198.18.1.0/24", &["198.18.1.1", "198.18.1.2"]),
+        census("2001:db8:1::/48", &["2001:db8:1::1"]),
+    ];
+    store.ingest("a", &b, T0).await.expect("ingest");
+    // A later report replaces a block's set; an empty one leaves it as it was.
+    let mut b = batch(vec![]);
+    b.coverage = vec![coverage(5)];
+    b.census = vec![
+        census("198.18.1.0/24", &["198.18.1.9"]),
+        census("2001:db8:1::/48", &[]),
+    ];
+    store.ingest("b", &b, T0 + 1).await.expect("ingest");
+
+    let cov = store.list_coverage().await.expect("coverage");
+    assert_eq!(
+        cov.iter()
+            .map(|c| (c.agent.as_str(), c.coverage.blocks_tracked, c.updated_ms))
+            .collect::<Vec<_>>(),
+        [("a", 4, T0), ("b", 5, T0 + 1)]
+    );
+    assert_eq!(
+        cov[0].coverage,
+        coverage(4),
+        "u64::MAX survives the round trip"
+    );
+    let got = store.census("kp").await.expect("census");
+    assert_eq!(
+        got,
+        [
+            census("198.18.1.0/24", &["198.18.1.9"]).blocks,
+            census("2001:db8:1::/48", &["2001:db8:1::1"]).blocks
+        ]
+        .concat()
+    );
+
+    // Seeding (hitlists) replaces per block too; other campaigns are apart.
+    store
+        .put_census(
+            "kp",
+            &census("198.18.2.0/24", &["198.18.2.1"]).blocks,
+            T0 + 2,
+        )
+        .await
+        .expect("put");
+    assert_eq!(store.census("kp").await.expect("census").len(), 3);
+    assert!(store.census("cu").await.expect("census").is_empty());
+    store.clear_census("kp").await.expect("clear");
+    assert!(store.census("kp").await.expect("census").is_empty());
+    store.close().await;
+}
+
 db_tests!(
     queries_split_rounds_and_control,
     concurrent_duplicates_store_once,
     verdicts_faults_and_leases,
-    agents_and_campaigns
+    agents_and_campaigns,
+    coverage_and_census_keep_the_latest
 );

@@ -5,6 +5,7 @@
 //! code serves a SQLite file or a PostgreSQL database chosen by URL. Callers
 //! pass the current time in, which keeps the store free of clocks.
 
+mod census;
 mod sql;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,11 +13,12 @@ use std::future::Future;
 use std::ops::RangeInclusive;
 
 use darkwatch_schema::{
-    BatchAck, BlockObservation, CampaignAssignment, ReportBatch, TraceObservation,
+    BatchAck, BlockObservation, CampaignAssignment, CensusBlock, ReportBatch, TraceObservation,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use census::AgentCoverage;
 pub use sql::{Backend, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -319,4 +321,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         seen_since_ms: i64,
     ) -> impl Future<Output = Result<StoreCounts, StoreError>> + Send;
+
+    // --- coverage and census ---
+    /// Every agent's latest coverage of every campaign it reported on
+    /// (written by `ingest` from `ReportBatch.coverage`).
+    fn list_coverage(&self) -> impl Future<Output = Result<Vec<AgentCoverage>, StoreError>> + Send;
+    /// The latest known-responsive addresses per block of a campaign
+    /// (written by `ingest` from `ReportBatch.census`, and by `put_census`).
+    fn census(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<CensusBlock>, StoreError>> + Send;
+    /// Replaces the census of each given block of a campaign (blocks with no
+    /// address are left as they were).
+    fn put_census(
+        &self,
+        campaign: &str,
+        blocks: &[CensusBlock],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets a campaign's census.
+    fn clear_census(&self, campaign: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -149,6 +149,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     )",
     ),
     (2, "CREATE INDEX agents_by_token ON agents (token_hash)"),
+    (3, super::census::MIGRATION),
 ];
 
 /// Turns what the operator typed into a backend and a sqlx URL.
@@ -189,7 +190,7 @@ pub fn resolve_url(input: &str) -> Result<(Backend, String), StoreError> {
 /// The SQLite/PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
     backend: Backend,
     /// The SQLite group-commit writer (None for PostgreSQL).
     writer: Option<mpsc::Sender<IngestJob>>,
@@ -271,6 +272,7 @@ async fn insert_batch(
         }
         traces_stored += q.execute(&mut *conn).await?.rows_affected();
     }
+    super::census::write_reported(conn, agent, batch, now_ms).await?;
 
     sqlx::query("UPDATE batches SET observations = $1, traces = $2 WHERE batch_id = $3")
         .bind(to_i64(obs_stored, "count")?)
@@ -1130,6 +1132,30 @@ impl Store for SqlStore {
                 .count("SELECT COUNT(*) FROM verdicts WHERE end_ms IS NULL", None)
                 .await?,
         })
+    }
+
+    async fn list_coverage(&self) -> Result<Vec<super::AgentCoverage>, StoreError> {
+        self.list_coverage_rows().await
+    }
+
+    async fn census(
+        &self,
+        campaign: &str,
+    ) -> Result<Vec<darkwatch_schema::CensusBlock>, StoreError> {
+        self.census_rows(campaign).await
+    }
+
+    async fn put_census(
+        &self,
+        campaign: &str,
+        blocks: &[darkwatch_schema::CensusBlock],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.put_census_rows(campaign, blocks, now_ms).await
+    }
+
+    async fn clear_census(&self, campaign: &str) -> Result<(), StoreError> {
+        self.clear_census_rows(campaign).await
     }
 }
 

@@ -1,0 +1,195 @@
+//! Coverage and census tables of [`SqlStore`].
+//!
+//! `coverage` holds each agent's latest account of what it watches of each
+//! campaign (blocks tracked, addresses targeted, space skipped and why),
+//! keyed by (agent, campaign). `census` holds the latest known-responsive
+//! addresses of each block of a campaign, keyed by (campaign, block), learnt
+//! from agents' discovery and from hitlists; the collector hands it out with
+//! assignments. Both are "latest value" tables: a newer row replaces the
+//! older one of the same key. Callers screen what they write (campaign
+//! prefixes, per-block bounds: `crate::census`); lists are JSON text, like
+//! the rest of the store.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use darkwatch_schema::{CensusBlock, Coverage, ReportBatch};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use super::{SqlStore, StoreError};
+
+/// Schema of both tables (one migration).
+pub(super) const MIGRATION: &str = "CREATE TABLE coverage (
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        coverage TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (agent, campaign)
+    );
+    CREATE TABLE census (
+        campaign TEXT NOT NULL,
+        block TEXT NOT NULL,
+        addrs TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (campaign, block)
+    )";
+
+/// Census rows per multi-row upsert (4 parameters each).
+const CENSUS_CHUNK: usize = 200;
+
+/// An agent's latest coverage of one campaign, with when it arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCoverage {
+    pub agent: String,
+    pub updated_ms: i64,
+    pub coverage: Coverage,
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt {
+        what: "json",
+        why: e.to_string(),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(s: &str, what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        what,
+        why: e.to_string(),
+    })
+}
+
+/// Writes a batch's coverage and census inside the caller's (ingest)
+/// transaction. A block reported with no address leaves its census as it
+/// was: a block that is dark during an outage must keep its known
+/// addresses, or no agent could judge it when it comes back.
+pub(super) async fn write_reported(
+    conn: &mut AnyConnection,
+    agent: &str,
+    batch: &ReportBatch,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for c in &batch.coverage {
+        sqlx::query(
+            "INSERT INTO coverage (agent, campaign, coverage, updated_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (agent, campaign) DO UPDATE SET
+                coverage = excluded.coverage, updated_ms = excluded.updated_ms",
+        )
+        .bind(agent)
+        .bind(&c.campaign)
+        .bind(encode(c)?)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut latest: BTreeMap<(&str, IpNet), &[IpAddr]> = BTreeMap::new();
+    for cc in &batch.census {
+        for b in cc.blocks.iter().filter(|b| !b.addrs.is_empty()) {
+            latest.insert((cc.campaign.as_str(), b.block), &b.addrs);
+        }
+    }
+    let rows: Vec<_> = latest.into_iter().map(|((c, b), a)| (c, b, a)).collect();
+    upsert_census(conn, &rows, now_ms).await
+}
+
+/// Replaces the census of each (campaign, block) in `rows`; keys must be
+/// unique (PostgreSQL refuses to update one row twice in a statement).
+async fn upsert_census(
+    conn: &mut AnyConnection,
+    rows: &[(&str, IpNet, &[IpAddr])],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(CENSUS_CHUNK) {
+        let mut sql =
+            String::from("INSERT INTO census (campaign, block, addrs, updated_ms) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let n = i * 4;
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+        }
+        sql.push_str(
+            " ON CONFLICT (campaign, block) DO UPDATE SET
+                addrs = excluded.addrs, updated_ms = excluded.updated_ms",
+        );
+        let mut q = sqlx::query(&sql);
+        for (campaign, block, addrs) in chunk {
+            q = q
+                .bind(*campaign)
+                .bind(block.to_string())
+                .bind(encode(addrs)?)
+                .bind(now_ms);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+impl SqlStore {
+    pub(super) async fn list_coverage_rows(&self) -> Result<Vec<AgentCoverage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent, coverage, updated_ms FROM coverage ORDER BY agent, campaign",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentCoverage {
+                    agent: r.try_get("agent")?,
+                    updated_ms: r.try_get("updated_ms")?,
+                    coverage: decode(&r.try_get::<String, _>("coverage")?, "coverage")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn census_rows(&self, campaign: &str) -> Result<Vec<CensusBlock>, StoreError> {
+        let rows = sqlx::query("SELECT block, addrs FROM census WHERE campaign = $1")
+            .bind(campaign)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let block: String = r.try_get("block")?;
+                Ok(CensusBlock {
+                    block: block.parse().map_err(|e| StoreError::Corrupt {
+                        what: "census block",
+                        why: format!("{block:?}: {e}"),
+                    })?,
+                    addrs: decode(&r.try_get::<String, _>("addrs")?, "census addresses")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_key(|b| b.block);
+        Ok(out)
+    }
+
+    pub(super) async fn put_census_rows(
+        &self,
+        campaign: &str,
+        blocks: &[CensusBlock],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut latest: BTreeMap<IpNet, &[IpAddr]> = BTreeMap::new();
+        for b in blocks.iter().filter(|b| !b.addrs.is_empty()) {
+            latest.insert(b.block, &b.addrs);
+        }
+        let rows: Vec<_> = latest.into_iter().map(|(b, a)| (campaign, b, a)).collect();
+        let mut tx = self.pool.begin().await?;
+        upsert_census(&mut tx, &rows, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn clear_census_rows(&self, campaign: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM census WHERE campaign = $1")
+            .bind(campaign)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
