@@ -275,9 +275,14 @@ async fn get_assignments<S: Store>(
         .campaigns_for_agent(&agent)
         .await
         .map_err(ApiFailure::store)?;
+    let mut assigned = Vec::with_capacity(campaigns.len());
+    for c in &campaigns {
+        let census = st.store.census(&c.name).await.map_err(ApiFailure::store)?;
+        assigned.push(c.to_assignment_with_census(census));
+    }
     Ok(Json(Assignments {
         agent,
-        campaigns: campaigns.iter().map(Campaign::to_assignment).collect(),
+        campaigns: assigned,
     }))
 }
 

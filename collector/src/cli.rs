@@ -587,6 +587,7 @@ async fn campaign<S: Store>(store: &S, cmd: CampaignCmd) -> Result<(), CliError>
         }
         CampaignCmd::Remove { name } => {
             store.remove_campaign(&name).await?;
+            store.clear_census(&name).await?;
             eprintln!("campaign {name} removed");
         }
     }

@@ -93,6 +93,12 @@ impl Campaign {
     }
 
     pub fn to_assignment(&self) -> CampaignAssignment {
+        self.to_assignment_with_census(Vec::new())
+    }
+
+    /// The assignment with the campaign's stored census, screened against
+    /// its current prefixes and bounded per block (`crate::census`).
+    pub fn to_assignment_with_census(&self, census: Vec<CensusBlock>) -> CampaignAssignment {
         CampaignAssignment {
             name: self.name.clone(),
             country: self.country.clone(),
@@ -100,7 +106,7 @@ impl Campaign {
             prefixes: self.prefixes.clone(),
             control: self.control.clone(),
             generation: self.generation,
-            census: Vec::new(),
+            census: crate::census::for_assignment(self, census),
         }
     }
 }
