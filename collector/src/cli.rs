@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use crate::config::{self, FileConfig, ServeFlags, DEFAULT_DB};
 use crate::report_cli;
 use crate::store::{CampaignSpec, SqlStore, Store, StoreError};
-use crate::{delegated, server, tokens};
+use crate::{census, delegated, hitlist, server, tokens};
 
 pub const EX_USAGE: u8 = 64;
 pub const EX_DATAERR: u8 = 65;
@@ -149,7 +149,7 @@ pub enum CampaignCmd {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["delegated", "prefixes"])))]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["delegated", "prefixes", "hitlists"])))]
 pub struct CampaignAddArgs {
     pub name: String,
     /// ISO 3166 alpha-2 country code.
@@ -161,6 +161,17 @@ pub struct CampaignAddArgs {
     /// Prefix to watch (repeatable).
     #[arg(long = "prefix", num_args = 1..)]
     pub prefixes: Vec<IpNet>,
+    /// File of known-responsive addresses (repeatable): one IPv4 or IPv6
+    /// address per line, `#` comments. They seed the campaign's census,
+    /// which agents receive with their assignment and judge from their
+    /// first round, without a discovery sweep (the only way to watch IPv6
+    /// space, too large to sweep). The /24 (IPv4) or /48 (IPv6) holding an
+    /// address that no other prefix covers joins the campaign, so a
+    /// hitlist alone makes a campaign. At most 256 addresses per /24 and
+    /// 1024 per /48 are kept. Unreadable lines are reported as FILE:LINE
+    /// and skipped; a file with no usable address is refused.
+    #[arg(long = "hitlist", value_name = "FILE")]
+    pub hitlists: Vec<PathBuf>,
     /// Seconds between rounds.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub interval: u64,
@@ -540,11 +551,64 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
     })
 }
 
+/// Skipped hitlist lines printed one by one; the count covers them all.
+const SKIPPED_SHOWN: usize = 20;
+
+/// Reads every `--hitlist` file: their addresses, and how many lines they
+/// skipped (each of the first few is printed as `FILE:LINE: why`).
+fn read_hitlists(paths: &[PathBuf]) -> Result<(Vec<std::net::IpAddr>, usize), CliError> {
+    let mut addrs = Vec::new();
+    let mut skipped = 0;
+    for path in paths {
+        let text = read_input(path, "hitlist")?;
+        let h = hitlist::read(&text, &path.display().to_string())
+            .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?;
+        for line in h.skipped.iter().take(SKIPPED_SHOWN.saturating_sub(skipped)) {
+            eprintln!("warning: skipped {line}");
+        }
+        skipped += h.skipped.len();
+        addrs.extend(h.addrs);
+    }
+    if skipped > SKIPPED_SHOWN {
+        eprintln!(
+            "warning: ... and {} more skipped lines",
+            skipped - SKIPPED_SHOWN
+        );
+    }
+    Ok((addrs, skipped))
+}
+
+/// `hitlists: 3 addresses in 2 blocks seeded the census, 2 blocks added to the prefixes, 1 line skipped`.
+fn seed_text(seed: &census::Seed, skipped: usize) -> String {
+    let mut s = format!(
+        "hitlists: {} addresses in {} blocks seeded the census, {} blocks added to the prefixes, {} lines skipped",
+        seed.addresses,
+        seed.blocks.len(),
+        seed.new_prefixes.len(),
+        skipped
+    );
+    if seed.over_bound > 0 {
+        s.push_str(&format!(
+            ", {} addresses beyond the bound of {} per /24 and {} per /48 left out",
+            seed.over_bound,
+            census::MAX_ADDRS_V4,
+            census::MAX_ADDRS_V6
+        ));
+    }
+    s
+}
+
 async fn campaign<S: Store>(store: &S, cmd: CampaignCmd) -> Result<(), CliError> {
     match cmd {
         CampaignCmd::Add(args) => {
-            let spec = campaign_spec(&args)?;
+            let mut spec = campaign_spec(&args)?;
+            let (addrs, skipped) = read_hitlists(&args.hitlists)?;
+            let seed = census::seed(&addrs, &spec.prefixes);
+            spec.prefixes.extend(seed.new_prefixes.iter().copied());
             let c = store.put_campaign(&spec, args.replace, now_ms()).await?;
+            if !seed.blocks.is_empty() {
+                store.put_census(&c.name, &seed.blocks, now_ms()).await?;
+            }
             eprintln!(
                 "campaign {} saved: {} prefixes, every {} s, generation {}",
                 c.name,
@@ -552,6 +616,9 @@ async fn campaign<S: Store>(store: &S, cmd: CampaignCmd) -> Result<(), CliError>
                 c.interval_secs,
                 c.generation
             );
+            if !args.hitlists.is_empty() {
+                eprintln!("{}", seed_text(&seed, skipped));
+            }
         }
         CampaignCmd::List { json } => {
             let list = store.list_campaigns().await?;
@@ -600,6 +667,21 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
+    fn hitlist_summary_counts_what_was_seeded_and_skipped() {
+        let seed = census::seed(
+            &[
+                "198.18.3.1".parse().unwrap(),
+                "2001:db8::1".parse().unwrap(),
+            ],
+            &["198.18.0.0/16".parse().unwrap()],
+        );
+        assert_eq!(
+            seed_text(&seed, 1),
+            "hitlists: 2 addresses in 2 blocks seeded the census, 1 blocks added to the prefixes, 1 lines skipped"
+        );
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
@@ -608,6 +690,28 @@ mod tests {
     fn campaign_needs_a_source_and_valid_fields() {
         assert!(Cli::try_parse_from(["dc", "campaign", "add", "kp"]).is_err());
         assert!(Cli::try_parse_from(["dc", "campaign", "add", "kp", "--delegated", "f"]).is_err());
+        // A hitlist alone is a source, and may come with prefixes.
+        let cli = Cli::try_parse_from([
+            "dc",
+            "campaign",
+            "add",
+            "v6",
+            "--hitlist",
+            "a.txt",
+            "--hitlist",
+            "b.txt",
+            "--prefix",
+            "198.18.0.0/16",
+        ])
+        .unwrap();
+        let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(
+            args.hitlists,
+            [PathBuf::from("a.txt"), PathBuf::from("b.txt")]
+        );
+        assert!(campaign_spec(&args).unwrap().country.is_none());
         let cli = Cli::try_parse_from([
             "dc",
             "campaign",

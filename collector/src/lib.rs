@@ -15,6 +15,7 @@ pub mod config;
 pub mod correlation;
 pub mod coverage;
 pub mod delegated;
+pub mod hitlist;
 pub mod ingest;
 pub mod metrics;
 pub mod pfx2as;
