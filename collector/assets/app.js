@@ -226,6 +226,9 @@ function agentRow(a, now) {
       "data-partial": String(!!c.partial),
     }, c.summary));
   }
+  for (const name of a.coverage_missing || []) {
+    cov.appendChild(el("div", { class: "campaign-coverage missing", "data-campaign": name }, name + ": no coverage reported"));
+  }
   if (!cov.childNodes.length) cov.textContent = "-";
   tr.setAttribute("data-partial", String((a.coverage || []).some((c) => c.partial)));
   tr.appendChild(cov);

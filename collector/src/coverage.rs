@@ -80,7 +80,8 @@ pub fn summary(c: &Coverage) -> String {
     s
 }
 
-/// Rows of `agent`, for the campaigns that still exist, by campaign name.
+/// Rows of `agent`, for the campaigns that still exist and are still
+/// assigned to it, by campaign name.
 pub fn for_agent(
     agent: &str,
     all: &[AgentCoverage],
@@ -92,7 +93,9 @@ pub fn for_agent(
         .filter(|r| r.agent == agent)
         .filter_map(|r| {
             let c = &r.coverage;
-            let campaign = campaigns.iter().find(|k| k.name == c.campaign)?;
+            let campaign = campaigns
+                .iter()
+                .find(|k| k.name == c.campaign && k.assigned_to(agent))?;
             let mut summary = summary(c);
             let current = c.generation >= campaign.generation;
             if !current {
@@ -117,6 +120,20 @@ pub fn for_agent(
         .collect();
     rows.sort_by(|a, b| a.campaign.cmp(&b.campaign));
     rows
+}
+
+/// Campaigns assigned to `agent` of which it reported no coverage (an
+/// agent too old to report it, or one that has not started them yet).
+pub fn missing(agent: &str, all: &[AgentCoverage], campaigns: &[Campaign]) -> Vec<String> {
+    campaigns
+        .iter()
+        .filter(|c| c.assigned_to(agent))
+        .filter(|c| {
+            !all.iter()
+                .any(|r| r.agent == agent && r.coverage.campaign == c.name)
+        })
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -216,6 +233,13 @@ mod tests {
         ];
         let rows = for_agent("vp1", &all, &[campaign("kp", 4)], |ms| ms.to_string());
         assert_eq!(rows.len(), 1, "removed campaigns are not shown");
+        let mut elsewhere = campaign("kp", 4);
+        elsewhere.agents = vec!["vp2".into()];
+        assert!(for_agent("vp1", &all, &[elsewhere], |ms| ms.to_string()).is_empty());
+        assert_eq!(
+            missing("vp1", &all, &[campaign("kp", 4), campaign("cu", 1)]),
+            ["cu"]
+        );
         assert!(rows[0].partial);
         assert!(!rows[0].current);
         assert!(rows[0]

@@ -216,6 +216,11 @@ async fn census_and_coverage_reach_other_agents_and_status(db: &str) {
     assert_eq!(cov["skipped"][0]["addresses"], u64::MAX);
     assert_eq!(cov["skipped"][1]["reason"], "reserved");
     assert_eq!(agent("vp-ams1")["coverage"], serde_json::json!([]));
+    assert_eq!(
+        agent("vp-ams1")["coverage_missing"],
+        serde_json::json!(["kp"])
+    );
+    assert!(text.contains("    kp: no coverage reported"), "{text}");
     let api: serde_json::Value = reqwest::get(srv.url("/v1/status"))
         .await
         .expect("request")

@@ -343,6 +343,14 @@ async fn read_api_matches_the_cli() {
         "kp: 6 blocks, 1536 addresses, skipped 512 reserved (198.18.4.0/23)"
     );
     assert_eq!(status["agents"][1]["coverage"], serde_json::json!([]));
+    assert_eq!(
+        status["agents"][1]["coverage_missing"],
+        serde_json::json!(["kp"])
+    );
+    assert_eq!(
+        status["agents"][0]["coverage_missing"],
+        serde_json::json!([])
+    );
 
     // Bad parameters: 400 with a JSON message that names the problem.
     for (path, needle) in [
@@ -719,12 +727,17 @@ async fn dashboard_renders_in_chromium() {
         assert_eq!(health(vp).as_deref(), Some("ok"), "{vp}");
     }
     assert_eq!(health("vp-spare").as_deref(), Some("never-seen"));
-    // What each agent watches: only vp-ams reported, and it skipped space.
-    let coverage: Vec<_> = elements(&dom, "div")
+    // What each agent watches: only vp-ams reported, and it skipped space;
+    // the other two VPs seen have not said.
+    let (missing, coverage): (Vec<_>, Vec<_>) = elements(&dom, "div")
         .into_iter()
         .filter(|(a, _)| has_class(a, "campaign-coverage"))
-        .collect();
+        .partition(|(a, _)| has_class(a, "missing"));
     assert_eq!(coverage.len(), 1, "coverage lines in:\n{dom}");
+    assert_eq!(missing.len(), 2, "missing coverage lines in:\n{dom}");
+    assert!(missing
+        .iter()
+        .all(|(_, t)| t.contains("kp: no coverage reported")));
     let (a, text) = &coverage[0];
     assert_eq!(attr(a, "data-campaign"), Some("kp"));
     assert_eq!(attr(a, "data-partial"), Some("true"));
