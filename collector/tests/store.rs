@@ -334,6 +334,13 @@ async fn coverage_and_census_keep_the_latest(db: &str) {
         census("2001:db8:1::/48", &[]),
     ];
     store.ingest("b", &b, T0 + 1).await.expect("ingest");
+    // A batch made earlier but arriving later (replayed from a spool) does
+    // not undo the newer reports.
+    let mut b = batch(vec![]);
+    b.created_ms = T0 - 60_000;
+    b.coverage = vec![coverage(9)];
+    b.census = vec![census("198.18.1.0/24", &["198.18.1.200"])];
+    store.ingest("b", &b, T0 + 2).await.expect("ingest");
 
     let cov = store.list_coverage().await.expect("coverage");
     assert_eq!(

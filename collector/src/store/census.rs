@@ -5,8 +5,10 @@
 //! keyed by (agent, campaign). `census` holds the latest known-responsive
 //! addresses of each block of a campaign, keyed by (campaign, block), learnt
 //! from agents' discovery and from hitlists; the collector hands it out with
-//! assignments. Both are "latest value" tables: a newer row replaces the
-//! older one of the same key. Callers screen what they write (campaign
+//! assignments. Both are "latest value" tables: a row replaces the one of
+//! the same key unless that one was reported later (`reported_ms`: when the
+//! agent made the batch), so a spooled batch replayed after an outage does
+//! not undo a newer report. Callers screen what they write (campaign
 //! prefixes, per-block bounds: `crate::census`); lists are JSON text, like
 //! the rest of the store.
 
@@ -25,6 +27,7 @@ pub(super) const MIGRATION: &str = "CREATE TABLE coverage (
         agent TEXT NOT NULL,
         campaign TEXT NOT NULL,
         coverage TEXT NOT NULL,
+        reported_ms BIGINT NOT NULL,
         updated_ms BIGINT NOT NULL,
         PRIMARY KEY (agent, campaign)
     );
@@ -32,11 +35,12 @@ pub(super) const MIGRATION: &str = "CREATE TABLE coverage (
         campaign TEXT NOT NULL,
         block TEXT NOT NULL,
         addrs TEXT NOT NULL,
+        reported_ms BIGINT NOT NULL,
         updated_ms BIGINT NOT NULL,
         PRIMARY KEY (campaign, block)
     )";
 
-/// Census rows per multi-row upsert (4 parameters each).
+/// Census rows per multi-row upsert (5 parameters each).
 const CENSUS_CHUNK: usize = 200;
 
 /// An agent's latest coverage of one campaign, with when it arrived.
@@ -62,7 +66,7 @@ fn decode<T: serde::de::DeserializeOwned>(s: &str, what: &'static str) -> Result
 }
 
 /// Writes a batch's coverage and census inside the caller's (ingest)
-/// transaction. A block reported with no address leaves its census as it
+/// transaction, as reported at the batch's `created_ms`. A block reported with no address leaves its census as it
 /// was: a block that is dark during an outage must keep its known
 /// addresses, or no agent could judge it when it comes back.
 pub(super) async fn write_reported(
@@ -73,13 +77,17 @@ pub(super) async fn write_reported(
 ) -> Result<(), StoreError> {
     for c in &batch.coverage {
         sqlx::query(
-            "INSERT INTO coverage (agent, campaign, coverage, updated_ms) VALUES ($1, $2, $3, $4)
+            "INSERT INTO coverage (agent, campaign, coverage, reported_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (agent, campaign) DO UPDATE SET
-                coverage = excluded.coverage, updated_ms = excluded.updated_ms",
+                coverage = excluded.coverage, reported_ms = excluded.reported_ms,
+                updated_ms = excluded.updated_ms
+             WHERE coverage.reported_ms <= excluded.reported_ms",
         )
         .bind(agent)
         .bind(&c.campaign)
         .bind(encode(c)?)
+        .bind(batch.created_ms)
         .bind(now_ms)
         .execute(&mut *conn)
         .await?;
@@ -91,7 +99,7 @@ pub(super) async fn write_reported(
         }
     }
     let rows: Vec<_> = latest.into_iter().map(|((c, b), a)| (c, b, a)).collect();
-    upsert_census(conn, &rows, now_ms).await
+    upsert_census(conn, &rows, batch.created_ms, now_ms).await
 }
 
 /// Replaces the census of each (campaign, block) in `rows`; keys must be
@@ -99,21 +107,32 @@ pub(super) async fn write_reported(
 async fn upsert_census(
     conn: &mut AnyConnection,
     rows: &[(&str, IpNet, &[IpAddr])],
+    reported_ms: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(CENSUS_CHUNK) {
-        let mut sql =
-            String::from("INSERT INTO census (campaign, block, addrs, updated_ms) VALUES ");
+        let mut sql = String::from(
+            "INSERT INTO census (campaign, block, addrs, reported_ms, updated_ms) VALUES ",
+        );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            let n = i * 4;
-            sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+            let n = i * 5;
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5
+            ));
         }
         sql.push_str(
             " ON CONFLICT (campaign, block) DO UPDATE SET
-                addrs = excluded.addrs, updated_ms = excluded.updated_ms",
+                addrs = excluded.addrs, reported_ms = excluded.reported_ms,
+                updated_ms = excluded.updated_ms
+             WHERE census.reported_ms <= excluded.reported_ms",
         );
         let mut q = sqlx::query(&sql);
         for (campaign, block, addrs) in chunk {
@@ -121,6 +140,7 @@ async fn upsert_census(
                 .bind(*campaign)
                 .bind(block.to_string())
                 .bind(encode(addrs)?)
+                .bind(reported_ms)
                 .bind(now_ms);
         }
         q.execute(&mut *conn).await?;
@@ -180,7 +200,7 @@ impl SqlStore {
         }
         let rows: Vec<_> = latest.into_iter().map(|(b, a)| (campaign, b, a)).collect();
         let mut tx = self.pool.begin().await?;
-        upsert_census(&mut tx, &rows, now_ms).await?;
+        upsert_census(&mut tx, &rows, now_ms, now_ms).await?;
         tx.commit().await?;
         Ok(())
     }
