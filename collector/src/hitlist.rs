@@ -64,6 +64,8 @@ fn parse_addrlist(text: &str, source: &str) -> Result<Parsed, HitlistError> {
         items: Vec::new(),
         skipped: Vec::new(),
     };
+    // Files saved by some editors start with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -132,7 +134,7 @@ mod tests {
 
     #[test]
     fn bad_lines_are_reported_by_file_and_line_and_the_rest_is_used() {
-        let text = "# KP hitlist\n\
+        let text = "\u{feff}# KP hitlist\r\n\
                     2001:db8:1::1\n\
                     \n\
                     198.18.3.1   # a router\n\
