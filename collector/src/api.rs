@@ -219,7 +219,7 @@ async fn post_reports<S: Store>(
         };
         ApiFailure::new(status, msg)
     })?;
-    let batch = parse_batch(&body).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
+    let mut batch = parse_batch(&body).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     let now = st.clock.now_ms();
     let campaigns = st.store.list_campaigns().await.map_err(ApiFailure::store)?;
     check_batch(&batch, &agent, &campaigns, now).map_err(|e| {
@@ -232,6 +232,10 @@ async fn post_reports<S: Store>(
         tracing::info!(%agent, batch = %batch.batch_id, error = %e, "report refused");
         ApiFailure::new(status, e.to_string())
     })?;
+    let dropped = crate::census::screen_report(&mut batch, &agent, &campaigns);
+    if !dropped.is_empty() {
+        tracing::info!(%agent, batch = %batch.batch_id, ?dropped, "census or coverage entries dropped");
+    }
     let ack = st
         .store
         .ingest(&agent, &batch, now)
@@ -265,9 +269,14 @@ async fn get_assignments<S: Store>(
         .campaigns_for_agent(&agent)
         .await
         .map_err(ApiFailure::store)?;
+    let mut assigned = Vec::with_capacity(campaigns.len());
+    for c in &campaigns {
+        let census = st.store.census(&c.name).await.map_err(ApiFailure::store)?;
+        assigned.push(c.to_assignment_with_census(census));
+    }
     Ok(Json(Assignments {
         agent,
-        campaigns: campaigns.iter().map(Campaign::to_assignment).collect(),
+        campaigns: assigned,
     }))
 }
 

@@ -12,11 +12,14 @@
 
 pub mod alerts;
 pub mod api;
+pub mod census;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod correlation;
+pub mod coverage;
 pub mod delegated;
+pub mod hitlist;
 pub mod ingest;
 pub mod metrics;
 pub mod pfx2as;

@@ -186,6 +186,11 @@ pub struct AgentStatus {
     /// `ok`, `stale` (not seen for three intervals), `faulty` (a VP fault is
     /// open), `revoked` or `never-seen`.
     pub health: String,
+    /// What it watches of each campaign, as it last reported.
+    pub coverage: Vec<crate::coverage::CoverageJson>,
+    /// Campaigns assigned to it of which it reported no coverage (empty
+    /// for agents never seen or revoked).
+    pub coverage_missing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,6 +208,7 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
         .max()
         .unwrap_or(600_000);
     let faults = store.list_vp_faults(None, None).await?;
+    let coverage = store.list_coverage().await?;
     let agents = store
         .list_agents()
         .await?
@@ -223,6 +229,12 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
                 }
             };
             AgentStatus {
+                coverage: crate::coverage::for_agent(&a.name, &coverage, &campaigns, rfc3339),
+                coverage_missing: if a.revoked || a.last_seen_ms.is_none() {
+                    Vec::new()
+                } else {
+                    crate::coverage::missing(&a.name, &coverage, &campaigns)
+                },
                 name: a.name,
                 last_seen: a.last_seen_ms.map(rfc3339),
                 revoked: a.revoked,
@@ -256,6 +268,12 @@ pub fn status_text(s: &Status, now_ms: i64) -> String {
             a.health,
             a.last_seen.as_deref().unwrap_or("never")
         );
+        for c in &a.coverage {
+            let _ = writeln!(out, "    {}", c.summary);
+        }
+        for c in &a.coverage_missing {
+            let _ = writeln!(out, "    {c}: no coverage reported");
+        }
     }
     let _ = writeln!(out, "CAMPAIGNS");
     for c in &s.campaigns {

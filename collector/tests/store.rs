@@ -1,6 +1,7 @@
 //! The store against real databases (SQLite file, PostgreSQL when
-//! configured): correlation queries, verdicts, faults, leases, migrations,
-//! and concurrent ingestion of the same batch.
+//! configured): correlation queries, verdicts, faults, leases, coverage and
+//! census, migrations (also from the first schema), and concurrent ingestion
+//! of the same batch.
 
 mod common;
 
@@ -415,10 +416,201 @@ async fn passes_keep_verdict_identity(db: &str) {
     store.close().await;
 }
 
+async fn coverage_and_census_keep_the_latest(db: &str) {
+    use darkwatch_schema::{CampaignCensus, CensusBlock, Coverage, SkipReason, Skipped};
+    let store = SqlStore::open(db).await.expect("open");
+    let coverage = |blocks: u64| Coverage {
+        campaign: "kp".into(),
+        generation: 7,
+        blocks_tracked: blocks,
+        addresses_targeted: 1024,
+        skipped: vec![Skipped {
+            reason: SkipReason::Ipv6TooLarge,
+            addresses: u64::MAX,
+            examples: vec!["2401:f00::/32".parse().expect("net")],
+        }],
+    };
+    let census = |block: &str, addrs: &[&str]| CampaignCensus {
+        campaign: "kp".into(),
+        blocks: vec![CensusBlock {
+            block: block.parse().expect("block"),
+            addrs: addrs.iter().map(|a| a.parse().expect("addr")).collect(),
+        }],
+    };
+    let mut b = batch(vec![]);
+    b.coverage = vec![coverage(4)];
+    b.census = vec![
+        census("198.18.1.0/24", &["198.18.1.1", "198.18.1.2"]),
+        census("2001:db8:1::/48", &["2001:db8:1::1"]),
+    ];
+    store.ingest("a", &b, T0).await.expect("ingest");
+    // A later report replaces a block's set; an empty one leaves it as it was.
+    let mut b = batch(vec![]);
+    b.coverage = vec![coverage(5)];
+    b.census = vec![
+        census("198.18.1.0/24", &["198.18.1.9"]),
+        census("2001:db8:1::/48", &[]),
+    ];
+    store.ingest("b", &b, T0 + 1).await.expect("ingest");
+    // A batch made earlier but arriving later (replayed from a spool) does
+    // not undo the newer reports.
+    let mut b = batch(vec![]);
+    b.created_ms = T0 - 60_000;
+    b.coverage = vec![coverage(9)];
+    b.census = vec![census("198.18.1.0/24", &["198.18.1.200"])];
+    store.ingest("b", &b, T0 + 2).await.expect("ingest");
+
+    let cov = store.list_coverage().await.expect("coverage");
+    assert_eq!(
+        cov.iter()
+            .map(|c| (c.agent.as_str(), c.coverage.blocks_tracked, c.updated_ms))
+            .collect::<Vec<_>>(),
+        [("a", 4, T0), ("b", 5, T0 + 1)]
+    );
+    assert_eq!(
+        cov[0].coverage,
+        coverage(4),
+        "u64::MAX survives the round trip"
+    );
+    let got = store.census("kp").await.expect("census");
+    assert_eq!(
+        got,
+        [
+            census("198.18.1.0/24", &["198.18.1.9"]).blocks,
+            census("2001:db8:1::/48", &["2001:db8:1::1"]).blocks
+        ]
+        .concat()
+    );
+
+    // Seeding (hitlists) replaces per block too; other campaigns are apart.
+    store
+        .put_census(
+            "kp",
+            &census("198.18.2.0/24", &["198.18.2.1"]).blocks,
+            T0 + 2,
+        )
+        .await
+        .expect("put");
+    assert_eq!(store.census("kp").await.expect("census").len(), 3);
+    assert!(store.census("cu").await.expect("census").is_empty());
+    store.clear_census("kp").await.expect("clear");
+    assert!(store.census("kp").await.expect("census").is_empty());
+    store.close().await;
+}
+
+/// A database made by the first schema (migrations 1 and 2) upgrades in
+/// order: migration 3 gives its verdicts alert flags and lifts the unique
+/// natural keys, migration 4 adds the coverage and census tables. The old
+/// database is rebuilt from a current one by undoing 3 and 4 by hand.
+async fn first_schema_upgrades_in_order(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let verdict = |start_round: u64, end_round: Option<u64>| Verdict {
+        id: 0,
+        scope: Scope::Country,
+        target: "KP".into(),
+        kind: Kind::Blackout,
+        campaign: "kp".into(),
+        start_round,
+        end_round,
+        start_ms: T0,
+        end_ms: end_round.map(|_| T0 + 60_000),
+        blocks_affected: 4,
+        blocks_total: 4,
+        prefixes: vec![],
+        vantage_points: vec!["a".into()],
+        localization: None,
+        updated_ms: T0,
+        alerted: Alerted::default(),
+    };
+    let ids = store
+        .save_verdicts(&[verdict(100, None), verdict(50, Some(60))])
+        .await
+        .expect("save");
+    store.close().await;
+
+    sqlx::any::install_default_drivers();
+    let sqlx_url = darkwatch_collector::store::resolve_url(db).expect("url").1;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&sqlx_url)
+        .await
+        .expect("connect");
+    for stmt in [
+        "DROP TABLE coverage",
+        "DROP TABLE census",
+        "DROP INDEX verdicts_by_key",
+        "DROP INDEX vp_faults_by_key",
+        "ALTER TABLE verdicts DROP COLUMN alerts",
+        "CREATE UNIQUE INDEX verdicts_key ON verdicts (campaign, scope, target, kind, start_round)",
+        "CREATE UNIQUE INDEX vp_faults_key ON vp_faults (agent, campaign, kind, start_round)",
+        "DELETE FROM schema_migrations WHERE version > 2",
+    ] {
+        sqlx::query(stmt).execute(&mut conn).await.expect(stmt);
+    }
+    sqlx::Connection::close(conn).await.expect("close");
+
+    let store = SqlStore::open(db).await.expect("upgrade");
+    let sqlx_url = darkwatch_collector::store::resolve_url(db).expect("url").1;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&sqlx_url)
+        .await
+        .expect("connect");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .expect("versions");
+    assert_eq!(versions, [1, 2, 3, 4]);
+    sqlx::Connection::close(conn).await.expect("close");
+
+    // Verdicts stored before were alerted as they stand.
+    let mut got = store.list_verdicts(Some("kp"), None).await.expect("list");
+    got.sort_by_key(|v| v.id);
+    assert_eq!(
+        got.iter().map(|v| (v.id, v.alerted)).collect::<Vec<_>>(),
+        [
+            (
+                ids[0],
+                Alerted {
+                    open: true,
+                    close: false
+                }
+            ),
+            (
+                ids[1],
+                Alerted {
+                    open: true,
+                    close: true
+                }
+            ),
+        ]
+    );
+    // The natural key is only an index now.
+    store
+        .save_verdicts(&[verdict(100, None)])
+        .await
+        .expect("a second row with the same start");
+    // Coverage and census are stored.
+    let mut b = batch(vec![]);
+    b.census = vec![darkwatch_schema::CampaignCensus {
+        campaign: "kp".into(),
+        blocks: vec![darkwatch_schema::CensusBlock {
+            block: "198.18.1.0/24".parse().expect("block"),
+            addrs: vec!["198.18.1.1".parse().expect("addr")],
+        }],
+    }];
+    store.ingest("a", &b, T0).await.expect("ingest");
+    assert_eq!(
+        store.census("kp").await.expect("census"),
+        b.census[0].blocks
+    );
+    assert!(store.list_coverage().await.expect("coverage").is_empty());
+    store.close().await;
+}
+
 db_tests!(
     queries_split_rounds_and_control,
     concurrent_duplicates_store_once,
     verdicts_faults_and_leases,
     agents_and_campaigns,
-    passes_keep_verdict_identity
+    passes_keep_verdict_identity,
+    coverage_and_census_keep_the_latest,
+    first_schema_upgrades_in_order,
 );

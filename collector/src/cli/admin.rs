@@ -1,12 +1,16 @@
-//! `agents` and `campaign`: the operator's management commands.
+//! `agents` and `campaign`: the operator's management commands, including
+//! reading `--hitlist` files into a campaign's census.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
 
 use darkwatch_schema::valid_name;
 
 use super::{read_input, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, EX_DATAERR, EX_USAGE};
 use crate::clock::Clock;
-use crate::delegated;
 use crate::store::{CampaignSpec, Store};
 use crate::tokens;
+use crate::{census, delegated, hitlist};
 
 fn fmt_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -122,6 +126,53 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
     })
 }
 
+/// Skipped hitlist lines printed one by one; the count covers them all.
+const SKIPPED_SHOWN: usize = 20;
+
+/// Reads every `--hitlist` file: their addresses, and how many lines they
+/// skipped (each of the first few is printed as `FILE:LINE: why`).
+fn read_hitlists(paths: &[PathBuf]) -> Result<(Vec<IpAddr>, usize), CliError> {
+    let mut addrs = Vec::new();
+    let mut skipped = 0;
+    for path in paths {
+        let text = read_input(path, "hitlist")?;
+        let h = hitlist::read(&text, &path.display().to_string())
+            .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?;
+        for line in h.skipped.iter().take(SKIPPED_SHOWN.saturating_sub(skipped)) {
+            eprintln!("warning: skipped {line}");
+        }
+        skipped += h.skipped.len();
+        addrs.extend(h.addrs);
+    }
+    if skipped > SKIPPED_SHOWN {
+        eprintln!(
+            "warning: ... and {} more skipped lines",
+            skipped - SKIPPED_SHOWN
+        );
+    }
+    Ok((addrs, skipped))
+}
+
+/// `hitlists: 3 addresses in 2 blocks seeded the census, 2 blocks added to the prefixes, 1 line skipped`.
+fn seed_text(seed: &census::Seed, skipped: usize) -> String {
+    let mut s = format!(
+        "hitlists: {} addresses in {} blocks seeded the census, {} blocks added to the prefixes, {} lines skipped",
+        seed.addresses,
+        seed.blocks.len(),
+        seed.new_prefixes.len(),
+        skipped
+    );
+    if seed.over_bound > 0 {
+        s.push_str(&format!(
+            ", {} addresses beyond the bound of {} per /24 and {} per /48 left out",
+            seed.over_bound,
+            census::MAX_ADDRS_V4,
+            census::MAX_ADDRS_V6
+        ));
+    }
+    s
+}
+
 pub(super) async fn campaign<S: Store>(
     store: &S,
     cmd: CampaignCmd,
@@ -129,10 +180,15 @@ pub(super) async fn campaign<S: Store>(
 ) -> Result<(), CliError> {
     match cmd {
         CampaignCmd::Add(args) => {
-            let spec = campaign_spec(&args)?;
-            let c = store
-                .put_campaign(&spec, args.replace, clock.now_ms())
-                .await?;
+            let mut spec = campaign_spec(&args)?;
+            let (addrs, skipped) = read_hitlists(&args.hitlists)?;
+            let seed = census::seed(&addrs, &spec.prefixes);
+            spec.prefixes.extend(seed.new_prefixes.iter().copied());
+            let now = clock.now_ms();
+            let c = store.put_campaign(&spec, args.replace, now).await?;
+            if !seed.blocks.is_empty() {
+                store.put_census(&c.name, &seed.blocks, now).await?;
+            }
             eprintln!(
                 "campaign {} saved: {} prefixes, every {} s, generation {}",
                 c.name,
@@ -140,6 +196,9 @@ pub(super) async fn campaign<S: Store>(
                 c.interval_secs,
                 c.generation
             );
+            if !args.hitlists.is_empty() {
+                eprintln!("{}", seed_text(&seed, skipped));
+            }
         }
         CampaignCmd::List { json } => {
             let list = store.list_campaigns().await?;
@@ -175,6 +234,7 @@ pub(super) async fn campaign<S: Store>(
         }
         CampaignCmd::Remove { name } => {
             store.remove_campaign(&name).await?;
+            store.clear_census(&name).await?;
             eprintln!("campaign {name} removed");
         }
     }
@@ -188,9 +248,46 @@ mod tests {
     use clap::Parser;
 
     #[test]
+    fn hitlist_summary_counts_what_was_seeded_and_skipped() {
+        let seed = census::seed(
+            &[
+                "198.18.3.1".parse().unwrap(),
+                "2001:db8::1".parse().unwrap(),
+            ],
+            &["198.18.0.0/16".parse().unwrap()],
+        );
+        assert_eq!(
+            seed_text(&seed, 1),
+            "hitlists: 2 addresses in 2 blocks seeded the census, 1 blocks added to the prefixes, 1 lines skipped"
+        );
+    }
+
+    #[test]
     fn campaign_needs_a_source_and_valid_fields() {
         assert!(Cli::try_parse_from(["dc", "campaign", "add", "kp"]).is_err());
         assert!(Cli::try_parse_from(["dc", "campaign", "add", "kp", "--delegated", "f"]).is_err());
+        // A hitlist alone is a source, and may come with prefixes.
+        let cli = Cli::try_parse_from([
+            "dc",
+            "campaign",
+            "add",
+            "v6",
+            "--hitlist",
+            "a.txt",
+            "--hitlist",
+            "b.txt",
+            "--prefix",
+            "198.18.0.0/16",
+        ])
+        .unwrap();
+        let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(
+            args.hitlists,
+            [PathBuf::from("a.txt"), PathBuf::from("b.txt")]
+        );
+        assert!(campaign_spec(&args).unwrap().country.is_none());
         let cli = Cli::try_parse_from([
             "dc",
             "campaign",

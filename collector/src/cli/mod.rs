@@ -152,7 +152,7 @@ pub enum CampaignCmd {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["delegated", "prefixes"])))]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["delegated", "prefixes", "hitlists"])))]
 pub struct CampaignAddArgs {
     pub name: String,
     /// ISO 3166 alpha-2 country code.
@@ -164,6 +164,17 @@ pub struct CampaignAddArgs {
     /// Prefix to watch (repeatable).
     #[arg(long = "prefix", num_args = 1..)]
     pub prefixes: Vec<IpNet>,
+    /// File of known-responsive addresses (repeatable): one IPv4 or IPv6
+    /// address per line, `#` comments. They seed the campaign's census,
+    /// which agents receive with their assignment and judge from their
+    /// first round, without a discovery sweep (the only way to watch IPv6
+    /// space, too large to sweep). The /24 (IPv4) or /48 (IPv6) holding an
+    /// address that no other prefix covers joins the campaign, so a
+    /// hitlist alone makes a campaign. At most 256 addresses per /24 and
+    /// 1024 per /48 are kept. Unreadable lines are reported as FILE:LINE
+    /// and skipped; a file with no usable address is refused.
+    #[arg(long = "hitlist", value_name = "FILE")]
+    pub hitlists: Vec<PathBuf>,
     /// Seconds between rounds.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub interval: u64,

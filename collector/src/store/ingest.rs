@@ -94,6 +94,7 @@ pub(super) async fn insert_batch(
         }
         traces_stored += q.execute(&mut *conn).await?.rows_affected();
     }
+    super::census::write_reported(conn, agent, batch, now_ms).await?;
 
     sqlx::query("UPDATE batches SET observations = $1, traces = $2 WHERE batch_id = $3")
         .bind(to_i64(obs_stored, "count")?)

@@ -124,6 +124,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
         DROP INDEX vp_faults_key;
         CREATE INDEX vp_faults_by_key ON vp_faults (agent, campaign, kind, start_round)",
     ),
+    // Each agent's latest coverage per campaign, and each campaign's census
+    // (latest known-responsive addresses per block): `census`.
+    (
+        4,
+        "CREATE TABLE coverage (
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        coverage TEXT NOT NULL,
+        reported_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (agent, campaign)
+    );
+    CREATE TABLE census (
+        campaign TEXT NOT NULL,
+        block TEXT NOT NULL,
+        addrs TEXT NOT NULL,
+        reported_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (campaign, block)
+    )",
+    ),
 ];
 
 /// Applies every migration not yet recorded in `schema_migrations`.

@@ -7,6 +7,7 @@
 //! Callers pass the current time in, which keeps the store free of clocks.
 
 mod agents;
+mod census;
 mod codec;
 mod ingest;
 mod leases;
@@ -21,11 +22,12 @@ use std::ops::RangeInclusive;
 
 use darkwatch_correlate::{Kind, Localization, Scope};
 use darkwatch_schema::{
-    BatchAck, BlockObservation, CampaignAssignment, ReportBatch, TraceObservation,
+    BatchAck, BlockObservation, CampaignAssignment, CensusBlock, ReportBatch, TraceObservation,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use census::AgentCoverage;
 pub use sql::SqlStore;
 pub use url::{resolve_url, Backend};
 
@@ -101,6 +103,12 @@ impl Campaign {
     }
 
     pub fn to_assignment(&self) -> CampaignAssignment {
+        self.to_assignment_with_census(Vec::new())
+    }
+
+    /// The assignment with the campaign's stored census, screened against
+    /// its current prefixes and bounded per block (`crate::census`).
+    pub fn to_assignment_with_census(&self, census: Vec<CensusBlock>) -> CampaignAssignment {
         CampaignAssignment {
             name: self.name.clone(),
             country: self.country.clone(),
@@ -108,7 +116,7 @@ impl Campaign {
             prefixes: self.prefixes.clone(),
             control: self.control.clone(),
             generation: self.generation,
-            census: Vec::new(),
+            census: crate::census::for_assignment(self, census),
         }
     }
 }
@@ -335,4 +343,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         seen_since_ms: i64,
     ) -> impl Future<Output = Result<StoreCounts, StoreError>> + Send;
+
+    // --- coverage and census ---
+    /// Every agent's latest coverage of every campaign it reported on
+    /// (written by `ingest` from `ReportBatch.coverage`).
+    fn list_coverage(&self) -> impl Future<Output = Result<Vec<AgentCoverage>, StoreError>> + Send;
+    /// The latest known-responsive addresses per block of a campaign
+    /// (written by `ingest` from `ReportBatch.census`, and by `put_census`).
+    fn census(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<CensusBlock>, StoreError>> + Send;
+    /// Replaces the census of each given block of a campaign (blocks with no
+    /// address are left as they were).
+    fn put_census(
+        &self,
+        campaign: &str,
+        blocks: &[CensusBlock],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets a campaign's census.
+    fn clear_census(&self, campaign: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -1,9 +1,9 @@
 //! [`Store`] over `sqlx::Any`: one implementation for SQLite and PostgreSQL.
 //!
 //! This file opens the pool and maps the trait onto the modules that hold
-//! the SQL by topic (`agents`, `observations`, `verdicts`, `leases`); the
-//! schema is in `migrations`, row encoding in `codec`, batch writes and the
-//! SQLite group commit in `ingest`. Every value goes through a bound `$n`
+//! the SQL by topic (`agents`, `observations`, `verdicts`, `leases`,
+//! `census`); the schema is in `migrations`, row encoding in `codec`, batch
+//! writes and the SQLite group commit in `ingest`. Every value goes through a bound `$n`
 //! parameter; SQLite accepts `$n` too. SQLite runs in WAL mode with
 //! `synchronous=FULL`: an acknowledged report survives a power cut.
 
@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use darkwatch_schema::{BatchAck, ReportBatch};
+use darkwatch_schema::{BatchAck, CensusBlock, ReportBatch};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
@@ -22,8 +22,9 @@ use super::codec::{to_u64, unavailable};
 use super::ingest::{group_writer, IngestJob, GROUP_QUEUE};
 use super::url::{resolve_url, Backend};
 use super::{
-    agents, leases, migrations, observations, verdicts, AgentInfo, AgentObservation, AgentTrace,
-    AuthOutcome, Campaign, CampaignSpec, Store, StoreCounts, StoreError, Verdict, VpFault,
+    agents, census, leases, migrations, observations, verdicts, AgentCoverage, AgentInfo,
+    AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec, Store, StoreCounts,
+    StoreError, Verdict, VpFault,
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -252,5 +253,26 @@ impl Store for SqlStore {
                 .count("SELECT COUNT(*) FROM verdicts WHERE end_ms IS NULL", None)
                 .await?,
         })
+    }
+
+    async fn list_coverage(&self) -> Result<Vec<AgentCoverage>, StoreError> {
+        census::list_coverage(self).await
+    }
+
+    async fn census(&self, campaign: &str) -> Result<Vec<CensusBlock>, StoreError> {
+        census::census(self, campaign).await
+    }
+
+    async fn put_census(
+        &self,
+        campaign: &str,
+        blocks: &[CensusBlock],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        census::put_census(self, campaign, blocks, now_ms).await
+    }
+
+    async fn clear_census(&self, campaign: &str) -> Result<(), StoreError> {
+        census::clear_census(self, campaign).await
     }
 }
