@@ -3,7 +3,8 @@
 //! Parses arguments (clap derive), runs the command, and maps every failure
 //! to one line on stderr and a sysexits code: 64 usage, 65 bad data,
 //! 66 unreadable input file, 69 database (or listening socket) unavailable,
-//! 78 bad config file (`check-config`).
+//! 78 bad config file (`check-config`); the table is `darkwatch_schema::exitcode`,
+//! shared with the agent.
 //! New subcommands (outages, status, timeline) slot into [`Command`].
 
 use std::io::{IsTerminal, Write};
@@ -22,11 +23,9 @@ use crate::store::{CampaignSpec, SqlStore, Store, StoreError};
 use crate::{server, tokens};
 use darkwatch_schema::inputs::{self, delegated, pfx2as::Pfx2As, InputError, LineError};
 
-pub const EX_USAGE: u8 = 64;
-pub const EX_DATAERR: u8 = 65;
-pub const EX_NOINPUT: u8 = 66;
-pub const EX_UNAVAILABLE: u8 = 69;
-pub const EX_CONFIG: u8 = 78;
+/// The exit codes, shared with the agent.
+pub use darkwatch_schema::exitcode as exit;
+pub use darkwatch_schema::exitcode::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -176,28 +175,12 @@ pub struct CampaignAddArgs {
     pub replace: bool,
 }
 
-/// A failure with its exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         let code = match &e {
-            StoreError::Url(_) => EX_USAGE,
-            e if e.is_unavailable() => EX_UNAVAILABLE,
-            _ => EX_DATAERR,
+            StoreError::Url(_) => exit::USAGE,
+            e if e.is_unavailable() => exit::UNAVAILABLE,
+            _ => exit::DATAERR,
         };
         CliError::new(code, e.to_string())
     }
@@ -209,7 +192,7 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EX_USAGE } else { 0 });
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
     let default_level = if matches!(cli.command, Command::Serve(_)) {
@@ -233,7 +216,7 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("darkwatch-collector: cannot start the async runtime: {e}");
-            return ExitCode::from(71);
+            return ExitCode::from(exit::OSERR);
         }
     };
     match rt.block_on(run(cli)) {
@@ -264,7 +247,7 @@ fn fmt_ms(ms: i64) -> String {
 fn read_input(path: &Path, what: &str) -> Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|e| {
         CliError::new(
-            EX_NOINPUT,
+            exit::NOINPUT,
             format!("cannot read {what} {}: {e}", path.display()),
         )
     })
@@ -291,7 +274,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let store = open(&db()).await?;
             let since_ms = match &args.since {
                 Some(s) => Some(
-                    report_cli::parse_since(s, now_ms()).map_err(|e| CliError::new(EX_USAGE, e))?,
+                    report_cli::parse_since(s, now_ms())
+                        .map_err(|e| CliError::new(exit::USAGE, e))?,
                 ),
                 None => None,
             };
@@ -323,13 +307,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Timeline(args) => {
             let file = match &args.config {
                 Some(p) => FileConfig::parse(&read_input(p, "config file")?)
-                    .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", p.display())))?,
+                    .map_err(|e| CliError::new(exit::DATAERR, format!("{}: {e}", p.display())))?,
                 None => FileConfig::default(),
             };
             let pfx2as = match &file.correlation.pfx2as {
                 Some(p) => {
                     let (m, skipped) =
-                        Pfx2As::load(p).map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?;
+                        Pfx2As::load(p).map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?;
                     warn_skipped(&skipped);
                     Some(m)
                 }
@@ -354,7 +338,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| CliError::new(1, e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(v).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     print_out(&format!("{text}\n"))
 }
 
@@ -363,7 +348,7 @@ fn print_out(s: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::new(1, e.to_string()))
+            Err(CliError::new(exit::FAILURE, e.to_string()))
         }
         _ => Ok(()),
     }
@@ -372,7 +357,7 @@ fn print_out(s: &str) -> Result<(), CliError> {
 async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), CliError> {
     let file = match &args.config {
         Some(p) => FileConfig::parse(&read_input(p, "config file")?)
-            .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", p.display())))?,
+            .map_err(|e| CliError::new(exit::DATAERR, format!("{}: {e}", p.display())))?,
         None => FileConfig::default(),
     };
     let flags = ServeFlags {
@@ -382,7 +367,7 @@ async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), CliError> {
         tls_key: args.tls_key,
         max_body: args.max_body,
     };
-    let cfg = config::merge(flags, file).map_err(|e| CliError::new(EX_USAGE, e.to_string()))?;
+    let cfg = config::merge(flags, file).map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
     let store = Arc::new(open(&cfg.db).await?);
     let alerts = match &cfg.alerts {
         Some(a) => crate::alerts::Alerts::webhook(a.webhook.clone(), a.max_attempts),
@@ -419,8 +404,8 @@ async fn serve(db: Option<String>, args: ServeArgs) -> Result<(), CliError> {
     store.close().await;
     result.map_err(|e| {
         let code = match e {
-            server::ServeError::Tls(_) => EX_DATAERR,
-            _ => EX_UNAVAILABLE,
+            server::ServeError::Tls(_) => exit::DATAERR,
+            _ => exit::UNAVAILABLE,
         };
         CliError::new(code, e.to_string())
     })
@@ -436,7 +421,7 @@ fn warn_skipped(skipped: &[LineError]) {
 /// usable lines. Returns notes for stdout: what the prefix-to-AS file holds
 /// and how many of its lines were skipped (each one is logged).
 fn check_config(path: &Path) -> Result<String, CliError> {
-    let bad = |e: String| CliError::new(EX_CONFIG, format!("{}: {e}", path.display()));
+    let bad = |e: String| CliError::new(exit::CONFIG, format!("{}: {e}", path.display()));
     let file =
         FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
     let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
@@ -459,7 +444,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::new(
-            EX_DATAERR,
+            exit::DATAERR,
             format!("{kind} name {name:?} is invalid (1..=64 chars of A-Z a-z 0-9 . _ -)"),
         ))
     }
@@ -482,7 +467,7 @@ async fn agents<S: Store>(store: &S, cmd: AgentsCmd) -> Result<(), CliError> {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&list)
-                        .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?
+                        .map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?
                 );
             } else {
                 println!(
@@ -518,7 +503,7 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>
         }
         Some(cc) => {
             return Err(CliError::new(
-                EX_USAGE,
+                exit::USAGE,
                 format!("--country {cc:?} is not a two-letter code"),
             ))
         }
@@ -528,14 +513,14 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>
     let mut skipped = Vec::new();
     if let (Some(path), Some(cc)) = (&args.delegated, &country) {
         let parsed = delegated::read(path, cc).map_err(|e| match e {
-            InputError::Io { .. } => CliError::new(EX_NOINPUT, format!("delegated file: {e}")),
-            InputError::NothingUsable { .. } => CliError::new(EX_DATAERR, e.to_string()),
+            InputError::Io { .. } => CliError::new(exit::NOINPUT, format!("delegated file: {e}")),
+            InputError::NothingUsable { .. } => CliError::new(exit::DATAERR, e.to_string()),
         })?;
         let found = parsed.items;
         skipped = parsed.skipped;
         if found.is_empty() {
             return Err(CliError::new(
-                EX_DATAERR,
+                exit::DATAERR,
                 format!("{}: no allocated prefixes for {cc}", path.display()),
             ));
         }
@@ -544,7 +529,7 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>
     for p in prefixes.iter().chain(&args.control) {
         if p.trunc() != *p {
             return Err(CliError::new(
-                EX_DATAERR,
+                exit::DATAERR,
                 format!("prefix {p} has host bits set (did you mean {}?)", p.trunc()),
             ));
         }
@@ -589,7 +574,7 @@ async fn campaign<S: Store>(store: &S, cmd: CampaignCmd) -> Result<(), CliError>
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&list)
-                        .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?
+                        .map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?
                 );
             } else {
                 println!(
@@ -663,7 +648,7 @@ mod tests {
         let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
             panic!("wrong command")
         };
-        assert_eq!(campaign_spec(&args).unwrap_err().code, EX_DATAERR);
+        assert_eq!(campaign_spec(&args).unwrap_err().code, exit::DATAERR);
 
         let cli =
             Cli::try_parse_from(["dc", "campaign", "add", "../x", "--prefix", "198.18.0.0/16"])
@@ -671,6 +656,6 @@ mod tests {
         let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
             panic!("wrong command")
         };
-        assert_eq!(campaign_spec(&args).unwrap_err().code, EX_DATAERR);
+        assert_eq!(campaign_spec(&args).unwrap_err().code, exit::DATAERR);
     }
 }
