@@ -106,7 +106,8 @@ pub struct ProbeArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Read targets (addresses or CIDRs, one per line, `#` comments) from a file.
+    /// Read targets (addresses or CIDRs, one per line, `#` comments) from a
+    /// file; unparseable lines are skipped with a warning naming file:line.
     #[arg(long, value_name = "F")]
     pub file: Vec<PathBuf>,
     /// Read targets from an RIR delegated-stats file (needs --country): the
@@ -117,7 +118,8 @@ pub struct ProbeArgs {
     /// ISO 3166 alpha-2 country code to take from --delegated.
     #[arg(long, value_name = "CC", requires = "delegated")]
     pub country: Option<String>,
-    /// Exclude the addresses and CIDRs listed in this file (wins over --allow).
+    /// Exclude the addresses and CIDRs listed in this file (wins over --allow);
+    /// the file must parse completely.
     #[arg(long, value_name = "F")]
     pub exclude: Vec<PathBuf>,
     /// Carve this CIDR back out of the default special-purpose exclusions (repeatable).

@@ -155,7 +155,9 @@ pub struct CampaignAddArgs {
     /// ISO 3166 alpha-2 country code.
     #[arg(long)]
     pub country: Option<String>,
-    /// RIR delegated-stats file to take the country's prefixes from.
+    /// RIR delegated-stats file (standard or extended, any RIR) to take the
+    /// country's allocated and assigned prefixes from; unparseable lines are
+    /// skipped and counted.
     #[arg(long, requires = "country")]
     pub delegated: Option<PathBuf>,
     /// Prefix to watch (repeatable).
