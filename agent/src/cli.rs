@@ -1,7 +1,8 @@
 //! The command line: `probe` (discovery, then one round, one line per block)
 //! and `trace` (one traceroute). Errors become one line on stderr and a
 //! sysexits-style exit code: 64 usage, 65 bad data, 66 missing input,
-//! 77 missing privileges, 1 anything else.
+//! 77 missing privileges, 1 anything else (`darkwatch_schema::exitcode`, shared
+//! with the collector).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -21,16 +22,11 @@ use crate::ratelimit::{RateLimiter, DEFAULT_BURST};
 use crate::targets::{self, TargetError, TargetSet, TargetSpec};
 use crate::trace::{TraceOptions, TraceResult};
 use crate::{discovery, icmp, round, ProbeSettings};
+use darkwatch_schema::inputs::{self, addrlist, delegated, InputError, Parsed};
 
-/// sysexits codes used by the CLI.
-pub mod exit {
-    pub const SOFTWARE: u8 = 1;
-    pub const USAGE: u8 = 64;
-    pub const DATAERR: u8 = 65;
-    pub const NOINPUT: u8 = 66;
-    pub const NOPERM: u8 = 77;
-    pub const CONFIG: u8 = 78;
-}
+/// The exit codes, shared with the collector.
+pub use darkwatch_schema::exitcode as exit;
+pub use darkwatch_schema::exitcode::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,16 +106,20 @@ pub struct ProbeArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Read targets (addresses or CIDRs, one per line, `#` comments) from a file.
+    /// Read targets (addresses or CIDRs, one per line, `#` comments) from a
+    /// file; unparseable lines are skipped with a warning naming file:line.
     #[arg(long, value_name = "F")]
     pub file: Vec<PathBuf>,
-    /// Read targets from an RIR delegated-stats file (needs --country).
+    /// Read targets from an RIR delegated-stats file (needs --country): the
+    /// country's allocated and assigned IPv4 space (IPv6 allocations are too
+    /// large to sweep and are skipped with a warning).
     #[arg(long, value_name = "F", requires = "country")]
     pub delegated: Option<PathBuf>,
     /// ISO 3166 alpha-2 country code to take from --delegated.
     #[arg(long, value_name = "CC", requires = "delegated")]
     pub country: Option<String>,
-    /// Exclude the addresses and CIDRs listed in this file (wins over --allow).
+    /// Exclude the addresses and CIDRs listed in this file (wins over --allow);
+    /// the file must parse completely.
     #[arg(long, value_name = "F")]
     pub exclude: Vec<PathBuf>,
     /// Carve this CIDR back out of the default special-purpose exclusions (repeatable).
@@ -168,27 +168,11 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
     targets::parse_target(s)
 }
 
-/// An error on its way to stderr and the exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
 impl From<TargetError> for CliError {
     fn from(e: TargetError) -> Self {
         let code = match &e {
             e if e.is_usage() => exit::USAGE,
-            TargetError::Io { .. } => exit::NOINPUT,
+            TargetError::Input(InputError::Io { .. }) => exit::NOINPUT,
             _ => exit::DATAERR,
         };
         CliError::new(code, e.to_string())
@@ -199,22 +183,15 @@ impl From<IcmpError> for CliError {
     fn from(e: IcmpError) -> Self {
         let code = match e {
             IcmpError::NoPrivilege => exit::NOPERM,
-            IcmpError::Socket { .. } => exit::SOFTWARE,
+            IcmpError::Socket { .. } => exit::FAILURE,
         };
         CliError::new(code, e.to_string())
     }
 }
 
-impl From<anyhow::Error> for CliError {
-    fn from(e: anyhow::Error) -> Self {
-        CliError::new(exit::SOFTWARE, format!("{e:#}"))
-    }
-}
-
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> Self {
-        CliError::new(exit::SOFTWARE, e.to_string())
-    }
+/// A failure of the daemon, with its chain of causes on one line.
+fn failure(e: anyhow::Error) -> CliError {
+    CliError::new(exit::FAILURE, format!("{e:#}"))
 }
 
 /// Entry point of the binary.
@@ -261,7 +238,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .build()
         .map_err(|e| {
             CliError::new(
-                exit::SOFTWARE,
+                exit::FAILURE,
                 format!("cannot start the async runtime: {e}"),
             )
         })
@@ -295,17 +272,26 @@ fn run_agent(args: RunArgs) -> Result<(), CliError> {
             agent.run().await
         }
     })
-    .map_err(CliError::from)
+    .map_err(failure)
 }
 
-/// Builds the target set a `probe` command line asks for.
+/// Logs the lines a parser skipped (on stderr: `probe` logs warnings) and
+/// returns what it kept.
+fn kept(list: Parsed<IpNet>) -> Vec<IpNet> {
+    inputs::report_skipped(&list.skipped, |m| tracing::warn!("{m}"));
+    list.items
+}
+
+/// Builds the target set a `probe` command line asks for. Unparseable lines
+/// of target and delegated files are skipped with a warning; an exclusion
+/// file must parse completely.
 pub fn target_set(args: &ProbeArgs) -> Result<TargetSet, CliError> {
     let mut include = Vec::new();
     for t in &args.targets {
         include.push(targets::parse_target_arg(t)?);
     }
     for f in &args.file {
-        include.extend(targets::read_target_file(f)?);
+        include.extend(kept(addrlist::read(f).map_err(TargetError::from)?));
     }
     if let (Some(f), Some(cc)) = (&args.delegated, &args.country) {
         if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -314,11 +300,25 @@ pub fn target_set(args: &ProbeArgs) -> Result<TargetSet, CliError> {
                 format!("--country {cc:?} is not a two-letter country code"),
             ));
         }
-        include.extend(targets::read_delegated_file(f, cc)?);
+        let nets = kept(delegated::read(f, cc).map_err(TargetError::from)?);
+        // A country's IPv6 allocation cannot be swept address by address;
+        // probe its IPv4 space rather than refuse the whole file.
+        for n in nets {
+            match n {
+                IpNet::V6(v6) if v6.prefix_len() < targets::MIN_IPV6_SWEEP_PREFIX => {
+                    tracing::warn!(
+                        "skipping {n} from {}: IPv6 prefixes shorter than /{} cannot be swept",
+                        f.display(),
+                        targets::MIN_IPV6_SWEEP_PREFIX
+                    )
+                }
+                _ => include.push(n),
+            }
+        }
     }
     let mut exclude = Vec::new();
     for f in &args.exclude {
-        exclude.extend(targets::read_target_file(f)?);
+        exclude.extend(targets::read_exclusions(f)?);
     }
     let spec = TargetSpec {
         include,
@@ -428,7 +428,7 @@ fn print_reports(reports: &[BlockReport], json: bool) -> Result<(), CliError> {
     for r in reports {
         let more = if json {
             let line = serde_json::to_string(r)
-                .map_err(|e| CliError::new(exit::SOFTWARE, e.to_string()))?;
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             emit(&mut out, format_args!("{line}"))?
         } else {
             emit(
@@ -463,7 +463,7 @@ fn trace(args: TraceArgs) -> Result<(), CliError> {
     let rt = runtime()?;
     let result = rt
         .block_on(crate::trace::trace(args.addr, &opts, None))
-        .map_err(|e| CliError::new(exit::SOFTWARE, e.to_string()))?;
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     print_trace(&result, args.json)
 }
 
@@ -471,7 +471,7 @@ fn print_trace(r: &TraceResult, json: bool) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     if json {
         let line =
-            serde_json::to_string(r).map_err(|e| CliError::new(exit::SOFTWARE, e.to_string()))?;
+            serde_json::to_string(r).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
         emit(&mut out, format_args!("{line}"))?;
         return Ok(());
     }
@@ -502,6 +502,88 @@ mod tests {
     use super::*;
     use crate::belief::RoundOutcome;
     use std::collections::BTreeMap;
+
+    fn probe_args(args: &[&str]) -> ProbeArgs {
+        let cli = Cli::try_parse_from([&["darkwatch-agent", "probe"], args].concat()).unwrap();
+        let Command::Probe(a) = cli.command else {
+            panic!("not probe")
+        };
+        a
+    }
+
+    #[test]
+    fn published_delegated_file_gives_the_ipv4_space_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("delegated-apnic-extended-latest");
+        std::fs::write(
+            &d,
+            "2|apnic|20241122|6|19830613|20241121|+1000\n\
+             apnic|*|ipv4|*|4|summary\n\
+             apnic|KP|ipv4|198.18.4.0|768|20071109|allocated|A1\n\
+             apnic|KP|ipv4|198.18.8.0|256|20071109|available|\n\
+             apnic|KP|ipv4|198.18.9.0|many|20071109|allocated|A1\n\
+             apnic||ipv4|198.18.10.0|256||reserved|\n\
+             apnic|KP|ipv6|2400:8b00::|32|20110216|allocated|A1\n",
+        )
+        .unwrap();
+        let d = d.to_str().unwrap();
+        let args = probe_args(&[
+            "--delegated",
+            d,
+            "--country",
+            "kp",
+            "--allow",
+            "198.18.0.0/15",
+        ]);
+        let set = target_set(&args).unwrap();
+        assert_eq!(
+            set.prefixes(),
+            ["198.18.4.0/23", "198.18.6.0/24"]
+                .map(|s| s.parse::<IpNet>().unwrap())
+                .to_vec()
+        );
+        // A file of nothing but broken records is refused, naming the line.
+        std::fs::write(
+            dir.path().join("bad"),
+            "apnic|KP|ipv4|198.18.9.0|many|20071109|allocated\n",
+        )
+        .unwrap();
+        let bad = dir.path().join("bad");
+        let args = probe_args(&["--delegated", bad.to_str().unwrap(), "--country", "KP"]);
+        let e = target_set(&args).unwrap_err();
+        assert_eq!(e.code, exit::DATAERR);
+        assert!(
+            e.message.contains(&format!("{}:1: ", bad.display())),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn target_files_skip_broken_lines_and_exclusion_files_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("targets.txt");
+        std::fs::write(&t, "198.18.0.0/24\nnonsense\n198.18.1.0/24\n").unwrap();
+        let x = dir.path().join("exclude.txt");
+        std::fs::write(&x, "198.18.1.0/24\n").unwrap();
+        let (t, x) = (t.to_str().unwrap(), x.to_str().unwrap());
+        let allow = ["--allow", "198.18.0.0/15"];
+        let set = target_set(&probe_args(
+            &[&["--file", t, "--exclude", x], &allow[..]].concat(),
+        ))
+        .unwrap();
+        assert_eq!(
+            set.prefixes(),
+            vec!["198.18.0.0/24".parse::<IpNet>().unwrap()]
+        );
+        std::fs::write(x, "198.18.1.0/24\n198.18.1.0/33\n").unwrap();
+        let e = target_set(&probe_args(
+            &[&["--file", t, "--exclude", x], &allow[..]].concat(),
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, exit::DATAERR);
+        assert!(e.message.contains(&format!("{x}:2: ")), "{}", e.message);
+    }
 
     #[test]
     fn blocks_without_responsive_addresses_are_judged_down_from_the_sweep() {

@@ -36,7 +36,7 @@ use crate::icmp::{Pinger, SurgePinger};
 use crate::ratelimit::RateLimiter;
 use crate::report::Reporter;
 use crate::spool::Spool;
-use crate::targets::{read_target_file, TargetSet, TargetSpec};
+use crate::targets::{read_exclusions, TargetSet, TargetSpec};
 use crate::trace::TraceOptions;
 use crate::ProbeSettings;
 
@@ -104,7 +104,7 @@ impl LocalPolicy {
     fn from_config(cfg: &Config) -> Result<LocalPolicy> {
         let exclude = match &cfg.exclude_file {
             Some(p) => {
-                read_target_file(p).with_context(|| format!("exclusion list {}", p.display()))?
+                read_exclusions(p).with_context(|| format!("exclusion list {}", p.display()))?
             }
             None => Vec::new(),
         };

@@ -1,6 +1,6 @@
 //! What to probe: target addresses and prefixes from the command line, from
-//! plain target files, or from an RIR delegated-stats file filtered by country,
-//! minus exclusions (IANA special-purpose space by default, as ZMap does, plus
+//! plain target files, or from an RIR delegated-stats file filtered by country
+//! (both parsed by `darkwatch_schema::inputs`), minus exclusions (IANA special-purpose space by default, as ZMap does, plus
 //! an optional exclusion file), with `--allow` carving reserved space back in.
 //!
 //! The result is a [`TargetSet`] of disjoint ranges that lists its IPv4 /24 and
@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use darkwatch_schema::inputs::{addrlist, InputError, LineError};
 use ipnet::{IpNet, Ipv4Net, Ipv4Subnets, Ipv6Net, Ipv6Subnets};
 
 /// Default cap on the number of addresses in a target set (a /8).
@@ -59,18 +60,12 @@ pub const RESERVED_V6: &[&str] = &[
 pub enum TargetError {
     #[error("bad target {value:?}: {why}")]
     BadArgument { value: String, why: String },
-    #[error("{source_name}:{line}: {why}")]
-    BadLine {
-        source_name: String,
-        line: usize,
-        why: String,
-    },
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(
+        "{0}; an exclusion list must parse completely, since a skipped entry would widen probing"
+    )]
+    Exclusion(LineError),
     #[error("IPv6 prefix {0} is larger than /{MIN_IPV6_SWEEP_PREFIX} and cannot be swept; give individual addresses or /{MIN_IPV6_SWEEP_PREFIX} or longer prefixes")]
     Ipv6TooLarge(IpNet),
     #[error(
@@ -94,21 +89,10 @@ impl TargetError {
 }
 
 /// Parses one target: an address (`198.18.0.1`, `2001:db8::1`) or a CIDR
-/// (`198.18.0.0/24`). Host bits in a CIDR are cleared, as ZMap does.
+/// (`198.18.0.0/24`), by the rule of address-list files
+/// ([`addrlist::parse_entry`]): host bits in a CIDR are cleared.
 pub fn parse_target(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty target".into());
-    }
-    if s.contains('/') {
-        s.parse::<IpNet>()
-            .map(|n| n.trunc())
-            .map_err(|_| "not an address or CIDR prefix".to_string())
-    } else {
-        s.parse::<IpAddr>()
-            .map(IpNet::from)
-            .map_err(|_| "not an address or CIDR prefix".to_string())
-    }
+    addrlist::parse_entry(s)
 }
 
 /// Parses a command-line target.
@@ -119,128 +103,16 @@ pub fn parse_target_arg(s: &str) -> Result<IpNet, TargetError> {
     })
 }
 
-/// Parses a target or exclusion list: one address or CIDR per line, `#`
-/// starts a comment, blank lines are ignored. `source_name` appears in errors.
-pub fn parse_target_list(text: &str, source_name: &str) -> Result<Vec<IpNet>, TargetError> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let net = parse_target(line).map_err(|why| TargetError::BadLine {
-            source_name: source_name.to_string(),
-            line: i + 1,
-            why: format!("{why}: {line:?}"),
-        })?;
-        out.push(net);
+/// Reads an exclusion list (an address list, see [`addrlist`]). Unlike
+/// target files, it fails closed: a line that cannot be parsed refuses the
+/// whole list, because skipping it would probe space the operator meant to
+/// exclude.
+pub fn read_exclusions(path: &Path) -> Result<Vec<IpNet>, TargetError> {
+    let list = addrlist::read(path)?;
+    match list.skipped.into_iter().next() {
+        Some(e) => Err(TargetError::Exclusion(e)),
+        None => Ok(list.items),
     }
-    Ok(out)
-}
-
-fn read_file(path: &Path) -> Result<String, TargetError> {
-    std::fs::read_to_string(path).map_err(|source| TargetError::Io {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// Reads a target or exclusion file (see [`parse_target_list`]).
-pub fn read_target_file(path: &Path) -> Result<Vec<IpNet>, TargetError> {
-    parse_target_list(&read_file(path)?, &path.display().to_string())
-}
-
-/// Reads an RIR delegated-stats file (see [`parse_delegated`]).
-pub fn read_delegated_file(path: &Path, country: &str) -> Result<Vec<IpNet>, TargetError> {
-    parse_delegated(&read_file(path)?, &path.display().to_string(), country)
-}
-
-/// Parses an RIR delegated-stats file (`registry|cc|type|start|value|date|status[|extensions]`)
-/// and returns the IPv4 and IPv6 space delegated to `country` (ISO 3166
-/// alpha-2, case-insensitive). The version line, `*` summary lines, comments,
-/// blank lines and `asn` rows are skipped. An IPv4 `value` is an address count
-/// and is split into CIDRs when it is not an aligned power of two; an IPv6
-/// `value` is a prefix length.
-pub fn parse_delegated(
-    text: &str,
-    source_name: &str,
-    country: &str,
-) -> Result<Vec<IpNet>, TargetError> {
-    let bad = |line: usize, why: String| TargetError::BadLine {
-        source_name: source_name.to_string(),
-        line,
-        why,
-    };
-    let mut out = Vec::new();
-    let mut seen_version = false;
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let fields: Vec<&str> = line.split('|').collect();
-        // The version line (`2|apnic|20240101|...`) is the first record and
-        // starts with a number; registries never use a numeric registry name.
-        if !seen_version {
-            seen_version = true;
-            if fields[0].chars().next().is_some_and(|c| c.is_ascii_digit()) {
-                continue;
-            }
-        }
-        if fields.len() >= 6 && fields[1] == "*" && fields[5].trim() == "summary" {
-            continue;
-        }
-        if fields.len() < 7 {
-            return Err(bad(
-                n,
-                format!(
-                    "expected at least 7 '|'-separated fields, found {}",
-                    fields.len()
-                ),
-            ));
-        }
-        let (cc, kind, start, value) = (fields[1], fields[2], fields[3], fields[4]);
-        match kind {
-            "ipv4" | "ipv6" => {}
-            "asn" => continue,
-            other => return Err(bad(n, format!("unknown record type {other:?}"))),
-        }
-        if !cc.eq_ignore_ascii_case(country) {
-            continue;
-        }
-        if kind == "ipv4" {
-            let start: Ipv4Addr = start
-                .parse()
-                .map_err(|_| bad(n, format!("bad IPv4 start address {start:?}")))?;
-            let count: u64 = value
-                .parse()
-                .map_err(|_| bad(n, format!("bad IPv4 address count {value:?}")))?;
-            let first = u32::from(start) as u64;
-            if count == 0 || first + count - 1 > u32::MAX as u64 {
-                return Err(bad(
-                    n,
-                    format!("address count {count} does not fit after {start}"),
-                ));
-            }
-            let last = Ipv4Addr::from((first + count - 1) as u32);
-            out.extend(Ipv4Subnets::new(start, last, 0).map(IpNet::V4));
-        } else {
-            let start: Ipv6Addr = start
-                .parse()
-                .map_err(|_| bad(n, format!("bad IPv6 start address {start:?}")))?;
-            let len: u8 = value
-                .parse()
-                .map_err(|_| bad(n, format!("bad IPv6 prefix length {value:?}")))?;
-            let net = Ipv6Net::new(start, len)
-                .map_err(|_| bad(n, format!("bad IPv6 prefix length {len}")))?;
-            if net.trunc() != net {
-                return Err(bad(n, format!("{net} has host bits set")));
-            }
-            out.push(IpNet::V6(net));
-        }
-    }
-    Ok(out)
 }
 
 /// What a [`TargetSet`] is built from.
@@ -498,90 +370,35 @@ mod tests {
         })
     }
 
-    const DELEGATED: &str = "\
-# a comment
-2|apnic|20240101|5|19830613|20231231|+1000
-apnic|*|asn|*|2|summary
-apnic|*|ipv4|*|3|summary
-apnic|*|ipv6|*|1|summary
-apnic|KP|ipv4|175.45.176.0|1024|20091217|allocated
-apnic|KP|ipv4|210.52.109.0|768|20100101|assigned
-apnic|kp|ipv4|5.0.0.0|1000|20100101|assigned|ext-id
-apnic|JP|ipv4|1.0.16.0|4096|20110412|allocated
-apnic|KP|asn|131279|1|20100104|allocated
-
-apnic|KP|ipv6|2404:ea00::|32|20100208|allocated
-";
-
     #[test]
-    fn delegated_stats_filters_country_and_splits_odd_counts() {
-        let got = parse_delegated(DELEGATED, "apnic.txt", "KP").unwrap();
-        let strs: Vec<String> = got.iter().map(|n| n.to_string()).collect();
-        assert_eq!(
-            strs,
-            vec![
-                "175.45.176.0/22",
-                // 768 = 512 + 256 from an address aligned on /24 only.
-                "210.52.109.0/24",
-                "210.52.110.0/23",
-                // 1000 = 512 + 256 + 128 + 64 + 32 + 8
-                "5.0.0.0/23",
-                "5.0.2.0/24",
-                "5.0.3.0/25",
-                "5.0.3.128/26",
-                "5.0.3.192/27",
-                "5.0.3.224/29",
-                "2404:ea00::/32",
-            ]
+    fn exclusion_lists_fail_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("exclude.txt");
+        std::fs::write(&f, "# ours\n198.18.4.0/24\n198.18.5.0/33\n").unwrap();
+        let err = read_exclusions(&f).unwrap_err();
+        assert!(
+            matches!(err, TargetError::Exclusion(ref e) if e.line == 3),
+            "{err}"
         );
-        let jp = parse_delegated(DELEGATED, "apnic.txt", "jp").unwrap();
-        assert_eq!(jp, nets(&["1.0.16.0/20"]));
+        assert!(err.to_string().contains(":3: "), "{err}");
+        std::fs::write(&f, "# ours\n198.18.4.0/24\n").unwrap();
+        assert_eq!(read_exclusions(&f).unwrap(), nets(&["198.18.4.0/24"]));
+        std::fs::write(&f, "# nothing excluded\n").unwrap();
+        assert!(read_exclusions(&f).unwrap().is_empty());
+        assert!(matches!(
+            read_exclusions(&dir.path().join("missing.txt")),
+            Err(TargetError::Input(InputError::Io { .. }))
+        ));
     }
 
     #[test]
-    fn delegated_stats_errors_name_file_and_line() {
-        let text = "2|apnic|20240101|5|19830613|20231231|+1000\napnic|KP|ipv4|175.45.176.0|1024|20091217|allocated\napnic|KP|ipv4|175.45.300.0|256|20091217|allocated\n";
-        let err = parse_delegated(text, "d.txt", "KP")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("d.txt:3: "), "{err}");
-        assert!(err.contains("175.45.300.0"), "{err}");
-
-        let short = "apnic|KP|ipv4|1.2.3.0\n";
-        let err = parse_delegated(short, "d.txt", "KP")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("d.txt:1: "), "{err}");
-
-        let zero = "apnic|KP|ipv4|1.2.3.0|0|20091217|allocated\n";
-        assert!(parse_delegated(zero, "d.txt", "KP")
-            .unwrap_err()
-            .to_string()
-            .starts_with("d.txt:1:"));
-        let overflow = "apnic|KP|ipv4|255.255.255.0|512|20091217|allocated\n";
-        assert!(parse_delegated(overflow, "d.txt", "KP").is_err());
-        let v6bad = "apnic|KP|ipv6|2404:ea00::|129|20100208|allocated\n";
-        assert!(parse_delegated(v6bad, "d.txt", "KP").is_err());
-    }
-
-    #[test]
-    fn target_lists_skip_comments_and_report_line_numbers() {
-        let text = "# header\n198.18.0.0/24\n\n  198.18.1.7   # one host\n2001:db8::1\n";
-        let got = parse_target_list(text, "t.txt").unwrap();
-        assert_eq!(
-            got,
-            nets(&["198.18.0.0/24", "198.18.1.7/32", "2001:db8::1/128"])
-        );
-        let err = parse_target_list("198.18.0.0/24\n\nbogus\n", "t.txt")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("t.txt:3: "), "{err}");
-        assert!(parse_target_list("198.18.0.0/33\n", "t.txt").is_err());
+    fn single_targets_clear_host_bits() {
         // Host bits are cleared like ZMap does.
         assert_eq!(
             parse_target("198.18.0.77/24").unwrap().to_string(),
             "198.18.0.0/24"
         );
+        assert!(parse_target_arg("198.18.0.300").is_err());
     }
 
     #[test]

@@ -53,16 +53,17 @@ fn missing_files_are_no_input() {
 fn malformed_files_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("targets.txt");
-    std::fs::write(&f, "# lab\n198.18.0.0/24\nnonsense\n").unwrap();
-    let out = agent(&[
-        "probe",
-        "--allow",
-        "198.18.0.0/15",
-        "--file",
-        f.to_str().unwrap(),
-    ]);
-    assert_fails(&out, 65, &format!("{}:3:", f.display()));
+    // Nothing usable: refused in one line that names the broken line.
+    std::fs::write(&f, "# lab\nnonsense\n").unwrap();
+    let out = agent(&["probe", "--file", f.to_str().unwrap()]);
+    assert_fails(&out, 65, &format!("{}:2:", f.display()));
     one_line(&out);
+    // A broken line among good ones is skipped and named; the rest is used
+    // (here it is reserved space, so nothing is left and nothing is probed).
+    std::fs::write(&f, "# lab\n198.18.0.0/24\nnonsense\n").unwrap();
+    let out = agent(&["probe", "--file", f.to_str().unwrap()]);
+    assert_fails(&out, 65, &format!("{}:3:", f.display()));
+    assert_fails(&out, 65, "--allow");
 
     let d = dir.path().join("delegated.txt");
     std::fs::write(&d, "2|apnic|20240101|1|19830613|20231231|+1000\napnic|KP|ipv4|175.45.176.0|many|20091217|allocated\n").unwrap();

@@ -30,10 +30,10 @@ use crate::clock::SharedClock;
 use crate::correlation::CorrelationSettings;
 use crate::ingest::{check_batch, IngestError};
 use crate::metrics::Metrics;
-use crate::pfx2as::Pfx2As;
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError};
 use crate::tokens;
 use crate::views::{self, OutageFilter, OutageJson, Status, TimelineJson};
+use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 /// Window for the "agents seen recently" gauge.
 const SEEN_WINDOW_MS: i64 = 5 * 60 * 1000;

@@ -21,9 +21,9 @@ use serde::Deserialize;
 
 use crate::alerts::{AlertEvent, Alerts};
 use crate::clock::SharedClock;
-use crate::pfx2as::Pfx2As;
 use crate::reconcile::{reconcile, EventKind, Window};
 use crate::store::{AgentObservation, Campaign, Store, StoreError, Verdict};
+use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
 
 /// Name of the lease that elects the one correlator among several collectors.
 pub const LEASE: &str = "correlator";
@@ -221,7 +221,7 @@ pub async fn load_input<S: Store>(
             .iter()
             .map(|p| core::PrefixInfo {
                 net: *p,
-                asn: pfx2as.and_then(|m| m.origin(p)),
+                asns: pfx2as.map(|m| m.origins(p).to_vec()).unwrap_or_default(),
             })
             .collect(),
         blocks,
@@ -295,6 +295,29 @@ pub async fn pass<S: Store>(
     Ok((out, events))
 }
 
+/// Loads the prefix-to-AS file for `serve`, logging each skipped line (up to
+/// [`inputs::MAX_REPORTED_LINES`], then their count) and what was loaded. A
+/// file that does not load is logged and ignored: `what` (e.g. "correlating")
+/// then goes on without AS grouping.
+pub fn load_pfx2as(path: &std::path::Path, what: &str) -> Option<Pfx2As> {
+    match Pfx2As::load(path) {
+        Ok((m, skipped)) => {
+            inputs::report_skipped(&skipped, |msg| tracing::warn!("{msg}"));
+            tracing::info!(
+                file = %path.display(),
+                prefixes = m.len(),
+                skipped_lines = skipped.len(),
+                "{what} with the prefix-to-AS file"
+            );
+            Some(m)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the prefix-to-AS file; {what} without AS grouping");
+            None
+        }
+    }
+}
+
 /// The correlation loop of `serve`: every `every_secs`, if this collector
 /// holds the correlator lease (one correlator among several collectors
 /// sharing a database), run a pass over every campaign.
@@ -305,16 +328,10 @@ pub async fn run<S: Store>(
     alerts: Alerts,
     clock: SharedClock,
 ) {
-    let pfx2as = match &settings.pfx2as {
-        Some(p) => match Pfx2As::load(p) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot load the prefix-to-AS file; correlating without AS grouping");
-                None
-            }
-        },
-        None => None,
-    };
+    let pfx2as = settings
+        .pfx2as
+        .as_deref()
+        .and_then(|p| load_pfx2as(p, "correlating"));
     let every = Duration::from_secs_f64(settings.every_secs.max(0.1));
     let ttl_ms = settings.lease_ttl_ms();
     let mut leader = false;

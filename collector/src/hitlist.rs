@@ -1,31 +1,18 @@
 //! Hitlists: files of known-responsive addresses for `campaign add --hitlist`.
 //!
-//! The format is a plain address list: one IPv4 or IPv6 address per line,
-//! `#` starts a comment, blank lines are ignored. A line that cannot be read
-//! is reported as `file:line: why` and skipped; the rest of the file is
-//! used, and the file is refused only when nothing in it is usable. Reading
-//! the list ([`parse_addrlist`]) is kept apart from turning it into
-//! addresses ([`read`]) so that the shared address-list parser can take
-//! its place. Pure: callers read the file.
+//! A hitlist is an address list, read by the shared parser
+//! (`darkwatch_schema::inputs::addrlist`): one IPv4 or IPv6 address per
+//! line, `#` starts a comment, blank lines and a leading byte-order mark are
+//! ignored. A line that cannot be read is reported as `file:line: why` and
+//! skipped; the rest of the file is used, and the file is refused only when
+//! nothing in it is usable. Entries wider than one address (`/32`, `/128`)
+//! are skipped with a reason: a hitlist names hosts that answer. Pure:
+//! callers read the file.
 
 use std::fmt;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-
-/// A line that was skipped, displayed as `file:line: why`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineError {
-    pub source: String,
-    pub line: usize,
-    pub why: String,
-}
-
-impl fmt::Display for LineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.source, self.line, self.why)
-    }
-}
+use darkwatch_schema::inputs::{addrlist, InputError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HitlistError {
@@ -36,14 +23,9 @@ pub enum HitlistError {
         /// `; first: file:line: why`, or nothing.
         first: String,
     },
-}
-
-/// What an address list yields: the prefixes and addresses it names, and
-/// the lines it skipped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parsed {
-    pub items: Vec<IpNet>,
-    pub skipped: Vec<LineError>,
+    /// The list could not be read at all (the parser's own message).
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 fn empty<E: fmt::Display>(source: &str, skipped: &[E]) -> HitlistError {
@@ -55,46 +37,6 @@ fn empty<E: fmt::Display>(source: &str, skipped: &[E]) -> HitlistError {
             .map(|e| format!("; first: {e}"))
             .unwrap_or_default(),
     }
-}
-
-/// Reads an address list: one address or CIDR prefix per line (an address
-/// becomes a /32 or /128).
-fn parse_addrlist(text: &str, source: &str) -> Result<Parsed, HitlistError> {
-    let mut out = Parsed {
-        items: Vec::new(),
-        skipped: Vec::new(),
-    };
-    // Files saved by some editors start with a byte-order mark.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let skip = |why: String| LineError {
-            source: source.to_string(),
-            line: i + 1,
-            why,
-        };
-        if line.split_whitespace().nth(1).is_some() {
-            out.skipped
-                .push(skip(format!("{line:?}: expected one address per line")));
-            continue;
-        }
-        match line.parse::<IpAddr>() {
-            Ok(a) => out.items.push(IpNet::from(a)),
-            Err(_) => match line.parse::<IpNet>() {
-                Ok(n) => out.items.push(n),
-                Err(_) => out
-                    .skipped
-                    .push(skip(format!("{line:?} is not an IP address"))),
-            },
-        }
-    }
-    if out.items.is_empty() {
-        return Err(empty(source, &out.skipped));
-    }
-    Ok(out)
 }
 
 /// A hitlist's addresses and the lines (or entries) it skipped.
@@ -110,7 +52,11 @@ pub struct Hitlist {
 /// prefixes rather than addresses are skipped: a hitlist names hosts that
 /// answer, whole prefixes go to `--prefix`.
 pub fn read(text: &str, source: &str) -> Result<Hitlist, HitlistError> {
-    let parsed = parse_addrlist(text, source)?;
+    let parsed = match addrlist::parse(text, source) {
+        Ok(p) => p,
+        Err(InputError::NothingUsable { skipped, .. }) => return Err(empty(source, &skipped)),
+        Err(e) => return Err(HitlistError::Unreadable(e.to_string())),
+    };
     let mut skipped: Vec<String> = parsed.skipped.iter().map(ToString::to_string).collect();
     let mut addrs = Vec::with_capacity(parsed.items.len());
     for n in parsed.items {
@@ -150,11 +96,21 @@ mod tests {
         assert_eq!(
             h.skipped,
             [
-                "kp.txt:5: \"2001:db8:1::zz\" is not an IP address",
-                "kp.txt:6: \"198.18.3.2 198.18.3.3\": expected one address per line",
+                "kp.txt:5: not an address or CIDR prefix: \"2001:db8:1::zz\"",
+                "kp.txt:6: expected one entry per line: \"198.18.3.2 198.18.3.3\"",
                 "kp.txt: 198.18.0.0/16 is a prefix, not an address (use --prefix)",
             ]
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_spoil_the_first_address() {
+        let h = read("\u{feff}198.18.3.1\n2001:db8::1/128\n", "bom.txt").unwrap();
+        assert_eq!(
+            h.addrs,
+            ["198.18.3.1", "2001:db8::1"].map(|a| a.parse::<IpAddr>().unwrap())
+        );
+        assert!(h.skipped.is_empty(), "{:?}", h.skipped);
     }
 
     #[test]
@@ -169,7 +125,14 @@ mod tests {
             read("nonsense\n198.18.0.0/16\n", "b.txt")
                 .unwrap_err()
                 .to_string(),
-            "b.txt: no usable address (2 lines skipped; first: b.txt:1: \"nonsense\" is not an IP address)"
+            "b.txt: no usable address (2 lines skipped; first: b.txt:1: not an address or CIDR prefix: \"nonsense\")"
+        );
+        // Not one line parses: refused the same way, naming the first line.
+        assert_eq!(
+            read("nonsense\n198.18.0.300\n", "c.txt")
+                .unwrap_err()
+                .to_string(),
+            "c.txt: no usable address (2 lines skipped; first: c.txt:1: not an address or CIDR prefix: \"nonsense\")"
         );
     }
 }

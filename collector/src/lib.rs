@@ -2,13 +2,14 @@
 //! (SQLite or PostgreSQL) and serves campaigns, agents and metrics.
 //!
 //! The binary (`main.rs`) is a shim over [`cli::main`]. Pure parts
-//! (`tokens`, `delegated`, `ingest`, `config`, `metrics`, `reconcile`) know
-//! nothing of sockets, databases or the clock; `clock` is the one source of
-//! time, injected everywhere else; `store` is the only module that speaks
-//! SQL and `api`/`server`/`web` the only ones that speak HTTP (`web` serves
-//! the dashboard's page and assets). `correlation` wires the store to the
-//! correlation core and `reconcile`; `views` is the read model that both
-//! the CLI and the API serve.
+//! (`tokens`, `ingest`, `config`, `metrics`, `reconcile`) know nothing of
+//! sockets, databases or the clock; `clock` is the one source of time,
+//! injected everywhere else; `store` is the only module that speaks SQL and
+//! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
+//! dashboard's page and assets). `correlation` wires the store to the
+//! correlation core and `reconcile`; `views` is the read model that both the
+//! CLI and the API serve. Published input files (delegated stats, pfx2as,
+//! address lists) are parsed by `darkwatch_schema::inputs`.
 
 pub mod alerts;
 pub mod api;
@@ -18,11 +19,9 @@ pub mod clock;
 pub mod config;
 pub mod correlation;
 pub mod coverage;
-pub mod delegated;
 pub mod hitlist;
 pub mod ingest;
 pub mod metrics;
-pub mod pfx2as;
 pub mod reconcile;
 pub mod server;
 pub mod store;

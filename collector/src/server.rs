@@ -98,15 +98,9 @@ pub async fn serve<S: Store>(
 
 /// The prefix-to-AS map the timeline endpoint uses; like the correlation
 /// loop, a file that does not load is logged and ignored.
-fn load_pfx2as(cfg: &ServeConfig) -> Option<Arc<crate::pfx2as::Pfx2As>> {
+fn load_pfx2as(cfg: &ServeConfig) -> Option<Arc<darkwatch_schema::inputs::pfx2as::Pfx2As>> {
     let path = cfg.correlation.pfx2as.as_ref()?;
-    match crate::pfx2as::Pfx2As::load(path) {
-        Ok(m) => Some(Arc::new(m)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot load the prefix-to-AS file; timeline without AS grouping");
-            None
-        }
-    }
+    crate::correlation::load_pfx2as(path, "timeline").map(Arc::new)
 }
 
 /// Default per-request deadline.

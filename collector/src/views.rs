@@ -11,8 +11,8 @@ use darkwatch_correlate::{Kind, Localization, Scope};
 use serde::Serialize;
 
 use crate::correlation::{last_complete_round, load_input, top_target, CorrelationSettings};
-use crate::pfx2as::Pfx2As;
 use crate::store::{Campaign, Store, StoreError, Verdict};
+use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 /// `--since`: an RFC 3339 time, Unix seconds, or an age such as `90m`, `6h`, `2d`.
 pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {

@@ -184,6 +184,60 @@ fn broken_collector_config_is_refused_in_one_line() {
     assert_eq!(out.status.code(), Some(66));
 }
 
+#[test]
+fn check_config_loads_a_published_pfx2as_file_and_counts_skipped_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let pfx = dir.path().join("routeviews-rv2-20241122-1200.pfx2as");
+    // As CAIDA publishes it: single origins, a multi-origin prefix, AS sets
+    // with and without braces; one line is broken.
+    std::fs::write(
+        &pfx,
+        "175.45.176.0\t22\t131279\n\
+         192.0.2.0\t24\t64500_64501\n\
+         198.51.100.0\t24\t{64502,64503}\n\
+         203.0.113.0\t24\t64500_{64501,64502}\n\
+         198.18.0.0\t24\t64504,64505\n\
+         198.18.1.0\t33\t64500\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!("[correlation]\npfx2as = \"{}\"\n", pfx.display()),
+    )
+    .unwrap();
+    let out = collector()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert!(
+        stdout.contains("5 prefixes, 1 unparseable line(s) skipped"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:6: bad prefix length 33", pfx.display())),
+        "{stderr}"
+    );
+    // Nothing usable: the file is refused, in one line naming the lines.
+    std::fs::write(&pfx, "175.45.176.0\t22\tASx\n").unwrap();
+    let out = collector()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains(&format!("{}:1: ", pfx.display())), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
 /// `Key=value` settings of a unit file (all occurrences, in order).
 fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
     unit.lines()

@@ -578,7 +578,7 @@ async fn delegated_campaign(db: &str) {
         ],
     );
     assert_eq!(out.status.code(), Some(65));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{f}:1: ")));
     let out = cli(
         db,
         &[
@@ -592,6 +592,51 @@ async fn delegated_campaign(db: &str) {
         ],
     );
     assert_eq!(out.status.code(), Some(65), "no prefixes for FR");
+
+    // A file as APNIC publishes it: extended records, registry space,
+    // an IPv6 allocation, an odd IPv4 count; one broken line is skipped.
+    std::fs::write(
+        &file,
+        "2|apnic|20241122|6|19830613|20241121|+1000\n\
+         apnic|*|ipv4|*|4|summary\n\
+         apnic|KP|ipv4|175.45.176.0|768|20071109|allocated|A92E1062\n\
+         apnic|ZZ|ipv4|175.45.180.0|256||available|\n\
+         apnic||ipv4|175.45.181.0|256||reserved|\n\
+         apnic|KP|ipv4|175.45.182.0|lots|20071109|allocated|A92E1062\n\
+         apnic|KP|ipv6|2400:8b00::|32|20110216|allocated|A92E1062\n",
+    )
+    .expect("write");
+    let out = cli(
+        db,
+        &[
+            "campaign",
+            "add",
+            "kp4",
+            "--country",
+            "KP",
+            "--delegated",
+            f,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("{f}:6: bad IPv4 address count")),
+        "{err}"
+    );
+    assert!(err.contains("1 unparseable line(s)"), "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&cli_ok(db, &["campaign", "list", "--json"])).expect("json");
+    let kp4 = json
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|c| c["name"] == "kp4")
+        .expect("kp4 saved");
+    assert_eq!(
+        kp4["prefixes"],
+        serde_json::json!(["175.45.176.0/23", "175.45.178.0/24", "2400:8b00::/32"])
+    );
 }
 
 // ---------- instantiation: SQLite always, PostgreSQL when configured ----------

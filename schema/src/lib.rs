@@ -9,11 +9,18 @@
 //! Time on the wire is Unix milliseconds (`i64`). Rounds are numbered by
 //! `round = start_ms / 1000 / interval_secs`: every agent of a campaign counts
 //! the same rounds, which is what lets the collector line VPs up.
+//!
+//! [`inputs`] holds the parsers of the published files both sides read
+//! (RIR delegated stats, CAIDA pfx2as, address lists), with the only file
+//! reading of this crate.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+pub mod exitcode;
+pub mod inputs;
 
 /// Version prefix of every HTTP path (`/v1/...`).
 pub const API_VERSION: &str = "v1";

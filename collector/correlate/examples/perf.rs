@@ -46,7 +46,7 @@ fn main() {
         let net = Ipv4Net::new(Ipv4Addr::from(base), 20).expect("valid length");
         input.prefixes.push(PrefixInfo {
             net: IpNet::V4(net),
-            asn: Some(64500 + (p % 20) as u32),
+            asns: vec![64500 + (p % 20) as u32],
         });
         for i in 0..BLOCKS_PER_PREFIX {
             let block =

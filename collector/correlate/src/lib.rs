@@ -41,8 +41,9 @@ pub type BlockId = u32;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrefixInfo {
     pub net: IpNet,
-    /// Origin AS from a prefix-to-AS file, if one was given.
-    pub asn: Option<u32>,
+    /// Origin ASes from a prefix-to-AS file (none without one). A
+    /// multi-origin prefix lists each origin and counts in each AS scope.
+    pub asns: Vec<u32>,
 }
 
 /// A block (IPv4 /24 or IPv6 /48) and the watched prefix that holds it.

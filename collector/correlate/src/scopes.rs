@@ -1,5 +1,7 @@
 //! The scopes verdicts are made for: the top scope (country or campaign),
-//! each origin AS, each prefix, with their per-round totals.
+//! each origin AS, each prefix, with their per-round totals. A prefix with
+//! several origins (MOAS, AS sets) is in the scope of each of them: its
+//! outage is an outage of every network that announces it.
 //!
 //! Every total is a sum over prefixes, so the consensus pass aggregates per
 //! prefix once and the wider scopes add those up.
@@ -17,8 +19,8 @@ pub(crate) struct ScopeDef {
     pub target: String,
     /// Indices into `Input::prefixes`, sorted.
     pub prefixes: Vec<u32>,
-    /// Enclosing scopes (indices into `Scopes::defs`): a prefix's AS and the
-    /// top scope, an AS's top scope.
+    /// Enclosing scopes (indices into `Scopes::defs`): a prefix's ASes and
+    /// the top scope, an AS's top scope.
     pub ancestors: Vec<usize>,
     /// Per-round totals, `None` for a prefix scope (read from the consensus).
     series: Option<Vec<Agg>>,
@@ -68,11 +70,15 @@ impl Scopes {
         }];
         let mut by_asn: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for (p, info) in input.prefixes.iter().enumerate() {
-            if let Some(asn) = info.asn {
-                by_asn.entry(asn).or_default().push(p as u32);
+            for &asn in &info.asns {
+                let v = by_asn.entry(asn).or_default();
+                // Pushed in prefix order, so a repeated origin is the last.
+                if v.last() != Some(&(p as u32)) {
+                    v.push(p as u32);
+                }
             }
         }
-        let mut asn_scope = vec![None; np];
+        let mut asn_scopes: Vec<Vec<usize>> = vec![Vec::new(); np];
         for (asn, prefixes) in by_asn {
             // An AS holding the whole watched space would only repeat the
             // top scope's verdicts.
@@ -80,7 +86,7 @@ impl Scopes {
                 continue;
             }
             for &p in &prefixes {
-                asn_scope[p as usize] = Some(defs.len());
+                asn_scopes[p as usize].push(defs.len());
             }
             defs.push(ScopeDef {
                 scope: Scope::Asn,
@@ -93,7 +99,7 @@ impl Scopes {
         }
         for (p, info) in input.prefixes.iter().enumerate() {
             let mut ancestors = vec![0];
-            ancestors.extend(asn_scope[p]);
+            ancestors.extend(&asn_scopes[p]);
             defs.push(ScopeDef {
                 scope: Scope::Prefix,
                 target: info.net.to_string(),

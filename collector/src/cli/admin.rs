@@ -4,13 +4,14 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use darkwatch_schema::inputs::{delegated, InputError, LineError};
 use darkwatch_schema::valid_name;
 
-use super::{read_input, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, EX_DATAERR, EX_USAGE};
+use super::{exit, read_input, warn_skipped, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError};
 use crate::clock::Clock;
 use crate::store::{CampaignSpec, Store};
 use crate::tokens;
-use crate::{census, delegated, hitlist};
+use crate::{census, hitlist};
 
 fn fmt_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -23,7 +24,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::new(
-            EX_DATAERR,
+            exit::DATAERR,
             format!("{kind} name {name:?} is invalid (1..=64 chars of A-Z a-z 0-9 . _ -)"),
         ))
     }
@@ -50,7 +51,7 @@ pub(super) async fn agents<S: Store>(
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&list)
-                        .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?
+                        .map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?
                 );
             } else {
                 println!(
@@ -77,8 +78,8 @@ pub(super) async fn agents<S: Store>(
 }
 
 /// Builds the campaign definition from the command line (reads the
-/// delegated file if given).
-fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
+/// delegated file if given). Also returns the delegated file's skipped lines.
+fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>), CliError> {
     check_name("campaign", &args.name)?;
     let country = match &args.country {
         Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_alphabetic()) => {
@@ -86,20 +87,24 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
         }
         Some(cc) => {
             return Err(CliError::new(
-                EX_USAGE,
+                exit::USAGE,
                 format!("--country {cc:?} is not a two-letter code"),
             ))
         }
         None => None,
     };
     let mut prefixes = args.prefixes.clone();
+    let mut skipped = Vec::new();
     if let (Some(path), Some(cc)) = (&args.delegated, &country) {
-        let text = read_input(path, "delegated file")?;
-        let found = delegated::parse(&text, cc)
-            .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", path.display())))?;
+        let parsed = delegated::read(path, cc).map_err(|e| match e {
+            InputError::Io { .. } => CliError::new(exit::NOINPUT, format!("delegated file: {e}")),
+            InputError::NothingUsable { .. } => CliError::new(exit::DATAERR, e.to_string()),
+        })?;
+        let found = parsed.items;
+        skipped = parsed.skipped;
         if found.is_empty() {
             return Err(CliError::new(
-                EX_DATAERR,
+                exit::DATAERR,
                 format!("{}: no allocated prefixes for {cc}", path.display()),
             ));
         }
@@ -108,7 +113,7 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
     for p in prefixes.iter().chain(&args.control) {
         if p.trunc() != *p {
             return Err(CliError::new(
-                EX_DATAERR,
+                exit::DATAERR,
                 format!("prefix {p} has host bits set (did you mean {}?)", p.trunc()),
             ));
         }
@@ -116,14 +121,15 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<CampaignSpec, CliError> {
     for a in &args.agents {
         check_name("agent", a)?;
     }
-    Ok(CampaignSpec {
+    let spec = CampaignSpec {
         name: args.name.clone(),
         country,
         interval_secs: args.interval,
         prefixes,
         control: args.control.clone(),
         agents: args.agents.clone(),
-    })
+    };
+    Ok((spec, skipped))
 }
 
 /// Skipped hitlist lines printed one by one; the count covers them all.
@@ -137,7 +143,7 @@ fn read_hitlists(paths: &[PathBuf]) -> Result<(Vec<IpAddr>, usize), CliError> {
     for path in paths {
         let text = read_input(path, "hitlist")?;
         let h = hitlist::read(&text, &path.display().to_string())
-            .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?;
+            .map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?;
         for line in h.skipped.iter().take(SKIPPED_SHOWN.saturating_sub(skipped)) {
             eprintln!("warning: skipped {line}");
         }
@@ -180,7 +186,8 @@ pub(super) async fn campaign<S: Store>(
 ) -> Result<(), CliError> {
     match cmd {
         CampaignCmd::Add(args) => {
-            let mut spec = campaign_spec(&args)?;
+            let (mut spec, delegated_skipped) = campaign_spec(&args)?;
+            warn_skipped(&delegated_skipped);
             let (addrs, skipped) = read_hitlists(&args.hitlists)?;
             let seed = census::seed(&addrs, &spec.prefixes);
             spec.prefixes.extend(seed.new_prefixes.iter().copied());
@@ -189,8 +196,14 @@ pub(super) async fn campaign<S: Store>(
             if !seed.blocks.is_empty() {
                 store.put_census(&c.name, &seed.blocks, now).await?;
             }
+            let delegated_note = match (&args.delegated, delegated_skipped.len()) {
+                (Some(p), n) if n > 0 => {
+                    format!(" ({n} unparseable line(s) of {} skipped)", p.display())
+                }
+                _ => String::new(),
+            };
             eprintln!(
-                "campaign {} saved: {} prefixes, every {} s, generation {}",
+                "campaign {} saved: {} prefixes, every {} s, generation {}{delegated_note}",
                 c.name,
                 c.prefixes.len(),
                 c.interval_secs,
@@ -206,7 +219,7 @@ pub(super) async fn campaign<S: Store>(
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&list)
-                        .map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?
+                        .map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?
                 );
             } else {
                 println!(
@@ -287,7 +300,9 @@ mod tests {
             args.hitlists,
             [PathBuf::from("a.txt"), PathBuf::from("b.txt")]
         );
-        assert!(campaign_spec(&args).unwrap().country.is_none());
+        let (spec, skipped) = campaign_spec(&args).unwrap();
+        assert!(spec.country.is_none());
+        assert!(skipped.is_empty());
         let cli = Cli::try_parse_from([
             "dc",
             "campaign",
@@ -304,7 +319,8 @@ mod tests {
         let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
             panic!("wrong command")
         };
-        let spec = campaign_spec(&args).unwrap();
+        let (spec, skipped) = campaign_spec(&args).unwrap();
+        assert!(skipped.is_empty());
         assert_eq!(spec.agents, ["a", "b"]);
         assert_eq!(spec.interval_secs, 60);
 
@@ -313,7 +329,7 @@ mod tests {
         let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
             panic!("wrong command")
         };
-        assert_eq!(campaign_spec(&args).unwrap_err().code, EX_DATAERR);
+        assert_eq!(campaign_spec(&args).unwrap_err().code, exit::DATAERR);
 
         let cli =
             Cli::try_parse_from(["dc", "campaign", "add", "../x", "--prefix", "198.18.0.0/16"])
@@ -321,6 +337,6 @@ mod tests {
         let Command::Campaign(CampaignCmd::Add(args)) = cli.command else {
             panic!("wrong command")
         };
-        assert_eq!(campaign_spec(&args).unwrap_err().code, EX_DATAERR);
+        assert_eq!(campaign_spec(&args).unwrap_err().code, exit::DATAERR);
     }
 }

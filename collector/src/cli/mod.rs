@@ -4,9 +4,10 @@
 //! Parses arguments (clap derive), runs the command, and maps every failure
 //! to one line on stderr and a sysexits code: 64 usage, 65 bad data,
 //! 66 unreadable input file, 69 database (or listening socket) unavailable,
-//! 78 bad config file (`check-config`). Each group of subcommands runs in
-//! its own module: `serve`, `admin` (agents, campaigns) and `read`
-//! (outages, status, timeline).
+//! 78 bad config file (`check-config`); the table is
+//! `darkwatch_schema::exitcode`, shared with the agent. Each group of
+//! subcommands runs in its own module: `serve`, `admin` (agents, campaigns)
+//! and `read` (outages, status, timeline).
 
 mod admin;
 mod read;
@@ -23,12 +24,11 @@ use ipnet::IpNet;
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::DEFAULT_DB;
 use crate::store::{SqlStore, StoreError};
+use darkwatch_schema::inputs::{self, LineError};
 
-pub const EX_USAGE: u8 = 64;
-pub const EX_DATAERR: u8 = 65;
-pub const EX_NOINPUT: u8 = 66;
-pub const EX_UNAVAILABLE: u8 = 69;
-pub const EX_CONFIG: u8 = 78;
+/// The exit codes, shared with the agent.
+pub use darkwatch_schema::exitcode as exit;
+pub use darkwatch_schema::exitcode::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -158,7 +158,9 @@ pub struct CampaignAddArgs {
     /// ISO 3166 alpha-2 country code.
     #[arg(long)]
     pub country: Option<String>,
-    /// RIR delegated-stats file to take the country's prefixes from.
+    /// RIR delegated-stats file (standard or extended, any RIR) to take the
+    /// country's allocated and assigned prefixes from; unparseable lines are
+    /// skipped and counted.
     #[arg(long, requires = "country")]
     pub delegated: Option<PathBuf>,
     /// Prefix to watch (repeatable).
@@ -189,28 +191,12 @@ pub struct CampaignAddArgs {
     pub replace: bool,
 }
 
-/// A failure with its exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         let code = match &e {
-            StoreError::Url(_) => EX_USAGE,
-            e if e.is_unavailable() => EX_UNAVAILABLE,
-            _ => EX_DATAERR,
+            StoreError::Url(_) => exit::USAGE,
+            e if e.is_unavailable() => exit::UNAVAILABLE,
+            _ => exit::DATAERR,
         };
         CliError::new(code, e.to_string())
     }
@@ -222,7 +208,7 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EX_USAGE } else { 0 });
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
     let default_level = if matches!(cli.command, Command::Serve(_)) {
@@ -246,7 +232,7 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("darkwatch-collector: cannot start the async runtime: {e}");
-            return ExitCode::from(71);
+            return ExitCode::from(exit::OSERR);
         }
     };
     match rt.block_on(run(cli, SystemClock::shared())) {
@@ -261,7 +247,7 @@ pub fn main() -> ExitCode {
 fn read_input(path: &Path, what: &str) -> Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|e| {
         CliError::new(
-            EX_NOINPUT,
+            exit::NOINPUT,
             format!("cannot read {what} {}: {e}", path.display()),
         )
     })
@@ -289,15 +275,16 @@ pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
         Command::Outages(args) => read::outages(&open(&db(), clock).await?, args, clock).await,
         Command::Status { json } => read::status(&open(&db(), clock).await?, json, clock).await,
         Command::CheckConfig { config } => {
-            serve::check_config(&config)?;
-            print_out(&format!("{}: ok\n", config.display()))
+            let notes = serve::check_config(&config)?;
+            print_out(&format!("{}: ok\n{notes}", config.display()))
         }
         Command::Timeline(args) => read::timeline(&db(), args, clock).await,
     }
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| CliError::new(1, e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(v).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     print_out(&format!("{text}\n"))
 }
 
@@ -306,10 +293,15 @@ fn print_out(s: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::new(1, e.to_string()))
+            Err(CliError::new(exit::FAILURE, e.to_string()))
         }
         _ => Ok(()),
     }
+}
+
+/// Logs skipped input lines on stderr (the first few, then a count).
+fn warn_skipped(skipped: &[LineError]) {
+    inputs::report_skipped(skipped, |m| tracing::warn!("{m}"));
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! `outages`, `status` and `timeline`: the read model of `crate::views`,
 //! printed as tables or JSON.
 
-use super::{open, print_json, print_out, read_input};
-use super::{CliError, OutagesArgs, TimelineArgs, EX_DATAERR, EX_USAGE};
+use super::{exit, open, print_json, print_out, read_input, warn_skipped};
+use super::{CliError, OutagesArgs, TimelineArgs};
 use crate::clock::Clock;
 use crate::config::FileConfig;
 use crate::store::Store;
 use crate::views;
+use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 pub(super) async fn outages<S: Store>(
     store: &S,
@@ -15,7 +16,7 @@ pub(super) async fn outages<S: Store>(
 ) -> Result<(), CliError> {
     let since_ms = match &args.since {
         Some(s) => {
-            Some(views::parse_since(s, clock.now_ms()).map_err(|e| CliError::new(EX_USAGE, e))?)
+            Some(views::parse_since(s, clock.now_ms()).map_err(|e| CliError::new(exit::USAGE, e))?)
         }
         None => None,
     };
@@ -54,13 +55,16 @@ pub(super) async fn timeline(
 ) -> Result<(), CliError> {
     let file = match &args.config {
         Some(p) => FileConfig::parse(&read_input(p, "config file")?)
-            .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", p.display())))?,
+            .map_err(|e| CliError::new(exit::DATAERR, format!("{}: {e}", p.display())))?,
         None => FileConfig::default(),
     };
     let pfx2as = match &file.correlation.pfx2as {
-        Some(p) => Some(
-            crate::pfx2as::Pfx2As::load(p).map_err(|e| CliError::new(EX_DATAERR, e.to_string()))?,
-        ),
+        Some(p) => {
+            let (m, skipped) =
+                Pfx2As::load(p).map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?;
+            warn_skipped(&skipped);
+            Some(m)
+        }
         None => None,
     };
     let store = open(db, clock).await?;

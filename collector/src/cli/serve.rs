@@ -5,12 +5,11 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{
-    open, read_input, CliError, ServeArgs, EX_CONFIG, EX_DATAERR, EX_UNAVAILABLE, EX_USAGE,
-};
+use super::{exit, open, read_input, warn_skipped, CliError, ServeArgs};
 use crate::clock::SharedClock;
 use crate::config::{self, FileConfig, ServeFlags};
 use crate::server;
+use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -25,7 +24,7 @@ pub(super) async fn serve(
 ) -> Result<(), CliError> {
     let file = match &args.config {
         Some(p) => FileConfig::parse(&read_input(p, "config file")?)
-            .map_err(|e| CliError::new(EX_DATAERR, format!("{}: {e}", p.display())))?,
+            .map_err(|e| CliError::new(exit::DATAERR, format!("{}: {e}", p.display())))?,
         None => FileConfig::default(),
     };
     let flags = ServeFlags {
@@ -35,7 +34,7 @@ pub(super) async fn serve(
         tls_key: args.tls_key,
         max_body: args.max_body,
     };
-    let cfg = config::merge(flags, file).map_err(|e| CliError::new(EX_USAGE, e.to_string()))?;
+    let cfg = config::merge(flags, file).map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
     let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
     let alerts = match &cfg.alerts {
         Some(a) => crate::alerts::Alerts::webhook(a.webhook.clone(), a.max_attempts),
@@ -74,22 +73,32 @@ pub(super) async fn serve(
     store.close().await;
     result.map_err(|e| {
         let code = match e {
-            server::ServeError::Tls(_) => EX_DATAERR,
-            _ => EX_UNAVAILABLE,
+            server::ServeError::Tls(_) => exit::DATAERR,
+            _ => exit::UNAVAILABLE,
         };
         CliError::new(code, e.to_string())
     })
 }
 
 /// What `serve --config` checks before touching the database: the file
-/// parses, merges with no flags, and its prefix-to-AS file (if any) loads.
-pub(super) fn check_config(path: &Path) -> Result<(), CliError> {
-    let bad = |e: String| CliError::new(EX_CONFIG, format!("{}: {e}", path.display()));
+/// parses, merges with no flags, and its prefix-to-AS file (if any) has
+/// usable lines. Returns notes for stdout: what the prefix-to-AS file holds
+/// and how many of its lines were skipped (each one is logged).
+pub(super) fn check_config(path: &Path) -> Result<String, CliError> {
+    let bad = |e: String| CliError::new(exit::CONFIG, format!("{}: {e}", path.display()));
     let file =
         FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
     let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
+    let mut notes = String::new();
     if let Some(p) = &cfg.correlation.pfx2as {
-        crate::pfx2as::Pfx2As::load(p).map_err(|e| bad(e.to_string()))?;
+        let (m, skipped) = Pfx2As::load(p).map_err(|e| bad(e.to_string()))?;
+        warn_skipped(&skipped);
+        notes = format!(
+            "pfx2as {}: {} prefixes, {} unparseable line(s) skipped\n",
+            p.display(),
+            m.len(),
+            skipped.len()
+        );
     }
-    Ok(())
+    Ok(notes)
 }
