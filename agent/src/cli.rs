@@ -1,7 +1,8 @@
 //! The command line: `probe` (discovery, then one round, one line per block)
 //! and `trace` (one traceroute). Errors become one line on stderr and a
 //! sysexits-style exit code: 64 usage, 65 bad data, 66 missing input,
-//! 77 missing privileges, 1 anything else.
+//! 77 missing privileges, 1 anything else (`darkwatch_schema::exitcode`, shared
+//! with the collector).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -23,15 +24,9 @@ use crate::trace::{TraceOptions, TraceResult};
 use crate::{discovery, icmp, round, ProbeSettings};
 use darkwatch_schema::inputs::{self, addrlist, delegated, InputError, Parsed};
 
-/// sysexits codes used by the CLI.
-pub mod exit {
-    pub const SOFTWARE: u8 = 1;
-    pub const USAGE: u8 = 64;
-    pub const DATAERR: u8 = 65;
-    pub const NOINPUT: u8 = 66;
-    pub const NOPERM: u8 = 77;
-    pub const CONFIG: u8 = 78;
-}
+/// The exit codes, shared with the collector.
+pub use darkwatch_schema::exitcode as exit;
+pub use darkwatch_schema::exitcode::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,7 +108,8 @@ pub struct ProbeArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Read targets (addresses or CIDRs, one per line, `#` comments) from a file.
+    /// Read targets (addresses or CIDRs, one per line, `#` comments) from a
+    /// file; unparseable lines are skipped with a warning naming file:line.
     #[arg(long, value_name = "F")]
     pub file: Vec<PathBuf>,
     /// Read targets from an RIR delegated-stats file (needs --country): the
@@ -124,7 +120,8 @@ pub struct ProbeArgs {
     /// ISO 3166 alpha-2 country code to take from --delegated.
     #[arg(long, value_name = "CC", requires = "delegated")]
     pub country: Option<String>,
-    /// Exclude the addresses and CIDRs listed in this file (wins over --allow).
+    /// Exclude the addresses and CIDRs listed in this file (wins over --allow);
+    /// the file must parse completely.
     #[arg(long, value_name = "F")]
     pub exclude: Vec<PathBuf>,
     /// Carve this CIDR back out of the default special-purpose exclusions (repeatable).
@@ -173,22 +170,6 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
     targets::parse_target(s)
 }
 
-/// An error on its way to stderr and the exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: u8,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
 impl From<TargetError> for CliError {
     fn from(e: TargetError) -> Self {
         let code = match &e {
@@ -204,22 +185,15 @@ impl From<IcmpError> for CliError {
     fn from(e: IcmpError) -> Self {
         let code = match e {
             IcmpError::NoPrivilege => exit::NOPERM,
-            IcmpError::Socket { .. } => exit::SOFTWARE,
+            IcmpError::Socket { .. } => exit::FAILURE,
         };
         CliError::new(code, e.to_string())
     }
 }
 
-impl From<anyhow::Error> for CliError {
-    fn from(e: anyhow::Error) -> Self {
-        CliError::new(exit::SOFTWARE, format!("{e:#}"))
-    }
-}
-
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> Self {
-        CliError::new(exit::SOFTWARE, e.to_string())
-    }
+/// A failure of the daemon, with its chain of causes on one line.
+fn failure(e: anyhow::Error) -> CliError {
+    CliError::new(exit::FAILURE, format!("{e:#}"))
 }
 
 /// Entry point of the binary.
@@ -266,7 +240,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .build()
         .map_err(|e| {
             CliError::new(
-                exit::SOFTWARE,
+                exit::FAILURE,
                 format!("cannot start the async runtime: {e}"),
             )
         })
@@ -306,7 +280,7 @@ fn run_agent(args: RunArgs) -> Result<(), CliError> {
             agent.run().await
         }
     })
-    .map_err(CliError::from)
+    .map_err(failure)
 }
 
 /// Logs the lines a parser skipped (on stderr: `probe` logs warnings) and
@@ -483,7 +457,7 @@ fn print_reports(reports: &[BlockReport], json: bool) -> Result<(), CliError> {
     for r in reports {
         let more = if json {
             let line = serde_json::to_string(r)
-                .map_err(|e| CliError::new(exit::SOFTWARE, e.to_string()))?;
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             emit(&mut out, format_args!("{line}"))?
         } else {
             emit(
@@ -518,7 +492,7 @@ fn trace(args: TraceArgs) -> Result<(), CliError> {
     let rt = runtime()?;
     let result = rt
         .block_on(crate::trace::trace(args.addr, &opts, None))
-        .map_err(|e| CliError::new(exit::SOFTWARE, e.to_string()))?;
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     print_trace(&result, args.json)
 }
 
@@ -538,7 +512,7 @@ fn print_trace(r: &TraceResult, json: bool) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     if json {
         let line =
-            serde_json::to_string(r).map_err(|e| CliError::new(exit::SOFTWARE, e.to_string()))?;
+            serde_json::to_string(r).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
         emit(&mut out, format_args!("{line}"))?;
         return Ok(());
     }

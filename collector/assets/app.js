@@ -217,6 +217,21 @@ function agentRow(a, now) {
   tr.appendChild(h);
   const seen = a.last_seen ? Date.parse(a.last_seen) : NaN;
   tr.appendChild(el("td", { class: "last-seen" }, a.last_seen ? fmtTime(seen) + " (" + fmtAgo(seen, now) + ")" : "never"));
+  // One line per campaign: blocks tracked, addresses targeted, space skipped and why.
+  const cov = el("td", { class: "coverage" });
+  for (const c of a.coverage || []) {
+    cov.appendChild(el("div", {
+      class: "campaign-coverage" + (c.partial ? " partial" : "") + (c.current ? "" : " outdated"),
+      "data-campaign": c.campaign,
+      "data-partial": String(!!c.partial),
+    }, c.summary));
+  }
+  for (const name of a.coverage_missing || []) {
+    cov.appendChild(el("div", { class: "campaign-coverage missing", "data-campaign": name }, name + ": no coverage reported"));
+  }
+  if (!cov.childNodes.length) cov.textContent = "-";
+  tr.setAttribute("data-partial", String((a.coverage || []).some((c) => c.partial)));
+  tr.appendChild(cov);
   return tr;
 }
 

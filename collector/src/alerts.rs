@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::store::Verdict;
+use crate::views::label;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertEvent {
@@ -38,7 +39,12 @@ impl AlertEvent {
         let v = &self.verdict;
         format!(
             "{} {} {} {} ({}/{} blocks)",
-            self.event, v.kind, v.scope, v.target, v.blocks_affected, v.blocks_total
+            self.event,
+            label(&v.kind),
+            label(&v.scope),
+            v.target,
+            v.blocks_affected,
+            v.blocks_total
         )
     }
 }

@@ -26,16 +26,14 @@ use darkwatch_schema::{ApiError, Assignments, BatchAck, ReportBatch};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::clock::SharedClock;
 use crate::correlation::CorrelationSettings;
 use crate::ingest::{check_batch, IngestError};
 use crate::metrics::Metrics;
-use crate::report_cli::{self, OutageFilter, OutageJson, Status, TimelineJson};
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError};
 use crate::tokens;
+use crate::views::{self, OutageFilter, OutageJson, Status, TimelineJson};
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
-
-/// Default cap on request bodies.
-pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Window for the "agents seen recently" gauge.
 const SEEN_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -44,8 +42,8 @@ const SEEN_WINDOW_MS: i64 = 5 * 60 * 1000;
 pub struct AppState<S> {
     pub store: Arc<S>,
     pub metrics: Arc<Metrics>,
-    /// Wall clock in Unix ms; injected so tests could pin time.
-    pub now_ms: fn() -> i64,
+    /// The collector's clock; tests pin it.
+    pub clock: SharedClock,
     /// Correlation settings, for the timeline (same as the correlation loop).
     pub correlation: Arc<CorrelationSettings>,
     /// Prefix-to-AS map of the correlation settings, if one loaded.
@@ -57,15 +55,11 @@ impl<S> Clone for AppState<S> {
         AppState {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
-            now_ms: self.now_ms,
+            clock: self.clock.clone(),
             correlation: self.correlation.clone(),
             pfx2as: self.pfx2as.clone(),
         }
     }
-}
-
-pub fn wall_clock_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// An error answer: status plus a one-line message.
@@ -132,7 +126,7 @@ impl<S: Store> FromRequestParts<AppState<S>> for AuthedAgent {
         {
             AuthOutcome::Agent(name) => {
                 // Last-seen is best effort: a failure here must not refuse the request.
-                if let Err(e) = state.store.touch_agent(&name, (state.now_ms)()).await {
+                if let Err(e) = state.store.touch_agent(&name, state.clock.now_ms()).await {
                     tracing::warn!(agent = %name, error = %e, "could not record last-seen time");
                 }
                 Ok(AuthedAgent(name))
@@ -225,8 +219,8 @@ async fn post_reports<S: Store>(
         };
         ApiFailure::new(status, msg)
     })?;
-    let batch = parse_batch(&body).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
-    let now = (st.now_ms)();
+    let mut batch = parse_batch(&body).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
+    let now = st.clock.now_ms();
     let campaigns = st.store.list_campaigns().await.map_err(ApiFailure::store)?;
     check_batch(&batch, &agent, &campaigns, now).map_err(|e| {
         let status = match e {
@@ -238,6 +232,10 @@ async fn post_reports<S: Store>(
         tracing::info!(%agent, batch = %batch.batch_id, error = %e, "report refused");
         ApiFailure::new(status, e.to_string())
     })?;
+    let dropped = crate::census::screen_report(&mut batch, &agent, &campaigns);
+    if !dropped.is_empty() {
+        tracing::info!(%agent, batch = %batch.batch_id, ?dropped, "census or coverage entries dropped");
+    }
     let ack = st
         .store
         .ingest(&agent, &batch, now)
@@ -271,9 +269,14 @@ async fn get_assignments<S: Store>(
         .campaigns_for_agent(&agent)
         .await
         .map_err(ApiFailure::store)?;
+    let mut assigned = Vec::with_capacity(campaigns.len());
+    for c in &campaigns {
+        let census = st.store.census(&c.name).await.map_err(ApiFailure::store)?;
+        assigned.push(c.to_assignment_with_census(census));
+    }
     Ok(Json(Assignments {
         agent,
-        campaigns: campaigns.iter().map(Campaign::to_assignment).collect(),
+        campaigns: assigned,
     }))
 }
 
@@ -294,7 +297,7 @@ async fn get_agents<S: Store>(
 }
 
 async fn get_metrics<S: Store>(State(st): State<AppState<S>>) -> Response {
-    let counts = match st.store.counts((st.now_ms)() - SEEN_WINDOW_MS).await {
+    let counts = match st.store.counts(st.clock.now_ms() - SEEN_WINDOW_MS).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::error!(error = %e, "metrics: store failure");
@@ -340,7 +343,7 @@ pub fn outage_filter(q: OutagesQuery, now_ms: i64) -> Result<OutageFilter, Strin
     check_country(q.country.as_deref())?;
     let since_ms = match &q.since {
         Some(s) => Some(
-            report_cli::parse_since(s, now_ms)
+            views::parse_since(s, now_ms)
                 .map_err(|e| format!("query parameter since: {}", e.replace("--since", "since")))?,
         ),
         None => None,
@@ -364,10 +367,10 @@ async fn get_outages<S: Store>(
     q: Result<Query<OutagesQuery>, QueryRejection>,
 ) -> Result<Json<Vec<OutageJson>>, ApiFailure> {
     let Query(q) = q.map_err(bad_query)?;
-    let filter =
-        outage_filter(q, (st.now_ms)()).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
+    let filter = outage_filter(q, st.clock.now_ms())
+        .map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     Ok(Json(
-        report_cli::outages(st.store.as_ref(), &filter)
+        views::outages(st.store.as_ref(), &filter)
             .await
             .map_err(ApiFailure::store)?,
     ))
@@ -380,12 +383,12 @@ async fn get_timeline<S: Store>(
     let Query(q) = q.map_err(bad_query)?;
     check_country(q.country.as_deref()).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     Ok(Json(
-        report_cli::timeline(
+        views::timeline(
             st.store.as_ref(),
             q.country.as_deref(),
             &st.correlation,
             st.pfx2as.as_deref(),
-            (st.now_ms)(),
+            st.clock.now_ms(),
         )
         .await
         .map_err(ApiFailure::store)?,
@@ -404,7 +407,7 @@ async fn get_status<S: Store>(
         ));
     }
     Ok(Json(
-        report_cli::status(st.store.as_ref(), (st.now_ms)())
+        views::status(st.store.as_ref(), st.clock.now_ms())
             .await
             .map_err(ApiFailure::store)?,
     ))
@@ -413,6 +416,87 @@ async fn get_status<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, ManualClock, SystemClock};
+    use crate::store::{CampaignSpec, SqlStore};
+    use darkwatch_schema::{round_of, BlockObservation, BlockState};
+
+    /// A batch of one observation made at `ts_ms`.
+    fn batch_at(id: &str, ts_ms: i64) -> ReportBatch {
+        ReportBatch {
+            batch_id: id.into(),
+            created_ms: ts_ms,
+            observations: vec![BlockObservation {
+                campaign: "kp".into(),
+                round: round_of(ts_ms, 60),
+                block: "198.18.0.0/24".parse().expect("block"),
+                state: BlockState::Up,
+                probes: 1,
+                replies: 1,
+                belief: 0.99,
+                availability: 1.0,
+                control: false,
+                ts_ms,
+            }],
+            traces: vec![],
+            coverage: Vec::new(),
+            census: Vec::new(),
+        }
+    }
+
+    async fn post(st: &AppState<SqlStore>, b: &ReportBatch) -> Result<BatchAck, ApiFailure> {
+        let body = Bytes::from(serde_json::to_vec(b).expect("json"));
+        post_reports(State(st.clone()), AuthedAgent("a".into()), Ok(body))
+            .await
+            .map(|Json(ack)| ack)
+    }
+
+    /// Ingest judges "the future" by the injected clock, not the system's:
+    /// a report from a year after today is accepted once the clock is
+    /// pinned there, and refused when the pinned clock goes back a day.
+    #[tokio::test]
+    async fn ingest_judges_the_future_by_the_injected_clock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("clock.sqlite");
+        let store = SqlStore::open(db.to_str().expect("utf-8 path"))
+            .await
+            .expect("open");
+        let t = SystemClock.now_ms() + 365 * 86_400_000;
+        let clock = ManualClock::new(t);
+        store.add_agent("a", "h", t).await.expect("agent");
+        store
+            .put_campaign(
+                &CampaignSpec {
+                    name: "kp".into(),
+                    country: None,
+                    interval_secs: 60,
+                    prefixes: vec!["198.18.0.0/24".parse().expect("net")],
+                    control: vec![],
+                    agents: vec![],
+                },
+                false,
+                t,
+            )
+            .await
+            .expect("campaign");
+        let st = AppState {
+            store: Arc::new(store),
+            metrics: Arc::new(Metrics::default()),
+            clock: Arc::new(clock.clone()),
+            correlation: Arc::new(CorrelationSettings::default()),
+            pfx2as: None,
+        };
+        let ack = post(&st, &batch_at("00000001", t)).await.expect("accepted");
+        assert_eq!(ack.observations_stored, 1);
+        clock.set(t - 86_400_000);
+        let e = post(&st, &batch_at("00000002", t)).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(
+            e.message.contains("outside the accepted range"),
+            "{}",
+            e.message
+        );
+        st.store.close().await;
+    }
 
     #[test]
     fn outage_queries_map_to_the_cli_filter() {

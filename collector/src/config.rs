@@ -9,10 +9,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::api::DEFAULT_MAX_BODY;
-
 pub const DEFAULT_DB: &str = "darkwatch.sqlite";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Default cap on request bodies.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// The `collector.toml` file; every key optional, unknown keys refused.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

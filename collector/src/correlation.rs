@@ -5,9 +5,9 @@
 //!
 //! Verdicts are recomputed from stored observations on every pass, so late
 //! reports (an agent's spool draining after a collector outage) refine them,
-//! and a restarted collector reaches the same verdicts. A recomputed verdict
-//! that overlaps a stored one of the same scope, target and kind keeps the
-//! stored start round, so its identity does not move.
+//! and a restarted collector reaches the same verdicts. Which recomputed
+//! verdict continues which stored one, and which alerts that gives, is
+//! decided by the pure `crate::reconcile`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -15,12 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use darkwatch_correlate as core;
-use darkwatch_schema::{round_of, round_start_ms};
+use darkwatch_schema::round_of;
 use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::alerts::{AlertEvent, Alerts};
-use crate::store::{AgentObservation, Campaign, Store, StoreError, Verdict, VpFault};
+use crate::clock::SharedClock;
+use crate::reconcile::{reconcile, EventKind, Window};
+use crate::store::{AgentObservation, Campaign, Store, StoreError, Verdict};
 use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
 
 /// Name of the lease that elects the one correlator among several collectors.
@@ -231,18 +233,9 @@ pub async fn load_input<S: Store>(
     })
 }
 
-fn lowercase<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-fn overlaps(a_start: u64, a_end: Option<u64>, b_start: u64, b_end: Option<u64>) -> bool {
-    a_start <= b_end.unwrap_or(u64::MAX) && b_start <= a_end.unwrap_or(u64::MAX)
-}
-
-/// Writes one pass's verdicts and VP faults; returns the alert events.
+/// Writes one pass's verdicts and VP faults as [`reconcile`] decides, and
+/// returns the alert events (after the write, so an event always names a
+/// stored verdict).
 pub async fn apply<S: Store>(
     store: &S,
     campaign: &Campaign,
@@ -250,91 +243,28 @@ pub async fn apply<S: Store>(
     out: &core::Output,
     now_ms: i64,
 ) -> Result<Vec<AlertEvent>, StoreError> {
-    let interval = campaign.interval_secs;
-    let existing = store.list_verdicts(Some(&campaign.name), None).await?;
-    let mut events = Vec::new();
-    let mut matched = BTreeSet::new();
-    for v in &out.verdicts {
-        let scope = lowercase(&v.scope);
-        let kind = lowercase(&v.kind);
-        let prior = existing.iter().find(|e| {
-            e.scope == scope
-                && e.target == v.target
-                && e.kind == kind
-                && overlaps(e.start_round, e.end_round, v.start_round, v.end_round)
-        });
-        let start_round = prior.map_or(v.start_round, |e| e.start_round.min(v.start_round));
-        let row = Verdict {
-            id: 0,
-            scope,
-            target: v.target.clone(),
-            kind,
-            campaign: campaign.name.clone(),
-            start_round,
-            end_round: v.end_round,
-            start_ms: round_start_ms(start_round, interval),
-            end_ms: v.end_round.map(|r| round_start_ms(r, interval)),
-            blocks_affected: v.blocks_affected as u64,
-            blocks_total: v.blocks_total as u64,
-            prefixes: v.prefixes.clone(),
-            vantage_points: v.vantage_points.clone(),
-            localization: serde_json::to_value(&v.localization).unwrap_or(serde_json::Value::Null),
-            updated_ms: now_ms,
-        };
-        let id = store.upsert_verdict(&row).await?;
-        matched.insert(id);
-        match prior {
-            None => {
-                events.push(AlertEvent::open(&row));
-                if row.end_round.is_some() {
-                    events.push(AlertEvent::close(&row));
-                }
-            }
-            Some(e) if e.end_round.is_none() && row.end_round.is_some() => {
-                events.push(AlertEvent::close(&row))
-            }
-            _ => {}
-        }
-    }
-    // An open verdict inside the window that the recomputation no longer
-    // finds (late reports showed the blocks were up) is closed, not kept open
-    // forever.
-    for e in existing
-        .iter()
-        .filter(|e| e.end_round.is_none() && !matched.contains(&e.id))
-    {
-        if e.start_round >= input.first_round && e.start_round <= input.last_round {
-            let mut row = e.clone();
-            row.end_round = Some(input.last_round + 1);
-            row.end_ms = Some(round_start_ms(input.last_round + 1, interval));
-            row.updated_ms = now_ms;
-            tracing::warn!(scope = %e.scope, target = %e.target, kind = %e.kind, "verdict no longer supported by the data; closed");
-            store.upsert_verdict(&row).await?;
-            events.push(AlertEvent::close(&row));
-        }
-    }
+    let stored = store.list_verdicts(Some(&campaign.name), None).await?;
     let faults = store.list_vp_faults(Some(&campaign.name), None).await?;
-    for f in &out.vp_faults {
-        let prior = faults.iter().find(|e| {
-            e.agent == f.vp && overlaps(e.start_round, e.end_round, f.start_round, f.end_round)
-        });
-        let start_round = prior.map_or(f.start_round, |e| e.start_round.min(f.start_round));
-        store
-            .upsert_vp_fault(&VpFault {
-                id: 0,
-                agent: f.vp.clone(),
-                campaign: campaign.name.clone(),
-                kind: "vp_fault".into(),
-                start_round,
-                end_round: f.end_round,
-                start_ms: round_start_ms(start_round, interval),
-                end_ms: f.end_round.map(|r| round_start_ms(r, interval)),
-                detail: serde_json::json!({ "reason": f.reason }),
-                updated_ms: now_ms,
-            })
-            .await?;
-    }
-    Ok(events)
+    let window = Window {
+        first_round: input.first_round,
+        last_round: input.last_round,
+    };
+    let (changes, events) = reconcile(campaign, &stored, &faults, out, window, now_ms);
+    let ids = store.save_verdicts(&changes.verdicts).await?;
+    store.save_vp_faults(&changes.faults).await?;
+    Ok(events
+        .iter()
+        .map(|e| {
+            let verdict = Verdict {
+                id: ids[e.change],
+                ..changes.verdicts[e.change].clone()
+            };
+            match e.kind {
+                EventKind::Open => AlertEvent::open(&verdict),
+                EventKind::Close => AlertEvent::close(&verdict),
+            }
+        })
+        .collect())
 }
 
 /// One correlation pass over one campaign: load, correlate, store.
@@ -363,10 +293,6 @@ pub async fn pass<S: Store>(
     };
     let events = apply(store, campaign, &input, &out, now_ms).await?;
     Ok((out, events))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Loads the prefix-to-AS file for `serve`, logging each skipped line (up to
@@ -400,6 +326,7 @@ pub async fn run<S: Store>(
     settings: CorrelationSettings,
     holder: String,
     alerts: Alerts,
+    clock: SharedClock,
 ) {
     let pfx2as = settings
         .pfx2as
@@ -409,7 +336,10 @@ pub async fn run<S: Store>(
     let ttl_ms = settings.lease_ttl_ms();
     let mut leader = false;
     loop {
-        match store.try_lease(LEASE, &holder, now_ms(), ttl_ms).await {
+        match store
+            .try_lease(LEASE, &holder, clock.now_ms(), ttl_ms)
+            .await
+        {
             Ok(true) => {
                 if !leader {
                     tracing::info!(holder = %holder, "this collector now runs the correlation");
@@ -418,8 +348,14 @@ pub async fn run<S: Store>(
                 match store.list_campaigns().await {
                     Ok(campaigns) => {
                         for c in &campaigns {
-                            match pass(store.as_ref(), c, &settings, pfx2as.as_ref(), now_ms())
-                                .await
+                            match pass(
+                                store.as_ref(),
+                                c,
+                                &settings,
+                                pfx2as.as_ref(),
+                                clock.now_ms(),
+                            )
+                            .await
                             {
                                 Ok((_, events)) => {
                                     for e in events {
@@ -495,12 +431,5 @@ mod tests {
         assert_eq!(s.lease_ttl_ms(), 3000);
         s.lease_ttl_secs = Some(1.5);
         assert_eq!(s.lease_ttl_ms(), 1500);
-    }
-
-    #[test]
-    fn overlap_handles_open_ends() {
-        assert!(overlaps(5, None, 9, Some(12)));
-        assert!(!overlaps(5, Some(8), 9, None));
-        assert!(overlaps(5, Some(9), 9, None));
     }
 }

@@ -2,21 +2,30 @@
 //! (SQLite or PostgreSQL) and serves campaigns, agents and metrics.
 //!
 //! The binary (`main.rs`) is a shim over [`cli::main`]. Pure parts
-//! (`tokens`, `ingest`, `config`, `metrics`) know nothing of
-//! sockets or databases; `store` is the only module that speaks SQL and
+//! (`tokens`, `ingest`, `config`, `metrics`, `reconcile`) know nothing of
+//! sockets, databases or the clock; `clock` is the one source of time,
+//! injected everywhere else; `store` is the only module that speaks SQL and
 //! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
-//! dashboard's page and assets).
+//! dashboard's page and assets). `correlation` wires the store to the
+//! correlation core and `reconcile`; `views` is the read model that both the
+//! CLI and the API serve. Published input files (delegated stats, pfx2as,
+//! address lists) are parsed by `darkwatch_schema::inputs`.
 
 pub mod alerts;
 pub mod api;
 pub mod causes;
+pub mod census;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod correlation;
+pub mod coverage;
+pub mod hitlist;
 pub mod ingest;
 pub mod metrics;
-pub mod report_cli;
+pub mod reconcile;
 pub mod server;
 pub mod store;
 pub mod tokens;
+pub mod views;
 pub mod web;

@@ -16,7 +16,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::api::{router, wall_clock_ms, AppState};
+use crate::api::{router, AppState};
+use crate::clock::SharedClock;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -40,13 +41,14 @@ pub enum ServeError {
 pub async fn serve<S: Store>(
     cfg: &ServeConfig,
     store: Arc<S>,
+    clock: SharedClock,
     on_listening: impl FnOnce(SocketAddr, bool),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let state = AppState {
         store,
         metrics: Arc::new(Metrics::default()),
-        now_ms: wall_clock_ms,
+        clock,
         correlation: Arc::new(cfg.correlation.clone()),
         pfx2as: load_pfx2as(cfg),
     };

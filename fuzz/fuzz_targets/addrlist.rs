@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    // A leading byte-order mark is dropped, not an entry.
     let entries = text
+        .strip_prefix('\u{feff}')
+        .unwrap_or(text)
         .lines()
         .filter(|l| !l.split('#').next().unwrap_or("").trim().is_empty())
         .count();

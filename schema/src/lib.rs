@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod exitcode;
 pub mod inputs;
 
 /// Version prefix of every HTTP path (`/v1/...`).

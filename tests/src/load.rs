@@ -123,6 +123,8 @@ pub fn make_batch(
     let ts_ms = round_start_ms(round, LOAD_INTERVAL_SECS) + 1000;
     let observations = (0..obs_per_batch)
         .map(|j| {
+            // is_multiple_of is newer than the workspace's rust-version (1.85).
+            #[allow(clippy::manual_is_multiple_of)]
             let up = (j + agent_idx + seq as usize) % 5 != 0;
             BlockObservation {
                 campaign: LOAD_CAMPAIGN.into(),

@@ -1,23 +1,35 @@
 //! Persistent state of the collector, behind one async trait.
 //!
-//! [`Store`] lists every operation the server, the CLI and the
-//! correlator need; [`SqlStore`] implements it over `sqlx::Any`, so the same
-//! code serves a SQLite file or a PostgreSQL database chosen by URL. Callers
-//! pass the current time in, which keeps the store free of clocks.
+//! [`Store`] lists every operation the server, the CLI and the correlator
+//! need, in the collector's own types (verdicts typed as the correlation
+//! core types them); [`SqlStore`] implements it over `sqlx::Any`, so the
+//! same code serves a SQLite file or a PostgreSQL database chosen by URL.
+//! Callers pass the current time in, which keeps the store free of clocks.
 
+mod agents;
+mod census;
+mod codec;
+mod ingest;
+mod leases;
+mod migrations;
+mod observations;
 mod sql;
+mod url;
+mod verdicts;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
 
+use darkwatch_correlate::{Kind, Localization, Scope};
 use darkwatch_schema::{
-    BatchAck, BlockObservation, CampaignAssignment, ReportBatch, TraceObservation,
+    BatchAck, BlockObservation, CampaignAssignment, CensusBlock, ReportBatch, TraceObservation,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use sql::{Backend, SqlStore};
+pub use census::AgentCoverage;
+pub use sql::SqlStore;
+pub use url::{resolve_url, Backend};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,6 +103,12 @@ impl Campaign {
     }
 
     pub fn to_assignment(&self) -> CampaignAssignment {
+        self.to_assignment_with_census(Vec::new())
+    }
+
+    /// The assignment with the campaign's stored census, screened against
+    /// its current prefixes and bounded per block (`crate::census`).
+    pub fn to_assignment_with_census(&self, census: Vec<CensusBlock>) -> CampaignAssignment {
         CampaignAssignment {
             name: self.name.clone(),
             country: self.country.clone(),
@@ -98,7 +116,7 @@ impl Campaign {
             prefixes: self.prefixes.clone(),
             control: self.control.clone(),
             generation: self.generation,
-            census: Vec::new(),
+            census: crate::census::for_assignment(self, census),
         }
     }
 }
@@ -130,20 +148,19 @@ pub struct AgentTrace {
     pub trace: TraceObservation,
 }
 
-/// An outage verdict as stored. Identified by
-/// (campaign, scope, target, kind, start_round); upserting the same key
-/// updates the end, the counts and the evidence.
+/// An outage verdict as stored. Its identity is its `id`: correlation
+/// passes match recomputed verdicts to stored rows (`crate::reconcile`) and
+/// update them in place, so the start round may move as late reports
+/// arrive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// Assigned by the store; ignored on upsert.
+    /// Assigned by the store; 0 for a verdict not stored yet.
     #[serde(default)]
     pub id: i64,
-    /// e.g. "country", "prefix", "block".
-    pub scope: String,
+    pub scope: Scope,
     /// What the scope names: a country code, a prefix, a block.
     pub target: String,
-    /// e.g. "outage", "partial".
-    pub kind: String,
+    pub kind: Kind,
     pub campaign: String,
     pub start_round: u64,
     pub end_round: Option<u64>,
@@ -153,25 +170,35 @@ pub struct Verdict {
     pub blocks_total: u64,
     pub prefixes: Vec<IpNet>,
     pub vantage_points: Vec<String>,
-    /// Free-form localization evidence (e.g. last responding hops).
-    pub localization: serde_json::Value,
+    /// Where the paths toward the scope now end, if traceroutes said.
+    pub localization: Option<Localization>,
     pub updated_ms: i64,
+    /// Which alerts this verdict has given: each at most once in its life.
+    #[serde(skip)]
+    pub alerted: Alerted,
+}
+
+/// The alert events a verdict has given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Alerted {
+    pub open: bool,
+    pub close: bool,
 }
 
 /// A vantage point judged unhealthy (its own network, not the target's).
-/// Identified by (agent, campaign, kind, start_round).
+/// Identified by its `id`, like a [`Verdict`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VpFault {
     #[serde(default)]
     pub id: i64,
     pub agent: String,
     pub campaign: String,
-    pub kind: String,
     pub start_round: u64,
     pub end_round: Option<u64>,
     pub start_ms: i64,
     pub end_ms: Option<i64>,
-    pub detail: serde_json::Value,
+    /// Why the VP was judged faulty, as the correlation said.
+    pub reason: String,
     pub updated_ms: i64,
 }
 
@@ -270,28 +297,25 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         rounds: RangeInclusive<u64>,
     ) -> impl Future<Output = Result<Vec<AgentTrace>, StoreError>> + Send;
-    /// Rounds for which each agent reported anything, in a round range.
-    fn rounds_by_agent(
-        &self,
-        campaign: &str,
-        rounds: RangeInclusive<u64>,
-    ) -> impl Future<Output = Result<BTreeMap<String, BTreeSet<u64>>, StoreError>> + Send;
-    /// Highest round any agent reported for a campaign.
-    fn latest_round(
-        &self,
-        campaign: &str,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
     // --- verdicts ---
-    /// Inserts or updates a verdict; returns its id.
-    fn upsert_verdict(&self, v: &Verdict) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Writes verdicts in one transaction: inserts those with id 0, updates
+    /// the others by id. Returns the ids, in order.
+    fn save_verdicts(
+        &self,
+        vs: &[Verdict],
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
     /// Verdicts of a campaign (or all), still open or ended at or after `since_ms`.
     fn list_verdicts(
         &self,
         campaign: Option<&str>,
         since_ms: Option<i64>,
     ) -> impl Future<Output = Result<Vec<Verdict>, StoreError>> + Send;
-    fn upsert_vp_fault(&self, f: &VpFault) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Writes VP faults like [`Store::save_verdicts`].
+    fn save_vp_faults(
+        &self,
+        fs: &[VpFault],
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
     fn list_vp_faults(
         &self,
         campaign: Option<&str>,
@@ -319,4 +343,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         seen_since_ms: i64,
     ) -> impl Future<Output = Result<StoreCounts, StoreError>> + Send;
+
+    // --- coverage and census ---
+    /// Every agent's latest coverage of every campaign it reported on
+    /// (written by `ingest` from `ReportBatch.coverage`).
+    fn list_coverage(&self) -> impl Future<Output = Result<Vec<AgentCoverage>, StoreError>> + Send;
+    /// The latest known-responsive addresses per block of a campaign
+    /// (written by `ingest` from `ReportBatch.census`, and by `put_census`).
+    fn census(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<CensusBlock>, StoreError>> + Send;
+    /// Replaces the census of each given block of a campaign (blocks with no
+    /// address are left as they were).
+    fn put_census(
+        &self,
+        campaign: &str,
+        blocks: &[CensusBlock],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets a campaign's census.
+    fn clear_census(&self, campaign: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -23,12 +23,14 @@ use darkwatch_collector::correlation::{self, last_complete_round, CorrelationSet
 use darkwatch_collector::store::{CampaignSpec, SqlStore, Store};
 use darkwatch_collector::tokens;
 use darkwatch_schema::{
-    round_start_ms, ApiError, BlockObservation, BlockState, Hop, ReportBatch, TraceObservation,
+    round_start_ms, ApiError, BlockObservation, BlockState, Coverage, Hop, ReportBatch, SkipReason,
+    Skipped, TraceObservation,
 };
 use ipnet::IpNet;
 use reqwest::StatusCode;
 
 use crate::common::{cli_ok, random_hex, Db, Server};
+use darkwatch_correlate::{Kind, Scope};
 
 const INTERVAL: u64 = 60;
 const ROUNDS: u64 = 20;
@@ -212,6 +214,29 @@ impl Fixture {
                 .expect("ingest");
             assert_eq!(ack.observations_stored, ROUNDS * blocks.len() as u64);
         }
+        // vp-ams watches less than it was asked to (its coverage says why).
+        let coverage = ReportBatch {
+            batch_id: random_hex(8),
+            created_ms: now,
+            observations: vec![],
+            traces: vec![],
+            coverage: vec![Coverage {
+                campaign: "kp".into(),
+                generation: campaign.generation,
+                blocks_tracked: 6,
+                addresses_targeted: 1536,
+                skipped: vec![Skipped {
+                    reason: SkipReason::Reserved,
+                    addresses: 512,
+                    examples: vec![net("198.18.4.0/23")],
+                }],
+            }],
+            census: vec![],
+        };
+        store
+            .ingest(VPS[0], &coverage, now)
+            .await
+            .expect("ingest coverage");
         correlation::pass(
             &store,
             &campaign,
@@ -228,7 +253,7 @@ impl Fixture {
         assert!(
             verdicts
                 .iter()
-                .any(|v| v.kind == "blackout" && v.scope == "country" && v.target == "KP"),
+                .any(|v| v.kind == Kind::Blackout && v.scope == Scope::Country && v.target == "KP"),
             "fixture must record a country blackout, got {verdicts:#?}"
         );
         store.close().await;
@@ -319,6 +344,20 @@ async fn read_api_matches_the_cli() {
     );
     let status = api_json(&server, "/v1/status").await;
     assert_eq!(status["agents"].as_array().map(Vec::len), Some(4));
+    assert_eq!(status["agents"][0]["name"], VPS[0]);
+    assert_eq!(
+        status["agents"][0]["coverage"][0]["summary"],
+        "kp: 6 blocks, 1536 addresses, skipped 512 reserved (198.18.4.0/23)"
+    );
+    assert_eq!(status["agents"][1]["coverage"], serde_json::json!([]));
+    assert_eq!(
+        status["agents"][1]["coverage_missing"],
+        serde_json::json!(["kp"])
+    );
+    assert_eq!(
+        status["agents"][0]["coverage_missing"],
+        serde_json::json!([])
+    );
 
     // Bad parameters: 400 with a JSON message that names the problem.
     for (path, needle) in [
@@ -695,6 +734,25 @@ async fn dashboard_renders_in_chromium() {
         assert_eq!(health(vp).as_deref(), Some("ok"), "{vp}");
     }
     assert_eq!(health("vp-spare").as_deref(), Some("never-seen"));
+    // What each agent watches: only vp-ams reported, and it skipped space;
+    // the other two VPs seen have not said.
+    let (missing, coverage): (Vec<_>, Vec<_>) = elements(&dom, "div")
+        .into_iter()
+        .filter(|(a, _)| has_class(a, "campaign-coverage"))
+        .partition(|(a, _)| has_class(a, "missing"));
+    assert_eq!(coverage.len(), 1, "coverage lines in:\n{dom}");
+    assert_eq!(missing.len(), 2, "missing coverage lines in:\n{dom}");
+    assert!(missing
+        .iter()
+        .all(|(_, t)| t.contains("kp: no coverage reported")));
+    let (a, text) = &coverage[0];
+    assert_eq!(attr(a, "data-campaign"), Some("kp"));
+    assert_eq!(attr(a, "data-partial"), Some("true"));
+    assert!(has_class(a, "partial"));
+    assert!(
+        text.contains("6 blocks, 1536 addresses, skipped 512 reserved (198.18.4.0/23)"),
+        "coverage in {text:?}"
+    );
 
     screenshot(&bin, profile.path(), &url, "dashboard-screenshot.png").await;
 }

@@ -1,6 +1,7 @@
 //! The collector's integration tests, in one binary so that the workspace
 //! is linked once: the real `darkwatch-collector` binary and its store
-//! against SQLite and PostgreSQL (`server`, `store`, `bad_input`, `crash`),
+//! against SQLite and PostgreSQL (`server`, `store`, `census`, `bad_input`,
+//! `crash`),
 //! the dashboard in a headless browser (`dashboard`), and the files under
 //! `deploy/` (`deploy_files`). Fixtures are in `common`.
 
@@ -8,6 +9,7 @@
 mod common;
 
 mod bad_input;
+mod census;
 mod crash;
 mod dashboard;
 mod deploy_files;

@@ -389,10 +389,11 @@ async fn reports_are_stored_once(db: &str) {
         Some(&good.traces[0])
     );
     let rounds = store
-        .rounds_by_agent("kp", 0..=u64::MAX)
+        .round_agents("kp", 0..=u64::MAX)
         .await
         .expect("rounds");
-    assert_eq!(rounds.keys().cloned().collect::<Vec<_>>(), ["vp1", "vp2"]);
+    let agents: std::collections::BTreeSet<_> = rounds.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(agents.into_iter().collect::<Vec<_>>(), ["vp1", "vp2"]);
     store.close().await;
 
     let metrics = http

@@ -1,10 +1,12 @@
 //! The store against real databases (SQLite file, PostgreSQL when
-//! configured): correlation queries, verdicts, faults, leases, migrations,
-//! and concurrent ingestion of the same batch.
+//! configured): correlation queries, verdicts, faults, leases, coverage and
+//! census, migrations (also from the first schema), and concurrent ingestion
+//! of the same batch.
 
 use crate::common::random_hex;
-use darkwatch_collector::store::{CampaignSpec, SqlStore, Store, Verdict, VpFault};
+use darkwatch_collector::store::{Alerted, CampaignSpec, SqlStore, Store, Verdict, VpFault};
 use darkwatch_collector::tokens;
+use darkwatch_correlate::{Kind, Localization, Scope};
 use darkwatch_schema::{BlockObservation, BlockState, ReportBatch};
 
 const T0: i64 = 1_800_000_000_000;
@@ -80,14 +82,23 @@ async fn queries_split_rounds_and_control(db: &str) {
         .expect("query")
         .is_empty());
 
-    let r = store
-        .rounds_by_agent("kp", 0..=u64::MAX)
+    // Which agent reported which round, and the latest round, as the
+    // correlation reads them.
+    let r = store.round_agents("kp", 0..=u64::MAX).await.expect("query");
+    let rounds_of = |agent: &str| {
+        r.iter()
+            .filter(|(_, a)| a == agent)
+            .map(|(round, _)| *round)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rounds_of("a"), [10, 11]);
+    assert_eq!(rounds_of("b"), [12]);
+    assert_eq!(r.iter().map(|(round, _)| *round).max(), Some(12));
+    let none = store
+        .round_agents("none", 0..=u64::MAX)
         .await
         .expect("query");
-    assert_eq!(r["a"].iter().copied().collect::<Vec<_>>(), [10, 11]);
-    assert_eq!(r["b"].iter().copied().collect::<Vec<_>>(), [12]);
-    assert_eq!(store.latest_round("kp").await.expect("query"), Some(12));
-    assert_eq!(store.latest_round("none").await.expect("query"), None);
+    assert_eq!(none.iter().map(|(round, _)| *round).max(), None);
     store.close().await;
 }
 
@@ -125,9 +136,9 @@ async fn verdicts_faults_and_leases(db: &str) {
     let store = SqlStore::open(db).await.expect("open");
     let mut v = Verdict {
         id: 0,
-        scope: "country".into(),
+        scope: Scope::Country,
         target: "KP".into(),
-        kind: "outage".into(),
+        kind: Kind::Blackout,
         campaign: "kp".into(),
         start_round: 100,
         end_round: None,
@@ -137,18 +148,37 @@ async fn verdicts_faults_and_leases(db: &str) {
         blocks_total: 12,
         prefixes: vec!["175.45.176.0/22".parse().expect("net")],
         vantage_points: vec!["a".into(), "b".into()],
-        localization: serde_json::json!({"last_hop": "192.0.2.1"}),
+        localization: Some(Localization {
+            last_hop: Some("192.0.2.1".parse().expect("addr")),
+            inside_target: false,
+            vantage_points: vec!["a".into()],
+            traces: 2,
+            agreeing: 2,
+        }),
         updated_ms: T0,
+        alerted: Alerted {
+            open: true,
+            close: false,
+        },
     };
-    let id = store.upsert_verdict(&v).await.expect("insert");
+    let id = store
+        .save_verdicts(std::slice::from_ref(&v))
+        .await
+        .expect("insert")[0];
+    assert!(id > 0);
+    v.id = id;
     v.end_round = Some(157);
     v.end_ms = Some(T0 + 34_200_000);
     v.blocks_affected = 12;
     v.updated_ms = T0 + 1;
+    v.alerted.close = true;
     assert_eq!(
-        store.upsert_verdict(&v).await.expect("update"),
-        id,
-        "same key updates in place"
+        store
+            .save_verdicts(std::slice::from_ref(&v))
+            .await
+            .expect("update"),
+        [id],
+        "same id updates in place"
     );
     let list = store.list_verdicts(Some("kp"), None).await.expect("list");
     assert_eq!(list, [Verdict { id, ..v.clone() }]);
@@ -165,20 +195,34 @@ async fn verdicts_faults_and_leases(db: &str) {
             .len(),
         1
     );
+    // Updating a verdict that is not there is an error, not an insert.
+    assert!(store
+        .save_verdicts(&[Verdict {
+            id: id + 100,
+            ..v.clone()
+        }])
+        .await
+        .is_err());
+    assert_eq!(
+        store.list_verdicts(None, None).await.expect("list").len(),
+        1
+    );
 
     let f = VpFault {
         id: 0,
         agent: "a".into(),
         campaign: "kp".into(),
-        kind: "controls_down".into(),
         start_round: 5,
         end_round: None,
         start_ms: T0,
         end_ms: None,
-        detail: serde_json::json!({"controls_up": 0}),
+        reason: "control targets unreachable".into(),
         updated_ms: T0,
     };
-    let fid = store.upsert_vp_fault(&f).await.expect("fault");
+    let fid = store
+        .save_vp_faults(std::slice::from_ref(&f))
+        .await
+        .expect("fault")[0];
     assert_eq!(
         store.list_vp_faults(None, None).await.expect("list"),
         [VpFault { id: fid, ..f }]
@@ -296,9 +340,276 @@ async fn agents_and_campaigns(db: &str) {
     store.close().await;
 }
 
+/// Correlation passes written through the real store: two recomputed runs
+/// over one stored verdict (issue 17's alert storm) each keep their own row,
+/// and every verdict gives one open and one close over many passes.
+async fn passes_keep_verdict_identity(db: &str) {
+    use darkwatch_collector::correlation::apply;
+    use darkwatch_correlate as core;
+
+    let store = SqlStore::open(db).await.expect("open");
+    let campaign = store
+        .put_campaign(
+            &CampaignSpec {
+                name: "kp".into(),
+                country: Some("KP".into()),
+                interval_secs: 60,
+                prefixes: vec!["198.18.0.0/22".parse().expect("net")],
+                control: vec![],
+                agents: vec![],
+            },
+            false,
+            T0,
+        )
+        .await
+        .expect("campaign");
+    let blackout = |start, end| core::Verdict {
+        scope: Scope::Country,
+        target: "KP".into(),
+        kind: Kind::Blackout,
+        start_round: start,
+        end_round: end,
+        blocks_affected: 4,
+        blocks_total: 4,
+        prefixes: vec![],
+        vantage_points: vec!["a".into(), "b".into()],
+        localization: None,
+    };
+    let mut events = Vec::new();
+    for pass in 0..12u64 {
+        let last = 110 + pass;
+        let verdicts = match pass {
+            0 => vec![blackout(100, None)],
+            11 => vec![blackout(100, Some(103)), blackout(104, Some(120))],
+            p if p % 2 == 1 => vec![blackout(100, Some(103)), blackout(104, None)],
+            _ => vec![blackout(100, None)],
+        };
+        let input = core::Input {
+            first_round: last - 50,
+            last_round: last,
+            ..Default::default()
+        };
+        let out = core::Output {
+            verdicts,
+            ..Default::default()
+        };
+        events.extend(
+            apply(&store, &campaign, &input, &out, T0 + pass as i64)
+                .await
+                .expect("apply"),
+        );
+    }
+    let rows = store.list_verdicts(Some("kp"), None).await.expect("list");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for r in &rows {
+        let of = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.verdict.id == r.id && e.event == kind)
+                .count()
+        };
+        assert_eq!((of("open"), of("close")), (1, 1), "verdict {}", r.id);
+        assert!(r.end_round.is_some());
+    }
+    assert_eq!(events.len(), 4);
+    store.close().await;
+}
+
+async fn coverage_and_census_keep_the_latest(db: &str) {
+    use darkwatch_schema::{CampaignCensus, CensusBlock, Coverage, SkipReason, Skipped};
+    let store = SqlStore::open(db).await.expect("open");
+    let coverage = |blocks: u64| Coverage {
+        campaign: "kp".into(),
+        generation: 7,
+        blocks_tracked: blocks,
+        addresses_targeted: 1024,
+        skipped: vec![Skipped {
+            reason: SkipReason::Ipv6TooLarge,
+            addresses: u64::MAX,
+            examples: vec!["2401:f00::/32".parse().expect("net")],
+        }],
+    };
+    let census = |block: &str, addrs: &[&str]| CampaignCensus {
+        campaign: "kp".into(),
+        blocks: vec![CensusBlock {
+            block: block.parse().expect("block"),
+            addrs: addrs.iter().map(|a| a.parse().expect("addr")).collect(),
+        }],
+    };
+    let mut b = batch(vec![]);
+    b.coverage = vec![coverage(4)];
+    b.census = vec![
+        census("198.18.1.0/24", &["198.18.1.1", "198.18.1.2"]),
+        census("2001:db8:1::/48", &["2001:db8:1::1"]),
+    ];
+    store.ingest("a", &b, T0).await.expect("ingest");
+    // A later report replaces a block's set; an empty one leaves it as it was.
+    let mut b = batch(vec![]);
+    b.coverage = vec![coverage(5)];
+    b.census = vec![
+        census("198.18.1.0/24", &["198.18.1.9"]),
+        census("2001:db8:1::/48", &[]),
+    ];
+    store.ingest("b", &b, T0 + 1).await.expect("ingest");
+    // A batch made earlier but arriving later (replayed from a spool) does
+    // not undo the newer reports.
+    let mut b = batch(vec![]);
+    b.created_ms = T0 - 60_000;
+    b.coverage = vec![coverage(9)];
+    b.census = vec![census("198.18.1.0/24", &["198.18.1.200"])];
+    store.ingest("b", &b, T0 + 2).await.expect("ingest");
+
+    let cov = store.list_coverage().await.expect("coverage");
+    assert_eq!(
+        cov.iter()
+            .map(|c| (c.agent.as_str(), c.coverage.blocks_tracked, c.updated_ms))
+            .collect::<Vec<_>>(),
+        [("a", 4, T0), ("b", 5, T0 + 1)]
+    );
+    assert_eq!(
+        cov[0].coverage,
+        coverage(4),
+        "u64::MAX survives the round trip"
+    );
+    let got = store.census("kp").await.expect("census");
+    assert_eq!(
+        got,
+        [
+            census("198.18.1.0/24", &["198.18.1.9"]).blocks,
+            census("2001:db8:1::/48", &["2001:db8:1::1"]).blocks
+        ]
+        .concat()
+    );
+
+    // Seeding (hitlists) replaces per block too; other campaigns are apart.
+    store
+        .put_census(
+            "kp",
+            &census("198.18.2.0/24", &["198.18.2.1"]).blocks,
+            T0 + 2,
+        )
+        .await
+        .expect("put");
+    assert_eq!(store.census("kp").await.expect("census").len(), 3);
+    assert!(store.census("cu").await.expect("census").is_empty());
+    store.clear_census("kp").await.expect("clear");
+    assert!(store.census("kp").await.expect("census").is_empty());
+    store.close().await;
+}
+
+/// A database made by the first schema (migrations 1 and 2) upgrades in
+/// order: migration 3 gives its verdicts alert flags and lifts the unique
+/// natural keys, migration 4 adds the coverage and census tables. The old
+/// database is rebuilt from a current one by undoing 3 and 4 by hand.
+async fn first_schema_upgrades_in_order(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let verdict = |start_round: u64, end_round: Option<u64>| Verdict {
+        id: 0,
+        scope: Scope::Country,
+        target: "KP".into(),
+        kind: Kind::Blackout,
+        campaign: "kp".into(),
+        start_round,
+        end_round,
+        start_ms: T0,
+        end_ms: end_round.map(|_| T0 + 60_000),
+        blocks_affected: 4,
+        blocks_total: 4,
+        prefixes: vec![],
+        vantage_points: vec!["a".into()],
+        localization: None,
+        updated_ms: T0,
+        alerted: Alerted::default(),
+    };
+    let ids = store
+        .save_verdicts(&[verdict(100, None), verdict(50, Some(60))])
+        .await
+        .expect("save");
+    store.close().await;
+
+    sqlx::any::install_default_drivers();
+    let sqlx_url = darkwatch_collector::store::resolve_url(db).expect("url").1;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&sqlx_url)
+        .await
+        .expect("connect");
+    for stmt in [
+        "DROP TABLE coverage",
+        "DROP TABLE census",
+        "DROP INDEX verdicts_by_key",
+        "DROP INDEX vp_faults_by_key",
+        "ALTER TABLE verdicts DROP COLUMN alerts",
+        "CREATE UNIQUE INDEX verdicts_key ON verdicts (campaign, scope, target, kind, start_round)",
+        "CREATE UNIQUE INDEX vp_faults_key ON vp_faults (agent, campaign, kind, start_round)",
+        "DELETE FROM schema_migrations WHERE version > 2",
+    ] {
+        sqlx::query(stmt).execute(&mut conn).await.expect(stmt);
+    }
+    sqlx::Connection::close(conn).await.expect("close");
+
+    let store = SqlStore::open(db).await.expect("upgrade");
+    let sqlx_url = darkwatch_collector::store::resolve_url(db).expect("url").1;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&sqlx_url)
+        .await
+        .expect("connect");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .expect("versions");
+    assert_eq!(versions, [1, 2, 3, 4]);
+    sqlx::Connection::close(conn).await.expect("close");
+
+    // Verdicts stored before were alerted as they stand.
+    let mut got = store.list_verdicts(Some("kp"), None).await.expect("list");
+    got.sort_by_key(|v| v.id);
+    assert_eq!(
+        got.iter().map(|v| (v.id, v.alerted)).collect::<Vec<_>>(),
+        [
+            (
+                ids[0],
+                Alerted {
+                    open: true,
+                    close: false
+                }
+            ),
+            (
+                ids[1],
+                Alerted {
+                    open: true,
+                    close: true
+                }
+            ),
+        ]
+    );
+    // The natural key is only an index now.
+    store
+        .save_verdicts(&[verdict(100, None)])
+        .await
+        .expect("a second row with the same start");
+    // Coverage and census are stored.
+    let mut b = batch(vec![]);
+    b.census = vec![darkwatch_schema::CampaignCensus {
+        campaign: "kp".into(),
+        blocks: vec![darkwatch_schema::CensusBlock {
+            block: "198.18.1.0/24".parse().expect("block"),
+            addrs: vec!["198.18.1.1".parse().expect("addr")],
+        }],
+    }];
+    store.ingest("a", &b, T0).await.expect("ingest");
+    assert_eq!(
+        store.census("kp").await.expect("census"),
+        b.census[0].blocks
+    );
+    assert!(store.list_coverage().await.expect("coverage").is_empty());
+    store.close().await;
+}
+
 db_tests!(
     queries_split_rounds_and_control,
     concurrent_duplicates_store_once,
     verdicts_faults_and_leases,
-    agents_and_campaigns
+    agents_and_campaigns,
+    passes_keep_verdict_identity,
+    coverage_and_census_keep_the_latest,
+    first_schema_upgrades_in_order,
 );

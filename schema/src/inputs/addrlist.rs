@@ -1,8 +1,9 @@
 //! Plain address and CIDR lists: target files, exclusion files and
 //! hitlists. One IPv4 or IPv6 address or CIDR prefix per line; `#` starts a
-//! comment (whole line or after the entry); blank lines are ignored. Host
-//! bits of a CIDR are cleared (`198.18.0.77/24` is `198.18.0.0/24`), as ZMap
-//! does with its allow and block lists.
+//! comment (whole line or after the entry); blank lines are ignored, and so
+//! is a byte-order mark at the start of the file (some editors save one).
+//! Host bits of a CIDR are cleared (`198.18.0.77/24` is `198.18.0.0/24`), as
+//! ZMap does with its allow and block lists.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -29,9 +30,15 @@ pub fn parse_entry(s: &str) -> Result<IpNet, String> {
 pub fn parse(text: &str, source_name: &str) -> Result<Parsed<IpNet>, InputError> {
     let mut c = Collector::new(source_name);
     let mut items = Vec::new();
+    // Not whitespace to `trim`: left in, it would spoil the first entry.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
         let entry = raw.split('#').next().unwrap_or("").trim();
         if entry.is_empty() {
+            continue;
+        }
+        if entry.split_whitespace().nth(1).is_some() {
+            c.skip(i + 1, format!("expected one entry per line: {entry:?}"));
             continue;
         }
         match parse_entry(entry) {
@@ -91,6 +98,33 @@ mod tests {
                 "t.txt:3: not an address or CIDR prefix: \"bogus\"",
                 "t.txt:4: not an address or CIDR prefix: \"198.18.0.0/33\"",
             ]
+        );
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_not_part_of_the_first_entry() {
+        let p = parse("\u{feff}198.18.0.1\r\n198.18.0.0/24\n", "bom.txt").unwrap();
+        assert_eq!(p.items, nets(&["198.18.0.1/32", "198.18.0.0/24"]));
+        assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+        // Also before a comment, and only at the very start.
+        let p = parse(
+            "\u{feff}# list\n198.18.0.1\n\u{feff}198.18.0.2\n",
+            "bom.txt",
+        )
+        .unwrap();
+        assert_eq!(p.items, nets(&["198.18.0.1/32"]));
+        assert_eq!(p.skipped.len(), 1);
+        assert_eq!(p.skipped[0].line, 3);
+    }
+
+    #[test]
+    fn two_entries_on_one_line_are_skipped_as_such() {
+        let p = parse("198.18.3.1\n198.18.3.2 198.18.3.3 # pair\n", "t.txt").unwrap();
+        assert_eq!(p.items, nets(&["198.18.3.1/32"]));
+        let got: Vec<String> = p.skipped.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            ["t.txt:2: expected one entry per line: \"198.18.3.2 198.18.3.3\""]
         );
     }
 

@@ -27,7 +27,7 @@ use super::{data_lines, read_text, Collector, InputError, Parsed};
 /// The record statuses of the format.
 const STATUSES: &[&str] = &["allocated", "assigned", "available", "reserved"];
 
-/// True for the statuses whose space is in use ([module docs](self)).
+/// True for the statuses whose space is in use (see the module docs).
 fn in_use(status: &str) -> bool {
     status.eq_ignore_ascii_case("allocated") || status.eq_ignore_ascii_case("assigned")
 }
@@ -80,7 +80,9 @@ fn parse_line(line: &str) -> Result<Line, String> {
                 .parse()
                 .map_err(|_| format!("bad IPv4 address count {value:?}"))?;
             let first_n = u64::from(u32::from(first));
-            if count == 0 || first_n + count - 1 > u64::from(u32::MAX) {
+            // Addresses left from `first` to the end of the IPv4 space.
+            let room = (1u64 << 32) - first_n;
+            if count == 0 || count > room {
                 return Err(format!(
                     "IPv4 address count {count} does not fit after {first}"
                 ));
@@ -307,6 +309,10 @@ mod tests {
                 // Other countries' lines are checked too.
                 (16, "bad IPv4 start address \"1.0.16\""),
                 (17, "empty registry field"),
+                (
+                    19,
+                    "IPv4 address count 18446744073709551615 does not fit after 1.2.6.0"
+                ),
             ]
         );
         assert_eq!(

@@ -1,11 +1,13 @@
-//! The operator's read commands: `outages`, `status` and `timeline`, as
-//! tables for people or JSON for programs. Verdicts come from the store (the
-//! server's correlation loop keeps them current); the timeline is computed
-//! on demand from stored observations by the same correlation core.
+//! The read model: what `outages`, `status` and `timeline` show, as JSON
+//! rows (served alike by the CLI's `--json` and the API's `/v1/...` views)
+//! and as tables for people. Verdicts come from the store (the server's
+//! correlation loop keeps them current); the timeline is computed on demand
+//! from stored observations by the same correlation core.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
+use darkwatch_correlate::{Kind, Localization, Scope};
 use serde::Serialize;
 
 use crate::correlation::{last_complete_round, load_input, top_target, CorrelationSettings};
@@ -52,9 +54,9 @@ fn duration(ms: i64) -> String {
 /// A verdict as `outages --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutageJson {
-    pub scope: String,
+    pub scope: Scope,
     pub target: String,
-    pub kind: String,
+    pub kind: Kind,
     pub campaign: String,
     pub start: String,
     pub end: Option<String>,
@@ -65,15 +67,15 @@ pub struct OutageJson {
     pub blocks_total: u64,
     pub prefixes: Vec<String>,
     pub vantage_points: Vec<String>,
-    pub localization: serde_json::Value,
+    pub localization: Option<Localization>,
 }
 
 impl From<&Verdict> for OutageJson {
     fn from(v: &Verdict) -> Self {
         OutageJson {
-            scope: v.scope.clone(),
+            scope: v.scope,
             target: v.target.clone(),
-            kind: v.kind.clone(),
+            kind: v.kind,
             campaign: v.campaign.clone(),
             start: rfc3339(v.start_ms),
             end: v.end_ms.map(rfc3339),
@@ -118,19 +120,23 @@ pub async fn outages<S: Store>(store: &S, f: &OutageFilter) -> Result<Vec<Outage
     out.sort_by(|a, b| {
         a.start
             .cmp(&b.start)
-            .then(a.scope.cmp(&b.scope))
+            .then_with(|| label(&a.scope).cmp(&label(&b.scope)))
             .then(a.target.cmp(&b.target))
     });
     Ok(out)
 }
 
-fn localization_text(l: &serde_json::Value) -> String {
-    match l.get("last_hop").and_then(|h| h.as_str()) {
-        Some(hop) => {
-            let inside = l
-                .get("inside_target")
-                .and_then(|b| b.as_bool())
-                .unwrap_or(false);
+/// The name a scope or kind has in JSON (`country`, `blackout`, ...).
+pub fn label<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
+fn localization_text(l: Option<&Localization>) -> String {
+    match l.and_then(|l| l.last_hop.map(|hop| (hop, l.inside_target))) {
+        Some((hop, inside)) => {
             format!("{hop} ({})", if inside { "inside" } else { "upstream" })
         }
         None => "-".into(),
@@ -158,15 +164,15 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
         let _ = writeln!(
             s,
             "{:<12} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} {}",
-            r.kind,
-            r.scope,
+            label(&r.kind),
+            label(&r.scope),
             r.target,
             r.start,
             r.end.clone().unwrap_or_else(|| "ongoing".into()),
             dur,
             format!("{}/{}", r.blocks_affected, r.blocks_total),
             r.vantage_points.join(","),
-            localization_text(&r.localization)
+            localization_text(r.localization.as_ref())
         );
     }
     s
@@ -180,6 +186,11 @@ pub struct AgentStatus {
     /// `ok`, `stale` (not seen for three intervals), `faulty` (a VP fault is
     /// open), `revoked` or `never-seen`.
     pub health: String,
+    /// What it watches of each campaign, as it last reported.
+    pub coverage: Vec<crate::coverage::CoverageJson>,
+    /// Campaigns assigned to it of which it reported no coverage (empty
+    /// for agents never seen or revoked).
+    pub coverage_missing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,6 +208,7 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
         .max()
         .unwrap_or(600_000);
     let faults = store.list_vp_faults(None, None).await?;
+    let coverage = store.list_coverage().await?;
     let agents = store
         .list_agents()
         .await?
@@ -217,6 +229,12 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
                 }
             };
             AgentStatus {
+                coverage: crate::coverage::for_agent(&a.name, &coverage, &campaigns, rfc3339),
+                coverage_missing: if a.revoked || a.last_seen_ms.is_none() {
+                    Vec::new()
+                } else {
+                    crate::coverage::missing(&a.name, &coverage, &campaigns)
+                },
                 name: a.name,
                 last_seen: a.last_seen_ms.map(rfc3339),
                 revoked: a.revoked,
@@ -250,6 +268,12 @@ pub fn status_text(s: &Status, now_ms: i64) -> String {
             a.health,
             a.last_seen.as_deref().unwrap_or("never")
         );
+        for c in &a.coverage {
+            let _ = writeln!(out, "    {}", c.summary);
+        }
+        for c in &a.coverage_missing {
+            let _ = writeln!(out, "    {c}: no coverage reported");
+        }
     }
     let _ = writeln!(out, "CAMPAIGNS");
     for c in &s.campaigns {

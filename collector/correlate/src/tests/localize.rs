@@ -1,0 +1,89 @@
+//! Localization of outages with the VPs' traceroutes.
+
+use super::sim::*;
+use crate::*;
+
+/// Prefix 2 dark for steps 10..20, traced every step by every VP through
+/// `path(vp)` (the target is added and reached when not dark).
+fn traced(path: fn(usize) -> Vec<IpAddr>) -> Output {
+    let sim = Sim {
+        net: dark_when(|a| a.prefix == 2 && (10..20).contains(&a.t)),
+        traces: Box::new(move |v, t, p| {
+            (p == 2).then(|| {
+                let mut hops = path(v);
+                let reached = !(10..20).contains(&t);
+                if reached {
+                    hops.push(trace_target(2, 8));
+                }
+                (hops, reached)
+            })
+        }),
+        ..Sim::default()
+    };
+    sim.run()
+}
+
+#[test]
+fn localization_at_an_upstream_border() {
+    let out = traced(|v| {
+        vec![
+            ip(&format!("192.0.2.{}", v + 1)),
+            ip(&format!("198.51.100.{}", v + 1)),
+            ip("203.0.113.1"),
+        ]
+    });
+    assert_eq!(out.verdicts.len(), 2, "{:#?}", out.verdicts);
+    for v in &out.verdicts {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(ip("203.0.113.1")));
+        assert!(!l.inside_target);
+        assert_eq!(l.vantage_points, vps(&["vp0", "vp1", "vp2"]));
+        // Every failing trace of every VP during the verdict is combined,
+        // and all of them end at the border.
+        assert_eq!(l.traces, 3 * dark_rounds(v));
+        assert_eq!(l.agreeing, l.traces);
+    }
+}
+
+/// Rounds of verdict `v` during which prefix 2 was dark (see [`traced`]).
+fn dark_rounds(v: &Verdict) -> usize {
+    (v.start_round.max(r(10))..v.end_round.unwrap_or(u64::MAX).min(r(20))).count()
+}
+
+#[test]
+fn localization_inside_the_target_space() {
+    let out = traced(|v| {
+        vec![
+            ip(&format!("192.0.2.{}", v + 1)),
+            ip("203.0.113.1"),
+            ip("198.18.16.1"),
+        ]
+    });
+    assert_eq!(out.verdicts.len(), 2, "{:#?}", out.verdicts);
+    for v in &out.verdicts {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(ip("198.18.16.1")));
+        assert!(l.inside_target);
+    }
+}
+
+#[test]
+fn localization_without_a_common_hop_takes_the_most_common_end() {
+    let out = traced(|v| match v {
+        2 => vec![ip("192.0.2.3"), ip("203.0.113.9")],
+        _ => vec![ip(&format!("192.0.2.{}", v + 1)), ip("203.0.113.1")],
+    });
+    let l = out.verdicts[0].localization.as_ref().expect("localized");
+    assert_eq!(l.last_hop, Some(ip("203.0.113.1")));
+    let dark = dark_rounds(&out.verdicts[0]);
+    assert_eq!((l.traces, l.agreeing), (3 * dark, 2 * dark));
+}
+
+#[test]
+fn no_traces_no_localization() {
+    let sim = Sim {
+        net: dark_when(|a| (10..20).contains(&a.t)),
+        ..Sim::default()
+    };
+    assert_eq!(sim.run().verdicts[0].localization, None);
+}

@@ -1,0 +1,316 @@
+//! Command line of `darkwatch-collector`: serve, agents, campaign,
+//! outages, status, timeline, check-config.
+//!
+//! Parses arguments (clap derive), runs the command, and maps every failure
+//! to one line on stderr and a sysexits code: 64 usage, 65 bad data,
+//! 66 unreadable input file, 69 database (or listening socket) unavailable,
+//! 78 bad config file (`check-config`); the table is
+//! `darkwatch_schema::exitcode`, shared with the agent. Each group of
+//! subcommands runs in its own module: `serve`, `admin` (agents, campaigns)
+//! and `read` (outages, status, timeline).
+
+mod admin;
+mod read;
+mod serve;
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::config::DEFAULT_DB;
+use crate::store::{SqlStore, StoreError};
+use darkwatch_schema::inputs::{self, LineError};
+
+/// The exit codes, shared with the agent.
+pub use darkwatch_schema::exitcode as exit;
+pub use darkwatch_schema::exitcode::CliError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "darkwatch-collector",
+    version,
+    about = "Collects darkwatch agent reports and answers operators."
+)]
+pub struct Cli {
+    /// Database: a SQLite path, sqlite://PATH or postgres://USER:PASS@HOST/DB.
+    #[arg(long, global = true, env = "DARKWATCH_DB")]
+    pub db: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Manage agents and their tokens.
+    #[command(subcommand)]
+    Agents(AgentsCmd),
+    /// Manage measurement campaigns.
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// Outage verdicts: which country, network or prefix went dark, when,
+    /// how much of it, seen by which VPs, and where the paths now end.
+    Outages(OutagesArgs),
+    /// Agents (last seen, health), campaigns and open verdicts.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per round, the share of blocks up: overall (consensus of healthy VPs)
+    /// and per vantage point.
+    Timeline(TimelineArgs),
+    /// Check a collector.toml (syntax, unknown keys, semantic checks) and
+    /// exit: 0 if `serve --config FILE` would accept it, 78 if not. Opens no
+    /// database and binds no socket.
+    CheckConfig {
+        /// Path of collector.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OutagesArgs {
+    /// Only verdicts of campaigns watching this country (ISO code).
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Only verdicts still open.
+    #[arg(long)]
+    pub ongoing: bool,
+    /// Only verdicts open at or after this time: RFC 3339, Unix seconds, or an
+    /// age such as 90m, 6h, 2d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// Country (ISO code) whose campaigns to show; all campaigns if omitted.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Collector config file whose [correlation] settings to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain; enables HTTPS together with --tls-key.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Largest accepted request body in bytes [default: 16 MiB].
+    #[arg(long)]
+    pub max_body: Option<usize>,
+    /// TOML file with the same settings (db, listen, tls_cert, tls_key, max_body); flags win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// Register an agent and print its token (shown only once).
+    Add { name: String },
+    /// List agents.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agent's token.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCmd {
+    /// Create (or with --replace, change) a campaign.
+    Add(CampaignAddArgs),
+    /// List campaigns.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a campaign (its stored observations stay).
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["delegated", "prefixes", "hitlists"])))]
+pub struct CampaignAddArgs {
+    pub name: String,
+    /// ISO 3166 alpha-2 country code.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// RIR delegated-stats file (standard or extended, any RIR) to take the
+    /// country's allocated and assigned prefixes from; unparseable lines are
+    /// skipped and counted.
+    #[arg(long, requires = "country")]
+    pub delegated: Option<PathBuf>,
+    /// Prefix to watch (repeatable).
+    #[arg(long = "prefix", num_args = 1..)]
+    pub prefixes: Vec<IpNet>,
+    /// File of known-responsive addresses (repeatable): one IPv4 or IPv6
+    /// address per line, `#` comments. They seed the campaign's census,
+    /// which agents receive with their assignment and judge from their
+    /// first round, without a discovery sweep (the only way to watch IPv6
+    /// space, too large to sweep). The /24 (IPv4) or /48 (IPv6) holding an
+    /// address that no other prefix covers joins the campaign, so a
+    /// hitlist alone makes a campaign. At most 256 addresses per /24 and
+    /// 1024 per /48 are kept. Unreadable lines are reported as FILE:LINE
+    /// and skipped; a file with no usable address is refused.
+    #[arg(long = "hitlist", value_name = "FILE")]
+    pub hitlists: Vec<PathBuf>,
+    /// Seconds between rounds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub interval: u64,
+    /// Agents that run the campaign (comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub agents: Vec<String>,
+    /// Control target prefix, outside the watched space (repeatable).
+    #[arg(long, num_args = 1..)]
+    pub control: Vec<IpNet>,
+    /// Change the campaign if it exists (bumps its generation).
+    #[arg(long)]
+    pub replace: bool,
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::Url(_) => exit::USAGE,
+            e if e.is_unavailable() => exit::UNAVAILABLE,
+            _ => exit::DATAERR,
+        };
+        CliError::new(code, e.to_string())
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("darkwatch-collector: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::OSERR);
+        }
+    };
+    match rt.block_on(run(cli, SystemClock::shared())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("darkwatch-collector: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn read_input(path: &Path, what: &str) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            exit::NOINPUT,
+            format!("cannot read {what} {}: {e}", path.display()),
+        )
+    })
+}
+
+async fn open(db: &str, clock: &dyn Clock) -> Result<SqlStore, CliError> {
+    Ok(SqlStore::open_with(db, clock).await?)
+}
+
+/// Runs `cli` with `clock` as the time for everything it does.
+pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
+    let clock = shared.as_ref();
+    let db_flag = cli.db;
+    let db = || db_flag.clone().unwrap_or_else(|| DEFAULT_DB.to_string());
+    match cli.command {
+        Command::Serve(args) => serve::serve(db_flag.clone(), args, shared.clone()).await,
+        Command::Agents(cmd) => {
+            let store = open(&db(), clock).await?;
+            admin::agents(&store, cmd, clock).await
+        }
+        Command::Campaign(cmd) => {
+            let store = open(&db(), clock).await?;
+            admin::campaign(&store, cmd, clock).await
+        }
+        Command::Outages(args) => read::outages(&open(&db(), clock).await?, args, clock).await,
+        Command::Status { json } => read::status(&open(&db(), clock).await?, json, clock).await,
+        Command::CheckConfig { config } => {
+            let notes = serve::check_config(&config)?;
+            print_out(&format!("{}: ok\n{notes}", config.display()))
+        }
+        Command::Timeline(args) => read::timeline(&db(), args, clock).await,
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
+    let text =
+        serde_json::to_string_pretty(v).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    print_out(&format!("{text}\n"))
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(s: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::new(exit::FAILURE, e.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Logs skipped input lines on stderr (the first few, then a count).
+fn warn_skipped(skipped: &[LineError]) {
+    inputs::report_skipped(skipped, |m| tracing::warn!("{m}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

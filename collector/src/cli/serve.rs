@@ -1,0 +1,104 @@
+//! `serve` and `check-config`: the HTTP API and the correlation loop, and
+//! the offline check of the config file that `serve --config` reads.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{exit, open, read_input, warn_skipped, CliError, ServeArgs};
+use crate::clock::SharedClock;
+use crate::config::{self, FileConfig, ServeFlags};
+use crate::server;
+use darkwatch_schema::inputs::pfx2as::Pfx2As;
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "collector".into())
+}
+
+pub(super) async fn serve(
+    db: Option<String>,
+    args: ServeArgs,
+    clock: SharedClock,
+) -> Result<(), CliError> {
+    let file = match &args.config {
+        Some(p) => FileConfig::parse(&read_input(p, "config file")?)
+            .map_err(|e| CliError::new(exit::DATAERR, format!("{}: {e}", p.display())))?,
+        None => FileConfig::default(),
+    };
+    let flags = ServeFlags {
+        db,
+        listen: args.listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        max_body: args.max_body,
+    };
+    let cfg = config::merge(flags, file).map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
+    let alerts = match &cfg.alerts {
+        Some(a) => crate::alerts::Alerts::webhook(a.webhook.clone(), a.max_attempts),
+        None => crate::alerts::Alerts::disabled(),
+    };
+    // Several collectors may share one database: each has its own holder id
+    // and only the holder of the lease correlates.
+    let holder = format!(
+        "{}-{}-{:08x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let correlator = tokio::spawn(crate::correlation::run(
+        store.clone(),
+        cfg.correlation.clone(),
+        holder,
+        alerts,
+        clock.clone(),
+    ));
+    let result = server::serve(
+        &cfg,
+        store.clone(),
+        clock,
+        |addr, tls| {
+            let scheme = if tls { "https" } else { "http" };
+            tracing::info!(%addr, tls, "listening");
+            // Printed on stdout so scripts (and tests) can learn a port-0 address.
+            println!("darkwatch-collector listening on {scheme}://{addr}");
+            let _ = std::io::stdout().flush();
+        },
+        server::shutdown_signal(),
+    )
+    .await;
+    correlator.abort();
+    store.close().await;
+    result.map_err(|e| {
+        let code = match e {
+            server::ServeError::Tls(_) => exit::DATAERR,
+            _ => exit::UNAVAILABLE,
+        };
+        CliError::new(code, e.to_string())
+    })
+}
+
+/// What `serve --config` checks before touching the database: the file
+/// parses, merges with no flags, and its prefix-to-AS file (if any) has
+/// usable lines. Returns notes for stdout: what the prefix-to-AS file holds
+/// and how many of its lines were skipped (each one is logged).
+pub(super) fn check_config(path: &Path) -> Result<String, CliError> {
+    let bad = |e: String| CliError::new(exit::CONFIG, format!("{}: {e}", path.display()));
+    let file =
+        FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
+    let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
+    let mut notes = String::new();
+    if let Some(p) = &cfg.correlation.pfx2as {
+        let (m, skipped) = Pfx2As::load(p).map_err(|e| bad(e.to_string()))?;
+        warn_skipped(&skipped);
+        notes = format!(
+            "pfx2as {}: {} prefixes, {} unparseable line(s) skipped\n",
+            p.display(),
+            m.len(),
+            skipped.len()
+        );
+    }
+    Ok(notes)
+}

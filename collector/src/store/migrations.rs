@@ -1,0 +1,218 @@
+//! The database schema, as numbered migrations applied once each at open.
+//!
+//! Only BIGINT, DOUBLE PRECISION and TEXT columns are used (booleans are 0/1
+//! integers, lists are JSON text), so both backends decode alike. On
+//! PostgreSQL an advisory lock keeps collectors that start together from
+//! running the DDL twice.
+
+use sqlx::{AnyConnection, AnyPool};
+
+use super::codec::unavailable;
+use super::url::Backend;
+use super::StoreError;
+
+/// Advisory lock key serializing PostgreSQL migrations ("dwmg").
+const MIGRATION_LOCK: i64 = 0x6477_6d67;
+
+/// Schema versions; `{ID}` becomes the backend's autoincrement primary key.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        revoked BIGINT NOT NULL DEFAULT 0,
+        last_seen_ms BIGINT
+    );
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+    INSERT INTO counters (name, value) VALUES ('campaign_generation', 0);
+    CREATE TABLE campaigns (
+        name TEXT PRIMARY KEY,
+        country TEXT,
+        interval_secs BIGINT NOT NULL,
+        prefixes TEXT NOT NULL,
+        control TEXT NOT NULL,
+        agents TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE TABLE batches (
+        batch_id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        observations BIGINT NOT NULL,
+        traces BIGINT NOT NULL
+    );
+    CREATE TABLE observations (
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        round BIGINT NOT NULL,
+        block TEXT NOT NULL,
+        state TEXT NOT NULL,
+        probes BIGINT NOT NULL,
+        replies BIGINT NOT NULL,
+        belief DOUBLE PRECISION NOT NULL,
+        availability DOUBLE PRECISION NOT NULL,
+        control BIGINT NOT NULL,
+        ts_ms BIGINT NOT NULL,
+        PRIMARY KEY (agent, campaign, round, block)
+    );
+    CREATE INDEX observations_by_round ON observations (campaign, round);
+    CREATE TABLE traces (
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        round BIGINT NOT NULL,
+        target TEXT NOT NULL,
+        reached BIGINT NOT NULL,
+        last_responding TEXT,
+        hops TEXT NOT NULL,
+        ts_ms BIGINT NOT NULL,
+        PRIMARY KEY (agent, campaign, round, target)
+    );
+    CREATE INDEX traces_by_round ON traces (campaign, round);
+    CREATE TABLE verdicts (
+        id {ID},
+        scope TEXT NOT NULL,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        start_round BIGINT NOT NULL,
+        end_round BIGINT,
+        start_ms BIGINT NOT NULL,
+        end_ms BIGINT,
+        blocks_affected BIGINT NOT NULL,
+        blocks_total BIGINT NOT NULL,
+        prefixes TEXT NOT NULL,
+        vantage_points TEXT NOT NULL,
+        localization TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX verdicts_key ON verdicts (campaign, scope, target, kind, start_round);
+    CREATE TABLE vp_faults (
+        id {ID},
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        start_round BIGINT NOT NULL,
+        end_round BIGINT,
+        start_ms BIGINT NOT NULL,
+        end_ms BIGINT,
+        detail TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX vp_faults_key ON vp_faults (agent, campaign, kind, start_round);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    )",
+    ),
+    (2, "CREATE INDEX agents_by_token ON agents (token_hash)"),
+    // Verdicts and faults are identified by id: a correlation pass moves a
+    // row's start as late reports arrive, so the natural key is only an index
+    // (mid-transaction two rows may briefly share a start). `alerts` records
+    // which alerts each verdict has given (bit 0 open, bit 1 close), so that
+    // each is given once; verdicts stored before were alerted as they stand.
+    (
+        3,
+        "ALTER TABLE verdicts ADD COLUMN alerts BIGINT NOT NULL DEFAULT 0;
+        UPDATE verdicts SET alerts = CASE WHEN end_round IS NULL THEN 1 ELSE 3 END;
+        DROP INDEX verdicts_key;
+        CREATE INDEX verdicts_by_key ON verdicts (campaign, scope, target, kind, start_round);
+        DROP INDEX vp_faults_key;
+        CREATE INDEX vp_faults_by_key ON vp_faults (agent, campaign, kind, start_round)",
+    ),
+    // Each agent's latest coverage per campaign, and each campaign's census
+    // (latest known-responsive addresses per block): `census`.
+    (
+        4,
+        "CREATE TABLE coverage (
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        coverage TEXT NOT NULL,
+        reported_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (agent, campaign)
+    );
+    CREATE TABLE census (
+        campaign TEXT NOT NULL,
+        block TEXT NOT NULL,
+        addrs TEXT NOT NULL,
+        reported_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (campaign, block)
+    )",
+    ),
+];
+
+/// Applies every migration not yet recorded in `schema_migrations`.
+pub(super) async fn migrate(
+    pool: &AnyPool,
+    backend: Backend,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await.map_err(unavailable)?;
+    if backend == Backend::Postgres {
+        // Collectors starting together must not run the DDL twice.
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = migrate_on(&mut conn, backend, now_ms).await;
+    if backend == Backend::Postgres {
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            // Never hand a connection still holding the lock back to the pool.
+            let _ = sqlx::Connection::close(conn.detach()).await;
+        }
+    }
+    result
+}
+
+async fn migrate_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let id = match backend {
+        Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Backend::Postgres => "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    };
+    for (version, ddl) in MIGRATIONS {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_some() {
+            tx.rollback().await?;
+            continue;
+        }
+        for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(&stmt.replace("{ID}", id))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Reports in SQL: writing batches (see `ingest`) and the correlation's
+//! reads of observations, control observations and traces by round range.
+
+use std::ops::RangeInclusive;
+
+use darkwatch_schema::{BatchAck, ReportBatch};
+use sqlx::Row;
+use tokio::sync::oneshot;
+
+use super::codec::{clamp, observation_from_row, to_u64, trace_from_row};
+use super::ingest::{insert_batch, IngestJob};
+use super::sql::SqlStore;
+use super::{AgentObservation, AgentTrace, StoreError};
+
+pub(super) async fn ingest(
+    s: &SqlStore,
+    agent: &str,
+    batch: &ReportBatch,
+    now_ms: i64,
+) -> Result<BatchAck, StoreError> {
+    if let Some(writer) = &s.writer {
+        let gone = || StoreError::Unavailable("the SQLite writer has stopped".into());
+        let (reply, ack) = oneshot::channel();
+        let job = IngestJob {
+            agent: agent.to_string(),
+            batch: batch.clone(),
+            now_ms,
+            reply,
+        };
+        writer.send(job).await.map_err(|_| gone())?;
+        return ack.await.map_err(|_| gone())?;
+    }
+    let mut tx = s.pool.begin().await?;
+    let ack = insert_batch(&mut tx, agent, batch, now_ms, false).await?;
+    if ack.duplicate {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(ack)
+}
+
+pub(super) async fn observations(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+) -> Result<Vec<AgentObservation>, StoreError> {
+    select_observations(s, campaign, rounds, false).await
+}
+
+pub(super) async fn round_agents(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT round, agent FROM observations
+         WHERE campaign = $1 AND round >= $2 AND round <= $3 ORDER BY round, agent",
+    )
+    .bind(campaign)
+    .bind(clamp(*rounds.start()))
+    .bind(clamp(*rounds.end()))
+    .fetch_all(&s.pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((to_u64(r.try_get("round")?, "round")?, r.try_get("agent")?)))
+        .collect()
+}
+
+pub(super) async fn control_observations(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+) -> Result<Vec<AgentObservation>, StoreError> {
+    select_observations(s, campaign, rounds, true).await
+}
+
+pub(super) async fn traces(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+) -> Result<Vec<AgentTrace>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT agent, campaign, round, target, reached, last_responding, hops, ts_ms
+         FROM traces WHERE campaign = $1 AND round >= $2 AND round <= $3 ORDER BY round, target, agent",
+    )
+    .bind(campaign)
+    .bind(clamp(*rounds.start()))
+    .bind(clamp(*rounds.end()))
+    .fetch_all(&s.pool)
+    .await?;
+    rows.iter().map(trace_from_row).collect()
+}
+
+/// Observations of a campaign in a round range, control targets or not.
+async fn select_observations(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+    control: bool,
+) -> Result<Vec<AgentObservation>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT agent, campaign, round, block, state, probes, replies, belief, availability, control, ts_ms
+         FROM observations WHERE campaign = $1 AND round >= $2 AND round <= $3 AND control = $4
+         ORDER BY round, block, agent",
+    )
+    .bind(campaign)
+    .bind(clamp(*rounds.start()))
+    .bind(clamp(*rounds.end()))
+    .bind(i64::from(control))
+    .fetch_all(&s.pool)
+    .await?;
+    rows.iter().map(observation_from_row).collect()
+}
