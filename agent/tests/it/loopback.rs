@@ -12,13 +12,19 @@ use darkwatch_netlab::{announced_url, Namespaces};
 pub use darkwatch_netlab::KillOnDrop as Killed;
 
 /// A network namespace with only `lo`, removed on drop.
-pub struct Netns(Namespaces);
+pub struct Netns {
+    ns: Namespaces,
+    node: String,
+}
 
 impl Netns {
     pub fn new(tag: &str) -> Result<Netns, darkwatch_netlab::Error> {
         let mut ns = Namespaces::new();
         ns.add(&[tag])?;
-        Ok(Netns(ns))
+        Ok(Netns {
+            ns,
+            node: tag.to_string(),
+        })
     }
 
     /// The namespace, or None (skip) outside CI when it cannot be made.
@@ -26,13 +32,8 @@ impl Netns {
         darkwatch_netlab::or_skip("a network namespace (needs root)", Netns::new(tag))
     }
 
-    fn node(&self) -> &str {
-        let name = &self.0.names()[0];
-        &name[self.0.prefix().len() + 1..]
-    }
-
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        self.0.command(self.node(), program)
+        self.ns.command(&self.node, program)
     }
 
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
