@@ -180,14 +180,20 @@ function plot(t, campaign, verdicts, now) {
 
 // ---------- tables ----------
 
-function verdictRow(v, now) {
+// `parent`: the id of the listed verdict that explains this one (shown
+// nested under it), or undefined for a headline.
+function verdictRow(v, now, parent) {
   const start = Date.parse(v.start);
   const ongoing = !v.end;
+  const nested = parent !== undefined;
   const tr = el("tr", {
-    class: "verdict" + (ongoing ? " ongoing" : ""), "data-kind": v.kind, "data-scope": v.scope,
+    class: "verdict" + (ongoing ? " ongoing" : "") + (nested ? " nested" : ""), "data-kind": v.kind, "data-scope": v.scope,
     "data-target": v.target, "data-campaign": v.campaign, "data-ongoing": String(ongoing),
+    "data-id": String(v.id),
   });
+  if (nested) tr.setAttribute("data-explained-by", String(parent));
   const kind = el("td", {});
+  if (nested) kind.appendChild(el("span", { class: "nest" }, "└ "));
   kind.appendChild(el("span", { class: "badge kind-" + v.kind }, v.kind));
   tr.appendChild(kind);
   tr.appendChild(el("td", { class: "scope" }, v.scope));
@@ -259,7 +265,15 @@ function render(status, timelines, outages) {
 
   verdicts.sort((a, b) => (!!a.end - !!b.end) || Date.parse(b.start) - Date.parse(a.start)
     || TOP_SCOPES.indexOf(b.scope) - TOP_SCOPES.indexOf(a.scope));
-  fill("verdicts", "verdicts-empty", verdicts.map((v) => verdictRow(v, now)));
+  // One cause, one headline: what a blackout fully explains follows it, nested.
+  const ids = new Set(verdicts.map((v) => v.id));
+  const parentOf = (v) => ((v.explained_by || []).find((c) => ids.has(c.id)) || {}).id;
+  const rows = [];
+  for (const head of verdicts.filter((v) => parentOf(v) === undefined)) {
+    rows.push(verdictRow(head, now, undefined));
+    for (const v of verdicts.filter((x) => parentOf(x) === head.id)) rows.push(verdictRow(v, now, head.id));
+  }
+  fill("verdicts", "verdicts-empty", rows);
   document.getElementById("verdicts-window").textContent = "(open, or ended in the last " + RECENT + ")";
   fill("agents", "agents-empty", status.agents.map((a) => agentRow(a, now)));
 }

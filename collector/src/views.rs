@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use darkwatch_correlate::{Kind, Localization, Scope};
 use serde::Serialize;
 
+use crate::causes;
 use crate::correlation::{last_complete_round, load_input, top_target, CorrelationSettings};
 use crate::store::{Campaign, Store, StoreError, Verdict};
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
@@ -54,6 +55,8 @@ fn duration(ms: i64) -> String {
 /// A verdict as `outages --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutageJson {
+    /// The verdict's stable identity (its row in the store).
+    pub id: i64,
     pub scope: Scope,
     pub target: String,
     pub kind: Kind,
@@ -68,11 +71,25 @@ pub struct OutageJson {
     pub prefixes: Vec<String>,
     pub vantage_points: Vec<String>,
     pub localization: Option<Localization>,
+    /// The blackouts that fully explain this verdict (see [`crate::causes`]):
+    /// empty for a headline, the cause, which the table and the dashboard
+    /// show once with what it explains nested under it.
+    pub explained_by: Vec<Cause>,
+}
+
+/// A verdict that explains another, as `outages --json` names it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cause {
+    pub id: i64,
+    pub scope: Scope,
+    pub target: String,
+    pub kind: Kind,
 }
 
 impl From<&Verdict> for OutageJson {
     fn from(v: &Verdict) -> Self {
         OutageJson {
+            id: v.id,
             scope: v.scope,
             target: v.target.clone(),
             kind: v.kind,
@@ -87,8 +104,44 @@ impl From<&Verdict> for OutageJson {
             prefixes: v.prefixes.iter().map(|p| p.to_string()).collect(),
             vantage_points: v.vantage_points.clone(),
             localization: v.localization.clone(),
+            explained_by: Vec::new(),
         }
     }
+}
+
+/// Fills `explained_by` of every verdict from the whole list: a cause may
+/// lie outside what a filter keeps, so this runs before filtering.
+fn with_causes(verdicts: &[Verdict]) -> Vec<OutageJson> {
+    let events: Vec<causes::Event> = verdicts
+        .iter()
+        .map(|v| causes::Event {
+            campaign: &v.campaign,
+            scope: v.scope,
+            kind: v.kind,
+            start_round: v.start_round,
+            end_round: v.end_round,
+            prefixes: &v.prefixes,
+        })
+        .collect();
+    causes::explained_by(&events)
+        .into_iter()
+        .zip(verdicts)
+        .map(|(by, v)| OutageJson {
+            explained_by: by
+                .into_iter()
+                .map(|i| {
+                    let c = &verdicts[i];
+                    Cause {
+                        id: c.id,
+                        scope: c.scope,
+                        target: c.target.clone(),
+                        kind: c.kind,
+                    }
+                })
+                .collect(),
+            ..OutageJson::from(v)
+        })
+        .collect()
 }
 
 /// Filters of `outages`.
@@ -101,10 +154,8 @@ pub struct OutageFilter {
 
 pub async fn outages<S: Store>(store: &S, f: &OutageFilter) -> Result<Vec<OutageJson>, StoreError> {
     let campaigns = store.list_campaigns().await?;
-    let mut out: Vec<OutageJson> = store
-        .list_verdicts(None, f.since_ms)
-        .await?
-        .iter()
+    let mut out: Vec<OutageJson> = with_causes(&store.list_verdicts(None, f.since_ms).await?)
+        .into_iter()
         .filter(|v| !f.ongoing || v.end_round.is_none())
         .filter(|v| match &f.country {
             None => true,
@@ -115,7 +166,6 @@ pub async fn outages<S: Store>(store: &S, f: &OutageFilter) -> Result<Vec<Outage
                         .is_some_and(|x| x.eq_ignore_ascii_case(cc))
             }),
         })
-        .map(OutageJson::from)
         .collect();
     out.sort_by(|a, b| {
         a.start
@@ -143,6 +193,8 @@ fn localization_text(l: Option<&Localization>) -> String {
     }
 }
 
+/// The outages as a table: each headline once, with the verdicts it fully
+/// explains nested under it (` └ `), in the order given.
 pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
     if rows.is_empty() {
         return "no outages\n".into();
@@ -150,10 +202,14 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<12} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} LOCALIZATION",
+        "{:<14} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} LOCALIZATION",
         "KIND", "SCOPE", "TARGET", "START", "END", "DURATION", "BLOCKS", "VPS"
     );
-    for r in rows {
+    // A nested row goes under the first of its causes that is listed;
+    // one whose causes are all filtered out is a headline here.
+    let listed = |id: i64| rows.iter().any(|r| r.id == id);
+    let parent = |r: &OutageJson| r.explained_by.iter().map(|c| c.id).find(|&id| listed(id));
+    let mut row = |r: &OutageJson, nested: bool| {
         let start_ms = DateTime::parse_from_rfc3339(&r.start)
             .map(|t| t.timestamp_millis())
             .unwrap_or(now_ms);
@@ -161,10 +217,15 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
             Some(d) => duration(d * 1000),
             None => format!("{}+", duration(now_ms - start_ms)),
         };
+        let kind = if nested {
+            format!(" └ {}", label(&r.kind))
+        } else {
+            label(&r.kind)
+        };
         let _ = writeln!(
             s,
-            "{:<12} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} {}",
-            label(&r.kind),
+            "{:<14} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} {}",
+            kind,
             label(&r.scope),
             r.target,
             r.start,
@@ -174,6 +235,12 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
             r.vantage_points.join(","),
             localization_text(r.localization.as_ref())
         );
+    };
+    for head in rows.iter().filter(|r| parent(r).is_none()) {
+        row(head, false);
+        for child in rows.iter().filter(|r| parent(r) == Some(head.id)) {
+            row(child, true);
+        }
     }
     s
 }
@@ -397,6 +464,76 @@ mod tests {
         );
         assert!(parse_since("yesterday", now).is_err());
         assert!(parse_since("5w", now).is_err());
+    }
+
+    fn verdict(id: i64, scope: Scope, target: &str, kind: Kind, prefixes: &[&str]) -> Verdict {
+        Verdict {
+            id,
+            scope,
+            target: target.into(),
+            kind,
+            campaign: "kp".into(),
+            start_round: 10,
+            end_round: Some(20),
+            start_ms: 1_800_000_000_000,
+            end_ms: Some(1_800_000_600_000),
+            blocks_affected: 1,
+            blocks_total: 4,
+            prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+            vantage_points: vec!["vp1".into(), "vp2".into()],
+            localization: None,
+            updated_ms: 1_800_000_600_000,
+            alerted: Default::default(),
+        }
+    }
+
+    #[test]
+    fn one_withdrawn_prefix_is_one_headline_with_its_wider_scopes_nested() {
+        let p = "198.18.2.0/24";
+        let rows = with_causes(&[
+            verdict(7, Scope::Country, "KP", Kind::Partial, &[p]),
+            verdict(8, Scope::Asn, "AS64500", Kind::Partial, &[p]),
+            verdict(9, Scope::Prefix, p, Kind::Blackout, &[p]),
+            verdict(
+                10,
+                Scope::Prefix,
+                "198.18.4.0/24",
+                Kind::Instability,
+                &["198.18.4.0/24"],
+            ),
+        ]);
+        let cause = Cause {
+            id: 9,
+            scope: Scope::Prefix,
+            target: p.into(),
+            kind: Kind::Blackout,
+        };
+        assert_eq!(rows[0].explained_by, vec![cause.clone()]);
+        assert_eq!(rows[1].explained_by, vec![cause]);
+        assert!(rows[2].explained_by.is_empty() && rows[3].explained_by.is_empty());
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(json["explained_by"][0]["id"], 9);
+        assert_eq!(json["explained_by"][0]["kind"], "blackout");
+
+        // The table shows the cause once, the partials under it, and the
+        // unrelated instability as its own headline.
+        let table = outages_table(&rows, 1_800_000_600_000);
+        let kinds: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .map(|l| l.split("  ").next().unwrap_or("").trim_end())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["blackout", " └ partial", " └ partial", "instability"]
+        );
+        assert!(table.lines().nth(2).unwrap().contains("country"), "{table}");
+        // Filtered without its cause, a nested verdict is a headline.
+        let alone = outages_table(&rows[..1], 1_800_000_600_000);
+        assert!(
+            alone.lines().nth(1).unwrap().starts_with("partial"),
+            "{alone}"
+        );
     }
 
     #[test]

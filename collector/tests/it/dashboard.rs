@@ -68,6 +68,7 @@ fn vp_batch(
     blocks: &[IpNet],
     rounds: std::ops::RangeInclusive<u64>,
     dark_rounds: &Range<u64>,
+    half_dark: &Range<u64>,
 ) -> ReportBatch {
     let first = *rounds.start();
     let mut observations = Vec::new();
@@ -75,10 +76,13 @@ fn vp_batch(
     for round in rounds {
         let ts = round_start_ms(round, INTERVAL) + 5_000 + vp as i64 * 100;
         let dark = dark_rounds.contains(&(round - first));
+        let second_half_dark = half_dark.contains(&(round - first));
         for (i, &block) in blocks.iter().enumerate() {
             // vp-sin also loses one block for two rounds on its own (too
             // few VPs to count as down, but its line shows the dip).
-            let down = dark || (vp == 2 && i == 0 && (3..5).contains(&(round - first)));
+            let down = dark
+                || (second_half_dark && i >= blocks.len() / 2)
+                || (vp == 2 && i == 0 && (3..5).contains(&(round - first)));
             observations.push(BlockObservation {
                 campaign: "kp".into(),
                 round,
@@ -170,6 +174,12 @@ fn vp_batch(
 impl Fixture {
     /// Every block is dark in `dark` (rounds counted from the first).
     async fn build(dark: Range<u64>) -> Fixture {
+        Self::build_with(dark, 0..0).await
+    }
+
+    /// Like [`Fixture::build`], and the second prefix's blocks are dark in
+    /// `half_dark`.
+    async fn build_with(dark: Range<u64>, half_dark: Range<u64>) -> Fixture {
         let db = Db::sqlite();
         let store = SqlStore::open(&db.url).await.expect("open fixture store");
         let now = now_ms();
@@ -209,7 +219,11 @@ impl Fixture {
         let rounds = last + 1 - ROUNDS..=last;
         for (i, vp) in VPS.iter().enumerate() {
             let ack = store
-                .ingest(vp, &vp_batch(i, &blocks, rounds.clone(), &dark), now)
+                .ingest(
+                    vp,
+                    &vp_batch(i, &blocks, rounds.clone(), &dark, &half_dark),
+                    now,
+                )
                 .await
                 .expect("ingest");
             assert_eq!(ack.observations_stored, ROUNDS * blocks.len() as u64);
@@ -251,9 +265,10 @@ impl Fixture {
             .await
             .expect("list verdicts");
         assert!(
-            verdicts
-                .iter()
-                .any(|v| v.kind == Kind::Blackout && v.scope == Scope::Country && v.target == "KP"),
+            dark.is_empty()
+                || verdicts.iter().any(|v| v.kind == Kind::Blackout
+                    && v.scope == Scope::Country
+                    && v.target == "KP"),
             "fixture must record a country blackout, got {verdicts:#?}"
         );
         store.close().await;
@@ -812,4 +827,54 @@ async fn ongoing_blackout_is_shown_open() {
         "dashboard-ongoing.png",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dark_prefix_is_one_headline_with_the_country_partial_nested() {
+    let fx = Fixture::build_with(0..0, DARK).await;
+    let server = Server::start(&fx.db.url, &[]);
+    let api = api_json(&server, "/v1/outages").await;
+    assert_eq!(api, cli_json(&fx.db.url, &["outages", "--json"]));
+    let all = api.as_array().expect("array");
+    let find = |kind: &str, scope: &str| {
+        all.iter()
+            .find(|v| v["kind"] == kind && v["scope"] == scope)
+            .unwrap_or_else(|| panic!("no {kind} of a {scope} in {api:#}"))
+    };
+    let cause = find("blackout", "prefix");
+    assert_eq!(cause["target"], "198.18.4.0/22");
+    assert_eq!(cause["explained_by"], serde_json::json!([]));
+    let partial = find("partial", "country");
+    assert_eq!(partial["explained_by"][0]["id"], cause["id"]);
+    assert_eq!(partial["explained_by"][0]["kind"], "blackout");
+    // The table prints the cause once with the partial nested under it.
+    let table = cli_ok(&fx.db.url, &["outages"]);
+    let lines: Vec<&str> = table.lines().collect();
+    let head = lines
+        .iter()
+        .position(|l| l.starts_with("blackout") && l.contains("198.18.4.0/22"))
+        .unwrap_or_else(|| panic!("no headline in:\n{table}"));
+    assert!(
+        lines[head + 1].starts_with(" └ partial") && lines[head + 1].contains("country"),
+        "{table}"
+    );
+
+    let Some(bin) = chromium() else { return };
+    let profile = tempfile::tempdir().expect("chromium profile dir");
+    let dom = dump_dom(&bin, profile.path(), &server.url("/")).await;
+    let rows: Vec<_> = elements(&dom, "tr")
+        .into_iter()
+        .filter(|(a, _)| has_class(a, "verdict"))
+        .collect();
+    let at = rows
+        .iter()
+        .position(|(a, _)| attr(a, "data-kind") == Some("blackout"))
+        .unwrap_or_else(|| panic!("no blackout row:\n{dom}"));
+    let id = cause["id"].to_string();
+    assert_eq!(attr(&rows[at].0, "data-id"), Some(id.as_str()));
+    let (nested, text) = &rows[at + 1];
+    assert!(has_class(nested, "nested"), "{dom}");
+    assert_eq!(attr(nested, "data-scope"), Some("country"));
+    assert_eq!(attr(nested, "data-explained-by"), Some(id.as_str()));
+    assert!(text.contains("└"), "{text:?}");
 }
