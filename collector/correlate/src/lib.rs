@@ -377,6 +377,7 @@ pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, Correlate
 mod consensus;
 mod grid;
 mod health;
+mod instability;
 mod localize;
 mod scopes;
 mod timeline;
