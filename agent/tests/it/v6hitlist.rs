@@ -277,6 +277,8 @@ fn ipv6_hitlist_campaign_is_judged_end_to_end() {
     });
     assert_eq!(verdict["campaign"], "v6", "{verdict}");
     assert_eq!(verdict["vantage_points"][0], "vp1", "{verdict}");
+    assert_eq!(verdict["blocks_affected"], 1, "{verdict}");
+    assert_eq!(verdict["blocks_total"], 1, "{verdict}");
     let all = outages(&collector_bin, &db);
     assert!(
         !all.iter().any(|v| names(v, LIVE)),
