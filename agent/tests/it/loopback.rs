@@ -1,7 +1,7 @@
 //! A network namespace whose only interface is loopback, and the real
 //! collector run inside it: shared by the agent tests that run the real
 //! agent against the real collector where no packet can leave
-//! (`policy.rs`, `spool_crash.rs`).
+//! (`policy.rs`, `spool_crash.rs`); `v6hitlist.rs` uses its CLI helpers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
