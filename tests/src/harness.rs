@@ -481,12 +481,13 @@ http_timeout_secs = 5
         stop_group(self.pid.take(), crash, "the agent")
     }
 
-    /// Batches waiting in the agent's spool.
+    /// Batches waiting in the agent's spool: committed files only, not a
+    /// write in progress (`.tmp-*`, renamed into place once complete).
     pub fn spooled(&self) -> usize {
         fs::read_dir(self.dir.join("spool/outbox"))
             .map(|d| {
                 d.filter_map(|e| e.ok())
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .filter(|e| is_spooled_batch(&e.path()))
                     .count()
             })
             .unwrap_or(0)
@@ -604,6 +605,16 @@ impl<'a> Deployment<'a> {
 }
 
 /// Verdicts of `kind` at `scope` (optionally for `target`).
+/// True for a committed batch file of an agent's spool outbox (`*.json`,
+/// not a `.tmp-*` write that a kill may have interrupted).
+pub fn is_spooled_batch(p: &Path) -> bool {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.ends_with(".json") && !name.starts_with('.')
+}
+
 pub fn verdicts<'v>(
     all: &'v [Value],
     kind: &str,

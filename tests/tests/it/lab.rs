@@ -560,7 +560,7 @@ fn largest_configured_lab_serves_every_vp() {
     assert_eq!(addrs.len(), 16);
     let stats = lab.delegated_stats("KP");
     assert!(
-        stats.contains("lab|KP|ipv4|198.18.12.0|1024|20141222|assigned"),
+        stats.contains("apnic|KP|ipv4|198.18.12.0|1024|20141222|allocated|A91E0F1A"),
         "{stats}"
     );
 }

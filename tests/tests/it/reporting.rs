@@ -33,12 +33,13 @@ fn run(name: &str, db: Db) {
     }
 }
 
-/// Batch ids of the JSON files in an agent's spool outbox.
+/// Batch ids of the committed batch files in an agent's spool outbox (a
+/// write the kill interrupted was never spooled).
 fn spooled_batch_ids(agent_dir: &Path) -> Result<BTreeSet<String>> {
     let mut ids = BTreeSet::new();
     for e in std::fs::read_dir(agent_dir.join("spool/outbox"))? {
         let p = e?.path();
-        if p.extension().is_some_and(|x| x == "json") {
+        if harness::is_spooled_batch(&p) {
             let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)?;
             ids.insert(v["batch_id"].as_str().context("batch_id")?.to_string());
         }
