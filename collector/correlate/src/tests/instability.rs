@@ -157,13 +157,14 @@ fn one_flapping_block_of_four_is_instability() {
 #[test]
 fn heavy_loss_on_a_four_block_country_is_instability_not_blackout() {
     for seed in 1..=5 {
-        // 30 % loss on every path for ten rounds. (Two VPs send a dozen
-        // probes a round to four blocks: shorter bursts are too little
-        // evidence to tell from background loss.)
+        // Half the probes lost (30 % each way) on every path for twelve
+        // rounds. (The simulated VPs send at most two probes per block, a
+        // dozen a round to four blocks: lighter or shorter loss is too
+        // little evidence to tell from background loss.)
         let out = four_blocks(
             Box::new(|a| {
-                if (10..20).contains(&a.t) {
-                    Net::Loss(0.3)
+                if (10..22).contains(&a.t) {
+                    Net::Loss(0.5)
                 } else {
                     Net::Normal
                 }
