@@ -10,14 +10,12 @@
 //! [`workspace_bin`] and [`announced_url`] find and start the workspace's
 //! binaries.
 
-mod kernel;
 mod namespaces;
 pub mod netns;
 mod process;
 
 use std::fmt::Display;
 
-pub use kernel::relax_route_error_limit;
 pub use namespaces::Namespaces;
 pub use netns::{new_prefix, parse_lab_name};
 pub use process::{announced_url, workspace_bin, KillOnDrop};

@@ -5,8 +5,8 @@ use std::ffi::OsStr;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::netns;
 use crate::Error;
-use crate::{kernel, netns};
 
 /// Namespaces of one lab. Dropping it kills every process inside them and
 /// deletes them; [`Namespaces::teardown`] does the same and reports failure.
@@ -102,8 +102,7 @@ impl Namespaces {
         c
     }
 
-    /// Kills every process inside the namespaces, then deletes them (and
-    /// puts back the host's routing-error limit when no lab is left). Errors
+    /// Kills every process inside the namespaces, then deletes them. Errors
     /// if a namespace is still there afterwards. Runs once: later calls and
     /// the drop do nothing.
     pub fn teardown(&mut self) -> Result<(), Error> {
@@ -112,9 +111,7 @@ impl Namespaces {
         }
         self.torn_down = true;
         netns::kill_all_in(&self.created, Duration::from_secs(1));
-        let result = netns::remove_namespaces(&self.created);
-        kernel::restore_route_error_limit_if_last();
-        result
+        netns::remove_namespaces(&self.created)
     }
 }
 

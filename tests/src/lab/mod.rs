@@ -106,7 +106,6 @@ impl Lab {
             children: Mutex::default(),
             torn_down: false,
         };
-        darkwatch_netlab::relax_route_error_limit();
         // On error `lab` is dropped here, which removes the partial lab.
         lab.create()?;
         tracing::info!("lab {} is up", lab.prefix());
@@ -482,6 +481,32 @@ impl Lab {
     /// Undoes [`Lab::isolate_vp`].
     pub fn reconnect_vp(&self, vp: u8) -> Result<(), LabError> {
         self.link_up(Node::Vp(vp), Node::Edge)
+    }
+
+    /// Rate-limits the ICMP errors `node` sends (unreachables and
+    /// time-exceeded alike): at most one per `per_dest_ms` to each
+    /// destination, and `per_sec` (burst `burst`) in all. Real routers limit
+    /// these, often more strictly than Linux's defaults; the lab routers keep
+    /// those defaults unless a scenario calls this.
+    pub fn icmp_limits(
+        &self,
+        node: Node,
+        per_dest_ms: u32,
+        per_sec: u32,
+        burst: u32,
+    ) -> Result<(), LabError> {
+        let node = self.node(node)?;
+        let mut cmd = self.command(node, "sysctl");
+        cmd.args(["-q", "-w"]).args([
+            format!("net.ipv4.icmp_ratelimit={per_dest_ms}"),
+            format!("net.ipv4.icmp_msgs_per_sec={per_sec}"),
+            format!("net.ipv4.icmp_msgs_burst={burst}"),
+        ]);
+        netns::run(
+            &mut cmd,
+            &format!("ICMP limits in {}", self.namespace(node)),
+        )?;
+        Ok(())
     }
 
     /// Loss (percent, 0..=100) and delay on packets leaving `a` towards `b`;

@@ -22,14 +22,25 @@ fn scenario(name: &str, body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>) 
 /// A scenario whose collector groups prefixes by AS (see
 /// [`Deployment::start_with`]) when `pfx2as` is set.
 fn scenario_with(name: &str, pfx2as: bool, body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>) {
+    scenario_in(name, LabConfig::default(), Timing::default(), pfx2as, body)
+}
+
+/// A scenario in a lab of `cfg` with collector timing `timing`.
+fn scenario_in(
+    name: &str,
+    cfg: LabConfig,
+    timing: Timing,
+    pfx2as: bool,
+    body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>,
+) {
     let _serial = crate::serial();
-    let Some(lab) = lab_or_skip(LabConfig::default()) else {
+    let Some(lab) = lab_or_skip(cfg) else {
         return;
     };
     let dir = harness::run_dir(name).expect("run dir");
     let db = Db::sqlite(dir.path());
-    let result = Deployment::start_with(&lab, &db.url, dir.path(), Timing::default(), pfx2as)
-        .and_then(|mut d| {
+    let result =
+        Deployment::start_with(&lab, &db.url, dir.path(), timing, pfx2as).and_then(|mut d| {
             d.wait_reporting(Duration::from_secs(60))?;
             let r = body(&lab, &mut d);
             if r.is_err() {
@@ -408,6 +419,327 @@ fn s7_collector_crash_mid_blackout_same_verdict_nothing_lost() {
             let missing: Vec<u64> = (first..=last).filter(|x| !r.contains_key(x)).collect();
             ensure!(missing.is_empty(), "{agent} lost rounds {missing:?}");
         }
+        Ok(())
+    });
+}
+
+/// A country of four /24s (North Korea's whole space in 2014) watched by
+/// two VPs.
+fn four_blocks() -> LabConfig {
+    LabConfig {
+        vps: 2,
+        country_prefixes: [
+            "198.18.0.0/24",
+            "198.18.2.0/24",
+            "198.18.4.0/24",
+            "198.18.6.0/24",
+        ]
+        .iter()
+        .map(|p| p.parse().expect("prefix"))
+        .collect(),
+        ..LabConfig::default()
+    }
+}
+
+/// Prints one measured figure as a `DWMEASURE scenario key=value` line, which
+/// `scripts/verdicts.sh` collects into its table.
+fn measure(scenario: &str, key: &str, value: impl std::fmt::Display) {
+    println!("DWMEASURE {scenario} {key}={value}");
+}
+
+/// Blackout verdicts of any scope.
+fn blackouts(all: &[Value]) -> Vec<&Value> {
+    all.iter().filter(|v| v["kind"] == "blackout").collect()
+}
+
+fn instability(all: &[Value]) -> Option<Value> {
+    all.iter().find(|v| v["kind"] == "instability").cloned()
+}
+
+#[test]
+fn s9_single_prefix_flapping_every_round_is_instability() {
+    scenario_in(
+        "s9-flap",
+        four_blocks(),
+        Timing::default(),
+        false,
+        |lab, d| {
+            d.rounds(2);
+            let flapping = lab.country_prefixes()[2];
+            let first = current_round(interval(d));
+            for i in 0..12 {
+                if i % 2 == 0 {
+                    lab.withdraw(flapping)?;
+                } else {
+                    lab.announce(flapping)?;
+                }
+                d.rounds(1);
+                let all = d.outages()?;
+                ensure!(
+                    country_blackout(&all).is_none(),
+                    "no country blackout for one flapping prefix: {all:?}"
+                );
+            }
+            lab.announce(flapping)?;
+            let v = wait_verdict(d, "an instability verdict", 4, instability)?;
+            let onset = v["start_round"].as_u64().context("start_round")?;
+            measure("s9", "instability_scope", &v["scope"]);
+            measure(
+                "s9",
+                "instability_onset_rounds",
+                onset.saturating_sub(first),
+            );
+            let all = d.outages()?;
+            measure("s9", "blackouts", blackouts(&all).len());
+            ensure!(
+                country_blackout(&all).is_none(),
+                "no country blackout: {all:?}"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// Loss on the border link in both directions, `pct` percent each way.
+fn border_loss(lab: &Lab, pct: f64) -> Result<()> {
+    lab.netem(Node::Border, Node::Ctry, pct, 0)?;
+    lab.netem(Node::Ctry, Node::Border, pct, 0)?;
+    Ok(())
+}
+
+fn clear_border_loss(lab: &Lab) -> Result<()> {
+    lab.clear_netem(Node::Border, Node::Ctry)?;
+    lab.clear_netem(Node::Ctry, Node::Border)?;
+    Ok(())
+}
+
+#[test]
+fn s10_heavy_random_loss_makes_no_blackout() {
+    scenario_in(
+        "s10-heavy-loss",
+        four_blocks(),
+        Timing::default(),
+        false,
+        |lab, d| {
+            d.rounds(2);
+            // 30 % each way: half of all echo exchanges are lost.
+            border_loss(lab, 30.0)?;
+            let mut seen_instability = None;
+            for _ in 0..10 {
+                d.rounds(1);
+                let all = d.outages()?;
+                ensure!(
+                    blackouts(&all).is_empty(),
+                    "no blackout of any scope under random loss: {all:?}"
+                );
+                seen_instability = seen_instability.or_else(|| instability(&all));
+            }
+            clear_border_loss(lab)?;
+            let all = d.outages()?;
+            measure("s10", "blackouts", blackouts(&all).len());
+            measure(
+                "s10",
+                "partials",
+                all.iter().filter(|v| v["kind"] == "partial").count(),
+            );
+            measure("s10", "instability", seen_instability.is_some());
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn s11_heavy_loss_and_one_flapping_prefix() {
+    scenario_in(
+        "s11-loss-flap",
+        four_blocks(),
+        Timing::default(),
+        false,
+        |lab, d| {
+            d.rounds(2);
+            let prefixes = lab.country_prefixes();
+            let flapping = prefixes[1];
+            border_loss(lab, 30.0)?;
+            for i in 0..12 {
+                if i % 2 == 0 {
+                    lab.withdraw(flapping)?;
+                } else {
+                    lab.announce(flapping)?;
+                }
+                d.rounds(1);
+            }
+            lab.announce(flapping)?;
+            clear_border_loss(lab)?;
+            let v = wait_verdict(d, "an instability verdict", 4, instability)?;
+            measure("s11", "instability_scope", &v["scope"]);
+            let all = d.outages()?;
+            let flap = flapping.to_string();
+            // Only the flapping prefix was ever withdrawn: a blackout of the
+            // country or of any other prefix is false.
+            let false_blackouts: Vec<&Value> = blackouts(&all)
+                .into_iter()
+                .filter(|v| !(v["scope"] == "prefix" && v["target"] == flap.as_str()))
+                .collect();
+            measure("s11", "false_blackouts", false_blackouts.len());
+            measure(
+                "s11",
+                "flapping_prefix_blackouts",
+                verdicts(&all, "blackout", "prefix", Some(&flap)).len(),
+            );
+            ensure!(
+                false_blackouts.is_empty(),
+                "no blackout beyond the flapping prefix: {false_blackouts:?}"
+            );
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn s12_blackout_behind_a_strictly_rate_limited_border_is_localized_there() {
+    scenario_in(
+        "s12-ratelimit",
+        four_blocks(),
+        Timing::default(),
+        false,
+        |lab, d| {
+            // One ICMP error per 2 s per VP and 2 a second in all: most of the
+            // border's unreachables (and time-exceeded) are never sent.
+            lab.icmp_limits(Node::Border, 2000, 2, 2)?;
+            d.rounds(2);
+            let fault_round = current_round(interval(d));
+            for p in lab.country_prefixes() {
+                lab.withdraw(p)?;
+            }
+            let v = wait_verdict(d, "a country blackout", 10, country_blackout)?;
+            let start = v["start_round"].as_u64().context("start_round")?;
+            measure("s12", "onset_rounds", start.saturating_sub(fault_round));
+            ensure!(
+                start >= fault_round && start <= fault_round + 2,
+                "onset {start} not within 2 rounds of the fault at round {fault_round}"
+            );
+            // The border answers few traces: its answers accumulate over the
+            // verdict's rounds until the localization names it.
+            let border = lab
+                .router_hop_addr(Node::Border)
+                .context("border hop")?
+                .to_string();
+            let got = wait_verdict(d, "localization at the border", 15, |all| {
+                country_blackout(all).filter(|v| v["localization"]["last_hop"] == border.as_str())
+            });
+            let v = country_blackout(&d.outages()?).context("blackout still there")?;
+            let loc = &v["localization"];
+            measure("s12", "last_hop", &loc["last_hop"]);
+            measure(
+                "s12",
+                "localized_after_rounds",
+                current_round(interval(d)).saturating_sub(start),
+            );
+            measure("s12", "traces", &loc["traces"]);
+            measure("s12", "agreeing", &loc["agreeing"]);
+            let v = got?;
+            let loc = &v["localization"];
+            ensure!(
+                loc["traces"].as_u64().unwrap_or(0) >= 2
+                    && loc["agreeing"].as_u64().unwrap_or(0) >= 1
+                    && loc["agreeing"].as_u64() <= loc["traces"].as_u64(),
+                "trace counts: {loc}"
+            );
+            let restore_round = current_round(interval(d));
+            for p in lab.country_prefixes() {
+                lab.announce(p)?;
+            }
+            let v = wait_verdict(d, "the blackout to end", 8, |all| {
+                country_blackout(all).filter(|v| !v["end"].is_null())
+            })?;
+            let end = v["end_round"].as_u64().context("end_round")?;
+            measure("s12", "end_rounds", end.saturating_sub(restore_round));
+            ensure!(
+                end >= restore_round && end <= restore_round + 2,
+                "end {end} not within 2 rounds of the repair at {restore_round}"
+            );
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn s13_each_verdict_alerts_once_open_once_close_over_many_passes() {
+    // Correlation every quarter second: some sixteen passes a round.
+    let timing = Timing {
+        correlate_every_secs: 0.25,
+        ..Timing::default()
+    };
+    scenario_in("s13-alerts", four_blocks(), timing, false, |lab, d| {
+        let hook = WebhookSink::start(&lab.namespace(Node::Hub), "192.0.2.1:9099".parse()?, 0)?;
+        let cfg = d.collector.dir.join("collector.toml");
+        let mut text = std::fs::read_to_string(&cfg)?;
+        text.push_str(&format!(
+            "\n[alerts]\nwebhook = \"{}\"\nmax_attempts = 5\n",
+            hook.url
+        ));
+        std::fs::write(&cfg, text)?;
+        d.collector.stop(false)?;
+        d.collector.start()?;
+        d.rounds(2);
+        let dark = lab.country_prefixes()[3];
+        lab.withdraw(dark)?;
+        wait_verdict(d, "a prefix blackout", 10, |all| {
+            verdicts(all, "blackout", "prefix", Some(&dark.to_string()))
+                .first()
+                .map(|v| (*v).clone())
+        })?;
+        d.rounds(4);
+        lab.announce(dark)?;
+        wait_verdict(d, "every verdict to end", 8, |all| {
+            (!all.is_empty() && all.iter().all(|v| !v["end"].is_null())).then(|| all[0].clone())
+        })?;
+        // Deliveries of the last passes arrive, and no more come later.
+        d.rounds(3);
+        let all = d.outages()?;
+        let r = hook.received();
+        // Alerts carry the stored verdict (its id); `outages --json` names a
+        // verdict by kind, scope, target and start round.
+        let key = |v: &Value| {
+            format!(
+                "{} {} {} from round {}",
+                v["kind"], v["scope"], v["target"], v["start_round"]
+            )
+        };
+        let mut by_id: std::collections::BTreeMap<i64, (String, usize, usize)> = Default::default();
+        for e in &r.accepted {
+            let id = e["verdict"]["id"].as_i64().context("alert without id")?;
+            let entry = by_id
+                .entry(id)
+                .or_insert_with(|| (key(&e["verdict"]), 0, 0));
+            match e["event"].as_str() {
+                Some("open") => entry.1 += 1,
+                Some("close") => entry.2 += 1,
+                other => anyhow::bail!("unknown alert event {other:?}"),
+            }
+        }
+        let opens: usize = by_id.values().map(|x| x.1).sum();
+        let closes: usize = by_id.values().map(|x| x.2).sum();
+        measure("s13", "verdicts", all.len());
+        measure("s13", "open_alerts", opens);
+        measure("s13", "close_alerts", closes);
+        for (id, (k, o, c)) in &by_id {
+            ensure!(
+                *o == 1 && *c == 1,
+                "verdict {id} ({k}) gave {o} open and {c} close alerts"
+            );
+        }
+        let mut alerted: Vec<&String> = by_id.values().map(|x| &x.0).collect();
+        let mut listed: Vec<String> = all.iter().map(key).collect();
+        alerted.sort();
+        listed.sort();
+        ensure!(
+            alerted
+                .iter()
+                .map(|s| s.as_str())
+                .eq(listed.iter().map(|s| s.as_str())),
+            "alerts name exactly the listed verdicts: alerted {alerted:?}, listed {listed:?}"
+        );
         Ok(())
     });
 }
