@@ -103,6 +103,25 @@ impl Lab {
 }
 
 /// Parses the JSON lines of `probe --json`.
+/// Rows of `sql` run on the SQLite database at `db_path` by the `sqlite3`
+/// shell, one `|`-separated line per row.
+pub fn sqlite_rows(db_path: &std::path::Path, sql: &str) -> Vec<String> {
+    let out = Command::new("sqlite3")
+        .arg(db_path)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 (apt install sqlite3)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()

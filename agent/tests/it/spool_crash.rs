@@ -10,7 +10,7 @@
 //! batches first.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::loopback::{cli, collector_bin, collector_in, Killed, Netns};
@@ -27,20 +27,7 @@ fn start_collector(ns: &Netns, bin: &Path, db: &str) -> Killed {
 }
 
 fn stored_batch_ids(db_path: &Path) -> Vec<String> {
-    let out = Command::new("sqlite3")
-        .arg(db_path)
-        .arg("SELECT batch_id FROM batches")
-        .output()
-        .expect("sqlite3 (apt install sqlite3)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    crate::common::sqlite_rows(db_path, "SELECT batch_id FROM batches")
 }
 
 fn outbox_ids(spool: &Path) -> Vec<String> {

@@ -88,24 +88,17 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
 
 /// `(round, block, state)` of every stored observation of the campaign.
 fn observations(db_path: &Path) -> Vec<(u64, String, String)> {
-    let out = Command::new("sqlite3")
-        .arg(db_path)
-        .arg("SELECT round, block, state FROM observations WHERE campaign = 'v6' ORDER BY round, block")
-        .output()
-        .expect("sqlite3 (apt install sqlite3)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('|').collect();
-            assert_eq!(f.len(), 3, "bad row {l:?}");
-            (f[0].parse().expect("round"), f[1].into(), f[2].into())
-        })
-        .collect()
+    crate::common::sqlite_rows(
+        db_path,
+        "SELECT round, block, state FROM observations WHERE campaign = 'v6' ORDER BY round, block",
+    )
+    .iter()
+    .map(|l| {
+        let f: Vec<&str> = l.split('|').collect();
+        assert_eq!(f.len(), 3, "bad row {l:?}");
+        (f[0].parse().expect("round"), f[1].into(), f[2].into())
+    })
+    .collect()
 }
 
 fn outages(bin: &Path, db: &str) -> Vec<Value> {
