@@ -90,6 +90,7 @@ pub struct Agent {
     policy: Policy,
     state_dir: PathBuf,
     settings: ProbeSettings,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Agent {
@@ -111,6 +112,7 @@ impl Agent {
         )?;
         let limiter = Arc::new(RateLimiter::new(cfg.pps, crate::ratelimit::DEFAULT_BURST));
         let policy = policy_of(&cfg)?;
+        let metrics = crate::metrics::Metrics::open(&cfg.metrics, &state_dir, spool.clone())?;
         let settings = ProbeSettings {
             timeout: Duration::from_millis(cfg.probe.timeout_ms),
             max_probes: cfg.probe.max_probes,
@@ -128,6 +130,7 @@ impl Agent {
             policy,
             state_dir,
             settings,
+            metrics: Arc::new(metrics),
         })
     }
 
@@ -244,6 +247,14 @@ impl Agent {
                 tracing::warn!(dropped, "spool full: dropped the oldest batches");
             }
         }
+        let stats = crate::metrics::RoundStats::of(
+            round,
+            c.interval_secs,
+            &batches,
+            &st.skipped,
+            self.clock.now_ms(),
+        );
+        self.metrics.round_done(&c.name, &stats);
         save_json(&path, &st)?;
         Ok(true)
     }
@@ -281,6 +292,7 @@ impl Agent {
             }
             // An absurd interval must not set the schedule either.
             if campaign::campaign_acceptable(c).is_err() {
+                self.metrics.refused(&c.name, c.generation);
                 continue;
             }
             let start = round_start_ms(round + 1, c.interval_secs);
@@ -300,6 +312,7 @@ impl Agent {
         }
         self.tick(&a).await;
         let (d, err) = self.reporter.drain(&self.spool).await;
+        self.metrics.drained(&d);
         tracing::info!(
             sent = d.sent,
             duplicates = d.duplicates,
@@ -315,6 +328,7 @@ impl Agent {
     /// The daemon: rounds on schedule, a sender draining the spool with
     /// backoff, until SIGINT/SIGTERM.
     pub async fn run(self: Arc<Self>) -> Result<()> {
+        self.metrics.listen()?;
         let wake = Arc::new(Notify::new());
         let sender = tokio::spawn(sender_loop(self.clone(), wake.clone()));
         let mut assignments = self.assignments().await;
@@ -351,6 +365,7 @@ async fn sender_loop(agent: Arc<Agent>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let (d, err) = agent.reporter.drain(&agent.spool).await;
+        agent.metrics.drained(&d);
         if d.sent > 0 || d.rejected > 0 {
             tracing::info!(
                 sent = d.sent,

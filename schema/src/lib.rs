@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 pub mod exitcode;
 pub mod inputs;
+#[cfg(feature = "logging")]
+pub mod logging;
 
 /// Version prefix of every HTTP path (`/v1/...`).
 pub const API_VERSION: &str = "v1";
