@@ -218,11 +218,12 @@ pub fn main() -> ExitCode {
     } else {
         "warn"
     };
-    darkwatch_schema::logging::init(cli.log_format, default);
+    let format = cli.log_format;
+    darkwatch_schema::logging::init(format, default);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("darkwatch-agent: {}", e.message);
+            darkwatch_schema::logging::fatal(format, "darkwatch-agent", &e.message);
             ExitCode::from(e.code)
         }
     }

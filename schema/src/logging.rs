@@ -62,6 +62,16 @@ pub fn init(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// Reports the error that ends the program: `PROGRAM: message` on stderr
+/// in text mode; in JSON mode an `error` event, so that stderr stays one
+/// JSON object per line to the end.
+pub fn fatal(format: LogFormat, program: &str, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("{program}: {message}"),
+        LogFormat::Json => tracing::error!(program, "{message}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::DEFAULT_DB;
 use crate::store::{SqlStore, StoreError};
 use darkwatch_schema::inputs::{self, LineError};
-use darkwatch_schema::logging::LogFormat;
+use darkwatch_schema::logging::{self, LogFormat};
 
 /// The exit codes, shared with the agent.
 pub use darkwatch_schema::exitcode as exit;
@@ -221,7 +221,9 @@ pub fn main() -> ExitCode {
     } else {
         "warn"
     };
-    darkwatch_schema::logging::init(cli.log_format, default_level);
+    let format = cli.log_format;
+    logging::init(format, default_level);
+    let fatal = |message: &str| logging::fatal(format, "darkwatch-collector", message);
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -230,14 +232,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("darkwatch-collector: cannot start the async runtime: {e}");
+            fatal(&format!("cannot start the async runtime: {e}"));
             return ExitCode::from(exit::OSERR);
         }
     };
     match rt.block_on(run(cli, SystemClock::shared())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("darkwatch-collector: {}", e.message);
+            fatal(&e.message);
             ExitCode::from(e.code)
         }
     }

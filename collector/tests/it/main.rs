@@ -2,8 +2,8 @@
 //! is linked once: the real `darkwatch-collector` binary and its store
 //! against SQLite and PostgreSQL (`server`, `store`, `census`, `bad_input`,
 //! `crash`),
-//! the dashboard in a headless browser (`dashboard`), and the files under
-//! `deploy/` (`deploy_files`). Fixtures are in `common`.
+//! the dashboard in a headless browser (`dashboard`), the files under
+//! `deploy/` (`deploy_files`), and the log format on a pipe (`logs`). Fixtures are in `common`.
 
 #[macro_use]
 mod common;
@@ -13,5 +13,6 @@ mod census;
 mod crash;
 mod dashboard;
 mod deploy_files;
+mod logs;
 mod server;
 mod store;
