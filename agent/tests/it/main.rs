@@ -3,7 +3,8 @@
 //! and configs (`cli`, `config`), with its logs on a pipe (`logs`), against
 //! real sockets in a namespace lab (`lab`), against the real collector in a loopback-only namespace
 //! (`policy`, `spool_crash`), and with the real collector judging an IPv6
-//! hitlist campaign in a two-namespace lab (`v6hitlist`). Lab tests skip
+//! hitlist campaign in a two-namespace lab (`v6hitlist`); the monitoring
+//! examples of `deploy/` are checked against its metrics (`monitoring`). Lab tests skip
 //! outside CI when no lab can be built, and fail in CI.
 
 mod common;
@@ -13,6 +14,7 @@ mod cli;
 mod config;
 mod lab;
 mod logs;
+mod monitoring;
 mod policy;
 mod spool_crash;
 mod v6hitlist;
