@@ -335,16 +335,17 @@ impl Metrics {
     }
 
     /// Binds `metrics.listen` (if set) and serves `GET /metrics` on it until
-    /// the runtime stops. Binding errors are the caller's: a configured
-    /// listener that cannot listen is a startup failure.
-    pub fn listen(self: &Arc<Self>) -> Result<()> {
+    /// the runtime stops; returns the bound address. Binding errors are the
+    /// caller's: a configured listener that cannot listen is a startup failure.
+    pub fn listen(self: &Arc<Self>) -> Result<Option<std::net::SocketAddr>> {
         let Some(addr) = self.cfg.listen else {
-            return Ok(());
+            return Ok(None);
         };
         let std = std::net::TcpListener::bind(addr)
             .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
         std.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(std)?;
+        let addr = listener.local_addr()?;
         tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
         let me = self.clone();
         tokio::spawn(async move {
@@ -360,7 +361,7 @@ impl Metrics {
                 });
             }
         });
-        Ok(())
+        Ok(Some(addr))
     }
 
     /// Answers one HTTP/1 request: the metrics at `/metrics`, 404 elsewhere.

@@ -204,3 +204,44 @@ fn counters_persist_and_the_textfile_is_rewritten() {
     .unwrap();
     assert!(e.to_string().contains("does not exist"), "{e}");
 }
+
+#[tokio::test]
+async fn the_listener_serves_the_current_metrics() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+    let cfg = MetricsConfig {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        textfile: None,
+    };
+    let m = Arc::new(Metrics::open(&cfg, dir.path(), spool).unwrap());
+    let addr = m.listen().unwrap().expect("listening");
+    m.round_done("kp", &RoundStats::of(1, 60, &[], &[], 70_000));
+    let get = |path: &'static str| async move {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let ok = get("/metrics").await;
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+    assert!(
+        ok.contains("\r\n\r\n# HELP darkwatch_agent_rounds_total"),
+        "{ok}"
+    );
+    assert!(ok.contains("darkwatch_agent_rounds_total{campaign=\"kp\"} 1\n"));
+    assert!(get("/").await.starts_with("HTTP/1.1 404"));
+    let off = Arc::new(
+        Metrics::open(
+            &MetricsConfig::default(),
+            dir.path(),
+            Arc::new(Spool::open(dir.path(), 1 << 20).unwrap()),
+        )
+        .unwrap(),
+    );
+    assert_eq!(off.listen().unwrap(), None);
+}
