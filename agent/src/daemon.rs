@@ -30,7 +30,7 @@ use darkwatch_schema::{round_of, round_start_ms, Assignments, CampaignAssignment
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::campaign::{self, CampaignState, NoRound, Policy, RoundResults};
+use crate::campaign::{self, CampaignState, NoRound, Policy, RoundResults, Wire};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::icmp::Pinger;
@@ -160,7 +160,8 @@ impl Agent {
 
     /// Runs one round of `c` (if due) as [`campaign::plan`] says, and spools
     /// its batches. Returns true if a batch was spooled.
-    async fn campaign_round(&self, c: &CampaignAssignment, round: u64) -> Result<bool> {
+    async fn campaign_round(&self, c: &CampaignAssignment, round: u64, wire: Wire) -> Result<bool> {
+        let started_ms = self.clock.now_ms();
         // Checked before the name is used in a file path.
         if let Err(why) = campaign::campaign_acceptable(c) {
             tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
@@ -217,27 +218,41 @@ impl Agent {
             self.traces(trace_targets),
         );
         let blocks = outcomes.len();
+        let up = outcomes
+            .iter()
+            .filter(|o| o.probes > 0 && o.state == darkwatch_schema::BlockState::Up)
+            .count();
+        let ended_ms = self.clock.now_ms();
+        let info = darkwatch_schema::RoundInfo {
+            campaign: c.name.clone(),
+            round,
+            started_ms,
+            ended_ms,
+            on_time: ended_ms < round_start_ms(round + 1, c.interval_secs),
+            blocks: outcomes.iter().filter(|o| o.probes > 0).count() as u64,
+            probes: outcomes.iter().map(|o| u64::from(o.probes)).sum(),
+        };
         let results = RoundResults {
             outcomes,
             controls,
             traces,
             found,
+            info: Some(info),
         };
         let batches = campaign::record(
             c,
             &mut st,
             &plan,
             results,
-            self.clock.now_ms(),
+            ended_ms,
+            wire,
             &mut new_batch_id,
         );
-        let up = batches
-            .iter()
-            .flat_map(|b| &b.observations)
-            .filter(|o| !o.control && o.state == darkwatch_schema::BlockState::Up)
-            .count();
         let traces: usize = batches.iter().map(|b| b.traces.len()).sum();
         tracing::info!(campaign = %c.name, round, blocks, up, traces, "round done");
+        if batches.iter().any(|b| !b.packed.is_empty()) {
+            self.spool.remember_space(&c.prefixes)?;
+        }
         for batch in &batches {
             let dropped = self.spool.push(batch)?;
             if dropped > 0 {
@@ -274,9 +289,14 @@ impl Agent {
     async fn tick(&self, assignments: &Option<Assignments>) -> Option<i64> {
         let a = assignments.as_ref()?;
         let mut next = None::<i64>;
+        let wire = Wire::choose(
+            self.cfg.report.packed,
+            a.packed,
+            self.cfg.report.max_blocks_per_batch,
+        );
         for c in &a.campaigns {
             let round = round_of(self.clock.now_ms(), c.interval_secs);
-            if let Err(e) = self.campaign_round(c, round).await {
+            if let Err(e) = self.campaign_round(c, round, wire).await {
                 tracing::error!(campaign = %c.name, error = format!("{e:#}"), "round failed");
             }
             // An absurd interval must not set the schedule either.
