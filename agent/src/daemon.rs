@@ -324,6 +324,7 @@ impl Agent {
             sent = d.sent,
             duplicates = d.duplicates,
             rejected = d.rejected,
+            unpacked = d.unpacked,
             "spool drained"
         );
         if let Some(e) = err {
@@ -371,11 +372,12 @@ async fn sender_loop(agent: Arc<Agent>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let (d, err) = agent.reporter.drain(&agent.spool).await;
-        if d.sent > 0 || d.rejected > 0 {
+        if d.sent > 0 || d.rejected > 0 || d.unpacked > 0 {
             tracing::info!(
                 sent = d.sent,
                 duplicates = d.duplicates,
                 rejected = d.rejected,
+                unpacked = d.unpacked,
                 "spool drained"
             );
         }
