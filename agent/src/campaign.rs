@@ -117,8 +117,14 @@ pub struct CampaignState {
     pub control: Vec<IpNet>,
     pub trackers: BTreeMap<IpNet, BlockTracker>,
     pub control_trackers: BTreeMap<IpNet, BlockTracker>,
-    /// Round of the last discovery sweep.
+    /// Round in which the last discovery sweep started.
     pub discovered_round: Option<u64>,
+    /// A sweep was started and has not finished yet (it runs beside the
+    /// rounds; after a restart it starts over, keeping what it had found).
+    pub discovery_pending: bool,
+    /// A sweep is running in this process (not persisted).
+    #[serde(skip)]
+    pub discovering: bool,
     /// Last round whose batch was spooled.
     pub last_round: Option<u64>,
     /// Rotates traceroutes over the campaign's prefixes.
@@ -146,7 +152,7 @@ pub struct RoundPlan {
     pub round: u64,
     /// Seed of the round's probe order (the same on every run of the round).
     pub seed: u64,
-    /// Discovery sweep to run before probing, if one is due.
+    /// Discovery sweep to start (beside the rounds), if one is due.
     pub sweep: Option<Sweep>,
     /// What the agent watches of the campaign (`blocks_tracked` is filled
     /// in by [`record`], after the round).
@@ -227,8 +233,11 @@ pub fn plan(
         && st
             .discovered_round
             .is_some_and(|d| round >= d + policy.rediscover_rounds);
-    let sweep = (changed || rediscover || st.discovered_round.is_none()).then(|| {
+    // A sweep in progress is not started again unless the campaign changed.
+    let due = rediscover || st.discovered_round.is_none() || st.discovery_pending;
+    let sweep = (changed || (due && !st.discovering)).then(|| {
         st.discovered_round = Some(round);
+        st.discovery_pending = true;
         let control = policy.targets(&c.control).and_then(|(set, skipped)| {
             log_skips(&c.name, true, &skipped);
             (!set.is_empty()).then_some(set)
@@ -419,10 +428,11 @@ pub struct RoundResults {
     pub outcomes: Vec<RoundOutcome>,
     pub controls: Vec<RoundOutcome>,
     pub traces: Vec<TraceResult>,
-    /// Responsive addresses per block found by this round's sweep of the
-    /// prefixes, if one ran (reported for the collector's census).
+    /// Responsive addresses per block found by discovery during this round
+    /// (reported for the collector's census).
     pub found: BTreeMap<IpNet, Vec<IpAddr>>,
-    /// When the round ran and whether it ended on time.
+    /// When the round started and ended, whether on time, its blocks and
+    /// probes (for the report's `rounds`).
     pub info: Option<RoundInfo>,
 }
 

@@ -136,14 +136,37 @@ fn sweeps_first_then_only_every_rediscover_rounds_or_on_change() {
     let mut st = CampaignState::default();
     let first = plan(&c, &mut st, 100, &p).unwrap();
     assert!(first.sweep.as_ref().is_some_and(|s| s.targets.is_some()));
+    // The sweep runs beside the round and finishes.
+    st.discovery_pending = false;
     st.last_round = Some(100);
     assert_eq!(plan(&c, &mut st, 100, &p), Err(NoRound::Done));
     assert!(plan(&c, &mut st, 101, &p).unwrap().sweep.is_none());
     assert!(plan(&c, &mut st, 110, &p).unwrap().sweep.is_some());
+    st.discovery_pending = false;
     assert!(plan(&c, &mut st, 111, &p).unwrap().sweep.is_none());
     c.generation = 2;
     assert!(plan(&c, &mut st, 112, &p).unwrap().sweep.is_some());
     assert_eq!(st.generation, 2);
+}
+
+#[test]
+fn a_running_sweep_is_not_restarted_but_an_interrupted_one_is() {
+    let p = policy();
+    let mut c = campaign("kp", 60);
+    let mut st = CampaignState::default();
+    assert!(plan(&c, &mut st, 100, &p).unwrap().sweep.is_some());
+    // Still sweeping, rounds and rounds later (a country takes hours).
+    st.discovering = true;
+    for round in 101..130 {
+        assert!(plan(&c, &mut st, round, &p).unwrap().sweep.is_none());
+    }
+    // A change of the campaign starts over even so.
+    c.generation = 2;
+    assert!(plan(&c, &mut st, 130, &p).unwrap().sweep.is_some());
+    // The agent restarted mid-sweep: nothing sweeps, so it starts again.
+    st.discovering = false;
+    assert!(st.discovery_pending);
+    assert!(plan(&c, &mut st, 131, &p).unwrap().sweep.is_some());
 }
 
 #[test]
