@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use darkwatch_schema::{round_start_ms, BlockObservation, ReportBatch, Skipped};
+use darkwatch_schema::Skipped;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::campaign::RoundResults;
 use crate::config::MetricsConfig;
 use crate::report::Drained;
 use crate::spool::{write_atomic, Spool};
@@ -67,31 +68,20 @@ pub struct RoundStats {
     pub skipped: BTreeMap<String, u64>,
 }
 
-/// A round is late when it finished after its interval ended (the next
-/// round was due before this one was spooled). The one definition of
-/// "late", kept here so that a finer one changes in one place.
-pub fn is_late(round: u64, interval_secs: u64, finished_ms: i64) -> bool {
-    finished_ms > round_start_ms(round.saturating_add(1), interval_secs)
-}
-
 impl RoundStats {
-    /// The stats of round `round` from its report batches (echo requests
-    /// of the round to blocks and control targets; discovery sweeps and
-    /// traceroutes are not counted) and what the campaign skipped.
-    pub fn of(
-        round: u64,
-        interval_secs: u64,
-        batches: &[ReportBatch],
-        skipped: &[Skipped],
-        finished_ms: i64,
-    ) -> RoundStats {
-        let obs = || batches.iter().flat_map(|b| &b.observations);
-        let sum = |f: fn(&BlockObservation) -> u32| obs().map(|o| u64::from(f(o))).sum();
+    /// The stats of a round from its results (echo requests of the round to
+    /// blocks and control targets; discovery sweeps and traceroutes are not
+    /// counted) and what the campaign skipped. Late means not on time as
+    /// the round's [`darkwatch_schema::RoundInfo`] says (`schedule::RoundTiming::on_time`:
+    /// probing ended after the next round began); `now_ms` stands in for
+    /// its end when it has none.
+    pub fn of(results: &RoundResults, skipped: &[Skipped], now_ms: i64) -> RoundStats {
+        let all = || results.outcomes.iter().chain(&results.controls);
         RoundStats {
-            probes: sum(|o| o.probes),
-            replies: sum(|o| o.replies),
-            late: is_late(round, interval_secs, finished_ms),
-            finished_ms,
+            probes: all().map(|o| u64::from(o.probes)).sum(),
+            replies: all().map(|o| u64::from(o.replies)).sum(),
+            late: results.info.as_ref().is_some_and(|i| !i.on_time),
+            finished_ms: results.info.as_ref().map_or(now_ms, |i| i.ended_ms),
             skipped: skipped
                 .iter()
                 .map(|s| (s.reason.as_str().to_string(), s.addresses))

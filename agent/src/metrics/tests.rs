@@ -1,10 +1,9 @@
 use super::*;
-use darkwatch_schema::{BlockState, SkipReason};
+use crate::belief::RoundOutcome;
+use darkwatch_schema::{BlockState, RoundInfo, SkipReason};
 
-fn obs(probes: u32, replies: u32, control: bool) -> BlockObservation {
-    BlockObservation {
-        campaign: "kp".into(),
-        round: 10,
+fn outcome(probes: u32, replies: u32) -> RoundOutcome {
+    RoundOutcome {
         block: "198.18.0.0/24".parse().unwrap(),
         state: if replies > 0 {
             BlockState::Up
@@ -15,44 +14,60 @@ fn obs(probes: u32, replies: u32, control: bool) -> BlockObservation {
         replies,
         belief: 0.5,
         availability: 0.5,
-        control,
-        ts_ms: 0,
     }
 }
 
-fn batch(observations: Vec<BlockObservation>) -> ReportBatch {
-    ReportBatch {
-        batch_id: "aaaaaaaa".into(),
-        created_ms: 0,
-        observations,
+fn results(
+    outcomes: Vec<RoundOutcome>,
+    controls: Vec<RoundOutcome>,
+    on_time: bool,
+) -> RoundResults {
+    RoundResults {
+        outcomes,
+        controls,
         traces: vec![],
-        coverage: vec![],
-        census: vec![],
+        found: BTreeMap::new(),
+        info: Some(RoundInfo {
+            campaign: "kp".into(),
+            round: 10,
+            started_ms: 600_000,
+            ended_ms: 661_000,
+            on_time,
+            blocks: 2,
+            probes: 6,
+        }),
     }
 }
 
 #[test]
-fn late_means_finished_after_the_interval_ended() {
-    // Round 10 of 60 s runs from 600 s to 660 s.
-    assert!(!is_late(10, 60, 600_000));
-    assert!(!is_late(10, 60, 660_000));
-    assert!(is_late(10, 60, 660_001));
-}
-
-#[test]
-fn round_stats_sum_every_batch_and_keep_skips_by_reason() {
-    let batches = [
-        batch(vec![obs(3, 0, false), obs(1, 1, false)]),
-        batch(vec![obs(2, 2, true)]),
-    ];
+fn round_stats_sum_blocks_and_controls_and_keep_skips_by_reason() {
+    let r = results(
+        vec![outcome(3, 0), outcome(1, 1)],
+        vec![outcome(2, 2)],
+        false,
+    );
     let skipped = [Skipped {
         reason: SkipReason::Reserved,
         addresses: 256,
         examples: vec![],
     }];
-    let s = RoundStats::of(10, 60, &batches, &skipped, 661_000);
-    assert_eq!((s.probes, s.replies, s.late), (6, 3, true));
+    let s = RoundStats::of(&r, &skipped, 0);
+    assert_eq!(
+        (s.probes, s.replies, s.late, s.finished_ms),
+        (6, 3, true, 661_000)
+    );
     assert_eq!(s.skipped, BTreeMap::from([("reserved".to_string(), 256)]));
+    let on_time = RoundStats::of(&results(vec![], vec![], true), &[], 0);
+    assert!(!on_time.late);
+    let no_info = RoundStats::of(
+        &RoundResults {
+            info: None,
+            ..results(vec![], vec![], false)
+        },
+        &[],
+        5,
+    );
+    assert_eq!((no_info.late, no_info.finished_ms), (false, 5));
 }
 
 #[test]
@@ -164,8 +179,7 @@ fn counters_persist_and_the_textfile_is_rewritten() {
         textfile: Some(dir.path().join("darkwatch.prom")),
     };
     let m = Metrics::open(&cfg, &state, spool.clone()).unwrap();
-    // Round 1 of 60 s ended at 120 s: finished late.
-    let s = RoundStats::of(1, 60, &[batch(vec![obs(2, 1, false)])], &[], 130_000);
+    let s = RoundStats::of(&results(vec![outcome(2, 1)], vec![], false), &[], 0);
     m.round_done("kp", &s);
     m.refused("bad", 3);
     m.drained(&Drained {
@@ -216,7 +230,10 @@ async fn the_listener_serves_the_current_metrics() {
     };
     let m = Arc::new(Metrics::open(&cfg, dir.path(), spool).unwrap());
     let addr = m.listen().unwrap().expect("listening");
-    m.round_done("kp", &RoundStats::of(1, 60, &[], &[], 70_000));
+    m.round_done(
+        "kp",
+        &RoundStats::of(&results(vec![], vec![], true), &[], 0),
+    );
     let get = |path: &'static str| async move {
         let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
         c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
