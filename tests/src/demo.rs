@@ -248,8 +248,13 @@ fn main() -> ExitCode {
     ] {
         signal_hook_registry_free::flag(sig, stop.clone());
     }
-    match run(&args, stop) {
+    match run(&args, stop.clone()) {
         Ok(()) => ExitCode::SUCCESS,
+        // Ctrl-C mid-replay: `run` has torn the lab down on its way out.
+        Err(_) if stop.load(Ordering::SeqCst) => {
+            println!("interrupted: lab torn down");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("darkwatch-demo: {e:#}");
             ExitCode::FAILURE

@@ -129,13 +129,27 @@ fn demo_serves_the_dashboard_on_the_host_and_cleans_up_on_ctrl_c() {
         .expect("kill -INT");
     assert!(sigint.success());
     let started = Instant::now();
-    while demo.0.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().expect("wait") {
+            break s;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the demo did not stop on Ctrl-C"
         );
         std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(130), "interrupted, not failed");
+    // The rest of its output, up to the end of the pipe.
+    let mut said = Vec::new();
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(10)) {
+        said.push(l);
     }
+    assert_eq!(
+        said.last().map(String::as_str),
+        Some("interrupted: lab torn down"),
+        "{said:?}"
+    );
     assert_eq!(lab_namespaces(&prefix), Vec::<String>::new());
     assert!(get(&url).is_none(), "the dashboard is still served");
 }
