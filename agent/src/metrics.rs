@@ -289,6 +289,10 @@ impl Metrics {
 
     /// Records a pass over the spool (batches refused; the spool shrank).
     pub fn drained(&self, d: &Drained) {
+        // Nothing to persist, and no textfile whose spool gauges would change.
+        if d.rejected == 0 && self.cfg.textfile.is_none() {
+            return;
+        }
         lock(&self.counters).batches_rejected += d.rejected as u64;
         self.save();
     }
