@@ -577,15 +577,25 @@ fn s10_heavy_random_loss_makes_no_blackout() {
             // 30 % each way: half of all echo exchanges are lost.
             border_loss(lab, 30.0)?;
             let mut seen_instability = None;
-            for _ in 0..10 {
+            let mut found_after = None;
+            for i in 0..10 {
                 d.rounds(1);
                 let all = d.outages()?;
                 ensure!(
                     blackouts(&all).is_empty(),
                     "no blackout of any scope under random loss: {all:?}"
                 );
-                seen_instability = seen_instability.or_else(|| instability(&all));
+                if seen_instability.is_none() {
+                    seen_instability = instability(&all);
+                    found_after = seen_instability.as_ref().map(|_| i + 1);
+                }
             }
+            // Rounds of loss until the verdict was first listed.
+            measure(
+                "s10",
+                "instability_after_rounds",
+                found_after.map_or("none".to_string(), |n| n.to_string()),
+            );
             clear_border_loss(lab)?;
             let all = d.outages()?;
             measure("s10", "blackouts", blackouts(&all).len());
