@@ -13,25 +13,19 @@ use crate::Params;
 /// up, and how many went unanswered) between a path losing
 /// `instability_loss` of its packets and background loss
 /// (`instability_background_loss`); `None` when the rates make no sense.
-fn loss_llr(a: &Agg, p: &Params) -> Option<f64> {
+///
+/// The agent probes a block until its first reply (or its budget runs out),
+/// so the number of probes depends on the losses; the likelihood of a
+/// sequence of independent losses and replies does not depend on that
+/// stopping rule, so every probe counts, the retries to a silent block
+/// believed up included.
+pub(crate) fn loss_llr(a: &Agg, p: &Params) -> Option<f64> {
     let (p1, p0) = (p.instability_loss, p.instability_background_loss);
     if !(0.0 < p0 && p0 < p1 && p1 < 1.0) {
         return None;
     }
     let (k, n) = (a.unanswered_up as f64, a.probes_up as f64);
     Some(k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).ln())
-}
-
-/// Whether pooled losses `a` are instability: at least
-/// `instability_min_probes` probes, and a log-likelihood ratio (see
-/// [`loss_llr`]) of at least ln 1000, so that background loss passes for
-/// instability less than once in a thousand tests. Pooling rounds and
-/// weighing the evidence this way is what lets a country of four blocks, a
-/// dozen probes a round, be judged: one round's share of a handful of
-/// probes swings far above and below the true loss rate.
-fn lossy(a: &Agg, p: &Params) -> bool {
-    a.probes_up >= u64::from(p.instability_min_probes.max(1))
-        && loss_llr(a, p).is_some_and(|l| l >= 1000f64.ln())
 }
 
 /// A round flapped when enough of its blocks changed state (at the
@@ -46,12 +40,48 @@ fn is_flappy(a: &Agg, win: &Agg, p: &Params) -> bool {
         && win.flapped >= p.instability_min_flaps.max(1)
 }
 
+/// The lossy stretch that ends at the latest round of `recent`, if any: a
+/// sequential test (a CUSUM bounded by the window) over the pooled probes.
+/// Of the stretches ending now that hold at least `instability_min_probes`
+/// probes, the one with the strongest evidence of loss; it is lossy when
+/// that evidence reaches `instability_likelihood_ratio`. Pooling as many rounds as the
+/// loss lasts is what lets a country of four blocks, a dozen probes a
+/// round, be judged: one round's share of a handful of probes swings far
+/// above and below the true loss rate, and a fixed pool of a few rounds
+/// waits for more evidence than a long loss gives.
+///
+/// Returns the rounds to mark: from the stretch's first round (its
+/// strongest suffix starts with a lossy round) to its last round that lost
+/// more than background loss explains, so calm rounds after a burst are
+/// not marked while the evidence fades.
+fn lossy_stretch(recent: &VecDeque<(usize, Agg)>, p: &Params) -> Option<(usize, usize)> {
+    let evidence = p.instability_likelihood_ratio.ln();
+    let (mut sum, mut pooled) = (0.0, 0u64);
+    let mut best: Option<(usize, f64)> = None;
+    for (i, x) in recent.iter().enumerate().rev() {
+        sum += loss_llr(&x.1, p)?;
+        pooled += x.1.probes_up;
+        if pooled >= u64::from(p.instability_min_probes)
+            && sum >= evidence
+            && best.is_none_or(|b| sum > b.1)
+        {
+            best = Some((i, sum));
+        }
+    }
+    let first = best?.0;
+    let above = |a: &Agg| {
+        a.unanswered_up > 0
+            && a.unanswered_up as f64 >= p.instability_background_loss * a.probes_up as f64
+    };
+    let last = (first..recent.len()).rev().find(|&i| above(&recent[i].1))?;
+    Some((first, last))
+}
+
 /// Marks the unstable rounds of `series`. A round is unstable when it
-/// flapped (see [`is_flappy`]), or when it belongs to
-/// `instability_min_rounds` consecutive data rounds whose pooled losses are
-/// [`lossy`] and it lost at least the background share itself: the pool is
-/// judged as a whole, so its rounds are marked also before the round that
-/// completed the evidence.
+/// flapped (see [`is_flappy`]), or when it lies in a lossy stretch (see
+/// [`lossy_stretch`]) of the window's data rounds: the stretch is judged as
+/// a whole, so its rounds are marked also before the round that completed
+/// the evidence.
 /// Blackouts split the series; the edges of outages add nothing.
 fn unstable_rounds(
     series: &[Agg],
@@ -60,7 +90,6 @@ fn unstable_rounds(
     p: &Params,
 ) -> Vec<bool> {
     let window = p.instability_window.max(1) as usize;
-    let need = p.instability_min_rounds.max(1) as usize;
     let mut marks = vec![false; series.len()];
     // The window's data rounds and what each adds to it.
     let mut recent: VecDeque<(usize, Agg)> = VecDeque::new();
@@ -84,23 +113,9 @@ fn unstable_rounds(
         if is_flappy(&own, &win, p) {
             marks[r] = true;
         }
-        if recent.len() >= need {
-            let pool = recent.iter().skip(recent.len() - need);
-            let mut pooled = Agg::default();
-            for x in pool.clone() {
-                pooled += x.1;
-            }
-            if lossy(&pooled, p) {
-                // The pool's rounds that lost more than background loss
-                // explains: not a stray loss just before a burst.
-                let above = |a: &Agg| {
-                    a.unanswered_up > 0
-                        && a.unanswered_up as f64
-                            >= p.instability_background_loss * a.probes_up as f64
-                };
-                for x in pool.filter(|x| above(&x.1)) {
-                    marks[x.0] = true;
-                }
+        if let Some((first, last)) = lossy_stretch(&recent, p) {
+            for x in recent.range(first..=last) {
+                marks[x.0] = true;
             }
         }
     }

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use crate::consensus::Agg;
 use crate::grid::{Grid, DOWN, FLAP, LOSSY, STATE};
 use crate::health::Health;
-use crate::instability::instability_runs;
+use crate::instability::{instability_runs, loss_llr};
 use crate::scopes::Scopes;
 use crate::{median, Input, Kind, Params, Verdict, VpId};
 
@@ -334,8 +334,9 @@ fn describe(
                 for &r in &rounds {
                     sum += ps[r];
                 }
-                let loss = sum.probes_up > 0
-                    && sum.unanswered_up as f64 / sum.probes_up as f64 >= p.instability_loss;
+                // Its losses over the verdict's rounds are better explained
+                // by the lossy path than by background loss.
+                let loss = sum.unanswered_up > 0 && loss_llr(&sum, p).is_some_and(|l| l > 0.0);
                 let flaps = sum.judged > 0
                     && f64::from(sum.flapped) / f64::from(sum.judged) >= p.instability_flap_share;
                 loss || flaps

@@ -66,6 +66,25 @@ fn interval(d: &Deployment) -> u64 {
     d.timing.interval_secs
 }
 
+/// Sleeps until the middle of a round: of the current one if that is still
+/// ahead, else of the next. The agents probe at the start of each round, so
+/// a fault changed here holds over exactly one round's probes; changed at
+/// any time, a one-round flap can fall between two rounds' probes and never
+/// be seen (the scenario would then test nothing).
+fn to_mid_round(d: &Deployment) {
+    let round_ms = interval(d) * 1000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.as_millis() as u64);
+    let phase = now_ms % round_ms;
+    let wait = if phase < round_ms / 2 {
+        round_ms / 2 - phase
+    } else {
+        round_ms + round_ms / 2 - phase
+    };
+    std::thread::sleep(Duration::from_millis(wait));
+}
+
 /// Waits for a verdict matching `pred`.
 fn wait_verdict(
     d: &Deployment,
@@ -162,6 +181,8 @@ fn blackout_and_restore(lab: &Lab, d: &mut Deployment, restart_collector: bool) 
         verdicts(&all, "partial", "country", None).is_empty(),
         "no partial: {all:?}"
     );
+    let name = if restart_collector { "s7" } else { "s1" };
+    measure(name, "outages_naming_border", naming_border(lab, &all)?);
     Ok(())
 }
 
@@ -242,6 +263,7 @@ fn s2_one_prefix_of_four_withdrawn_is_partial_not_blackout() {
             country_blackout(&all).is_none(),
             "no country blackout: {all:?}"
         );
+        measure("s2", "outages_naming_border", naming_border(lab, &all)?);
         lab.announce(dark)?;
         Ok(())
     });
@@ -328,13 +350,14 @@ fn s5_flapping_and_loss_bursts_are_instability_not_blackout() {
         d.rounds(1);
         let prefixes = lab.country_prefixes();
         for i in 0..5 {
+            to_mid_round(d);
             lab.netem(Node::Border, Node::Ctry, 50.0, 0)?;
             lab.withdraw(prefixes[i % prefixes.len()])?;
-            d.rounds(1);
+            to_mid_round(d);
             lab.announce(prefixes[i % prefixes.len()])?;
             lab.clear_netem(Node::Border, Node::Ctry)?;
-            d.rounds(1);
         }
+        d.rounds(1);
         let v = wait_verdict(d, "an instability verdict", 4, |all| {
             verdicts(all, "instability", "country", Some(COUNTRY))
                 .first()
@@ -456,6 +479,22 @@ fn measure(scenario: &str, key: &str, value: impl std::fmt::Display) {
     println!("DWMEASURE {scenario} {key}={value}");
 }
 
+/// Localization's figure: of the outage verdicts (blackouts and partials)
+/// in `all`, as stored, how many name the border (the hop that drops the
+/// packets of a withdrawn prefix), as `named/outages`.
+fn naming_border(lab: &Lab, all: &[Value]) -> Result<String> {
+    let border = lab
+        .router_hop_addr(Node::Border)
+        .context("border hop")?
+        .to_string();
+    let outages: Vec<&Value> = all.iter().filter(|v| v["kind"] != "instability").collect();
+    let named = outages
+        .iter()
+        .filter(|v| v["localization"]["last_hop"] == border.as_str())
+        .count();
+    Ok(format!("{named}/{}", outages.len()))
+}
+
 /// Blackout verdicts of any scope.
 fn blackouts(all: &[Value]) -> Vec<&Value> {
     all.iter().filter(|v| v["kind"] == "blackout").collect()
@@ -475,14 +514,18 @@ fn s9_single_prefix_flapping_every_round_is_instability() {
         |lab, d| {
             d.rounds(2);
             let flapping = lab.country_prefixes()[2];
-            let first = current_round(interval(d));
+            let mut first = 0;
             for i in 0..12 {
+                to_mid_round(d);
                 if i % 2 == 0 {
                     lab.withdraw(flapping)?;
                 } else {
                     lab.announce(flapping)?;
                 }
-                d.rounds(1);
+                if i == 0 {
+                    // The first round whose probes see it withdrawn.
+                    first = current_round(interval(d)) + 1;
+                }
                 let all = d.outages()?;
                 ensure!(
                     country_blackout(&all).is_none(),
@@ -534,15 +577,25 @@ fn s10_heavy_random_loss_makes_no_blackout() {
             // 30 % each way: half of all echo exchanges are lost.
             border_loss(lab, 30.0)?;
             let mut seen_instability = None;
-            for _ in 0..10 {
+            let mut found_after = None;
+            for i in 0..10 {
                 d.rounds(1);
                 let all = d.outages()?;
                 ensure!(
                     blackouts(&all).is_empty(),
                     "no blackout of any scope under random loss: {all:?}"
                 );
-                seen_instability = seen_instability.or_else(|| instability(&all));
+                if seen_instability.is_none() {
+                    seen_instability = instability(&all);
+                    found_after = seen_instability.as_ref().map(|_| i + 1);
+                }
             }
+            // Rounds of loss until the verdict was first listed.
+            measure(
+                "s10",
+                "instability_after_rounds",
+                found_after.map_or("none".to_string(), |n| n.to_string()),
+            );
             clear_border_loss(lab)?;
             let all = d.outages()?;
             measure("s10", "blackouts", blackouts(&all).len());
@@ -570,13 +623,14 @@ fn s11_heavy_loss_and_one_flapping_prefix() {
             let flapping = prefixes[1];
             border_loss(lab, 30.0)?;
             for i in 0..12 {
+                to_mid_round(d);
                 if i % 2 == 0 {
                     lab.withdraw(flapping)?;
                 } else {
                     lab.announce(flapping)?;
                 }
-                d.rounds(1);
             }
+            to_mid_round(d);
             lab.announce(flapping)?;
             clear_border_loss(lab)?;
             let v = wait_verdict(d, "an instability verdict", 4, instability)?;
@@ -663,6 +717,13 @@ fn s12_blackout_behind_a_strictly_rate_limited_border_is_localized_there() {
             })?;
             let end = v["end_round"].as_u64().context("end_round")?;
             measure("s12", "end_rounds", end.saturating_sub(restore_round));
+            // The verdicts as finally stored, every trace of their rounds in.
+            d.rounds(1);
+            measure(
+                "s12",
+                "outages_naming_border",
+                naming_border(lab, &d.outages()?)?,
+            );
             ensure!(
                 end >= restore_round && end <= restore_round + 2,
                 "end {end} not within 2 rounds of the repair at {restore_round}"
@@ -732,6 +793,7 @@ fn s13_each_verdict_alerts_once_open_once_close_over_many_passes() {
         measure("s13", "verdicts", all.len());
         measure("s13", "open_alerts", opens);
         measure("s13", "close_alerts", closes);
+        measure("s13", "outages_naming_border", naming_border(lab, &all)?);
         for (id, (k, o, c)) in &by_id {
             ensure!(
                 *o == 1 && *c == 1,

@@ -16,8 +16,9 @@ fn full_blackout_gives_one_country_verdict() {
         (v.scope, v.target.as_str(), v.kind),
         (Scope::Country, "KP", Kind::Blackout)
     );
-    // Step 10 is only uncertain (2 lost probes); the first down round is 11.
-    assert_eq!(v.start_round, r(11));
+    // The agents spend their probe budget on the first dark step and call
+    // every block down there.
+    assert_eq!(v.start_round, r(10));
     assert_eq!(v.end_round, Some(r(20)));
     assert_eq!((v.blocks_affected, v.blocks_total), (32, 32));
     assert_eq!(v.prefixes.len(), 4);
@@ -41,7 +42,7 @@ fn ongoing_blackout_has_no_end() {
         kinds(&out),
         vec![(Scope::Country, "KP".into(), Kind::Blackout)]
     );
-    assert_eq!(out.verdicts[0].start_round, r(31));
+    assert_eq!(out.verdicts[0].start_round, r(30));
     assert_eq!(out.verdicts[0].end_round, None);
 }
 
@@ -67,7 +68,7 @@ fn blackout_whose_onset_and_repair_straddle_a_round_is_one_country_verdict() {
     // landed while that round was being probed) and come back a round later.
     let sim = Sim {
         net: dark_when(|a| {
-            let (from, to) = if a.prefix < 2 { (10, 21) } else { (12, 20) };
+            let (from, to) = if a.prefix < 2 { (11, 21) } else { (12, 20) };
             (from..to).contains(&a.t)
         }),
         ..Sim::default()
@@ -80,15 +81,15 @@ fn blackout_whose_onset_and_repair_straddle_a_round_is_one_country_verdict() {
         out.verdicts
     );
     let v = &out.verdicts[0];
-    // Prefixes 0 and 1 are down from step 11 (a first dark step is only
-    // uncertain), 2 and 3 from 13; 2 and 3 are back at 20, 0 and 1 at 21.
+    // Prefixes 0 and 1 are down from step 11, 2 and 3 from 12; 2 and 3 are
+    // back at 20, 0 and 1 at 21.
     assert_eq!((v.start_round, v.end_round), (r(11), Some(r(21))));
     // Nor does a pass that sees only the first blackout-level round (the
     // blackout not yet past its hysteresis) report the onset as a partial.
     let sim = Sim {
         steps: 13,
         net: dark_when(|a| {
-            let from = if a.prefix < 2 { 10 } else { 12 };
+            let from = if a.prefix < 2 { 11 } else { 12 };
             a.t >= from
         }),
         ..Sim::default()
@@ -124,7 +125,7 @@ fn back_to_back_blackouts_are_not_instability() {
         .iter()
         .map(|v| (v.start_round, v.end_round))
         .collect();
-    assert_eq!(spans, vec![(r(11), Some(r(13))), (r(17), Some(r(19)))]);
+    assert_eq!(spans, vec![(r(10), Some(r(13))), (r(16), Some(r(19)))]);
 }
 
 #[test]
@@ -183,6 +184,6 @@ fn collector_downtime_is_no_data_not_an_outage() {
     );
     assert_eq!(
         (out.verdicts[0].start_round, out.verdicts[0].end_round),
-        (r(16), Some(r(35)))
+        (r(15), Some(r(35)))
     );
 }

@@ -18,7 +18,7 @@ fn single_vp_without_controls_is_believed() {
     );
     assert_eq!(
         (out.verdicts[0].start_round, out.verdicts[0].end_round),
-        (r(11), Some(r(20)))
+        (r(10), Some(r(20)))
     );
     assert!(out.vp_faults.is_empty());
 }

@@ -22,11 +22,11 @@ fn isolated_vp_is_a_fault_not_an_outage() {
         let f = &out.vp_faults[0];
         assert_eq!((f.vp.as_str(), f.end_round), ("vp1", Some(r(20))));
         if controls {
-            // Controls fail at once, before the blocks even look down.
+            // Controls fail at once (the blocks look down in that round too).
             assert_eq!(f.start_round, r(10));
             assert_eq!(f.reason, "control targets unreachable");
         } else {
-            assert_eq!(f.start_round, r(11));
+            assert_eq!(f.start_round, r(10));
             assert_eq!(f.reason, "lost 32 of 32 blocks while other VPs did not");
         }
         // The timeline still shows the VP's own view.
@@ -54,7 +54,7 @@ fn isolated_vp_does_not_hide_a_later_blackout() {
         out.verdicts
     );
     let v = &out.verdicts[0];
-    assert_eq!((v.start_round, v.end_round), (r(26), Some(r(35))));
+    assert_eq!((v.start_round, v.end_round), (r(25), Some(r(35))));
     assert_eq!(v.vantage_points, vps(&["vp1", "vp2"]));
     assert_eq!(out.vp_faults.len(), 1, "{:#?}", out.vp_faults);
     assert_eq!(
@@ -63,6 +63,6 @@ fn isolated_vp_does_not_hide_a_later_blackout() {
             out.vp_faults[0].start_round,
             out.vp_faults[0].end_round
         ),
-        ("vp0", r(11), Some(r(40)))
+        ("vp0", r(10), Some(r(40)))
     );
 }

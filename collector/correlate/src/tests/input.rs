@@ -76,6 +76,36 @@ fn bad_input_is_an_error_or_skipped() {
         ..Params::default()
     };
     assert!(try_correlate(&input, &bad).is_err());
+    // The loss test weighs a lossy path against background loss: the path
+    // must be the lossier, and the evidence a ratio of at least 1.
+    for (name, bad) in [
+        (
+            "instability_loss",
+            Params {
+                instability_background_loss: 0.5,
+                ..Params::default()
+            },
+        ),
+        (
+            "instability_background_loss",
+            Params {
+                instability_background_loss: -0.1,
+                ..Params::default()
+            },
+        ),
+        (
+            "instability_likelihood_ratio",
+            Params {
+                instability_likelihood_ratio: 0.5,
+                ..Params::default()
+            },
+        ),
+    ] {
+        assert!(
+            matches!(try_correlate(&input, &bad), Err(CorrelateError::Param { name: n, .. }) if n == name),
+            "{name}"
+        );
+    }
 
     let mut input = Sim::default().input();
     let mut o = input.obs[0];

@@ -21,7 +21,7 @@ fn one_dark_prefix_is_a_partial_and_a_prefix_blackout() {
         out.verdicts
     );
     for v in &out.verdicts {
-        assert_eq!((v.start_round, v.end_round), (r(11), Some(r(20))));
+        assert_eq!((v.start_round, v.end_round), (r(10), Some(r(20))));
         assert_eq!(v.prefixes, vec![p2]);
         assert_eq!(v.blocks_affected, 8);
         assert_eq!(v.vantage_points, vps(&["vp0", "vp1", "vp2"]));
@@ -57,7 +57,7 @@ fn partial_is_measured_against_the_baseline() {
         .expect("prefix 1 partial");
     assert_eq!(
         (p1.kind, p1.start_round, p1.end_round, p1.blocks_affected),
-        (Kind::Partial, r(21), Some(r(30)), 2)
+        (Kind::Partial, r(20), Some(r(30)), 2)
     );
     // Without a baseline the country would have a partial outage.
     let no_baseline = Params {
@@ -94,10 +94,10 @@ fn back_to_back_partials_are_not_instability() {
     assert_eq!(
         got,
         vec![
-            (Scope::Country, Kind::Partial, r(11), Some(r(13))),
-            (Scope::Prefix, Kind::Blackout, r(11), Some(r(13))),
-            (Scope::Country, Kind::Partial, r(16), Some(r(18))),
-            (Scope::Prefix, Kind::Blackout, r(16), Some(r(18))),
+            (Scope::Country, Kind::Partial, r(10), Some(r(13))),
+            (Scope::Prefix, Kind::Blackout, r(10), Some(r(13))),
+            (Scope::Country, Kind::Partial, r(15), Some(r(18))),
+            (Scope::Prefix, Kind::Blackout, r(15), Some(r(18))),
         ],
         "{:#?}",
         out.verdicts

@@ -1,11 +1,17 @@
 //! The simulator behind the scenario tests.
 //!
 //! `Sim` generates an `Input` from a compact description: VPs, prefixes of
-//! equal size, rounds, background loss, and per-round fault functions. Each VP
-//! probes like the agent does (one probe per block and round, a second one if
-//! the first was lost, so ~1.1 probes at 10% loss) and reports a block down
-//! only after 3 consecutive lost probes, uncertain before that. Randomness
-//! comes from a seeded xorshift, so every scenario replays exactly.
+//! equal size, rounds, background loss, and per-round fault functions. Each
+//! VP probes like the agent does (`agent/src/belief.rs`, one Trinocular
+//! tracker per block): a block's round stops at the first reply, or once
+//! `max_probes` probes went unanswered; each loss lowers the belief `B` by
+//! the availability `A` (`B' = (1-A)B / ((1-A)B + 1-B)`), and the state is
+//! read from `B` at the end of the round (up at 0.9, down at 0.1). `A` is the
+//! share of probes answered while the block was up (an EWMA), so under heavy
+//! loss a silent round weighs less. An up block costs one probe a round at
+//! low loss and `1 / (1 - loss)` on average, a dark one the whole budget.
+//! Randomness comes from a seeded xorshift, so every scenario replays
+//! exactly.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -58,7 +64,8 @@ pub(super) enum Net {
     Loss(f64),
     /// Every probe lost.
     Dark,
-    /// Bypass the probe model: report this state (2 probes, a reply if up).
+    /// Bypass the probe model: report this state (up: one probe answered;
+    /// otherwise the whole budget unanswered).
     Report(BlockState),
 }
 
@@ -92,6 +99,8 @@ pub(super) struct Sim {
     /// Steps whose reports never reach the collector.
     pub(super) missing: Box<dyn Fn(u64) -> bool>,
     pub(super) traces: TraceFn,
+    /// The agents' `probe.max_probes`.
+    pub(super) max_probes: u32,
 }
 
 impl Default for Sim {
@@ -109,6 +118,7 @@ impl Default for Sim {
             control_down: Box::new(|_, _| false),
             missing: Box::new(|_| false),
             traces: Box::new(|_, _, _| None),
+            max_probes: 15,
         }
     }
 }
@@ -129,6 +139,80 @@ pub(super) fn trace_target(p: usize, bpp: usize) -> IpAddr {
 
 pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
+}
+
+/// One VP's belief about one block, as the agent keeps it (see the module
+/// docs and `agent/src/belief.rs`).
+#[derive(Debug, Clone, Copy)]
+struct Tracker {
+    belief: f64,
+    availability: f64,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        // A block found by discovery: up, as available as one sweep shows.
+        Tracker {
+            belief: 0.99,
+            availability: 0.95,
+        }
+    }
+}
+
+impl Tracker {
+    /// One round: probes (each `answered()` says whether it got a reply)
+    /// until the first reply or `max_probes` losses. Returns probes, replies
+    /// and the state reported.
+    fn round(
+        &mut self,
+        max_probes: u32,
+        mut answered: impl FnMut() -> bool,
+    ) -> (u32, u32, BlockState) {
+        self.belief = self.belief.clamp(0.01, 0.99);
+        let mut outcomes = Vec::new();
+        while (outcomes.len() as u32) < max_probes {
+            let ok = answered();
+            outcomes.push(ok);
+            if ok {
+                self.belief = 0.99;
+                break;
+            }
+            let lost = (1.0 - self.availability) * self.belief;
+            self.belief = lost / (lost + 1.0 - self.belief);
+        }
+        self.belief = self.belief.clamp(0.01, 0.99);
+        let state = self.state();
+        if state == BlockState::Up {
+            for &ok in &outcomes {
+                let x = if ok { 1.0 } else { 0.0 };
+                self.availability = (0.95 * self.availability + 0.05 * x).clamp(0.1, 0.95);
+            }
+        }
+        let replies = outcomes.iter().filter(|&&ok| ok).count() as u32;
+        (outcomes.len() as u32, replies, state)
+    }
+
+    /// A round whose outcome is imposed: up (one probe answered) or not (the
+    /// whole budget unanswered, the belief at its floor).
+    fn report(&mut self, s: BlockState, max_probes: u32) -> (u32, u32, BlockState) {
+        if s == BlockState::Up {
+            self.belief = 0.99;
+            (1, 1, s)
+        } else {
+            self.belief = 0.01;
+            (max_probes, 0, s)
+        }
+    }
+
+    fn state(&self) -> BlockState {
+        if self.belief >= 0.9 {
+            BlockState::Up
+        } else if self.belief <= 0.1 {
+            BlockState::Down
+        } else {
+            BlockState::Uncertain
+        }
+    }
 }
 
 impl Sim {
@@ -163,7 +247,7 @@ impl Sim {
             ..Input::default()
         };
         let mut rng = Rng::new(self.seed);
-        let mut consec = vec![0u32; self.vps * blocks.len()];
+        let mut trackers = vec![Tracker::default(); self.vps * blocks.len()];
         for t in 0..self.steps {
             // The agents keep probing while the collector is down: simulate,
             // then drop the reports.
@@ -190,37 +274,16 @@ impl Sim {
                         block: b % bpp,
                         t,
                     };
-                    let c = &mut consec[v * blocks.len() + b];
+                    let tracker = &mut trackers[v * blocks.len() + b];
                     let (probes, replies, state) = match (self.net)(at) {
-                        Net::Report(s) => {
-                            *c = if s == BlockState::Up { 0 } else { *c + 2 };
-                            (2, u32::from(s == BlockState::Up), s)
-                        }
+                        Net::Report(s) => tracker.report(s, self.max_probes),
                         net => {
                             let p = match net {
                                 Net::Loss(p) => p,
                                 Net::Dark => 1.0,
                                 _ => self.loss,
                             };
-                            let (mut probes, mut replies) = (0, 0);
-                            // A second probe only if the first was lost.
-                            while probes < 2 && replies == 0 {
-                                probes += 1;
-                                if rng.chance(p) {
-                                    *c += 1;
-                                } else {
-                                    replies += 1;
-                                    *c = 0;
-                                }
-                            }
-                            let state = if replies > 0 {
-                                BlockState::Up
-                            } else if *c >= 3 {
-                                BlockState::Down
-                            } else {
-                                BlockState::Uncertain
-                            };
-                            (probes, replies, state)
+                            tracker.round(self.max_probes, || !rng.chance(p))
                         }
                     };
                     if keep {
