@@ -297,6 +297,13 @@ function vpEnabled(st, vp) {
   return st.vps.split(",").includes(vp);
 }
 
+// A scope's colour, by its place among the campaign's scopes (stable as
+// lines are toggled).
+function scopeColor(d, s) {
+  const i = d.scopes.findIndex((x) => scopeKey(x) === scopeKey(s));
+  return SCOPE_COLORS[Math.max(0, i - 1) % SCOPE_COLORS.length];
+}
+
 function scopeName(s) {
   return s.scope === "asn" || s.scope === "prefix" ? s.target : s.scope + " " + s.target;
 }
@@ -316,13 +323,13 @@ function campaignSeries(d, st) {
         rows: base.rounds.map((r) => ({ ms: r.start_ms, v: ((r.per_vp || []).find((p) => p.vp === vp) || {}).share_up })),
       });
     });
-    d.shown.forEach((s, i) => {
+    d.shown.forEach((s) => {
       const sig = d.byKey.get(scopeKey(s));
       const isTop = scopeKey(s) === topKey;
       series.push({
         key: isTop ? "overall" : scopeKey(s), name: scopeName(s),
         cls: isTop ? "series overall" : "series scope",
-        color: isTop ? null : SCOPE_COLORS[i % SCOPE_COLORS.length], dash: isTop ? null : "6 3",
+        color: isTop ? null : scopeColor(d, s), dash: isTop ? null : "6 3",
         rows: sig.rounds.map((r) => ({ ms: r.start_ms, v: r.share_up })),
       });
     });
@@ -357,9 +364,8 @@ function campaignSeries(d, st) {
 }
 
 // The toggles under a plot: one per scope (signals only) and one per VP.
-function toggles(d, st, vps, series) {
+function toggles(d, st, vps) {
   const box = el("div", { class: "toggles", "data-campaign": d.c.name });
-  const colorOf = new Map(series.map((s) => [s.key, s.color]));
   if (d.mode === "signals") {
     box.appendChild(el("span", { class: "label" }, "lines:"));
     d.scopes.forEach((s) => {
@@ -372,8 +378,7 @@ function toggles(d, st, vps, series) {
       box1.addEventListener("change", () => toggleScope(key));
       lab.appendChild(box1);
       const sw = el("span", { class: "swatch line" + (isTop ? " overall" : "") });
-      const color = colorOf.get(isTop ? "overall" : key);
-      if (color) sw.style.background = color;
+      if (!isTop) sw.style.background = scopeColor(d, s);
       lab.appendChild(sw);
       lab.appendChild(document.createTextNode(scopeName(s)));
       box.appendChild(lab);
@@ -428,7 +433,7 @@ function campaignBox(d, st, verdicts, now) {
   box.appendChild(head);
   if (allMs.length === 0) {
     box.appendChild(el("p", { class: "empty" }, "no rounds with data in the time range"));
-    box.appendChild(toggles(d, st, vps, series));
+    box.appendChild(toggles(d, st, vps));
     return { box, vps };
   }
   let x0 = d.w.from, x1 = d.w.until;
@@ -440,7 +445,7 @@ function campaignBox(d, st, verdicts, now) {
     label: "share of blocks up for " + d.c.name, campaign: d.c.name,
     x0, x1, interval: d.interval, now, series, points, bands: verdicts,
   }));
-  box.appendChild(toggles(d, st, vps, series));
+  box.appendChild(toggles(d, st, vps));
   return { box, vps };
 }
 
