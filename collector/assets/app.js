@@ -550,6 +550,7 @@ function renderRange(st, from, until) {
 async function refreshOverview() {
   document.getElementById("overview").hidden = false;
   document.getElementById("verdict-page").hidden = true;
+  document.getElementById("range").hidden = false;
   const st = viewState();
   const now = Date.now();
   const status = await getJson("/v1/status");
