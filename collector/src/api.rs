@@ -448,17 +448,11 @@ async fn get_verdict<S: Store>(
             "query parameter around={around} is more than {MAX_AROUND} rounds"
         )));
     }
-    crate::evidence::load(
-        st.store.as_ref(),
-        id,
-        around,
-        st.pfx2as.as_deref(),
-        st.clock.now_ms(),
-    )
-    .await
-    .map_err(ApiFailure::store)?
-    .map(Json)
-    .ok_or_else(|| ApiFailure::new(StatusCode::NOT_FOUND, format!("no verdict with id {id}")))
+    crate::evidence::load(st.store.as_ref(), id, around, st.clock.now_ms())
+        .await
+        .map_err(ApiFailure::store)?
+        .map(Json)
+        .ok_or_else(|| ApiFailure::new(StatusCode::NOT_FOUND, format!("no verdict with id {id}")))
 }
 
 #[cfg(test)]

@@ -150,7 +150,15 @@ async fn signals<S: Store>(
             status: StatusCode::NOT_FOUND,
             message: format!("no campaign watches {}", q.target),
         })?;
-    let nets: Vec<IpNet> = scope_nets(q.scope, &q.target, campaign, pfx2as, &[]);
+    let as_prefixes: Vec<IpNet> = campaign
+        .prefixes
+        .iter()
+        .filter(|p| {
+            pfx2as.is_some_and(|m| m.origins(p).iter().any(|a| format!("AS{a}") == q.target))
+        })
+        .copied()
+        .collect();
+    let nets: Vec<IpNet> = scope_nets(q.scope, &q.target, campaign, &as_prefixes);
     let first = round_of(q.from, campaign.interval_secs);
     let mut last = round_of(q.until, campaign.interval_secs);
     if let Some(l) = last_complete_round(st.clock.now_ms(), campaign.interval_secs) {

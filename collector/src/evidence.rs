@@ -24,7 +24,6 @@ use serde::Serialize;
 use crate::correlation::last_complete_round;
 use crate::store::{AgentObservation, AgentTrace, Campaign, Store, StoreError, Verdict};
 use crate::views::{self, OutageJson};
-use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 /// Rounds shown before a verdict starts and after it ends, by default.
 pub const ROUNDS_AROUND: u64 = 10;
@@ -135,35 +134,18 @@ pub struct Evidence {
 }
 
 /// The networks whose blocks make up a scope of `campaign`: every prefix
-/// for the country or campaign, the prefixes an AS originates (from
-/// `pfx2as`, else `fallback`: the prefixes the verdict names), the prefix
-/// or block itself. An unparseable target gives `fallback`.
+/// for the country or campaign, the prefix or block itself, and for an AS
+/// (or a target that does not parse) `fallback`, the prefixes the verdict
+/// names: those of the AS that had blocks down.
 pub fn scope_nets(
     scope: Scope,
     target: &str,
     campaign: &Campaign,
-    pfx2as: Option<&Pfx2As>,
     fallback: &[IpNet],
 ) -> Vec<IpNet> {
     let mut nets = match scope {
         Scope::Country | Scope::Campaign => campaign.prefixes.clone(),
-        Scope::Asn => {
-            let asn = target
-                .strip_prefix("AS")
-                .or_else(|| target.strip_prefix("as"))
-                .unwrap_or(target)
-                .parse::<u32>()
-                .ok();
-            match (asn, pfx2as) {
-                (Some(asn), Some(m)) => campaign
-                    .prefixes
-                    .iter()
-                    .filter(|p| m.origins(p).contains(&asn))
-                    .copied()
-                    .collect(),
-                _ => fallback.to_vec(),
-            }
-        }
+        Scope::Asn => fallback.to_vec(),
         Scope::Prefix | Scope::Block => match target.parse::<IpNet>() {
             Ok(n) => vec![n],
             Err(_) => fallback.to_vec(),
@@ -405,18 +387,16 @@ pub fn window(v: &Verdict, around: u64, last: Option<u64>) -> (RangeInclusive<u6
 }
 
 /// Everything the page shows, from what [`load`] read.
-#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     v: &Verdict,
     outage: OutageJson,
     campaign: &Campaign,
-    pfx2as: Option<&Pfx2As>,
     rounds: RangeInclusive<u64>,
     truncated: bool,
     obs: &[AgentObservation],
     trace_rows: &[AgentTrace],
 ) -> Evidence {
-    let nets = scope_nets(v.scope, &v.target, campaign, pfx2as, &v.prefixes);
+    let nets = scope_nets(v.scope, &v.target, campaign, &v.prefixes);
     let mut counts = round_counts(obs, &nets, rounds.clone(), campaign.interval_secs);
     for r in &mut counts {
         r.phase = phase(v, r.round);
@@ -448,7 +428,6 @@ pub async fn load<S: Store>(
     store: &S,
     id: i64,
     around: u64,
-    pfx2as: Option<&Pfx2As>,
     now_ms: i64,
 ) -> Result<Option<Evidence>, StoreError> {
     let all = store.list_verdicts(None, None).await?;
@@ -472,7 +451,6 @@ pub async fn load<S: Store>(
         v,
         outage,
         campaign,
-        pfx2as,
         rounds,
         truncated,
         &obs,
@@ -621,7 +599,7 @@ mod tests {
         use BlockState::*;
         let v = verdict(10, Some(12));
         let c = campaign();
-        let nets = scope_nets(v.scope, &v.target, &c, None, &v.prefixes);
+        let nets = scope_nets(v.scope, &v.target, &c, &v.prefixes);
         assert_eq!(nets, [net("198.18.0.0/23")]);
         let rows = [
             // Down before: not affected by this verdict.
@@ -649,24 +627,13 @@ mod tests {
         let c = campaign();
         let fallback = [net("198.18.2.0/23")];
         let all = [net("198.18.0.0/23"), net("198.18.2.0/23")];
-        assert_eq!(scope_nets(Scope::Country, "KP", &c, None, &fallback), all);
-        let (m, _) = Pfx2As::parse("198.18.0.0\t23\t64500\n198.18.2.0\t23\t64501\n", "t").unwrap();
+        assert_eq!(scope_nets(Scope::Country, "KP", &c, &fallback), all);
+        assert_eq!(scope_nets(Scope::Asn, "AS64501", &c, &fallback), fallback);
         assert_eq!(
-            scope_nets(Scope::Asn, "AS64501", &c, Some(&m), &[]),
-            [net("198.18.2.0/23")]
-        );
-        assert_eq!(
-            scope_nets(Scope::Asn, "AS64501", &c, None, &fallback),
-            fallback
-        );
-        assert_eq!(
-            scope_nets(Scope::Block, "198.18.0.0/24", &c, None, &[]),
+            scope_nets(Scope::Block, "198.18.0.0/24", &c, &[]),
             [net("198.18.0.0/24")]
         );
-        assert_eq!(
-            scope_nets(Scope::Prefix, "junk", &c, None, &fallback),
-            fallback
-        );
+        assert_eq!(scope_nets(Scope::Prefix, "junk", &c, &fallback), fallback);
     }
 
     #[test]
