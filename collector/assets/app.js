@@ -25,6 +25,9 @@ const PRESET_NAMES = { "1h": "last 1 h", "6h": "last 6 h", "24h": "last 24 h", "
 // "Latest rounds" (no range chosen): as many rounds as the correlation
 // window, the plot fitted to the data.
 const AUTO_ROUNDS = 288;
+// Most rounds asked of /v1/signals at once (it answers at most a week of
+// 1-minute rounds): a longer range shows its last rounds.
+const MAX_SIGNAL_ROUNDS = 10000;
 const W = 960, H = 262;
 const M = { left: 48, right: 16, top: 10, bottom: 56 };
 const STRIP = 10; // height of the lower-scope verdict strip
@@ -278,17 +281,18 @@ async function campaignData(c, st, now, timelineOnce) {
   const shown = scopes.filter((s) => wanted.has(scopeKey(s)));
   // The VPs' lines are those of the top scope, fetched even if its own line is off.
   const fetchList = shown.some((s) => scopeKey(s) === scopeKey(top)) ? shown : [top].concat(shown);
+  const from = Math.max(w.from, w.until - (MAX_SIGNAL_ROUNDS - 1) * interval);
   let signals;
   try {
     signals = await Promise.all(fetchList.map((s) => getJson(
       "/v1/signals" + queryString([["scope", s.scope], ["target", s.target],
-        ["from", String(Math.floor(w.from))], ["until", String(Math.ceil(w.until))]]))));
+        ["from", String(Math.floor(from))], ["until", String(Math.ceil(w.until))]]))));
   } catch (e) {
     if (e.status === 404) return fallback();
     throw e;
   }
   const byKey = new Map(fetchList.map((s, i) => [scopeKey(s), signals[i]]));
-  return { c, w, interval, top, mode: "signals", scopes, shown, byKey };
+  return { c, w, interval, top, mode: "signals", scopes, shown, byKey, clippedFrom: from > w.from ? from : null };
 }
 
 function vpEnabled(st, vp) {
@@ -430,6 +434,10 @@ function campaignBox(d, st, verdicts, now) {
   head.appendChild(el("span", { class: "note" },
     " every " + d.c.interval_secs + " s, " + d.c.prefixes.length + " prefixes, "
     + vps.length + " VPs, " + points.filter((p) => p.ms + d.interval > d.w.from && p.ms < d.w.until).length + " rounds"));
+  if (d.clippedFrom !== null && d.clippedFrom !== undefined) {
+    head.appendChild(el("span", { class: "note clipped" },
+      "; lines from " + fmtTime(d.clippedFrom) + " on (at most " + MAX_SIGNAL_ROUNDS + " rounds)"));
+  }
   box.appendChild(head);
   if (allMs.length === 0) {
     box.appendChild(el("p", { class: "empty" }, "no rounds with data in the time range"));

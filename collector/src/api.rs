@@ -8,9 +8,11 @@
 //!
 //! Read-only views (`/v1/outages`, `/v1/timeline`, `/v1/status`, campaigns,
 //! agents, metrics) need no token and return exactly what the CLI's `--json`
-//! prints (`/v1/verdicts/{id}`, a verdict's evidence for its dashboard page,
-//! has no CLI twin); they are meant for loopback or a reverse proxy that adds its own
+//! prints; they are meant for loopback or a reverse proxy that adds its own
 //! authentication (see `docs/api.md`). The dashboard (`crate::web`) reads them.
+//!
+//! `/v1/verdicts/{id}`, also read-only, is a verdict's evidence for its page
+//! on the dashboard (`crate::evidence`); it has no CLI twin.
 
 use std::sync::Arc;
 

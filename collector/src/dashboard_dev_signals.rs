@@ -21,8 +21,8 @@ use crate::correlation::{last_complete_round, top_target};
 use crate::evidence::{round_counts, scope_nets, RoundCounts};
 use crate::store::{Campaign, Store};
 
-/// Longest range answered, in rounds.
-const MAX_ROUNDS: u64 = 20_000;
+/// Longest range answered, in rounds (as h-signals answers).
+const MAX_ROUNDS: u64 = 10_080;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,11 +161,11 @@ async fn signals<S: Store>(
     let nets: Vec<IpNet> = scope_nets(q.scope, &q.target, campaign, &as_prefixes);
     let first = round_of(q.from, campaign.interval_secs);
     let mut last = round_of(q.until, campaign.interval_secs);
+    if last.saturating_sub(first) >= MAX_ROUNDS {
+        return Err(bad(format!("more than {MAX_ROUNDS} rounds asked")));
+    }
     if let Some(l) = last_complete_round(st.clock.now_ms(), campaign.interval_secs) {
         last = last.min(l);
-    }
-    if last.saturating_sub(first) > MAX_ROUNDS {
-        return Err(bad(format!("more than {MAX_ROUNDS} rounds asked")));
     }
     let obs = st
         .store

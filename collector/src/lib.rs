@@ -8,9 +8,10 @@
 //! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
 //! dashboard's page and assets). `correlation` wires the store to the
 //! correlation core and `reconcile`; `views` is the read model that both the
-//! CLI and the API serve; `evidence` assembles a verdict's evidence
-//! for its dashboard page. Published input files (delegated stats, pfx2as,
+//! CLI and the API serve. Published input files (delegated stats, pfx2as,
 //! address lists) are parsed by `darkwatch_schema::inputs`.
+//!
+//! `evidence` assembles a verdict's evidence for its page on the dashboard.
 
 pub mod alerts;
 pub mod api;

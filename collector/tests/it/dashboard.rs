@@ -1190,6 +1190,14 @@ async fn time_range_scopes_and_vps_follow_the_url() {
     let ticks = x_ticks(&dom);
     assert!(ticks.iter().all(|t| shaped(t, "99-99")), "{ticks:?}");
     assert_eq!(line_values(&dom, "overall"), Some(dark("0.5")));
+    // A week of 1-minute rounds is more than one signals request gives:
+    // the page asks for the last rounds and says so.
+    assert!(
+        elements(&dom, "span")
+            .iter()
+            .any(|(a, t)| has_class(a, "clipped") && t.contains("at most 10000 rounds")),
+        "no note of the rounds left out in:\n{dom}"
+    );
     screenshot(&bin, profile.path(), &url, "dashboard-range-7d.png").await;
 
     // From/until in the URL: ten rounds, from two before the dark ones.
