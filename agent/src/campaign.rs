@@ -495,6 +495,8 @@ pub fn record(
         traces,
         coverage,
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     };
     let census: Vec<CensusBlock> = results
         .found
@@ -546,6 +548,8 @@ fn pack(
                 traces: Vec::new(),
                 coverage: Vec::new(),
                 census: Vec::new(),
+                packed: Vec::new(),
+                rounds: Vec::new(),
             });
             last = batches.last_mut().expect("just pushed");
         }

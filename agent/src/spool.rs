@@ -212,6 +212,8 @@ mod tests {
             traces: vec![],
             coverage: Vec::new(),
             census: Vec::new(),
+            packed: Vec::new(),
+            rounds: Vec::new(),
         }
     }
 

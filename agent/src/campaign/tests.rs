@@ -266,6 +266,8 @@ fn found_census_is_split_to_stay_under_the_batch_limit() {
         traces: vec![],
         coverage: vec![],
         census: vec![],
+        packed: Vec::new(),
+        rounds: Vec::new(),
     };
     let block = |i: u8, n: u8| CensusBlock {
         block: format!("198.18.{i}.0/24").parse().unwrap(),

@@ -89,6 +89,7 @@ fn assigned(campaigns: Vec<CampaignAssignment>) -> Option<Assignments> {
     Some(Assignments {
         agent: "vp1".into(),
         campaigns,
+        packed: None,
     })
 }
 

@@ -178,6 +178,8 @@ fn vp_batch(
         traces,
         coverage: Vec::new(),
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 
@@ -282,6 +284,8 @@ impl Fixture {
                 }],
             }],
             census: vec![],
+            packed: Vec::new(),
+            rounds: Vec::new(),
         };
         store
             .ingest(VPS[0], &coverage, now)
