@@ -16,10 +16,11 @@ use darkwatch_schema::round_of;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiFailure, AppState};
+use crate::api::AppState;
 use crate::correlation::{last_complete_round, top_target};
 use crate::evidence::{round_counts, scope_nets, RoundCounts};
 use crate::store::{Campaign, Store};
+use darkwatch_schema::ApiError;
 
 /// Longest range answered, in rounds (as h-signals answers).
 const MAX_ROUNDS: u64 = 10_080;
@@ -63,19 +64,29 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/v1/scopes", get(scopes::<S>))
 }
 
-fn bad(m: impl Into<String>) -> ApiFailure {
-    ApiFailure {
-        status: StatusCode::BAD_REQUEST,
-        message: m.into(),
-    }
+/// An error answer, as the API gives them.
+type Failure = (StatusCode, Json<ApiError>);
+
+fn fail(status: StatusCode, m: impl Into<String>) -> Failure {
+    (
+        status,
+        Json(ApiError {
+            error: m.into(),
+            code: None,
+        }),
+    )
 }
 
-fn store_failure(e: crate::store::StoreError) -> ApiFailure {
+fn bad(m: impl Into<String>) -> Failure {
+    fail(StatusCode::BAD_REQUEST, m)
+}
+
+fn store_failure(e: crate::store::StoreError) -> Failure {
     tracing::error!(error = %e, "store failure");
-    ApiFailure {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: "storage unavailable, retry later".into(),
-    }
+    fail(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable, retry later",
+    )
 }
 
 /// Every scope of a campaign: its top scope, each origin AS, each prefix.
@@ -118,7 +129,7 @@ fn scopes_of(
 async fn scopes<S: Store>(
     State(st): State<AppState<S>>,
     Query(q): Query<ScopesQuery>,
-) -> Result<Json<Vec<ScopeRow>>, ApiFailure> {
+) -> Result<Json<Vec<ScopeRow>>, Failure> {
     let campaigns = st.store.list_campaigns().await.map_err(store_failure)?;
     Ok(Json(
         campaigns
@@ -132,7 +143,7 @@ async fn scopes<S: Store>(
 async fn signals<S: Store>(
     State(st): State<AppState<S>>,
     Query(q): Query<SignalsQuery>,
-) -> Result<Json<Signals>, ApiFailure> {
+) -> Result<Json<Signals>, Failure> {
     if q.until <= q.from {
         return Err(bad("until must be after from"));
     }
@@ -146,9 +157,11 @@ async fn signals<S: Store>(
                 .iter()
                 .any(|s| s.scope == q.scope && s.target.eq_ignore_ascii_case(&q.target))
         })
-        .ok_or_else(|| ApiFailure {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no campaign watches {}", q.target),
+        .ok_or_else(|| {
+            fail(
+                StatusCode::NOT_FOUND,
+                format!("no campaign watches {}", q.target),
+            )
         })?;
     let as_prefixes: Vec<IpNet> = campaign
         .prefixes
