@@ -657,7 +657,18 @@ function renderVerdict(ev, now) {
   const title = document.getElementById("verdict-title");
   title.replaceChildren(el("span", { class: "badge kind-" + v.kind }, v.kind),
     document.createTextNode(" of " + v.scope + " " + v.target));
+  const interval = ev.interval_secs * 1000;
   document.getElementById("verdict-back").setAttribute("href", "/" + location.search);
+  // The overview over the same rounds, with the verdict's scope drawn
+  // next to its campaign's top scope.
+  const show = [scopeKey(ev.top_scope)];
+  if (v.scope !== "block" && !show.includes(v.scope + ":" + v.target)) show.push(v.scope + ":" + v.target);
+  const minute = 60000;
+  document.getElementById("verdict-overview").setAttribute("href", "/" + queryString([
+    ["from", isoMinute(Math.floor(ev.first_round * interval / minute) * minute)],
+    ["until", isoMinute(Math.ceil((ev.last_round + 1) * interval / minute) * minute)],
+    ["show", show.join(",")],
+  ]));
   const start = Date.parse(v.start);
   const l = v.localization;
   const facts = [
@@ -684,7 +695,6 @@ function renderVerdict(ev, now) {
   fill("verdict-facts", null, facts);
 
   // Timeline: consensus and per VP, the verdict as a band.
-  const interval = ev.interval_secs * 1000;
   const x0 = ev.first_round * interval, x1 = (ev.last_round + 1) * interval;
   const series = ev.vantage_points.map((vp, i) => ({
     key: vp, name: vp, cls: "series vp", color: VP_COLORS[i % VP_COLORS.length],

@@ -21,7 +21,7 @@ use darkwatch_schema::{round_start_ms, BlockState};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::correlation::last_complete_round;
+use crate::correlation::{last_complete_round, top_target};
 use crate::store::{AgentObservation, AgentTrace, Campaign, Store, StoreError, Verdict};
 use crate::views::{self, OutageJson};
 
@@ -114,10 +114,19 @@ pub struct AlertRecord {
     pub time: Option<String>,
 }
 
+/// A scope by name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScopeRef {
+    pub scope: Scope,
+    pub target: String,
+}
+
 /// What `GET /v1/verdicts/{id}` returns.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
     pub verdict: OutageJson,
+    /// The verdict's campaign's top scope (its country, or itself).
+    pub top_scope: ScopeRef,
     pub interval_secs: u64,
     pub first_round: u64,
     pub last_round: u64,
@@ -406,8 +415,17 @@ pub fn assemble(
         .flat_map(|r| r.per_vp.iter().map(|p| p.vp.clone()))
         .collect();
     let (traces, endings) = traces(trace_rows, &nets, v);
+    let (target, is_country) = top_target(campaign);
     Evidence {
         verdict: outage,
+        top_scope: ScopeRef {
+            scope: if is_country {
+                Scope::Country
+            } else {
+                Scope::Campaign
+            },
+            target,
+        },
         interval_secs: campaign.interval_secs,
         first_round: *rounds.start(),
         last_round: *rounds.end(),

@@ -11,6 +11,17 @@
 //! `dashboard_renders_in_chromium` opens `/` in headless Chromium, checks
 //! the rendered DOM (plot, blackout band, verdict row with its localization,
 //! agents) and saves a screenshot.
+//!
+//! The views of the dashboard, each in Chromium with a screenshot:
+//! `time_ticks_read_well_at_every_round_length` runs the time-axis functions
+//! (`assets/axis.js`) over round lengths and ranges;
+//! `time_range_scopes_and_vps_follow_the_url` opens presets, a from/until
+//! range, scope lines (country, AS, prefix; the fixture then has a
+//! prefix-to-AS file) and VP lines as the URL names them, and checks the
+//! values drawn; `verdict_page_shows_the_evidence` checks
+//! `GET /v1/verdicts/{id}` and the verdict's page (timeline, each VP's view,
+//! where the traceroutes ended, blocks, alerts). Screenshots go to
+//! `$DARKWATCH_ARTIFACTS/` or the target directory; their paths are printed.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -1327,6 +1338,10 @@ async fn verdict_page_shows_the_evidence() {
     // The evidence.
     let ev = api_json(&server, &format!("/v1/verdicts/{id}")).await;
     assert_eq!(ev["verdict"], v);
+    assert_eq!(
+        ev["top_scope"],
+        serde_json::json!({"scope": "country", "target": "KP"})
+    );
     assert_eq!(ev["interval_secs"], INTERVAL);
     let rounds = ev["rounds"].as_array().expect("rounds");
     let phases: Vec<&str> = rounds
@@ -1443,6 +1458,19 @@ async fn verdict_page_shows_the_evidence() {
     assert_eq!(attr(&page, "data-scope"), Some("country"));
     assert_eq!(attr(&page, "data-target"), Some("KP"));
     assert!(by_id(&dom, "div", "overview").0.contains_key("hidden"));
+    let (a, _) = by_id(&dom, "a", "verdict-overview");
+    let first = round_start_ms(ev["first_round"].as_u64().unwrap(), INTERVAL);
+    let after = round_start_ms(ev["last_round"].as_u64().unwrap() + 1, INTERVAL);
+    // (Serialized HTML escapes `&` in attributes.) The window may have
+    // grown by a round since the API was asked: `until` is at least its end.
+    let href = attr(&a, "href").expect("href").replace("&amp;", "&");
+    let until = href
+        .strip_prefix(&format!("/?from={}&until=", utc_minute(first)))
+        .and_then(|r| r.strip_suffix("&show=country:KP"))
+        .unwrap_or_else(|| panic!("overview link {href:?}"));
+    let until = chrono::DateTime::parse_from_rfc3339(&until.replace('Z', ":00Z"))
+        .unwrap_or_else(|e| panic!("until {until:?}: {e}"));
+    assert!(until.timestamp_millis() >= after, "{href}");
     let (_, title) = by_id(&dom, "h2", "verdict-title");
     assert_eq!(title, "blackout of country KP");
     let rows = elements(&dom, "tr");
