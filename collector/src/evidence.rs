@@ -30,6 +30,10 @@ pub const ROUNDS_AROUND: u64 = 10;
 /// At most this many rounds of evidence (a verdict lasting days shows its
 /// first rounds; `truncated` says so).
 pub const MAX_ROUNDS: u64 = 1440;
+/// Observations read for one verdict at most (rounds x blocks x VPs), so
+/// that a large campaign's evidence stays a bounded read: fewer rounds are
+/// shown for a campaign with many blocks.
+pub const MAX_OBSERVATIONS: u64 = 400_000;
 
 /// One VP's counts in one round.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -378,10 +382,35 @@ pub fn alert_history(v: &Verdict) -> Vec<AlertRecord> {
     ]
 }
 
+/// How many /24 (IPv4) or /48 (IPv6) blocks `nets` hold, saturating.
+pub fn blocks_in(nets: &[IpNet]) -> u64 {
+    nets.iter()
+        .map(|n| {
+            let unit = if matches!(n, IpNet::V4(_)) { 24 } else { 48 };
+            1u64.checked_shl(u32::from(unit.max(n.prefix_len()) - n.prefix_len()))
+                .unwrap_or(u64::MAX)
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// Most rounds of evidence for a campaign of `blocks` blocks seen by `vps`
+/// VPs: [`MAX_OBSERVATIONS`] spread over them, within [`MAX_ROUNDS`], and
+/// never so few that the start of a verdict and `around` rounds on each
+/// side of it are cut.
+pub fn max_rounds(blocks: u64, vps: u64, around: u64) -> u64 {
+    let per_round = blocks.max(1).saturating_mul(vps.max(1));
+    (MAX_OBSERVATIONS / per_round).clamp((2 * around + 2).min(MAX_ROUNDS), MAX_ROUNDS)
+}
+
 /// The rounds shown for `v`: `around` rounds before its start to `around`
 /// after its end (or `last` while open, or when that is sooner), at most
-/// [`MAX_ROUNDS`]. Returns the range and whether it was cut short.
-pub fn window(v: &Verdict, around: u64, last: Option<u64>) -> (RangeInclusive<u64>, bool) {
+/// `max` rounds. Returns the range and whether it was cut short.
+pub fn window(
+    v: &Verdict,
+    around: u64,
+    last: Option<u64>,
+    max: u64,
+) -> (RangeInclusive<u64>, bool) {
     let first = v.start_round.saturating_sub(around);
     let mut end = match v.end_round {
         Some(e) => e.saturating_add(around),
@@ -391,7 +420,7 @@ pub fn window(v: &Verdict, around: u64, last: Option<u64>) -> (RangeInclusive<u6
         end = end.min(l.max(v.start_round));
     }
     let end = end.max(v.start_round);
-    let cap = first.saturating_add(MAX_ROUNDS - 1);
+    let cap = first.saturating_add(max.max(1) - 1);
     (first..=end.min(cap), end > cap)
 }
 
@@ -458,10 +487,16 @@ pub async fn load<S: Store>(
         return Ok(None);
     };
     let outage = views::with_causes(&all).swap_remove(i);
+    let max = max_rounds(
+        blocks_in(&campaign.prefixes),
+        v.vantage_points.len() as u64,
+        around,
+    );
     let (rounds, truncated) = window(
         v,
         around,
         last_complete_round(now_ms, campaign.interval_secs),
+        max,
     );
     let obs = store.observations(&campaign.name, rounds.clone()).await?;
     let trace_rows = store.traces(&campaign.name, rounds.clone()).await?;
@@ -720,21 +755,44 @@ mod tests {
 
     #[test]
     fn the_window_spans_the_verdict_and_its_surroundings() {
+        let m = MAX_ROUNDS;
         assert_eq!(
-            window(&verdict(100, Some(110)), 10, Some(200)),
+            window(&verdict(100, Some(110)), 10, Some(200), m),
             (90..=120, false)
         );
         // Not past the last complete round.
         assert_eq!(
-            window(&verdict(100, Some(110)), 10, Some(115)),
+            window(&verdict(100, Some(110)), 10, Some(115), m),
             (90..=115, false)
         );
         // Open: up to the last complete round.
-        assert_eq!(window(&verdict(100, None), 5, Some(130)), (95..=130, false));
-        assert_eq!(window(&verdict(3, None), 10, None), (0..=3, false));
-        let (r, cut) = window(&verdict(100, None), 0, Some(100 + 5 * MAX_ROUNDS));
+        assert_eq!(
+            window(&verdict(100, None), 5, Some(130), m),
+            (95..=130, false)
+        );
+        assert_eq!(window(&verdict(3, None), 10, None, m), (0..=3, false));
+        let (r, cut) = window(&verdict(100, None), 0, Some(100 + 5 * m), m);
         assert!(cut);
-        assert_eq!(r.end() - r.start() + 1, MAX_ROUNDS);
+        assert_eq!(r.end() - r.start() + 1, m);
+        assert_eq!(
+            window(&verdict(100, Some(110)), 10, Some(200), 25),
+            (90..=114, true)
+        );
+    }
+
+    #[test]
+    fn large_campaigns_show_fewer_rounds() {
+        assert_eq!(blocks_in(&[net("198.18.0.0/22"), net("198.18.8.0/24")]), 5);
+        assert_eq!(blocks_in(&[net("198.18.0.0/25")]), 1);
+        assert_eq!(blocks_in(&[net("2001:db8::/32")]), 65_536);
+        assert_eq!(blocks_in(&[net("::/0")]), 1 << 48);
+        // A small campaign: every round allowed.
+        assert_eq!(max_rounds(8, 3, 10), MAX_ROUNDS);
+        // 10 000 blocks seen by 4 VPs: 10 rounds fit, but never fewer than
+        // the verdict's start with `around` rounds on each side.
+        assert_eq!(max_rounds(10_000, 4, 2), 10);
+        assert_eq!(max_rounds(10_000, 4, 10), 22);
+        assert_eq!(max_rounds(u64::MAX, 0, 10), 22);
     }
 
     #[test]
