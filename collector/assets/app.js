@@ -819,8 +819,19 @@ async function refresh() {
     updated.textContent = "cannot refresh: " + e.message;
   } finally {
     running = false;
-    if (again) { again = false; refresh(); } else timer = setTimeout(refresh, REFRESH_MS);
+    if (again) { again = false; refresh(); } else timer = setTimeout(refresh, refreshPeriod());
   }
+}
+
+// Every 5 s for the latest rounds and short ranges; a long range is
+// redrawn less often (one new round moves it by little), at least every
+// minute.
+function refreshPeriod() {
+  if (verdictId() !== null) return REFRESH_MS;
+  const st = viewState();
+  const span = st.range === "custom" ? (Number.isFinite(st.until) ? st.until : Date.now()) - st.from : PRESETS[st.range];
+  if (!Number.isFinite(span)) return REFRESH_MS;
+  return Math.min(Math.max(REFRESH_MS, span / 720), 60000);
 }
 
 function refreshNow() {

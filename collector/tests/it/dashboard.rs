@@ -20,7 +20,9 @@
 //! prefix-to-AS file) and VP lines as the URL names them, and checks the
 //! values drawn; `verdict_page_shows_the_evidence` checks
 //! `GET /v1/verdicts/{id}` and the verdict's page (timeline, each VP's view,
-//! where the traceroutes ended, blocks, alerts). Screenshots go to
+//! where the traceroutes ended, blocks, alerts);
+//! `without_signals_the_page_draws_the_timeline` checks that a collector
+//! without `/v1/signals` still gets its plot. Screenshots go to
 //! `$DARKWATCH_ARTIFACTS/` or the target directory; their paths are printed.
 
 use std::collections::BTreeMap;
@@ -1202,6 +1204,11 @@ async fn time_range_scopes_and_vps_follow_the_url() {
     assert!(ticks.iter().all(|t| shaped(t, "99-99 99:99")), "{ticks:?}");
     let url = server.url("/?range=7d");
     let dom = dump_dom(&bin, profile.path(), &url).await;
+    // A week is redrawn every minute, not every 5 s: loaded once in 8 s.
+    assert_eq!(
+        attr(&by_id(&dom, "span", "updated").0, "data-refreshes"),
+        Some("1")
+    );
     let ticks = x_ticks(&dom);
     assert!(ticks.iter().all(|t| shaped(t, "99-99")), "{ticks:?}");
     assert_eq!(line_values(&dom, "overall"), Some(dark("0.5")));
@@ -1566,4 +1573,77 @@ async fn verdict_page_shows_the_evidence() {
     let (a, text) = by_id(&dom, "span", "updated");
     assert_eq!(attr(&a, "data-state"), Some("error"));
     assert!(text.contains("no verdict with id 999999"), "{text:?}");
+}
+
+/// A collector without `/v1/signals` and `/v1/scopes` (older than them)
+/// still gets its plot: the page draws `/v1/timeline`. The page runs from a
+/// file that loads the collector's own HTML and scripts, with `fetch`
+/// answering 404 for those two endpoints and passing the rest to the
+/// collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_signals_the_page_draws_the_timeline() {
+    let Some(bin) = chromium() else { return };
+    let fx = Fixture::build(DARK).await;
+    let server = fx.server();
+    let html = reqwest::get(server.url("/"))
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("page");
+    let base = server.url("");
+    let shim = format!(
+        "<script>const realFetch = window.fetch; window.fetch = (path, opts) => \
+         /^\\/v1\\/(signals|scopes)/.test(path) \
+         ? Promise.resolve(new Response('{{\"error\":\"no such endpoint\"}}', \
+             {{ status: 404, headers: {{ 'Content-Type': 'application/json' }} }})) \
+         : realFetch('{base}' + path, opts);</script>"
+    );
+    let page = html
+        .replace("href=\"/assets/", &format!("href=\"{base}/assets/"))
+        .replace(
+            "<script src=\"/assets/axis.js\">",
+            &format!("{shim}<script src=\"{base}/assets/axis.js\">"),
+        )
+        .replace(
+            "src=\"/assets/app.js\"",
+            &format!("src=\"{base}/assets/app.js\""),
+        );
+    assert!(page.contains("realFetch") && page.contains(&format!("{base}/assets/app.js")));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("old-collector.html");
+    std::fs::write(&file, page).expect("write page");
+    let profile = dir.path().join("profile");
+    let url = format!("file://{}", file.display());
+    let dom = tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &bin,
+            &profile,
+            &[
+                // The file's page asks the collector's origin.
+                "--disable-web-security".into(),
+                "--virtual-time-budget=8000".into(),
+                "--dump-dom".into(),
+                url,
+            ],
+        )
+    })
+    .await
+    .expect("chromium thread");
+    let (a, text) = by_id(&dom, "span", "updated");
+    assert_eq!(attr(&a, "data-state"), Some("ok"), "{text}");
+    let (plot, _) = by_id(&dom, "div", "plot-kp");
+    assert_eq!(attr(&plot, "data-source"), Some("timeline"));
+    let want: Vec<String> = (0..ROUNDS)
+        .map(|r| if DARK.contains(&r) { "0" } else { "1" }.to_string())
+        .collect();
+    assert_eq!(line_values(&dom, "overall"), Some(want));
+    assert!(VPS.iter().all(|vp| line_values(&dom, vp).is_some()));
+    assert!(
+        elements(&dom, "span")
+            .iter()
+            .any(|(_, t)| t.contains("per-scope lines need /v1/signals")),
+        "{dom}"
+    );
+    x_ticks(&dom);
 }
