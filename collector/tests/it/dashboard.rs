@@ -22,7 +22,8 @@
 //! `GET /v1/verdicts/{id}` and the verdict's page (timeline, each VP's view,
 //! where the traceroutes ended, blocks, alerts);
 //! `without_signals_the_page_draws_the_timeline` checks that a collector
-//! without `/v1/signals` still gets its plot. Screenshots go to
+//! without `/v1/signals` still gets its plot; `controls_rewrite_the_url`
+//! clicks the toggles and types a range. Screenshots go to
 //! `$DARKWATCH_ARTIFACTS/` or the target directory; their paths are printed.
 
 use std::collections::BTreeMap;
@@ -1575,16 +1576,19 @@ async fn verdict_page_shows_the_evidence() {
     assert!(text.contains("no verdict with id 999999"), "{text:?}");
 }
 
-/// A collector without `/v1/signals` and `/v1/scopes` (older than them)
-/// still gets its plot: the page draws `/v1/timeline`. The page runs from a
-/// file that loads the collector's own HTML and scripts, with `fetch`
-/// answering 404 for those two endpoints and passing the rest to the
-/// collector.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_signals_the_page_draws_the_timeline() {
-    let Some(bin) = chromium() else { return };
-    let fx = Fixture::build(DARK).await;
-    let server = fx.server();
+/// The dashboard's own page, run from a file: its scripts come from
+/// `server`, its requests go there (Chromium then runs without same-origin
+/// checks), except those whose path matches the JS regular expression
+/// `missing`, answered 404 as by a collector without them. `script` runs
+/// after the page's own. Returns the DOM after `budget_ms` of virtual time.
+async fn run_as_file(
+    bin: &Path,
+    server: &Server,
+    missing: &str,
+    query: &str,
+    script: &str,
+    budget_ms: u32,
+) -> String {
     let html = reqwest::get(server.url("/"))
         .await
         .expect("GET /")
@@ -1594,7 +1598,7 @@ async fn without_signals_the_page_draws_the_timeline() {
     let base = server.url("");
     let shim = format!(
         "<script>const realFetch = window.fetch; window.fetch = (path, opts) => \
-         /^\\/v1\\/(signals|scopes)/.test(path) \
+         /{missing}/.test(path) \
          ? Promise.resolve(new Response('{{\"error\":\"no such endpoint\"}}', \
              {{ status: 404, headers: {{ 'Content-Type': 'application/json' }} }})) \
          : realFetch('{base}' + path, opts);</script>"
@@ -1606,30 +1610,41 @@ async fn without_signals_the_page_draws_the_timeline() {
             &format!("{shim}<script src=\"{base}/assets/axis.js\">"),
         )
         .replace(
-            "src=\"/assets/app.js\"",
-            &format!("src=\"{base}/assets/app.js\""),
+            "<script src=\"/assets/app.js\"></script>",
+            &format!("<script src=\"{base}/assets/app.js\"></script><script>{script}</script>"),
         );
     assert!(page.contains("realFetch") && page.contains(&format!("{base}/assets/app.js")));
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("old-collector.html");
+    let file = dir.path().join("dashboard.html");
     std::fs::write(&file, page).expect("write page");
     let profile = dir.path().join("profile");
-    let url = format!("file://{}", file.display());
-    let dom = tokio::task::spawn_blocking(move || {
+    let url = format!("file://{}{query}", file.display());
+    let bin = bin.to_path_buf();
+    tokio::task::spawn_blocking(move || {
         run_chromium(
             &bin,
             &profile,
             &[
                 // The file's page asks the collector's origin.
                 "--disable-web-security".into(),
-                "--virtual-time-budget=8000".into(),
+                format!("--virtual-time-budget={budget_ms}"),
                 "--dump-dom".into(),
                 url,
             ],
         )
     })
     .await
-    .expect("chromium thread");
+    .expect("chromium thread")
+}
+
+/// A collector without `/v1/signals` and `/v1/scopes` (older than them)
+/// still gets its plot: the page draws `/v1/timeline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_signals_the_page_draws_the_timeline() {
+    let Some(bin) = chromium() else { return };
+    let fx = Fixture::build(DARK).await;
+    let server = fx.server();
+    let dom = run_as_file(&bin, &server, "^\\/v1\\/(signals|scopes)", "", "", 8000).await;
     let (a, text) = by_id(&dom, "span", "updated");
     assert_eq!(attr(&a, "data-state"), Some("ok"), "{text}");
     let (plot, _) = by_id(&dom, "div", "plot-kp");
@@ -1646,4 +1661,113 @@ async fn without_signals_the_page_draws_the_timeline() {
         "{dom}"
     );
     x_ticks(&dom);
+}
+
+/// The controls rewrite the URL and the view: the page (run from a file,
+/// see [`run_as_file`]) gets a scope toggle, a VP toggle and the country's
+/// toggle clicked, then a from/until range typed in, and after each step
+/// records its query, its preset links and the lines it drew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controls_rewrite_the_url() {
+    let Some(bin) = chromium() else { return };
+    let fx = Fixture::build_asns(0..0, DARK).await;
+    let server = fx.server();
+    let from = utc_minute(round_start_ms(fx.first_round + 6, INTERVAL));
+    let until = utc_minute(round_start_ms(fx.first_round + 16, INTERVAL));
+    let script = format!(
+        r#"
+const out = [];
+const pre = document.createElement("pre");
+pre.id = "steps";
+document.body.appendChild(pre);
+const record = (step) => out.push({{
+  step,
+  search: decodeURIComponent(location.search),
+  preset: document.querySelector('a.preset[data-range="6h"]').getAttribute("href"),
+  lines: [...document.querySelectorAll("path.series")].map((p) => p.getAttribute("data-series")),
+  x0: document.querySelector("svg.timeline").getAttribute("data-x0"),
+}});
+const steps = [
+  () => document.querySelector('input[data-key="prefix:198.18.4.0/22"]').click(),
+  () => {{ record("scope on"); document.querySelector('input[data-vp="vp-ams"]').click(); }},
+  () => {{ record("vp off"); document.querySelector('input[data-key="country:KP"]').click(); }},
+  () => {{
+    record("country off");
+    document.getElementById("range-from").value = "{from}";
+    document.getElementById("range-until").value = "{until}";
+    document.getElementById("range-apply").click();
+  }},
+  () => record("from/until"),
+];
+steps.forEach((s, i) => setTimeout(() => {{
+  try {{ s(); }} catch (e) {{ out.push({{ step: "error: " + e }}); }}
+  pre.textContent = JSON.stringify(out);
+}}, 2500 * (i + 1)));
+"#
+    );
+    let dom = run_as_file(&bin, &server, "^$", "?range=1h", &script, 15000).await;
+    let (_, out) = by_id(&dom, "pre", "steps");
+    let steps: Vec<serde_json::Value> =
+        serde_json::from_str(&out.replace("&amp;", "&")).unwrap_or_else(|e| panic!("{e}: {dom}"));
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name:?} in {steps:#?}"))
+            .clone()
+    };
+    let lines = |s: &serde_json::Value| -> Vec<String> {
+        let mut l: Vec<String> = s["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect();
+        l.sort();
+        l
+    };
+    let s = step("scope on");
+    assert_eq!(
+        s["search"],
+        "?range=1h&show=country:KP,prefix:198.18.4.0/22"
+    );
+    assert_eq!(
+        lines(&s),
+        [
+            "overall",
+            "prefix:198.18.4.0/22",
+            "vp-ams",
+            "vp-fra",
+            "vp-sin"
+        ]
+    );
+    let s = step("vp off");
+    assert_eq!(
+        s["search"],
+        "?range=1h&show=country:KP,prefix:198.18.4.0/22&vps=vp-fra,vp-sin"
+    );
+    assert_eq!(
+        lines(&s),
+        ["overall", "prefix:198.18.4.0/22", "vp-fra", "vp-sin"]
+    );
+    let s = step("country off");
+    assert_eq!(
+        s["search"],
+        "?range=1h&show=prefix:198.18.4.0/22&vps=vp-fra,vp-sin"
+    );
+    assert_eq!(lines(&s), ["prefix:198.18.4.0/22", "vp-fra", "vp-sin"]);
+    // A preset keeps the lines chosen.
+    assert_eq!(
+        s["preset"],
+        "/?range=6h&show=prefix:198.18.4.0/22&vps=vp-fra,vp-sin"
+    );
+    let s = step("from/until");
+    assert_eq!(
+        s["search"],
+        format!("?show=prefix:198.18.4.0/22&vps=vp-fra,vp-sin&from={from}&until={until}")
+    );
+    assert_eq!(
+        s["x0"],
+        round_start_ms(fx.first_round + 6, INTERVAL).to_string()
+    );
 }
