@@ -412,7 +412,7 @@ let lastTopKeys = [], lastVps = [];
 
 function toggleScope(key) {
   const st = viewState();
-  const set = new Set(st.show || lastTopKeys);
+  const set = new Set((st.show || lastTopKeys).filter((k) => k !== "none"));
   if (set.has(key)) set.delete(key); else set.add(key);
   navigate({ show: [...set].join(",") || "none" });
 }
