@@ -31,6 +31,7 @@ const MAX_SIGNAL_ROUNDS = 10000;
 const W = 960, H = 262;
 const M = { left: 48, right: 16, top: 10, bottom: 56 };
 const STRIP = 10; // height of the lower-scope verdict strip
+const MAX_POINTS = 1500; // more rounds than this: lines without dots
 
 function el(tag, attrs, text) {
   const e = document.createElement(tag);
@@ -246,8 +247,9 @@ function drawPlot(o) {
     if (se.dash) attrs["stroke-dasharray"] = se.dash;
     s.appendChild(svg("path", attrs, se.name));
   }
+  // Dots (with a tooltip each) only where they can be told apart.
   const points = svg("g", { class: "points" });
-  for (const p of o.points) {
+  for (const p of o.points.length <= MAX_POINTS ? o.points : []) {
     if (p.v === null || p.v === undefined || !inside(p.ms)) continue;
     points.appendChild(svg("circle", {
       class: "point", cx: XR(p.ms).toFixed(1), cy: Y(p.v).toFixed(1), r: 2.5,
