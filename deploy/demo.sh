@@ -2,9 +2,11 @@
 # The darkwatch demo: builds the namespace lab, a collector and three agents,
 # and replays the shape of North Korea's December 2014 blackout at lab speed.
 # Run as root on Debian with Rust installed. Takes about three minutes after
-# the build.
+# the build. Open the URL it prints first (the dashboard, on 127.0.0.1) to
+# watch the outage unfold. Options go to darkwatch-demo: --round-secs N,
+# --port N, --keep (leave everything up until Ctrl-C); see --help.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup
 cargo build --release --workspace --bins 2>&1 | tail -n 2
-exec ./target/release/darkwatch-demo
+exec ./target/release/darkwatch-demo "$@"

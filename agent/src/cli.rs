@@ -23,6 +23,7 @@ use crate::targets::{self, TargetError, TargetSet, TargetSpec};
 use crate::trace::{TraceOptions, TraceResult};
 use crate::{discovery, icmp, round, ProbeSettings};
 use darkwatch_schema::inputs::{self, addrlist, delegated, InputError, Parsed};
+use darkwatch_schema::logging::LogFormat;
 
 /// The exit codes, shared with the collector.
 pub use darkwatch_schema::exitcode as exit;
@@ -35,6 +36,10 @@ pub use darkwatch_schema::exitcode::CliError;
     about = "darkwatch vantage-point agent: ICMP reachability of a country's address space"
 )]
 pub struct Cli {
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json`
+    /// (one object per line, with `level` and `message`).
+    #[arg(long, global = true, env = "DARKWATCH_LOG_FORMAT", default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,7 +76,8 @@ kill -9 lose nothing already spooled.
 The agent enforces its own limits whatever the collector asks: `pps`, \
 `max_targets`, `exclude_file`, and the reserved ranges unless `allow` carves \
 them back in. See deploy/config/agent.toml for every option. Logs go to \
-stderr (RUST_LOG, default info). Needs CAP_NET_RAW.";
+stderr (RUST_LOG, default info; --log-format json for one JSON object per \
+line). Needs CAP_NET_RAW.";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -198,7 +204,6 @@ fn failure(e: anyhow::Error) -> CliError {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -207,28 +212,21 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("darkwatch-agent: {}", e.message);
-            ExitCode::from(e.code)
-        }
-    }
-}
-
-fn init_tracing() {
     // The daemon reports its rounds at info; one-shot commands stay quiet.
-    let default = if std::env::args().nth(1).as_deref() == Some("run") {
+    let default = if matches!(cli.command, Command::Run(_)) {
         "info"
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let format = cli.log_format;
+    darkwatch_schema::logging::init(format, default);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            darkwatch_schema::logging::fatal(format, "darkwatch-agent", &e.message);
+            ExitCode::from(e.code)
+        }
+    }
 }
 
 /// A small runtime: probing is I/O-bound, and few workers keep replies from

@@ -4,6 +4,7 @@
 //! not a silently ignored setting. `Config::validate` holds the semantic
 //! checks; `darkwatch-agent validate-config` runs them without starting.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -58,6 +59,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     #[serde(default)]
     pub report: ReportConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +115,28 @@ pub struct ReportConfig {
     /// HTTP request timeout.
     #[serde(default = "defaults::http_timeout_secs")]
     pub http_timeout_secs: u64,
+    /// Send block observations packed (a fraction of a byte per block)
+    /// when the collector supports it. `false` sends plain JSON, to read
+    /// batches by eye.
+    #[serde(default = "defaults::packed")]
+    pub packed: bool,
+    /// Most blocks per packed chunk; each chunk travels in a batch of its
+    /// own. Lower it if the collector's `max_body` is small.
+    #[serde(default = "defaults::max_blocks_per_batch")]
+    pub max_blocks_per_batch: usize,
+}
+
+/// The agent's own metrics (see `metrics`); both outputs are optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` on this address (daemon mode only).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Rewrite this node-exporter textfile (`*.prom`) after every round and
+    /// spool drain; the way to export metrics from `run --once`.
+    #[serde(default)]
+    pub textfile: Option<PathBuf>,
 }
 
 mod defaults {
@@ -154,6 +179,12 @@ mod defaults {
     pub fn http_timeout_secs() -> u64 {
         30
     }
+    pub fn packed() -> bool {
+        true
+    }
+    pub fn max_blocks_per_batch() -> usize {
+        darkwatch_schema::packed::MAX_BLOCKS_PER_PACKED
+    }
 }
 
 impl Default for ProbeConfig {
@@ -191,6 +222,8 @@ impl Default for ReportConfig {
             poll_secs: defaults::poll_secs(),
             retry_max_secs: defaults::retry_max_secs(),
             http_timeout_secs: defaults::http_timeout_secs(),
+            packed: defaults::packed(),
+            max_blocks_per_batch: defaults::max_blocks_per_batch(),
         }
     }
 }
@@ -216,6 +249,7 @@ impl Config {
         cfg.spool_dir = base.join(&cfg.spool_dir);
         cfg.token_file = cfg.token_file.map(|p| base.join(p));
         cfg.exclude_file = cfg.exclude_file.map(|p| base.join(p));
+        cfg.metrics.textfile = cfg.metrics.textfile.map(|p| base.join(p));
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
@@ -266,6 +300,19 @@ impl Config {
             || self.report.http_timeout_secs == 0
         {
             return Err("report.* durations must be positive".into());
+        }
+        let max = darkwatch_schema::packed::MAX_BLOCKS_PER_PACKED;
+        if !(1..=max).contains(&self.report.max_blocks_per_batch) {
+            return Err(format!("report.max_blocks_per_batch must lie in 1..={max}"));
+        }
+        if let Some(p) = &self.metrics.textfile {
+            // The node exporter's textfile collector reads `*.prom` only.
+            if p.extension().is_none_or(|e| e != "prom") {
+                return Err(format!(
+                    "metrics.textfile must end in .prom (the node exporter reads only those), got {}",
+                    p.display()
+                ));
+            }
         }
         Ok(())
     }
@@ -326,5 +373,29 @@ mod tests {
         let e = parse("collector = \"http://x\"\ntoken = \"a\"\nspool_dir = \"s\"\npps = 0\n")
             .unwrap_err();
         assert!(e.to_string().contains("pps"), "{e}");
+    }
+
+    #[test]
+    fn metrics_outputs_are_optional_and_checked() {
+        const BASE: &str = "collector = \"http://x\"\ntoken = \"a\"\nspool_dir = \"s\"\n";
+        let c = parse(BASE).unwrap();
+        assert!(c.metrics.listen.is_none() && c.metrics.textfile.is_none());
+        let c = parse(&format!(
+            "{BASE}[metrics]\nlisten = \"127.0.0.1:9108\"\ntextfile = \"prom/darkwatch.prom\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9108".parse().unwrap()));
+        assert_eq!(
+            c.metrics.textfile.as_deref(),
+            Some(Path::new("/etc/darkwatch/prom/darkwatch.prom"))
+        );
+        for (bad, needle) in [
+            ("textfile = \"/var/lib/x.txt\"", ".prom"),
+            ("listen = \"localhost\"", "listen"),
+            ("listne = \"127.0.0.1:9108\"", "listne"),
+        ] {
+            let e = parse(&format!("{BASE}[metrics]\n{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+        }
     }
 }

@@ -8,8 +8,10 @@
 //! ([`parse_lab_name`]) and removed by [`clean_stale`]. [`or_skip`] is the
 //! rule every lab test follows: skip where no lab can be built, except in CI.
 //! [`workspace_bin`] and [`announced_url`] find and start the workspace's
-//! binaries.
+//! binaries; [`checks`] holds what tests assert about their output for other
+//! tools (promtool, log formats).
 
+pub mod checks;
 mod namespaces;
 pub mod netns;
 mod process;

@@ -22,6 +22,21 @@ use crate::Error;
 /// Where `ip netns` keeps its namespace handles.
 pub const NETNS_DIR: &str = "/var/run/netns";
 
+/// Moves the calling thread into network namespace `name` (setns changes
+/// only this thread): sockets it opens afterwards live in that namespace,
+/// and stay there when handed to other threads.
+pub fn enter(name: &str) -> Result<(), Error> {
+    let path = Path::new(NETNS_DIR).join(name);
+    let ns = std::fs::File::open(&path).map_err(|source| Error::Io {
+        what: format!("opening namespace {}", path.display()),
+        source,
+    })?;
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| Error::Command {
+        what: format!("entering namespace {name}"),
+        detail: e.to_string(),
+    })
+}
+
 /// Runs a command to completion and turns failure into a one-line error.
 pub fn run(cmd: &mut Command, what: &str) -> Result<Output, Error> {
     let out = cmd

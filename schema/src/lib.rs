@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 pub mod exitcode;
 pub mod inputs;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod packed;
 
 pub use packed::{BlockSpace, PackedBlock, PackedRound};

@@ -5,8 +5,12 @@
 //! schedules the lab country from a delegated-stats file, then plays the
 //! event's shape on the border: a stretch of growing instability (rising
 //! loss, prefixes flapping), every prefix withdrawn (the blackout), and
-//! restoration. It prints what the collector concludes as it happens and the
-//! final `outages` table, and tears everything down, also on Ctrl-C.
+//! restoration. The collector's dashboard is relayed to 127.0.0.1 of the
+//! host (see `forward`), and its URL is the first line printed, so the
+//! outage can be watched unfolding on the page. It prints what the collector
+//! concludes as it happens and the final `outages` table, and tears
+//! everything down, also on Ctrl-C; with `--keep` it leaves the lab and the
+//! dashboard up until Ctrl-C.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -14,10 +18,45 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::net::{Ipv4Addr, SocketAddr};
+
 use anyhow::{Context, Result};
+use clap::Parser;
+use darkwatch_tests::forward::Forward;
 use darkwatch_tests::harness::{self, Db, Deployment, Timing, COUNTRY};
-use darkwatch_tests::{Lab, LabConfig, Node};
+use darkwatch_tests::{Lab, LabConfig, Node, COLLECTOR_ADDR};
 use serde_json::Value;
+
+/// The collector's port inside the lab (`hub`).
+const COLLECTOR_PORT: u16 = 8080;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "darkwatch-demo",
+    version,
+    about = "Replay the shape of North Korea's December 2014 blackout in a lab of network namespaces, with the real collector and agents",
+    long_about = "Replay the shape of North Korea's December 2014 blackout in a lab of \
+network namespaces, with the real collector and three real agents: agents settle, \
+loss grows on the border and prefixes flap, every prefix is withdrawn (the \
+blackout), then restored. The collector's dashboard is served on \
+http://127.0.0.1:PORT/ while the replay runs (its URL is printed first): open it \
+to watch the outage unfold. Probes never leave the lab; only the dashboard is \
+relayed to the host's loopback. Run as root. Ctrl-C tears everything down."
+)]
+struct Args {
+    /// Seconds per lab round (the real event's rounds are 10 minutes; the
+    /// replay lasts about 25 rounds plus the agents' start).
+    #[arg(long, value_name = "SECS", default_value_t = Timing::default().interval_secs,
+          value_parser = clap::value_parser!(u64).range(2..=600))]
+    round_secs: u64,
+    /// Port of the dashboard on the host's 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// After the replay, leave the lab, the agents and the dashboard up
+    /// until Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+}
 
 struct Watcher {
     seen: BTreeMap<String, Value>,
@@ -108,9 +147,17 @@ fn watch(d: &Deployment, w: &mut Watcher, rounds: u32, stop: &AtomicBool) -> Res
     Ok(())
 }
 
-fn run(stop: Arc<AtomicBool>) -> Result<()> {
+fn run(args: &Args, stop: Arc<AtomicBool>) -> Result<()> {
     let t0 = Instant::now();
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
+    let hub_port = SocketAddr::from((COLLECTOR_ADDR, COLLECTOR_PORT));
     let lab = Lab::build(LabConfig::default()).context("building the lab (run as root)")?;
+    let web = Forward::start(listen, &lab.namespace(Node::Hub), hub_port)
+        .context("serving the dashboard (--port picks another port)")?;
+    println!(
+        "dashboard: http://{}/  (open it now: it shows the outage as it unfolds)",
+        web.addr()
+    );
     println!(
         "lab {} built: {} VPs, country {COUNTRY} = {:?}",
         lab.prefix(),
@@ -119,7 +166,10 @@ fn run(stop: Arc<AtomicBool>) -> Result<()> {
     );
     let dir = harness::run_dir("demo")?;
     let db = Db::sqlite(dir.path());
-    let timing = Timing::default();
+    let timing = Timing {
+        interval_secs: args.round_secs,
+        ..Timing::default()
+    };
     println!(
         "1 lab round = {} s (the real event: 9 h 31 min of blackout)",
         timing.interval_secs
@@ -172,6 +222,17 @@ fn run(stop: Arc<AtomicBool>) -> Result<()> {
         "{}",
         d.collector.cli_ok(&["timeline", "--country", COUNTRY])?
     );
+    if args.keep {
+        println!(
+            "\n--keep: the lab, the agents and the dashboard (http://{}/) stay up; Ctrl-C tears them down",
+            web.addr()
+        );
+        while !stop.load(Ordering::SeqCst) {
+            w.poll(&d)?;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    drop(web);
     drop(d);
     lab.teardown()?;
     println!("lab torn down after {} s", t0.elapsed().as_secs());
@@ -179,6 +240,7 @@ fn run(stop: Arc<AtomicBool>) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    let args = Args::parse();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook_registry_free::SIGINT,
@@ -186,7 +248,7 @@ fn main() -> ExitCode {
     ] {
         signal_hook_registry_free::flag(sig, stop.clone());
     }
-    match run(stop) {
+    match run(&args, stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("darkwatch-demo: {e:#}");

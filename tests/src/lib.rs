@@ -1,6 +1,8 @@
 //! darkwatch's test support: the network-namespace lab (`lab`) that every
-//! end-to-end test and demo runs in, re-exported at the crate root.
+//! end-to-end test and demo runs in, re-exported at the crate root, and what
+//! runs the real binaries in it (`harness`, `forward`, `webhook`, `load`).
 
+pub mod forward;
 pub mod harness;
 pub mod lab;
 pub mod load;

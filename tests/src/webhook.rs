@@ -6,12 +6,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 
 /// What the receiver saw.
@@ -33,22 +32,14 @@ pub struct WebhookSink {
 impl WebhookSink {
     /// Listens on `addr` inside network namespace `netns`.
     pub fn start(netns: &str, addr: SocketAddr, refuse_first: usize) -> Result<WebhookSink> {
-        let ns = std::fs::File::open(format!("/run/netns/{netns}"))
-            .with_context(|| format!("namespace {netns}"))?;
+        let netns = netns.to_string();
         let seen = Arc::new(Mutex::new(Received::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<Result<()>>();
         let (seen2, stop2) = (seen.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            #[allow(unsafe_code)]
-            // SAFETY: setns on a valid namespace fd; it only changes this
-            // thread's network namespace, which nothing else shares.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                let _ = tx.send(Err(anyhow::anyhow!(
-                    "setns: {}",
-                    std::io::Error::last_os_error()
-                )));
+            if let Err(e) = darkwatch_netlab::netns::enter(&netns) {
+                let _ = tx.send(Err(e.into()));
                 return;
             }
             let listener =

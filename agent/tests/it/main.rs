@@ -1,10 +1,12 @@
 //! The agent's integration tests, in one binary so that the workspace is
 //! linked once: the real `darkwatch-agent` run from outside, on bad input
-//! and configs (`cli`, `config`), against real sockets in a namespace lab
-//! (`lab`), against the real collector in a loopback-only namespace
-//! (`policy`, `spool_crash`), and with the real collector judging an IPv6
-//! hitlist campaign in a two-namespace lab (`v6hitlist`). Lab tests skip
-//! outside CI when no lab can be built, and fail in CI.
+//! and configs (`cli`, `config`), with its logs on a pipe (`logs`), against
+//! real sockets in a namespace lab (`lab`), against the real collector in a
+//! loopback-only namespace (`policy`, `spool_crash`, `packed`), and with the
+//! real collector judging an IPv6 hitlist campaign in a two-namespace lab
+//! (`v6hitlist`); the monitoring examples of `deploy/` are checked against
+//! its metrics (`monitoring`). Lab tests skip outside CI when no lab can be
+//! built, and fail in CI.
 
 mod common;
 mod loopback;
@@ -12,6 +14,9 @@ mod loopback;
 mod cli;
 mod config;
 mod lab;
+mod logs;
+mod monitoring;
+mod packed;
 mod policy;
 mod spool_crash;
 mod v6hitlist;

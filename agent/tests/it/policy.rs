@@ -150,7 +150,8 @@ fn compromised_collector_cannot_widen_probing() {
         format!(
             "collector = \"{url}\"\ntoken = \"{token}\"\nspool_dir = \"spool\"\npps = 2000\n\
              max_targets = 2048\nallow = [\"198.18.0.0/15\"]\nexclude_file = \"exclude.txt\"\n\
-             [probe]\ntimeout_ms = 300\nmax_probes = 4\n[trace]\nper_round = 0\n"
+             [probe]\ntimeout_ms = 300\nmax_probes = 4\n[trace]\nper_round = 0\n\
+             [metrics]\ntextfile = \"darkwatch.prom\"\n"
         ),
     )
     .expect("write config");
@@ -160,7 +161,6 @@ fn compromised_collector_cannot_widen_probing() {
         .args(["run", "--once", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -177,6 +177,8 @@ fn compromised_collector_cannot_widen_probing() {
     let out = agent.wait_with_output().expect("agent output");
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "agent failed:\n{log}");
+    // stderr is a pipe: plain text, no colour codes.
+    darkwatch_netlab::checks::assert_no_escapes(&log);
 
     let has = |campaign: &str, what: &str| {
         log.lines().any(|l| {
@@ -241,4 +243,46 @@ fn compromised_collector_cannot_widen_probing() {
         );
     }
     eprintln!("echo requests per destination: {counts:?}");
+
+    // The textfile a cron user's node exporter reads says the same.
+    let prom =
+        std::fs::read_to_string(dir.path().join("darkwatch.prom")).expect("metrics textfile");
+    let value = |line: &str| -> u64 {
+        let found = prom
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '));
+        found
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{prom}"))
+    };
+    assert_eq!(value("darkwatch_agent_rounds_total{campaign=\"good\"}"), 1);
+    assert!(
+        value("darkwatch_agent_probes_total{campaign=\"good\"}") > 0,
+        "{prom}"
+    );
+    assert!(
+        value("darkwatch_agent_replies_total{campaign=\"good\"}") > 0,
+        "{prom}"
+    );
+    assert_eq!(
+        value("darkwatch_agent_assignments_refused_total"),
+        1,
+        "slow"
+    );
+    assert!(!prom.contains("campaign=\"slow\""), "{prom}");
+    for (campaign, reason, n) in [
+        ("resv", "reserved", 256),
+        ("excl", "excluded", 256),
+        ("huge", "over_max_targets", 65536 - 2048),
+    ] {
+        assert_eq!(
+            value(&format!(
+                "darkwatch_agent_skipped_addresses{{campaign=\"{campaign}\",reason=\"{reason}\"}}"
+            )),
+            n
+        );
+    }
+    if let Some(checked) = darkwatch_netlab::checks::promtool_check_metrics(&prom) {
+        checked.unwrap_or_else(|e| panic!("promtool check metrics: {e}\n{prom}"));
+    }
 }

@@ -13,7 +13,7 @@ mod admin;
 mod read;
 mod serve;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,6 +25,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::DEFAULT_DB;
 use crate::store::{SqlStore, StoreError};
 use darkwatch_schema::inputs::{self, LineError};
+use darkwatch_schema::logging::{self, LogFormat};
 
 /// The exit codes, shared with the agent.
 pub use darkwatch_schema::exitcode as exit;
@@ -40,6 +41,10 @@ pub struct Cli {
     /// Database: a SQLite path, sqlite://PATH or postgres://USER:PASS@HOST/DB.
     #[arg(long, global = true, env = "DARKWATCH_DB")]
     pub db: Option<String>,
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json`
+    /// (one object per line, with `level` and `message`).
+    #[arg(long, global = true, env = "DARKWATCH_LOG_FORMAT", default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -216,13 +221,9 @@ pub fn main() -> ExitCode {
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let format = cli.log_format;
+    logging::init(format, default_level);
+    let fatal = |message: &str| logging::fatal(format, "darkwatch-collector", message);
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -231,14 +232,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("darkwatch-collector: cannot start the async runtime: {e}");
+            fatal(&format!("cannot start the async runtime: {e}"));
             return ExitCode::from(exit::OSERR);
         }
     };
     match rt.block_on(run(cli, SystemClock::shared())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("darkwatch-collector: {}", e.message);
+            fatal(&e.message);
             ExitCode::from(e.code)
         }
     }

@@ -52,7 +52,7 @@ const ROUNDS: u64 = 20;
 /// Rounds (counted from the first) during which every block is dark.
 const DARK: Range<u64> = 8..14;
 /// The same for a blackout still going on at the fixture's last round.
-const DARK_ONGOING: Range<u64> = 14..ROUNDS;
+pub(super) const DARK_ONGOING: Range<u64> = 14..ROUNDS;
 const VPS: [&str; 3] = ["vp-ams", "vp-fra", "vp-sin"];
 /// Where every VP's path toward the dark country ends (upstream of it).
 const BORDER: &str = "203.0.113.1";
@@ -63,8 +63,8 @@ const BORDER: &str = "203.0.113.1";
 const PFX2AS: &str = "198.18.0.0\t22\t64500\n198.18.4.0\t22\t64501\n";
 
 /// A fixture database with a recorded blackout of country KP.
-struct Fixture {
-    db: Db,
+pub(super) struct Fixture {
+    pub(super) db: Db,
     /// The fixture's first round.
     first_round: u64,
     /// With [`Fixture::build_asns`]: a collector config naming the
@@ -199,7 +199,7 @@ fn vp_batch(
 
 impl Fixture {
     /// Every block is dark in `dark` (rounds counted from the first).
-    async fn build(dark: Range<u64>) -> Fixture {
+    pub(super) async fn build(dark: Range<u64>) -> Fixture {
         Self::build_with(dark, 0..0).await
     }
 

@@ -1,9 +1,9 @@
 //! The collector's integration tests, in one binary so that the workspace
 //! is linked once: the real `darkwatch-collector` binary and its store
 //! against SQLite and PostgreSQL (`server`, `store`, `census`, `bad_input`,
-//! `crash`),
-//! the dashboard in a headless browser (`dashboard`), and the files under
-//! `deploy/` (`deploy_files`). Fixtures are in `common`.
+//! `crash`), the dashboard in a headless browser (`dashboard`), the files
+//! under `deploy/` (`deploy_files`), the log format on a pipe (`logs`), and
+//! `/metrics` through promtool (`metrics`). Fixtures are in `common`.
 
 #[macro_use]
 mod common;
@@ -13,5 +13,7 @@ mod census;
 mod crash;
 mod dashboard;
 mod deploy_files;
+mod logs;
+mod metrics;
 mod server;
 mod store;

@@ -1,7 +1,8 @@
 //! The end-to-end tests, in one binary so that the workspace is linked
-//! once: the lab itself (`lab`), and the real agents and collectors in it
-//! (`scenarios`, `reporting`, `scaleout`).
+//! once: the lab itself (`lab`), the real agents and collectors in it
+//! (`scenarios`, `reporting`, `scaleout`), and the demo (`demo`).
 
+mod demo;
 mod lab;
 mod reporting;
 mod scaleout;

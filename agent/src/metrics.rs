@@ -1,0 +1,417 @@
+//! The agent's own metrics, for Prometheus: rounds done and late, probes
+//! and replies, spool depth, batches the collector refused, assignments the
+//! agent refused and the space it skipped, per campaign where it matters.
+//!
+//! [`Counters`] is plain data and [`render`] a pure function of it (and of
+//! the spool's size), so both are unit-tested without I/O. [`Metrics`] is
+//! what the daemon holds: it updates the counters, persists them in the
+//! state directory and rewrites the node-exporter textfile after every
+//! round and spool drain, and serves `/metrics` over HTTP when configured.
+//!
+//! Counters are persisted (`state/metrics.json`) because `run --once` from
+//! cron is a new process every round: without that its counters would
+//! never pass 1 and `rate()` over them would mean nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use darkwatch_schema::Skipped;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::campaign::RoundResults;
+use crate::config::MetricsConfig;
+use crate::report::Drained;
+use crate::spool::{write_atomic, Spool};
+
+/// Most refused (campaign, generation) pairs remembered: enough to count
+/// each refusal once, bounded against a collector that churns generations.
+const MAX_REFUSALS_REMEMBERED: usize = 1024;
+
+/// Counters of one campaign.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CampaignCounters {
+    pub rounds: u64,
+    pub rounds_late: u64,
+    pub probes: u64,
+    pub replies: u64,
+    /// Addresses skipped in the last round, by reason (`SkipReason::as_str`).
+    pub skipped: BTreeMap<String, u64>,
+    /// When the last round finished (Unix ms).
+    pub last_round_ms: i64,
+}
+
+/// Everything the agent counts. Serialized as the persisted state.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    pub campaigns: BTreeMap<String, CampaignCounters>,
+    pub batches_rejected: u64,
+    pub assignments_refused: u64,
+    /// The refusals already counted, so that one refused assignment pulled
+    /// every poll counts once.
+    pub refused: BTreeSet<(String, u64)>,
+}
+
+/// What one round of one campaign did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundStats {
+    pub probes: u64,
+    pub replies: u64,
+    pub late: bool,
+    pub finished_ms: i64,
+    pub skipped: BTreeMap<String, u64>,
+}
+
+impl RoundStats {
+    /// The stats of a round from its results (echo requests of the round to
+    /// blocks and control targets; discovery sweeps and traceroutes are not
+    /// counted) and what the campaign skipped. Late means not on time as
+    /// the round's [`darkwatch_schema::RoundInfo`] says (`schedule::RoundTiming::on_time`:
+    /// probing ended after the next round began); `now_ms` stands in for
+    /// its end when it has none.
+    pub fn of(results: &RoundResults, skipped: &[Skipped], now_ms: i64) -> RoundStats {
+        let all = || results.outcomes.iter().chain(&results.controls);
+        RoundStats {
+            probes: all().map(|o| u64::from(o.probes)).sum(),
+            replies: all().map(|o| u64::from(o.replies)).sum(),
+            late: results.info.as_ref().is_some_and(|i| !i.on_time),
+            finished_ms: results.info.as_ref().map_or(now_ms, |i| i.ended_ms),
+            skipped: skipped
+                .iter()
+                .map(|s| (s.reason.as_str().to_string(), s.addresses))
+                .collect(),
+        }
+    }
+}
+
+impl Counters {
+    pub fn round_done(&mut self, campaign: &str, s: &RoundStats) {
+        let c = self.campaigns.entry(campaign.to_string()).or_default();
+        c.rounds += 1;
+        c.rounds_late += u64::from(s.late);
+        c.probes += s.probes;
+        c.replies += s.replies;
+        c.skipped = s.skipped.clone();
+        c.last_round_ms = s.finished_ms;
+    }
+
+    /// Counts a refused assignment once per (campaign, generation).
+    /// Returns true if it was not counted before.
+    pub fn refused(&mut self, campaign: &str, generation: u64) -> bool {
+        let key = (campaign.to_string(), generation);
+        if self.refused.contains(&key) {
+            return false;
+        }
+        if self.refused.len() >= MAX_REFUSALS_REMEMBERED {
+            self.refused.pop_first();
+        }
+        self.refused.insert(key);
+        self.assignments_refused += 1;
+        true
+    }
+}
+
+/// Size of the spool's outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolUsage {
+    pub bytes: u64,
+    pub batches: u64,
+}
+
+/// `"` `\` and newlines escaped, as the text format wants in label values.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text exposition of `c`; the spool gauges are left out when
+/// the spool could not be read (`None`).
+pub fn render(c: &Counters, spool: Option<SpoolUsage>) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let per_campaign = |f: &dyn Fn(&CampaignCounters) -> String| -> Vec<(String, String)> {
+        c.campaigns
+            .iter()
+            .map(|(name, cc)| (format!("{{campaign=\"{}\"}}", label(name)), f(cc)))
+            .collect()
+    };
+    let one = |v: u64| vec![(String::new(), v.to_string())];
+    family(
+        "darkwatch_agent_rounds_total",
+        "counter",
+        "Rounds done (spooled), per campaign.",
+        &per_campaign(&|cc| cc.rounds.to_string()),
+    );
+    family(
+        "darkwatch_agent_rounds_late_total",
+        "counter",
+        "Rounds that finished after their interval ended, per campaign.",
+        &per_campaign(&|cc| cc.rounds_late.to_string()),
+    );
+    family(
+        "darkwatch_agent_probes_total",
+        "counter",
+        "Echo requests of the rounds (blocks and control targets), per campaign.",
+        &per_campaign(&|cc| cc.probes.to_string()),
+    );
+    family(
+        "darkwatch_agent_replies_total",
+        "counter",
+        "Echo replies of the rounds, per campaign.",
+        &per_campaign(&|cc| cc.replies.to_string()),
+    );
+    family(
+        "darkwatch_agent_last_round_timestamp_seconds",
+        "gauge",
+        "When the campaign's last round finished (Unix time).",
+        &per_campaign(&|cc| format!("{:.3}", cc.last_round_ms as f64 / 1000.0)),
+    );
+    let skipped: Vec<(String, String)> = c
+        .campaigns
+        .iter()
+        .flat_map(|(name, cc)| {
+            cc.skipped.iter().map(move |(reason, n)| {
+                (
+                    format!(
+                        "{{campaign=\"{}\",reason=\"{}\"}}",
+                        label(name),
+                        label(reason)
+                    ),
+                    n.to_string(),
+                )
+            })
+        })
+        .collect();
+    family(
+        "darkwatch_agent_skipped_addresses",
+        "gauge",
+        "Assigned addresses the agent refused to probe in the last round, by reason.",
+        &skipped,
+    );
+    family(
+        "darkwatch_agent_batches_rejected_total",
+        "counter",
+        "Report batches the collector refused as invalid (kept in the spool's rejected/).",
+        &one(c.batches_rejected),
+    );
+    family(
+        "darkwatch_agent_assignments_refused_total",
+        "counter",
+        "Campaign assignments refused outright (bad name or interval), once per generation.",
+        &one(c.assignments_refused),
+    );
+    if let Some(s) = spool {
+        family(
+            "darkwatch_agent_spool_bytes",
+            "gauge",
+            "Bytes of report batches waiting in the spool.",
+            &one(s.bytes),
+        );
+        family(
+            "darkwatch_agent_spool_batches",
+            "gauge",
+            "Report batches waiting in the spool.",
+            &one(s.batches),
+        );
+    }
+    out
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain counters behind: keep them.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The daemon's metrics: counters (one lock, so a scrape or a persisted
+/// snapshot is consistent across labels), their files, their listener.
+pub struct Metrics {
+    counters: Mutex<Counters>,
+    /// Serializes the file writes of concurrent rounds and drains.
+    writing: Mutex<()>,
+    state_file: PathBuf,
+    cfg: MetricsConfig,
+    spool: Arc<Spool>,
+}
+
+impl Metrics {
+    /// Loads the counters persisted under `state_dir` (an unreadable file
+    /// starts them afresh, with a warning) and checks that the textfile's
+    /// directory exists.
+    pub fn open(cfg: &MetricsConfig, state_dir: &Path, spool: Arc<Spool>) -> Result<Metrics> {
+        let state_file = state_dir.join("metrics.json");
+        let counters = match std::fs::read(&state_file) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                tracing::warn!(file = %state_file.display(), error = %e, "unreadable metrics state; counters start from zero");
+                Counters::default()
+            }),
+            Err(_) => Counters::default(),
+        };
+        if let Some(dir) = cfg.textfile.as_deref().and_then(Path::parent) {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "metrics.textfile: directory {} does not exist",
+                dir.display()
+            );
+        }
+        Ok(Metrics {
+            counters: Mutex::new(counters),
+            writing: Mutex::new(()),
+            state_file,
+            cfg: cfg.clone(),
+            spool,
+        })
+    }
+
+    /// Records a round of `campaign`, then persists and exports.
+    pub fn round_done(&self, campaign: &str, stats: &RoundStats) {
+        lock(&self.counters).round_done(campaign, stats);
+        self.save();
+    }
+
+    /// Records a refused assignment (counted once per generation).
+    pub fn refused(&self, campaign: &str, generation: u64) {
+        if lock(&self.counters).refused(campaign, generation) {
+            self.save();
+        }
+    }
+
+    /// Records a pass over the spool (batches refused; the spool shrank).
+    pub fn drained(&self, d: &Drained) {
+        lock(&self.counters).batches_rejected += d.rejected as u64;
+        self.save();
+    }
+
+    fn spool_usage(&self) -> Option<SpoolUsage> {
+        let entries = self.spool.entries().ok()?;
+        Some(SpoolUsage {
+            bytes: entries.iter().map(|e| e.size).sum(),
+            batches: entries.len() as u64,
+        })
+    }
+
+    /// The metrics now, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let c = lock(&self.counters).clone();
+        render(&c, self.spool_usage())
+    }
+
+    /// Persists the counters and rewrites the textfile (atomically, so the
+    /// node exporter never reads half a file). Failures are logged: metrics
+    /// must never stop probing.
+    fn save(&self) {
+        let _w = lock(&self.writing);
+        let c = lock(&self.counters).clone();
+        let state = serde_json::to_vec(&c).unwrap_or_default();
+        if let Err(e) = write_atomic(&self.state_file, &state) {
+            tracing::warn!(file = %self.state_file.display(), error = %e, "cannot persist metrics");
+        }
+        if let Some(path) = &self.cfg.textfile {
+            if let Err(e) = write_atomic(path, render(&c, self.spool_usage()).as_bytes()) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write the metrics textfile");
+            }
+        }
+    }
+
+    /// Binds `metrics.listen` (if set) and serves `GET /metrics` on it until
+    /// the runtime stops; returns the bound address. Binding errors are the
+    /// caller's: a configured listener that cannot listen is a startup failure.
+    pub fn listen(self: &Arc<Self>) -> Result<Option<std::net::SocketAddr>> {
+        let Some(addr) = self.cfg.listen else {
+            return Ok(None);
+        };
+        let std = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
+        std.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std)?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((conn, peer)) = listener.accept().await else {
+                    continue;
+                };
+                let me = me.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = me.answer(conn).await {
+                        tracing::debug!(%peer, error = %e, "metrics request failed");
+                    }
+                });
+            }
+        });
+        Ok(Some(addr))
+    }
+
+    /// Answers one HTTP/1 request: the metrics at `/metrics`, 404 elsewhere.
+    async fn answer(&self, mut conn: tokio::net::TcpStream) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        // Headers only (a scrape has no body); small and quick, or dropped.
+        let read = async {
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                let n = conn.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow request"))??;
+        let (status, body) = response(&buf, || self.render());
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await?;
+        conn.write_all(body.as_bytes()).await?;
+        conn.shutdown().await
+    }
+}
+
+/// Status line and body for a raw request (pure, for tests).
+fn response(request: &[u8], metrics: impl FnOnce() -> String) -> (&'static str, String) {
+    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, path) = (parts.next().unwrap_or_default(), parts.next());
+    let path = path.map(|p| p.split(|&b| b == b'?').next().unwrap_or_default());
+    match (method, path) {
+        (b"GET", Some(b"/metrics")) => ("200 OK", metrics()),
+        (b"GET", Some(_)) => ("404 Not Found", "not found: try /metrics\n".into()),
+        _ => ("405 Method Not Allowed", "only GET /metrics\n".into()),
+    }
+}
+
+/// The names of every metric [`render`] writes (for checks of dashboards
+/// and alert rules against what exists).
+pub fn names() -> Vec<String> {
+    render(
+        &Counters::default(),
+        Some(SpoolUsage {
+            bytes: 0,
+            batches: 0,
+        }),
+    )
+    .lines()
+    .filter_map(|l| l.strip_prefix("# TYPE "))
+    .filter_map(|l| l.split_whitespace().next())
+    .map(str::to_string)
+    .collect()
+}
+
+#[cfg(test)]
+mod tests;
