@@ -10,12 +10,16 @@
 //! agents, metrics) need no token and return exactly what the CLI's `--json`
 //! prints; they are meant for loopback or a reverse proxy that adds its own
 //! authentication (see `docs/api.md`). The dashboard (`crate::web`) reads them.
+//!
+//! `/v1/verdicts/{id}`, also read-only, is a verdict's evidence for its page
+//! on the dashboard (`crate::evidence`); it has no CLI twin.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -155,8 +159,10 @@ pub fn router<S: Store>(state: AppState<S>, max_body: usize) -> Router {
         .route("/v1/outages", get(get_outages::<S>))
         .route("/v1/timeline", get(get_timeline::<S>))
         .route("/v1/status", get(get_status::<S>))
+        .route("/v1/verdicts/{id}", get(get_verdict::<S>))
         .route("/metrics", get(get_metrics::<S>))
         .merge(crate::web::router())
+        .merge(crate::dashboard_dev_signals::router()) // TEMPORARY: drop when merging h-signals
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
@@ -428,6 +434,44 @@ async fn get_status<S: Store>(
             .await
             .map_err(ApiFailure::store)?,
     ))
+}
+
+/// Query of `GET /v1/verdicts/{id}`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceQuery {
+    /// Rounds shown before the start and after the end (default
+    /// [`crate::evidence::ROUNDS_AROUND`], at most [`MAX_AROUND`]).
+    pub around: Option<u64>,
+}
+
+/// Largest `around` of `/v1/verdicts/{id}`.
+pub const MAX_AROUND: u64 = 100;
+
+async fn get_verdict<S: Store>(
+    State(st): State<AppState<S>>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<EvidenceQuery>, QueryRejection>,
+) -> Result<Json<crate::evidence::Evidence>, ApiFailure> {
+    let Query(q) = q.map_err(bad_query)?;
+    let bad = |m: String| ApiFailure::new(StatusCode::BAD_REQUEST, m);
+    let id = id
+        .map_err(|r| bad(format!("bad verdict id: {}", r.body_text())))?
+        .0;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| bad(format!("verdict id {id:?} is not a number")))?;
+    let around = q.around.unwrap_or(crate::evidence::ROUNDS_AROUND);
+    if around > MAX_AROUND {
+        return Err(bad(format!(
+            "query parameter around={around} is more than {MAX_AROUND} rounds"
+        )));
+    }
+    crate::evidence::load(st.store.as_ref(), id, around, st.clock.now_ms())
+        .await
+        .map_err(ApiFailure::store)?
+        .map(Json)
+        .ok_or_else(|| ApiFailure::new(StatusCode::NOT_FOUND, format!("no verdict with id {id}")))
 }
 
 #[cfg(test)]

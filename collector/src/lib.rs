@@ -10,6 +10,8 @@
 //! correlation core and `reconcile`; `views` is the read model that both the
 //! CLI and the API serve. Published input files (delegated stats, pfx2as,
 //! address lists) are parsed by `darkwatch_schema::inputs`.
+//!
+//! `evidence` assembles a verdict's evidence for its page on the dashboard.
 
 pub mod alerts;
 pub mod api;
@@ -20,6 +22,8 @@ pub mod clock;
 pub mod config;
 pub mod correlation;
 pub mod coverage;
+pub mod dashboard_dev_signals; // TEMPORARY: drop when merging h-signals
+pub mod evidence;
 pub mod hitlist;
 pub mod ingest;
 pub mod metrics;

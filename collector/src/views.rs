@@ -37,7 +37,7 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
     Ok(now_ms - n.saturating_mul(mult))
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
@@ -111,7 +111,7 @@ impl From<&Verdict> for OutageJson {
 
 /// Fills `explained_by` of every verdict from the whole list: a cause may
 /// lie outside what a filter keeps, so this runs before filtering.
-fn with_causes(verdicts: &[Verdict]) -> Vec<OutageJson> {
+pub(crate) fn with_causes(verdicts: &[Verdict]) -> Vec<OutageJson> {
     let events: Vec<causes::Event> = verdicts
         .iter()
         .map(|v| causes::Event {

@@ -1,8 +1,10 @@
-//! The dashboard: `GET /` (the page) and `GET /assets/NAME` (its script and
-//! style sheet), all compiled into the binary from `collector/assets/`, so
+//! The dashboard: `GET /` (the page), `GET /verdict/ID` (the same page,
+//! which then shows one verdict's evidence) and `GET /assets/NAME` (its
+//! scripts and style sheet), all compiled into the binary from `collector/assets/`, so
 //! nothing is fetched from anywhere else. The page is plain JavaScript that
-//! reads the read-only JSON API (`/v1/status`, `/v1/timeline`,
-//! `/v1/outages`) and draws SVG; a Content-Security-Policy keeps it from
+//! reads the read-only JSON API (`/v1/status`, `/v1/signals`, `/v1/scopes`,
+//! `/v1/outages`, `/v1/verdicts/ID`, and `/v1/timeline` where signals are
+//! not served) and draws SVG; a Content-Security-Policy keeps it from
 //! loading anything that the collector does not serve itself.
 
 use axum::extract::Path;
@@ -14,6 +16,7 @@ use darkwatch_schema::ApiError;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
+const AXIS_JS: &str = include_str!("../assets/axis.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
 /// Only same-origin scripts, styles and requests; no inline code, no frames.
@@ -32,6 +35,7 @@ pub struct Asset {
 pub fn asset(name: &str) -> Option<Asset> {
     let (content_type, body) = match name {
         "app.js" => ("text/javascript; charset=utf-8", APP_JS),
+        "axis.js" => ("text/javascript; charset=utf-8", AXIS_JS),
         "style.css" => ("text/css; charset=utf-8", STYLE_CSS),
         _ => return None,
     };
@@ -50,6 +54,8 @@ pub fn index() -> Asset {
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { serve(index()) }))
+        // The page reads the id from its path; the API says if it exists.
+        .route("/verdict/{id}", get(|| async { serve(index()) }))
         .route("/assets/{name}", get(get_asset))
 }
 
@@ -110,6 +116,7 @@ mod tests {
     fn page_loads_only_its_own_assets() {
         let page = index().body;
         assert!(page.contains("/assets/app.js") && page.contains("/assets/style.css"));
+        assert!(page.contains("/assets/axis.js"));
         // Nothing from another origin: every src/href is a local path.
         for attr in ["src=\"", "href=\""] {
             for (i, _) in page.match_indices(attr) {
@@ -124,6 +131,7 @@ mod tests {
         for body in [
             page,
             asset("app.js").unwrap().body,
+            asset("axis.js").unwrap().body,
             asset("style.css").unwrap().body,
         ] {
             // The SVG namespace is a name, not something fetched.

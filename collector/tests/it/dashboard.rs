@@ -11,6 +11,20 @@
 //! `dashboard_renders_in_chromium` opens `/` in headless Chromium, checks
 //! the rendered DOM (plot, blackout band, verdict row with its localization,
 //! agents) and saves a screenshot.
+//!
+//! The views of the dashboard, each in Chromium with a screenshot:
+//! `time_ticks_read_well_at_every_round_length` runs the time-axis functions
+//! (`assets/axis.js`) over round lengths and ranges;
+//! `time_range_scopes_and_vps_follow_the_url` opens presets, a from/until
+//! range, scope lines (country, AS, prefix; the fixture then has a
+//! prefix-to-AS file) and VP lines as the URL names them, and checks the
+//! values drawn; `verdict_page_shows_the_evidence` checks
+//! `GET /v1/verdicts/{id}` and the verdict's page (timeline, each VP's view,
+//! where the traceroutes ended, blocks, alerts);
+//! `without_signals_the_page_draws_the_timeline` checks that a collector
+//! without `/v1/signals` still gets its plot; `controls_rewrite_the_url`
+//! clicks the toggles and types a range. Screenshots go to
+//! `$DARKWATCH_ARTIFACTS/` or the target directory; their paths are printed.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -22,6 +36,7 @@ use std::time::{Duration, Instant};
 use darkwatch_collector::correlation::{self, last_complete_round, CorrelationSettings};
 use darkwatch_collector::store::{CampaignSpec, SqlStore, Store};
 use darkwatch_collector::tokens;
+use darkwatch_schema::inputs::pfx2as::Pfx2As;
 use darkwatch_schema::{
     round_start_ms, ApiError, BlockObservation, BlockState, Coverage, Hop, ReportBatch, SkipReason,
     Skipped, TraceObservation,
@@ -44,9 +59,18 @@ const BORDER: &str = "203.0.113.1";
 
 // ---------- fixture ----------
 
+/// Prefix-to-AS lines of the fixture's two prefixes, one AS each.
+const PFX2AS: &str = "198.18.0.0\t22\t64500\n198.18.4.0\t22\t64501\n";
+
 /// A fixture database with a recorded blackout of country KP.
 pub(super) struct Fixture {
     pub(super) db: Db,
+    /// The fixture's first round.
+    first_round: u64,
+    /// With [`Fixture::build_asns`]: a collector config naming the
+    /// prefix-to-AS file (in `_dir`).
+    config: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 fn now_ms() -> i64 {
@@ -182,6 +206,32 @@ impl Fixture {
     /// Like [`Fixture::build`], and the second prefix's blocks are dark in
     /// `half_dark`.
     async fn build_with(dark: Range<u64>, half_dark: Range<u64>) -> Fixture {
+        Self::build_full(dark, half_dark, false).await
+    }
+
+    /// Like [`Fixture::build_with`], correlated with [`PFX2AS`] (so AS
+    /// scopes exist), which the collector started by [`Fixture::server`]
+    /// loads too.
+    async fn build_asns(dark: Range<u64>, half_dark: Range<u64>) -> Fixture {
+        Self::build_full(dark, half_dark, true).await
+    }
+
+    async fn build_full(dark: Range<u64>, half_dark: Range<u64>, asns: bool) -> Fixture {
+        let (dir, config, pfx2as) = if asns {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let pfx = dir.path().join("fixture.pfx2as");
+            std::fs::write(&pfx, PFX2AS).expect("write pfx2as");
+            let config = dir.path().join("collector.toml");
+            std::fs::write(
+                &config,
+                format!("[correlation]\npfx2as = \"{}\"\n", pfx.display()),
+            )
+            .expect("write config");
+            let (m, _) = Pfx2As::parse(PFX2AS, "fixture").expect("pfx2as parses");
+            (Some(dir), Some(config), Some(m))
+        } else {
+            (None, None, None)
+        };
         let db = Db::sqlite();
         let store = SqlStore::open(&db.url).await.expect("open fixture store");
         let now = now_ms();
@@ -259,7 +309,7 @@ impl Fixture {
             &store,
             &campaign,
             &CorrelationSettings::default(),
-            None,
+            pfx2as.as_ref(),
             now,
         )
         .await
@@ -276,7 +326,20 @@ impl Fixture {
             "fixture must record a country blackout, got {verdicts:#?}"
         );
         store.close().await;
-        Fixture { db }
+        Fixture {
+            db,
+            first_round: *rounds.start(),
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// `darkwatch-collector serve` on this database (with its config, if any).
+    fn server(&self) -> Server {
+        match &self.config {
+            Some(c) => Server::start(&self.db.url, &["--config", c.to_str().expect("utf-8 path")]),
+            None => Server::start(&self.db.url, &[]),
+        }
     }
 }
 
@@ -598,11 +661,16 @@ async fn dump_dom(bin: &Path, profile: &Path, url: &str) -> String {
 /// Saves a 1280x900 screenshot of `url` as `file` (see [`screenshot_path`])
 /// and checks that it is a PNG with content.
 async fn screenshot(bin: &Path, profile: &Path, url: &str, file: &str) {
+    screenshot_sized(bin, profile, url, file, 900).await
+}
+
+/// Like [`screenshot`], `height` pixels high.
+async fn screenshot_sized(bin: &Path, profile: &Path, url: &str, file: &str, height: u32) {
     let shot = screenshot_path(file);
     let _ = std::fs::remove_file(&shot);
     let args = vec![
         "--virtual-time-budget=8000".to_string(),
-        "--window-size=1280,900".into(),
+        format!("--window-size=1280,{height}"),
         format!("--screenshot={}", shot.display()),
         url.to_string(),
     ];
@@ -614,7 +682,7 @@ async fn screenshot(bin: &Path, profile: &Path, url: &str, file: &str) {
         std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", shot.display()));
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     let dim = |i: usize| u32::from_be_bytes(png[i..i + 4].try_into().expect("4 bytes"));
-    assert_eq!((dim(16), dim(20)), (1280, 900), "screenshot size");
+    assert_eq!((dim(16), dim(20)), (1280, height), "screenshot size");
     // A blank page compresses to a few KB; plot, text and tables do not.
     assert!(png.len() > 30_000, "screenshot is only {} bytes", png.len());
     eprintln!("dashboard screenshot: {}", shot.display());
@@ -881,4 +949,825 @@ async fn a_dark_prefix_is_one_headline_with_the_country_partial_nested() {
     assert_eq!(attr(nested, "data-scope"), Some("country"));
     assert_eq!(attr(nested, "data-explained-by"), Some(id.as_str()));
     assert!(text.contains("└"), "{text:?}");
+}
+
+// ---------- time range, lines, verdict page ----------
+
+/// The first element `tag` whose `id` is `id`.
+fn by_id(dom: &str, tag: &str, id: &str) -> (BTreeMap<String, String>, String) {
+    elements(dom, tag)
+        .into_iter()
+        .find(|(a, _)| attr(a, "id") == Some(id))
+        .unwrap_or_else(|| panic!("no <{tag} id={id}> in:\n{dom}"))
+}
+
+/// `data-values` of the plotted line `key` (`overall`, a VP, `scope:target`).
+fn line_values(dom: &str, key: &str) -> Option<Vec<String>> {
+    elements(dom, "path")
+        .into_iter()
+        .find(|(a, _)| has_class(a, "series") && attr(a, "data-series") == Some(key))
+        .map(|(a, _)| a["data-values"].split(',').map(String::from).collect())
+}
+
+/// Labels of the time axis, checked to be distinct and non-empty.
+fn x_ticks(dom: &str) -> Vec<String> {
+    let labels: Vec<String> = elements(dom, "text")
+        .into_iter()
+        .filter(|(a, _)| has_class(a, "x-tick"))
+        .map(|(_, t)| t)
+        .collect();
+    assert!(labels.len() >= 2, "time axis labels {labels:?}");
+    let distinct: std::collections::BTreeSet<&String> = labels.iter().collect();
+    assert_eq!(distinct.len(), labels.len(), "repeated labels {labels:?}");
+    labels
+}
+
+/// Does `s` look like `pattern` (`9` a digit, anything else itself)?
+fn shaped(s: &str, pattern: &str) -> bool {
+    s.len() == pattern.len()
+        && s.chars()
+            .zip(pattern.chars())
+            .all(|(c, p)| if p == '9' { c.is_ascii_digit() } else { c == p })
+}
+
+/// `input` toggles of the plots: (data-key or data-vp, checked).
+fn toggles(dom: &str) -> BTreeMap<String, bool> {
+    elements(dom, "input")
+        .into_iter()
+        .filter_map(|(a, _)| {
+            let key = a.get("data-key").or(a.get("data-vp"))?.clone();
+            Some((key, a.contains_key("checked")))
+        })
+        .collect()
+}
+
+fn utc_minute(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("valid time")
+        .format("%Y-%m-%dT%H:%MZ")
+        .to_string()
+}
+
+/// The tick functions of axis.js, run in Chromium over round lengths from
+/// 1 s to 1 h and ranges from 20 rounds to 30 days: at most 8 ticks, never
+/// finer than a round, distinct labels, each the tick's own UTC time in the
+/// format its step and the span call for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_ticks_read_well_at_every_round_length() {
+    let Some(bin) = chromium() else { return };
+    let db = Db::sqlite();
+    let server = Server::start(&db.url, &[]);
+    const DAY: i64 = 86_400_000;
+    let x0: i64 = 1_764_670_123_456; // 2025-12-02T10:08:43.456Z, not aligned
+    let mut cases = Vec::new();
+    for interval_s in [1i64, 2, 10, 60, 300, 600, 3600] {
+        let i = interval_s * 1000;
+        for span in [
+            20 * i,
+            288 * i,
+            3_600_000,
+            6 * 3_600_000,
+            DAY,
+            7 * DAY,
+            30 * DAY,
+        ] {
+            cases.push(serde_json::json!({"x0": x0, "x1": x0 + span, "interval": i}));
+        }
+    }
+    let page = format!(
+        "<!doctype html><html><body><pre id=\"out\"></pre>\
+         <script src=\"{}\"></script><script>\
+         const cases = {};\
+         document.getElementById('out').textContent = JSON.stringify(cases.map((c) => {{\
+           const ticks = timeTicks(c.x0, c.x1, c.interval, 8);\
+           return {{ ...c, ticks, caption: axisCaption(c.x0, c.x1, ticks) }};\
+         }}));</script></body></html>",
+        server.url("/assets/axis.js"),
+        serde_json::Value::Array(cases.clone())
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("ticks.html");
+    std::fs::write(&file, page).expect("write page");
+    let dom = dump_dom(&bin, dir.path(), &format!("file://{}", file.display())).await;
+    let (_, out) = by_id(&dom, "pre", "out");
+    let results: Vec<serde_json::Value> =
+        serde_json::from_str(&out.replace("&amp;", "&")).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(results.len(), cases.len());
+    let fmt = |ms: i64, f: &str| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .expect("time")
+            .format(f)
+            .to_string()
+    };
+    for r in &results {
+        let (a, b, i) = (
+            r["x0"].as_i64().unwrap(),
+            r["x1"].as_i64().unwrap(),
+            r["interval"].as_i64().unwrap(),
+        );
+        let span = b - a;
+        let ticks: Vec<(i64, String)> = r["ticks"]
+            .as_array()
+            .expect("ticks")
+            .iter()
+            .map(|t| {
+                (
+                    t["ms"].as_i64().unwrap(),
+                    t["label"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let case = format!("round {i} ms, span {span} ms: {ticks:?}");
+        assert!(
+            (2..=8).contains(&ticks.len()) || (span < 4 * i && !ticks.is_empty()),
+            "{case}"
+        );
+        let labels: std::collections::BTreeSet<&String> = ticks.iter().map(|(_, l)| l).collect();
+        assert_eq!(labels.len(), ticks.len(), "repeated labels, {case}");
+        assert!(ticks.iter().all(|(ms, _)| (a..=b).contains(ms)), "{case}");
+        if ticks.len() < 2 {
+            continue;
+        }
+        let step = ticks[1].0 - ticks[0].0;
+        assert!(step >= i.min(DAY), "ticks finer than a round, {case}");
+        assert!(ticks.windows(2).all(|w| w[1].0 - w[0].0 == step), "{case}");
+        assert!(
+            ticks.iter().all(|(ms, _)| ms % step == 0),
+            "unaligned, {case}"
+        );
+        let format = if step >= DAY {
+            "%m-%d"
+        } else if step < 60_000 {
+            "%H:%M:%S"
+        } else if span >= DAY {
+            "%m-%d %H:%M"
+        } else {
+            "%H:%M"
+        };
+        for (ms, label) in &ticks {
+            assert_eq!(label, &fmt(*ms, format), "{case}");
+        }
+        let caption = r["caption"].as_str().unwrap();
+        if format.starts_with("%H") {
+            assert!(
+                caption.contains(&fmt(a, "%Y-%m-%d")),
+                "caption {caption:?}, {case}"
+            );
+        } else {
+            assert_eq!(caption, "UTC", "{case}");
+        }
+    }
+}
+
+/// The overview follows its URL: a preset range, a from/until range, which
+/// scopes have lines (the country, each AS, each prefix) and which VPs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_range_scopes_and_vps_follow_the_url() {
+    let Some(bin) = chromium() else { return };
+    // Prefix 198.18.4.0/22 (AS64501) is dark in DARK: half the country.
+    let fx = Fixture::build_asns(0..0, DARK).await;
+    let server = fx.server();
+    let profile = tempfile::tempdir().expect("chromium profile dir");
+    let dark = |dark_value: &str| -> Vec<String> {
+        (0..ROUNDS)
+            .map(|r| if DARK.contains(&r) { dark_value } else { "1" }.to_string())
+            .collect()
+    };
+
+    // What the page draws comes from /v1/scopes and /v1/signals.
+    let scopes = api_json(&server, "/v1/scopes?campaign=kp").await;
+    let keys: Vec<String> = scopes
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["scope"].as_str().unwrap(),
+                s["target"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for k in [
+        "country:KP",
+        "asn:AS64500",
+        "asn:AS64501",
+        "prefix:198.18.0.0/22",
+        "prefix:198.18.4.0/22",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} not in {keys:?}");
+    }
+
+    // Preset: the last hour, every round of the fixture in it.
+    let url = server.url("/?range=1h");
+    let dom = dump_dom(&bin, profile.path(), &url).await;
+    let (a, _) = by_id(&dom, "span", "updated");
+    assert_eq!(attr(&a, "data-state"), Some("ok"), "{dom}");
+    let presets: Vec<_> = elements(&dom, "a")
+        .into_iter()
+        .filter(|(a, _)| has_class(a, "preset"))
+        .collect();
+    let active: Vec<_> = presets
+        .iter()
+        .filter(|(a, _)| has_class(a, "active"))
+        .collect();
+    assert_eq!(active.len(), 1, "{presets:?}");
+    assert_eq!(attr(&active[0].0, "data-range"), Some("1h"));
+    assert_eq!(attr(&active[0].0, "aria-current"), Some("true"));
+    // Each preset link keeps the rest of the view (here: nothing else).
+    assert!(
+        presets
+            .iter()
+            .any(|(a, _)| attr(a, "href") == Some("/?range=7d")),
+        "{presets:?}"
+    );
+    let (a, text) = by_id(&dom, "span", "range-text");
+    assert_eq!(attr(&a, "data-range"), Some("1h"));
+    assert!(text.starts_with("last 1 h: "), "{text:?}");
+    let plot = elements(&dom, "svg")
+        .into_iter()
+        .find(|(a, _)| has_class(a, "timeline"))
+        .expect("plot");
+    let x = |k: &str| {
+        attr(&plot.0, k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .expect("x0/x1")
+    };
+    assert_eq!(x("data-x1") - x("data-x0"), 3_600_000);
+    assert_eq!(line_values(&dom, "overall"), Some(dark("0.5")));
+    let ticks = x_ticks(&dom);
+    assert!(ticks.iter().all(|t| shaped(t, "99:99")), "{ticks:?}");
+    screenshot(&bin, profile.path(), &url, "dashboard-range-1h.png").await;
+
+    // Presets of a day and a week: labels with dates.
+    let dom = dump_dom(&bin, profile.path(), &server.url("/?range=24h")).await;
+    let ticks = x_ticks(&dom);
+    assert!(ticks.iter().all(|t| shaped(t, "99-99 99:99")), "{ticks:?}");
+    let url = server.url("/?range=7d");
+    let dom = dump_dom(&bin, profile.path(), &url).await;
+    // A week is redrawn every minute, not every 5 s: loaded once in 8 s.
+    assert_eq!(
+        attr(&by_id(&dom, "span", "updated").0, "data-refreshes"),
+        Some("1")
+    );
+    let ticks = x_ticks(&dom);
+    assert!(ticks.iter().all(|t| shaped(t, "99-99")), "{ticks:?}");
+    assert_eq!(line_values(&dom, "overall"), Some(dark("0.5")));
+    // A week of 1-minute rounds is more than one signals request gives:
+    // the page asks for the last rounds and says so.
+    assert!(
+        elements(&dom, "span")
+            .iter()
+            .any(|(a, t)| has_class(a, "clipped") && t.contains("at most 10000 rounds")),
+        "no note of the rounds left out in:\n{dom}"
+    );
+    screenshot(&bin, profile.path(), &url, "dashboard-range-7d.png").await;
+
+    // From/until in the URL: ten rounds, from two before the dark ones.
+    let from = round_start_ms(fx.first_round + 6, INTERVAL);
+    let until = round_start_ms(fx.first_round + 16, INTERVAL);
+    let url = server.url(&format!(
+        "/?from={}&until={}",
+        utc_minute(from),
+        utc_minute(until)
+    ));
+    let dom = dump_dom(&bin, profile.path(), &url).await;
+    let (a, _) = by_id(&dom, "span", "range-text");
+    assert_eq!(attr(&a, "data-range"), Some("custom"));
+    let plot = elements(&dom, "svg")
+        .into_iter()
+        .find(|(a, _)| has_class(a, "timeline"))
+        .expect("plot");
+    assert_eq!(attr(&plot.0, "data-x0"), Some(from.to_string().as_str()));
+    assert_eq!(attr(&plot.0, "data-x1"), Some(until.to_string().as_str()));
+    let values = line_values(&dom, "overall").expect("overall line");
+    assert_eq!(values, dark("0.5")[6..16].to_vec());
+    let points = elements(&dom, "circle")
+        .into_iter()
+        .filter(|(a, _)| has_class(a, "point"))
+        .count();
+    assert_eq!(points, 10);
+    let (a, _) = by_id(&dom, "input", "range-from");
+    assert_eq!(
+        attr(&a, "value"),
+        None,
+        "a field's typed value is not an attribute"
+    );
+    assert!(
+        !presets_active(&dom),
+        "no preset is active on a custom range"
+    );
+    x_ticks(&dom);
+    screenshot(&bin, profile.path(), &url, "dashboard-from-until.png").await;
+
+    // A bad range is named, and the latest rounds are shown instead.
+    let dom = dump_dom(&bin, profile.path(), &server.url("/?range=2w")).await;
+    let (a, text) = by_id(&dom, "span", "range-error");
+    assert!(
+        !a.contains_key("hidden") && text.contains("unknown range 2w"),
+        "{text:?}"
+    );
+    assert_eq!(line_values(&dom, "overall"), Some(dark("0.5")));
+
+    // Scope lines toggled on in the URL: the dark prefix and its AS at 0,
+    // the country at half; the other prefix and AS off. One VP's line.
+    let url = server.url("/?range=1h&show=country:KP,prefix:198.18.4.0/22,asn:AS64501&vps=vp-sin");
+    let dom = dump_dom(&bin, profile.path(), &url).await;
+    assert_eq!(line_values(&dom, "overall"), Some(dark("0.5")));
+    assert_eq!(line_values(&dom, "prefix:198.18.4.0/22"), Some(dark("0")));
+    assert_eq!(line_values(&dom, "asn:AS64501"), Some(dark("0")));
+    assert_eq!(line_values(&dom, "prefix:198.18.0.0/22"), None);
+    assert_eq!(line_values(&dom, "asn:AS64500"), None);
+    assert!(line_values(&dom, "vp-sin").is_some());
+    assert_eq!(line_values(&dom, "vp-ams"), None);
+    let t = toggles(&dom);
+    let expect: BTreeMap<String, bool> = [
+        ("country:KP", true),
+        ("asn:AS64500", false),
+        ("asn:AS64501", true),
+        ("prefix:198.18.0.0/22", false),
+        ("prefix:198.18.4.0/22", true),
+        ("vp-ams", false),
+        ("vp-fra", false),
+        ("vp-sin", true),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(t, expect);
+    screenshot(&bin, profile.path(), &url, "dashboard-scopes.png").await;
+
+    // Lines of each VP (the default): vp-sin alone lost one of 8 blocks
+    // for two rounds; the country line off shows the VPs' lines still.
+    let url = server.url("/?show=prefix:198.18.0.0/22");
+    let dom = dump_dom(&bin, profile.path(), &url).await;
+    assert_eq!(line_values(&dom, "overall"), None);
+    assert_eq!(line_values(&dom, "prefix:198.18.0.0/22"), Some(dark("1")));
+    for vp in VPS {
+        let v = line_values(&dom, vp).unwrap_or_else(|| panic!("no line of {vp}"));
+        let mut want = dark("0.5");
+        if vp == "vp-sin" {
+            want[3] = "0.875".into();
+            want[4] = "0.875".into();
+        }
+        assert_eq!(v, want, "{vp}");
+        assert_eq!(toggles(&dom).get(vp), Some(&true));
+    }
+    assert_eq!(toggles(&dom).get("country:KP"), Some(&false));
+    screenshot(&bin, profile.path(), &url, "dashboard-vps.png").await;
+    let dom = dump_dom(&bin, profile.path(), &server.url("/?vps=none")).await;
+    assert!(VPS.iter().all(|vp| line_values(&dom, vp).is_none()));
+    assert!(line_values(&dom, "overall").is_some());
+}
+
+fn presets_active(dom: &str) -> bool {
+    elements(dom, "a")
+        .iter()
+        .any(|(a, _)| has_class(a, "preset") && has_class(a, "active"))
+}
+
+/// `GET /v1/verdicts/{id}` and the verdict's page: its timeline, each VP's
+/// view, where the traceroutes ended before and during, the blocks, the
+/// alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdict_page_shows_the_evidence() {
+    let fx = Fixture::build(DARK).await;
+    let server = fx.server();
+    let outages = api_json(&server, "/v1/outages").await;
+    let v = outages
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|v| v["kind"] == "blackout" && v["scope"] == "country")
+        .unwrap_or_else(|| panic!("no country blackout in {outages:#}"))
+        .clone();
+    let id = v["id"].as_i64().expect("id");
+
+    // The evidence.
+    let ev = api_json(&server, &format!("/v1/verdicts/{id}")).await;
+    assert_eq!(ev["verdict"], v);
+    assert_eq!(
+        ev["top_scope"],
+        serde_json::json!({"scope": "country", "target": "KP"})
+    );
+    assert_eq!(ev["interval_secs"], INTERVAL);
+    let rounds = ev["rounds"].as_array().expect("rounds");
+    let phases: Vec<&str> = rounds
+        .iter()
+        .map(|r| r["phase"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = (0..ROUNDS)
+        .map(|r| {
+            if r < DARK.start {
+                "before"
+            } else if DARK.contains(&r) {
+                "during"
+            } else {
+                "after"
+            }
+        })
+        .collect();
+    assert_eq!(phases, want);
+    assert!(rounds
+        .iter()
+        .all(|r| r["blocks_judged"] == 8 && r["per_vp"].as_array().map(Vec::len) == Some(3)));
+    let during: Vec<&serde_json::Value> =
+        rounds.iter().filter(|r| r["phase"] == "during").collect();
+    assert!(during
+        .iter()
+        .all(|r| r["blocks_up"] == 0 && r["share_up"] == 0.0));
+    assert_eq!(ev["affected_blocks"].as_array().map(Vec::len), Some(8));
+    assert_eq!(
+        ev["affected_blocks"][0]["rounds_down"],
+        DARK.end - DARK.start
+    );
+    let traces = ev["traces"].as_array().expect("traces");
+    assert_eq!(
+        traces
+            .iter()
+            .map(|t| t["vp"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        VPS
+    );
+    assert!(traces
+        .iter()
+        .all(|t| t["traces"].as_array().map(Vec::len) == Some(ROUNDS as usize)));
+    let ending = |phase: &str| {
+        ev["endings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["phase"] == phase)
+            .unwrap_or_else(|| panic!("no {phase} ending in {:#}", ev["endings"]))
+            .clone()
+    };
+    let dark_traces = 3 * (DARK.end - DARK.start);
+    let e = ending("during");
+    assert_eq!(
+        (e["last_hop"].as_str(), e["reached"].as_bool()),
+        (Some(BORDER), Some(false))
+    );
+    assert_eq!(
+        (e["traces"].as_u64(), e["of"].as_u64()),
+        (Some(dark_traces), Some(dark_traces))
+    );
+    let e = ending("before");
+    assert_eq!(
+        (e["last_hop"].as_str(), e["reached"].as_bool()),
+        (Some("198.18.0.1"), Some(true))
+    );
+    assert_eq!(e["traces"].as_u64(), Some(3 * DARK.start));
+    let alerts: Vec<(&str, bool)> = ev["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["event"].as_str().unwrap(), a["given"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(alerts, [("open", true), ("close", true)]);
+    for (path, status) in [
+        ("/v1/verdicts/999999".to_string(), StatusCode::NOT_FOUND),
+        ("/v1/verdicts/abc".into(), StatusCode::BAD_REQUEST),
+        (
+            format!("/v1/verdicts/{id}?around=1000"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/v1/verdicts/{id}?colour=red"),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let resp = reqwest::get(server.url(&path)).await.expect("GET");
+        assert_eq!(resp.status(), status, "GET {path}");
+        let err: ApiError = resp.json().await.expect("ApiError JSON");
+        assert!(!err.error.is_empty());
+    }
+    let short = api_json(&server, &format!("/v1/verdicts/{id}?around=2")).await;
+    assert_eq!(short["first_round"], v["start_round"].as_u64().unwrap() - 2);
+
+    let Some(bin) = chromium() else { return };
+    let profile = tempfile::tempdir().expect("chromium profile dir");
+    // The overview links each verdict to its page.
+    let dom = dump_dom(&bin, profile.path(), &server.url("/")).await;
+    let href = format!("/verdict/{id}");
+    assert!(
+        elements(&dom, "a")
+            .iter()
+            .any(|(a, _)| has_class(a, "verdict-link") && attr(a, "href") == Some(href.as_str())),
+        "no link to {href} in:\n{dom}"
+    );
+
+    let url = server.url(&href);
+    let dom = dump_dom(&bin, profile.path(), &url).await;
+    let (a, _) = by_id(&dom, "span", "updated");
+    assert_eq!(attr(&a, "data-state"), Some("ok"), "{dom}");
+    let (page, _) = by_id(&dom, "div", "verdict-page");
+    assert!(!page.contains_key("hidden"));
+    assert_eq!(attr(&page, "data-kind"), Some("blackout"));
+    assert_eq!(attr(&page, "data-scope"), Some("country"));
+    assert_eq!(attr(&page, "data-target"), Some("KP"));
+    assert!(by_id(&dom, "div", "overview").0.contains_key("hidden"));
+    let (a, _) = by_id(&dom, "a", "verdict-overview");
+    let first = round_start_ms(ev["first_round"].as_u64().unwrap(), INTERVAL);
+    let after = round_start_ms(ev["last_round"].as_u64().unwrap() + 1, INTERVAL);
+    // (Serialized HTML escapes `&` in attributes.) The window may have
+    // grown by a round since the API was asked: `until` is at least its end.
+    let href = attr(&a, "href").expect("href").replace("&amp;", "&");
+    let until = href
+        .strip_prefix(&format!("/?from={}&until=", utc_minute(first)))
+        .and_then(|r| r.strip_suffix("&show=country:KP"))
+        .unwrap_or_else(|| panic!("overview link {href:?}"));
+    let until = chrono::DateTime::parse_from_rfc3339(&until.replace('Z', ":00Z"))
+        .unwrap_or_else(|e| panic!("until {until:?}: {e}"));
+    assert!(until.timestamp_millis() >= after, "{href}");
+    let (_, title) = by_id(&dom, "h2", "verdict-title");
+    assert_eq!(title, "blackout of country KP");
+    let rows = elements(&dom, "tr");
+    let row = |class: &str| -> Vec<(BTreeMap<String, String>, String)> {
+        rows.iter()
+            .filter(|(a, _)| has_class(a, class))
+            .cloned()
+            .collect()
+    };
+    let loc = &v["localization"];
+    let (_, facts) = row("localization").pop().expect("localization fact");
+    assert!(
+        facts.contains(&format!(
+            "paths end at {BORDER} (upstream of the scope): {} of {} traces agree",
+            loc["agreeing"], loc["traces"]
+        )),
+        "{facts:?}"
+    );
+    assert!(row("blocks")[0].1.contains("8/8"));
+    // Timeline: every round, the verdict as a band.
+    let points = elements(&dom, "circle")
+        .into_iter()
+        .filter(|(a, _)| has_class(a, "point"))
+        .count();
+    assert_eq!(points, ROUNDS as usize);
+    assert!(elements(&dom, "rect")
+        .iter()
+        .any(|(a, _)| has_class(a, "band-blackout")
+            && attr(a, "data-id") == Some(id.to_string().as_str())));
+    x_ticks(&dom);
+    // Each VP's view: all up before (vp-sin lost a block for two rounds),
+    // nothing during.
+    let views = row("vp-view");
+    assert_eq!(views.len(), 3);
+    for (a, text) in &views {
+        let vp = attr(a, "data-vp").unwrap();
+        let before = if vp == "vp-sin" {
+            "97% (62/64)"
+        } else {
+            "100% (64/64)"
+        };
+        assert!(
+            text.contains(before) && text.contains("0% (0/48)"),
+            "{vp}: {text:?}"
+        );
+        assert!(text.contains(&format!("{BORDER} ×6")), "{vp}: {text:?}");
+    }
+    // Where the paths ended.
+    let endings = row("ending");
+    let (a, text) = endings
+        .iter()
+        .find(|(a, _)| attr(a, "data-phase") == Some("during"))
+        .expect("during ending");
+    assert_eq!(attr(a, "data-last-hop"), Some(BORDER));
+    assert!(
+        text.contains(&format!("{dark_traces} of {dark_traces}")),
+        "{text:?}"
+    );
+    assert!(endings
+        .iter()
+        .any(|(a, _)| attr(a, "data-phase") == Some("before")
+            && attr(a, "data-reached") == Some("true")));
+    let paths = row("trace");
+    assert_eq!(paths.len(), 6, "latest path before and during of each VP");
+    for (a, text) in &paths {
+        if attr(a, "data-phase") == Some("during") {
+            assert!(text.contains(&format!("{BORDER} → * → *")), "{text:?}");
+            assert_eq!(attr(a, "data-last-hop"), Some(BORDER));
+        } else {
+            assert!(text.contains("reached 198.18.0.1"), "{text:?}");
+        }
+    }
+    // Blocks and prefixes.
+    let blocks = row("affected-block");
+    assert_eq!(blocks.len(), 8);
+    assert!(blocks.iter().all(|(_, t)| t.contains("6 of 6")));
+    assert_eq!(attr(&blocks[0].0, "data-prefix"), Some("198.18.0.0/22"));
+    let (_, prefixes) = by_id(&dom, "p", "verdict-prefixes");
+    assert!(
+        prefixes.contains("198.18.0.0/22, 198.18.4.0/22"),
+        "{prefixes:?}"
+    );
+    // Alerts.
+    let alerts = row("alert");
+    assert_eq!(alerts.len(), 2);
+    assert!(alerts
+        .iter()
+        .all(|(a, t)| attr(a, "data-given") == Some("true") && t.contains("given")));
+    screenshot_sized(&bin, profile.path(), &url, "dashboard-verdict.png", 1900).await;
+
+    // An unknown verdict says so.
+    let dom = dump_dom(&bin, profile.path(), &server.url("/verdict/999999")).await;
+    let (a, text) = by_id(&dom, "span", "updated");
+    assert_eq!(attr(&a, "data-state"), Some("error"));
+    assert!(text.contains("no verdict with id 999999"), "{text:?}");
+}
+
+/// The dashboard's own page, run from a file: its scripts come from
+/// `server`, its requests go there (Chromium then runs without same-origin
+/// checks), except those whose path matches the JS regular expression
+/// `missing`, answered 404 as by a collector without them. `script` runs
+/// after the page's own. Returns the DOM after `budget_ms` of virtual time.
+async fn run_as_file(
+    bin: &Path,
+    server: &Server,
+    missing: &str,
+    query: &str,
+    script: &str,
+    budget_ms: u32,
+) -> String {
+    let html = reqwest::get(server.url("/"))
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("page");
+    let base = server.url("");
+    let shim = format!(
+        "<script>const realFetch = window.fetch; window.fetch = (path, opts) => \
+         /{missing}/.test(path) \
+         ? Promise.resolve(new Response('{{\"error\":\"no such endpoint\"}}', \
+             {{ status: 404, headers: {{ 'Content-Type': 'application/json' }} }})) \
+         : realFetch('{base}' + path, opts);</script>"
+    );
+    let page = html
+        .replace("href=\"/assets/", &format!("href=\"{base}/assets/"))
+        .replace(
+            "<script src=\"/assets/axis.js\">",
+            &format!("{shim}<script src=\"{base}/assets/axis.js\">"),
+        )
+        .replace(
+            "<script src=\"/assets/app.js\"></script>",
+            &format!("<script src=\"{base}/assets/app.js\"></script><script>{script}</script>"),
+        );
+    assert!(page.contains("realFetch") && page.contains(&format!("{base}/assets/app.js")));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("dashboard.html");
+    std::fs::write(&file, page).expect("write page");
+    let profile = dir.path().join("profile");
+    let url = format!("file://{}{query}", file.display());
+    let bin = bin.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &bin,
+            &profile,
+            &[
+                // The file's page asks the collector's origin.
+                "--disable-web-security".into(),
+                format!("--virtual-time-budget={budget_ms}"),
+                "--dump-dom".into(),
+                url,
+            ],
+        )
+    })
+    .await
+    .expect("chromium thread")
+}
+
+/// A collector without `/v1/signals` and `/v1/scopes` (older than them)
+/// still gets its plot: the page draws `/v1/timeline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_signals_the_page_draws_the_timeline() {
+    let Some(bin) = chromium() else { return };
+    let fx = Fixture::build(DARK).await;
+    let server = fx.server();
+    let dom = run_as_file(&bin, &server, "^\\/v1\\/(signals|scopes)", "", "", 8000).await;
+    let (a, text) = by_id(&dom, "span", "updated");
+    assert_eq!(attr(&a, "data-state"), Some("ok"), "{text}");
+    let (plot, _) = by_id(&dom, "div", "plot-kp");
+    assert_eq!(attr(&plot, "data-source"), Some("timeline"));
+    let want: Vec<String> = (0..ROUNDS)
+        .map(|r| if DARK.contains(&r) { "0" } else { "1" }.to_string())
+        .collect();
+    assert_eq!(line_values(&dom, "overall"), Some(want));
+    assert!(VPS.iter().all(|vp| line_values(&dom, vp).is_some()));
+    assert!(
+        elements(&dom, "span")
+            .iter()
+            .any(|(_, t)| t.contains("per-scope lines need /v1/signals")),
+        "{dom}"
+    );
+    x_ticks(&dom);
+}
+
+/// The controls rewrite the URL and the view: the page (run from a file,
+/// see [`run_as_file`]) gets a scope toggle, a VP toggle and the country's
+/// toggle clicked, then a from/until range typed in, and after each step
+/// records its query, its preset links and the lines it drew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controls_rewrite_the_url() {
+    let Some(bin) = chromium() else { return };
+    let fx = Fixture::build_asns(0..0, DARK).await;
+    let server = fx.server();
+    let from = utc_minute(round_start_ms(fx.first_round + 6, INTERVAL));
+    let until = utc_minute(round_start_ms(fx.first_round + 16, INTERVAL));
+    let script = format!(
+        r#"
+const out = [];
+const pre = document.createElement("pre");
+pre.id = "steps";
+document.body.appendChild(pre);
+const record = (step) => out.push({{
+  step,
+  search: decodeURIComponent(location.search),
+  preset: document.querySelector('a.preset[data-range="6h"]').getAttribute("href"),
+  lines: [...document.querySelectorAll("path.series")].map((p) => p.getAttribute("data-series")),
+  x0: document.querySelector("svg.timeline").getAttribute("data-x0"),
+}});
+const steps = [
+  () => document.querySelector('input[data-key="prefix:198.18.4.0/22"]').click(),
+  () => {{ record("scope on"); document.querySelector('input[data-vp="vp-ams"]').click(); }},
+  () => {{ record("vp off"); document.querySelector('input[data-key="country:KP"]').click(); }},
+  () => {{
+    record("country off");
+    document.getElementById("range-from").value = "{from}";
+    document.getElementById("range-until").value = "{until}";
+    document.getElementById("range-apply").click();
+  }},
+  () => record("from/until"),
+];
+steps.forEach((s, i) => setTimeout(() => {{
+  try {{ s(); }} catch (e) {{ out.push({{ step: "error: " + e }}); }}
+  pre.textContent = JSON.stringify(out);
+}}, 2500 * (i + 1)));
+"#
+    );
+    let dom = run_as_file(&bin, &server, "^$", "?range=1h", &script, 15000).await;
+    let (_, out) = by_id(&dom, "pre", "steps");
+    let steps: Vec<serde_json::Value> =
+        serde_json::from_str(&out.replace("&amp;", "&")).unwrap_or_else(|e| panic!("{e}: {dom}"));
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name:?} in {steps:#?}"))
+            .clone()
+    };
+    let lines = |s: &serde_json::Value| -> Vec<String> {
+        let mut l: Vec<String> = s["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect();
+        l.sort();
+        l
+    };
+    let s = step("scope on");
+    assert_eq!(
+        s["search"],
+        "?range=1h&show=country:KP,prefix:198.18.4.0/22"
+    );
+    assert_eq!(
+        lines(&s),
+        [
+            "overall",
+            "prefix:198.18.4.0/22",
+            "vp-ams",
+            "vp-fra",
+            "vp-sin"
+        ]
+    );
+    let s = step("vp off");
+    assert_eq!(
+        s["search"],
+        "?range=1h&show=country:KP,prefix:198.18.4.0/22&vps=vp-fra,vp-sin"
+    );
+    assert_eq!(
+        lines(&s),
+        ["overall", "prefix:198.18.4.0/22", "vp-fra", "vp-sin"]
+    );
+    let s = step("country off");
+    assert_eq!(
+        s["search"],
+        "?range=1h&show=prefix:198.18.4.0/22&vps=vp-fra,vp-sin"
+    );
+    assert_eq!(lines(&s), ["prefix:198.18.4.0/22", "vp-fra", "vp-sin"]);
+    // A preset keeps the lines chosen.
+    assert_eq!(
+        s["preset"],
+        "/?range=6h&show=prefix:198.18.4.0/22&vps=vp-fra,vp-sin"
+    );
+    let s = step("from/until");
+    assert_eq!(
+        s["search"],
+        format!("?show=prefix:198.18.4.0/22&vps=vp-fra,vp-sin&from={from}&until={until}")
+    );
+    assert_eq!(
+        s["x0"],
+        round_start_ms(fx.first_round + 6, INTERVAL).to_string()
+    );
 }

@@ -1,0 +1,815 @@
+//! A verdict's evidence, for its page on the dashboard
+//! (`GET /v1/verdicts/{id}`): the verdict, the share of its scope's blocks
+//! up per round (consensus and per VP) from a few rounds before it started
+//! to a few after it ended, the blocks that went dark, each VP's traceroutes
+//! toward the scope with where they ended before and during the verdict,
+//! and the alerts it has given.
+//!
+//! Everything is assembled from what the store holds (observations, traces,
+//! the verdict row) by pure functions; only [`load`] touches the store. The
+//! per-round counts use a simple consensus that a reader can check by hand:
+//! a block is judged in a round if some VP saw it up or down, and up if at
+//! least half of those VPs saw it up. The correlation core decides verdicts
+//! with more care (VP health, quorum); this is what the page shows of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+
+use darkwatch_correlate::Scope;
+use darkwatch_schema::{round_start_ms, BlockState};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::correlation::{last_complete_round, top_target};
+use crate::store::{AgentObservation, AgentTrace, Campaign, Store, StoreError, Verdict};
+use crate::views::{self, OutageJson};
+
+/// Rounds shown before a verdict starts and after it ends, by default.
+pub const ROUNDS_AROUND: u64 = 10;
+/// At most this many rounds of evidence (a verdict lasting days shows its
+/// first rounds; `truncated` says so).
+pub const MAX_ROUNDS: u64 = 1440;
+/// Observations read for one verdict at most (rounds x blocks x VPs), so
+/// that a large campaign's evidence stays a bounded read: fewer rounds are
+/// shown for a campaign with many blocks.
+pub const MAX_OBSERVATIONS: u64 = 400_000;
+
+/// One VP's counts in one round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VpRound {
+    pub vp: String,
+    pub blocks_judged: u64,
+    pub blocks_up: u64,
+    pub share_up: Option<f64>,
+    pub probes: u64,
+    pub replies: u64,
+}
+
+/// Counts of one round over the blocks of a scope: consensus and per VP.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundCounts {
+    pub round: u64,
+    pub start_ms: i64,
+    /// `before`, `during` or `after` the verdict (empty when no verdict).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub phase: &'static str,
+    pub blocks_judged: u64,
+    pub blocks_up: u64,
+    pub share_up: Option<f64>,
+    pub probes: u64,
+    pub replies: u64,
+    pub per_vp: Vec<VpRound>,
+}
+
+/// A block that was down (by consensus) in at least one round of the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AffectedBlock {
+    pub block: IpNet,
+    /// The campaign prefix it belongs to, if any.
+    pub prefix: Option<IpNet>,
+    pub rounds_down: u64,
+    pub rounds_judged: u64,
+}
+
+/// One traceroute, as the page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceJson {
+    pub round: u64,
+    pub phase: &'static str,
+    pub target: IpAddr,
+    pub reached: bool,
+    pub last_responding: Option<IpAddr>,
+    /// Answering hops in TTL order (`null` where nothing answered).
+    pub hops: Vec<Option<IpAddr>>,
+}
+
+/// One VP's traceroutes, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VpTraces {
+    pub vp: String,
+    pub traces: Vec<TraceJson>,
+}
+
+/// Where traces of one phase ended: one row per last answering hop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ending {
+    pub phase: &'static str,
+    /// `None`: nothing answered at all.
+    pub last_hop: Option<IpAddr>,
+    /// Whether these traces reached their target.
+    pub reached: bool,
+    /// Traces that ended there (they agree on it).
+    pub traces: usize,
+    /// Of all traces of the phase.
+    pub of: usize,
+    pub vantage_points: Vec<String>,
+}
+
+/// An alert event of the verdict and whether it was given.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    /// `open` or `close`.
+    pub event: &'static str,
+    /// Given (sent, or logged without a webhook) by a correlation pass.
+    pub given: bool,
+    /// The round and time the event stands for (the verdict's start or end).
+    pub round: Option<u64>,
+    pub time: Option<String>,
+}
+
+/// A scope by name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScopeRef {
+    pub scope: Scope,
+    pub target: String,
+}
+
+/// What `GET /v1/verdicts/{id}` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub verdict: OutageJson,
+    /// The verdict's campaign's top scope (its country, or itself).
+    pub top_scope: ScopeRef,
+    pub interval_secs: u64,
+    pub first_round: u64,
+    pub last_round: u64,
+    /// True if the verdict lasts longer than [`MAX_ROUNDS`] allow to show.
+    pub truncated: bool,
+    /// The prefixes (or block) whose blocks are counted.
+    pub scope_nets: Vec<IpNet>,
+    pub vantage_points: Vec<String>,
+    pub rounds: Vec<RoundCounts>,
+    pub affected_blocks: Vec<AffectedBlock>,
+    pub traces: Vec<VpTraces>,
+    pub endings: Vec<Ending>,
+    pub alerts: Vec<AlertRecord>,
+}
+
+/// The networks whose blocks make up a scope of `campaign`: every prefix
+/// for the country or campaign, the prefix or block itself, and for an AS
+/// (or a target that does not parse) `fallback`, the prefixes the verdict
+/// names: those of the AS that had blocks down.
+pub fn scope_nets(
+    scope: Scope,
+    target: &str,
+    campaign: &Campaign,
+    fallback: &[IpNet],
+) -> Vec<IpNet> {
+    let mut nets = match scope {
+        Scope::Country | Scope::Campaign => campaign.prefixes.clone(),
+        Scope::Asn => fallback.to_vec(),
+        Scope::Prefix | Scope::Block => match target.parse::<IpNet>() {
+            Ok(n) => vec![n],
+            Err(_) => fallback.to_vec(),
+        },
+    };
+    nets.sort();
+    nets.dedup();
+    nets
+}
+
+fn in_nets(nets: &[IpNet], block: &IpNet) -> bool {
+    nets.iter().any(|n| n.contains(block))
+}
+
+fn share(up: u64, judged: u64) -> Option<f64> {
+    (judged > 0).then(|| up as f64 / judged as f64)
+}
+
+/// `before`, `during` or `after` a verdict for a round.
+pub fn phase(v: &Verdict, round: u64) -> &'static str {
+    if round < v.start_round {
+        "before"
+    } else if v.end_round.is_none_or(|e| round < e) {
+        "during"
+    } else {
+        "after"
+    }
+}
+
+/// Per round of `rounds` that has observations of blocks in `nets`: how
+/// many blocks each VP judged and saw up, and the consensus (a block is up
+/// if at least half of the VPs that judged it saw it up). Rounds without
+/// any observation in scope are left out.
+pub fn round_counts(
+    obs: &[AgentObservation],
+    nets: &[IpNet],
+    rounds: RangeInclusive<u64>,
+    interval_secs: u64,
+) -> Vec<RoundCounts> {
+    #[derive(Default)]
+    struct Acc {
+        // block -> (VPs that saw it up, VPs that judged it)
+        blocks: BTreeMap<IpNet, (u64, u64)>,
+        // vp -> (judged, up, probes, replies)
+        vps: BTreeMap<String, (u64, u64, u64, u64)>,
+    }
+    let mut by_round: BTreeMap<u64, Acc> = BTreeMap::new();
+    for AgentObservation { agent, obs: o } in obs {
+        if !rounds.contains(&o.round) || o.control || !in_nets(nets, &o.block) {
+            continue;
+        }
+        let acc = by_round.entry(o.round).or_default();
+        let vp = acc.vps.entry(agent.clone()).or_default();
+        vp.2 += u64::from(o.probes);
+        vp.3 += u64::from(o.replies);
+        let up = match o.state {
+            BlockState::Up => 1,
+            BlockState::Down => 0,
+            BlockState::Uncertain => continue,
+        };
+        vp.0 += 1;
+        vp.1 += up;
+        let b = acc.blocks.entry(o.block).or_default();
+        b.0 += up;
+        b.1 += 1;
+    }
+    by_round
+        .into_iter()
+        .map(|(round, acc)| {
+            let judged = acc.blocks.len() as u64;
+            let up = acc.blocks.values().filter(|(u, n)| 2 * u >= *n).count() as u64;
+            let per_vp: Vec<VpRound> = acc
+                .vps
+                .into_iter()
+                .map(|(vp, (j, u, p, r))| VpRound {
+                    vp,
+                    blocks_judged: j,
+                    blocks_up: u,
+                    share_up: share(u, j),
+                    probes: p,
+                    replies: r,
+                })
+                .collect();
+            RoundCounts {
+                round,
+                start_ms: round_start_ms(round, interval_secs),
+                phase: "",
+                blocks_judged: judged,
+                blocks_up: up,
+                share_up: share(up, judged),
+                probes: per_vp.iter().map(|v| v.probes).sum(),
+                replies: per_vp.iter().map(|v| v.replies).sum(),
+                per_vp,
+            }
+        })
+        .collect()
+}
+
+/// Blocks in `nets` down by consensus in at least one round of `v`.
+pub fn affected_blocks(
+    obs: &[AgentObservation],
+    nets: &[IpNet],
+    v: &Verdict,
+    prefixes: &[IpNet],
+) -> Vec<AffectedBlock> {
+    // (block, round) -> (up votes, votes)
+    let mut votes: BTreeMap<(IpNet, u64), (u64, u64)> = BTreeMap::new();
+    for o in obs.iter().map(|o| &o.obs) {
+        if o.control || phase(v, o.round) != "during" || !in_nets(nets, &o.block) {
+            continue;
+        }
+        let up = match o.state {
+            BlockState::Up => 1,
+            BlockState::Down => 0,
+            BlockState::Uncertain => continue,
+        };
+        let e = votes.entry((o.block, o.round)).or_default();
+        e.0 += up;
+        e.1 += 1;
+    }
+    let mut blocks: BTreeMap<IpNet, (u64, u64)> = BTreeMap::new();
+    for ((block, _), (up, n)) in votes {
+        let b = blocks.entry(block).or_default();
+        b.1 += 1;
+        if 2 * up < n {
+            b.0 += 1;
+        }
+    }
+    blocks
+        .into_iter()
+        .filter(|(_, (down, _))| *down > 0)
+        .map(|(block, (down, judged))| AffectedBlock {
+            block,
+            prefix: prefixes
+                .iter()
+                .filter(|p| p.contains(&block))
+                .max_by_key(|p| p.prefix_len())
+                .copied(),
+            rounds_down: down,
+            rounds_judged: judged,
+        })
+        .collect()
+}
+
+/// Traceroutes toward `nets` grouped per VP, and per phase where they ended
+/// (most agreed-on ending first).
+pub fn traces(ts: &[AgentTrace], nets: &[IpNet], v: &Verdict) -> (Vec<VpTraces>, Vec<Ending>) {
+    let mut per_vp: BTreeMap<&str, Vec<TraceJson>> = BTreeMap::new();
+    for t in ts {
+        let target = IpNet::from(t.trace.target);
+        if !in_nets(nets, &target) {
+            continue;
+        }
+        per_vp.entry(&t.agent).or_default().push(TraceJson {
+            round: t.trace.round,
+            phase: phase(v, t.trace.round),
+            target: t.trace.target,
+            reached: t.trace.reached,
+            last_responding: t.trace.last_responding.or_else(|| {
+                darkwatch_schema::TraceObservation::derive_last_responding(&t.trace.hops)
+            }),
+            hops: t.trace.hops.iter().map(|h| h.addr).collect(),
+        });
+    }
+    let mut endings: BTreeMap<(&str, Option<IpAddr>, bool), BTreeSet<&str>> = BTreeMap::new();
+    let mut counts: BTreeMap<(&str, Option<IpAddr>, bool), usize> = BTreeMap::new();
+    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
+    for (vp, list) in per_vp.iter_mut() {
+        list.sort_by_key(|t| (t.round, t.target));
+        for t in list.iter() {
+            let key = (t.phase, t.last_responding, t.reached);
+            endings.entry(key).or_default().insert(vp);
+            *counts.entry(key).or_default() += 1;
+            *totals.entry(t.phase).or_default() += 1;
+        }
+    }
+    let order = |p: &str| ["before", "during", "after"].iter().position(|x| *x == p);
+    let mut endings: Vec<Ending> = endings
+        .into_iter()
+        .map(|(key @ (phase, last_hop, reached), vps)| Ending {
+            phase,
+            last_hop,
+            reached,
+            traces: counts[&key],
+            of: totals[phase],
+            vantage_points: vps.into_iter().map(String::from).collect(),
+        })
+        .collect();
+    endings.sort_by(|a, b| {
+        order(a.phase)
+            .cmp(&order(b.phase))
+            .then(b.traces.cmp(&a.traces))
+            .then(a.last_hop.cmp(&b.last_hop))
+    });
+    let per_vp = per_vp
+        .into_iter()
+        .map(|(vp, traces)| VpTraces {
+            vp: vp.to_string(),
+            traces,
+        })
+        .collect();
+    (per_vp, endings)
+}
+
+/// The alerts of a verdict from its stored flags: `open` stands for its
+/// start, `close` for its end (not given while it is open).
+pub fn alert_history(v: &Verdict) -> Vec<AlertRecord> {
+    vec![
+        AlertRecord {
+            event: "open",
+            given: v.alerted.open,
+            round: Some(v.start_round),
+            time: Some(views::rfc3339(v.start_ms)),
+        },
+        AlertRecord {
+            event: "close",
+            given: v.alerted.close,
+            round: v.end_round,
+            time: v.end_ms.map(views::rfc3339),
+        },
+    ]
+}
+
+/// How many /24 (IPv4) or /48 (IPv6) blocks `nets` hold, saturating.
+pub fn blocks_in(nets: &[IpNet]) -> u64 {
+    nets.iter()
+        .map(|n| {
+            let unit = if matches!(n, IpNet::V4(_)) { 24 } else { 48 };
+            1u64.checked_shl(u32::from(unit.max(n.prefix_len()) - n.prefix_len()))
+                .unwrap_or(u64::MAX)
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// Most rounds of evidence for a campaign of `blocks` blocks seen by `vps`
+/// VPs: [`MAX_OBSERVATIONS`] spread over them, within [`MAX_ROUNDS`], and
+/// never so few that the start of a verdict and `around` rounds on each
+/// side of it are cut.
+pub fn max_rounds(blocks: u64, vps: u64, around: u64) -> u64 {
+    let per_round = blocks.max(1).saturating_mul(vps.max(1));
+    (MAX_OBSERVATIONS / per_round).clamp((2 * around + 2).min(MAX_ROUNDS), MAX_ROUNDS)
+}
+
+/// The rounds shown for `v`: `around` rounds before its start to `around`
+/// after its end (or `last` while open, or when that is sooner), at most
+/// `max` rounds. Returns the range and whether it was cut short.
+pub fn window(
+    v: &Verdict,
+    around: u64,
+    last: Option<u64>,
+    max: u64,
+) -> (RangeInclusive<u64>, bool) {
+    let first = v.start_round.saturating_sub(around);
+    let mut end = match v.end_round {
+        Some(e) => e.saturating_add(around),
+        None => last.unwrap_or(v.start_round),
+    };
+    if let Some(l) = last {
+        end = end.min(l.max(v.start_round));
+    }
+    let end = end.max(v.start_round);
+    let cap = first.saturating_add(max.max(1) - 1);
+    (first..=end.min(cap), end > cap)
+}
+
+/// Everything the page shows, from what [`load`] read.
+pub fn assemble(
+    v: &Verdict,
+    outage: OutageJson,
+    campaign: &Campaign,
+    rounds: RangeInclusive<u64>,
+    truncated: bool,
+    obs: &[AgentObservation],
+    trace_rows: &[AgentTrace],
+) -> Evidence {
+    let nets = scope_nets(v.scope, &v.target, campaign, &v.prefixes);
+    let mut counts = round_counts(obs, &nets, rounds.clone(), campaign.interval_secs);
+    for r in &mut counts {
+        r.phase = phase(v, r.round);
+    }
+    let vantage_points: BTreeSet<String> = counts
+        .iter()
+        .flat_map(|r| r.per_vp.iter().map(|p| p.vp.clone()))
+        .collect();
+    let (traces, endings) = traces(trace_rows, &nets, v);
+    let (target, is_country) = top_target(campaign);
+    Evidence {
+        verdict: outage,
+        top_scope: ScopeRef {
+            scope: if is_country {
+                Scope::Country
+            } else {
+                Scope::Campaign
+            },
+            target,
+        },
+        interval_secs: campaign.interval_secs,
+        first_round: *rounds.start(),
+        last_round: *rounds.end(),
+        truncated,
+        affected_blocks: affected_blocks(obs, &nets, v, &campaign.prefixes),
+        scope_nets: nets,
+        vantage_points: vantage_points.into_iter().collect(),
+        rounds: counts,
+        traces,
+        endings,
+        alerts: alert_history(v),
+    }
+}
+
+/// The evidence of verdict `id`, or `None` if there is no such verdict (or
+/// its campaign is gone).
+pub async fn load<S: Store>(
+    store: &S,
+    id: i64,
+    around: u64,
+    now_ms: i64,
+) -> Result<Option<Evidence>, StoreError> {
+    let all = store.list_verdicts(None, None).await?;
+    let Some(i) = all.iter().position(|v| v.id == id) else {
+        return Ok(None);
+    };
+    let v = &all[i];
+    let campaigns = store.list_campaigns().await?;
+    let Some(campaign) = campaigns.iter().find(|c| c.name == v.campaign) else {
+        return Ok(None);
+    };
+    let outage = views::with_causes(&all).swap_remove(i);
+    let max = max_rounds(
+        blocks_in(&campaign.prefixes),
+        v.vantage_points.len() as u64,
+        around,
+    );
+    let (rounds, truncated) = window(
+        v,
+        around,
+        last_complete_round(now_ms, campaign.interval_secs),
+        max,
+    );
+    let obs = store.observations(&campaign.name, rounds.clone()).await?;
+    let trace_rows = store.traces(&campaign.name, rounds.clone()).await?;
+    Ok(Some(assemble(
+        v,
+        outage,
+        campaign,
+        rounds,
+        truncated,
+        &obs,
+        &trace_rows,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Alerted;
+    use darkwatch_correlate::Kind;
+    use darkwatch_schema::{BlockObservation, Hop, TraceObservation};
+
+    const INTERVAL: u64 = 60;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn obs(agent: &str, round: u64, block: &str, state: BlockState) -> AgentObservation {
+        let up = state == BlockState::Up;
+        AgentObservation {
+            agent: agent.into(),
+            obs: BlockObservation {
+                campaign: "kp".into(),
+                round,
+                block: net(block),
+                state,
+                probes: if up { 1 } else { 3 },
+                replies: u32::from(up),
+                belief: 0.5,
+                availability: 0.5,
+                control: false,
+                ts_ms: round_start_ms(round, INTERVAL),
+            },
+        }
+    }
+
+    fn verdict(start: u64, end: Option<u64>) -> Verdict {
+        Verdict {
+            id: 3,
+            scope: Scope::Prefix,
+            target: "198.18.0.0/23".into(),
+            kind: Kind::Blackout,
+            campaign: "kp".into(),
+            start_round: start,
+            end_round: end,
+            start_ms: round_start_ms(start, INTERVAL),
+            end_ms: end.map(|e| round_start_ms(e, INTERVAL)),
+            blocks_affected: 2,
+            blocks_total: 2,
+            prefixes: vec![net("198.18.0.0/23")],
+            vantage_points: vec!["a".into(), "b".into()],
+            localization: None,
+            updated_ms: 0,
+            alerted: Alerted {
+                open: true,
+                close: false,
+            },
+        }
+    }
+
+    fn campaign() -> Campaign {
+        Campaign {
+            name: "kp".into(),
+            country: Some("KP".into()),
+            interval_secs: INTERVAL,
+            prefixes: vec![net("198.18.2.0/23"), net("198.18.0.0/23")],
+            control: vec![],
+            agents: vec![],
+            generation: 1,
+            created_ms: 0,
+        }
+    }
+
+    fn trace(agent: &str, round: u64, hops: &[Option<&str>], reached: bool) -> AgentTrace {
+        let hops: Vec<Hop> = hops
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Hop {
+                ttl: i as u8 + 1,
+                addr: a.map(|a| a.parse().unwrap()),
+                rtt_ms: None,
+                unreachable: None,
+            })
+            .collect();
+        AgentTrace {
+            agent: agent.into(),
+            trace: TraceObservation {
+                campaign: "kp".into(),
+                round,
+                target: "198.18.0.1".parse().unwrap(),
+                last_responding: TraceObservation::derive_last_responding(&hops),
+                reached,
+                hops,
+                ts_ms: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_block_is_up_when_at_least_half_of_its_judges_saw_it_up() {
+        use BlockState::*;
+        let nets = [net("198.18.0.0/23")];
+        let rows = [
+            obs("a", 5, "198.18.0.0/24", Up),
+            obs("b", 5, "198.18.0.0/24", Down),
+            obs("a", 5, "198.18.1.0/24", Down),
+            obs("b", 5, "198.18.1.0/24", Down),
+            obs("c", 5, "198.18.1.0/24", Uncertain),
+            // Out of scope, out of range: not counted.
+            obs("a", 5, "198.18.2.0/24", Down),
+            obs("a", 9, "198.18.0.0/24", Down),
+        ];
+        let r = round_counts(&rows, &nets, 0..=8, INTERVAL);
+        assert_eq!(r.len(), 1);
+        let r = &r[0];
+        assert_eq!((r.round, r.start_ms), (5, 300_000));
+        assert_eq!(
+            (r.blocks_judged, r.blocks_up, r.share_up),
+            (2, 1, Some(0.5))
+        );
+        assert_eq!((r.probes, r.replies), (1 + 3 + 3 + 3 + 3, 1));
+        let vps: Vec<_> = r
+            .per_vp
+            .iter()
+            .map(|v| (v.vp.as_str(), v.blocks_judged, v.blocks_up, v.share_up))
+            .collect();
+        // An uncertain observation counts probes, not blocks.
+        assert_eq!(
+            vps,
+            [
+                ("a", 2, 1, Some(0.5)),
+                ("b", 2, 0, Some(0.0)),
+                ("c", 0, 0, None)
+            ]
+        );
+        let json = serde_json::to_value(r).unwrap();
+        assert!(json.get("phase").is_none(), "{json}");
+        assert_eq!(json["per_vp"][0]["vp"], "a");
+    }
+
+    #[test]
+    fn affected_blocks_are_those_down_during_the_verdict() {
+        use BlockState::*;
+        let v = verdict(10, Some(12));
+        let c = campaign();
+        let nets = scope_nets(v.scope, &v.target, &c, &v.prefixes);
+        assert_eq!(nets, [net("198.18.0.0/23")]);
+        let rows = [
+            // Down before: not affected by this verdict.
+            obs("a", 9, "198.18.1.0/24", Down),
+            obs("a", 10, "198.18.0.0/24", Down),
+            obs("b", 10, "198.18.0.0/24", Down),
+            obs("a", 11, "198.18.0.0/24", Up),
+            obs("a", 11, "198.18.1.0/24", Up),
+            obs("a", 12, "198.18.0.0/24", Down),
+        ];
+        let b = affected_blocks(&rows, &nets, &v, &c.prefixes);
+        assert_eq!(
+            b,
+            [AffectedBlock {
+                block: net("198.18.0.0/24"),
+                prefix: Some(net("198.18.0.0/23")),
+                rounds_down: 1,
+                rounds_judged: 2,
+            }]
+        );
+    }
+
+    #[test]
+    fn scopes_map_to_their_networks() {
+        let c = campaign();
+        let fallback = [net("198.18.2.0/23")];
+        let all = [net("198.18.0.0/23"), net("198.18.2.0/23")];
+        assert_eq!(scope_nets(Scope::Country, "KP", &c, &fallback), all);
+        assert_eq!(scope_nets(Scope::Asn, "AS64501", &c, &fallback), fallback);
+        assert_eq!(
+            scope_nets(Scope::Block, "198.18.0.0/24", &c, &[]),
+            [net("198.18.0.0/24")]
+        );
+        assert_eq!(scope_nets(Scope::Prefix, "junk", &c, &fallback), fallback);
+    }
+
+    #[test]
+    fn traces_are_grouped_per_vp_with_where_they_ended() {
+        let v = verdict(10, None);
+        let nets = [net("198.18.0.0/23")];
+        let full = [Some("192.0.2.1"), Some("203.0.113.1"), Some("198.18.0.1")];
+        let cut = [Some("192.0.2.1"), Some("203.0.113.1"), None];
+        let silent = [None, None];
+        let mut other = trace("a", 10, &cut, false);
+        other.trace.target = "198.18.9.1".parse().unwrap();
+        let ts = [
+            trace("b", 11, &cut, false),
+            trace("a", 9, &full, true),
+            trace("a", 10, &cut, false),
+            trace("b", 10, &silent, false),
+            trace("a", 11, &cut, false),
+            other,
+        ];
+        let (per_vp, endings) = traces(&ts, &nets, &v);
+        assert_eq!(per_vp.len(), 2);
+        assert_eq!(per_vp[0].vp, "a");
+        let rounds: Vec<(u64, &str)> = per_vp[0]
+            .traces
+            .iter()
+            .map(|t| (t.round, t.phase))
+            .collect();
+        assert_eq!(rounds, [(9, "before"), (10, "during"), (11, "during")]);
+        assert_eq!(
+            per_vp[0].traces[1].hops,
+            [
+                Some("192.0.2.1".parse().unwrap()),
+                Some("203.0.113.1".parse().unwrap()),
+                None
+            ]
+        );
+        let e: Vec<_> = endings
+            .iter()
+            .map(|e| {
+                (
+                    e.phase,
+                    e.last_hop.map(|a| a.to_string()),
+                    e.reached,
+                    e.traces,
+                    e.of,
+                    e.vantage_points.join(","),
+                )
+            })
+            .collect();
+        assert_eq!(
+            e,
+            [
+                ("before", Some("198.18.0.1".into()), true, 1, 1, "a".into()),
+                (
+                    "during",
+                    Some("203.0.113.1".into()),
+                    false,
+                    3,
+                    4,
+                    "a,b".into()
+                ),
+                ("during", None, false, 1, 4, "b".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_window_spans_the_verdict_and_its_surroundings() {
+        let m = MAX_ROUNDS;
+        assert_eq!(
+            window(&verdict(100, Some(110)), 10, Some(200), m),
+            (90..=120, false)
+        );
+        // Not past the last complete round.
+        assert_eq!(
+            window(&verdict(100, Some(110)), 10, Some(115), m),
+            (90..=115, false)
+        );
+        // Open: up to the last complete round.
+        assert_eq!(
+            window(&verdict(100, None), 5, Some(130), m),
+            (95..=130, false)
+        );
+        assert_eq!(window(&verdict(3, None), 10, None, m), (0..=3, false));
+        let (r, cut) = window(&verdict(100, None), 0, Some(100 + 5 * m), m);
+        assert!(cut);
+        assert_eq!(r.end() - r.start() + 1, m);
+        assert_eq!(
+            window(&verdict(100, Some(110)), 10, Some(200), 25),
+            (90..=114, true)
+        );
+    }
+
+    #[test]
+    fn large_campaigns_show_fewer_rounds() {
+        assert_eq!(blocks_in(&[net("198.18.0.0/22"), net("198.18.8.0/24")]), 5);
+        assert_eq!(blocks_in(&[net("198.18.0.0/25")]), 1);
+        assert_eq!(blocks_in(&[net("2001:db8::/32")]), 65_536);
+        assert_eq!(blocks_in(&[net("::/0")]), 1 << 48);
+        // A small campaign: every round allowed.
+        assert_eq!(max_rounds(8, 3, 10), MAX_ROUNDS);
+        // 10 000 blocks seen by 4 VPs: 10 rounds fit, but never fewer than
+        // the verdict's start with `around` rounds on each side.
+        assert_eq!(max_rounds(10_000, 4, 2), 10);
+        assert_eq!(max_rounds(10_000, 4, 10), 22);
+        assert_eq!(max_rounds(u64::MAX, 0, 10), 22);
+    }
+
+    #[test]
+    fn alert_history_follows_the_stored_flags() {
+        let mut v = verdict(100, None);
+        let a = alert_history(&v);
+        assert_eq!(
+            (a[0].event, a[0].given, a[0].round),
+            ("open", true, Some(100))
+        );
+        assert_eq!((a[1].event, a[1].given, a[1].round), ("close", false, None));
+        assert_eq!(a[0].time.as_deref(), Some("1970-01-01T01:40:00Z"));
+        v.end_round = Some(110);
+        v.end_ms = Some(round_start_ms(110, INTERVAL));
+        v.alerted.close = true;
+        let a = alert_history(&v);
+        assert_eq!((a[1].given, a[1].round), (true, Some(110)));
+        assert_eq!(a[1].time.as_deref(), Some("1970-01-01T01:50:00Z"));
+    }
+}
