@@ -583,8 +583,15 @@ pub struct ScopeGauges {
 /// [`METRICS_MAX_PREFIXES`]), its VPs' health then, and open verdicts.
 pub async fn scope_gauges<S: Store>(store: &S, now_ms: i64) -> Result<ScopeGauges, StoreError> {
     let mut g = ScopeGauges::default();
-    let faults = store.list_vp_faults(None, None).await?;
-    for (campaign, latest) in store.latest_summary_rounds().await? {
+    let latest_rounds = store.latest_summary_rounds().await?;
+    // Only faults still open or ended after the oldest latest round matter.
+    let since = latest_rounds
+        .iter()
+        .map(|(_, r)| round_start_ms(r.round, r.interval_secs))
+        .min()
+        .unwrap_or(i64::MAX);
+    let faults = store.list_vp_faults(None, Some(since)).await?;
+    for (campaign, latest) in latest_rounds {
         let round = latest.round;
         g.rounds.push((
             campaign.clone(),

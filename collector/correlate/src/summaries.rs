@@ -258,6 +258,16 @@ impl Fnv {
     fn num(self, v: u64) -> Fnv {
         self.bytes(&v.to_le_bytes())
     }
+
+    /// A prefix as address bytes and length (no allocation: this runs
+    /// once per observation of the window).
+    fn net(self, n: &ipnet::IpNet) -> Fnv {
+        let h = match n {
+            ipnet::IpNet::V4(n) => self.bytes(&n.addr().octets()),
+            ipnet::IpNet::V6(n) => self.bytes(&n.addr().octets()),
+        };
+        h.num(u64::from(n.prefix_len()))
+    }
 }
 
 /// Per round of the window (`first_round..=last_round`), a fingerprint of
@@ -283,7 +293,7 @@ pub fn round_digests(input: &Input, params: &Params) -> Vec<u64> {
         .num(u64::from(input.is_country))
         .bytes(serde_json::to_string(params).unwrap_or_default().as_bytes());
     for p in &input.prefixes {
-        header = header.bytes(p.net.to_string().as_bytes());
+        header = header.net(&p.net);
         for a in &p.asns {
             header = header.num(u64::from(*a));
         }
@@ -303,7 +313,7 @@ pub fn round_digests(input: &Input, params: &Params) -> Vec<u64> {
         };
         let h = Fnv::new()
             .bytes(vp)
-            .bytes(b.net.to_string().as_bytes())
+            .net(&b.net)
             .bytes(o.state.as_str().as_bytes())
             .num(u64::from(o.probes))
             .num(u64::from(o.replies));

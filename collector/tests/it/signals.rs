@@ -401,9 +401,97 @@ async fn summary_queries(db: &str) {
     store.close().await;
 }
 
+async fn gauges_read_the_latest_round(db: &str) {
+    use darkwatch_collector::signals::{scope_gauges, METRICS_MAX_PREFIXES};
+    use darkwatch_collector::store::VpFault;
+    let store = SqlStore::open(db).await.expect("open");
+    let row = |scope, target: String, round, vp: &str, judged, up| ScopeSummary {
+        campaign: "kp".into(),
+        scope,
+        target,
+        round,
+        vp: vp.into(),
+        blocks_judged: judged,
+        blocks_up: up,
+        probes: 0,
+        replies: 0,
+    };
+    let sr = |round| SummaryRound {
+        round,
+        interval_secs: 60,
+        digest: 1,
+        updated_ms: 0,
+    };
+    let mut rows = vec![
+        row(Scope::Country, "KP".into(), 11, "", 4, 4),
+        row(Scope::Country, "KP".into(), 12, "", 4, 1),
+        row(Scope::Country, "KP".into(), 12, "vp-a", 4, 1),
+        row(Scope::Country, "KP".into(), 12, "vp-b", 4, 0),
+        row(Scope::Asn, "AS64500".into(), 12, "", 2, 1),
+        row(Scope::Asn, "AS64500".into(), 12, "vp-a", 2, 1),
+    ];
+    rows.extend((0..=METRICS_MAX_PREFIXES).map(|i| {
+        let p = format!("10.{}.{}.0/24", i / 256, i % 256);
+        row(Scope::Prefix, p, 12, "", 1, 1)
+    }));
+    store
+        .replace_summaries("kp", 11..=12, &[sr(11), sr(12)], &rows)
+        .await
+        .expect("summaries");
+    let fault = |agent: &str, start_round, end_round: Option<u64>| VpFault {
+        id: 0,
+        agent: agent.into(),
+        campaign: "kp".into(),
+        start_round,
+        end_round,
+        start_ms: round_start_ms(start_round, 60),
+        end_ms: end_round.map(|r| round_start_ms(r, 60)),
+        reason: "lost 4 of 4 blocks while other VPs did not".into(),
+        updated_ms: 0,
+    };
+    // vp-b faulty since 11; vp-a's fault ended with round 12 (good again).
+    store
+        .save_vp_faults(&[fault("vp-b", 11, None), fault("vp-a", 3, Some(12))])
+        .await
+        .expect("faults");
+    let now = round_start_ms(12, 60) + 30_000;
+    let g = scope_gauges(&store, now).await.expect("gauges");
+    assert_eq!(g.rounds, [("kp".to_string(), 30.0, 60)]);
+    assert_eq!(
+        g.vp_healthy,
+        [
+            ("vp-a".to_string(), "kp".to_string(), true),
+            ("vp-b".to_string(), "kp".to_string(), false)
+        ]
+    );
+    // Round 12 only, consensus only; one prefix over the limit: none of them.
+    assert_eq!(
+        g.scopes,
+        [
+            ("kp".to_string(), Scope::Country, "KP".to_string(), 4, 1),
+            ("kp".to_string(), Scope::Asn, "AS64500".to_string(), 2, 1)
+        ]
+    );
+    assert!(g.verdicts_open.is_empty());
+    // At the limit, prefixes are exposed.
+    let fewer: Vec<ScopeSummary> = rows
+        .iter()
+        .filter(|r| r.round == 12 && r.target != "10.0.0.0/24")
+        .cloned()
+        .collect();
+    store
+        .replace_summaries("kp", 12..=12, &[sr(12)], &fewer)
+        .await
+        .expect("summaries");
+    let g = scope_gauges(&store, now).await.expect("gauges");
+    assert_eq!(g.scopes.len(), 2 + METRICS_MAX_PREFIXES);
+    store.close().await;
+}
+
 db_tests!(
     late_reports_rewrite_their_round_and_later_ones,
-    summary_queries
+    summary_queries,
+    gauges_read_the_latest_round
 );
 
 // ---------- API and CLI ----------
