@@ -244,25 +244,34 @@ async fn late_reports_rewrite_their_round_and_later_ones(db: &str) {
     store.close().await;
 }
 
-async fn summary_queries(db: &str) {
-    let store = SqlStore::open(db).await.expect("open");
-    let row = |campaign: &str, scope, target: &str, round, vp: &str, n| ScopeSummary {
-        campaign: campaign.into(),
+/// A summary row of campaign `kp` (probes: 3 per judged block, a reply per up block).
+fn summary(scope: Scope, target: &str, round: u64, vp: &str, judged: u64, up: u64) -> ScopeSummary {
+    ScopeSummary {
+        campaign: "kp".into(),
         scope,
         target: target.into(),
         round,
         vp: vp.into(),
-        blocks_judged: n,
-        blocks_up: n / 2,
-        probes: 3 * n,
-        replies: n,
-    };
-    let sr = |round, digest| SummaryRound {
+        blocks_judged: judged,
+        blocks_up: up,
+        probes: 3 * judged,
+        replies: up,
+    }
+}
+
+fn summary_round(round: u64, interval_secs: u64, digest: i64) -> SummaryRound {
+    SummaryRound {
         round,
-        interval_secs: 600,
+        interval_secs,
         digest,
         updated_ms: 7,
-    };
+    }
+}
+
+async fn summary_queries(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let row = |scope, target: &str, round, vp: &str, n| summary(scope, target, round, vp, n, n / 2);
+    let sr = |round, digest| summary_round(round, 600, digest);
     let mut rows = Vec::new();
     for round in 10..=12 {
         for (scope, target) in [
@@ -272,9 +281,9 @@ async fn summary_queries(db: &str) {
             (Scope::Prefix, "198.18.10.0/24"),
             (Scope::Prefix, "198.18.9.0/24"),
         ] {
-            rows.push(row("kp", scope, target, round, "", round));
-            rows.push(row("kp", scope, target, round, "vp-b", 1));
-            rows.push(row("kp", scope, target, round, "vp-a", 2));
+            rows.push(row(scope, target, round, "", round));
+            rows.push(row(scope, target, round, "vp-b", 1));
+            rows.push(row(scope, target, round, "vp-a", 2));
         }
     }
     store
@@ -291,7 +300,10 @@ async fn summary_queries(db: &str) {
             "other",
             3..=3,
             &[sr(3, 9)],
-            &[row("other", Scope::Campaign, "other", 3, "", 1)],
+            &[ScopeSummary {
+                campaign: "other".into(),
+                ..summary(Scope::Campaign, "other", 3, "", 1, 1)
+            }],
         )
         .await
         .expect("replace other");
@@ -315,7 +327,7 @@ async fn summary_queries(db: &str) {
             (12, "vp-b", 1)
         ]
     );
-    assert_eq!(got[0], row("kp", Scope::Asn, "AS9", 11, "", 11));
+    assert_eq!(got[0], row(Scope::Asn, "AS9", 11, "", 11));
 
     let consensus = store
         .round_summaries("kp", 12, Scope::Prefix, true, 10)
@@ -372,7 +384,7 @@ async fn summary_queries(db: &str) {
             "kp",
             11..=12,
             &[sr(11, 2)],
-            &[row("kp", Scope::Country, "KP", 11, "", 4)],
+            &[row(Scope::Country, "KP", 11, "", 4)],
         )
         .await
         .expect("replace again");
@@ -405,34 +417,18 @@ async fn gauges_read_the_latest_round(db: &str) {
     use darkwatch_collector::signals::{scope_gauges, METRICS_MAX_PREFIXES};
     use darkwatch_collector::store::VpFault;
     let store = SqlStore::open(db).await.expect("open");
-    let row = |scope, target: String, round, vp: &str, judged, up| ScopeSummary {
-        campaign: "kp".into(),
-        scope,
-        target,
-        round,
-        vp: vp.into(),
-        blocks_judged: judged,
-        blocks_up: up,
-        probes: 0,
-        replies: 0,
-    };
-    let sr = |round| SummaryRound {
-        round,
-        interval_secs: 60,
-        digest: 1,
-        updated_ms: 0,
-    };
+    let sr = |round| summary_round(round, 60, 1);
     let mut rows = vec![
-        row(Scope::Country, "KP".into(), 11, "", 4, 4),
-        row(Scope::Country, "KP".into(), 12, "", 4, 1),
-        row(Scope::Country, "KP".into(), 12, "vp-a", 4, 1),
-        row(Scope::Country, "KP".into(), 12, "vp-b", 4, 0),
-        row(Scope::Asn, "AS64500".into(), 12, "", 2, 1),
-        row(Scope::Asn, "AS64500".into(), 12, "vp-a", 2, 1),
+        summary(Scope::Country, "KP", 11, "", 4, 4),
+        summary(Scope::Country, "KP", 12, "", 4, 1),
+        summary(Scope::Country, "KP", 12, "vp-a", 4, 1),
+        summary(Scope::Country, "KP", 12, "vp-b", 4, 0),
+        summary(Scope::Asn, "AS64500", 12, "", 2, 1),
+        summary(Scope::Asn, "AS64500", 12, "vp-a", 2, 1),
     ];
     rows.extend((0..=METRICS_MAX_PREFIXES).map(|i| {
         let p = format!("10.{}.{}.0/24", i / 256, i % 256);
-        row(Scope::Prefix, p, 12, "", 1, 1)
+        summary(Scope::Prefix, &p, 12, "", 1, 1)
     }));
     store
         .replace_summaries("kp", 11..=12, &[sr(11), sr(12)], &rows)
