@@ -13,7 +13,10 @@
 //! past its baseline does not rewrite it). Digests also cover the campaign's
 //! prefixes, origins and the correlation parameters, so changing those
 //! rewrites the window once. The first pass of a collector over an old
-//! database writes the whole window.
+//! database writes the whole window. A pass writes at most
+//! [`MAX_ROWS_PER_PASS`] rows and forgets the digests of the rounds it
+//! leaves, so the next passes go on from there (a cascade from a late round
+//! is never cut short).
 //!
 //! Reading: [`signals`] (`GET /v1/signals`, `darkwatch-collector signals`),
 //! [`timeline`] (`GET /v1/timeline`, `timeline`) and [`scope_gauges`]
@@ -37,6 +40,10 @@ pub const MAX_ROUNDS: u64 = 10_080;
 /// Default range of a signals request: the last 24 hours (fewer if that is
 /// more than [`MAX_ROUNDS`] rounds).
 pub const DEFAULT_RANGE_MS: i64 = 24 * 3_600_000;
+
+/// Most summary rows one correlation pass writes (whole rounds; at least
+/// one round): about 100 rounds of a campaign of 500 prefixes and 3 VPs.
+pub const MAX_ROWS_PER_PASS: usize = 200_000;
 
 /// Prefix scopes exposed per campaign on `/metrics`: beyond this the
 /// campaign's prefix series are left out (one series per prefix is a
@@ -103,7 +110,8 @@ pub fn summary_rows(
 }
 
 /// Stores the summaries of the rounds of this pass that are new or whose
-/// input changed (see the module docs); returns how many rounds it wrote.
+/// input changed (see the module docs), at most [`MAX_ROWS_PER_PASS`] rows;
+/// returns how many rounds it wrote.
 pub async fn store_summaries<S: Store>(
     store: &S,
     campaign: &Campaign,
@@ -111,6 +119,47 @@ pub async fn store_summaries<S: Store>(
     out: &core::Output,
     params: &core::Params,
     now_ms: i64,
+) -> Result<usize, StoreError> {
+    store_summaries_capped(
+        store,
+        campaign,
+        input,
+        out,
+        params,
+        now_ms,
+        MAX_ROWS_PER_PASS,
+    )
+    .await
+}
+
+/// The last round of `rows` (ordered by round) such that the rows up to it
+/// number at most `max_rows`; at least the first round.
+pub fn last_round_within(rows: &[ScopeSummary], max_rows: usize) -> Option<u64> {
+    let first = rows.first()?.round;
+    let fits = rows.get(max_rows).map_or(u64::MAX, |r| r.round);
+    // Rows of the round that crosses the cap are left out whole.
+    Some(
+        rows.iter()
+            .map(|r| r.round)
+            .take_while(|&r| r < fits)
+            .last()
+            .unwrap_or(first),
+    )
+}
+
+/// [`store_summaries`] with another cap. A pass that hits the cap writes
+/// whole rounds from the first changed one and forgets the digests of the
+/// rounds after them, so that the next pass goes on from there: a backfill
+/// (a new database, a changed campaign) or a late round early in a large
+/// window is spread over passes instead of one huge transaction.
+pub async fn store_summaries_capped<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    input: &core::Input,
+    out: &core::Output,
+    params: &core::Params,
+    now_ms: i64,
+    max_rows: usize,
 ) -> Result<usize, StoreError> {
     let digests = core::round_digests(input, params);
     if digests.is_empty() || out.summaries.rounds != digests.len() {
@@ -121,24 +170,34 @@ pub async fn store_summaries<S: Store>(
     let Some(from) = first_changed(input.first_round, &digests, &stored) else {
         return Ok(0);
     };
-    let rows = summary_rows(&campaign.name, &input.vps, &out.summaries, &digests, from);
-    let skip = (from - input.first_round) as usize;
+    let mut rows = summary_rows(&campaign.name, &input.vps, &out.summaries, &digests, from);
+    let upto = match last_round_within(&rows, max_rows) {
+        Some(r) if rows.len() > max_rows => r,
+        _ => input.last_round,
+    };
+    rows.retain(|r| r.round <= upto);
     let written: Vec<SummaryRound> = digests
         .iter()
         .enumerate()
-        .skip(skip)
-        .filter(|(_, &d)| d != 0)
-        .map(|(i, &d)| SummaryRound {
-            round: input.first_round + i as u64,
+        .map(|(i, &d)| (input.first_round + i as u64, d))
+        .filter(|&(round, d)| d != 0 && (from..=upto).contains(&round))
+        .map(|(round, d)| SummaryRound {
+            round,
             interval_secs: campaign.interval_secs,
             digest: d as i64,
             updated_ms: now_ms,
         })
         .collect();
     store
-        .replace_summaries(&campaign.name, from..=input.last_round, &written, &rows)
+        .replace_summaries(
+            &campaign.name,
+            from..=upto,
+            from..=input.last_round,
+            &written,
+            &rows,
+        )
         .await?;
-    tracing::debug!(campaign = %campaign.name, from, rounds = written.len(), rows = rows.len(), "summaries stored");
+    tracing::debug!(campaign = %campaign.name, from, upto, rounds = written.len(), rows = rows.len(), "summaries stored");
     Ok(written.len())
 }
 

@@ -300,3 +300,18 @@ fn rows_group_into_rounds_and_csv() {
     let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
     assert_eq!(first, json["rounds"][0]);
 }
+
+#[test]
+fn caps_cut_between_rounds() {
+    let rows: Vec<ScopeSummary> = [5, 5, 5, 6, 6, 7]
+        .iter()
+        .map(|&r| row(r, "", 1, 1))
+        .collect();
+    assert_eq!(last_round_within(&rows, 6), Some(7));
+    assert_eq!(last_round_within(&rows, 5), Some(6));
+    assert_eq!(last_round_within(&rows, 4), Some(5));
+    assert_eq!(last_round_within(&rows, 3), Some(5));
+    // A round larger than the cap still goes, alone.
+    assert_eq!(last_round_within(&rows, 2), Some(5));
+    assert_eq!(last_round_within(&[], 2), None);
+}

@@ -370,12 +370,16 @@ pub trait Store: Send + Sync + 'static {
     fn latest_summary_rounds(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, SummaryRound)>, StoreError>> + Send;
-    /// Replaces, in one transaction, everything stored for `rounds` of a
-    /// campaign with `written` (the rounds that have data) and their `rows`.
+    /// Replaces, in one transaction, the rows of `rounds` of a campaign
+    /// with `rows`, and the round digests of `digests` (which starts where
+    /// `rounds` does and may go further) with `written`: rounds of
+    /// `digests` after `rounds` lose their digest, so a later pass rewrites
+    /// them, and keep their rows until then.
     fn replace_summaries(
         &self,
         campaign: &str,
         rounds: RangeInclusive<u64>,
+        digests: RangeInclusive<u64>,
         written: &[SummaryRound],
         rows: &[ScopeSummary],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;

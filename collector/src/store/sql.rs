@@ -233,10 +233,11 @@ impl Store for SqlStore {
         &self,
         campaign: &str,
         rounds: RangeInclusive<u64>,
+        digests: RangeInclusive<u64>,
         written: &[SummaryRound],
         rows: &[ScopeSummary],
     ) -> Result<(), StoreError> {
-        summaries::replace_summaries(self, campaign, rounds, written, rows).await
+        summaries::replace_summaries(self, campaign, rounds, digests, written, rows).await
     }
 
     async fn scope_summaries(

@@ -85,19 +85,19 @@ pub(super) async fn replace_summaries(
     s: &SqlStore,
     campaign: &str,
     rounds: RangeInclusive<u64>,
+    digests: RangeInclusive<u64>,
     written: &[SummaryRound],
     rows: &[ScopeSummary],
 ) -> Result<(), StoreError> {
     let positional = s.backend() == Backend::Sqlite;
-    let (first, last) = (clamp(*rounds.start()), clamp(*rounds.end()));
     let mut tx = s.pool.begin().await?;
-    for table in ["scope_summaries", "summary_rounds"] {
+    for (table, range) in [("scope_summaries", &rounds), ("summary_rounds", &digests)] {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE campaign = $1 AND round >= $2 AND round <= $3"
         ))
         .bind(campaign)
-        .bind(first)
-        .bind(last)
+        .bind(clamp(*range.start()))
+        .bind(clamp(*range.end()))
         .execute(&mut *tx)
         .await?;
     }

@@ -290,6 +290,7 @@ async fn summary_queries(db: &str) {
         .replace_summaries(
             "kp",
             10..=12,
+            10..=12,
             &[sr(10, -5), sr(11, i64::MAX), sr(12, 1)],
             &rows,
         )
@@ -298,6 +299,7 @@ async fn summary_queries(db: &str) {
     store
         .replace_summaries(
             "other",
+            3..=3,
             3..=3,
             &[sr(3, 9)],
             &[ScopeSummary {
@@ -383,6 +385,7 @@ async fn summary_queries(db: &str) {
         .replace_summaries(
             "kp",
             11..=12,
+            11..=12,
             &[sr(11, 2)],
             &[row(Scope::Country, "KP", 11, "", 4)],
         )
@@ -431,7 +434,7 @@ async fn gauges_read_the_latest_round(db: &str) {
         summary(Scope::Prefix, &p, 12, "", 1, 1)
     }));
     store
-        .replace_summaries("kp", 11..=12, &[sr(11), sr(12)], &rows)
+        .replace_summaries("kp", 11..=12, 11..=12, &[sr(11), sr(12)], &rows)
         .await
         .expect("summaries");
     let fault = |agent: &str, start_round, end_round: Option<u64>| VpFault {
@@ -476,7 +479,7 @@ async fn gauges_read_the_latest_round(db: &str) {
         .cloned()
         .collect();
     store
-        .replace_summaries("kp", 12..=12, &[sr(12)], &fewer)
+        .replace_summaries("kp", 12..=12, 12..=12, &[sr(12)], &fewer)
         .await
         .expect("summaries");
     let g = scope_gauges(&store, now).await.expect("gauges");
@@ -484,7 +487,96 @@ async fn gauges_read_the_latest_round(db: &str) {
     store.close().await;
 }
 
+/// With a cap of 2 rounds' rows per pass, passes catch up round by round,
+/// also after a late report early in the window: the rounds after the
+/// rewritten ones lose their digest (and keep their rows) until rewritten.
+async fn capped_passes_catch_up(db: &str) {
+    use darkwatch_collector::signals::store_summaries_capped;
+    let store = SqlStore::open(db).await.expect("open");
+    let first = 29_100_000;
+    let last = first + 9;
+    let now = when_complete(last);
+    let c = campaign(&store, now).await;
+    store
+        .ingest("vp-a", &reports(first, first..=last), now)
+        .await
+        .expect("ingest a");
+    let b_rounds = (first..=last).filter(|r| *r != first + 2);
+    store
+        .ingest("vp-b", &reports(first, b_rounds), now)
+        .await
+        .expect("ingest b");
+    let settings = CorrelationSettings::default();
+    let run = |t: i64| {
+        let (store, c, settings) = (&store, &c, &settings);
+        async move {
+            let input = correlation::load_input(store, c, last, settings.window_rounds, None)
+                .await
+                .expect("input");
+            let out = darkwatch_correlate::try_correlate(&input, &settings.params).expect("out");
+            // 9 rows a round: the country and 2 prefixes, each with 2 VPs.
+            store_summaries_capped(store, c, &input, &out, &settings.params, t, 20)
+                .await
+                .expect("store")
+        }
+    };
+    let stored = || async {
+        store
+            .summary_rounds("kp", 0..=u64::MAX)
+            .await
+            .expect("rounds")
+            .len()
+    };
+    for pass in 1..=5u64 {
+        assert_eq!(run(now + pass as i64).await, 2, "pass {pass}");
+        assert_eq!(stored().await as u64, 2 * pass);
+    }
+    assert_eq!(run(now + 6).await, 0, "caught up");
+
+    store
+        .ingest("vp-b", &reports(first, first + 2..=first + 2), now)
+        .await
+        .expect("late ingest");
+    assert_eq!(run(now + 7).await, 2);
+    let after = store
+        .summary_rounds("kp", 0..=u64::MAX)
+        .await
+        .expect("rounds");
+    assert_eq!(
+        updated(&after),
+        [
+            (first, now + 1),
+            (first + 1, now + 1),
+            (first + 2, now + 7),
+            (first + 3, now + 7)
+        ],
+        "later rounds lost their digests"
+    );
+    let rows = store
+        .scope_summaries("kp", Scope::Country, "KP", first + 4..=last)
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 6 * 3, "and kept their rows");
+    for pass in 8..=10 {
+        assert_eq!(run(now + pass).await, 2);
+    }
+    assert_eq!(run(now + 11).await, 0);
+    let after = store
+        .summary_rounds("kp", 0..=u64::MAX)
+        .await
+        .expect("rounds");
+    assert_eq!(after.len(), 10);
+    assert!(after[2..].iter().all(|r| r.updated_ms >= now + 7));
+    let late = store
+        .scope_summaries("kp", Scope::Country, "KP", first + 2..=first + 2)
+        .await
+        .expect("rows");
+    assert_eq!(late.len(), 3, "vp-b's late round is in");
+    store.close().await;
+}
+
 db_tests!(
+    capped_passes_catch_up,
     late_reports_rewrite_their_round_and_later_ones,
     summary_queries,
     gauges_read_the_latest_round
