@@ -236,6 +236,13 @@ pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params
     }
 }
 
+/// The splitmix64 finalizer: spreads every input bit over the output.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// FNV-1a: a hash that is the same in every process and release, because
 /// digests are stored and compared across restarts.
 #[derive(Clone, Copy)]
@@ -298,34 +305,40 @@ pub fn round_digests(input: &Input, params: &Params) -> Vec<u64> {
             header = header.num(u64::from(*a));
         }
     }
-    let vp_name = |v: VpId| input.vps.get(v as usize).map(String::as_bytes);
+    // Each VP's and block's hash once; per observation only a mix of them.
+    let vp_hash: Vec<u64> = input
+        .vps
+        .iter()
+        .map(|v| Fnv::new().bytes(v.as_bytes()).0)
+        .collect();
+    let block_hash: Vec<u64> = input
+        .blocks
+        .iter()
+        .map(|b| Fnv::new().net(&b.net).0)
+        .collect();
     // `None`: no observation in the round.
     let mut sums: Vec<Option<u64>> = vec![None; rounds];
-    let mut add = |round: u64, h: Fnv| {
+    let mut add = |round: u64, h: u64| {
         if let Some(r) = round.checked_sub(first).filter(|&r| r < rounds as u64) {
             let slot = &mut sums[r as usize];
-            *slot = Some(slot.unwrap_or(0).wrapping_add(h.0));
+            *slot = Some(slot.unwrap_or(0).wrapping_add(h));
         }
     };
     for o in &input.obs {
-        let (Some(vp), Some(b)) = (vp_name(o.vp), input.blocks.get(o.block as usize)) else {
+        let (Some(vp), Some(b)) = (vp_hash.get(o.vp as usize), block_hash.get(o.block as usize))
+        else {
             continue;
         };
-        let h = Fnv::new()
-            .bytes(vp)
-            .net(&b.net)
-            .bytes(o.state.as_str().as_bytes())
-            .num(u64::from(o.probes))
-            .num(u64::from(o.replies));
-        add(o.round, h);
+        let what = u64::from(crate::grid::code(o.state))
+            | u64::from(o.probes) << 2
+            | u64::from(o.replies) << 33;
+        add(o.round, mix(mix(vp ^ mix(*b)) ^ what));
     }
     for c in &input.control {
-        let Some(vp) = vp_name(c.vp) else { continue };
-        let h = Fnv::new()
-            .bytes(b"control")
-            .bytes(vp)
-            .bytes(c.state.as_str().as_bytes());
-        add(c.round, h);
+        let Some(vp) = vp_hash.get(c.vp as usize) else {
+            continue;
+        };
+        add(c.round, mix(!vp ^ u64::from(crate::grid::code(c.state))));
     }
     sums.iter()
         .map(|s| s.map_or(0, |s| header.num(s).0.max(1)))
