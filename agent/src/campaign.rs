@@ -21,9 +21,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use darkwatch_schema::packed::{pack_chunks, BlockSpace, PackedBlock};
 use darkwatch_schema::{
     block_of, BlockObservation, CampaignAssignment, CampaignCensus, CensusBlock, Coverage,
-    ReportBatch, SkipReason, Skipped, TraceObservation, MAX_ITEMS_PER_BATCH,
+    ReportBatch, RoundInfo, SkipReason, Skipped, TraceObservation, MAX_ITEMS_PER_BATCH,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -116,8 +117,14 @@ pub struct CampaignState {
     pub control: Vec<IpNet>,
     pub trackers: BTreeMap<IpNet, BlockTracker>,
     pub control_trackers: BTreeMap<IpNet, BlockTracker>,
-    /// Round of the last discovery sweep.
+    /// Round in which the last discovery sweep started.
     pub discovered_round: Option<u64>,
+    /// A sweep was started and has not finished yet (it runs beside the
+    /// rounds; after a restart it starts over, keeping what it had found).
+    pub discovery_pending: bool,
+    /// A sweep is running in this process (not persisted).
+    #[serde(skip)]
+    pub discovering: bool,
     /// Last round whose batch was spooled.
     pub last_round: Option<u64>,
     /// Rotates traceroutes over the campaign's prefixes.
@@ -145,7 +152,7 @@ pub struct RoundPlan {
     pub round: u64,
     /// Seed of the round's probe order (the same on every run of the round).
     pub seed: u64,
-    /// Discovery sweep to run before probing, if one is due.
+    /// Discovery sweep to start (beside the rounds), if one is due.
     pub sweep: Option<Sweep>,
     /// What the agent watches of the campaign (`blocks_tracked` is filled
     /// in by [`record`], after the round).
@@ -226,8 +233,11 @@ pub fn plan(
         && st
             .discovered_round
             .is_some_and(|d| round >= d + policy.rediscover_rounds);
-    let sweep = (changed || rediscover || st.discovered_round.is_none()).then(|| {
+    // A sweep in progress is not started again unless the campaign changed.
+    let due = rediscover || st.discovered_round.is_none() || st.discovery_pending;
+    let sweep = (changed || (due && !st.discovering)).then(|| {
         st.discovered_round = Some(round);
+        st.discovery_pending = true;
         let control = policy.targets(&c.control).and_then(|(set, skipped)| {
             log_skips(&c.name, true, &skipped);
             (!set.is_empty()).then_some(set)
@@ -418,20 +428,49 @@ pub struct RoundResults {
     pub outcomes: Vec<RoundOutcome>,
     pub controls: Vec<RoundOutcome>,
     pub traces: Vec<TraceResult>,
-    /// Responsive addresses per block found by this round's sweep of the
-    /// prefixes, if one ran (reported for the collector's census).
+    /// Responsive addresses per block found by discovery during this round
+    /// (reported for the collector's census).
     pub found: BTreeMap<IpNet, Vec<IpAddr>>,
+    /// When the round started and ended, whether on time, its blocks and
+    /// probes (for the report's `rounds`).
+    pub info: Option<RoundInfo>,
+}
+
+/// How block observations travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// One JSON object per block (~160 bytes): what every collector
+    /// accepts. A large round is split over batches of at most
+    /// `MAX_ITEMS_PER_BATCH` items.
+    Plain,
+    /// Packed rounds (`darkwatch_schema::packed`), chunks of at most
+    /// `max_blocks` blocks, one chunk per batch; for collectors whose
+    /// assignments advertise it.
+    Packed { max_blocks: usize },
+}
+
+impl Wire {
+    /// Packed if the operator allows it and the collector accepts our version.
+    pub fn choose(allowed: bool, collector: Option<u8>, max_blocks: usize) -> Wire {
+        if allowed && collector == Some(darkwatch_schema::packed::PACKED_VERSION) {
+            Wire::Packed { max_blocks }
+        } else {
+            Wire::Plain
+        }
+    }
 }
 
 /// Builds the round's report batches (stamped `ts`, ids from `new_id`) and
 /// marks the round done in `st`. A block that never answered cannot be
-/// judged: nothing is reported for it.
+/// judged: nothing is reported for it. Every batch stays within the wire's
+/// limits, however many blocks the round judged.
 pub fn record(
     c: &CampaignAssignment,
     st: &mut CampaignState,
     plan: &RoundPlan,
     results: RoundResults,
     ts: i64,
+    wire: Wire,
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<ReportBatch> {
     let round = plan.round;
@@ -447,10 +486,39 @@ pub fn record(
         control,
         ts_ms: ts,
     };
-    let observations = results
-        .outcomes
-        .iter()
-        .filter(|o| o.probes > 0)
+    let judged = results.outcomes.iter().filter(|o| o.probes > 0);
+    // Packed: blocks of the campaign's space as indices; anything outside
+    // it (none in practice) still goes plain, so nothing is dropped.
+    let (packed, plain_blocks): (Vec<_>, Vec<_>) = match wire {
+        Wire::Plain => (Vec::new(), judged.collect()),
+        Wire::Packed { max_blocks } => {
+            let space = BlockSpace::new(&c.prefixes);
+            let (inside, outside): (Vec<_>, Vec<_>) =
+                judged.partition(|o| space.index_of(&o.block).is_some());
+            let blocks = inside
+                .iter()
+                .filter_map(|o| {
+                    Some(PackedBlock {
+                        index: space.index_of(&o.block)?,
+                        state: o.state,
+                        probes: o.probes,
+                        replies: o.replies,
+                        belief: PackedBlock::quantize(o.belief),
+                        availability: PackedBlock::quantize(o.availability),
+                    })
+                })
+                .collect();
+            match pack_chunks(&c.name, round, &space, ts, blocks, max_blocks) {
+                Ok(chunks) => (chunks, outside),
+                Err(e) => {
+                    tracing::error!(campaign = %c.name, error = %e, "cannot pack the round; sending it plain");
+                    (Vec::new(), inside.into_iter().chain(outside).collect())
+                }
+            }
+        }
+    };
+    let observations: Vec<BlockObservation> = plain_blocks
+        .into_iter()
         .map(|o| obs(o, false))
         .chain(
             results
@@ -488,43 +556,83 @@ pub fn record(
         Vec::new()
     };
     st.last_round = Some(round);
+    // Collectors that predate packed rounds refuse the `rounds` field.
+    let rounds = match wire {
+        Wire::Packed { .. } => results.info.into_iter().collect(),
+        Wire::Plain => Vec::new(),
+    };
+    let mut chunks = packed.into_iter();
     let first = ReportBatch {
         batch_id: new_id(),
         created_ms: ts,
-        observations,
+        observations: Vec::new(),
         traces,
         coverage,
         census: Vec::new(),
+        packed: chunks.next().into_iter().collect(),
+        rounds,
     };
+    let empty = |new_id: &mut dyn FnMut() -> String| ReportBatch {
+        batch_id: new_id(),
+        created_ms: ts,
+        observations: Vec::new(),
+        traces: Vec::new(),
+        coverage: Vec::new(),
+        census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
+    };
+    let mut batches = vec![first];
+    for chunk in chunks {
+        batches.push(ReportBatch {
+            packed: vec![chunk],
+            ..empty(new_id)
+        });
+    }
+    // Plain observations fill the batches up to the item limit, then more.
+    let mut rest = observations.into_iter().peekable();
+    let mut i = 0;
+    while rest.peek().is_some() {
+        if i == batches.len() {
+            batches.push(empty(new_id));
+        }
+        let room = MAX_ITEMS_PER_BATCH.saturating_sub(items(&batches[i]));
+        batches[i].observations.extend(rest.by_ref().take(room));
+        i += 1;
+    }
     let census: Vec<CensusBlock> = results
         .found
         .into_iter()
         .filter(|(_, addrs)| !addrs.is_empty())
         .map(|(block, addrs)| CensusBlock { block, addrs })
         .collect();
-    pack(first, &c.name, census, MAX_ITEMS_PER_BATCH, new_id)
+    pack(batches, &c.name, census, MAX_ITEMS_PER_BATCH, new_id)
 }
 
-/// Adds `census` to `first`, and to more batches as needed, so that no
-/// batch holds more than `limit` items (a block counts one plus its
-/// addresses; a block too large for one batch is split).
+/// Items of a batch as the collector counts them against `MAX_ITEMS_PER_BATCH`.
+fn items(b: &ReportBatch) -> usize {
+    b.observations.len()
+        + b.packed.len()
+        + b.rounds.len()
+        + b.traces.len()
+        + b.coverage.len()
+        + b.census
+            .iter()
+            .flat_map(|c| &c.blocks)
+            .map(|b| 1 + b.addrs.len())
+            .sum::<usize>()
+}
+
+/// Adds `census` to the last of `batches`, and to more batches as needed,
+/// so that no batch holds more than `limit` items (a block counts one plus
+/// its addresses; a block too large for one batch is split).
 fn pack(
-    first: ReportBatch,
+    mut batches: Vec<ReportBatch>,
     campaign: &str,
     census: Vec<CensusBlock>,
     limit: usize,
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<ReportBatch> {
-    let items = |b: &ReportBatch| {
-        b.observations.len()
-            + b.traces.len()
-            + b.coverage.len()
-            + b.census
-                .iter()
-                .flat_map(|c| &c.blocks)
-                .map(|b| 1 + b.addrs.len())
-                .sum::<usize>()
-    };
     let chunk = limit.saturating_sub(1).max(1);
     let pieces = census.into_iter().flat_map(|b| {
         b.addrs
@@ -535,9 +643,9 @@ fn pack(
             })
             .collect::<Vec<_>>()
     });
-    let (created_ms, mut batches) = (first.created_ms, vec![first]);
+    let created_ms = batches.first().map_or(0, |b| b.created_ms);
     for piece in pieces {
-        let mut last = batches.last_mut().expect("at least the first batch");
+        let mut last = batches.last_mut().expect("record makes at least one batch");
         if items(last) + 1 + piece.addrs.len() > limit {
             batches.push(ReportBatch {
                 batch_id: new_id(),
@@ -546,6 +654,8 @@ fn pack(
                 traces: Vec::new(),
                 coverage: Vec::new(),
                 census: Vec::new(),
+                packed: Vec::new(),
+                rounds: Vec::new(),
             });
             last = batches.last_mut().expect("just pushed");
         }

@@ -112,6 +112,15 @@ pub struct ReportConfig {
     /// HTTP request timeout.
     #[serde(default = "defaults::http_timeout_secs")]
     pub http_timeout_secs: u64,
+    /// Send block observations packed (a fraction of a byte per block)
+    /// when the collector supports it. `false` sends plain JSON, to read
+    /// batches by eye.
+    #[serde(default = "defaults::packed")]
+    pub packed: bool,
+    /// Most blocks per packed chunk; each chunk travels in a batch of its
+    /// own. Lower it if the collector's `max_body` is small.
+    #[serde(default = "defaults::max_blocks_per_batch")]
+    pub max_blocks_per_batch: usize,
 }
 
 mod defaults {
@@ -154,6 +163,12 @@ mod defaults {
     pub fn http_timeout_secs() -> u64 {
         30
     }
+    pub fn packed() -> bool {
+        true
+    }
+    pub fn max_blocks_per_batch() -> usize {
+        darkwatch_schema::packed::MAX_BLOCKS_PER_PACKED
+    }
 }
 
 impl Default for ProbeConfig {
@@ -191,6 +206,8 @@ impl Default for ReportConfig {
             poll_secs: defaults::poll_secs(),
             retry_max_secs: defaults::retry_max_secs(),
             http_timeout_secs: defaults::http_timeout_secs(),
+            packed: defaults::packed(),
+            max_blocks_per_batch: defaults::max_blocks_per_batch(),
         }
     }
 }
@@ -266,6 +283,10 @@ impl Config {
             || self.report.http_timeout_secs == 0
         {
             return Err("report.* durations must be positive".into());
+        }
+        let max = darkwatch_schema::packed::MAX_BLOCKS_PER_PACKED;
+        if !(1..=max).contains(&self.report.max_blocks_per_batch) {
+            return Err(format!("report.max_blocks_per_batch must lie in 1..={max}"));
         }
         Ok(())
     }

@@ -1,41 +1,60 @@
 //! `darkwatch-agent run`: the vantage-point daemon (and its cron mode, `--once`).
 //!
-//! Per campaign assigned by the collector: sweep the space once to find its
-//! responsive addresses (except blocks the assignment's census already
-//! covers; the sweep's findings go back to the collector's census), then, at every round boundary (rounds are aligned to
-//! the campaign interval, so all VPs count the same rounds), run one
-//! Trinocular-style round over every block and control target, traceroute a
-//! few targets, write the batch to the spool, and wake the sender. The sender
-//! drains the spool to the collector with exponential backoff; a batch leaves
-//! the spool only once the collector has acknowledged it.
+//! Per campaign assigned by the collector: discover the space's responsive
+//! addresses (except blocks the assignment's census already covers; the
+//! findings go back to the collector's census) in a paced background sweep
+//! beside the rounds, and, at every round boundary (rounds are aligned to the
+//! campaign interval, so all VPs count the same rounds), run one
+//! Trinocular-style round over every block known so far and the control
+//! targets, spread over the interval in slices (`schedule`), traceroute a
+//! few targets, write the batch to the spool, and wake the sender. A round
+//! never waits for a sweep: blocks join the rounds as their responsive hosts
+//! become known. The sender drains the spool to the collector with
+//! exponential backoff; a batch leaves the spool only once the collector has
+//! acknowledged it.
+//!
+//! The round's number and start are taken when it starts, and the daemon
+//! records when it ended and whether it ended before the next round began
+//! ([`Agent::status`], `state/rounds.json`, and the report).
 //!
 //! The decisions (refuse or accept, when to sweep, what to trace, what to
-//! report) are pure functions in `campaign`; this module does the I/O around
-//! them. Whatever the collector assigns, the agent applies its own limits
-//! first: its pps cap, `max_targets`, its local exclusion list, and the
-//! reserved ranges unless the operator allowed them; it logs what it refused.
-//! The pinger, the tracer and the wall clock are passed in, so whole rounds
-//! run in tests against a simulated network and clock.
+//! report, which slice a block is probed in) are pure functions in `campaign`
+//! and `schedule`; this module does the I/O around them. Whatever the
+//! collector assigns, the agent applies its own limits first: its pps cap
+//! (split between discovery and rounds, see `schedule`), `max_targets`, its
+//! local exclusion list, and the reserved ranges unless the operator allowed
+//! them; it logs what it refused. The pinger, the tracer and the wall clock
+//! are passed in, so whole rounds run in tests against a simulated network
+//! and clock.
 //!
-//! Probing state (trackers, last round done) is kept in `spool_dir/state/`,
-//! so cron runs and restarts resume where they stopped without re-sweeping.
+//! Probing state (trackers, last round done) is kept in memory between rounds
+//! and in `spool_dir/state/` between runs, so cron runs and restarts resume
+//! where they stopped without re-sweeping.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use darkwatch_schema::{round_of, round_start_ms, Assignments, CampaignAssignment};
+use darkwatch_schema::{round_of, round_start_ms, Assignments, CampaignAssignment, RoundInfo};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::campaign::{self, CampaignState, NoRound, Policy, RoundResults};
+use crate::belief::{BlockTracker, RoundOutcome};
+use crate::campaign::{self, CampaignState, NoRound, Policy, RoundResults, Wire};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::discovery::Background;
 use crate::icmp::Pinger;
 use crate::ratelimit::RateLimiter;
 use crate::report::Reporter;
+use crate::schedule::{self, RoundTiming, SliceQueue};
 use crate::spool::{write_atomic, Spool};
 use crate::targets::read_exclusions;
 use crate::trace::{TraceOptions, TraceResult, Tracer};
@@ -77,6 +96,33 @@ fn policy_of(cfg: &Config) -> Result<Policy> {
     })
 }
 
+/// How rounds are run: the daemon spreads them over slices and lets
+/// discovery run beside them; `--once` (cron) has no next round in the same
+/// process to protect, so it sweeps to the end first and probes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Daemon,
+    Once,
+}
+
+/// What the daemon holds for one campaign between its rounds.
+#[derive(Default)]
+struct CampaignRun {
+    /// Loaded from disk at the campaign's first round in this process.
+    st: Option<CampaignState>,
+    discovery: Option<Background>,
+}
+
+/// What a slice's probing (or the round's traceroutes) hands back.
+enum SliceDone {
+    Blocks {
+        control: bool,
+        trackers: BTreeMap<IpNet, BlockTracker>,
+        outcomes: Vec<RoundOutcome>,
+    },
+    Traces(Vec<TraceResult>),
+}
+
 /// The daemon. Its pinger, tracer and clock come from outside: the CLI wires
 /// in the real ones, tests a simulated network and clock.
 pub struct Agent {
@@ -86,10 +132,18 @@ pub struct Agent {
     pinger: Arc<dyn Pinger>,
     tracer: Arc<dyn Tracer>,
     clock: Arc<dyn Clock>,
+    /// Rounds and traceroutes.
     limiter: Arc<RateLimiter>,
+    /// Background discovery (see [`schedule::split_pps`]).
+    discovery_limiter: Arc<RateLimiter>,
     policy: Policy,
     state_dir: PathBuf,
     settings: ProbeSettings,
+    runs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<CampaignRun>>>>,
+    /// The last round of every campaign (see [`Agent::status`]).
+    last_rounds: Mutex<BTreeMap<String, RoundInfo>>,
+    /// How rounds travel, as the latest assignments allow.
+    wire: Mutex<Wire>,
 }
 
 impl Agent {
@@ -109,7 +163,12 @@ impl Agent {
             &token,
             Duration::from_secs(cfg.report.http_timeout_secs),
         )?;
-        let limiter = Arc::new(RateLimiter::new(cfg.pps, crate::ratelimit::DEFAULT_BURST));
+        let (round_pps, discovery_pps) = schedule::split_pps(cfg.pps);
+        let limiter = Arc::new(RateLimiter::new(round_pps, crate::ratelimit::DEFAULT_BURST));
+        let discovery_limiter = Arc::new(RateLimiter::new(
+            discovery_pps,
+            crate::ratelimit::DEFAULT_BURST,
+        ));
         let policy = policy_of(&cfg)?;
         let settings = ProbeSettings {
             timeout: Duration::from_millis(cfg.probe.timeout_ms),
@@ -117,6 +176,7 @@ impl Agent {
             pps: cfg.pps,
             ..ProbeSettings::default()
         };
+        let last_rounds = load_json(&state_dir.join("rounds.json")).unwrap_or_default();
         Ok(Agent {
             cfg,
             spool,
@@ -125,9 +185,13 @@ impl Agent {
             tracer,
             clock,
             limiter,
+            discovery_limiter,
             policy,
             state_dir,
             settings,
+            runs: Mutex::new(HashMap::new()),
+            last_rounds: Mutex::new(last_rounds),
+            wire: Mutex::new(Wire::Plain),
         })
     }
 
@@ -140,10 +204,41 @@ impl Agent {
         self.state_dir.join("assignments.json")
     }
 
+    /// The last round of every campaign: when it started and ended, whether
+    /// on time, its blocks and probes (also in `state/rounds.json`).
+    pub fn status(&self) -> Vec<RoundInfo> {
+        let rounds = self.last_rounds.lock().unwrap_or_else(|e| e.into_inner());
+        rounds.values().cloned().collect()
+    }
+
+    /// True while a discovery sweep of `campaign` runs.
+    pub async fn discovering(&self, campaign: &str) -> bool {
+        let run = self
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(campaign)
+            .cloned();
+        match run {
+            Some(run) => run
+                .lock()
+                .await
+                .discovery
+                .as_ref()
+                .is_some_and(|d| d.running()),
+            None => false,
+        }
+    }
+
+    fn run_of(&self, campaign: &str) -> Arc<tokio::sync::Mutex<CampaignRun>> {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.entry(campaign.to_string()).or_default().clone()
+    }
+
     /// Pulls assignments; falls back to the last ones seen when the
     /// collector is unreachable, so probing goes on during its outages.
     async fn assignments(&self) -> Option<Assignments> {
-        match self.reporter.assignments().await {
+        let a = match self.reporter.assignments().await {
             Ok(a) => {
                 if let Err(e) = save_json(&self.assignments_path(), &a) {
                     tracing::warn!(error = %e, "cannot cache assignments");
@@ -155,97 +250,251 @@ impl Agent {
                 tracing::warn!(error = %e, cached = cached.is_some(), "cannot pull assignments; using the cached ones");
                 cached
             }
+        };
+        let r = &self.cfg.report;
+        *self.wire.lock().unwrap_or_else(|e| e.into_inner()) = Wire::choose(
+            r.packed,
+            a.as_ref().and_then(|a| a.packed),
+            r.max_blocks_per_batch,
+        );
+        a
+    }
+
+    /// Folds what discovery found since the last call into `st` and `found`
+    /// (the round's census); blocks that became probeable join `queue`. Ends
+    /// the sweep once it is done.
+    fn absorb(
+        st: &mut CampaignState,
+        discovery: &mut Option<Background>,
+        found: &mut BTreeMap<IpNet, Vec<IpAddr>>,
+        queue: &mut SliceQueue,
+    ) {
+        let Some(bg) = discovery.as_ref() else { return };
+        let p = bg.take();
+        campaign::merge_found(&mut st.control_trackers, &p.control);
+        for (block, addrs) in p.targets {
+            let new = !st.trackers.contains_key(&block);
+            campaign::merge_found(&mut st.trackers, &BTreeMap::from([(block, addrs.clone())]));
+            if new && st.trackers.contains_key(&block) {
+                queue.join(block);
+            }
+            found.insert(block, addrs);
+        }
+        if p.done {
+            st.discovery_pending = false;
+            st.discovering = false;
+            *discovery = None;
+            tracing::info!(
+                tracked = st.trackers.len(),
+                controls = st.control_trackers.len(),
+                "discovery done"
+            );
         }
     }
 
-    /// Runs one round of `c` (if due) as [`campaign::plan`] says, and spools
-    /// its batches. Returns true if a batch was spooled.
-    async fn campaign_round(&self, c: &CampaignAssignment, round: u64) -> Result<bool> {
+    /// Probes `trackers` (copies: the round's outcome is written back when
+    /// the slice ends, so discovery may update the originals meanwhile).
+    fn probe(
+        &self,
+        control: bool,
+        mut trackers: BTreeMap<IpNet, BlockTracker>,
+        seed: u64,
+    ) -> BoxFuture<'_, SliceDone> {
+        Box::pin(async move {
+            let outcomes = crate::round::run_round(
+                &mut trackers,
+                self.pinger.clone(),
+                self.limiter.clone(),
+                &self.settings,
+                seed,
+            )
+            .await;
+            SliceDone::Blocks {
+                control,
+                trackers,
+                outcomes,
+            }
+        })
+    }
+
+    /// Runs round `round` of `c` (if due; started at `started_ms`) as
+    /// [`campaign::plan`] says, and spools its batches. Returns how the
+    /// round went, if one was run.
+    async fn campaign_round(
+        &self,
+        c: &CampaignAssignment,
+        round: u64,
+        started_ms: i64,
+        mode: Mode,
+    ) -> Result<Option<RoundInfo>> {
         // Checked before the name is used in a file path.
         if let Err(why) = campaign::campaign_acceptable(c) {
             tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
-            return Ok(false);
+            return Ok(None);
         }
         let path = self.state_path(&c.name);
-        let mut st: CampaignState = load_json(&path).unwrap_or_default();
-        let plan = match campaign::plan(c, &mut st, round, &self.policy) {
+        let run = self.run_of(&c.name);
+        let mut run = run.lock().await;
+        let CampaignRun { st, discovery } = &mut *run;
+        let st = st.get_or_insert_with(|| load_json(&path).unwrap_or_default());
+        st.discovering = discovery.as_ref().is_some_and(|d| d.running());
+        let plan = match campaign::plan(c, st, round, &self.policy) {
             Ok(p) => p,
-            Err(NoRound::Done) => return Ok(false),
+            Err(NoRound::Done) => return Ok(None),
             Err(NoRound::Invalid(why)) => {
                 tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
-                return Ok(false);
+                return Ok(None);
             }
         };
-        let mut found = Default::default();
         if let Some(sweep) = &plan.sweep {
-            for (set, control) in [(&sweep.targets, false), (&sweep.control, true)] {
-                let Some(set) = set else { continue };
-                let swept = crate::discovery::sweep(
-                    self.pinger.clone(),
-                    self.limiter.clone(),
-                    set,
-                    &self.settings,
-                )
-                .await;
-                if control {
-                    campaign::merge_found(&mut st.control_trackers, &swept);
+            tracing::info!(campaign = %c.name, round, "discovery starts");
+            *discovery = Some(Background::spawn(
+                self.pinger.clone(),
+                self.discovery_limiter.clone(),
+                sweep.targets.clone(),
+                sweep.control.clone(),
+                self.settings.clone(),
+                round,
+            ));
+            st.discovering = true;
+        }
+        let slices = match mode {
+            Mode::Daemon => schedule::SLICES,
+            Mode::Once => {
+                if let Some(bg) = discovery.as_ref() {
+                    crate::discovery::wait_done(bg, Duration::from_millis(100)).await;
+                }
+                1
+            }
+        };
+        let interval_ms = c.interval_secs.saturating_mul(1000);
+        let worst = self.settings.timeout.as_millis() as u64 * u64::from(self.settings.max_probes);
+        let span = schedule::span_ms(interval_ms, worst);
+        // The round's start on tokio's clock, which paces the slices.
+        let late = (started_ms - round_start_ms(round, c.interval_secs)).max(0) as u64;
+        let now = tokio::time::Instant::now();
+        let anchor = now.checked_sub(Duration::from_millis(late)).unwrap_or(now);
+        let mut queue = SliceQueue::new(slices, st.trackers.keys().copied());
+        let mut found = BTreeMap::new();
+        let mut running: FuturesUnordered<BoxFuture<'_, SliceDone>> = FuturesUnordered::new();
+        let (mut outcomes, mut controls, mut traces) = (Vec::new(), Vec::new(), Vec::new());
+        let mut apply = |st: &mut CampaignState, done: SliceDone| match done {
+            SliceDone::Blocks {
+                control,
+                trackers,
+                outcomes: o,
+            } => {
+                let map = if control {
+                    &mut st.control_trackers
                 } else {
-                    campaign::merge_found(&mut st.trackers, &swept);
-                    found = swept;
+                    &mut st.trackers
+                };
+                for (b, t) in trackers {
+                    if let Some(cur) = map.get_mut(&b) {
+                        cur.belief = t.belief;
+                        cur.availability = t.availability;
+                    }
+                }
+                if control {
+                    &mut controls
+                } else {
+                    &mut outcomes
+                }
+                .extend(o);
+            }
+            SliceDone::Traces(t) => traces = t,
+        };
+        // Controls and traceroutes go with the middle slice, once the first
+        // findings of a new sweep are in.
+        let middle = slices / 2;
+        loop {
+            let k = queue.next_slice();
+            if k >= slices {
+                break;
+            }
+            let due = anchor + Duration::from_millis(schedule::slice_start_ms(k, slices, span));
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => break,
+                    Some(done) = running.next() => apply(st, done),
                 }
             }
-            tracing::info!(campaign = %c.name, tracked = st.trackers.len(), controls = st.control_trackers.len(), "discovery done");
+            Self::absorb(st, discovery, &mut found, &mut queue);
+            let Some((k, blocks)) = queue.take() else {
+                break;
+            };
+            let batch: BTreeMap<IpNet, BlockTracker> = blocks
+                .iter()
+                .filter_map(|b| st.trackers.get(b).map(|t| (*b, t.clone())))
+                .collect();
+            if !batch.is_empty() {
+                running.push(self.probe(false, batch, plan.seed));
+            }
+            if k == middle {
+                running.push(self.probe(true, st.control_trackers.clone(), plan.seed));
+                let targets = campaign::trace_targets(c, st, round, &self.policy);
+                running.push(Box::pin(async move {
+                    SliceDone::Traces(self.traces(targets).await)
+                }));
+            }
         }
-        let trace_targets = campaign::trace_targets(c, &mut st, round, &self.policy);
-        // Probing, control probing and traceroutes run side by side, so that
-        // a round fits in its interval even when every block is dark.
-        let (outcomes, controls, traces) = tokio::join!(
-            crate::round::run_round(
-                &mut st.trackers,
-                self.pinger.clone(),
-                self.limiter.clone(),
-                &self.settings,
-                plan.seed,
-            ),
-            crate::round::run_round(
-                &mut st.control_trackers,
-                self.pinger.clone(),
-                self.limiter.clone(),
-                &self.settings,
-                plan.seed,
-            ),
-            self.traces(trace_targets),
-        );
-        let blocks = outcomes.len();
+        while let Some(done) = running.next().await {
+            apply(st, done);
+        }
+        outcomes.sort_by_key(|o| o.block);
+        controls.sort_by_key(|o| o.block);
+        let timing = RoundTiming {
+            round,
+            interval_secs: c.interval_secs,
+            started_ms,
+            ended_ms: self.clock.now_ms(),
+            blocks: outcomes.iter().filter(|o| o.probes > 0).count() as u64,
+            probes: outcomes
+                .iter()
+                .chain(&controls)
+                .map(|o| u64::from(o.probes))
+                .sum(),
+        };
+        let info = timing.info(&c.name);
         let results = RoundResults {
             outcomes,
             controls,
             traces,
             found,
+            info: Some(info.clone()),
         };
-        let batches = campaign::record(
-            c,
-            &mut st,
-            &plan,
-            results,
-            self.clock.now_ms(),
-            &mut new_batch_id,
-        );
-        let up = batches
+        let up = results
+            .outcomes
             .iter()
-            .flat_map(|b| &b.observations)
-            .filter(|o| !o.control && o.state == darkwatch_schema::BlockState::Up)
+            .filter(|o| o.probes > 0 && o.state == darkwatch_schema::BlockState::Up)
             .count();
-        let traces: usize = batches.iter().map(|b| b.traces.len()).sum();
-        tracing::info!(campaign = %c.name, round, blocks, up, traces, "round done");
+        let wire = *self.wire.lock().unwrap_or_else(|e| e.into_inner());
+        let batches = campaign::record(c, st, &plan, results, started_ms, wire, &mut new_batch_id);
+        let traced: usize = batches.iter().map(|b| b.traces.len()).sum();
+        tracing::info!(campaign = %c.name, round, blocks = info.blocks, probes = info.probes, up, traces = traced,
+            on_time = info.on_time, took_ms = info.ended_ms - info.started_ms, "round done");
+        if !info.on_time {
+            tracing::warn!(campaign = %c.name, round, "round ended after the next one began");
+        }
+        if batches.iter().any(|b| !b.packed.is_empty()) {
+            self.spool.remember_space(&c.prefixes)?;
+        }
         for batch in &batches {
             let dropped = self.spool.push(batch)?;
             if dropped > 0 {
                 tracing::warn!(dropped, "spool full: dropped the oldest batches");
             }
         }
-        save_json(&path, &st)?;
-        Ok(true)
+        save_json(&path, &*st)?;
+        let rounds = {
+            let mut last = self.last_rounds.lock().unwrap_or_else(|e| e.into_inner());
+            last.insert(c.name.clone(), info.clone());
+            last.clone()
+        };
+        if let Err(e) = save_json(&self.state_dir.join("rounds.json"), &rounds) {
+            tracing::warn!(error = %e, "cannot write the round status");
+        }
+        Ok(Some(info))
     }
 
     async fn traces(&self, targets: Vec<IpAddr>) -> Vec<TraceResult> {
@@ -269,23 +518,52 @@ impl Agent {
         out
     }
 
-    /// One pass: pull assignments, run every campaign's current round if it
-    /// was not run yet. Returns the earliest start of a next round.
-    async fn tick(&self, assignments: &Option<Assignments>) -> Option<i64> {
-        let a = assignments.as_ref()?;
+    /// The round due now of every campaign (number and start, taken now),
+    /// and the earliest start of a next round. Forgets campaigns no longer
+    /// assigned (stopping their sweeps).
+    fn due(&self, a: &Assignments) -> (Vec<(u64, i64)>, Option<i64>) {
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| a.campaigns.iter().any(|c| &c.name == name));
+        let now = self.clock.now_ms();
         let mut next = None::<i64>;
+        let mut due = Vec::new();
         for c in &a.campaigns {
-            let round = round_of(self.clock.now_ms(), c.interval_secs);
-            if let Err(e) = self.campaign_round(c, round).await {
-                tracing::error!(campaign = %c.name, error = format!("{e:#}"), "round failed");
-            }
-            // An absurd interval must not set the schedule either.
+            let round = round_of(now, c.interval_secs);
+            due.push((round, now));
+            // An absurd interval must not set the schedule.
             if campaign::campaign_acceptable(c).is_err() {
                 continue;
             }
             let start = round_start_ms(round + 1, c.interval_secs);
             next = Some(next.map_or(start, |n| n.min(start)));
         }
+        (due, next)
+    }
+
+    async fn round_logged(&self, c: &CampaignAssignment, round: u64, started: i64, mode: Mode) {
+        if let Err(e) = self.campaign_round(c, round, started, mode).await {
+            tracing::error!(campaign = %c.name, error = format!("{e:#}"), "round failed");
+        }
+    }
+
+    /// Runs the due round of every campaign (side by side) and waits for
+    /// them. Returns the earliest start of a next round.
+    #[cfg(test)]
+    async fn tick(&self, assignments: &Option<Assignments>) -> Option<i64> {
+        self.tick_mode(assignments, Mode::Daemon).await
+    }
+
+    async fn tick_mode(&self, assignments: &Option<Assignments>, mode: Mode) -> Option<i64> {
+        let a = assignments.as_ref()?;
+        let (due, next) = self.due(a);
+        let rounds = a
+            .campaigns
+            .iter()
+            .zip(due)
+            .map(|(c, (round, started))| self.round_logged(c, round, started, mode));
+        futures::future::join_all(rounds).await;
         next
     }
 
@@ -298,12 +576,13 @@ impl Agent {
                 "no assignments (collector unreachable and none cached): nothing to probe"
             );
         }
-        self.tick(&a).await;
+        self.tick_mode(&a, Mode::Once).await;
         let (d, err) = self.reporter.drain(&self.spool).await;
         tracing::info!(
             sent = d.sent,
             duplicates = d.duplicates,
             rejected = d.rejected,
+            unpacked = d.unpacked,
             "spool drained"
         );
         if let Some(e) = err {
@@ -312,8 +591,9 @@ impl Agent {
         Ok(())
     }
 
-    /// The daemon: rounds on schedule, a sender draining the spool with
-    /// backoff, until SIGINT/SIGTERM.
+    /// The daemon: every campaign's rounds on its own schedule (a round in
+    /// progress is never waited for by another campaign's), a sender
+    /// draining the spool with backoff, until SIGINT/SIGTERM.
     pub async fn run(self: Arc<Self>) -> Result<()> {
         let wake = Arc::new(Notify::new());
         let sender = tokio::spawn(sender_loop(self.clone(), wake.clone()));
@@ -321,6 +601,7 @@ impl Agent {
         let mut last_poll = self.clock.now_ms();
         let poll_ms = self.cfg.report.poll_secs as i64 * 1000;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut rounds: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         loop {
             if self.clock.now_ms() - last_poll >= poll_ms {
                 if let Some(a) = self.assignments().await {
@@ -328,8 +609,27 @@ impl Agent {
                 }
                 last_poll = self.clock.now_ms();
             }
-            let next = self.tick(&assignments).await;
-            wake.notify_one();
+            rounds.retain(|_, h| !h.is_finished());
+            let mut next = None;
+            if let Some(a) = &assignments {
+                let (due, n) = self.due(a);
+                next = n;
+                for (c, (round, started)) in a.campaigns.iter().zip(due) {
+                    // A round still running past its interval: the next one
+                    // starts when it is done (it was not on time).
+                    if rounds.contains_key(&c.name) {
+                        continue;
+                    }
+                    let (agent, c2, wake) = (self.clone(), c.clone(), wake.clone());
+                    rounds.insert(
+                        c.name.clone(),
+                        tokio::spawn(async move {
+                            agent.round_logged(&c2, round, started, Mode::Daemon).await;
+                            wake.notify_one();
+                        }),
+                    );
+                }
+            }
             let until = next.unwrap_or(i64::MAX).min(last_poll + poll_ms);
             let wait = Duration::from_millis(
                 (until - self.clock.now_ms()).clamp(10, poll_ms.max(10)) as u64,
@@ -341,6 +641,9 @@ impl Agent {
             }
         }
         tracing::info!("stopping; unsent batches stay in the spool");
+        for h in rounds.values() {
+            h.abort();
+        }
         sender.abort();
         Ok(())
     }
@@ -351,11 +654,12 @@ async fn sender_loop(agent: Arc<Agent>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let (d, err) = agent.reporter.drain(&agent.spool).await;
-        if d.sent > 0 || d.rejected > 0 {
+        if d.sent > 0 || d.rejected > 0 || d.unpacked > 0 {
             tracing::info!(
                 sent = d.sent,
                 duplicates = d.duplicates,
                 rejected = d.rejected,
+                unpacked = d.unpacked,
                 "spool drained"
             );
         }

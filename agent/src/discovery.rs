@@ -9,13 +9,21 @@
 //! failed batch sweep) each probe is its own task, up to `concurrency` of them
 //! in flight (a semaphore), all paced by the rate limiter. A progress bar is
 //! drawn only when stderr is a terminal.
+//!
+//! The daemon runs discovery beside its rounds ([`Background`]): the space is
+//! swept in chunks of blocks (in a shuffled order, so that every part of it
+//! joins early), each chunk's findings are handed over as soon as it is done,
+//! and two chunks are in flight so that one's reply timeout overlaps the
+//! other's sending. A round never waits for a sweep: it takes what is known.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use darkwatch_schema::block_of;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use ipnet::IpNet;
 use rand::seq::SliceRandom;
@@ -48,7 +56,24 @@ pub async fn sweep(
     targets: &TargetSet,
     settings: &ProbeSettings,
 ) -> BTreeMap<IpNet, Vec<IpAddr>> {
-    let blocks = targets.blocks();
+    let found = sweep_blocks(pinger, limiter, targets, &targets.blocks(), settings).await;
+    let live = found.values().filter(|v| !v.is_empty()).count();
+    tracing::info!(
+        blocks = found.len(),
+        responsive_blocks = live,
+        "discovery done"
+    );
+    found
+}
+
+/// [`sweep`] restricted to the target addresses inside `blocks`.
+pub async fn sweep_blocks(
+    pinger: Arc<dyn Pinger>,
+    limiter: Arc<RateLimiter>,
+    targets: &TargetSet,
+    blocks: &[IpNet],
+    settings: &ProbeSettings,
+) -> BTreeMap<IpNet, Vec<IpAddr>> {
     let mut found: BTreeMap<IpNet, Vec<IpAddr>> = blocks.iter().map(|b| (*b, Vec::new())).collect();
     let pb = progress_bar(u64::try_from(targets.address_count()).unwrap_or(u64::MAX));
     let sem = Arc::new(Semaphore::new(settings.concurrency.max(1)));
@@ -109,13 +134,114 @@ pub async fn sweep(
     for addrs in found.values_mut() {
         addrs.sort_unstable();
     }
-    let live = found.values().filter(|v| !v.is_empty()).count();
-    tracing::info!(
-        blocks = found.len(),
-        responsive_blocks = live,
-        "discovery done"
-    );
     found
+}
+
+/// Seconds of sending one background chunk should take at the discovery
+/// rate: long enough that its one reply timeout is a small overhead, short
+/// enough that findings join the rounds within seconds.
+const CHUNK_SECS: u64 = 10;
+/// Fewest addresses in a chunk (and the chunk size when the rate is unlimited).
+const MIN_CHUNK_ADDRS: u64 = 4096;
+
+/// Splits `blocks` into chunks of about `pps × CHUNK_SECS` addresses
+/// (IPv4 blocks counted as 256), in the given order.
+pub fn chunks(blocks: &[IpNet], pps: u32) -> Vec<Vec<IpNet>> {
+    let addrs = (u64::from(pps) * CHUNK_SECS).max(MIN_CHUNK_ADDRS);
+    let per = usize::try_from(addrs / 256).unwrap_or(usize::MAX).max(1);
+    blocks.chunks(per).map(<[IpNet]>::to_vec).collect()
+}
+
+/// What a background sweep found since it was last asked.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub targets: BTreeMap<IpNet, Vec<IpAddr>>,
+    pub control: BTreeMap<IpNet, Vec<IpAddr>>,
+    /// Every chunk has been swept (this is the last handover).
+    pub done: bool,
+}
+
+/// A discovery sweep running beside the rounds, in chunks; dropped, it stops.
+#[derive(Debug)]
+pub struct Background {
+    sink: Arc<Mutex<Progress>>,
+    handle: tokio::task::JoinHandle<()>,
+    /// The round in which it started.
+    pub round: u64,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl Background {
+    /// Starts sweeping `control` (few addresses, first) and `targets` under
+    /// `limiter`.
+    pub fn spawn(
+        pinger: Arc<dyn Pinger>,
+        limiter: Arc<RateLimiter>,
+        targets: Option<TargetSet>,
+        control: Option<TargetSet>,
+        settings: ProbeSettings,
+        round: u64,
+    ) -> Background {
+        let sink = Arc::new(Mutex::new(Progress::default()));
+        let out = sink.clone();
+        let handle = tokio::spawn(async move {
+            let hand_over = |control: bool, found: BTreeMap<IpNet, Vec<IpAddr>>| {
+                let mut p = out.lock().unwrap_or_else(|e| e.into_inner());
+                let into = if control {
+                    &mut p.control
+                } else {
+                    &mut p.targets
+                };
+                into.extend(found);
+            };
+            let started = tokio::time::Instant::now();
+            for (set, control) in [(&control, true), (&targets, false)] {
+                let Some(set) = set else { continue };
+                let mut blocks = set.blocks();
+                blocks.shuffle(&mut rand::thread_rng());
+                let mut swept = futures::stream::iter(chunks(&blocks, limiter.pps()))
+                    .map(|chunk| {
+                        let (pinger, limiter, settings) =
+                            (pinger.clone(), limiter.clone(), &settings);
+                        async move { sweep_blocks(pinger, limiter, set, &chunk, settings).await }
+                    })
+                    .buffer_unordered(2);
+                while let Some(found) = swept.next().await {
+                    hand_over(control, found);
+                }
+            }
+            out.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+            tracing::info!(round, took = ?started.elapsed(), "background discovery done");
+        });
+        Background {
+            sink,
+            handle,
+            round,
+        }
+    }
+
+    /// Takes what was found since the last call.
+    pub fn take(&self) -> Progress {
+        std::mem::take(&mut *self.sink.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// True until the last chunk was handed over.
+    pub fn running(&self) -> bool {
+        !self.handle.is_finished()
+    }
+}
+
+/// Waits until `bg` has swept everything (for `--once`, which has no next
+/// round to protect), polling every `every`.
+pub async fn wait_done(bg: &Background, every: Duration) {
+    while bg.running() {
+        tokio::time::sleep(every).await;
+    }
 }
 
 #[cfg(test)]

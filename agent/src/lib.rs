@@ -9,7 +9,8 @@
 //! daemon can be tested against a simulated network (`sim`, built for tests and
 //! with the `sim` feature); `ratelimit` caps the packet rate of all of them
 //! together. `campaign` holds the daemon's per-round decisions as pure
-//! functions; `daemon` runs them. The binary in `main.rs` is a thin shim over
+//! functions, `schedule` when a round's probes go out (slices) and how it went;
+//! `daemon` runs them. The binary in `main.rs` is a thin shim over
 //! [`cli::main`].
 
 pub mod belief;
@@ -23,6 +24,7 @@ pub mod icmp;
 pub mod ratelimit;
 pub mod report;
 pub mod round;
+pub mod schedule;
 pub mod settings;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

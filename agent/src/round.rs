@@ -20,7 +20,7 @@ use crate::ProbeSettings;
 
 /// A per-block RNG seed derived from the round seed (splitmix64 over the
 /// block), so a round is reproducible whatever the task scheduling.
-fn block_seed(seed: u64, block: &IpNet) -> u64 {
+pub(crate) fn block_seed(seed: u64, block: &IpNet) -> u64 {
     let mut x = seed;
     let bytes: Vec<u8> = match block {
         IpNet::V4(n) => n.network().octets().to_vec(),

@@ -1,7 +1,8 @@
 //! A simulated network and clock for tests: [`SimPinger`] answers each
 //! address as a closure says, after a simulated delay on tokio's clock, and
 //! records what was sent; [`SimTracer`] returns scripted paths and records
-//! its targets; [`ManualClock`] is a wall clock that tests set and advance.
+//! its targets; [`ManualClock`] is a wall clock that tests set and advance,
+//! [`TokioClock`] one that follows tokio's (paused) clock.
 //!
 //! Built for the crate's own tests and with the `sim` feature; never part of
 //! a release build.
@@ -227,5 +228,29 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A wall clock that follows tokio's (paused) clock from `base_ms`, so that
+/// the time a round takes on simulated time shows in its timestamps.
+#[derive(Debug)]
+pub struct TokioClock {
+    base_ms: i64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// Must be created inside a tokio runtime.
+    pub fn new(base_ms: i64) -> Self {
+        Self {
+            base_ms,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> i64 {
+        self.base_ms + self.start.elapsed().as_millis() as i64
     }
 }

@@ -9,6 +9,9 @@
 //!   or edited by hand); moved aside with a log line, never sent, never lost.
 //! - `rejected/`: batches the collector refused as invalid (HTTP 4xx other
 //!   than 401/408/429); kept for an operator to look at.
+//! - `spaces/{digest}.json`: the prefix list of every block space a spooled
+//!   packed round refers to, so that the round can be unpacked and resent
+//!   plain if the collector no longer knows the space.
 //!
 //! When the outbox would grow past its size cap, the oldest batches are
 //! dropped (and logged): during a long collector outage the newest rounds,
@@ -18,7 +21,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use darkwatch_schema::ReportBatch;
+use darkwatch_schema::{BlockSpace, ReportBatch};
+use ipnet::IpNet;
 
 /// Writes `body` to `path` so that a crash (even kill -9 or a power cut)
 /// leaves either the old file or the whole new one: a temporary file
@@ -71,6 +75,7 @@ pub struct Spool {
     outbox: PathBuf,
     corrupt: PathBuf,
     rejected: PathBuf,
+    spaces: PathBuf,
     max_bytes: u64,
 }
 
@@ -82,9 +87,15 @@ impl Spool {
             outbox: dir.join("outbox"),
             corrupt: dir.join("corrupt"),
             rejected: dir.join("rejected"),
+            spaces: dir.join("spaces"),
             max_bytes,
         };
-        for d in [&spool.outbox, &spool.corrupt, &spool.rejected] {
+        for d in [
+            &spool.outbox,
+            &spool.corrupt,
+            &spool.rejected,
+            &spool.spaces,
+        ] {
             fs::create_dir_all(d).map_err(io(d))?;
         }
         for e in fs::read_dir(&spool.outbox).map_err(io(&spool.outbox))? {
@@ -176,6 +187,41 @@ impl Spool {
         }
     }
 
+    /// Records the block space of `prefixes` (once per digest), before any
+    /// batch packed against it is spooled.
+    pub fn remember_space(&self, prefixes: &[IpNet]) -> Result<(), SpoolError> {
+        let path = self
+            .spaces
+            .join(format!("{}.json", BlockSpace::new(prefixes).digest()));
+        if path.exists() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(prefixes).expect("prefixes always serialize");
+        write_atomic(&path, &body).map_err(io(&path))
+    }
+
+    /// The block space named `digest`, if [`Self::remember_space`] kept it.
+    pub fn space(&self, digest: &str) -> Option<BlockSpace> {
+        if digest.len() != 16 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes = fs::read(self.spaces.join(format!("{digest}.json"))).ok()?;
+        let prefixes: Vec<IpNet> = serde_json::from_slice(&bytes).ok()?;
+        let space = BlockSpace::new(&prefixes);
+        (space.digest() == digest).then_some(space)
+    }
+
+    /// Replaces a spooled batch by `batches` (the same data in another
+    /// form): they are written before the old one is removed, so a crash in
+    /// between leaves both, and resending is harmless when the new batches'
+    /// ids are derived from the old one's.
+    pub fn replace(&self, entry: &Entry, batches: &[ReportBatch]) -> Result<(), SpoolError> {
+        for b in batches {
+            self.push(b)?;
+        }
+        self.ack(entry)
+    }
+
     /// The collector refused the batch as invalid: keep it aside.
     pub fn reject(&self, entry: &Entry) -> Result<(), SpoolError> {
         self.move_to(&entry.path, &self.rejected)
@@ -212,6 +258,8 @@ mod tests {
             traces: vec![],
             coverage: Vec::new(),
             census: Vec::new(),
+            packed: Vec::new(),
+            rounds: Vec::new(),
         }
     }
 
@@ -257,6 +305,27 @@ mod tests {
             .path()
             .join("outbox/.tmp-000000000002000-cccccccc.json")
             .exists());
+    }
+
+    #[test]
+    fn spaces_are_kept_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let prefixes: Vec<IpNet> = vec!["198.18.0.0/22".parse().unwrap()];
+        let digest = BlockSpace::new(&prefixes).digest();
+        assert!(s.space(&digest).is_none());
+        s.remember_space(&prefixes).unwrap();
+        s.remember_space(&prefixes).unwrap();
+        assert_eq!(s.space(&digest).unwrap().len(), 4);
+        assert!(s.space("../../etc/passwd").is_none());
+        // A file whose contents do not match its name is not trusted.
+        let other = BlockSpace::new(&["198.18.0.0/24".parse().unwrap()]).digest();
+        fs::copy(
+            dir.path().join(format!("spaces/{digest}.json")),
+            dir.path().join(format!("spaces/{other}.json")),
+        )
+        .unwrap();
+        assert!(s.space(&other).is_none());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tracing::Level;
 
 use crate::clock::SharedClock;
 use crate::correlation::CorrelationSettings;
-use crate::ingest::{check_batch, IngestError};
+use crate::ingest::{check_batch, unpack_packed, IngestError};
 use crate::metrics::Metrics;
 use crate::signals::{self, SignalsError, SignalsJson, SignalsQuery};
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError, SummaryKey};
@@ -64,6 +64,8 @@ impl<S> Clone for AppState<S> {
 pub struct ApiFailure {
     pub status: StatusCode,
     pub message: String,
+    /// `ApiError::code`, for the refusals an agent acts on.
+    pub code: Option<&'static str>,
 }
 
 impl ApiFailure {
@@ -71,6 +73,7 @@ impl ApiFailure {
         ApiFailure {
             status,
             message: message.into(),
+            code: None,
         }
     }
 
@@ -89,6 +92,7 @@ impl IntoResponse for ApiFailure {
             self.status,
             Json(ApiError {
                 error: self.message,
+                code: self.code.map(str::to_string),
             }),
         )
             .into_response()
@@ -221,16 +225,28 @@ async fn post_reports<S: Store>(
     let mut batch = parse_batch(&body).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     let now = st.clock.now_ms();
     let campaigns = st.store.list_campaigns().await.map_err(ApiFailure::store)?;
-    check_batch(&batch, &agent, &campaigns, now).map_err(|e| {
-        let status = match e {
-            IngestError::Invalid(_) => StatusCode::BAD_REQUEST,
+    let refused = |e: IngestError, batch_id: &str| {
+        let (status, code) = match e {
+            IngestError::Invalid(_) => (StatusCode::BAD_REQUEST, None),
             IngestError::UnknownCampaign(_)
             | IngestError::NotAssigned { .. }
-            | IngestError::UnknownBlock { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | IngestError::UnknownBlock { .. } => (StatusCode::UNPROCESSABLE_ENTITY, None),
+            IngestError::UnknownBlockSpace { .. } => (
+                StatusCode::CONFLICT,
+                Some(darkwatch_schema::packed::ERROR_UNKNOWN_BLOCK_SPACE),
+            ),
         };
-        tracing::info!(%agent, batch = %batch.batch_id, error = %e, "report refused");
-        ApiFailure::new(status, e.to_string())
-    })?;
+        tracing::info!(%agent, batch = %batch_id, error = %e, "report refused");
+        ApiFailure {
+            code,
+            ..ApiFailure::new(status, e.to_string())
+        }
+    };
+    batch
+        .validate(now)
+        .map_err(|e| refused(e.into(), &batch.batch_id))?;
+    unpack_packed(&mut batch, &campaigns).map_err(|e| refused(e, &batch.batch_id))?;
+    check_batch(&batch, &agent, &campaigns, now).map_err(|e| refused(e, &batch.batch_id))?;
     let dropped = crate::census::screen_report(&mut batch, &agent, &campaigns);
     if !dropped.is_empty() {
         tracing::info!(%agent, batch = %batch.batch_id, ?dropped, "census or coverage entries dropped");
@@ -276,6 +292,7 @@ async fn get_assignments<S: Store>(
     Ok(Json(Assignments {
         agent,
         campaigns: assigned,
+        packed: Some(darkwatch_schema::packed::PACKED_VERSION),
     }))
 }
 
@@ -479,6 +496,8 @@ mod tests {
             traces: vec![],
             coverage: Vec::new(),
             census: Vec::new(),
+            packed: Vec::new(),
+            rounds: Vec::new(),
         }
     }
 

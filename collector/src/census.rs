@@ -230,6 +230,8 @@ mod tests {
                 })
                 .collect(),
             census,
+            packed: Vec::new(),
+            rounds: Vec::new(),
         }
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use darkwatch_schema::{round_of, ReportBatch, SchemaError};
+use darkwatch_schema::{round_of, BlockSpace, ReportBatch, SchemaError};
 
 use crate::store::Campaign;
 
@@ -28,6 +28,55 @@ pub enum IngestError {
     NotAssigned { campaign: String, agent: String },
     #[error("block {block} is not part of campaign {campaign:?}")]
     UnknownBlock { campaign: String, block: String },
+    /// The agent's block space differs from the campaign's current one (the
+    /// campaign changed since the agent packed the round): the agent resends
+    /// the blocks as plain observations.
+    #[error("packed round {round} of campaign {campaign:?} refers to block space {space}, not the campaign's {expected}")]
+    UnknownBlockSpace {
+        campaign: String,
+        round: u64,
+        space: String,
+        expected: String,
+    },
+}
+
+/// Replaces the packed rounds of `batch` by the plain observations they
+/// hold, so that every later check and the store see one form. Run after
+/// `validate` (shapes) and before [`check_batch`] (rounds, blocks).
+pub fn unpack_packed(batch: &mut ReportBatch, campaigns: &[Campaign]) -> Result<(), IngestError> {
+    if batch.packed.is_empty() {
+        return Ok(());
+    }
+    let mut spaces: HashMap<&str, BlockSpace> = HashMap::new();
+    let mut observations = Vec::new();
+    for p in &batch.packed {
+        let campaign = campaigns
+            .iter()
+            .find(|c| c.name == p.campaign)
+            .ok_or_else(|| IngestError::UnknownCampaign(p.campaign.clone()))?;
+        let space = spaces
+            .entry(campaign.name.as_str())
+            .or_insert_with(|| BlockSpace::new(&campaign.prefixes));
+        if space.digest() != p.space {
+            return Err(IngestError::UnknownBlockSpace {
+                campaign: p.campaign.clone(),
+                round: p.round,
+                space: p.space.clone(),
+                expected: space.digest(),
+            });
+        }
+        let obs = p.to_observations(space).map_err(|e| {
+            IngestError::Invalid(SchemaError::Packed {
+                campaign: p.campaign.clone(),
+                round: p.round,
+                why: e.to_string(),
+            })
+        })?;
+        observations.extend(obs);
+    }
+    batch.packed.clear();
+    batch.observations.extend(observations);
+    Ok(())
 }
 
 /// Accepts or refuses `batch` from `agent` given the current `campaigns`.
@@ -37,7 +86,8 @@ pub fn check_batch(
     campaigns: &[Campaign],
     now_ms: i64,
 ) -> Result<(), IngestError> {
-    batch.validate(now_ms)?;
+    // Sizes were checked on the wire form, before unpacking.
+    batch.validate_contents(now_ms)?;
     let by_name: HashMap<&str, &Campaign> =
         campaigns.iter().map(|c| (c.name.as_str(), c)).collect();
     let items = batch
@@ -129,7 +179,47 @@ mod tests {
             traces: vec![],
             coverage: Vec::new(),
             census: Vec::new(),
+            packed: Vec::new(),
+            rounds: Vec::new(),
         }
+    }
+
+    #[test]
+    fn packed_rounds_become_observations_of_the_campaign_space() {
+        use darkwatch_schema::{packed, PackedBlock, PackedRound};
+        let r = round_of(NOW, 60);
+        let cs = [campaign("kp", &[])];
+        let space = BlockSpace::new(&cs[0].prefixes);
+        let blocks: Vec<PackedBlock> = [3u64, 200]
+            .iter()
+            .map(|&index| PackedBlock {
+                index,
+                state: BlockState::Down,
+                probes: 15,
+                replies: 0,
+                belief: 3,
+                availability: 128,
+            })
+            .collect();
+        let p = PackedRound::pack("kp", r, &space, NOW, (0, 1), blocks).unwrap();
+        let mut b = batch("kp", r);
+        b.observations.clear();
+        b.packed = vec![p.clone()];
+        unpack_packed(&mut b, &cs).unwrap();
+        assert!(b.packed.is_empty());
+        let got: Vec<String> = b.observations.iter().map(|o| o.block.to_string()).collect();
+        assert_eq!(got, ["198.18.3.0/24", "198.18.200.0/24"]);
+        assert_eq!(check_batch(&b, "vp1", &cs, NOW), Ok(()));
+
+        // The campaign grew since the agent packed: refused, with the code
+        // that makes the agent resend plain observations.
+        let mut grown = cs.clone();
+        grown[0].prefixes.push("198.19.0.0/24".parse().unwrap());
+        let mut b = batch("kp", r);
+        b.packed = vec![p];
+        let e = unpack_packed(&mut b, &grown).unwrap_err();
+        assert!(matches!(e, IngestError::UnknownBlockSpace { .. }), "{e}");
+        assert!(!packed::ERROR_UNKNOWN_BLOCK_SPACE.is_empty());
     }
 
     #[test]

@@ -130,6 +130,7 @@ async fn request_deadline(State(limit): State<Duration>, req: Request, next: Nex
                         "request not completed within {} s (slow or stalled upload)",
                         limit.as_secs_f64()
                     ),
+                    code: None,
                 }),
             )
                 .into_response();

@@ -60,6 +60,7 @@ async fn get_asset(Path(name): Path<String>) -> Response {
             StatusCode::NOT_FOUND,
             Json(ApiError {
                 error: format!("no asset named {name:?}"),
+                code: None,
             }),
         )
             .into_response(),

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod exitcode;
 pub mod inputs;
+pub mod packed;
+
+pub use packed::{BlockSpace, PackedBlock, PackedRound};
 
 /// Version prefix of every HTTP path (`/v1/...`).
 pub const API_VERSION: &str = "v1";
@@ -149,6 +152,33 @@ pub struct ReportBatch {
     /// collector's census (handed to other agents with their assignments).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub census: Vec<CampaignCensus>,
+    /// Block observations packed per campaign and round (see [`packed`]):
+    /// how large rounds travel. Sent only to a collector whose assignments
+    /// advertise [`Assignments::packed`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packed: Vec<PackedRound>,
+    /// When each round reported in this batch ran, and whether it finished
+    /// within its interval. Sent only to a collector that advertises
+    /// [`Assignments::packed`] (older ones refuse unknown fields).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<RoundInfo>,
+}
+
+/// How one agent's round of one campaign went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundInfo {
+    pub campaign: String,
+    pub round: u64,
+    /// When probing started and ended (Unix ms).
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    /// True if the round's probing ended before the next round began.
+    pub on_time: bool,
+    /// Blocks judged in the round.
+    pub blocks: u64,
+    /// Echo requests sent in the round.
+    pub probes: u64,
 }
 
 /// Known-responsive addresses of one block (an IPv4 /24 or an IPv6 /48).
@@ -236,6 +266,10 @@ pub struct BatchAck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
+    /// Machine-readable reason, for the errors an agent acts on (e.g.
+    /// [`packed::ERROR_UNKNOWN_BLOCK_SPACE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// A campaign as an agent sees it (`GET /v1/assignments`).
@@ -266,6 +300,11 @@ pub struct CampaignAssignment {
 pub struct Assignments {
     pub agent: String,
     pub campaigns: Vec<CampaignAssignment>,
+    /// The packed-round version this collector accepts
+    /// ([`packed::PACKED_VERSION`]); absent from collectors that accept
+    /// plain observations only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed: Option<u8>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -282,6 +321,12 @@ pub enum SchemaError {
     Observation { block: IpNet, why: String },
     #[error("trace to {target}: {why}")]
     Trace { target: IpAddr, why: String },
+    #[error("packed round {round} of campaign {campaign}: {why}")]
+    Packed {
+        campaign: String,
+        round: u64,
+        why: String,
+    },
     #[error("round {round} of campaign {campaign} does not match timestamp {ts_ms} (round should be about {expected})")]
     Round {
         campaign: String,
@@ -322,12 +367,9 @@ impl ReportBatch {
     /// relative to `now_ms`. Round numbers are checked against timestamps by
     /// the collector, which knows the campaign intervals.
     pub fn validate(&self, now_ms: i64) -> Result<(), SchemaError> {
-        let id_ok = (8..=64).contains(&self.batch_id.len())
-            && self.batch_id.bytes().all(|b| b.is_ascii_hexdigit());
-        if !id_ok {
-            return Err(SchemaError::BatchId(self.batch_id.clone()));
-        }
         let n = self.observations.len()
+            + self.packed.len()
+            + self.rounds.len()
             + self.traces.len()
             + self.coverage.len()
             + self
@@ -338,6 +380,18 @@ impl ReportBatch {
                 .sum::<usize>();
         if n > MAX_ITEMS_PER_BATCH {
             return Err(SchemaError::TooLarge(n));
+        }
+        self.validate_contents(now_ms)
+    }
+
+    /// [`Self::validate`] without the size check: what a collector
+    /// applies again once it has unpacked the packed rounds into plain
+    /// observations (which may then exceed the wire's item limit).
+    pub fn validate_contents(&self, now_ms: i64) -> Result<(), SchemaError> {
+        let id_ok = (8..=64).contains(&self.batch_id.len())
+            && self.batch_id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !id_ok {
+            return Err(SchemaError::BatchId(self.batch_id.clone()));
         }
         check_ts("batch", self.created_ms, now_ms)?;
         for o in &self.observations {
@@ -367,6 +421,37 @@ impl ReportBatch {
             if o.block.trunc() != o.block {
                 return Err(bad("block has host bits set"));
             }
+        }
+        for p in &self.packed {
+            if !valid_name(&p.campaign) {
+                return Err(SchemaError::CampaignName(p.campaign.clone()));
+            }
+            check_ts("packed round", p.ts_ms, now_ms)?;
+            let bad = |why: String| SchemaError::Packed {
+                campaign: p.campaign.clone(),
+                round: p.round,
+                why,
+            };
+            if p.blocks as usize > packed::MAX_BLOCKS_PER_PACKED {
+                return Err(bad(format!(
+                    "{} blocks, more than {}",
+                    p.blocks,
+                    packed::MAX_BLOCKS_PER_PACKED
+                )));
+            }
+            if p.chunks == 0 || p.chunk >= p.chunks {
+                return Err(bad(format!("chunk {} of {}", p.chunk, p.chunks)));
+            }
+            if p.space.len() != 16 || !p.space.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad("space must be 16 hex digits".into()));
+            }
+        }
+        for r in &self.rounds {
+            if !valid_name(&r.campaign) {
+                return Err(SchemaError::CampaignName(r.campaign.clone()));
+            }
+            check_ts("round start", r.started_ms, now_ms)?;
+            check_ts("round end", r.ended_ms, now_ms)?;
         }
         for t in &self.traces {
             if !valid_name(&t.campaign) {
@@ -447,6 +532,8 @@ mod tests {
             traces: vec![],
             coverage: Vec::new(),
             census: Vec::new(),
+            packed: Vec::new(),
+            rounds: Vec::new(),
         }
     }
 

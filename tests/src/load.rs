@@ -149,6 +149,8 @@ pub fn make_batch(
         traces: vec![],
         coverage: Vec::new(),
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

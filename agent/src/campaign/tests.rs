@@ -111,9 +111,15 @@ fn coverage_goes_out_on_change_and_every_ten_rounds() {
             c.generation = 2;
         }
         let plan = plan(&c, &mut st, round, &p).unwrap();
-        let b = record(&c, &mut st, &plan, RoundResults::default(), 1, &mut || {
-            "00ff00ff".into()
-        });
+        let b = record(
+            &c,
+            &mut st,
+            &plan,
+            RoundResults::default(),
+            1,
+            Wire::Plain,
+            &mut || "00ff00ff".into(),
+        );
         if let Some(cov) = b[0].coverage.first() {
             assert_eq!(cov.generation, c.generation);
             assert_eq!(cov.addresses_targeted, 256);
@@ -130,14 +136,37 @@ fn sweeps_first_then_only_every_rediscover_rounds_or_on_change() {
     let mut st = CampaignState::default();
     let first = plan(&c, &mut st, 100, &p).unwrap();
     assert!(first.sweep.as_ref().is_some_and(|s| s.targets.is_some()));
+    // The sweep runs beside the round and finishes.
+    st.discovery_pending = false;
     st.last_round = Some(100);
     assert_eq!(plan(&c, &mut st, 100, &p), Err(NoRound::Done));
     assert!(plan(&c, &mut st, 101, &p).unwrap().sweep.is_none());
     assert!(plan(&c, &mut st, 110, &p).unwrap().sweep.is_some());
+    st.discovery_pending = false;
     assert!(plan(&c, &mut st, 111, &p).unwrap().sweep.is_none());
     c.generation = 2;
     assert!(plan(&c, &mut st, 112, &p).unwrap().sweep.is_some());
     assert_eq!(st.generation, 2);
+}
+
+#[test]
+fn a_running_sweep_is_not_restarted_but_an_interrupted_one_is() {
+    let p = policy();
+    let mut c = campaign("kp", 60);
+    let mut st = CampaignState::default();
+    assert!(plan(&c, &mut st, 100, &p).unwrap().sweep.is_some());
+    // Still sweeping, rounds and rounds later (a country takes hours).
+    st.discovering = true;
+    for round in 101..130 {
+        assert!(plan(&c, &mut st, round, &p).unwrap().sweep.is_none());
+    }
+    // A change of the campaign starts over even so.
+    c.generation = 2;
+    assert!(plan(&c, &mut st, 130, &p).unwrap().sweep.is_some());
+    // The agent restarted mid-sweep: nothing sweeps, so it starts again.
+    st.discovering = false;
+    assert!(st.discovery_pending);
+    assert!(plan(&c, &mut st, 131, &p).unwrap().sweep.is_some());
 }
 
 #[test]
@@ -164,8 +193,11 @@ fn records_judged_blocks_and_traces_and_marks_the_round() {
             last_responding: None,
         }],
         found: BTreeMap::new(),
+        info: None,
     };
-    let b = record(&c, &mut st, &plan, results, 42, &mut || "00ff00ff".into());
+    let b = record(&c, &mut st, &plan, results, 42, Wire::Plain, &mut || {
+        "00ff00ff".into()
+    });
     assert_eq!(b.len(), 1);
     let o = &b[0].observations;
     assert_eq!(o.len(), 2, "a block without probes is not reported");
@@ -266,6 +298,8 @@ fn found_census_is_split_to_stay_under_the_batch_limit() {
         traces: vec![],
         coverage: vec![],
         census: vec![],
+        packed: Vec::new(),
+        rounds: Vec::new(),
     };
     let block = |i: u8, n: u8| CensusBlock {
         block: format!("198.18.{i}.0/24").parse().unwrap(),
@@ -277,7 +311,7 @@ fn found_census_is_split_to_stay_under_the_batch_limit() {
         format!("{n:02}")
     };
     let out = pack(
-        first,
+        vec![first],
         "kp",
         vec![block(1, 5), block(2, 3), block(3, 20)],
         10,
@@ -335,4 +369,97 @@ fn a_wide_ipv6_prefix_without_known_addresses_is_never_traced() {
             "round {round}"
         );
     }
+}
+
+const TS: i64 = 1_800_000_000_000;
+
+/// A round of `n` up blocks of 198.18.0.0/15 plus one control, as the
+/// daemon hands it to `record`.
+fn big_round(n: usize) -> (CampaignAssignment, RoundResults) {
+    let c = CampaignAssignment {
+        prefixes: nets(&["198.18.0.0/15"]),
+        control: nets(&["192.0.2.0/24"]),
+        ..campaign("kp", 60)
+    };
+    let outcome = |block: IpNet| RoundOutcome {
+        block,
+        state: BlockState::Up,
+        probes: 1,
+        replies: 1,
+        belief: 0.99,
+        availability: 0.8,
+    };
+    let space = BlockSpace::new(&c.prefixes);
+    let results = RoundResults {
+        outcomes: (0..n as u64)
+            .map(|i| outcome(space.block_at(i % space.len()).unwrap()))
+            .collect(),
+        controls: vec![outcome("192.0.2.0/24".parse().unwrap())],
+        info: Some(RoundInfo {
+            campaign: "kp".into(),
+            round: 7,
+            started_ms: TS - 1000,
+            ended_ms: TS,
+            on_time: true,
+            blocks: n as u64,
+            probes: n as u64,
+        }),
+        ..RoundResults::default()
+    };
+    (c, results)
+}
+
+fn ids() -> impl FnMut() -> String {
+    let mut n = 0u32;
+    move || {
+        n += 1;
+        format!("{n:08x}")
+    }
+}
+
+#[test]
+fn packed_rounds_carry_every_block_in_bounded_chunks() {
+    let (c, results) = big_round(512);
+    let mut st = CampaignState::default();
+    let plan = plan(&c, &mut st, 7, &policy()).unwrap();
+    let wire = Wire::choose(true, Some(darkwatch_schema::packed::PACKED_VERSION), 200);
+    let b = record(&c, &mut st, &plan, results, TS, wire, &mut ids());
+    // 512 blocks in chunks of 200: three batches, one chunk each.
+    assert_eq!(b.len(), 3);
+    assert!(b.iter().all(|b| b.packed.len() == 1));
+    let space = BlockSpace::new(&c.prefixes);
+    let blocks: Vec<u64> = b
+        .iter()
+        .flat_map(|b| b.packed[0].unpack(&space).unwrap())
+        .map(|p| p.index)
+        .collect();
+    assert_eq!(blocks, (0..512).collect::<Vec<u64>>());
+    // The control stays plain, and the round info rides in the first batch.
+    assert_eq!(b[0].observations.len(), 1);
+    assert!(b[0].observations[0].control);
+    assert_eq!(b[0].rounds.len(), 1);
+    for batch in &b {
+        batch.validate(TS).unwrap();
+    }
+}
+
+#[test]
+fn plain_rounds_larger_than_a_batch_are_split_and_complete() {
+    // More blocks than one batch may hold (the /15 has 512; repeat them).
+    let n = MAX_ITEMS_PER_BATCH + 1234;
+    let (c, results) = big_round(n);
+    let mut st = CampaignState::default();
+    let plan = plan(&c, &mut st, 7, &policy()).unwrap();
+    // A collector without packed support gets plain batches, no round info.
+    let wire = Wire::choose(true, None, 200);
+    assert_eq!(wire, Wire::Plain);
+    let b = record(&c, &mut st, &plan, results, 42, wire, &mut ids());
+    assert_eq!(b.len(), 2);
+    let total: usize = b.iter().map(|b| b.observations.len()).sum();
+    assert_eq!(total, n + 1, "every block and the control");
+    assert!(b.iter().all(|b| b.rounds.is_empty() && b.packed.is_empty()));
+    for batch in &b {
+        assert!(items(batch) <= MAX_ITEMS_PER_BATCH);
+    }
+    assert_ne!(b[0].batch_id, b[1].batch_id);
 }

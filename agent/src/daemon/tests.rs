@@ -89,6 +89,7 @@ fn assigned(campaigns: Vec<CampaignAssignment>) -> Option<Assignments> {
     Some(Assignments {
         agent: "vp1".into(),
         campaigns,
+        packed: None,
     })
 }
 
@@ -450,4 +451,178 @@ async fn an_absurd_interval_does_not_set_the_schedule() {
     let a = assigned(vec![slow, campaign("good", &["198.18.5.0/24"])]);
     assert_eq!(r.agent.tick(&a).await, Some(T0 + 60_000));
     assert_eq!(probed_in(&r.pinger, "198.18.9.0/24"), 0);
+}
+
+/// An agent in `dir` with `BASE` changed by `edits` (pairs of old, new),
+/// on the wall clock `clock`.
+fn agent_with(
+    dir: &Path,
+    edits: &[(&str, &str)],
+    pinger: Arc<SimPinger>,
+    clock: Arc<dyn Clock>,
+) -> Agent {
+    let mut text = BASE.to_string();
+    for (old, new) in edits {
+        assert!(text.contains(old), "{old}");
+        text = text.replace(old, new);
+    }
+    let cfg = Config::parse(&text, &dir.join("agent.toml")).unwrap();
+    Agent::new(cfg, pinger, Arc::new(SimTracer::direct()), clock).unwrap()
+}
+
+/// Sleeps (on tokio's paused clock) until `at_ms` of `clock`.
+async fn sleep_until_ms(clock: &dyn Clock, at_ms: i64) {
+    let wait = (at_ms - clock.now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
+/// The blocks observed (not controls) in round `round`.
+fn observed(agent: &Agent, round: u64) -> Vec<IpNet> {
+    let mut v: Vec<IpNet> = spooled(agent)
+        .iter()
+        .flat_map(|b| &b.observations)
+        .filter(|o| o.round == round && !o.control)
+        .map(|o| o.block)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A /16 of which 254 blocks are tracked in the end (198.18.2.0/24 is dark,
+/// 198.18.7.0/24 excluded), at 1000 pps: its sweep (500 pps) takes over two
+/// rounds.
+const SLOW: &[(&str, &str)] = &[
+    ("pps = 100000", "pps = 1000"),
+    ("max_targets = 2048", "max_targets = 70000"),
+];
+
+#[tokio::test(start_paused = true)]
+async fn the_first_round_is_probed_and_recorded_before_discovery_has_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
+    let pinger = network();
+    let clock = Arc::new(crate::sim::TokioClock::new(T0));
+    let agent = agent_with(dir.path(), SLOW, pinger.clone(), clock.clone());
+    let a = assigned(vec![campaign("kp", &["198.18.0.0/16"])]);
+    let first = round_of(T0, 60);
+    let next = agent.tick(&a).await.unwrap();
+    assert!(agent.discovering("kp").await, "the sweep goes on");
+    assert!(pinger.sent_addrs().len() < 65536 - 256);
+    let seen = observed(&agent, first);
+    assert!(!seen.is_empty() && seen.len() < 254, "{}", seen.len());
+    // Stamped with the round's start, although it ended ~a minute later.
+    for b in spooled(&agent) {
+        for o in &b.observations {
+            assert_eq!((o.round, o.ts_ms), (first, T0));
+        }
+    }
+    let status = agent.status();
+    assert_eq!(status.len(), 1);
+    let s = &status[0];
+    assert_eq!(
+        (s.campaign.as_str(), s.round, s.started_ms),
+        ("kp", first, T0)
+    );
+    assert!(s.on_time && s.ended_ms > T0 + 30_000, "{s:?}");
+    assert_eq!(s.blocks, seen.len() as u64);
+    // Later rounds take what was found meanwhile; every round is on time.
+    let mut round = first;
+    let mut next = next;
+    while agent.discovering("kp").await || observed(&agent, round).len() < 254 {
+        assert!(round < first + 6, "discovery never ended");
+        sleep_until_ms(clock.as_ref(), next).await;
+        next = agent.tick(&a).await.unwrap();
+        round += 1;
+        let s = &agent.status()[0];
+        assert_eq!(s.round, round);
+        assert!(s.on_time, "{s:?}");
+    }
+    assert!(round > first + 1, "discovery took more than one round");
+    assert_eq!(
+        pinger.sent_to("198.18.2.9".parse().unwrap()),
+        1,
+        "swept once"
+    );
+    // What the rounds found went to the census, once.
+    let census: usize = spooled(&agent)
+        .iter()
+        .flat_map(|b| &b.census)
+        .map(|c| c.blocks.len())
+        .sum();
+    assert_eq!(census, 254);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rediscovery_does_not_delay_a_round() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
+    let pinger = network();
+    let clock = Arc::new(crate::sim::TokioClock::new(T0));
+    let mut edits = SLOW.to_vec();
+    edits.push(("rediscover_rounds = 10", "rediscover_rounds = 3"));
+    let agent = agent_with(dir.path(), &edits, pinger.clone(), clock.clone());
+    let a = assigned(vec![campaign("kp", &["198.18.0.0/16"])]);
+    let mut round = round_of(T0, 60);
+    let mut next = agent.tick(&a).await.unwrap();
+    // Rounds until a rediscovery is running at the end of one.
+    let mut rediscovering = false;
+    for _ in 0..12 {
+        let before = pinger.sent_to("198.18.2.9".parse().unwrap());
+        sleep_until_ms(clock.as_ref(), next).await;
+        next = agent.tick(&a).await.unwrap();
+        round += 1;
+        let s = agent.status()[0].clone();
+        assert!(s.on_time, "{s:?}");
+        if before == 1 && agent.discovering("kp").await {
+            // Every known block was probed in the round, while the sweep ran.
+            assert_eq!(observed(&agent, round).len(), 254);
+            assert_eq!(s.blocks, 254);
+            assert!(s.ended_ms < round_start_ms(round + 1, 60));
+            rediscovering = true;
+            break;
+        }
+    }
+    assert!(rediscovering, "no round ran during a rediscovery");
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_are_spread_over_the_interval_in_slices() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
+    let times: Arc<std::sync::Mutex<Vec<(IpAddr, tokio::time::Instant)>>> = Arc::default();
+    let log = times.clone();
+    let pinger = Arc::new(SimPinger::new(move |addr, _| {
+        log.lock()
+            .unwrap()
+            .push((addr, tokio::time::Instant::now()));
+        Outcome::Reply {
+            rtt: Duration::from_millis(20),
+        }
+    }));
+    let clock = Arc::new(crate::sim::TokioClock::new(T0));
+    let agent = agent_with(dir.path(), &SLOW[1..], pinger.clone(), clock.clone());
+    // 64 blocks, all up: one probe each per round.
+    let a = assigned(vec![campaign("kp", &["198.18.64.0/18"])]);
+    let next = agent.tick(&a).await.unwrap();
+    sleep_until_ms(clock.as_ref(), next).await;
+    times.lock().unwrap().clear();
+    let start = tokio::time::Instant::now();
+    agent.tick(&a).await;
+    let probes = times.lock().unwrap().clone();
+    assert_eq!(probes.len(), 64, "{:?}", agent.status());
+    // timeout 500 ms × 4 probes: slices start over the first 57.8 s.
+    let span = schedule::span_ms(60_000, 2_000);
+    let mut slices = std::collections::BTreeSet::new();
+    for (addr, at) in probes {
+        let block = darkwatch_schema::block_of(addr);
+        let k = schedule::slice_of(&block, schedule::SLICES);
+        let due = schedule::slice_start_ms(k, schedule::SLICES, span);
+        let off = at.duration_since(start).as_millis() as u64;
+        assert!(
+            (due..due + 100).contains(&off),
+            "{block} at {off} ms, slice {k} at {due}"
+        );
+        slices.insert(k);
+    }
+    assert!(slices.len() >= 30, "{} slices used", slices.len());
 }

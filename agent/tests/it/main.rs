@@ -2,7 +2,7 @@
 //! linked once: the real `darkwatch-agent` run from outside, on bad input
 //! and configs (`cli`, `config`), against real sockets in a namespace lab
 //! (`lab`), against the real collector in a loopback-only namespace
-//! (`policy`, `spool_crash`), and with the real collector judging an IPv6
+//! (`policy`, `spool_crash`, `packed`), and with the real collector judging an IPv6
 //! hitlist campaign in a two-namespace lab (`v6hitlist`). Lab tests skip
 //! outside CI when no lab can be built, and fail in CI.
 
@@ -12,6 +12,7 @@ mod loopback;
 mod cli;
 mod config;
 mod lab;
+mod packed;
 mod policy;
 mod spool_crash;
 mod v6hitlist;

@@ -67,6 +67,8 @@ fn batch(id: &str, block: &str, now: i64) -> ReportBatch {
         traces: vec![],
         coverage: Vec::new(),
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

@@ -62,6 +62,8 @@ fn batch(blocks: u8) -> ReportBatch {
         traces: vec![],
         coverage: Vec::new(),
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

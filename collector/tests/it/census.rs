@@ -45,6 +45,8 @@ fn extras(coverage: Vec<Coverage>, census: Vec<CampaignCensus>) -> ReportBatch {
         traces: vec![],
         coverage,
         census,
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

@@ -50,6 +50,8 @@ fn make_batch(a: usize, seq: u64, first_round: u64) -> ReportBatch {
         traces: vec![],
         coverage: Vec::new(),
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

@@ -168,6 +168,8 @@ fn vp_batch(
         traces,
         coverage: Vec::new(),
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 
@@ -246,6 +248,8 @@ impl Fixture {
                 }],
             }],
             census: vec![],
+            packed: Vec::new(),
+            rounds: Vec::new(),
         };
         store
             .ingest(VPS[0], &coverage, now)

@@ -88,6 +88,8 @@ fn batch(campaign: &str, interval: u64, blocks: u8) -> ReportBatch {
         traces,
         coverage: Vec::new(),
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

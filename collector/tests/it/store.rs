@@ -34,6 +34,8 @@ fn batch(observations: Vec<BlockObservation>) -> ReportBatch {
         traces: vec![],
         coverage: Vec::new(),
         census: Vec::new(),
+        packed: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

@@ -1,0 +1,685 @@
+//! Packed rounds: one vantage point's judgement of many blocks of a campaign
+//! in one round, at well under a byte per block on the wire.
+//!
+//! A JSON [`BlockObservation`] costs ~160 bytes per block, so a round of a
+//! million blocks does not fit in a request. A [`PackedRound`] instead names
+//! blocks by their index in the campaign's [`BlockSpace`] (the blocks of its
+//! prefixes in a fixed order, which both sides compute from the prefix list
+//! alone) and stores the per-block fields as columns: the gaps between
+//! indices, states, probes, replies, belief and availability. A typical round
+//! (most blocks up, one probe and one reply each) makes every column nearly
+//! constant, which zstd then shrinks to a few bits per block.
+//!
+//! The envelope stays JSON (inside [`crate::ReportBatch::packed`]), with the
+//! columns as base64 text, so batches keep their ids, their idempotence and
+//! their debuggability. Indices refer to a space by its [`BlockSpace::digest`]:
+//! a collector that does not know the digest (the campaign changed, or the
+//! agent's prefix list differs) refuses the batch with
+//! [`ERROR_UNKNOWN_BLOCK_SPACE`], and the agent resends the same blocks as
+//! plain observations ([`PackedRound::to_observations`]).
+//!
+//! Belief and availability travel quantized to 1/255: the collector's
+//! verdicts use states, probes and replies; the two estimates are for display.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use base64::Engine as _;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+use crate::{BlockObservation, BlockState, BLOCK_LEN_V4, BLOCK_LEN_V6};
+
+/// Version of the column layout (the first byte of the decompressed data).
+pub const PACKED_VERSION: u8 = 1;
+
+/// Most blocks in one packed round (one chunk). A round with more blocks is
+/// split into chunks ([`pack_chunks`]), each a packed round of its own.
+pub const MAX_BLOCKS_PER_PACKED: usize = 1 << 20;
+
+/// Largest decompressed column data accepted per block: a guard against
+/// decompression bombs (the real figure is 6 to about 20 bytes).
+const MAX_BYTES_PER_BLOCK: usize = 40;
+
+/// `ApiError::code` of a batch whose packed rounds name a block space the
+/// collector does not know: resend the blocks as plain observations.
+pub const ERROR_UNKNOWN_BLOCK_SPACE: &str = "unknown_block_space";
+
+/// The blocks of a campaign's prefixes, in a fixed order: IPv4 /24s in
+/// address order, then IPv6 /48s in address order. A prefix longer than a
+/// block stands for the block that holds it; nested and overlapping prefixes
+/// count once. The order depends on the set of prefixes only, so agent and
+/// collector agree on every index without exchanging the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSpace {
+    /// Merged runs of block numbers: (is_v6, first block number, count,
+    /// index of the run's first block).
+    runs: Vec<Run>,
+    len: u64,
+    digest: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    v6: bool,
+    first: u64,
+    count: u64,
+    index: u64,
+}
+
+/// Block number of an address: its top 24 (IPv4) or 48 (IPv6) bits.
+fn block_number(net: &IpNet) -> (bool, u64) {
+    match net {
+        IpNet::V4(n) => (false, u64::from(u32::from(n.network()) >> 8)),
+        IpNet::V6(n) => (true, (u128::from(n.network()) >> 80) as u64),
+    }
+}
+
+impl BlockSpace {
+    /// The space of `prefixes` (any order, duplicates and nesting allowed).
+    pub fn new(prefixes: &[IpNet]) -> BlockSpace {
+        let mut spans: Vec<(bool, u64, u64)> = prefixes
+            .iter()
+            .map(|p| {
+                let (v6, first) = block_number(p);
+                let (len, block_len) = match p {
+                    IpNet::V4(n) => (n.prefix_len(), BLOCK_LEN_V4),
+                    IpNet::V6(n) => (n.prefix_len(), BLOCK_LEN_V6),
+                };
+                let bits = u32::from(block_len.saturating_sub(len));
+                // Align to the prefix (host bits may be set in the input).
+                let count = 1u64 << bits;
+                (v6, first & !(count - 1), count)
+            })
+            .collect();
+        spans.sort_unstable();
+        let mut runs: Vec<Run> = Vec::new();
+        let mut index = 0u64;
+        for (v6, first, count) in spans {
+            if let Some(last) = runs.last_mut() {
+                if last.v6 == v6 && first <= last.first + last.count {
+                    let end = (first + count).max(last.first + last.count);
+                    index += end - (last.first + last.count);
+                    last.count = end - last.first;
+                    continue;
+                }
+            }
+            runs.push(Run {
+                v6,
+                first,
+                count,
+                index,
+            });
+            index += count;
+        }
+        // FNV-1a over the runs: stable across releases and platforms.
+        let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+        for r in &runs {
+            for word in [u64::from(r.v6), r.first, r.count] {
+                for b in word.to_le_bytes() {
+                    digest ^= u64::from(b);
+                    digest = digest.wrapping_mul(0x0000_0100_0000_01b3);
+                }
+            }
+        }
+        BlockSpace {
+            runs,
+            len: index,
+            digest,
+        }
+    }
+
+    /// Number of blocks.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The digest that names this space on the wire (16 hex digits).
+    pub fn digest(&self) -> String {
+        format!("{:016x}", self.digest)
+    }
+
+    /// Index of `block` (a /24 or /48 with no host bits), if it is in the space.
+    pub fn index_of(&self, block: &IpNet) -> Option<u64> {
+        let ok = match block {
+            IpNet::V4(n) => n.prefix_len() == BLOCK_LEN_V4,
+            IpNet::V6(n) => n.prefix_len() == BLOCK_LEN_V6,
+        };
+        if !ok || block.trunc() != *block {
+            return None;
+        }
+        let (v6, num) = block_number(block);
+        let i = self
+            .runs
+            .partition_point(|r| (r.v6, r.first) <= (v6, num))
+            .checked_sub(1)?;
+        let r = self.runs[i];
+        (r.v6 == v6 && num < r.first + r.count).then(|| r.index + (num - r.first))
+    }
+
+    /// The block at `index`.
+    pub fn block_at(&self, index: u64) -> Option<IpNet> {
+        if index >= self.len {
+            return None;
+        }
+        let i = self.runs.partition_point(|r| r.index <= index) - 1;
+        let r = self.runs[i];
+        let num = r.first + (index - r.index);
+        Some(if r.v6 {
+            IpNet::V6(
+                Ipv6Net::new(Ipv6Addr::from((num as u128) << 80), BLOCK_LEN_V6)
+                    .expect("48 is a valid length"),
+            )
+        } else {
+            IpNet::V4(
+                Ipv4Net::new(Ipv4Addr::from((num as u32) << 8), BLOCK_LEN_V4)
+                    .expect("24 is a valid length"),
+            )
+        })
+    }
+}
+
+/// One block's fields in a packed round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedBlock {
+    /// Index in the campaign's [`BlockSpace`].
+    pub index: u64,
+    pub state: BlockState,
+    pub probes: u32,
+    pub replies: u32,
+    /// Belief that the block is up, quantized: `belief / 255`.
+    pub belief: u8,
+    /// Availability, quantized: `availability / 255`.
+    pub availability: u8,
+}
+
+impl PackedBlock {
+    /// Quantizes a share in [0, 1] to a byte.
+    pub fn quantize(share: f64) -> u8 {
+        (share.clamp(0.0, 1.0) * 255.0).round() as u8
+    }
+}
+
+/// What one agent judged of (part of) one campaign in one round, packed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackedRound {
+    pub campaign: String,
+    pub round: u64,
+    /// [`BlockSpace::digest`] of the space the indices refer to.
+    pub space: String,
+    /// When the round's probing ended (every block's `ts_ms`).
+    pub ts_ms: i64,
+    /// This chunk's number, from 0, and how many chunks the round has: the
+    /// collector knows a round is whole once it holds every chunk.
+    pub chunk: u32,
+    pub chunks: u32,
+    /// Blocks in `data`.
+    pub blocks: u32,
+    /// Base64 (standard alphabet) of the zstd-compressed columns.
+    pub data: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PackedError {
+    #[error("packed round holds {0} blocks, more than the limit of {MAX_BLOCKS_PER_PACKED}")]
+    TooManyBlocks(usize),
+    #[error("packed data is not valid base64")]
+    Base64,
+    #[error("packed data does not decompress: {0}")]
+    Decompress(String),
+    #[error("packed data has version {0}, this side knows {PACKED_VERSION}")]
+    Version(u8),
+    #[error("packed data is truncated or malformed ({0})")]
+    Malformed(&'static str),
+    #[error("packed data says {found} blocks, the envelope {expected}")]
+    Count { expected: u32, found: u64 },
+    #[error("block index {index} lies outside the block space of {len} blocks")]
+    Index { index: u64, len: u64 },
+    #[error("block index {0} is listed twice or out of order")]
+    Order(u64),
+    #[error("block index {0}: more replies than probes")]
+    Replies(u64),
+    #[error("chunk {chunk} of {chunks} is impossible")]
+    Chunk { chunk: u32, chunks: u32 },
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn byte(&mut self) -> Result<u8, PackedError> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(PackedError::Malformed("ends early"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, PackedError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(PackedError::Malformed("varint too long"))
+    }
+}
+
+fn state_code(s: BlockState) -> u8 {
+    match s {
+        BlockState::Up => 0,
+        BlockState::Down => 1,
+        BlockState::Uncertain => 2,
+    }
+}
+
+/// The uncompressed columns of `blocks` (sorted by index, no repeats).
+fn columns(blocks: &[PackedBlock]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blocks.len() * 7 + 8);
+    out.push(PACKED_VERSION);
+    put_varint(&mut out, blocks.len() as u64);
+    let mut next = 0u64;
+    for b in blocks {
+        put_varint(&mut out, b.index - next);
+        next = b.index + 1;
+    }
+    out.extend(blocks.iter().map(|b| state_code(b.state)));
+    for b in blocks {
+        put_varint(&mut out, b.probes.into());
+    }
+    for b in blocks {
+        // Replies never exceed probes: the shortfall is smaller and mostly 0.
+        put_varint(&mut out, (b.probes - b.replies.min(b.probes)).into());
+    }
+    out.extend(blocks.iter().map(|b| b.belief));
+    out.extend(blocks.iter().map(|b| b.availability));
+    out
+}
+
+impl PackedRound {
+    /// Packs `blocks` as chunk `chunk` of `chunks`. The blocks are sorted by
+    /// index here; indices must be unique.
+    pub fn pack(
+        campaign: &str,
+        round: u64,
+        space: &BlockSpace,
+        ts_ms: i64,
+        (chunk, chunks): (u32, u32),
+        mut blocks: Vec<PackedBlock>,
+    ) -> Result<PackedRound, PackedError> {
+        if blocks.len() > MAX_BLOCKS_PER_PACKED {
+            return Err(PackedError::TooManyBlocks(blocks.len()));
+        }
+        if chunks == 0 || chunk >= chunks {
+            return Err(PackedError::Chunk { chunk, chunks });
+        }
+        blocks.sort_unstable_by_key(|b| b.index);
+        if let Some(w) = blocks.windows(2).find(|w| w[0].index == w[1].index) {
+            return Err(PackedError::Order(w[1].index));
+        }
+        if let Some(b) = blocks.iter().find(|b| b.index >= space.len()) {
+            return Err(PackedError::Index {
+                index: b.index,
+                len: space.len(),
+            });
+        }
+        let raw = columns(&blocks);
+        let compressed = zstd::bulk::compress(&raw, 3)
+            .map_err(|e| PackedError::Decompress(format!("compress: {e}")))?;
+        Ok(PackedRound {
+            campaign: campaign.to_string(),
+            round,
+            space: space.digest(),
+            ts_ms,
+            chunk,
+            chunks,
+            blocks: blocks.len() as u32,
+            data: base64::engine::general_purpose::STANDARD.encode(compressed),
+        })
+    }
+
+    /// Bytes of `data` once base64 is undone (what the columns cost).
+    pub fn compressed_len(&self) -> usize {
+        self.data.len() / 4 * 3
+    }
+
+    /// Unpacks the blocks, checking every index against `space` (the caller
+    /// has matched `self.space` to it) and every count against the envelope.
+    pub fn unpack(&self, space: &BlockSpace) -> Result<Vec<PackedBlock>, PackedError> {
+        let n = self.blocks as usize;
+        if n > MAX_BLOCKS_PER_PACKED {
+            return Err(PackedError::TooManyBlocks(n));
+        }
+        if self.chunks == 0 || self.chunk >= self.chunks {
+            return Err(PackedError::Chunk {
+                chunk: self.chunk,
+                chunks: self.chunks,
+            });
+        }
+        let compressed = base64::engine::general_purpose::STANDARD
+            .decode(&self.data)
+            .map_err(|_| PackedError::Base64)?;
+        // Stream with a hard cap, whatever size the frame header claims.
+        let cap = 16 + n * MAX_BYTES_PER_BLOCK;
+        let mut raw = Vec::new();
+        zstd::stream::read::Decoder::new(compressed.as_slice())
+            .map_err(|e| PackedError::Decompress(e.to_string()))?
+            .take(cap as u64 + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| PackedError::Decompress(e.to_string()))?;
+        if raw.len() > cap {
+            return Err(PackedError::Malformed("columns larger than their blocks"));
+        }
+        let mut c = Cursor { buf: &raw, pos: 0 };
+        let version = c.byte()?;
+        if version != PACKED_VERSION {
+            return Err(PackedError::Version(version));
+        }
+        let count = c.varint()?;
+        if count != u64::from(self.blocks) {
+            return Err(PackedError::Count {
+                expected: self.blocks,
+                found: count,
+            });
+        }
+        let mut blocks = Vec::with_capacity(n);
+        let mut next = 0u64;
+        for _ in 0..n {
+            let index = next
+                .checked_add(c.varint()?)
+                .ok_or(PackedError::Malformed("index overflows"))?;
+            if index >= space.len() {
+                return Err(PackedError::Index {
+                    index,
+                    len: space.len(),
+                });
+            }
+            next = index + 1;
+            blocks.push(PackedBlock {
+                index,
+                state: BlockState::Up,
+                probes: 0,
+                replies: 0,
+                belief: 0,
+                availability: 0,
+            });
+        }
+        for b in &mut blocks {
+            b.state = match c.byte()? {
+                0 => BlockState::Up,
+                1 => BlockState::Down,
+                2 => BlockState::Uncertain,
+                _ => return Err(PackedError::Malformed("unknown state")),
+            };
+        }
+        for b in &mut blocks {
+            b.probes = u32::try_from(c.varint()?)
+                .map_err(|_| PackedError::Malformed("probes overflow"))?;
+        }
+        for b in &mut blocks {
+            let lost = c.varint()?;
+            if lost > u64::from(b.probes) {
+                return Err(PackedError::Replies(b.index));
+            }
+            b.replies = b.probes - lost as u32;
+        }
+        for b in &mut blocks {
+            b.belief = c.byte()?;
+        }
+        for b in &mut blocks {
+            b.availability = c.byte()?;
+        }
+        if c.pos != raw.len() {
+            return Err(PackedError::Malformed("trailing bytes"));
+        }
+        Ok(blocks)
+    }
+
+    /// The blocks as plain observations: what an agent resends when the
+    /// collector does not know the space, and what a collector that stores
+    /// rows makes of a packed round.
+    pub fn to_observations(
+        &self,
+        space: &BlockSpace,
+    ) -> Result<Vec<BlockObservation>, PackedError> {
+        Ok(self
+            .unpack(space)?
+            .into_iter()
+            .filter_map(|b| {
+                Some(BlockObservation {
+                    campaign: self.campaign.clone(),
+                    round: self.round,
+                    block: space.block_at(b.index)?,
+                    state: b.state,
+                    probes: b.probes,
+                    replies: b.replies,
+                    belief: f64::from(b.belief) / 255.0,
+                    availability: f64::from(b.availability) / 255.0,
+                    control: false,
+                    ts_ms: self.ts_ms,
+                })
+            })
+            .collect())
+    }
+}
+
+/// Packs a whole round into chunks of at most `max_blocks` blocks each.
+pub fn pack_chunks(
+    campaign: &str,
+    round: u64,
+    space: &BlockSpace,
+    ts_ms: i64,
+    mut blocks: Vec<PackedBlock>,
+    max_blocks: usize,
+) -> Result<Vec<PackedRound>, PackedError> {
+    let max_blocks = max_blocks.clamp(1, MAX_BLOCKS_PER_PACKED);
+    blocks.sort_unstable_by_key(|b| b.index);
+    let chunks = blocks.len().div_ceil(max_blocks).max(1);
+    let chunks_u32 = u32::try_from(chunks).map_err(|_| PackedError::TooManyBlocks(blocks.len()))?;
+    let mut out = Vec::with_capacity(chunks);
+    let mut rest = blocks.as_slice();
+    for chunk in 0..chunks_u32 {
+        let (now, later) = rest.split_at(rest.len().min(max_blocks));
+        rest = later;
+        out.push(PackedRound::pack(
+            campaign,
+            round,
+            space,
+            ts_ms,
+            (chunk, chunks_u32),
+            now.to_vec(),
+        )?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(s: &[&str]) -> Vec<IpNet> {
+        s.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn space_orders_v4_before_v6_and_merges_overlaps() {
+        let s = BlockSpace::new(&nets(&[
+            "2001:db8::/47",
+            "198.18.2.0/23",
+            "198.18.0.0/22",
+            "198.18.9.128/25",
+            "198.18.9.0/25",
+        ]));
+        // /22 holds the /23: 4 blocks, then 198.18.9.0/24 once, then 2 /48s.
+        assert_eq!(s.len(), 7);
+        let all: Vec<String> = (0..s.len())
+            .map(|i| s.block_at(i).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            all,
+            [
+                "198.18.0.0/24",
+                "198.18.1.0/24",
+                "198.18.2.0/24",
+                "198.18.3.0/24",
+                "198.18.9.0/24",
+                "2001:db8::/48",
+                "2001:db8:1::/48"
+            ]
+        );
+        for i in 0..s.len() {
+            assert_eq!(s.index_of(&s.block_at(i).unwrap()), Some(i));
+        }
+        assert_eq!(s.index_of(&"198.18.4.0/24".parse().unwrap()), None);
+        assert_eq!(s.index_of(&"198.18.0.0/23".parse().unwrap()), None);
+        assert_eq!(s.block_at(7), None);
+    }
+
+    #[test]
+    fn digest_depends_on_the_set_of_blocks_only() {
+        let a = BlockSpace::new(&nets(&["198.18.0.0/23", "198.18.2.0/24"]));
+        let b = BlockSpace::new(&nets(&["198.18.2.0/24", "198.18.0.0/24", "198.18.1.0/24"]));
+        let c = BlockSpace::new(&nets(&["198.18.0.0/22"]));
+        assert_eq!(a.digest(), b.digest());
+        assert_ne!(a.digest(), c.digest());
+        assert_eq!(a.digest().len(), 16);
+    }
+
+    fn sample(space: &BlockSpace) -> Vec<PackedBlock> {
+        (0..space.len())
+            .filter(|i| i % 3 != 1)
+            .map(|i| PackedBlock {
+                index: i,
+                state: [BlockState::Up, BlockState::Down, BlockState::Uncertain]
+                    [(i % 5 % 3) as usize],
+                probes: (i % 7) as u32 + 1,
+                replies: (i % 2) as u32,
+                belief: (i * 13 % 256) as u8,
+                availability: (i * 7 % 256) as u8,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packs_and_unpacks_exactly() {
+        let space = BlockSpace::new(&nets(&["198.18.0.0/16", "2001:db8::/40"]));
+        let blocks = sample(&space);
+        let p =
+            PackedRound::pack("kp", 9, &space, 1_800_000_000_000, (0, 1), blocks.clone()).unwrap();
+        assert_eq!(p.blocks as usize, blocks.len());
+        assert_eq!(p.unpack(&space).unwrap(), blocks);
+        let obs = p.to_observations(&space).unwrap();
+        assert_eq!(obs.len(), blocks.len());
+        assert_eq!(obs[1].block.to_string(), "198.18.2.0/24");
+        assert_eq!(obs[1].probes, 3);
+        // JSON envelope round trip.
+        let back: PackedRound = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn a_typical_round_costs_under_a_byte_per_block() {
+        // 65,536 blocks, nearly all up with one probe answered, a few down.
+        let space = BlockSpace::new(&nets(&["10.0.0.0/8"]));
+        let blocks: Vec<PackedBlock> = (0..space.len())
+            .map(|i| {
+                let down = i % 97 == 0;
+                PackedBlock {
+                    index: i,
+                    state: if down {
+                        BlockState::Down
+                    } else {
+                        BlockState::Up
+                    },
+                    probes: if down { 15 } else { 1 + u32::from(i % 11 == 0) },
+                    replies: u32::from(!down),
+                    belief: if down { 0 } else { 255 },
+                    availability: (200 + (i * 2654435761 % 40)) as u8,
+                }
+            })
+            .collect();
+        let p = PackedRound::pack("big", 1, &space, 1_800_000_000_000, (0, 1), blocks).unwrap();
+        let per_block = p.data.len() as f64 / space.len() as f64;
+        assert!(per_block < 1.0, "{per_block} bytes per block on the wire");
+    }
+
+    #[test]
+    fn chunks_cover_the_round_once() {
+        let space = BlockSpace::new(&nets(&["198.18.0.0/18"]));
+        let blocks = sample(&space);
+        let chunks = pack_chunks("kp", 3, &space, 1_800_000_000_000, blocks.clone(), 10).unwrap();
+        assert_eq!(chunks.len(), blocks.len().div_ceil(10));
+        assert!(chunks.iter().all(|c| c.chunks as usize == chunks.len()));
+        let back: Vec<PackedBlock> = chunks
+            .iter()
+            .flat_map(|c| c.unpack(&space).unwrap())
+            .collect();
+        assert_eq!(back, blocks);
+        // An empty round is one empty chunk, so the collector still sees it.
+        let empty = pack_chunks("kp", 3, &space, 1_800_000_000_000, vec![], 10).unwrap();
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].unpack(&space).unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_input_without_panicking() {
+        let space = BlockSpace::new(&nets(&["198.18.0.0/24"]));
+        let b = |index| PackedBlock {
+            index,
+            state: BlockState::Up,
+            probes: 1,
+            replies: 1,
+            belief: 255,
+            availability: 255,
+        };
+        let pack = |blocks| PackedRound::pack("kp", 1, &space, 0, (0, 1), blocks);
+        assert!(matches!(pack(vec![b(1)]), Err(PackedError::Index { .. })));
+        assert!(matches!(pack(vec![b(0), b(0)]), Err(PackedError::Order(0))));
+        let good = pack(vec![b(0)]).unwrap();
+        // Another space: index 0 of an empty space.
+        let empty = BlockSpace::new(&[]);
+        assert!(matches!(
+            good.unpack(&empty),
+            Err(PackedError::Index { .. })
+        ));
+        let mut bad = good.clone();
+        bad.blocks = 2;
+        assert!(matches!(bad.unpack(&space), Err(PackedError::Count { .. })));
+        bad = good.clone();
+        bad.data = "!!".into();
+        assert_eq!(bad.unpack(&space), Err(PackedError::Base64));
+        bad = good.clone();
+        bad.data = base64::engine::general_purpose::STANDARD.encode(b"not zstd");
+        assert!(matches!(
+            bad.unpack(&space),
+            Err(PackedError::Decompress(_))
+        ));
+        bad = good.clone();
+        bad.chunk = 1;
+        assert!(matches!(bad.unpack(&space), Err(PackedError::Chunk { .. })));
+        // A bomb: a million zero bytes declared as one block.
+        bad = good.clone();
+        let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+        bad.data = base64::engine::general_purpose::STANDARD.encode(bomb);
+        assert!(bad.unpack(&space).is_err());
+    }
+}
