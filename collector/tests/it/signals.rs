@@ -83,6 +83,8 @@ fn reports(first: u64, rounds: impl Iterator<Item = u64>) -> ReportBatch {
         traces: vec![],
         coverage: vec![],
         census: vec![],
+        packed: vec![],
+        rounds: vec![],
     }
 }
 
