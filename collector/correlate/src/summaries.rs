@@ -160,8 +160,14 @@ pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params
         first_prefix
     };
 
-    // Probes and replies per round and prefix (all VPs), and per VP straight
-    // into its scopes. Observations the grid skipped are skipped here too.
+    // Probes and replies per round, VP and prefix, then folded into the
+    // scopes of each prefix (and summed over VPs for the consensus). When
+    // that array would be too large (many prefixes, no per-VP prefix
+    // totals), each observation goes straight into its wider scopes.
+    // Observations the grid skipped are skipped here too.
+    let prefix_of: Vec<u32> = input.blocks.iter().map(|b| b.prefix).collect();
+    let dense = per_vp_scopes == ns;
+    let mut by_prefix = vec![(0u64, 0u64); if dense { nr * nv * np } else { 0 }];
     let mut prefix_probes = vec![(0u64, 0u64); nr * np];
     let mut per_vp = vec![Totals::default(); nr * nv * per_vp_scopes];
     for o in &input.obs {
@@ -171,14 +177,38 @@ pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params
         if o.vp as usize >= nv || o.block as usize >= nb {
             continue;
         }
-        let p = input.blocks[o.block as usize].prefix as usize;
-        let pp = &mut prefix_probes[r * np + p];
-        pp.0 += u64::from(o.probes);
-        pp.1 += u64::from(o.replies);
-        let base = (r * nv + o.vp as usize) * per_vp_scopes;
-        for &s in &of_prefix[p] {
-            per_vp[base + s].probes += u64::from(o.probes);
-            per_vp[base + s].replies += u64::from(o.replies);
+        let p = prefix_of[o.block as usize] as usize;
+        let (probes, replies) = (u64::from(o.probes), u64::from(o.replies));
+        let k = r * nv + o.vp as usize;
+        if dense {
+            let c = &mut by_prefix[k * np + p];
+            c.0 += probes;
+            c.1 += replies;
+        } else {
+            let pp = &mut prefix_probes[r * np + p];
+            pp.0 += probes;
+            pp.1 += replies;
+            for &s in &of_prefix[p] {
+                per_vp[k * per_vp_scopes + s].probes += probes;
+                per_vp[k * per_vp_scopes + s].replies += replies;
+            }
+        }
+    }
+    if dense {
+        for k in 0..nr * nv {
+            let r = k / nv;
+            for (p, &(probes, replies)) in by_prefix[k * np..(k + 1) * np].iter().enumerate() {
+                if (probes, replies) == (0, 0) {
+                    continue;
+                }
+                let pp = &mut prefix_probes[r * np + p];
+                pp.0 += probes;
+                pp.1 += replies;
+                for &s in &of_prefix[p] {
+                    per_vp[k * per_vp_scopes + s].probes += probes;
+                    per_vp[k * per_vp_scopes + s].replies += replies;
+                }
+            }
         }
     }
     // Each VP's judged and up blocks: per prefix, then into its scopes.
@@ -189,7 +219,7 @@ pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params
             for (b, &c) in grid.row(r, v).iter().enumerate() {
                 let s = c & STATE;
                 if s == UP || s == DOWN {
-                    let j = &mut judged[input.blocks[b].prefix as usize];
+                    let j = &mut judged[prefix_of[b] as usize];
                     j.0 += 1;
                     j.1 += u32::from(s == UP);
                 }
