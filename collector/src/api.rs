@@ -6,8 +6,8 @@
 //! runs before the body is read, the body is capped, JSON errors name the
 //! offending field, and a batch is acknowledged only after it is committed.
 //!
-//! Read-only views (`/v1/outages`, `/v1/timeline`, `/v1/status`, campaigns,
-//! agents, metrics) need no token and return exactly what the CLI's `--json`
+//! Read-only views (`/v1/outages`, `/v1/timeline`, `/v1/signals`,
+//! `/v1/scopes`, `/v1/status`, campaigns, agents, metrics) need no token and return exactly what the CLI's `--json`
 //! prints; they are meant for loopback or a reverse proxy that adds its own
 //! authentication (see `docs/api.md`). The dashboard (`crate::web`) reads them.
 //!
@@ -34,10 +34,10 @@ use crate::clock::SharedClock;
 use crate::correlation::CorrelationSettings;
 use crate::ingest::{check_batch, unpack_packed, IngestError};
 use crate::metrics::Metrics;
-use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError};
+use crate::signals::{self, SignalsError, SignalsJson, SignalsQuery};
+use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError, SummaryKey};
 use crate::tokens;
 use crate::views::{self, OutageFilter, OutageJson, Status, TimelineJson};
-use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 /// Window for the "agents seen recently" gauge.
 const SEEN_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -48,10 +48,8 @@ pub struct AppState<S> {
     pub metrics: Arc<Metrics>,
     /// The collector's clock; tests pin it.
     pub clock: SharedClock,
-    /// Correlation settings, for the timeline (same as the correlation loop).
+    /// Correlation settings (the timeline shows `window_rounds` rounds).
     pub correlation: Arc<CorrelationSettings>,
-    /// Prefix-to-AS map of the correlation settings, if one loaded.
-    pub pfx2as: Option<Arc<Pfx2As>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -61,7 +59,6 @@ impl<S> Clone for AppState<S> {
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
             correlation: self.correlation.clone(),
-            pfx2as: self.pfx2as.clone(),
         }
     }
 }
@@ -158,11 +155,12 @@ pub fn router<S: Store>(state: AppState<S>, max_body: usize) -> Router {
         .route("/v1/agents", get(get_agents::<S>))
         .route("/v1/outages", get(get_outages::<S>))
         .route("/v1/timeline", get(get_timeline::<S>))
+        .route("/v1/signals", get(get_signals::<S>))
+        .route("/v1/scopes", get(get_scopes::<S>))
         .route("/v1/status", get(get_status::<S>))
         .route("/v1/verdicts/{id}", get(get_verdict::<S>))
         .route("/metrics", get(get_metrics::<S>))
         .merge(crate::web::router())
-        .merge(crate::dashboard_dev_signals::router()) // TEMPORARY: drop when merging h-signals
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
@@ -320,18 +318,24 @@ async fn get_agents<S: Store>(
 }
 
 async fn get_metrics<S: Store>(State(st): State<AppState<S>>) -> Response {
-    let counts = match st.store.counts(st.clock.now_ms() - SEEN_WINDOW_MS).await {
-        Ok(c) => Some(c),
+    let now = st.clock.now_ms();
+    let read = async {
+        let counts = st.store.counts(now - SEEN_WINDOW_MS).await?;
+        let gauges = signals::scope_gauges(st.store.as_ref(), now).await?;
+        Ok::<_, StoreError>((counts, gauges))
+    };
+    let (counts, gauges) = match read.await {
+        Ok((c, g)) => (Some(c), Some(g)),
         Err(e) => {
             tracing::error!(error = %e, "metrics: store failure");
-            None
+            (None, None)
         }
     };
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(counts.as_ref()),
-    )
-        .into_response()
+    let mut text = st.metrics.render(counts.as_ref());
+    if let Some(g) = &gauges {
+        text.push_str(&crate::metrics::render_scope_gauges(g));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Query of `GET /v1/outages`: the `outages` command's flags.
@@ -406,15 +410,49 @@ async fn get_timeline<S: Store>(
     let Query(q) = q.map_err(bad_query)?;
     check_country(q.country.as_deref()).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     Ok(Json(
-        views::timeline(
+        signals::timeline(
             st.store.as_ref(),
             q.country.as_deref(),
-            &st.correlation,
-            st.pfx2as.as_deref(),
+            st.correlation.window_rounds,
             st.clock.now_ms(),
         )
         .await
         .map_err(ApiFailure::store)?,
+    ))
+}
+
+/// `GET /v1/signals`: query pairs as they come, so that `vp` may repeat.
+async fn get_signals<S: Store>(
+    State(st): State<AppState<S>>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<SignalsJson>, ApiFailure> {
+    let Query(pairs) = q.map_err(bad_query)?;
+    let q = SignalsQuery::from_pairs(&pairs)
+        .map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
+    match signals::signals(st.store.as_ref(), &q, st.clock.now_ms()).await {
+        Ok(s) => Ok(Json(s)),
+        Err(SignalsError::BadRequest(m)) => Err(ApiFailure::new(StatusCode::BAD_REQUEST, m)),
+        Err(SignalsError::NotFound(m)) => Err(ApiFailure::new(StatusCode::NOT_FOUND, m)),
+        Err(SignalsError::Store(e)) => Err(ApiFailure::store(e)),
+    }
+}
+
+/// Query of `GET /v1/scopes`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopesQuery {
+    pub campaign: Option<String>,
+}
+
+async fn get_scopes<S: Store>(
+    State(st): State<AppState<S>>,
+    q: Result<Query<ScopesQuery>, QueryRejection>,
+) -> Result<Json<Vec<SummaryKey>>, ApiFailure> {
+    let Query(q) = q.map_err(bad_query)?;
+    Ok(Json(
+        signals::scopes(st.store.as_ref(), q.campaign.as_deref())
+            .await
+            .map_err(ApiFailure::store)?,
     ))
 }
 
@@ -546,7 +584,6 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(clock.clone()),
             correlation: Arc::new(CorrelationSettings::default()),
-            pfx2as: None,
         };
         let ack = post(&st, &batch_at("00000001", t)).await.expect("accepted");
         assert_eq!(ack.observations_stored, 1);

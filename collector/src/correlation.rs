@@ -292,6 +292,8 @@ pub async fn pass<S: Store>(
         }
     };
     let events = apply(store, campaign, &input, &out, now_ms).await?;
+    crate::signals::store_summaries(store, campaign, &input, &out, &settings.params, now_ms)
+        .await?;
     Ok((out, events))
 }
 

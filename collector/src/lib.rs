@@ -8,7 +8,9 @@
 //! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
 //! dashboard's page and assets). `correlation` wires the store to the
 //! correlation core and `reconcile`; `views` is the read model that both the
-//! CLI and the API serve. Published input files (delegated stats, pfx2as,
+//! CLI and the API serve, `signals` the part of it read from the per-round
+//! scope summaries each correlation pass stores (signals, timeline, scope
+//! gauges). Published input files (delegated stats, pfx2as,
 //! address lists) are parsed by `darkwatch_schema::inputs`.
 //!
 //! `evidence` assembles a verdict's evidence for its page on the dashboard.
@@ -22,13 +24,13 @@ pub mod clock;
 pub mod config;
 pub mod correlation;
 pub mod coverage;
-pub mod dashboard_dev_signals; // TEMPORARY: drop when merging h-signals
 pub mod evidence;
 pub mod hitlist;
 pub mod ingest;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;
+pub mod signals;
 pub mod store;
 pub mod tokens;
 pub mod views;

@@ -2,14 +2,16 @@
 //!
 //! Counters live in memory (they reset on restart, as Prometheus expects);
 //! gauges about stored data come from the store at scrape time and are
-//! passed to [`Metrics::render`], which is pure.
+//! passed to [`Metrics::render`] and [`render_scope_gauges`], which are pure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::signals::ScopeGauges;
 use crate::store::StoreCounts;
+use crate::views::label;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -148,14 +150,117 @@ impl Metrics {
                 "Verdicts in the store.",
                 c.verdicts,
             );
-            gauge(
-                "darkwatch_verdicts_open",
-                "Outage verdicts still open (no end yet).",
-                c.verdicts_open,
-            );
         }
         out
     }
+}
+
+/// A label value, escaped as the text format requires.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Writes one gauge family: HELP, TYPE, then a sample per `(labels, value)`.
+fn family(out: &mut String, name: &str, help: &str, samples: &[(Vec<(&str, &str)>, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, v) in samples {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        let _ = writeln!(out, "{name}{{{}}} {v}", labels.join(","));
+    }
+}
+
+fn scope_labels<'a>(c: &'a str, s: &'a str, t: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![("campaign", c), ("scope", s), ("target", t)]
+}
+
+/// The per-scope gauges (`crate::signals::scope_gauges`): Prometheus text.
+pub fn render_scope_gauges(g: &ScopeGauges) -> String {
+    let mut out = String::new();
+    let scopes: Vec<(String, String, String, u64, u64)> = g
+        .scopes
+        .iter()
+        .map(|(c, s, t, judged, up)| (c.clone(), label(s), t.clone(), *judged, *up))
+        .collect();
+    family(
+        &mut out,
+        "darkwatch_scope_blocks_up_ratio",
+        "Share of the scope's judged blocks up in the campaign's latest correlated round (consensus of healthy VPs); absent when no block was judged.",
+        &scopes
+            .iter()
+            .filter(|x| x.3 > 0)
+            .map(|(c, s, t, judged, up)| (scope_labels(c, s, t), *up as f64 / *judged as f64))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        &mut out,
+        "darkwatch_scope_blocks_judged",
+        "Blocks of the scope judged up or down in the campaign's latest correlated round.",
+        &scopes
+            .iter()
+            .map(|(c, s, t, judged, _)| (scope_labels(c, s, t), *judged as f64))
+            .collect::<Vec<_>>(),
+    );
+    let verdicts: Vec<(String, String, String, String)> = g
+        .verdicts_open
+        .iter()
+        .map(|(c, k, s, t)| (c.clone(), label(k), label(s), t.clone()))
+        .collect();
+    let mut open: BTreeMap<(&str, &str, &str, &str), u64> = BTreeMap::new();
+    for (c, k, s, t) in &verdicts {
+        *open.entry((c, k, s, t)).or_default() += 1;
+    }
+    family(
+        &mut out,
+        "darkwatch_verdicts_open",
+        "Outage verdicts still open (no end yet), by kind and scope.",
+        &open
+            .iter()
+            .map(|((c, k, s, t), n)| {
+                (
+                    vec![
+                        ("campaign", *c),
+                        ("kind", *k),
+                        ("scope", *s),
+                        ("target", *t),
+                    ],
+                    *n as f64,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    family(
+        &mut out,
+        "darkwatch_vp_healthy",
+        "1 if the VP reported the campaign's latest correlated round and was not judged faulty in it, 0 if faulty.",
+        &g.vp_healthy
+            .iter()
+            .map(|(a, c, ok)| (vec![("agent", a.as_str()), ("campaign", c.as_str())], f64::from(u8::from(*ok))))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        &mut out,
+        "darkwatch_last_correlated_round_age_seconds",
+        "Seconds since the start of the campaign's latest correlated round.",
+        &g.rounds
+            .iter()
+            .map(|(c, age, _)| (vec![("campaign", c.as_str())], *age))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        &mut out,
+        "darkwatch_campaign_interval_seconds",
+        "Round length of the campaign's latest correlated round (to scale alert thresholds).",
+        &g.rounds
+            .iter()
+            .map(|(c, _, i)| (vec![("campaign", c.as_str())], *i as f64))
+            .collect::<Vec<_>>(),
+    );
+    out
 }
 
 #[cfg(test)]
@@ -193,10 +298,52 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("darkwatch_replies_reported_total 7\n"));
-        assert!(text.contains("darkwatch_verdicts_open 2\n"));
+        // Open verdicts are counted by kind and scope (render_scope_gauges).
+        assert!(!text.contains("darkwatch_verdicts_open"), "{text}");
 
         let down = m.render(None);
         assert!(down.contains("darkwatch_store_up 0\n"));
         assert!(!down.contains("darkwatch_agents_known"));
+    }
+
+    #[test]
+    fn renders_scope_gauges_with_escaped_labels() {
+        use darkwatch_correlate::{Kind, Scope};
+        let g = ScopeGauges {
+            scopes: vec![
+                ("kp".into(), Scope::Country, "KP".into(), 4, 3),
+                ("kp".into(), Scope::Prefix, "198.18.0.0/24".into(), 0, 0),
+            ],
+            verdicts_open: vec![
+                (
+                    "kp".into(),
+                    Kind::Blackout,
+                    Scope::Prefix,
+                    "198.18.0.0/24".into(),
+                ),
+                ("k\"p".into(), Kind::Partial, Scope::Country, "KP".into()),
+            ],
+            vp_healthy: vec![
+                ("vp-a".into(), "kp".into(), true),
+                ("vp-b".into(), "kp".into(), false),
+            ],
+            rounds: vec![("kp".into(), 90.5, 60)],
+        };
+        let text = render_scope_gauges(&g);
+        for line in [
+            "# TYPE darkwatch_scope_blocks_up_ratio gauge",
+            "darkwatch_scope_blocks_up_ratio{campaign=\"kp\",scope=\"country\",target=\"KP\"} 0.75",
+            "darkwatch_scope_blocks_judged{campaign=\"kp\",scope=\"prefix\",target=\"198.18.0.0/24\"} 0",
+            "darkwatch_verdicts_open{campaign=\"kp\",kind=\"blackout\",scope=\"prefix\",target=\"198.18.0.0/24\"} 1",
+            "darkwatch_verdicts_open{campaign=\"k\\\"p\",kind=\"partial\",scope=\"country\",target=\"KP\"} 1",
+            "darkwatch_vp_healthy{agent=\"vp-a\",campaign=\"kp\"} 1",
+            "darkwatch_vp_healthy{agent=\"vp-b\",campaign=\"kp\"} 0",
+            "darkwatch_last_correlated_round_age_seconds{campaign=\"kp\"} 90.5",
+            "darkwatch_campaign_interval_seconds{campaign=\"kp\"} 60",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // No ratio for a scope without judged blocks.
+        assert!(!text.contains("darkwatch_scope_blocks_up_ratio{campaign=\"kp\",scope=\"prefix\""));
     }
 }

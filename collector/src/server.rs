@@ -50,7 +50,6 @@ pub async fn serve<S: Store>(
         metrics: Arc::new(Metrics::default()),
         clock,
         correlation: Arc::new(cfg.correlation.clone()),
-        pfx2as: load_pfx2as(cfg),
     };
     let app = router(state, cfg.max_body).layer(middleware::from_fn_with_state(
         request_timeout(),
@@ -94,13 +93,6 @@ pub async fn serve<S: Store>(
         }
     }
     Ok(())
-}
-
-/// The prefix-to-AS map the timeline endpoint uses; like the correlation
-/// loop, a file that does not load is logged and ignored.
-fn load_pfx2as(cfg: &ServeConfig) -> Option<Arc<darkwatch_schema::inputs::pfx2as::Pfx2As>> {
-    let path = cfg.correlation.pfx2as.as_ref()?;
-    crate::correlation::load_pfx2as(path, "timeline").map(Arc::new)
 }
 
 /// Default per-request deadline.

@@ -1,8 +1,8 @@
 //! The read model: what `outages`, `status` and `timeline` show, as JSON
 //! rows (served alike by the CLI's `--json` and the API's `/v1/...` views)
 //! and as tables for people. Verdicts come from the store (the server's
-//! correlation loop keeps them current); the timeline is computed on demand
-//! from stored observations by the same correlation core.
+//! correlation loop keeps them current); the timeline's rows are read from
+//! the per-round summaries the same loop stores (`crate::signals`).
 
 use std::fmt::Write as _;
 
@@ -11,9 +11,7 @@ use darkwatch_correlate::{Kind, Localization, Scope};
 use serde::Serialize;
 
 use crate::causes;
-use crate::correlation::{last_complete_round, load_input, top_target, CorrelationSettings};
 use crate::store::{Campaign, Store, StoreError, Verdict};
-use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 /// `--since`: an RFC 3339 time, Unix seconds, or an age such as `90m`, `6h`, `2d`.
 pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
@@ -363,6 +361,8 @@ pub fn status_text(s: &Status, now_ms: i64) -> String {
     out
 }
 
+/// One campaign's timeline (`crate::signals::timeline` reads it from the
+/// stored summaries of its top scope).
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineJson {
     pub campaign: String,
@@ -377,55 +377,6 @@ pub struct TimelineRowJson {
     pub time: String,
     pub overall: Option<f64>,
     pub per_vp: std::collections::BTreeMap<String, Option<f64>>,
-}
-
-/// Per round, the share of blocks up, overall (consensus of healthy VPs)
-/// and per VP, for every campaign of `country` (or every campaign).
-pub async fn timeline<S: Store>(
-    store: &S,
-    country: Option<&str>,
-    settings: &CorrelationSettings,
-    pfx2as: Option<&Pfx2As>,
-    now_ms: i64,
-) -> Result<Vec<TimelineJson>, StoreError> {
-    let mut out = Vec::new();
-    for c in store.list_campaigns().await? {
-        if country.is_some_and(|cc| {
-            !c.country
-                .as_deref()
-                .is_some_and(|x| x.eq_ignore_ascii_case(cc))
-        }) {
-            continue;
-        }
-        let Some(last) = last_complete_round(now_ms, c.interval_secs) else {
-            continue;
-        };
-        let input = load_input(store, &c, last, settings.window_rounds, pfx2as).await?;
-        let result = darkwatch_correlate::correlate(&input, &settings.params);
-        let rounds = result
-            .timeline
-            .iter()
-            .filter(|r| r.overall.is_some() || r.per_vp.iter().any(Option::is_some))
-            .map(|r| TimelineRowJson {
-                round: r.round,
-                time: rfc3339(darkwatch_schema::round_start_ms(r.round, c.interval_secs)),
-                overall: r.overall,
-                per_vp: input
-                    .vps
-                    .iter()
-                    .cloned()
-                    .zip(r.per_vp.iter().copied())
-                    .collect(),
-            })
-            .collect();
-        out.push(TimelineJson {
-            campaign: c.name.clone(),
-            target: top_target(&c).0,
-            vantage_points: input.vps,
-            rounds,
-        });
-    }
-    Ok(out)
 }
 
 pub fn timeline_text(t: &[TimelineJson]) -> String {

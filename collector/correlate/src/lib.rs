@@ -21,7 +21,9 @@
 //! 4. `verdicts`: the totals turned into `blackout` / `partial` /
 //!    `instability` verdicts with hysteresis (`open_after` / `close_after`
 //!    rounds); `localize` then places blackouts and partial outages with the
-//!    traceroutes of the VPs that saw them; `timeline` summarizes each round.
+//!    traceroutes of the VPs that saw them; `timeline` summarizes each round,
+//!    and `summaries` gives per-round totals of every scope for the consensus
+//!    and each VP (what the collector stores for its views).
 //!
 //! A round without any data (collector downtime) is neither good nor bad: it
 //! neither opens, closes nor splits a verdict.
@@ -31,6 +33,8 @@ use std::net::IpAddr;
 use darkwatch_schema::BlockState;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+pub use summaries::{round_digests, Summaries, SummaryScope, Totals};
 
 /// Index into [`Input::vps`].
 pub type VpId = u32;
@@ -163,6 +167,11 @@ pub struct Params {
     /// A VP whose share of up blocks falls by at least this much from its own
     /// baseline, while the other VPs' does not, is faulty for that round.
     pub vp_fault_drop: f64,
+    /// Per-VP summaries of prefix scopes are computed only for inputs of at
+    /// most this many prefixes: rounds x VPs x prefixes of them would
+    /// outweigh everything else for a country of /24 prefixes. Country/
+    /// campaign and AS scopes always have per-VP summaries.
+    pub summary_vp_prefixes: u32,
 }
 
 impl Default for Params {
@@ -183,6 +192,7 @@ impl Default for Params {
             instability_min_probes: 8,
             instability_min_flaps: 3,
             vp_fault_drop: 0.5,
+            summary_vp_prefixes: 1024,
         }
     }
 }
@@ -273,6 +283,9 @@ pub struct Output {
     /// block is unknown or their round lies outside the window.
     #[serde(default)]
     pub skipped_observations: usize,
+    /// Per round, per scope totals for the consensus and each VP.
+    #[serde(default)]
+    pub summaries: Summaries,
 }
 
 /// Why a correlation pass could not run. Each is a problem of the input or of
@@ -399,6 +412,7 @@ pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, Correlate
     let health = health::assess(&grid, params);
     let cons = consensus::compute(input, &mut grid, &health, params);
     let scopes = scopes::Scopes::build(input, &grid, cons);
+    let summaries = summaries::build(input, &grid, &scopes, params);
     let mut verdicts = verdicts::detect(input, &grid, &health, &scopes, params);
     for v in &mut verdicts {
         v.verdict.localization = localize::localize(input, v, &scopes);
@@ -409,6 +423,7 @@ pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, Correlate
         vp_faults: health::fault_runs(input, &grid, &health),
         timeline: timeline::build(&grid, &scopes),
         skipped_observations: grid.skipped,
+        summaries,
     })
 }
 
@@ -418,6 +433,7 @@ mod health;
 mod instability;
 mod localize;
 mod scopes;
+mod summaries;
 mod timeline;
 mod verdicts;
 

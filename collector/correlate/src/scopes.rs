@@ -34,6 +34,9 @@ pub(crate) struct Scopes {
     /// Per prefix: its blocks (indices into `Input::blocks`).
     pub prefix_blocks: Vec<Vec<u32>>,
     pub prefix_nets: Vec<IpNet>,
+    /// ASes that announce every watched prefix: no verdict scope of their
+    /// own (it would be the top scope's), but summaries list them.
+    pub covering_asns: Vec<u32>,
 }
 
 impl Scopes {
@@ -79,10 +82,12 @@ impl Scopes {
             }
         }
         let mut asn_scopes: Vec<Vec<usize>> = vec![Vec::new(); np];
+        let mut covering_asns = Vec::new();
         for (asn, prefixes) in by_asn {
             // An AS holding the whole watched space would only repeat the
             // top scope's verdicts.
             if prefixes.len() == np {
+                covering_asns.push(asn);
                 continue;
             }
             for &p in &prefixes {
@@ -119,6 +124,7 @@ impl Scopes {
             prefix_aggs: cons.prefix_aggs,
             prefix_blocks,
             prefix_nets: input.prefixes.iter().map(|p| p.net).collect(),
+            covering_asns,
         }
     }
 

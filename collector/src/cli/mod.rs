@@ -1,5 +1,5 @@
 //! Command line of `darkwatch-collector`: serve, agents, campaign,
-//! outages, status, timeline, check-config.
+//! outages, status, timeline, signals, check-config.
 //!
 //! Parses arguments (clap derive), runs the command, and maps every failure
 //! to one line on stderr and a sysexits code: 64 usage, 65 bad data,
@@ -7,7 +7,7 @@
 //! 78 bad config file (`check-config`); the table is
 //! `darkwatch_schema::exitcode`, shared with the agent. Each group of
 //! subcommands runs in its own module: `serve`, `admin` (agents, campaigns)
-//! and `read` (outages, status, timeline).
+//! and `read` (outages, status, timeline, signals).
 
 mod admin;
 mod read;
@@ -71,6 +71,11 @@ pub enum Command {
     /// Per round, the share of blocks up: overall (consensus of healthy VPs)
     /// and per vantage point.
     Timeline(TimelineArgs),
+    /// Per-round signal of one scope (country, campaign, AS or prefix): blocks
+    /// judged and up, share up, probes and replies, for the consensus and
+    /// each VP, as CSV or JSON lines; the same data as `GET /v1/signals`,
+    /// read from the summaries the correlation stores.
+    Signals(SignalsArgs),
     /// Check a collector.toml (syntax, unknown keys, semantic checks) and
     /// exit: 0 if `serve --config FILE` would accept it, 78 if not. Opens no
     /// database and binds no socket.
@@ -103,12 +108,46 @@ pub struct TimelineArgs {
     /// Country (ISO code) whose campaigns to show; all campaigns if omitted.
     #[arg(long)]
     pub country: Option<String>,
-    /// Collector config file whose [correlation] settings to use.
+    /// Collector config file whose [correlation] window_rounds to use.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignalsArgs {
+    /// country, campaign, asn or prefix.
+    #[arg(long)]
+    pub scope: String,
+    /// Country code, campaign name, AS number (AS64500) or prefix.
+    #[arg(long)]
+    pub target: String,
+    /// Campaign, when several watch the target.
+    #[arg(long)]
+    pub campaign: Option<String>,
+    /// Start: Unix milliseconds or RFC 3339 [default: 24 hours before --until].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End: Unix milliseconds or RFC 3339 [default: now].
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only these VPs in the per-VP rows (repeatable or comma-separated).
+    #[arg(long)]
+    pub vp: Vec<String>,
+    /// csv: one line per round and VP, the consensus first with an empty
+    /// vp (header: campaign,scope,target,round,start_ms,start,vp,
+    /// blocks_judged,blocks_up,share_up,probes,replies); jsonl: one JSON
+    /// object per round, as in the API's `rounds`.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: SignalsFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignalsFormat {
+    Csv,
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +319,7 @@ pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
             print_out(&format!("{}: ok\n{notes}", config.display()))
         }
         Command::Timeline(args) => read::timeline(&db(), args, clock).await,
+        Command::Signals(args) => read::signals(&open(&db(), clock).await?, args, clock).await,
     }
 }
 

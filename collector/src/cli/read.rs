@@ -1,13 +1,13 @@
-//! `outages`, `status` and `timeline`: the read model of `crate::views`,
-//! printed as tables or JSON.
+//! `outages`, `status`, `timeline` and `signals`: the read model of
+//! `crate::views` and `crate::signals`, printed as tables, JSON or CSV.
 
-use super::{exit, open, print_json, print_out, read_input, warn_skipped};
-use super::{CliError, OutagesArgs, TimelineArgs};
+use super::{exit, open, print_json, print_out, read_input};
+use super::{CliError, OutagesArgs, SignalsArgs, SignalsFormat, TimelineArgs};
 use crate::clock::Clock;
 use crate::config::FileConfig;
+use crate::signals::{self, SignalsError, SignalsQuery};
 use crate::store::Store;
 use crate::views;
-use darkwatch_schema::inputs::pfx2as::Pfx2As;
 
 pub(super) async fn outages<S: Store>(
     store: &S,
@@ -46,8 +46,8 @@ pub(super) async fn status<S: Store>(
     }
 }
 
-/// Reads the config (if given) before opening the database, so that a bad
-/// file is reported as such.
+/// Reads the config (if given, for its `window_rounds`) before opening the
+/// database, so that a bad file is reported as such.
 pub(super) async fn timeline(
     db: &str,
     args: TimelineArgs,
@@ -58,21 +58,11 @@ pub(super) async fn timeline(
             .map_err(|e| CliError::new(exit::DATAERR, format!("{}: {e}", p.display())))?,
         None => FileConfig::default(),
     };
-    let pfx2as = match &file.correlation.pfx2as {
-        Some(p) => {
-            let (m, skipped) =
-                Pfx2As::load(p).map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?;
-            warn_skipped(&skipped);
-            Some(m)
-        }
-        None => None,
-    };
     let store = open(db, clock).await?;
-    let t = views::timeline(
+    let t = signals::timeline(
         &store,
         args.country.as_deref(),
-        &file.correlation,
-        pfx2as.as_ref(),
+        file.correlation.window_rounds,
         clock.now_ms(),
     )
     .await?;
@@ -80,5 +70,43 @@ pub(super) async fn timeline(
         print_json(&t)
     } else {
         print_out(&views::timeline_text(&t))
+    }
+}
+
+/// The same query as `GET /v1/signals`, from flags.
+pub(super) async fn signals<S: Store>(
+    store: &S,
+    args: SignalsArgs,
+    clock: &dyn Clock,
+) -> Result<(), CliError> {
+    let mut pairs = vec![
+        ("scope".to_string(), args.scope),
+        ("target".to_string(), args.target),
+    ];
+    let optional = [
+        ("campaign", args.campaign),
+        ("from", args.from),
+        ("until", args.until),
+    ];
+    pairs.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?))),
+    );
+    pairs.extend(args.vp.into_iter().map(|v| ("vp".to_string(), v)));
+    let q = SignalsQuery::from_pairs(&pairs)
+        .map_err(|e| CliError::new(exit::USAGE, e.replace("query parameter ", "--")))?;
+    let s = signals::signals(store, &q, clock.now_ms())
+        .await
+        .map_err(|e| match e {
+            SignalsError::BadRequest(m) => CliError::new(exit::USAGE, m),
+            SignalsError::NotFound(m) => CliError::new(exit::DATAERR, m),
+            SignalsError::Store(e) => e.into(),
+        })?;
+    match args.format {
+        SignalsFormat::Csv => print_out(&signals::to_csv(&s)),
+        SignalsFormat::Jsonl => print_out(
+            &signals::to_jsonl(&s).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?,
+        ),
     }
 }

@@ -133,7 +133,7 @@ pub(super) fn trace_from_row(r: &AnyRow) -> Result<AgentTrace, StoreError> {
 
 /// Name of a unit enum variant as its serde attributes spell it (the
 /// correlate crate's `Scope` and `Kind` serialize in lowercase).
-fn enum_name<T: Serialize>(v: &T, what: &'static str) -> Result<String, StoreError> {
+pub(super) fn enum_name<T: Serialize>(v: &T, what: &'static str) -> Result<String, StoreError> {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => Ok(s),
         other => Err(StoreError::Corrupt {
@@ -143,7 +143,10 @@ fn enum_name<T: Serialize>(v: &T, what: &'static str) -> Result<String, StoreErr
     }
 }
 
-fn enum_from_name<T: DeserializeOwned>(s: &str, what: &'static str) -> Result<T, StoreError> {
+pub(super) fn enum_from_name<T: DeserializeOwned>(
+    s: &str,
+    what: &'static str,
+) -> Result<T, StoreError> {
     T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| {
         StoreError::Corrupt {
             what,

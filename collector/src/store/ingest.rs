@@ -166,7 +166,12 @@ pub(super) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<IngestJob
 /// SQLite looks each numbered parameter up by name in a list, so binding n
 /// numbered parameters costs O(n²), which with 5,500 parameters per
 /// statement dominated ingest; `?` binds in order.
-fn multi_insert_with(table: &str, cols: &[&str], rows: usize, positional: bool) -> String {
+pub(super) fn multi_insert_with(
+    table: &str,
+    cols: &[&str],
+    rows: usize,
+    positional: bool,
+) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
     let mut n = 0;
     for r in 0..rows {

@@ -145,6 +145,40 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (campaign, block)
     )",
     ),
+    // Per-round scope summaries (`summaries`): the signals API, the
+    // timeline and the scope gauges read these instead of recorrelating.
+    // Rows are looked up by scope and round range (the primary key) and
+    // replaced by round range (`scope_summaries_by_round`).
+    (
+        5,
+        "CREATE TABLE scope_summaries (
+        campaign TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        target TEXT NOT NULL,
+        round BIGINT NOT NULL,
+        vp TEXT NOT NULL,
+        blocks_judged BIGINT NOT NULL,
+        blocks_up BIGINT NOT NULL,
+        probes BIGINT NOT NULL,
+        replies BIGINT NOT NULL,
+        PRIMARY KEY (campaign, scope, target, round, vp)
+    );
+    CREATE INDEX scope_summaries_by_round ON scope_summaries (campaign, round);
+    CREATE TABLE summary_rounds (
+        campaign TEXT NOT NULL,
+        round BIGINT NOT NULL,
+        interval_secs BIGINT NOT NULL,
+        digest BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (campaign, round)
+    );
+    CREATE TABLE summary_scopes (
+        campaign TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        target TEXT NOT NULL,
+        PRIMARY KEY (campaign, scope, target)
+    )",
+    ),
 ];
 
 /// Applies every migration not yet recorded in `schema_migrations`.

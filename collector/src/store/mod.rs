@@ -14,6 +14,7 @@ mod leases;
 mod migrations;
 mod observations;
 mod sql;
+mod summaries;
 mod url;
 mod verdicts;
 
@@ -202,6 +203,42 @@ pub struct VpFault {
     pub updated_ms: i64,
 }
 
+/// One VP's (or, with `vp` empty, the consensus's) totals of one scope in
+/// one round: the per-round summaries the correlation pass stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeSummary {
+    pub campaign: String,
+    pub scope: Scope,
+    pub target: String,
+    pub round: u64,
+    /// The agent, or `""` for the consensus of the healthy VPs.
+    pub vp: String,
+    pub blocks_judged: u64,
+    pub blocks_up: u64,
+    pub probes: u64,
+    pub replies: u64,
+}
+
+/// A scope that has summaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryKey {
+    pub campaign: String,
+    pub scope: Scope,
+    pub target: String,
+}
+
+/// A round of a campaign with stored summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryRound {
+    pub round: u64,
+    /// The campaign's round length when the summaries were written.
+    pub interval_secs: u64,
+    /// Digest of the input the summaries were computed from
+    /// (`darkwatch_correlate::round_digests`, as stored: two's complement).
+    pub digest: i64,
+    pub updated_ms: i64,
+}
+
 /// Row counts for metrics and status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoreCounts {
@@ -321,6 +358,56 @@ pub trait Store: Send + Sync + 'static {
         campaign: Option<&str>,
         since_ms: Option<i64>,
     ) -> impl Future<Output = Result<Vec<VpFault>, StoreError>> + Send;
+
+    // --- per-round scope summaries ---
+    /// The rounds of a campaign with summaries, in a round range.
+    fn summary_rounds(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<SummaryRound>, StoreError>> + Send;
+    /// Each campaign's latest round with summaries.
+    fn latest_summary_rounds(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, SummaryRound)>, StoreError>> + Send;
+    /// Replaces, in one transaction, the rows of `rounds` of a campaign
+    /// with `rows`, and the round digests of `digests` (which starts where
+    /// `rounds` does and may go further) with `written`: rounds of
+    /// `digests` after `rounds` lose their digest, so a later pass rewrites
+    /// them, and keep their rows until then.
+    fn replace_summaries(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+        digests: RangeInclusive<u64>,
+        written: &[SummaryRound],
+        rows: &[ScopeSummary],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every row (consensus and VPs) of one scope in a round range, by
+    /// round, the consensus first.
+    fn scope_summaries(
+        &self,
+        campaign: &str,
+        scope: Scope,
+        target: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<ScopeSummary>, StoreError>> + Send;
+    /// The rows of one kind of scope in one round (only the consensus's
+    /// with `consensus_only`), at most `limit`, by target.
+    fn round_summaries(
+        &self,
+        campaign: &str,
+        round: u64,
+        scope: Scope,
+        consensus_only: bool,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ScopeSummary>, StoreError>> + Send;
+    /// The scopes with summaries, of one campaign or all: by campaign, then
+    /// top scope, ASes by number, prefixes by address.
+    fn summary_scopes(
+        &self,
+        campaign: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<SummaryKey>, StoreError>> + Send;
 
     // --- leases (one correlator among several collectors) ---
     /// Takes or renews lease `name` for `holder` until `now_ms + ttl_ms`;

@@ -2,7 +2,7 @@
 //!
 //! This file opens the pool and maps the trait onto the modules that hold
 //! the SQL by topic (`agents`, `observations`, `verdicts`, `leases`,
-//! `census`); the schema is in `migrations`, row encoding in `codec`, batch
+//! `census`, `summaries`); the schema is in `migrations`, row encoding in `codec`, batch
 //! writes and the SQLite group commit in `ingest`. Every value goes through a bound `$n`
 //! parameter; SQLite accepts `$n` too. SQLite runs in WAL mode with
 //! `synchronous=FULL`: an acknowledged report survives a power cut.
@@ -22,11 +22,12 @@ use super::codec::{to_u64, unavailable};
 use super::ingest::{group_writer, IngestJob, GROUP_QUEUE};
 use super::url::{resolve_url, Backend};
 use super::{
-    agents, census, leases, migrations, observations, verdicts, AgentCoverage, AgentInfo,
-    AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec, Store, StoreCounts,
-    StoreError, Verdict, VpFault,
+    agents, census, leases, migrations, observations, summaries, verdicts, AgentCoverage,
+    AgentInfo, AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec, ScopeSummary,
+    Store, StoreCounts, StoreError, SummaryKey, SummaryRound, Verdict, VpFault,
 };
 use crate::clock::{Clock, SystemClock};
+use darkwatch_correlate::Scope;
 
 /// The SQLite/PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -214,6 +215,54 @@ impl Store for SqlStore {
         since_ms: Option<i64>,
     ) -> Result<Vec<VpFault>, StoreError> {
         verdicts::list_vp_faults(self, campaign, since_ms).await
+    }
+
+    async fn summary_rounds(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> Result<Vec<SummaryRound>, StoreError> {
+        summaries::summary_rounds(self, campaign, rounds).await
+    }
+
+    async fn latest_summary_rounds(&self) -> Result<Vec<(String, SummaryRound)>, StoreError> {
+        summaries::latest_summary_rounds(self).await
+    }
+
+    async fn replace_summaries(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+        digests: RangeInclusive<u64>,
+        written: &[SummaryRound],
+        rows: &[ScopeSummary],
+    ) -> Result<(), StoreError> {
+        summaries::replace_summaries(self, campaign, rounds, digests, written, rows).await
+    }
+
+    async fn scope_summaries(
+        &self,
+        campaign: &str,
+        scope: Scope,
+        target: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> Result<Vec<ScopeSummary>, StoreError> {
+        summaries::scope_summaries(self, campaign, scope, target, rounds).await
+    }
+
+    async fn round_summaries(
+        &self,
+        campaign: &str,
+        round: u64,
+        scope: Scope,
+        consensus_only: bool,
+        limit: usize,
+    ) -> Result<Vec<ScopeSummary>, StoreError> {
+        summaries::round_summaries(self, campaign, round, scope, consensus_only, limit).await
+    }
+
+    async fn summary_scopes(&self, campaign: Option<&str>) -> Result<Vec<SummaryKey>, StoreError> {
+        summaries::summary_scopes(self, campaign).await
     }
 
     async fn try_lease(

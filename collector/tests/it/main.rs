@@ -1,7 +1,7 @@
 //! The collector's integration tests, in one binary so that the workspace
 //! is linked once: the real `darkwatch-collector` binary and its store
 //! against SQLite and PostgreSQL (`server`, `store`, `census`, `bad_input`,
-//! `crash`), the dashboard in a headless browser (`dashboard`), the files
+//! `crash`, `signals`), the dashboard in a headless browser (`dashboard`), the files
 //! under `deploy/` (`deploy_files`), the log format on a pipe (`logs`), and
 //! `/metrics` through promtool (`metrics`). Fixtures are in `common`.
 
@@ -16,4 +16,5 @@ mod deploy_files;
 mod logs;
 mod metrics;
 mod server;
+mod signals;
 mod store;

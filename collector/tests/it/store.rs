@@ -542,6 +542,9 @@ async fn first_schema_upgrades_in_order(db: &str) {
         "ALTER TABLE verdicts DROP COLUMN alerts",
         "CREATE UNIQUE INDEX verdicts_key ON verdicts (campaign, scope, target, kind, start_round)",
         "CREATE UNIQUE INDEX vp_faults_key ON vp_faults (agent, campaign, kind, start_round)",
+        "DROP TABLE scope_summaries",
+        "DROP TABLE summary_rounds",
+        "DROP TABLE summary_scopes",
         "DELETE FROM schema_migrations WHERE version > 2",
     ] {
         sqlx::query(stmt).execute(&mut conn).await.expect(stmt);
@@ -558,7 +561,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
     sqlx::Connection::close(conn).await.expect("close");
 
     // Verdicts stored before were alerted as they stand.

@@ -11,3 +11,4 @@ mod input;
 mod instability;
 mod localize;
 mod partial;
+mod summaries;

@@ -1,0 +1,376 @@
+//! Per-round totals of every scope, for the consensus and for each VP: the
+//! signal researchers plot (share of blocks up per round) and the read
+//! model the collector stores, so that no request has to recorrelate.
+//!
+//! The consensus totals are the `scopes` aggregates already computed for
+//! the verdicts; per-VP totals are one scan of the grid (each VP's own
+//! judgement, faulty or not, as the timeline shows it). Probes and replies
+//! come from the observations: every report of every VP, in any state, so
+//! that the consensus counts are the sum of the per-VP ones.
+//!
+//! Scopes are the verdict scopes (top, each origin AS, each prefix) plus the
+//! ASes that announce every watched prefix: `scopes` leaves those out of the
+//! verdicts (they would repeat the top scope's), but a researcher asking for
+//! AS131279 expects its line. Per-VP prefix totals are computed only up to
+//! [`crate::Params::summary_vp_prefixes`] prefixes: beyond that they cost
+//! rounds × VPs × prefixes, more than the grid itself for /24 prefixes.
+//!
+//! [`round_digests`] fingerprints each round's input, so that a caller that
+//! stores summaries can tell which rounds changed since it last stored them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grid::{Grid, DOWN, STATE, UP};
+use crate::scopes::Scopes;
+use crate::{Input, Params, Scope, VpId};
+
+/// What one VP (or the consensus) saw of one scope in one round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Blocks judged up or down (the consensus: by the healthy VPs).
+    pub blocks_judged: u32,
+    /// Of those, blocks up.
+    pub blocks_up: u32,
+    /// Echo requests sent to the scope's blocks (the consensus: by all VPs).
+    pub probes: u64,
+    /// Echo replies received.
+    pub replies: u64,
+}
+
+impl Totals {
+    /// Share of judged blocks up, `None` when no block was judged.
+    pub fn share_up(&self) -> Option<f64> {
+        (self.blocks_judged > 0).then(|| f64::from(self.blocks_up) / f64::from(self.blocks_judged))
+    }
+
+    /// True if anything was reported (judged blocks or probes).
+    pub fn has_data(&self) -> bool {
+        self.blocks_judged > 0 || self.probes > 0
+    }
+}
+
+/// A scope with summaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryScope {
+    pub scope: Scope,
+    /// Country code, campaign name, `AS64500` or prefix.
+    pub target: String,
+}
+
+/// Per-round totals of every scope over the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summaries {
+    pub first_round: u64,
+    pub rounds: usize,
+    /// Top scope first, then ASes (by number), then prefixes (input order).
+    pub scopes: Vec<SummaryScope>,
+    /// The leading scopes that have per-VP totals: all of them, or all but
+    /// the prefixes when there are more than `summary_vp_prefixes`.
+    pub per_vp_scopes: usize,
+    pub vps: usize,
+    /// `[round * scopes + scope]`.
+    consensus: Vec<Totals>,
+    /// `[(round * vps + vp) * per_vp_scopes + scope]`.
+    per_vp: Vec<Totals>,
+}
+
+impl Summaries {
+    /// Round number of round index `r`.
+    pub fn round_number(&self, r: usize) -> u64 {
+        self.first_round + r as u64
+    }
+
+    /// Index of `round`, if inside the window.
+    pub fn round_index(&self, round: u64) -> Option<usize> {
+        let r = round.checked_sub(self.first_round)?;
+        (r < self.rounds as u64).then_some(r as usize)
+    }
+
+    /// Consensus totals of scope `s` in round index `r`.
+    pub fn consensus(&self, r: usize, s: usize) -> Totals {
+        self.consensus[r * self.scopes.len() + s]
+    }
+
+    /// VP `v`'s totals of scope `s` in round index `r`; `None` for a scope
+    /// without per-VP totals.
+    pub fn vp(&self, r: usize, v: VpId, s: usize) -> Option<Totals> {
+        (s < self.per_vp_scopes)
+            .then(|| self.per_vp[(r * self.vps + v as usize) * self.per_vp_scopes + s])
+    }
+}
+
+pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params) -> Summaries {
+    let (nr, nv, nb) = (grid.rounds, grid.vps, grid.blocks);
+    let np = input.prefixes.len();
+
+    // Scope list, and for each: where its consensus totals come from.
+    enum Source {
+        Def(usize),
+        Top,
+    }
+    let mut list: Vec<(SummaryScope, Source)> = Vec::new();
+    let def = |s: usize| SummaryScope {
+        scope: scopes.defs[s].scope,
+        target: scopes.defs[s].target.clone(),
+    };
+    list.push((def(0), Source::Def(0)));
+    let mut asns: BTreeMap<u32, Source> = BTreeMap::new();
+    for (s, d) in scopes.defs.iter().enumerate() {
+        if d.scope == Scope::Asn {
+            if let Some(n) = d.target.strip_prefix("AS").and_then(|n| n.parse().ok()) {
+                asns.insert(n, Source::Def(s));
+            }
+        }
+    }
+    for &n in &scopes.covering_asns {
+        asns.insert(n, Source::Top);
+    }
+    // Which summary scopes each prefix counts in (for per-VP totals).
+    let mut of_prefix: Vec<Vec<usize>> = vec![vec![0]; np];
+    for (n, src) in asns {
+        let idx = list.len();
+        for (p, info) in input.prefixes.iter().enumerate() {
+            if info.asns.contains(&n) && !of_prefix[p].contains(&idx) {
+                of_prefix[p].push(idx);
+            }
+        }
+        list.push((
+            SummaryScope {
+                scope: Scope::Asn,
+                target: format!("AS{n}"),
+            },
+            src,
+        ));
+    }
+    let first_prefix = list.len();
+    for (s, d) in scopes.defs.iter().enumerate() {
+        if d.scope == Scope::Prefix {
+            list.push((def(s), Source::Def(s)));
+        }
+    }
+    let ns = list.len();
+    let per_vp_scopes = if np <= params.summary_vp_prefixes as usize {
+        for (p, v) in of_prefix.iter_mut().enumerate() {
+            v.push(first_prefix + p);
+        }
+        ns
+    } else {
+        first_prefix
+    };
+
+    // Probes and replies per round, VP and prefix, then folded into the
+    // scopes of each prefix (and summed over VPs for the consensus). When
+    // that array would be too large (many prefixes, no per-VP prefix
+    // totals), each observation goes straight into its wider scopes.
+    // Observations the grid skipped are skipped here too.
+    let prefix_of: Vec<u32> = input.blocks.iter().map(|b| b.prefix).collect();
+    let dense = per_vp_scopes == ns;
+    let mut by_prefix = vec![(0u64, 0u64); if dense { nr * nv * np } else { 0 }];
+    let mut prefix_probes = vec![(0u64, 0u64); nr * np];
+    let mut per_vp = vec![Totals::default(); nr * nv * per_vp_scopes];
+    for o in &input.obs {
+        let Some(r) = grid.round_index(o.round) else {
+            continue;
+        };
+        if o.vp as usize >= nv || o.block as usize >= nb {
+            continue;
+        }
+        let p = prefix_of[o.block as usize] as usize;
+        let (probes, replies) = (u64::from(o.probes), u64::from(o.replies));
+        let k = r * nv + o.vp as usize;
+        if dense {
+            let c = &mut by_prefix[k * np + p];
+            c.0 += probes;
+            c.1 += replies;
+        } else {
+            let pp = &mut prefix_probes[r * np + p];
+            pp.0 += probes;
+            pp.1 += replies;
+            for &s in &of_prefix[p] {
+                per_vp[k * per_vp_scopes + s].probes += probes;
+                per_vp[k * per_vp_scopes + s].replies += replies;
+            }
+        }
+    }
+    if dense {
+        for k in 0..nr * nv {
+            let r = k / nv;
+            for (p, &(probes, replies)) in by_prefix[k * np..(k + 1) * np].iter().enumerate() {
+                if (probes, replies) == (0, 0) {
+                    continue;
+                }
+                let pp = &mut prefix_probes[r * np + p];
+                pp.0 += probes;
+                pp.1 += replies;
+                for &s in &of_prefix[p] {
+                    per_vp[k * per_vp_scopes + s].probes += probes;
+                    per_vp[k * per_vp_scopes + s].replies += replies;
+                }
+            }
+        }
+    }
+    // Each VP's judged and up blocks: per prefix, then into its scopes.
+    let mut judged = vec![(0u32, 0u32); np];
+    for r in 0..nr {
+        for v in 0..nv {
+            judged.fill((0, 0));
+            for (b, &c) in grid.row(r, v).iter().enumerate() {
+                let s = c & STATE;
+                if s == UP || s == DOWN {
+                    let j = &mut judged[prefix_of[b] as usize];
+                    j.0 += 1;
+                    j.1 += u32::from(s == UP);
+                }
+            }
+            let base = (r * nv + v) * per_vp_scopes;
+            for (p, &(n, up)) in judged.iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                for &s in &of_prefix[p] {
+                    per_vp[base + s].blocks_judged += n;
+                    per_vp[base + s].blocks_up += up;
+                }
+            }
+        }
+    }
+
+    let mut consensus = vec![Totals::default(); nr * ns];
+    for (s, (_, src)) in list.iter().enumerate() {
+        let (series, prefixes) = match *src {
+            Source::Def(d) => (scopes.series(d), &scopes.defs[d].prefixes),
+            Source::Top => (scopes.series(0), &scopes.defs[0].prefixes),
+        };
+        for r in 0..nr {
+            let a = series[r];
+            let t = &mut consensus[r * ns + s];
+            t.blocks_judged = a.judged;
+            t.blocks_up = a.judged - a.down;
+            for &p in prefixes {
+                let (probes, replies) = prefix_probes[r * np + p as usize];
+                t.probes += probes;
+                t.replies += replies;
+            }
+        }
+    }
+    Summaries {
+        first_round: grid.first_round,
+        rounds: nr,
+        scopes: list.into_iter().map(|(s, _)| s).collect(),
+        per_vp_scopes,
+        vps: nv,
+        consensus,
+        per_vp,
+    }
+}
+
+/// The splitmix64 finalizer: spreads every input bit over the output.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// FNV-1a: a hash that is the same in every process and release, because
+/// digests are stored and compared across restarts.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(mut self, b: &[u8]) -> Fnv {
+        for &x in b {
+            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so that ("ab", "c") and ("a", "bc") differ.
+        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+        self
+    }
+
+    fn num(self, v: u64) -> Fnv {
+        self.bytes(&v.to_le_bytes())
+    }
+
+    /// A prefix as address bytes and length (no allocation: this runs
+    /// once per observation of the window).
+    fn net(self, n: &ipnet::IpNet) -> Fnv {
+        let h = match n {
+            ipnet::IpNet::V4(n) => self.bytes(&n.addr().octets()),
+            ipnet::IpNet::V6(n) => self.bytes(&n.addr().octets()),
+        };
+        h.num(u64::from(n.prefix_len()))
+    }
+}
+
+/// Per round of the window (`first_round..=last_round`), a fingerprint of
+/// everything its summaries depend on in that round: its block and control
+/// observations (by VP name, so that a VP joining does not renumber the
+/// others), the scope definitions (target, prefixes, origins) and the
+/// parameters. 0 for a round without any observation; never 0 otherwise.
+///
+/// Summaries of round `r` also depend on earlier rounds (VP baselines), so a
+/// caller that finds round `r` changed must recompute every round from `r`
+/// on; rounds before the earliest change keep the summaries they had.
+/// Independent of the order of the observations. Duplicate observations
+/// (same VP, block and round) each count, as they do in the probe totals.
+pub fn round_digests(input: &Input, params: &Params) -> Vec<u64> {
+    let (first, last) = (input.first_round, input.last_round);
+    let rounds = if first > last {
+        0
+    } else {
+        (last - first).saturating_add(1).min(1 << 32) as usize
+    };
+    let mut header = Fnv::new()
+        .bytes(input.target.as_bytes())
+        .num(u64::from(input.is_country))
+        .bytes(serde_json::to_string(params).unwrap_or_default().as_bytes());
+    for p in &input.prefixes {
+        header = header.net(&p.net);
+        for a in &p.asns {
+            header = header.num(u64::from(*a));
+        }
+    }
+    // Each VP's and block's hash once; per observation only a mix of them.
+    let vp_hash: Vec<u64> = input
+        .vps
+        .iter()
+        .map(|v| Fnv::new().bytes(v.as_bytes()).0)
+        .collect();
+    let block_hash: Vec<u64> = input
+        .blocks
+        .iter()
+        .map(|b| Fnv::new().net(&b.net).0)
+        .collect();
+    // `None`: no observation in the round.
+    let mut sums: Vec<Option<u64>> = vec![None; rounds];
+    let mut add = |round: u64, h: u64| {
+        if let Some(r) = round.checked_sub(first).filter(|&r| r < rounds as u64) {
+            let slot = &mut sums[r as usize];
+            *slot = Some(slot.unwrap_or(0).wrapping_add(h));
+        }
+    };
+    for o in &input.obs {
+        let (Some(vp), Some(b)) = (vp_hash.get(o.vp as usize), block_hash.get(o.block as usize))
+        else {
+            continue;
+        };
+        let what = u64::from(crate::grid::code(o.state))
+            | u64::from(o.probes) << 2
+            | u64::from(o.replies) << 33;
+        add(o.round, mix(mix(vp ^ mix(*b)) ^ what));
+    }
+    for c in &input.control {
+        let Some(vp) = vp_hash.get(c.vp as usize) else {
+            continue;
+        };
+        add(c.round, mix(!vp ^ u64::from(crate::grid::code(c.state))));
+    }
+    sums.iter()
+        .map(|s| s.map_or(0, |s| header.num(s).0.max(1)))
+        .collect()
+}
