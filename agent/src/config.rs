@@ -75,6 +75,11 @@ pub struct ProbeConfig {
     /// Rounds between re-discovery sweeps of a campaign's space (0: never).
     #[serde(default = "defaults::rediscover_rounds")]
     pub rediscover_rounds: u64,
+    /// Slices a daemon round's probes are spread over (trinarkular's 60:
+    /// each block is probed at its own instant of the interval and the
+    /// packet rate stays flat). 1 probes every block at the round's start.
+    #[serde(default = "defaults::slices")]
+    pub slices: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +184,9 @@ mod defaults {
     pub fn http_timeout_secs() -> u64 {
         30
     }
+    pub fn slices() -> u32 {
+        crate::schedule::SLICES
+    }
     pub fn packed() -> bool {
         true
     }
@@ -193,6 +201,7 @@ impl Default for ProbeConfig {
             timeout_ms: defaults::timeout_ms(),
             max_probes: defaults::max_probes(),
             rediscover_rounds: defaults::rediscover_rounds(),
+            slices: defaults::slices(),
         }
     }
 }
@@ -280,6 +289,9 @@ impl Config {
         }
         if self.probe.timeout_ms == 0 || self.probe.timeout_ms > 60_000 {
             return Err("probe.timeout_ms must lie in 1..=60000".into());
+        }
+        if self.probe.slices == 0 || self.probe.slices > 3600 {
+            return Err("probe.slices must lie in 1..=3600".into());
         }
         if self.probe.max_probes == 0 || self.probe.max_probes > 64 {
             return Err("probe.max_probes must lie in 1..=64".into());

@@ -340,6 +340,16 @@ impl Agent {
         let mut run = run.lock().await;
         let CampaignRun { st, discovery } = &mut *run;
         let st = st.get_or_insert_with(|| load_json(&path).unwrap_or_default());
+        // What a sweep found after the previous round's last slice (a sweep
+        // longer than a round's span ends between rounds): taken in first,
+        // or the plan would see discovery pending and start it over.
+        let mut found = BTreeMap::new();
+        Self::absorb(
+            st,
+            discovery,
+            &mut found,
+            &mut SliceQueue::new(1, std::iter::empty()),
+        );
         st.discovering = discovery.as_ref().is_some_and(|d| d.running());
         let plan = match campaign::plan(c, st, round, &self.policy) {
             Ok(p) => p,
@@ -362,7 +372,7 @@ impl Agent {
             st.discovering = true;
         }
         let slices = match mode {
-            Mode::Daemon => schedule::SLICES,
+            Mode::Daemon => self.cfg.probe.slices,
             Mode::Once => {
                 if let Some(bg) = discovery.as_ref() {
                     crate::discovery::wait_done(bg, Duration::from_millis(100)).await;
@@ -378,7 +388,6 @@ impl Agent {
         let now = tokio::time::Instant::now();
         let anchor = now.checked_sub(Duration::from_millis(late)).unwrap_or(now);
         let mut queue = SliceQueue::new(slices, st.trackers.keys().copied());
-        let mut found = BTreeMap::new();
         let mut running: FuturesUnordered<BoxFuture<'_, SliceDone>> = FuturesUnordered::new();
         let (mut outcomes, mut controls, mut traces) = (Vec::new(), Vec::new(), Vec::new());
         let mut apply = |st: &mut CampaignState, done: SliceDone| match done {
@@ -407,9 +416,12 @@ impl Agent {
             }
             SliceDone::Traces(t) => traces = t,
         };
-        // Controls and traceroutes go with the middle slice, once the first
-        // findings of a new sweep are in.
-        let middle = slices / 2;
+        // Controls and traceroutes go with the first slice, before this
+        // round's probes to silent blocks draw on the routers' ICMP error
+        // budgets (a border that rate-limits its unreachables would answer
+        // the probes and not the traces); with the middle slice while a
+        // sweep runs, once its first findings are in.
+        let middle = if st.discovering { slices / 2 } else { 0 };
         loop {
             let k = queue.next_slice();
             if k >= slices {
