@@ -124,6 +124,13 @@ pub struct CampaignState {
     /// A sweep is running in this process (not persisted).
     #[serde(skip)]
     pub discovering: bool,
+    /// The responsive sets changed since they were last saved (not persisted:
+    /// `state` rewrites its file of sets only then).
+    #[serde(skip)]
+    pub sets_changed: bool,
+    /// Id of the sets file these trackers were last saved to (0: none).
+    #[serde(skip)]
+    pub sets_id: u64,
     /// Last round whose batch was spooled.
     pub last_round: Option<u64>,
     /// Rotates traceroutes over the campaign's prefixes.
@@ -182,6 +189,7 @@ pub fn plan(
     let changed =
         st.generation != c.generation || st.prefixes != c.prefixes || st.control != c.control;
     if changed {
+        st.sets_changed = true;
         st.trackers
             .retain(|b, _| c.prefixes.iter().any(|p| p.contains(b) || b.contains(p)));
         st.control_trackers
@@ -193,6 +201,7 @@ pub fn plan(
     // What was learnt under another policy is probed only if this one allows it.
     let filter = policy.filter(&c.prefixes);
     if changed || st.policy != Some(policy.fingerprint()) {
+        st.sets_changed = true;
         prune(&mut st.trackers, &filter);
         prune(&mut st.control_trackers, &policy.filter(&c.control));
         st.policy = Some(policy.fingerprint());
@@ -219,7 +228,7 @@ pub fn plan(
         skipped: skipped.clone(),
     };
     st.skipped = skipped;
-    seed(&mut st.trackers, &census);
+    st.sets_changed |= seed(&mut st.trackers, &census);
     // Blocks the census covers are judged from it; the first sweep skips
     // them, later rediscoveries refresh them.
     let first = changed || st.discovered_round.is_none();
@@ -338,7 +347,12 @@ fn census_in(census: &BTreeMap<IpNet, Vec<IpAddr>>, set: &TargetSet) -> u64 {
 
 /// Seeds `trackers` from accepted census addresses: new blocks start as if a
 /// sweep had found them; known blocks learn the addresses they lacked.
-fn seed(trackers: &mut BTreeMap<IpNet, BlockTracker>, census: &BTreeMap<IpNet, Vec<IpAddr>>) {
+/// Returns true if anything was added.
+fn seed(
+    trackers: &mut BTreeMap<IpNet, BlockTracker>,
+    census: &BTreeMap<IpNet, Vec<IpAddr>>,
+) -> bool {
+    let mut added = false;
     for (block, addrs) in census {
         match trackers.get_mut(block) {
             Some(t) => {
@@ -347,13 +361,16 @@ fn seed(trackers: &mut BTreeMap<IpNet, BlockTracker>, census: &BTreeMap<IpNet, V
                     .filter(|a| !t.responsive.contains(a))
                     .copied()
                     .collect();
+                added |= !new.is_empty();
                 t.responsive.extend_from_slice(&new);
             }
             None => {
+                added = true;
                 trackers.insert(*block, BlockTracker::from_discovery(*block, addrs.clone()));
             }
         }
     }
+    added
 }
 
 /// Folds a discovery sweep (responsive addresses per block) into `trackers`:

@@ -28,8 +28,9 @@
 //! and clock.
 //!
 //! Probing state (trackers, last round done) is kept in memory between rounds
-//! and in `spool_dir/state/` between runs, so cron runs and restarts resume
-//! where they stopped without re-sweeping.
+//! and in `spool_dir/state/` between runs (see `state`: the responsive sets
+//! are rewritten only when they change, beliefs every round), so cron runs
+//! and restarts resume where they stopped without re-sweeping.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -192,9 +193,9 @@ impl Agent {
         })
     }
 
-    fn state_path(&self, campaign: &str) -> PathBuf {
+    fn state_files(&self, campaign: &str) -> crate::state::Files {
         // Only called with names that passed `campaign_acceptable`.
-        self.state_dir.join(format!("campaign-{campaign}.json"))
+        crate::state::Files::new(&self.state_dir, campaign)
     }
 
     fn assignments_path(&self) -> PathBuf {
@@ -262,6 +263,7 @@ impl Agent {
         let Some(bg) = discovery.as_ref() else { return };
         let p = bg.take();
         campaign::merge_found(&mut st.control_trackers, &p.control);
+        st.sets_changed |= !p.targets.is_empty() || !p.control.is_empty();
         for (block, addrs) in p.targets {
             let new = !st.trackers.contains_key(&block);
             campaign::merge_found(&mut st.trackers, &BTreeMap::from([(block, addrs.clone())]));
@@ -322,11 +324,11 @@ impl Agent {
             tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
             return Ok(None);
         }
-        let path = self.state_path(&c.name);
+        let files = self.state_files(&c.name);
         let run = self.run_of(&c.name);
         let mut run = run.lock().await;
         let CampaignRun { st, discovery } = &mut *run;
-        let st = st.get_or_insert_with(|| load_json(&path).unwrap_or_default());
+        let st = st.get_or_insert_with(|| crate::state::load(&files));
         st.discovering = discovery.as_ref().is_some_and(|d| d.running());
         let plan = match campaign::plan(c, st, round, &self.policy) {
             Ok(p) => p,
@@ -471,7 +473,8 @@ impl Agent {
                 tracing::warn!(dropped, "spool full: dropped the oldest batches");
             }
         }
-        save_json(&path, &*st)?;
+        crate::state::save(&files, st)
+            .with_context(|| format!("saving the state of {}", c.name))?;
         let rounds = {
             let mut last = self.last_rounds.lock().unwrap_or_else(|e| e.into_inner());
             last.insert(c.name.clone(), info.clone());
