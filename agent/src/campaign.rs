@@ -404,20 +404,29 @@ pub fn trace_targets(
     let mut targets = Vec::new();
     for i in 0..n {
         let p = c.prefixes[(st.trace_cursor + i) % c.prefixes.len()];
-        let known: Vec<IpAddr> = st
-            .trackers
-            .values()
-            .filter(|t| p.contains(&t.block) || t.block.contains(&p))
-            .flat_map(|t| t.responsive.iter())
-            .filter(|a| p.contains(a))
-            .collect();
+        // A block with known addresses in `p`, then one of its addresses,
+        // rotating with the round; counted, not collected (a country-sized
+        // prefix holds millions of blocks).
+        let blocks = || {
+            st.trackers
+                .values()
+                .filter(|t| p.contains(&t.block) || t.block.contains(&p))
+                .filter(|t| t.responsive.iter().any(|a| p.contains(&a)))
+        };
+        let r = round as usize;
         // Without a known address, a prefix small enough to sweep is traced
         // to its first host; a wider IPv6 prefix is watched only through
         // known addresses, so it is not traced to a guess.
-        let target = match known.len() {
+        let target = match blocks().count() {
             0 if p.prefix_len() >= sweepable_len(&p) => p.hosts().next().unwrap_or(p.network()),
             0 => continue,
-            n => known[(round as usize) % n],
+            n => {
+                let Some(t) = blocks().nth(r % n) else {
+                    continue;
+                };
+                let inside: Vec<IpAddr> = t.responsive.iter().filter(|a| p.contains(a)).collect();
+                inside[(r / n) % inside.len()]
+            }
         };
         if filter.check(target).is_ok() {
             targets.push(target);
