@@ -585,21 +585,28 @@ impl Agent {
     pub async fn run(self: Arc<Self>) -> Result<()> {
         let wake = Arc::new(Notify::new());
         let sender = tokio::spawn(sender_loop(self.clone(), wake.clone()));
-        let mut assignments = self.assignments().await;
-        let mut last_poll = self.clock.now_ms();
-        let poll_ms = self.cfg.report.poll_secs as i64 * 1000;
+        // Assignments are pulled by a task of their own: a slow or
+        // unreachable collector must not hold back a round's start.
+        let (tx, mut assignments) = tokio::sync::watch::channel(self.assignments().await);
+        let poll = Duration::from_secs(self.cfg.report.poll_secs.max(1));
+        let poller = tokio::spawn({
+            let agent = self.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(poll).await;
+                    if let Some(a) = agent.assignments().await {
+                        tx.send_replace(Some(a));
+                    }
+                }
+            }
+        });
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut rounds: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         loop {
-            if self.clock.now_ms() - last_poll >= poll_ms {
-                if let Some(a) = self.assignments().await {
-                    assignments = Some(a);
-                }
-                last_poll = self.clock.now_ms();
-            }
             rounds.retain(|_, h| !h.is_finished());
+            let current = assignments.borrow_and_update().clone();
             let mut next = None;
-            if let Some(a) = &assignments {
+            if let Some(a) = &current {
                 let (due, n) = self.due(a);
                 next = n;
                 for (c, (round, started)) in a.campaigns.iter().zip(due) {
@@ -618,12 +625,12 @@ impl Agent {
                     );
                 }
             }
-            let until = next.unwrap_or(i64::MAX).min(last_poll + poll_ms);
-            let wait = Duration::from_millis(
-                (until - self.clock.now_ms()).clamp(10, poll_ms.max(10)) as u64,
-            );
+            // Until the next round starts (checked again at least every
+            // second, so that a round that ran late is followed promptly).
+            let wait = next.map_or(1000, |n| (n - self.clock.now_ms()).clamp(1, 1000));
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                _ = assignments.changed() => {}
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
             }
@@ -632,6 +639,7 @@ impl Agent {
         for h in rounds.values() {
             h.abort();
         }
+        poller.abort();
         sender.abort();
         Ok(())
     }

@@ -610,7 +610,7 @@ async fn probes_are_spread_over_the_interval_in_slices() {
     agent.tick(&a).await;
     let probes = times.lock().unwrap().clone();
     assert_eq!(probes.len(), 64, "{:?}", agent.status());
-    // timeout 500 ms × 4 probes: slices start over the first 57.8 s.
+    // timeout 500 ms × 4 probes: slices start over the first 53.8 s.
     let span = schedule::span_ms(60_000, 2_000);
     let mut slices = std::collections::BTreeSet::new();
     for (addr, at) in probes {
