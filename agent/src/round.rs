@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use ipnet::IpNet;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use futures::StreamExt;
 
 use crate::belief::{BlockTracker, RoundOutcome};
 use crate::icmp::{Outcome, Pinger};
