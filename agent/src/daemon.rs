@@ -329,6 +329,11 @@ impl Agent {
         let mut run = run.lock().await;
         let CampaignRun { st, discovery } = &mut *run;
         let st = st.get_or_insert_with(|| crate::state::load(&files));
+        // What a sweep found after the last round's last slice (or all of
+        // it, if it ended then) is taken in before planning, so that a
+        // finished sweep is not mistaken for an interrupted one.
+        let mut found = BTreeMap::new();
+        Self::absorb(st, discovery, &mut found, &mut SliceQueue::new(1, []));
         st.discovering = discovery.as_ref().is_some_and(|d| d.running());
         let plan = match campaign::plan(c, st, round, &self.policy) {
             Ok(p) => p,
@@ -367,7 +372,6 @@ impl Agent {
         let now = tokio::time::Instant::now();
         let anchor = now.checked_sub(Duration::from_millis(late)).unwrap_or(now);
         let mut queue = SliceQueue::new(slices, st.trackers.keys().copied());
-        let mut found = BTreeMap::new();
         let mut running: FuturesUnordered<BoxFuture<'_, SliceDone>> = FuturesUnordered::new();
         let (mut outcomes, mut controls, mut traces) = (Vec::new(), Vec::new(), Vec::new());
         let mut apply = |st: &mut CampaignState, done: SliceDone| match done {
