@@ -699,3 +699,34 @@ async fn the_json_state_of_an_earlier_version_is_taken_over() {
     assert!(!state.join("campaign-kp.json").exists());
     assert!(state.join("campaign-kp.sets").exists());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_that_ends_between_rounds_is_taken_in_not_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
+    let pinger = network();
+    let clock = Arc::new(crate::sim::TokioClock::new(T0));
+    // 512 addresses at 9 pps (half of 18): the sweep ends ~54 s into the
+    // first round, after its last slice (52 s).
+    let agent = agent_with(
+        dir.path(),
+        &[("pps = 100000", "pps = 18")],
+        pinger.clone(),
+        clock.clone(),
+    );
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.3.0/24"])]);
+    let next = agent.tick(&a).await.unwrap();
+    assert!(observed(&agent, round_of(T0, 60)).is_empty());
+    sleep_until_ms(clock.as_ref(), next).await;
+    agent.tick(&a).await;
+    assert_eq!(
+        observed(&agent, round_of(T0, 60) + 1),
+        [net("198.18.1.0/24"), net("198.18.3.0/24")]
+    );
+    assert!(!agent.discovering("kp").await);
+    assert!(
+        pinger.total_sent() < 600,
+        "swept again: {}",
+        pinger.total_sent()
+    );
+}
