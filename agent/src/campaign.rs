@@ -125,6 +125,13 @@ pub struct CampaignState {
     /// A sweep is running in this process (not persisted).
     #[serde(skip)]
     pub discovering: bool,
+    /// The responsive sets changed since they were last saved (not persisted:
+    /// `state` rewrites its file of sets only then).
+    #[serde(skip)]
+    pub sets_changed: bool,
+    /// Id of the sets file these trackers were last saved to (0: none).
+    #[serde(skip)]
+    pub sets_id: u64,
     /// Last round whose batch was spooled.
     pub last_round: Option<u64>,
     /// Rotates traceroutes over the campaign's prefixes.
@@ -183,6 +190,7 @@ pub fn plan(
     let changed =
         st.generation != c.generation || st.prefixes != c.prefixes || st.control != c.control;
     if changed {
+        st.sets_changed = true;
         st.trackers
             .retain(|b, _| c.prefixes.iter().any(|p| p.contains(b) || b.contains(p)));
         st.control_trackers
@@ -194,6 +202,7 @@ pub fn plan(
     // What was learnt under another policy is probed only if this one allows it.
     let filter = policy.filter(&c.prefixes);
     if changed || st.policy != Some(policy.fingerprint()) {
+        st.sets_changed = true;
         prune(&mut st.trackers, &filter);
         prune(&mut st.control_trackers, &policy.filter(&c.control));
         st.policy = Some(policy.fingerprint());
@@ -220,7 +229,7 @@ pub fn plan(
         skipped: skipped.clone(),
     };
     st.skipped = skipped;
-    seed(&mut st.trackers, &census);
+    st.sets_changed |= seed(&mut st.trackers, &census);
     // Blocks the census covers are judged from it; the first sweep skips
     // them, later rediscoveries refresh them.
     let first = changed || st.discovered_round.is_none();
@@ -339,7 +348,12 @@ fn census_in(census: &BTreeMap<IpNet, Vec<IpAddr>>, set: &TargetSet) -> u64 {
 
 /// Seeds `trackers` from accepted census addresses: new blocks start as if a
 /// sweep had found them; known blocks learn the addresses they lacked.
-fn seed(trackers: &mut BTreeMap<IpNet, BlockTracker>, census: &BTreeMap<IpNet, Vec<IpAddr>>) {
+/// Returns true if anything was added.
+fn seed(
+    trackers: &mut BTreeMap<IpNet, BlockTracker>,
+    census: &BTreeMap<IpNet, Vec<IpAddr>>,
+) -> bool {
+    let mut added = false;
     for (block, addrs) in census {
         match trackers.get_mut(block) {
             Some(t) => {
@@ -348,13 +362,16 @@ fn seed(trackers: &mut BTreeMap<IpNet, BlockTracker>, census: &BTreeMap<IpNet, V
                     .filter(|a| !t.responsive.contains(a))
                     .copied()
                     .collect();
+                added |= !new.is_empty();
                 t.responsive.extend_from_slice(&new);
             }
             None => {
+                added = true;
                 trackers.insert(*block, BlockTracker::from_discovery(*block, addrs.clone()));
             }
         }
     }
+    added
 }
 
 /// Folds a discovery sweep (responsive addresses per block) into `trackers`:
@@ -388,20 +405,29 @@ pub fn trace_targets(
     let mut targets = Vec::new();
     for i in 0..n {
         let p = c.prefixes[(st.trace_cursor + i) % c.prefixes.len()];
-        let known: Vec<IpAddr> = st
-            .trackers
-            .values()
-            .filter(|t| p.contains(&t.block) || t.block.contains(&p))
-            .flat_map(|t| t.responsive.iter())
-            .filter(|a| p.contains(a))
-            .collect();
+        // A block with known addresses in `p`, then one of its addresses,
+        // rotating with the round; counted, not collected (a country-sized
+        // prefix holds millions of blocks).
+        let blocks = || {
+            st.trackers
+                .values()
+                .filter(|t| p.contains(&t.block) || t.block.contains(&p))
+                .filter(|t| t.responsive.iter().any(|a| p.contains(&a)))
+        };
+        let r = round as usize;
         // Without a known address, a prefix small enough to sweep is traced
         // to its first host; a wider IPv6 prefix is watched only through
         // known addresses, so it is not traced to a guess.
-        let target = match known.len() {
+        let target = match blocks().count() {
             0 if p.prefix_len() >= sweepable_len(&p) => p.hosts().next().unwrap_or(p.network()),
             0 => continue,
-            n => known[(round as usize) % n],
+            n => {
+                let Some(t) = blocks().nth(r % n) else {
+                    continue;
+                };
+                let inside: Vec<IpAddr> = t.responsive.iter().filter(|a| p.contains(a)).collect();
+                inside[(r / n) % inside.len()]
+            }
         };
         if filter.check(target).is_ok() {
             targets.push(target);

@@ -28,8 +28,9 @@
 //! and clock.
 //!
 //! Probing state (trackers, last round done) is kept in memory between rounds
-//! and in `spool_dir/state/` between runs, so cron runs and restarts resume
-//! where they stopped without re-sweeping.
+//! and in `spool_dir/state/` between runs (see `state`: the responsive sets
+//! are rewritten only when they change, beliefs every round), so cron runs
+//! and restarts resume where they stopped without re-sweeping.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -198,9 +199,9 @@ impl Agent {
         })
     }
 
-    fn state_path(&self, campaign: &str) -> PathBuf {
+    fn state_files(&self, campaign: &str) -> crate::state::Files {
         // Only called with names that passed `campaign_acceptable`.
-        self.state_dir.join(format!("campaign-{campaign}.json"))
+        crate::state::Files::new(&self.state_dir, campaign)
     }
 
     fn assignments_path(&self) -> PathBuf {
@@ -275,6 +276,7 @@ impl Agent {
         let Some(bg) = discovery.as_ref() else { return };
         let p = bg.take();
         campaign::merge_found(&mut st.control_trackers, &p.control);
+        st.sets_changed |= !p.targets.is_empty() || !p.control.is_empty();
         for (block, addrs) in p.targets {
             let new = !st.trackers.contains_key(&block);
             campaign::merge_found(&mut st.trackers, &BTreeMap::from([(block, addrs.clone())]));
@@ -335,21 +337,16 @@ impl Agent {
             tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
             return Ok(None);
         }
-        let path = self.state_path(&c.name);
+        let files = self.state_files(&c.name);
         let run = self.run_of(&c.name);
         let mut run = run.lock().await;
         let CampaignRun { st, discovery } = &mut *run;
-        let st = st.get_or_insert_with(|| load_json(&path).unwrap_or_default());
-        // What a sweep found after the previous round's last slice (a sweep
-        // longer than a round's span ends between rounds): taken in first,
-        // or the plan would see discovery pending and start it over.
+        let st = st.get_or_insert_with(|| crate::state::load(&files));
+        // What a sweep found after the last round's last slice (or all of
+        // it, if it ended then) is taken in before planning, so that a
+        // finished sweep is not mistaken for an interrupted one.
         let mut found = BTreeMap::new();
-        Self::absorb(
-            st,
-            discovery,
-            &mut found,
-            &mut SliceQueue::new(1, std::iter::empty()),
-        );
+        Self::absorb(st, discovery, &mut found, &mut SliceQueue::new(1, []));
         st.discovering = discovery.as_ref().is_some_and(|d| d.running());
         let plan = match campaign::plan(c, st, round, &self.policy) {
             Ok(p) => p,
@@ -502,7 +499,8 @@ impl Agent {
             }
         }
         self.metrics.round_done(&c.name, &stats);
-        save_json(&path, &*st)?;
+        crate::state::save(&files, st)
+            .with_context(|| format!("saving the state of {}", c.name))?;
         let rounds = {
             let mut last = self.last_rounds.lock().unwrap_or_else(|e| e.into_inner());
             last.insert(c.name.clone(), info.clone());
@@ -617,21 +615,28 @@ impl Agent {
         self.metrics.listen()?;
         let wake = Arc::new(Notify::new());
         let sender = tokio::spawn(sender_loop(self.clone(), wake.clone()));
-        let mut assignments = self.assignments().await;
-        let mut last_poll = self.clock.now_ms();
-        let poll_ms = self.cfg.report.poll_secs as i64 * 1000;
+        // Assignments are pulled by a task of their own: a slow or
+        // unreachable collector must not hold back a round's start.
+        let (tx, mut assignments) = tokio::sync::watch::channel(self.assignments().await);
+        let poll = Duration::from_secs(self.cfg.report.poll_secs.max(1));
+        let poller = tokio::spawn({
+            let agent = self.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(poll).await;
+                    if let Some(a) = agent.assignments().await {
+                        tx.send_replace(Some(a));
+                    }
+                }
+            }
+        });
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut rounds: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         loop {
-            if self.clock.now_ms() - last_poll >= poll_ms {
-                if let Some(a) = self.assignments().await {
-                    assignments = Some(a);
-                }
-                last_poll = self.clock.now_ms();
-            }
             rounds.retain(|_, h| !h.is_finished());
+            let current = assignments.borrow_and_update().clone();
             let mut next = None;
-            if let Some(a) = &assignments {
+            if let Some(a) = &current {
                 let (due, n) = self.due(a);
                 next = n;
                 for (c, (round, started)) in a.campaigns.iter().zip(due) {
@@ -650,12 +655,12 @@ impl Agent {
                     );
                 }
             }
-            let until = next.unwrap_or(i64::MAX).min(last_poll + poll_ms);
-            let wait = Duration::from_millis(
-                (until - self.clock.now_ms()).clamp(10, poll_ms.max(10)) as u64,
-            );
+            // Until the next round starts (checked again at least every
+            // second, so that a round that ran late is followed promptly).
+            let wait = next.map_or(1000, |n| (n - self.clock.now_ms()).clamp(1, 1000));
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                _ = assignments.changed() => {}
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
             }
@@ -664,6 +669,7 @@ impl Agent {
         for h in rounds.values() {
             h.abort();
         }
+        poller.abort();
         sender.abort();
         Ok(())
     }

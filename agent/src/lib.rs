@@ -10,8 +10,9 @@
 //! with the `sim` feature); `ratelimit` caps the packet rate of all of them
 //! together. `campaign` holds the daemon's per-round decisions as pure
 //! functions, `schedule` when a round's probes go out (slices) and how it went;
-//! `daemon` runs them, and `metrics` counts what it did for Prometheus. The
-//! binary in `main.rs` is a thin shim over [`cli::main`].
+//! `daemon` runs them and keeps their state in `state` (compact binary
+//! files), and `metrics` counts what it did for Prometheus. The binary in
+//! `main.rs` is a thin shim over [`cli::main`].
 
 pub mod belief;
 pub mod campaign;
@@ -30,6 +31,7 @@ pub mod settings;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod spool;
+pub mod state;
 pub mod targets;
 pub mod trace;
 

@@ -2,16 +2,15 @@
 //! [`BlockTracker`] round (its probes strictly one after another, as the
 //! belief update needs each outcome before choosing the next step), while
 //! up to `block_concurrency` blocks proceed concurrently under the global
-//! rate limiter.
+//! rate limiter, as futures of the caller's task.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use ipnet::IpNet;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::belief::{BlockTracker, RoundOutcome};
 use crate::icmp::{Outcome, Pinger};
@@ -69,37 +68,24 @@ pub async fn run_round(
     settings: &ProbeSettings,
     seed: u64,
 ) -> Vec<RoundOutcome> {
-    let sem = Arc::new(Semaphore::new(settings.block_concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    let mut done = Vec::with_capacity(trackers.len());
-    for (_, mut tracker) in std::mem::take(trackers) {
-        let Ok(permit) = sem.clone().acquire_owned().await else {
-            break;
-        };
-        let (pinger, limiter, settings) = (pinger.clone(), limiter.clone(), settings.clone());
-        tasks.spawn(async move {
-            let outcome =
-                probe_block(&mut tracker, pinger.as_ref(), &limiter, &settings, seed).await;
-            drop(permit);
-            (tracker, outcome)
-        });
-        // Collect finished blocks as we go so results do not pile up.
-        while let Some(res) = tasks.try_join_next() {
-            done.push(res);
-        }
-    }
-    while let Some(res) = tasks.join_next().await {
-        done.push(res);
-    }
+    // Blocks are futures polled by this task, not spawned tasks: a round of
+    // millions of blocks would spend more CPU on spawning than on probing.
+    let done: Vec<(BlockTracker, RoundOutcome)> =
+        futures::stream::iter(std::mem::take(trackers).into_values())
+            .map(|mut tracker| {
+                let (pinger, limiter) = (pinger.as_ref(), limiter.as_ref());
+                async move {
+                    let outcome = probe_block(&mut tracker, pinger, limiter, settings, seed).await;
+                    (tracker, outcome)
+                }
+            })
+            .buffer_unordered(settings.block_concurrency.max(1))
+            .collect()
+            .await;
     let mut outcomes = Vec::with_capacity(done.len());
-    for res in done {
-        match res {
-            Ok((tracker, outcome)) => {
-                trackers.insert(tracker.block, tracker);
-                outcomes.push(outcome);
-            }
-            Err(e) => tracing::error!("a block's round task failed: {e}"),
-        }
+    for (tracker, outcome) in done {
+        trackers.insert(tracker.block, tracker);
+        outcomes.push(outcome);
     }
     outcomes.sort_by_key(|o| o.block);
     outcomes

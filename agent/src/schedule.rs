@@ -46,10 +46,12 @@ pub fn slice_of(block: &IpNet, slices: u32) -> u32 {
 
 /// Milliseconds after the round's start over which slices start: the
 /// interval less the longest a block may take (`worst_block_ms`) and a
-/// margin of a tenth of it; 0 (every slice at the start) when the interval
-/// is too short for that.
+/// margin (a tenth of the interval or of the worst block, whichever is
+/// more) for a busy CPU; 0 (every slice at the start) when the interval is
+/// too short for that.
 pub fn span_ms(interval_ms: u64, worst_block_ms: u64) -> u64 {
-    interval_ms.saturating_sub(worst_block_ms + worst_block_ms / 10)
+    let margin = (interval_ms / 10).max(worst_block_ms / 10);
+    interval_ms.saturating_sub(worst_block_ms + margin)
 }
 
 /// Offset of slice `k`'s start from the round's start.
@@ -164,12 +166,12 @@ mod tests {
 
     #[test]
     fn slices_start_over_the_span_and_leave_room_for_the_slowest_block() {
-        // 60-s rounds, 15 probes of 2 s: slices over the first 27 s.
+        // 60-s rounds, 15 probes of 2 s: slices over the first 24 s.
         let span = span_ms(60_000, 30_000);
-        assert_eq!(span, 27_000);
+        assert_eq!(span, 24_000);
         assert_eq!(slice_start_ms(0, 60, span), 0);
-        assert_eq!(slice_start_ms(30, 60, span), 13_500);
-        assert_eq!(slice_start_ms(59, 60, span), 26_550);
+        assert_eq!(slice_start_ms(30, 60, span), 12_000);
+        assert_eq!(slice_start_ms(59, 60, span), 23_600);
         assert!(slice_start_ms(59, 60, span) + 30_000 < 60_000);
         // Too short an interval: all at the start.
         assert_eq!(span_ms(10_000, 30_000), 0);

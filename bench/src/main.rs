@@ -1,10 +1,12 @@
 //! darkwatch-bench: runs darkwatch's benchmarks and prints one markdown
 //! table (see `docs/benchmarks.md` for the method). Glue only: the sweep
 //! lab is in `netlab`, the peers' runners in `sweep`, pure helpers in
-//! `stats`, the steady-state model in `steady`. Needs root (namespaces,
-//! raw sockets); `bench/run.sh` installs the peers and builds everything.
+//! `stats`, the steady-state model in `steady`, the agent at 4.2M blocks
+//! in `scale`. Needs root (namespaces, raw sockets); `bench/run.sh`
+//! installs the peers and builds everything.
 
 mod netlab;
+mod scale;
 mod stats;
 mod steady;
 mod sweep;
@@ -29,13 +31,32 @@ use crate::sweep::{SweepConfig, Tool};
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// Highest `LIVE` since the last [`reset_peak`].
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+fn add_live(by: isize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn peak() -> isize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+fn reset_peak() {
+    PEAK.store(live(), Ordering::Relaxed);
+}
 
 // SAFETY: forwards every call to the system allocator unchanged and only
 // keeps a byte count on the side.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        add_live(l.size() as isize);
         // SAFETY: same contract as ours.
         unsafe { System.alloc(l) }
     }
@@ -45,7 +66,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        add_live(new as isize - l.size() as isize);
         // SAFETY: same contract as ours.
         unsafe { System.realloc(p, l, new) }
     }
@@ -61,7 +82,8 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     reps: usize,
     /// Sections to run (comma-separated): sweep16, sweep15, steady, memory,
-    /// correlation, ingest, latency.
+    /// correlation, ingest, latency, scale (4.2M blocks in one agent, no
+    /// network).
     #[arg(
         long,
         value_delimiter = ',',
@@ -87,6 +109,13 @@ struct Args {
     /// Blackout/repair cycles for verdict latency.
     #[arg(long, default_value_t = 2)]
     latency_reps: usize,
+    /// Blocks of the `scale` section.
+    #[arg(long, default_value_t = 4_194_304)]
+    scale_blocks: u32,
+    /// Rounds of the `scale` section (the first, which settles, is not
+    /// counted in the CPU figures).
+    #[arg(long, default_value_t = 3)]
+    scale_rounds: u32,
     /// Also write the table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -263,6 +292,52 @@ fn memory_rows(rows: &mut Vec<Row>) {
             met: yes(per <= 200.0),
         });
     }
+}
+
+fn scale_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
+    eprintln!(
+        "scale: {} blocks, {} rounds",
+        args.scale_blocks, args.scale_rounds
+    );
+    let r = scale::run(args.scale_blocks, args.scale_rounds, live, peak, reset_peak)?;
+    let n = format!("{:.1}M blocks", r.blocks as f64 / 1e6);
+    let mut row = |what: String, got: String, goal: &str, met: bool| {
+        rows.push(Row {
+            what: format!("agent at {n}: {what}"),
+            darkwatch: got,
+            peers: "–".into(),
+            goal: goal.into(),
+            met: yes(met),
+        })
+    };
+    row(
+        "heap per block, held / peak in a round".into(),
+        format!("{:.0} B / {:.0} B", r.held_per_block, r.peak_per_block),
+        "≤ 200 B",
+        r.peak_per_block <= 200.0,
+    );
+    row(
+        "CPU per round: probing (no kernel send) / packing / saving state".into(),
+        format!(
+            "{:.2} s / {:.2} s / {:.2} s ({} probes)",
+            r.cpu_round_s, r.cpu_pack_s, r.cpu_save_s, r.probes_per_round
+        ),
+        "≤ 5 s in all",
+        r.cpu_round_s + r.cpu_pack_s + r.cpu_save_s <= 5.0,
+    );
+    row(
+        "state on disk per block: sets / beliefs".into(),
+        format!("{:.1} B / {:.1} B", r.sets_per_block, r.belief_per_block),
+        "≤ 16 B",
+        r.sets_per_block + r.belief_per_block <= 16.0,
+    );
+    row(
+        "wire bytes per block per round (packed)".into(),
+        format!("{:.3} B", r.wire_per_block),
+        "≤ 1 B",
+        r.wire_per_block <= 1.0,
+    );
+    Ok(())
 }
 
 fn correlation_rows(rows: &mut Vec<Row>) -> Result<()> {
@@ -476,6 +551,7 @@ fn main() -> Result<()> {
             "correlation" => correlation_rows(&mut rows),
             "ingest" => ingest_rows(&args, &mut rows),
             "latency" => latency_rows(&args, &mut rows),
+            "scale" => scale_rows(&args, &mut rows),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         if let Err(e) = r {

@@ -610,7 +610,7 @@ async fn probes_are_spread_over_the_interval_in_slices() {
     agent.tick(&a).await;
     let probes = times.lock().unwrap().clone();
     assert_eq!(probes.len(), 64, "{:?}", agent.status());
-    // timeout 500 ms × 4 probes: slices start over the first 57.8 s.
+    // timeout 500 ms × 4 probes: slices start over the first 53.8 s.
     let span = schedule::span_ms(60_000, 2_000);
     let mut slices = std::collections::BTreeSet::new();
     for (addr, at) in probes {
@@ -625,4 +625,108 @@ async fn probes_are_spread_over_the_interval_in_slices() {
         slices.insert(k);
     }
     assert!(slices.len() >= 30, "{} slices used", slices.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_torn_belief_file_costs_no_responsive_set_and_no_rediscovery() {
+    let r = rig();
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.2.0/24"])]);
+    r.agent.tick(&a).await;
+    let Rig { dir, clock, .. } = r;
+    let state = dir.path().join("spool/state");
+    assert!(!state.join("campaign-kp.json").exists(), "no JSON state");
+    let belief = state.join("campaign-kp.belief");
+    let b = std::fs::read(&belief).unwrap();
+    std::fs::write(&belief, &b[..b.len() - 3]).unwrap();
+
+    let pinger = network();
+    let agent = agent_in(
+        dir.path(),
+        pinger.clone(),
+        Arc::new(SimTracer::direct()),
+        clock.clone(),
+    );
+    clock.advance(Duration::from_secs(60));
+    agent.tick(&a).await;
+    assert_eq!(probed_in(&pinger, "198.18.2.0/24"), 0, "rediscovered");
+    assert_eq!(
+        observed(&agent, round_of(T0, 60) + 1),
+        [net("198.18.1.0/24")]
+    );
+    // Only responsive addresses (even hosts) were probed.
+    assert!(pinger
+        .sent_addrs()
+        .iter()
+        .all(|a| matches!(a, IpAddr::V4(v) if v.octets()[3] % 2 == 0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_json_state_of_an_earlier_version_is_taken_over() {
+    let r = rig();
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.2.0/24"])]);
+    r.agent.tick(&a).await;
+    let Rig {
+        dir, clock, agent, ..
+    } = r;
+    // What an earlier agent kept: the whole state as JSON, no binary files.
+    let state = dir.path().join("spool/state");
+    let run = agent.run_of("kp");
+    let st = run.lock().await.st.clone().unwrap();
+    std::fs::write(
+        state.join("campaign-kp.json"),
+        serde_json::to_vec(&st).unwrap(),
+    )
+    .unwrap();
+    for ext in ["sets", "belief", "meta.json"] {
+        std::fs::remove_file(state.join(format!("campaign-kp.{ext}"))).unwrap();
+    }
+    let pinger = network();
+    let agent = agent_in(
+        dir.path(),
+        pinger.clone(),
+        Arc::new(SimTracer::direct()),
+        clock.clone(),
+    );
+    agent.tick(&a).await;
+    assert_eq!(pinger.total_sent(), 0, "the round was done already");
+    clock.advance(Duration::from_secs(60));
+    agent.tick(&a).await;
+    assert_eq!(probed_in(&pinger, "198.18.2.0/24"), 0, "rediscovered");
+    assert_eq!(
+        observed(&agent, round_of(T0, 60) + 1),
+        [net("198.18.1.0/24")]
+    );
+    assert!(!state.join("campaign-kp.json").exists());
+    assert!(state.join("campaign-kp.sets").exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_that_ends_between_rounds_is_taken_in_not_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
+    let pinger = network();
+    let clock = Arc::new(crate::sim::TokioClock::new(T0));
+    // 512 addresses at 9 pps (half of 18): the sweep ends ~54 s into the
+    // first round, after its last slice (52 s).
+    let agent = agent_with(
+        dir.path(),
+        &[("pps = 100000", "pps = 18")],
+        pinger.clone(),
+        clock.clone(),
+    );
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.3.0/24"])]);
+    let next = agent.tick(&a).await.unwrap();
+    assert!(observed(&agent, round_of(T0, 60)).is_empty());
+    sleep_until_ms(clock.as_ref(), next).await;
+    agent.tick(&a).await;
+    assert_eq!(
+        observed(&agent, round_of(T0, 60) + 1),
+        [net("198.18.1.0/24"), net("198.18.3.0/24")]
+    );
+    assert!(!agent.discovering("kp").await);
+    assert!(
+        pinger.total_sent() < 600,
+        "swept again: {}",
+        pinger.total_sent()
+    );
 }

@@ -2,7 +2,8 @@
 //! linked once: the real `darkwatch-agent` run from outside, on bad input
 //! and configs (`cli`, `config`), with its logs on a pipe (`logs`), against
 //! real sockets in a namespace lab (`lab`), against the real collector in a
-//! loopback-only namespace (`policy`, `spool_crash`, `packed`), and with the
+//! loopback-only namespace (`policy`, `spool_crash`, `packed`, `rounds`: rounds beside a
+//! rediscovery), and with the
 //! real collector judging an IPv6 hitlist campaign in a two-namespace lab
 //! (`v6hitlist`); the monitoring examples of `deploy/` are checked against
 //! its metrics (`monitoring`). Lab tests skip outside CI when no lab can be
@@ -18,5 +19,6 @@ mod logs;
 mod monitoring;
 mod packed;
 mod policy;
+mod rounds;
 mod spool_crash;
 mod v6hitlist;

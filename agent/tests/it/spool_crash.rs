@@ -261,6 +261,8 @@ fn kill_9_while_spooling_loses_nothing_spooled() {
     let out = s.agent_once();
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "agent failed:\n{log}");
+    // Killed mid-round, it resumes from its saved state: no new sweep.
+    assert!(!log.contains("discovery starts"), "rediscovered:\n{log}");
     let stored = stored_batch_ids(&s.db_path());
     for id in &spooled {
         assert!(
