@@ -11,6 +11,7 @@
 //! prints; they are meant for loopback or a reverse proxy that adds its own
 //! authentication (see `docs/api.md`). The dashboard (`crate::web`) reads them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -28,7 +29,7 @@ use tracing::Level;
 
 use crate::clock::SharedClock;
 use crate::correlation::CorrelationSettings;
-use crate::ingest::{check_batch, unpack_packed, IngestError};
+use crate::ingest::{check_batch, check_packed, foreign_spaces, IngestError};
 use crate::metrics::Metrics;
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError};
 use crate::tokens;
@@ -246,8 +247,18 @@ async fn post_reports<S: Store>(
     batch
         .validate(now)
         .map_err(|e| refused(e.into(), &batch.batch_id))?;
-    unpack_packed(&mut batch, &campaigns).map_err(|e| refused(e, &batch.batch_id))?;
     check_batch(&batch, &agent, &campaigns, now).map_err(|e| refused(e, &batch.batch_id))?;
+    let mut older = HashMap::new();
+    for name in foreign_spaces(&batch, &campaigns) {
+        let spaces = st
+            .store
+            .block_spaces(&name)
+            .await
+            .map_err(ApiFailure::store)?;
+        older.insert(name, spaces);
+    }
+    let packed =
+        check_packed(&batch, &campaigns, &older).map_err(|e| refused(e, &batch.batch_id))?;
     let dropped = crate::census::screen_report(&mut batch, &agent, &campaigns);
     if !dropped.is_empty() {
         tracing::info!(%agent, batch = %batch.batch_id, ?dropped, "census or coverage entries dropped");
@@ -260,9 +271,12 @@ async fn post_reports<S: Store>(
     st.metrics
         .batch(ack.duplicate, ack.observations_stored, ack.traces_stored);
     if !ack.duplicate {
-        let (probes, replies) = batch.observations.iter().fold((0u64, 0u64), |(p, r), o| {
-            (p + u64::from(o.probes), r + u64::from(o.replies))
-        });
+        let (probes, replies) = batch
+            .observations
+            .iter()
+            .fold((packed.probes, packed.replies), |(p, r), o| {
+                (p + u64::from(o.probes), r + u64::from(o.replies))
+            });
         st.metrics.probes(probes, replies);
     }
     tracing::info!(

@@ -9,7 +9,7 @@
 //! verdict continues which stored one, and which alerts that gives, is
 //! decided by the pure `crate::reconcile`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,9 @@ use serde::Deserialize;
 use crate::alerts::{AlertEvent, Alerts};
 use crate::clock::SharedClock;
 use crate::reconcile::{reconcile, EventKind, Window};
-use crate::store::{AgentObservation, Campaign, Store, StoreError, Verdict};
+use crate::store::{
+    AgentObservation, AgentTrace, Campaign, RoundRecord, Spaces, Store, StoreError, Verdict,
+};
 use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
 
 /// Name of the lease that elects the one correlator among several collectors.
@@ -125,17 +127,54 @@ pub async fn load_input<S: Store>(
 ) -> Result<core::Input, StoreError> {
     let first_round = last_round.saturating_sub(window_rounds.max(1) - 1);
     let rounds = first_round..=last_round;
-    let obs = store.observations(&campaign.name, rounds.clone()).await?;
-    let control = store
-        .control_observations(&campaign.name, rounds.clone())
-        .await?;
-    let traces = store.traces(&campaign.name, rounds).await?;
+    let raw = Raw {
+        rows: store
+            .row_observations(&campaign.name, rounds.clone())
+            .await?,
+        records: store.round_records(&campaign.name, rounds.clone()).await?,
+        control: store
+            .control_observations(&campaign.name, rounds.clone())
+            .await?,
+        traces: store.traces(&campaign.name, rounds).await?,
+    };
+    let spaces = if raw.records.is_empty() {
+        Spaces::default()
+    } else {
+        Spaces::new(&store.block_spaces(&campaign.name).await?)
+    };
+    build_input(campaign, first_round..=last_round, &raw, &spaces, pfx2as)
+}
 
-    let vps: Vec<String> = obs
+/// What the store holds of a campaign's window, as read.
+#[derive(Debug, Default)]
+pub struct Raw {
+    /// Plain observations stored as rows (agents that do not pack).
+    pub rows: Vec<AgentObservation>,
+    /// Packed rounds, decoded here straight into the core's input.
+    pub records: Vec<RoundRecord>,
+    pub control: Vec<AgentObservation>,
+    pub traces: Vec<AgentTrace>,
+}
+
+/// The correlation input of `campaign` over `rounds` from what the store
+/// read (pure). Packed records are decoded column-wise and their space
+/// indices mapped to block ids through one table per block space, so a
+/// round of a million blocks costs no per-block row or allocation.
+pub fn build_input(
+    campaign: &Campaign,
+    rounds: std::ops::RangeInclusive<u64>,
+    raw: &Raw,
+    spaces: &Spaces,
+    pfx2as: Option<&Pfx2As>,
+) -> Result<core::Input, StoreError> {
+    let (first_round, last_round) = (*rounds.start(), *rounds.end());
+    let vps: Vec<String> = raw
+        .rows
         .iter()
         .map(|o| &o.agent)
-        .chain(control.iter().map(|o| &o.agent))
-        .chain(traces.iter().map(|t| &t.agent))
+        .chain(raw.records.iter().map(|r| &r.agent))
+        .chain(raw.control.iter().map(|o| &o.agent))
+        .chain(raw.traces.iter().map(|t| &t.agent))
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -149,30 +188,58 @@ pub async fn load_input<S: Store>(
     let mut prefixes: Vec<IpNet> = campaign.prefixes.clone();
     prefixes.sort();
     prefixes.dedup();
-    // Longest prefix that holds the block (campaign prefixes may nest).
-    let prefix_of = |b: &IpNet| {
-        prefixes
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.contains(b))
-            .max_by_key(|(_, p)| p.prefix_len())
-            .map(|(i, _)| i as u32)
-    };
-    let block_nets: Vec<IpNet> = obs
+    // Longest prefix that holds the block (campaign prefixes may nest): look
+    // the block's covering networks up, longest first.
+    let by_net: HashMap<IpNet, u32> = prefixes
         .iter()
-        .map(|o| o.obs.block)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p.trunc(), i as u32))
         .collect();
+    let prefix_of = |b: &IpNet| {
+        (0..=b.prefix_len()).rev().find_map(|len| {
+            by_net
+                .get(&IpNet::new(b.addr(), len).ok()?.trunc())
+                .copied()
+        })
+    };
+
+    // Decode every record once; note which indices of which space occur.
+    let mut decoded = Vec::with_capacity(raw.records.len());
+    let mut seen: HashMap<&str, Vec<bool>> = HashMap::new();
+    for rec in &raw.records {
+        let (space, blocks) = spaces.unpack(rec)?;
+        let marks = seen
+            .entry(rec.space.as_str())
+            .or_insert_with(|| vec![false; space.len() as usize]);
+        for b in &blocks {
+            marks[b.index as usize] = true;
+        }
+        decoded.push((rec, space, blocks));
+    }
+    let mut block_nets: Vec<IpNet> = raw.rows.iter().map(|o| o.obs.block).collect();
+    for (digest, marks) in &seen {
+        if let Some(space) = spaces.get(digest) {
+            block_nets.extend(
+                marks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| **m)
+                    .filter_map(|(i, _)| space.block_at(i as u64)),
+            );
+        }
+    }
+    block_nets.sort_unstable();
+    block_nets.dedup();
     let mut blocks = Vec::new();
-    let mut block_index = std::collections::HashMap::new();
+    let mut block_index = HashMap::new();
     for b in block_nets {
         if let Some(p) = prefix_of(&b) {
             block_index.insert(b, blocks.len() as u32);
             blocks.push(core::BlockInfo { net: b, prefix: p });
         }
     }
-    let obs: Vec<core::Obs> = obs
+    let mut obs: Vec<core::Obs> = raw
+        .rows
         .iter()
         .filter_map(|AgentObservation { agent, obs: o }| {
             Some(core::Obs {
@@ -185,7 +252,36 @@ pub async fn load_input<S: Store>(
             })
         })
         .collect();
-    let control = control
+    // Space index -> block id, one table per space.
+    let mut ids: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (rec, space, packed) in &decoded {
+        let Some(vp) = vp_id(&rec.agent) else {
+            continue;
+        };
+        let table = ids.entry(rec.space.as_str()).or_insert_with(|| {
+            (0..space.len())
+                .map(|i| {
+                    space
+                        .block_at(i)
+                        .and_then(|b| block_index.get(&b).copied())
+                        .unwrap_or(u32::MAX)
+                })
+                .collect()
+        });
+        obs.extend(packed.iter().filter_map(|b| {
+            let block = table[b.index as usize];
+            (block != u32::MAX).then_some(core::Obs {
+                vp,
+                block,
+                round: rec.round,
+                state: b.state,
+                probes: b.probes,
+                replies: b.replies,
+            })
+        }));
+    }
+    let control = raw
+        .control
         .iter()
         .filter_map(|o| {
             Some(core::ControlObs {
@@ -195,7 +291,8 @@ pub async fn load_input<S: Store>(
             })
         })
         .collect();
-    let traces = traces
+    let traces = raw
+        .traces
         .iter()
         .filter_map(|t| {
             Some(core::TraceObs {
@@ -387,6 +484,147 @@ pub async fn run<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoredSpace;
+    use darkwatch_schema::{BlockObservation, BlockSpace, BlockState, PackedBlock, PackedRound};
+
+    fn campaign(prefixes: &[&str]) -> Campaign {
+        Campaign {
+            name: "kp".into(),
+            country: Some("KP".into()),
+            interval_secs: 60,
+            prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+            control: vec![],
+            agents: vec![],
+            generation: 1,
+            created_ms: 0,
+        }
+    }
+
+    fn record(
+        agent: &str,
+        round: u64,
+        space: &BlockSpace,
+        blocks: Vec<PackedBlock>,
+    ) -> RoundRecord {
+        let p = PackedRound::pack("kp", round, space, 1_000, (0, 1), blocks).unwrap();
+        RoundRecord {
+            agent: agent.into(),
+            round,
+            chunk: 0,
+            space: p.space.clone(),
+            blocks: p.blocks,
+            ts_ms: p.ts_ms,
+            data: p.compressed().unwrap(),
+        }
+    }
+
+    /// Packed records decode into the same input as the same observations
+    /// stored as rows, across two generations of the campaign's prefixes
+    /// and mixed with rows from an agent that does not pack.
+    #[test]
+    fn packed_records_make_the_same_input_as_rows() {
+        let old = campaign(&["198.18.0.0/22", "198.18.16.0/23"]);
+        let new = campaign(&["198.18.0.0/22", "198.18.8.0/24", "2001:db8::/47"]);
+        let (s_old, s_new) = (
+            BlockSpace::new(&old.prefixes),
+            BlockSpace::new(&new.prefixes),
+        );
+        let block = |i: u64, round: u64| PackedBlock {
+            index: i,
+            state: [BlockState::Up, BlockState::Down, BlockState::Uncertain]
+                [((i + round) % 3) as usize],
+            probes: (i % 4) as u32 + 1,
+            replies: (i % 2) as u32,
+            belief: 0,
+            availability: 0,
+        };
+        let mut records = Vec::new();
+        let mut rows = Vec::new();
+        for round in 10..14u64 {
+            let (space, agent) = if round < 12 {
+                (&s_old, "a")
+            } else {
+                (&s_new, "b")
+            };
+            let blocks: Vec<PackedBlock> = (0..space.len())
+                .filter(|i| (i + round) % 4 != 0)
+                .map(|i| block(i, round))
+                .collect();
+            for b in &blocks {
+                rows.push(AgentObservation {
+                    agent: agent.into(),
+                    obs: BlockObservation {
+                        campaign: "kp".into(),
+                        round,
+                        block: space.block_at(b.index).unwrap(),
+                        state: b.state,
+                        probes: b.probes,
+                        replies: b.replies,
+                        belief: 0.0,
+                        availability: 0.0,
+                        control: false,
+                        ts_ms: 1_000,
+                    },
+                });
+            }
+            records.push(record(agent, round, space, blocks));
+        }
+        // An old agent's rows, kept as rows on both sides.
+        let plain = AgentObservation {
+            agent: "c".into(),
+            obs: BlockObservation {
+                block: "198.18.8.0/24".parse().unwrap(),
+                ..rows[0].obs.clone()
+            },
+        };
+        rows.push(plain.clone());
+        let spaces = Spaces::new(&[
+            StoredSpace {
+                digest: s_old.digest(),
+                prefixes: old.prefixes.clone(),
+            },
+            StoredSpace {
+                digest: s_new.digest(),
+                prefixes: new.prefixes.clone(),
+            },
+        ]);
+        let from_rows = Raw {
+            rows,
+            ..Raw::default()
+        };
+        let from_records = Raw {
+            rows: vec![plain],
+            records,
+            ..Raw::default()
+        };
+        let sorted = |mut i: core::Input| {
+            i.obs.sort_by_key(|o| (o.round, o.block, o.vp));
+            i
+        };
+        let a = build_input(&new, 10..=13, &from_rows, &Spaces::default(), None).unwrap();
+        let b = build_input(&new, 10..=13, &from_records, &spaces, None).unwrap();
+        assert!(a.obs.len() >= 15, "{} observations", a.obs.len());
+        assert_eq!(sorted(a.clone()), sorted(b));
+        // Blocks outside today's prefixes (198.18.16.0/23 is gone) are left out.
+        assert!(a
+            .blocks
+            .iter()
+            .all(|b| new.prefixes.iter().any(|p| p.contains(&b.net))));
+        assert_eq!(
+            core::correlate(&a, &core::Params::default()),
+            core::correlate(&sorted(a.clone()), &core::Params::default())
+        );
+
+        // A record naming a space the store does not know is corrupt.
+        let unknown = Raw {
+            records: vec![record("a", 10, &s_old, vec![block(0, 10)])],
+            ..Raw::default()
+        };
+        assert!(matches!(
+            build_input(&new, 10..=13, &unknown, &Spaces::default(), None),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
 
     #[test]
     fn rounds_end_early_once_every_agent_reported() {

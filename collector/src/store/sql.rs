@@ -22,9 +22,9 @@ use super::codec::{to_u64, unavailable};
 use super::ingest::{group_writer, IngestJob, GROUP_QUEUE};
 use super::url::{resolve_url, Backend};
 use super::{
-    agents, census, leases, migrations, observations, verdicts, AgentCoverage, AgentInfo,
-    AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec, Store, StoreCounts,
-    StoreError, Verdict, VpFault,
+    agents, census, leases, migrations, observations, rounds, verdicts, AgentCoverage, AgentInfo,
+    AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec, RoundRecord, Store,
+    StoreCounts, StoreError, StoredSpace, Verdict, VpFault,
 };
 use crate::clock::{Clock, SystemClock};
 
@@ -84,6 +84,8 @@ impl SqlStore {
             touched: Arc::new(Mutex::new(HashMap::new())),
         };
         migrations::migrate(&store.pool, store.backend, clock.now_ms()).await?;
+        let campaigns = agents::list_campaigns(&store).await?;
+        rounds::record_current_spaces(&store, &campaigns, clock.now_ms()).await?;
         Ok(store)
     }
 
@@ -168,6 +170,35 @@ impl Store for SqlStore {
         observations::observations(self, campaign, rounds).await
     }
 
+    async fn row_observations(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> Result<Vec<AgentObservation>, StoreError> {
+        observations::row_observations(self, campaign, rounds).await
+    }
+
+    async fn round_records(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> Result<Vec<RoundRecord>, StoreError> {
+        rounds::round_records(self, campaign, rounds).await
+    }
+
+    async fn block_spaces(&self, campaign: &str) -> Result<Vec<StoredSpace>, StoreError> {
+        rounds::block_spaces(self, campaign).await
+    }
+
+    async fn purge_raw(
+        &self,
+        campaign: &str,
+        before_round: u64,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        rounds::purge_raw(self, campaign, before_round, limit).await
+    }
+
     async fn round_agents(
         &self,
         campaign: &str,
@@ -246,7 +277,13 @@ impl Store for SqlStore {
             batches: self.count("SELECT COUNT(*) FROM batches", None).await?,
             observations: self
                 .count("SELECT COUNT(*) FROM observations", None)
-                .await?,
+                .await?
+                + self
+                    .count(
+                        "SELECT CAST(COALESCE(SUM(blocks), 0) AS BIGINT) FROM round_records",
+                        None,
+                    )
+                    .await?,
             traces: self.count("SELECT COUNT(*) FROM traces", None).await?,
             verdicts: self.count("SELECT COUNT(*) FROM verdicts", None).await?,
             verdicts_open: self

@@ -1,7 +1,7 @@
 //! The collector's integration tests, in one binary so that the workspace
 //! is linked once: the real `darkwatch-collector` binary and its store
-//! against SQLite and PostgreSQL (`server`, `store`, `census`, `bad_input`,
-//! `crash`),
+//! against SQLite and PostgreSQL (`server`, `store`, `rounds`, `census`,
+//! `bad_input`, `crash`),
 //! the dashboard in a headless browser (`dashboard`), and the files under
 //! `deploy/` (`deploy_files`). Fixtures are in `common`.
 
@@ -13,5 +13,6 @@ mod census;
 mod crash;
 mod dashboard;
 mod deploy_files;
+mod rounds;
 mod server;
 mod store;
