@@ -27,7 +27,7 @@ use crate::store::{
 };
 use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
 
-/// Name of the lease that elects the one correlator among several collectors.
+/// Prefix of the per-campaign correlation leases (`correlator:CAMPAIGN`).
 pub const LEASE: &str = "correlator";
 
 /// Settings of the correlation loop (`[correlation]` in collector.toml).
@@ -415,12 +415,159 @@ pub fn load_pfx2as(path: &std::path::Path, what: &str) -> Option<Pfx2As> {
     }
 }
 
-/// The correlation loop of `serve`: every `every_secs`, if this collector
-/// holds the correlator lease (one correlator among several collectors
-/// sharing a database), run a pass over every campaign.
+/// Settings of raw-data retention (`[retention]` in collector.toml).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Days raw rounds (packed rounds, per-block observations, traces) are
+    /// kept. Verdicts, their evidence and VP faults are kept forever.
+    pub raw_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings { raw_days: 30 }
+    }
+}
+
+/// Longest retention accepted (100 years: "forever" without overflow).
+pub const MAX_RAW_DAYS: u32 = 36_500;
+
+impl RetentionSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_RAW_DAYS).contains(&self.raw_days) {
+            return Err(format!(
+                "raw_days must lie in 1..={MAX_RAW_DAYS}, got {}",
+                self.raw_days
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first round of a campaign kept at `now_ms`: rounds before it
+    /// ended more than `raw_days` ago.
+    pub fn first_kept_round(&self, now_ms: i64, interval_secs: u64) -> u64 {
+        let keep_ms = i64::from(self.raw_days) * 86_400_000;
+        let t = now_ms.saturating_sub(keep_ms);
+        if t <= 0 {
+            0
+        } else {
+            round_of(t, interval_secs)
+        }
+    }
+}
+
+/// Rows one retention statement deletes per raw table: small enough that
+/// the SQLite write lock is held for milliseconds.
+pub const PURGE_ROWS: u64 = 1000;
+/// Statements per campaign and pass: the rest waits for the next pass.
+pub const PURGE_STATEMENTS: u32 = 20;
+
+/// Deletes a campaign's raw rounds older than the retention, in small
+/// statements, yielding between them so that ingest is never stalled.
+pub async fn purge_old_rounds<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    retention: &RetentionSettings,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let before = retention.first_kept_round(now_ms, campaign.interval_secs);
+    let mut deleted = 0;
+    for _ in 0..PURGE_STATEMENTS {
+        let n = store.purge_raw(&campaign.name, before, PURGE_ROWS).await?;
+        deleted += n;
+        if n == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(deleted)
+}
+
+/// Lease of one campaign's correlation.
+pub fn campaign_lease(campaign: &str) -> String {
+    format!("{LEASE}:{campaign}")
+}
+
+/// Prefix of the leases that say which collectors are running.
+pub const MEMBER_LEASE: &str = "member:";
+
+/// How many campaigns each of `members` live collectors correlates: an
+/// even share, rounded up so that every campaign has room.
+pub fn fair_share(campaigns: usize, members: usize) -> usize {
+    campaigns.div_ceil(members.max(1))
+}
+
+/// Which campaigns to hand back so that `held` fits `share`: the last ones
+/// by name, so that collectors agree without talking.
+pub fn surplus(held: &BTreeSet<String>, share: usize) -> Vec<String> {
+    held.iter().skip(share).cloned().collect()
+}
+
+/// Takes, keeps and hands back per-campaign leases for one pass: this
+/// collector renews its membership, keeps the campaigns it holds up to its
+/// fair share among live collectors, and takes free (or expired) ones up to
+/// that share. A lease is never taken from a live holder, so a campaign
+/// moves only when its holder hands it back or dies. Returns the campaigns
+/// to correlate in this pass.
+pub async fn share_campaigns<S: Store>(
+    store: &S,
+    holder: &str,
+    held: &mut BTreeSet<String>,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Result<Vec<Campaign>, StoreError> {
+    store
+        .try_lease(&format!("{MEMBER_LEASE}{holder}"), holder, now_ms, ttl_ms)
+        .await?;
+    let members = store.live_holders(MEMBER_LEASE, now_ms).await?.len();
+    let campaigns = store.list_campaigns().await?;
+    let names: BTreeSet<&str> = campaigns.iter().map(|c| c.name.as_str()).collect();
+    let share = fair_share(campaigns.len(), members);
+    let gone: Vec<String> = held
+        .iter()
+        .filter(|c| !names.contains(c.as_str()))
+        .cloned()
+        .collect();
+    for c in gone.into_iter().chain(surplus(held, share)) {
+        store.release_lease(&campaign_lease(&c), holder).await?;
+        held.remove(&c);
+    }
+    for c in held.clone() {
+        if !store
+            .try_lease(&campaign_lease(&c), holder, now_ms, ttl_ms)
+            .await?
+        {
+            tracing::warn!(campaign = %c, "lost a campaign's correlation lease");
+            held.remove(&c);
+        }
+    }
+    for c in &names {
+        if held.len() >= share {
+            break;
+        }
+        if !held.contains(*c)
+            && store
+                .try_lease(&campaign_lease(c), holder, now_ms, ttl_ms)
+                .await?
+        {
+            held.insert(c.to_string());
+        }
+    }
+    Ok(campaigns
+        .into_iter()
+        .filter(|c| held.contains(&c.name))
+        .collect())
+}
+
+/// The correlation loop of `serve`: every `every_secs`, run a pass over
+/// each campaign this collector holds the lease of (campaigns are shared
+/// among the collectors on one database: [`share_campaigns`]), then delete
+/// those campaigns' raw rounds past the retention.
 pub async fn run<S: Store>(
     store: Arc<S>,
     settings: CorrelationSettings,
+    retention: RetentionSettings,
     holder: String,
     alerts: Alerts,
     clock: SharedClock,
@@ -431,51 +578,50 @@ pub async fn run<S: Store>(
         .and_then(|p| load_pfx2as(p, "correlating"));
     let every = Duration::from_secs_f64(settings.every_secs.max(0.1));
     let ttl_ms = settings.lease_ttl_ms();
-    let mut leader = false;
+    let mut held = BTreeSet::new();
     loop {
-        match store
-            .try_lease(LEASE, &holder, clock.now_ms(), ttl_ms)
-            .await
-        {
-            Ok(true) => {
-                if !leader {
-                    tracing::info!(holder = %holder, "this collector now runs the correlation");
-                }
-                leader = true;
-                match store.list_campaigns().await {
-                    Ok(campaigns) => {
-                        for c in &campaigns {
-                            match pass(
-                                store.as_ref(),
-                                c,
-                                &settings,
-                                pfx2as.as_ref(),
-                                clock.now_ms(),
-                            )
-                            .await
-                            {
-                                Ok((_, events)) => {
-                                    for e in events {
-                                        tracing::info!(event = %e.summary(), "verdict");
-                                        alerts.send(e);
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::error!(campaign = %c.name, error = %e, "correlation pass failed")
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot list campaigns"),
-                }
-            }
-            Ok(false) => {
-                if leader {
+        let was_correlating = !held.is_empty();
+        match share_campaigns(store.as_ref(), &holder, &mut held, clock.now_ms(), ttl_ms).await {
+            Ok(mine) => {
+                if !was_correlating && !mine.is_empty() {
+                    tracing::info!(holder = %holder, campaigns = mine.len(), "this collector now runs the correlation");
+                } else if was_correlating && mine.is_empty() {
                     tracing::warn!("lost the correlator lease to another collector");
                 }
-                leader = false;
+                for c in &mine {
+                    match pass(
+                        store.as_ref(),
+                        c,
+                        &settings,
+                        pfx2as.as_ref(),
+                        clock.now_ms(),
+                    )
+                    .await
+                    {
+                        Ok((_, events)) => {
+                            for e in events {
+                                tracing::info!(event = %e.summary(), "verdict");
+                                alerts.send(e);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(campaign = %c.name, error = %e, "correlation pass failed")
+                        }
+                    }
+                }
+                for c in &mine {
+                    match purge_old_rounds(store.as_ref(), c, &retention, clock.now_ms()).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(campaign = %c.name, rows = n, "deleted raw rounds past the retention")
+                        }
+                        Err(e) => {
+                            tracing::error!(campaign = %c.name, error = %e, "retention failed")
+                        }
+                    }
+                }
             }
-            Err(e) => tracing::error!(error = %e, "cannot take the correlator lease"),
+            Err(e) => tracing::error!(error = %e, "cannot share the campaigns' correlation"),
         }
         tokio::time::sleep(every).await;
     }
@@ -656,6 +802,30 @@ mod tests {
         assert_eq!(last_complete_round(64_999, 10), Some(4));
         assert_eq!(last_complete_round(65_000, 10), Some(5));
         assert_eq!(last_complete_round(1_000, 10), None);
+    }
+
+    #[test]
+    fn campaigns_are_shared_evenly_and_handed_back_by_name() {
+        assert_eq!(fair_share(4, 2), 2);
+        assert_eq!(fair_share(5, 2), 3);
+        assert_eq!(fair_share(1, 2), 1);
+        assert_eq!(fair_share(3, 0), 3);
+        assert_eq!(fair_share(0, 3), 0);
+        let held: BTreeSet<String> = ["d", "a", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(surplus(&held, 1), ["c", "d"]);
+        assert!(surplus(&held, 3).is_empty());
+    }
+
+    #[test]
+    fn retention_keeps_the_rounds_of_the_last_raw_days() {
+        let r = RetentionSettings { raw_days: 2 };
+        let day = 86_400_000i64;
+        // 60 s rounds: two days are 2,880 rounds.
+        assert_eq!(r.first_kept_round(10 * day, 60), 8 * 1440);
+        assert_eq!(r.first_kept_round(day, 60), 0);
+        assert!(r.validate().is_ok());
+        assert!(RetentionSettings { raw_days: 0 }.validate().is_err());
+        assert_eq!(RetentionSettings::default().raw_days, 30);
     }
 
     #[test]

@@ -373,7 +373,7 @@ pub trait Store: Send + Sync + 'static {
         since_ms: Option<i64>,
     ) -> impl Future<Output = Result<Vec<VpFault>, StoreError>> + Send;
 
-    // --- leases (one correlator among several collectors) ---
+    // --- leases (correlation shared among several collectors) ---
     /// Takes or renews lease `name` for `holder` until `now_ms + ttl_ms`;
     /// false if another holder has it and it has not expired.
     fn try_lease(
@@ -388,6 +388,13 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         holder: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Holders of the unexpired leases whose names start with `prefix`
+    /// (letters, digits, ':' and '-'), sorted.
+    fn live_holders(
+        &self,
+        prefix: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     // --- metrics ---
     fn counts(

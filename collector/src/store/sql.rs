@@ -261,6 +261,10 @@ impl Store for SqlStore {
         leases::release_lease(self, name, holder).await
     }
 
+    async fn live_holders(&self, prefix: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        leases::live_holders(self, prefix, now_ms).await
+    }
+
     async fn counts(&self, seen_since_ms: i64) -> Result<StoreCounts, StoreError> {
         Ok(StoreCounts {
             agents: self.count("SELECT COUNT(*) FROM agents", None).await?,

@@ -15,4 +15,5 @@ mod dashboard;
 mod deploy_files;
 mod rounds;
 mod server;
+mod sharing;
 mod store;
