@@ -4,6 +4,7 @@
 //! the upgrade of a database made before compact storage.
 
 use crate::store::{batch, obs, T0};
+use darkwatch_collector::correlation::{self, RetentionSettings};
 use darkwatch_collector::store::{Alerted, CampaignSpec, SqlStore, Store, Verdict};
 use darkwatch_correlate::{Kind, Scope};
 use darkwatch_schema::packed::pack_chunks;
@@ -282,6 +283,17 @@ async fn retention_deletes_raw_rounds_in_small_steps(db: &str) {
         1
     );
     assert_eq!(store.purge_raw("other", 100, 10).await.expect("other"), 0);
+
+    // Through the retention setting: with one day kept, a clock one day
+    // and 8 rounds (60 s) after round 0 leaves rounds 8.. of those left.
+    let retention = RetentionSettings { raw_days: 1 };
+    let now = 86_400_000 + 8 * 60_000;
+    let n = correlation::purge_old_rounds(&store, &c, &retention, now)
+        .await
+        .expect("purge");
+    assert_eq!(n, 3);
+    let r = store.round_records("kp", 0..=100).await.expect("records");
+    assert_eq!(rounds(r.iter().map(|x| x.round).collect()), [8, 9, 10]);
     store.close().await;
 }
 
