@@ -5,6 +5,7 @@
 //! raw sockets); `bench/run.sh` installs the peers and builds everything.
 
 mod netlab;
+mod scale;
 mod stats;
 mod steady;
 mod sweep;
@@ -61,7 +62,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     reps: usize,
     /// Sections to run (comma-separated): sweep16, sweep15, steady, memory,
-    /// correlation, ingest, latency.
+    /// correlation, ingest, latency, scale.
     #[arg(
         long,
         value_delimiter = ',',
@@ -84,6 +85,14 @@ struct Args {
     /// Seconds of ingest load per database.
     #[arg(long, default_value_t = 10.0)]
     ingest_seconds: f64,
+    /// Scale section: blocks per round (at most 65,536), agents, rounds of
+    /// history (also the correlation window).
+    #[arg(long, default_value_t = 4096)]
+    scale_blocks: u64,
+    #[arg(long, default_value_t = 10)]
+    scale_vps: usize,
+    #[arg(long, default_value_t = 288)]
+    scale_rounds: u64,
     /// Blackout/repair cycles for verdict latency.
     #[arg(long, default_value_t = 2)]
     latency_reps: usize,
@@ -441,6 +450,59 @@ fn latency_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
+fn scale_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
+    let cfg = scale::ScaleConfig {
+        blocks: args.scale_blocks,
+        vps: args.scale_vps,
+        rounds: args.scale_rounds,
+    };
+    let r = scale::run(&cfg)?;
+    let what = |m: &str| {
+        format!(
+            "scale, SQLite, {} blocks × {} VPs × {} rounds ({} obs): {m}",
+            cfg.blocks, cfg.vps, cfg.rounds, r.observations
+        )
+    };
+    let row = |what: String, value: String, goal: &str, met: String| Row {
+        what,
+        darkwatch: value,
+        peers: "–".into(),
+        goal: goal.into(),
+        met,
+    };
+    rows.push(row(
+        what("ingest of packed rounds over HTTP, obs/s"),
+        format!("{:.0}", r.ingest_per_sec),
+        "–",
+        "–".into(),
+    ));
+    rows.push(row(
+        what("bytes on disk per stored observation"),
+        format!("{:.3}", r.bytes_per_obs),
+        "≤ 1",
+        yes(r.bytes_per_obs <= 1.0),
+    ));
+    rows.push(row(
+        what("restarted collector ready, s"),
+        format!("{:.2}", r.ready_secs),
+        "–",
+        "–".into(),
+    ));
+    rows.push(row(
+        what("CPU-seconds of one correlation pass over the window"),
+        format!("{:.2}", r.pass_cpu_secs),
+        "≤ 2 per round",
+        yes(r.pass_cpu_secs <= 2.0),
+    ));
+    rows.push(row(
+        what("peak RSS while ingesting / while correlating, MiB"),
+        format!("{:.0} / {:.0}", r.ingest_peak_rss_mib, r.pass_peak_rss_mib),
+        "≤ 2048",
+        yes(r.pass_peak_rss_mib.max(r.ingest_peak_rss_mib) <= 2048.0),
+    ));
+    Ok(())
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -476,6 +538,7 @@ fn main() -> Result<()> {
             "correlation" => correlation_rows(&mut rows),
             "ingest" => ingest_rows(&args, &mut rows),
             "latency" => latency_rows(&args, &mut rows),
+            "scale" => scale_rows(&args, &mut rows),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         if let Err(e) = r {

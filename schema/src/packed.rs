@@ -498,6 +498,30 @@ pub fn unpack_columns(
     Ok(out)
 }
 
+/// A synthetic typical round of blocks `0..blocks`, varied by `seed` (the
+/// round, say): nearly every block up with one or two probes answered, one
+/// in 97 down, availability spread over 40 levels. What the size goal
+/// (under a byte per block) is measured on, in tests and benchmarks.
+pub fn typical_round(blocks: u64, seed: u64) -> Vec<PackedBlock> {
+    (0..blocks)
+        .map(|i| {
+            let down = (i + seed) % 97 == 0;
+            PackedBlock {
+                index: i,
+                state: if down {
+                    BlockState::Down
+                } else {
+                    BlockState::Up
+                },
+                probes: if down { 15 } else { 1 + u32::from(i % 11 == 0) },
+                replies: u32::from(!down),
+                belief: if down { 0 } else { 255 },
+                availability: (200 + ((i ^ seed).wrapping_mul(2_654_435_761) % 40)) as u8,
+            }
+        })
+        .collect()
+}
+
 /// Packs a whole round into chunks of at most `max_blocks` blocks each.
 pub fn pack_chunks(
     campaign: &str,
@@ -616,23 +640,7 @@ mod tests {
     fn a_typical_round_costs_under_a_byte_per_block() {
         // 65,536 blocks, nearly all up with one probe answered, a few down.
         let space = BlockSpace::new(&nets(&["10.0.0.0/8"]));
-        let blocks: Vec<PackedBlock> = (0..space.len())
-            .map(|i| {
-                let down = i % 97 == 0;
-                PackedBlock {
-                    index: i,
-                    state: if down {
-                        BlockState::Down
-                    } else {
-                        BlockState::Up
-                    },
-                    probes: if down { 15 } else { 1 + u32::from(i % 11 == 0) },
-                    replies: u32::from(!down),
-                    belief: if down { 0 } else { 255 },
-                    availability: (200 + (i * 2654435761 % 40)) as u8,
-                }
-            })
-            .collect();
+        let blocks = typical_round(space.len(), 0);
         let p = PackedRound::pack("big", 1, &space, 1_800_000_000_000, (0, 1), blocks).unwrap();
         let per_block = p.data.len() as f64 / space.len() as f64;
         assert!(per_block < 1.0, "{per_block} bytes per block on the wire");

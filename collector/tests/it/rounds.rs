@@ -25,26 +25,8 @@ fn spec(prefixes: &[&str]) -> CampaignSpec {
     }
 }
 
-/// A typical round: nearly every block up with one or two probes
-/// answered, one in a hundred down, availability spread over 40 levels.
 fn typical_round(space: &BlockSpace, round: u64) -> Vec<PackedBlock> {
-    (0..space.len())
-        .map(|i| {
-            let down = (i + round) % 101 == 0;
-            PackedBlock {
-                index: i,
-                state: if down {
-                    BlockState::Down
-                } else {
-                    BlockState::Up
-                },
-                probes: if down { 15 } else { 1 + u32::from(i % 11 == 0) },
-                replies: u32::from(!down),
-                belief: if down { 0 } else { 255 },
-                availability: (200 + ((i ^ round).wrapping_mul(2_654_435_761) % 40)) as u8,
-            }
-        })
-        .collect()
+    darkwatch_schema::packed::typical_round(space.len(), round)
 }
 
 fn packed_batch(
