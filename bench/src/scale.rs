@@ -3,7 +3,7 @@
 //! posted as fast as the collector takes them), then the collector is
 //! restarted so that its first correlation pass runs alone on the stored
 //! history. Measured: ingest in observations/s, bytes on disk per stored
-//! observation (SQLite file and WAL growth), the time to be ready after a
+//! observation (growth of the SQLite file after clean stops), the time to be ready after a
 //! restart, the CPU-seconds of that one pass, and peak RSS.
 
 use std::path::Path;
@@ -148,7 +148,6 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleResult> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("scale.sqlite");
     let db_url = db.display().to_string();
-    let agents = load::setup(&bin, &db_url, cfg.vps, rand::random())?;
     // One pass at start, then none for the rest of the run: the restarted
     // collector's CPU is that one pass over the whole history.
     let config = dir.path().join("collector.toml");
@@ -159,15 +158,26 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleResult> {
             cfg.rounds
         ),
     )?;
-    let (mut first, url, _) = start(&bin, &db, &config)?;
+    // The first collector starts before the campaign exists, so it holds
+    // no campaign lease (which would outlive it by 3 × every_secs) and the
+    // restarted one takes the campaign at once.
+    // Sizes are of the database file after a clean stop, which folds the
+    // WAL back into it: first of the empty database, then with the history.
+    let stop = |c: &mut KillOnDrop| {
+        let _ = Command::new("kill").arg(c.0.id().to_string()).status();
+        let _ = c.0.wait();
+    };
+    let (mut empty, _, _) = start(&bin, &db, &config)?;
+    stop(&mut empty);
     let before = db_bytes(&db);
+    let (mut first, url, _) = start(&bin, &db, &config)?;
+    let agents = load::setup(&bin, &db_url, cfg.vps, rand::random())?;
     let rt = tokio::runtime::Runtime::new()?;
     let t = Instant::now();
     let observations = rt.block_on(post_history(&url, &agents, cfg))?;
     let ingest_secs = t.elapsed().as_secs_f64();
     let ingest_peak = cpu_and_peak(first.0.id()).map_or(0.0, |(_, p)| p);
-    let _ = Command::new("kill").arg(first.0.id().to_string()).status();
-    let _ = first.0.wait();
+    stop(&mut first);
     let bytes = db_bytes(&db).saturating_sub(before);
 
     let (second, _, ready_secs) = start(&bin, &db, &config)?;
