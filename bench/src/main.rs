@@ -2,11 +2,13 @@
 //! table (see `docs/benchmarks.md` for the method). Glue only: the sweep
 //! lab is in `netlab`, the peers' runners in `sweep`, pure helpers in
 //! `stats`, the steady-state model in `steady`, the agent at 4.2M blocks
-//! in `scale`. Needs root (namespaces, raw sockets); `bench/run.sh`
+//! in `agent_scale`, the collector under a synthetic fleet in
+//! `collector_scale`. Needs root (namespaces, raw sockets); `bench/run.sh`
 //! installs the peers and builds everything.
 
+mod agent_scale;
+mod collector_scale;
 mod netlab;
-mod scale;
 mod stats;
 mod steady;
 mod sweep;
@@ -82,8 +84,8 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     reps: usize,
     /// Sections to run (comma-separated): sweep16, sweep15, steady, memory,
-    /// correlation, ingest, latency, scale (4.2M blocks in one agent, no
-    /// network).
+    /// correlation, ingest, latency, agent-scale (4.2M blocks in one agent,
+    /// no network), scale (the collector under a synthetic fleet).
     #[arg(
         long,
         value_delimiter = ',',
@@ -106,16 +108,24 @@ struct Args {
     /// Seconds of ingest load per database.
     #[arg(long, default_value_t = 10.0)]
     ingest_seconds: f64,
+    /// Scale section: blocks per round (at most 65,536), agents, rounds of
+    /// history (also the correlation window).
+    #[arg(long, default_value_t = 4096)]
+    scale_blocks: u64,
+    #[arg(long, default_value_t = 10)]
+    scale_vps: usize,
+    #[arg(long, default_value_t = 288)]
+    scale_rounds: u64,
     /// Blackout/repair cycles for verdict latency.
     #[arg(long, default_value_t = 2)]
     latency_reps: usize,
-    /// Blocks of the `scale` section.
+    /// Blocks of the `agent-scale` section.
     #[arg(long, default_value_t = 4_194_304)]
-    scale_blocks: u32,
-    /// Rounds of the `scale` section (the first, which settles, is not
-    /// counted in the CPU figures).
+    agent_scale_blocks: u32,
+    /// Rounds of the `agent-scale` section (the first, which settles, is
+    /// not counted in the CPU figures).
     #[arg(long, default_value_t = 3)]
-    scale_rounds: u32,
+    agent_scale_rounds: u32,
     /// Also write the table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -294,12 +304,18 @@ fn memory_rows(rows: &mut Vec<Row>) {
     }
 }
 
-fn scale_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
+fn agent_scale_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     eprintln!(
-        "scale: {} blocks, {} rounds",
-        args.scale_blocks, args.scale_rounds
+        "agent-scale: {} blocks, {} rounds",
+        args.agent_scale_blocks, args.agent_scale_rounds
     );
-    let r = scale::run(args.scale_blocks, args.scale_rounds, live, peak, reset_peak)?;
+    let r = agent_scale::run(
+        args.agent_scale_blocks,
+        args.agent_scale_rounds,
+        live,
+        peak,
+        reset_peak,
+    )?;
     let n = format!("{:.1}M blocks", r.blocks as f64 / 1e6);
     let mut row = |what: String, got: String, goal: &str, met: bool| {
         rows.push(Row {
@@ -516,6 +532,59 @@ fn latency_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
+fn scale_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
+    let cfg = collector_scale::ScaleConfig {
+        blocks: args.scale_blocks,
+        vps: args.scale_vps,
+        rounds: args.scale_rounds,
+    };
+    let r = collector_scale::run(&cfg)?;
+    let what = |m: &str| {
+        format!(
+            "scale, SQLite, {} blocks × {} VPs × {} rounds ({} obs): {m}",
+            cfg.blocks, cfg.vps, cfg.rounds, r.observations
+        )
+    };
+    let row = |what: String, value: String, goal: &str, met: String| Row {
+        what,
+        darkwatch: value,
+        peers: "–".into(),
+        goal: goal.into(),
+        met,
+    };
+    rows.push(row(
+        what("ingest of packed rounds over HTTP, obs/s"),
+        format!("{:.0}", r.ingest_per_sec),
+        "–",
+        "–".into(),
+    ));
+    rows.push(row(
+        what("bytes on disk per stored observation"),
+        format!("{:.3}", r.bytes_per_obs),
+        "≤ 1",
+        yes(r.bytes_per_obs <= 1.0),
+    ));
+    rows.push(row(
+        what("restarted collector ready, s"),
+        format!("{:.2}", r.ready_secs),
+        "–",
+        "–".into(),
+    ));
+    rows.push(row(
+        what("CPU-seconds of one correlation pass over the window"),
+        format!("{:.2}", r.pass_cpu_secs),
+        "≤ 2 per round",
+        yes(r.pass_cpu_secs <= 2.0),
+    ));
+    rows.push(row(
+        what("peak RSS while ingesting / while correlating, MiB"),
+        format!("{:.0} / {:.0}", r.ingest_peak_rss_mib, r.pass_peak_rss_mib),
+        "≤ 2048",
+        yes(r.pass_peak_rss_mib.max(r.ingest_peak_rss_mib) <= 2048.0),
+    ));
+    Ok(())
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -551,6 +620,7 @@ fn main() -> Result<()> {
             "correlation" => correlation_rows(&mut rows),
             "ingest" => ingest_rows(&args, &mut rows),
             "latency" => latency_rows(&args, &mut rows),
+            "agent-scale" => agent_scale_rows(&args, &mut rows),
             "scale" => scale_rows(&args, &mut rows),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };

@@ -14,6 +14,7 @@
 //! `/v1/verdicts/{id}`, also read-only, is a verdict's evidence for its page
 //! on the dashboard (`crate::evidence`); it has no CLI twin.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -32,7 +33,7 @@ use tracing::Level;
 
 use crate::clock::SharedClock;
 use crate::correlation::CorrelationSettings;
-use crate::ingest::{check_batch, unpack_packed, IngestError};
+use crate::ingest::{check_batch, check_packed, foreign_spaces, IngestError};
 use crate::metrics::Metrics;
 use crate::signals::{self, SignalsError, SignalsJson, SignalsQuery};
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError, SummaryKey};
@@ -250,8 +251,18 @@ async fn post_reports<S: Store>(
     batch
         .validate(now)
         .map_err(|e| refused(e.into(), &batch.batch_id))?;
-    unpack_packed(&mut batch, &campaigns).map_err(|e| refused(e, &batch.batch_id))?;
     check_batch(&batch, &agent, &campaigns, now).map_err(|e| refused(e, &batch.batch_id))?;
+    let mut older = HashMap::new();
+    for name in foreign_spaces(&batch, &campaigns) {
+        let spaces = st
+            .store
+            .block_spaces(&name)
+            .await
+            .map_err(ApiFailure::store)?;
+        older.insert(name, spaces);
+    }
+    let packed =
+        check_packed(&batch, &campaigns, &older).map_err(|e| refused(e, &batch.batch_id))?;
     let dropped = crate::census::screen_report(&mut batch, &agent, &campaigns);
     if !dropped.is_empty() {
         tracing::info!(%agent, batch = %batch.batch_id, ?dropped, "census or coverage entries dropped");
@@ -264,9 +275,12 @@ async fn post_reports<S: Store>(
     st.metrics
         .batch(ack.duplicate, ack.observations_stored, ack.traces_stored);
     if !ack.duplicate {
-        let (probes, replies) = batch.observations.iter().fold((0u64, 0u64), |(p, r), o| {
-            (p + u64::from(o.probes), r + u64::from(o.replies))
-        });
+        let (probes, replies) = batch
+            .observations
+            .iter()
+            .fold((packed.probes, packed.replies), |(p, r), o| {
+                (p + u64::from(o.probes), r + u64::from(o.replies))
+            });
         st.metrics.probes(probes, replies);
     }
     tracing::info!(

@@ -30,6 +30,9 @@ pub struct FileConfig {
     /// Webhook alerts on verdict open/close (`[alerts]`).
     #[serde(default)]
     pub alerts: Option<AlertsConfig>,
+    /// How long raw rounds are kept (`[retention]`).
+    #[serde(default)]
+    pub retention: crate::correlation::RetentionSettings,
 }
 
 /// `[alerts]`: where verdict open/close events are POSTed.
@@ -56,6 +59,8 @@ pub enum ConfigError {
     MaxBody(usize),
     #[error("[correlation]: {0}")]
     Correlation(String),
+    #[error("[retention]: {0}")]
+    Retention(String),
     #[error("[alerts] webhook must be an http(s) URL, got {0:?}")]
     Webhook(String),
 }
@@ -77,6 +82,7 @@ pub struct ServeConfig {
     pub max_body: usize,
     pub correlation: crate::correlation::CorrelationSettings,
     pub alerts: Option<AlertsConfig>,
+    pub retention: crate::correlation::RetentionSettings,
 }
 
 /// Flags as given (None = not given).
@@ -125,6 +131,7 @@ pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigE
             )));
         }
     }
+    file.retention.validate().map_err(ConfigError::Retention)?;
     if let Some(a) = &file.alerts {
         if !(a.webhook.starts_with("http://") || a.webhook.starts_with("https://")) {
             return Err(ConfigError::Webhook(a.webhook.clone()));
@@ -140,6 +147,7 @@ pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigE
         max_body,
         correlation: file.correlation,
         alerts: file.alerts,
+        retention: file.retention,
     })
 }
 
@@ -202,5 +210,26 @@ mod tests {
             FileConfig::parse("[correlation]\nevery_secs = 2.0\nlease_ttl_secs = 6.5\n").unwrap();
         let c = merge(ServeFlags::default(), file).unwrap();
         assert_eq!(c.correlation.lease_ttl_ms(), 6500);
+    }
+
+    #[test]
+    fn retention_defaults_to_30_days_and_is_validated() {
+        let c = merge(ServeFlags::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.retention.raw_days, 30);
+        let file = FileConfig::parse("[retention]\nraw_days = 7\n").unwrap();
+        assert_eq!(
+            merge(ServeFlags::default(), file)
+                .unwrap()
+                .retention
+                .raw_days,
+            7
+        );
+        for bad in ["raw_days = 0", "raw_days = 40000"] {
+            let file = FileConfig::parse(&format!("[retention]\n{bad}\n")).unwrap();
+            let e = merge(ServeFlags::default(), file).unwrap_err();
+            assert!(e.to_string().contains("raw_days"), "{e}");
+        }
+        let e = FileConfig::parse("[retention]\ndays = 3\n").unwrap_err();
+        assert!(e.to_string().contains("days"), "{e}");
     }
 }

@@ -9,7 +9,7 @@
 //! verdict continues which stored one, and which alerts that gives, is
 //! decided by the pure `crate::reconcile`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +22,12 @@ use serde::Deserialize;
 use crate::alerts::{AlertEvent, Alerts};
 use crate::clock::SharedClock;
 use crate::reconcile::{reconcile, EventKind, Window};
-use crate::store::{AgentObservation, Campaign, Store, StoreError, Verdict};
+use crate::store::{
+    AgentObservation, AgentTrace, Campaign, RoundRecord, Spaces, Store, StoreError, Verdict,
+};
 use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
 
-/// Name of the lease that elects the one correlator among several collectors.
+/// Prefix of the per-campaign correlation leases (`correlator:CAMPAIGN`).
 pub const LEASE: &str = "correlator";
 
 /// Settings of the correlation loop (`[correlation]` in collector.toml).
@@ -125,17 +127,54 @@ pub async fn load_input<S: Store>(
 ) -> Result<core::Input, StoreError> {
     let first_round = last_round.saturating_sub(window_rounds.max(1) - 1);
     let rounds = first_round..=last_round;
-    let obs = store.observations(&campaign.name, rounds.clone()).await?;
-    let control = store
-        .control_observations(&campaign.name, rounds.clone())
-        .await?;
-    let traces = store.traces(&campaign.name, rounds).await?;
+    let raw = Raw {
+        rows: store
+            .row_observations(&campaign.name, rounds.clone())
+            .await?,
+        records: store.round_records(&campaign.name, rounds.clone()).await?,
+        control: store
+            .control_observations(&campaign.name, rounds.clone())
+            .await?,
+        traces: store.traces(&campaign.name, rounds).await?,
+    };
+    let spaces = if raw.records.is_empty() {
+        Spaces::default()
+    } else {
+        Spaces::new(&store.block_spaces(&campaign.name).await?)
+    };
+    build_input(campaign, first_round..=last_round, &raw, &spaces, pfx2as)
+}
 
-    let vps: Vec<String> = obs
+/// What the store holds of a campaign's window, as read.
+#[derive(Debug, Default)]
+pub struct Raw {
+    /// Plain observations stored as rows (agents that do not pack).
+    pub rows: Vec<AgentObservation>,
+    /// Packed rounds, decoded here straight into the core's input.
+    pub records: Vec<RoundRecord>,
+    pub control: Vec<AgentObservation>,
+    pub traces: Vec<AgentTrace>,
+}
+
+/// The correlation input of `campaign` over `rounds` from what the store
+/// read (pure). Packed records are decoded column-wise and their space
+/// indices mapped to block ids through one table per block space, so a
+/// round of a million blocks costs no per-block row or allocation.
+pub fn build_input(
+    campaign: &Campaign,
+    rounds: std::ops::RangeInclusive<u64>,
+    raw: &Raw,
+    spaces: &Spaces,
+    pfx2as: Option<&Pfx2As>,
+) -> Result<core::Input, StoreError> {
+    let (first_round, last_round) = (*rounds.start(), *rounds.end());
+    let vps: Vec<String> = raw
+        .rows
         .iter()
         .map(|o| &o.agent)
-        .chain(control.iter().map(|o| &o.agent))
-        .chain(traces.iter().map(|t| &t.agent))
+        .chain(raw.records.iter().map(|r| &r.agent))
+        .chain(raw.control.iter().map(|o| &o.agent))
+        .chain(raw.traces.iter().map(|t| &t.agent))
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -149,30 +188,58 @@ pub async fn load_input<S: Store>(
     let mut prefixes: Vec<IpNet> = campaign.prefixes.clone();
     prefixes.sort();
     prefixes.dedup();
-    // Longest prefix that holds the block (campaign prefixes may nest).
-    let prefix_of = |b: &IpNet| {
-        prefixes
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.contains(b))
-            .max_by_key(|(_, p)| p.prefix_len())
-            .map(|(i, _)| i as u32)
-    };
-    let block_nets: Vec<IpNet> = obs
+    // Longest prefix that holds the block (campaign prefixes may nest): look
+    // the block's covering networks up, longest first.
+    let by_net: HashMap<IpNet, u32> = prefixes
         .iter()
-        .map(|o| o.obs.block)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p.trunc(), i as u32))
         .collect();
+    let prefix_of = |b: &IpNet| {
+        (0..=b.prefix_len()).rev().find_map(|len| {
+            by_net
+                .get(&IpNet::new(b.addr(), len).ok()?.trunc())
+                .copied()
+        })
+    };
+
+    // Decode every record once; note which indices of which space occur.
+    let mut decoded = Vec::with_capacity(raw.records.len());
+    let mut seen: HashMap<&str, Vec<bool>> = HashMap::new();
+    for rec in &raw.records {
+        let (space, blocks) = spaces.unpack(rec)?;
+        let marks = seen
+            .entry(rec.space.as_str())
+            .or_insert_with(|| vec![false; space.len() as usize]);
+        for b in &blocks {
+            marks[b.index as usize] = true;
+        }
+        decoded.push((rec, space, blocks));
+    }
+    let mut block_nets: Vec<IpNet> = raw.rows.iter().map(|o| o.obs.block).collect();
+    for (digest, marks) in &seen {
+        if let Some(space) = spaces.get(digest) {
+            block_nets.extend(
+                marks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| **m)
+                    .filter_map(|(i, _)| space.block_at(i as u64)),
+            );
+        }
+    }
+    block_nets.sort_unstable();
+    block_nets.dedup();
     let mut blocks = Vec::new();
-    let mut block_index = std::collections::HashMap::new();
+    let mut block_index = HashMap::new();
     for b in block_nets {
         if let Some(p) = prefix_of(&b) {
             block_index.insert(b, blocks.len() as u32);
             blocks.push(core::BlockInfo { net: b, prefix: p });
         }
     }
-    let obs: Vec<core::Obs> = obs
+    let mut obs: Vec<core::Obs> = raw
+        .rows
         .iter()
         .filter_map(|AgentObservation { agent, obs: o }| {
             Some(core::Obs {
@@ -185,7 +252,36 @@ pub async fn load_input<S: Store>(
             })
         })
         .collect();
-    let control = control
+    // Space index -> block id, one table per space.
+    let mut ids: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (rec, space, packed) in &decoded {
+        let Some(vp) = vp_id(&rec.agent) else {
+            continue;
+        };
+        let table = ids.entry(rec.space.as_str()).or_insert_with(|| {
+            (0..space.len())
+                .map(|i| {
+                    space
+                        .block_at(i)
+                        .and_then(|b| block_index.get(&b).copied())
+                        .unwrap_or(u32::MAX)
+                })
+                .collect()
+        });
+        obs.extend(packed.iter().filter_map(|b| {
+            let block = table[b.index as usize];
+            (block != u32::MAX).then_some(core::Obs {
+                vp,
+                block,
+                round: rec.round,
+                state: b.state,
+                probes: b.probes,
+                replies: b.replies,
+            })
+        }));
+    }
+    let control = raw
+        .control
         .iter()
         .filter_map(|o| {
             Some(core::ControlObs {
@@ -195,7 +291,8 @@ pub async fn load_input<S: Store>(
             })
         })
         .collect();
-    let traces = traces
+    let traces = raw
+        .traces
         .iter()
         .filter_map(|t| {
             Some(core::TraceObs {
@@ -320,12 +417,159 @@ pub fn load_pfx2as(path: &std::path::Path, what: &str) -> Option<Pfx2As> {
     }
 }
 
-/// The correlation loop of `serve`: every `every_secs`, if this collector
-/// holds the correlator lease (one correlator among several collectors
-/// sharing a database), run a pass over every campaign.
+/// Settings of raw-data retention (`[retention]` in collector.toml).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Days raw rounds (packed rounds, per-block observations, traces) are
+    /// kept. Verdicts, their evidence and VP faults are kept forever.
+    pub raw_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings { raw_days: 30 }
+    }
+}
+
+/// Longest retention accepted (100 years: "forever" without overflow).
+pub const MAX_RAW_DAYS: u32 = 36_500;
+
+impl RetentionSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_RAW_DAYS).contains(&self.raw_days) {
+            return Err(format!(
+                "raw_days must lie in 1..={MAX_RAW_DAYS}, got {}",
+                self.raw_days
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first round of a campaign kept at `now_ms`: rounds before it
+    /// ended more than `raw_days` ago.
+    pub fn first_kept_round(&self, now_ms: i64, interval_secs: u64) -> u64 {
+        let keep_ms = i64::from(self.raw_days) * 86_400_000;
+        let t = now_ms.saturating_sub(keep_ms);
+        if t <= 0 {
+            0
+        } else {
+            round_of(t, interval_secs)
+        }
+    }
+}
+
+/// Rows one retention statement deletes per raw table: small enough that
+/// the SQLite write lock is held for milliseconds.
+pub const PURGE_ROWS: u64 = 1000;
+/// Statements per campaign and pass: the rest waits for the next pass.
+pub const PURGE_STATEMENTS: u32 = 20;
+
+/// Deletes a campaign's raw rounds older than the retention, in small
+/// statements, yielding between them so that ingest is never stalled.
+pub async fn purge_old_rounds<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    retention: &RetentionSettings,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let before = retention.first_kept_round(now_ms, campaign.interval_secs);
+    let mut deleted = 0;
+    for _ in 0..PURGE_STATEMENTS {
+        let n = store.purge_raw(&campaign.name, before, PURGE_ROWS).await?;
+        deleted += n;
+        if n == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(deleted)
+}
+
+/// Lease of one campaign's correlation.
+pub fn campaign_lease(campaign: &str) -> String {
+    format!("{LEASE}:{campaign}")
+}
+
+/// Prefix of the leases that say which collectors are running.
+pub const MEMBER_LEASE: &str = "member:";
+
+/// How many campaigns each of `members` live collectors correlates: an
+/// even share, rounded up so that every campaign has room.
+pub fn fair_share(campaigns: usize, members: usize) -> usize {
+    campaigns.div_ceil(members.max(1))
+}
+
+/// Which campaigns to hand back so that `held` fits `share`: the last ones
+/// by name, so that collectors agree without talking.
+pub fn surplus(held: &BTreeSet<String>, share: usize) -> Vec<String> {
+    held.iter().skip(share).cloned().collect()
+}
+
+/// Takes, keeps and hands back per-campaign leases for one pass: this
+/// collector renews its membership, keeps the campaigns it holds up to its
+/// fair share among live collectors, and takes free (or expired) ones up to
+/// that share. A lease is never taken from a live holder, so a campaign
+/// moves only when its holder hands it back or dies. Returns the campaigns
+/// to correlate in this pass.
+pub async fn share_campaigns<S: Store>(
+    store: &S,
+    holder: &str,
+    held: &mut BTreeSet<String>,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Result<Vec<Campaign>, StoreError> {
+    store
+        .try_lease(&format!("{MEMBER_LEASE}{holder}"), holder, now_ms, ttl_ms)
+        .await?;
+    let members = store.live_holders(MEMBER_LEASE, now_ms).await?.len();
+    let campaigns = store.list_campaigns().await?;
+    let names: BTreeSet<&str> = campaigns.iter().map(|c| c.name.as_str()).collect();
+    let share = fair_share(campaigns.len(), members);
+    let gone: Vec<String> = held
+        .iter()
+        .filter(|c| !names.contains(c.as_str()))
+        .cloned()
+        .collect();
+    for c in gone.into_iter().chain(surplus(held, share)) {
+        store.release_lease(&campaign_lease(&c), holder).await?;
+        held.remove(&c);
+    }
+    for c in held.clone() {
+        if !store
+            .try_lease(&campaign_lease(&c), holder, now_ms, ttl_ms)
+            .await?
+        {
+            tracing::warn!(campaign = %c, "lost a campaign's correlation lease");
+            held.remove(&c);
+        }
+    }
+    for c in &names {
+        if held.len() >= share {
+            break;
+        }
+        if !held.contains(*c)
+            && store
+                .try_lease(&campaign_lease(c), holder, now_ms, ttl_ms)
+                .await?
+        {
+            held.insert(c.to_string());
+        }
+    }
+    Ok(campaigns
+        .into_iter()
+        .filter(|c| held.contains(&c.name))
+        .collect())
+}
+
+/// The correlation loop of `serve`: every `every_secs`, run a pass over
+/// each campaign this collector holds the lease of (campaigns are shared
+/// among the collectors on one database: [`share_campaigns`]), then delete
+/// those campaigns' raw rounds past the retention.
 pub async fn run<S: Store>(
     store: Arc<S>,
     settings: CorrelationSettings,
+    retention: RetentionSettings,
     holder: String,
     alerts: Alerts,
     clock: SharedClock,
@@ -336,51 +580,50 @@ pub async fn run<S: Store>(
         .and_then(|p| load_pfx2as(p, "correlating"));
     let every = Duration::from_secs_f64(settings.every_secs.max(0.1));
     let ttl_ms = settings.lease_ttl_ms();
-    let mut leader = false;
+    let mut held = BTreeSet::new();
     loop {
-        match store
-            .try_lease(LEASE, &holder, clock.now_ms(), ttl_ms)
-            .await
-        {
-            Ok(true) => {
-                if !leader {
-                    tracing::info!(holder = %holder, "this collector now runs the correlation");
-                }
-                leader = true;
-                match store.list_campaigns().await {
-                    Ok(campaigns) => {
-                        for c in &campaigns {
-                            match pass(
-                                store.as_ref(),
-                                c,
-                                &settings,
-                                pfx2as.as_ref(),
-                                clock.now_ms(),
-                            )
-                            .await
-                            {
-                                Ok((_, events)) => {
-                                    for e in events {
-                                        tracing::info!(event = %e.summary(), "verdict");
-                                        alerts.send(e);
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::error!(campaign = %c.name, error = %e, "correlation pass failed")
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot list campaigns"),
-                }
-            }
-            Ok(false) => {
-                if leader {
+        let was_correlating = !held.is_empty();
+        match share_campaigns(store.as_ref(), &holder, &mut held, clock.now_ms(), ttl_ms).await {
+            Ok(mine) => {
+                if !was_correlating && !mine.is_empty() {
+                    tracing::info!(holder = %holder, campaigns = mine.len(), "this collector now runs the correlation");
+                } else if was_correlating && mine.is_empty() {
                     tracing::warn!("lost the correlator lease to another collector");
                 }
-                leader = false;
+                for c in &mine {
+                    match pass(
+                        store.as_ref(),
+                        c,
+                        &settings,
+                        pfx2as.as_ref(),
+                        clock.now_ms(),
+                    )
+                    .await
+                    {
+                        Ok((_, events)) => {
+                            for e in events {
+                                tracing::info!(event = %e.summary(), "verdict");
+                                alerts.send(e);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(campaign = %c.name, error = %e, "correlation pass failed")
+                        }
+                    }
+                }
+                for c in &mine {
+                    match purge_old_rounds(store.as_ref(), c, &retention, clock.now_ms()).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(campaign = %c.name, rows = n, "deleted raw rounds past the retention")
+                        }
+                        Err(e) => {
+                            tracing::error!(campaign = %c.name, error = %e, "retention failed")
+                        }
+                    }
+                }
             }
-            Err(e) => tracing::error!(error = %e, "cannot take the correlator lease"),
+            Err(e) => tracing::error!(error = %e, "cannot share the campaigns' correlation"),
         }
         tokio::time::sleep(every).await;
     }
@@ -389,6 +632,147 @@ pub async fn run<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoredSpace;
+    use darkwatch_schema::{BlockObservation, BlockSpace, BlockState, PackedBlock, PackedRound};
+
+    fn campaign(prefixes: &[&str]) -> Campaign {
+        Campaign {
+            name: "kp".into(),
+            country: Some("KP".into()),
+            interval_secs: 60,
+            prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+            control: vec![],
+            agents: vec![],
+            generation: 1,
+            created_ms: 0,
+        }
+    }
+
+    fn record(
+        agent: &str,
+        round: u64,
+        space: &BlockSpace,
+        blocks: Vec<PackedBlock>,
+    ) -> RoundRecord {
+        let p = PackedRound::pack("kp", round, space, 1_000, (0, 1), blocks).unwrap();
+        RoundRecord {
+            agent: agent.into(),
+            round,
+            chunk: 0,
+            space: p.space.clone(),
+            blocks: p.blocks,
+            ts_ms: p.ts_ms,
+            data: p.compressed().unwrap(),
+        }
+    }
+
+    /// Packed records decode into the same input as the same observations
+    /// stored as rows, across two generations of the campaign's prefixes
+    /// and mixed with rows from an agent that does not pack.
+    #[test]
+    fn packed_records_make_the_same_input_as_rows() {
+        let old = campaign(&["198.18.0.0/22", "198.18.16.0/23"]);
+        let new = campaign(&["198.18.0.0/22", "198.18.8.0/24", "2001:db8::/47"]);
+        let (s_old, s_new) = (
+            BlockSpace::new(&old.prefixes),
+            BlockSpace::new(&new.prefixes),
+        );
+        let block = |i: u64, round: u64| PackedBlock {
+            index: i,
+            state: [BlockState::Up, BlockState::Down, BlockState::Uncertain]
+                [((i + round) % 3) as usize],
+            probes: (i % 4) as u32 + 1,
+            replies: (i % 2) as u32,
+            belief: 0,
+            availability: 0,
+        };
+        let mut records = Vec::new();
+        let mut rows = Vec::new();
+        for round in 10..14u64 {
+            let (space, agent) = if round < 12 {
+                (&s_old, "a")
+            } else {
+                (&s_new, "b")
+            };
+            let blocks: Vec<PackedBlock> = (0..space.len())
+                .filter(|i| (i + round) % 4 != 0)
+                .map(|i| block(i, round))
+                .collect();
+            for b in &blocks {
+                rows.push(AgentObservation {
+                    agent: agent.into(),
+                    obs: BlockObservation {
+                        campaign: "kp".into(),
+                        round,
+                        block: space.block_at(b.index).unwrap(),
+                        state: b.state,
+                        probes: b.probes,
+                        replies: b.replies,
+                        belief: 0.0,
+                        availability: 0.0,
+                        control: false,
+                        ts_ms: 1_000,
+                    },
+                });
+            }
+            records.push(record(agent, round, space, blocks));
+        }
+        // An old agent's rows, kept as rows on both sides.
+        let plain = AgentObservation {
+            agent: "c".into(),
+            obs: BlockObservation {
+                block: "198.18.8.0/24".parse().unwrap(),
+                ..rows[0].obs.clone()
+            },
+        };
+        rows.push(plain.clone());
+        let spaces = Spaces::new(&[
+            StoredSpace {
+                digest: s_old.digest(),
+                prefixes: old.prefixes.clone(),
+            },
+            StoredSpace {
+                digest: s_new.digest(),
+                prefixes: new.prefixes.clone(),
+            },
+        ]);
+        let from_rows = Raw {
+            rows,
+            ..Raw::default()
+        };
+        let from_records = Raw {
+            rows: vec![plain],
+            records,
+            ..Raw::default()
+        };
+        let sorted = |mut i: core::Input| {
+            i.obs.sort_by_key(|o| (o.round, o.block, o.vp));
+            i
+        };
+        let a = build_input(&new, 10..=13, &from_rows, &Spaces::default(), None).unwrap();
+        let b = build_input(&new, 10..=13, &from_records, &spaces, None).unwrap();
+        assert!(a.obs.len() >= 15, "{} observations", a.obs.len());
+        assert_eq!(sorted(a.clone()), sorted(b));
+        // Blocks outside today's prefixes (198.18.16.0/23 is gone) are left out.
+        assert!(a
+            .blocks
+            .iter()
+            .all(|b| new.prefixes.iter().any(|p| p.contains(&b.net))));
+        assert_eq!(
+            core::correlate(&a, &core::Params::default()),
+            core::correlate(&sorted(a.clone()), &core::Params::default())
+        );
+
+        // A record naming a space the store does not know is corrupt.
+        let unknown = Raw {
+            records: vec![record("a", 10, &s_old, vec![block(0, 10)])],
+            ..Raw::default()
+        };
+        assert!(matches!(
+            build_input(&new, 10..=13, &unknown, &Spaces::default(), None),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
 
     #[test]
     fn rounds_end_early_once_every_agent_reported() {
@@ -420,6 +804,30 @@ mod tests {
         assert_eq!(last_complete_round(64_999, 10), Some(4));
         assert_eq!(last_complete_round(65_000, 10), Some(5));
         assert_eq!(last_complete_round(1_000, 10), None);
+    }
+
+    #[test]
+    fn campaigns_are_shared_evenly_and_handed_back_by_name() {
+        assert_eq!(fair_share(4, 2), 2);
+        assert_eq!(fair_share(5, 2), 3);
+        assert_eq!(fair_share(1, 2), 1);
+        assert_eq!(fair_share(3, 0), 3);
+        assert_eq!(fair_share(0, 3), 0);
+        let held: BTreeSet<String> = ["d", "a", "c"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(surplus(&held, 1), ["c", "d"]);
+        assert!(surplus(&held, 3).is_empty());
+    }
+
+    #[test]
+    fn retention_keeps_the_rounds_of_the_last_raw_days() {
+        let r = RetentionSettings { raw_days: 2 };
+        let day = 86_400_000i64;
+        // 60 s rounds: two days are 2,880 rounds.
+        assert_eq!(r.first_kept_round(10 * day, 60), 8 * 1440);
+        assert_eq!(r.first_kept_round(day, 60), 0);
+        assert!(r.validate().is_ok());
+        assert!(RetentionSettings { raw_days: 0 }.validate().is_err());
+        assert_eq!(RetentionSettings::default().raw_days, 30);
     }
 
     #[test]

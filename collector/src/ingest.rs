@@ -5,13 +5,16 @@
 //! assigned to the reporting agent, each round number must agree with
 //! its timestamp for that campaign's interval, and each observed block must
 //! overlap the campaign's prefixes (control observations: its control
-//! prefixes). Pure: campaigns and the current time are passed in.
+//! prefixes). Packed rounds must name a block space the collector knows
+//! (the campaign's current one or an older generation) and decode within
+//! it; they are then stored packed. Pure: campaigns, stored block spaces
+//! and the current time are passed in.
 
 use std::collections::HashMap;
 
 use darkwatch_schema::{round_of, BlockSpace, ReportBatch, SchemaError};
 
-use crate::store::Campaign;
+use crate::store::{Campaign, Spaces, StoredSpace};
 
 /// How many rounds a reported round may differ from the round its
 /// timestamp falls in: probing of a round may finish after the round ends.
@@ -40,43 +43,82 @@ pub enum IngestError {
     },
 }
 
-/// Replaces the packed rounds of `batch` by the plain observations they
-/// hold, so that every later check and the store see one form. Run after
-/// `validate` (shapes) and before [`check_batch`] (rounds, blocks).
-pub fn unpack_packed(batch: &mut ReportBatch, campaigns: &[Campaign]) -> Result<(), IngestError> {
-    if batch.packed.is_empty() {
-        return Ok(());
+/// What the packed rounds of a batch hold, once checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackedTotals {
+    pub blocks: u64,
+    pub probes: u64,
+    pub replies: u64,
+}
+
+/// Campaigns of `batch` whose packed rounds name a block space other than
+/// the campaign's current one: the caller looks up their older generations
+/// (`Store::block_spaces`) before [`check_packed`].
+pub fn foreign_spaces(batch: &ReportBatch, campaigns: &[Campaign]) -> Vec<String> {
+    let mut current: HashMap<&str, String> = HashMap::new();
+    let mut out: Vec<String> = Vec::new();
+    for p in &batch.packed {
+        let Some(c) = campaigns.iter().find(|c| c.name == p.campaign) else {
+            continue;
+        };
+        let digest = current
+            .entry(c.name.as_str())
+            .or_insert_with(|| BlockSpace::new(&c.prefixes).digest());
+        if *digest != p.space && !out.contains(&p.campaign) {
+            out.push(p.campaign.clone());
+        }
     }
-    let mut spaces: HashMap<&str, BlockSpace> = HashMap::new();
-    let mut observations = Vec::new();
+    out
+}
+
+/// Checks the packed rounds of `batch` (after [`check_batch`], which covers
+/// their campaigns and round numbers): each must name the current block
+/// space of its campaign or an older generation in `older` (by campaign),
+/// and its columns must decode within that space. The rounds are then
+/// stored as they came; nothing is unpacked into rows.
+pub fn check_packed(
+    batch: &ReportBatch,
+    campaigns: &[Campaign],
+    older: &HashMap<String, Vec<StoredSpace>>,
+) -> Result<PackedTotals, IngestError> {
+    let mut spaces: HashMap<&str, Spaces> = HashMap::new();
+    let mut totals = PackedTotals::default();
     for p in &batch.packed {
         let campaign = campaigns
             .iter()
             .find(|c| c.name == p.campaign)
             .ok_or_else(|| IngestError::UnknownCampaign(p.campaign.clone()))?;
-        let space = spaces
-            .entry(campaign.name.as_str())
-            .or_insert_with(|| BlockSpace::new(&campaign.prefixes));
-        if space.digest() != p.space {
+        let known = spaces.entry(campaign.name.as_str()).or_insert_with(|| {
+            let current = StoredSpace {
+                digest: BlockSpace::new(&campaign.prefixes).digest(),
+                prefixes: campaign.prefixes.clone(),
+            };
+            let mut all = older.get(&campaign.name).cloned().unwrap_or_default();
+            all.push(current);
+            Spaces::new(&all)
+        });
+        let Some(space) = known.get(&p.space) else {
             return Err(IngestError::UnknownBlockSpace {
                 campaign: p.campaign.clone(),
                 round: p.round,
                 space: p.space.clone(),
-                expected: space.digest(),
+                expected: BlockSpace::new(&campaign.prefixes).digest(),
             });
-        }
-        let obs = p.to_observations(space).map_err(|e| {
+        };
+        let blocks = p.unpack(space).map_err(|e| {
             IngestError::Invalid(SchemaError::Packed {
                 campaign: p.campaign.clone(),
                 round: p.round,
                 why: e.to_string(),
             })
         })?;
-        observations.extend(obs);
+        totals.blocks += blocks.len() as u64;
+        for b in &blocks {
+            totals.probes += u64::from(b.probes);
+            totals.replies += u64::from(b.replies);
+        }
     }
-    batch.packed.clear();
-    batch.observations.extend(observations);
-    Ok(())
+    Ok(totals)
 }
 
 /// Accepts or refuses `batch` from `agent` given the current `campaigns`.
@@ -86,7 +128,6 @@ pub fn check_batch(
     campaigns: &[Campaign],
     now_ms: i64,
 ) -> Result<(), IngestError> {
-    // Sizes were checked on the wire form, before unpacking.
     batch.validate_contents(now_ms)?;
     let by_name: HashMap<&str, &Campaign> =
         campaigns.iter().map(|c| (c.name.as_str(), c)).collect();
@@ -99,6 +140,12 @@ pub fn check_batch(
                 .traces
                 .iter()
                 .map(|t| (t.campaign.as_str(), t.round, t.ts_ms)),
+        )
+        .chain(
+            batch
+                .packed
+                .iter()
+                .map(|p| (p.campaign.as_str(), p.round, p.ts_ms)),
         );
     for (name, round, ts_ms) in items {
         let campaign = by_name
@@ -185,8 +232,8 @@ mod tests {
     }
 
     #[test]
-    fn packed_rounds_become_observations_of_the_campaign_space() {
-        use darkwatch_schema::{packed, PackedBlock, PackedRound};
+    fn packed_rounds_are_checked_against_known_spaces() {
+        use darkwatch_schema::{PackedBlock, PackedRound};
         let r = round_of(NOW, 60);
         let cs = [campaign("kp", &[])];
         let space = BlockSpace::new(&cs[0].prefixes);
@@ -196,7 +243,7 @@ mod tests {
                 index,
                 state: BlockState::Down,
                 probes: 15,
-                replies: 0,
+                replies: 1,
                 belief: 3,
                 availability: 128,
             })
@@ -205,21 +252,50 @@ mod tests {
         let mut b = batch("kp", r);
         b.observations.clear();
         b.packed = vec![p.clone()];
-        unpack_packed(&mut b, &cs).unwrap();
-        assert!(b.packed.is_empty());
-        let got: Vec<String> = b.observations.iter().map(|o| o.block.to_string()).collect();
-        assert_eq!(got, ["198.18.3.0/24", "198.18.200.0/24"]);
         assert_eq!(check_batch(&b, "vp1", &cs, NOW), Ok(()));
+        assert!(foreign_spaces(&b, &cs).is_empty());
+        let none = HashMap::new();
+        assert_eq!(
+            check_packed(&b, &cs, &none),
+            Ok(PackedTotals {
+                blocks: 2,
+                probes: 30,
+                replies: 2
+            })
+        );
+        // Packed rounds are held to their campaign's assignment and rounds too.
+        let only_vp2 = [campaign("kp", &["vp2"])];
+        assert!(matches!(
+            check_batch(&b, "vp1", &only_vp2, NOW),
+            Err(IngestError::NotAssigned { .. })
+        ));
+        let mut late = b.clone();
+        late.packed[0].round = r + MAX_ROUND_DRIFT + 1;
+        assert!(check_batch(&late, "vp1", &cs, NOW).is_err());
 
-        // The campaign grew since the agent packed: refused, with the code
-        // that makes the agent resend plain observations.
+        // The campaign grew since the agent packed: unknown unless the older
+        // generation is known, then accepted as it is.
         let mut grown = cs.clone();
         grown[0].prefixes.push("198.19.0.0/24".parse().unwrap());
-        let mut b = batch("kp", r);
-        b.packed = vec![p];
-        let e = unpack_packed(&mut b, &grown).unwrap_err();
+        assert_eq!(foreign_spaces(&b, &grown), ["kp"]);
+        let e = check_packed(&b, &grown, &none).unwrap_err();
         assert!(matches!(e, IngestError::UnknownBlockSpace { .. }), "{e}");
-        assert!(!packed::ERROR_UNKNOWN_BLOCK_SPACE.is_empty());
+        let older = HashMap::from([(
+            "kp".to_string(),
+            vec![StoredSpace {
+                digest: space.digest(),
+                prefixes: cs[0].prefixes.clone(),
+            }],
+        )]);
+        assert_eq!(check_packed(&b, &grown, &older).map(|t| t.blocks), Ok(2));
+
+        // Columns that do not decode within the space are invalid.
+        let mut bad = b.clone();
+        bad.packed[0].blocks = 3;
+        assert!(matches!(
+            check_packed(&bad, &cs, &none),
+            Err(IngestError::Invalid(SchemaError::Packed { .. }))
+        ));
     }
 
     #[test]

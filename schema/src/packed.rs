@@ -362,96 +362,24 @@ impl PackedRound {
         self.data.len() / 4 * 3
     }
 
+    /// The compressed columns: `data` with base64 undone (what a collector
+    /// stores, and [`unpack_columns`] reads back).
+    pub fn compressed(&self) -> Result<Vec<u8>, PackedError> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.data)
+            .map_err(|_| PackedError::Base64)
+    }
+
     /// Unpacks the blocks, checking every index against `space` (the caller
     /// has matched `self.space` to it) and every count against the envelope.
     pub fn unpack(&self, space: &BlockSpace) -> Result<Vec<PackedBlock>, PackedError> {
-        let n = self.blocks as usize;
-        if n > MAX_BLOCKS_PER_PACKED {
-            return Err(PackedError::TooManyBlocks(n));
-        }
         if self.chunks == 0 || self.chunk >= self.chunks {
             return Err(PackedError::Chunk {
                 chunk: self.chunk,
                 chunks: self.chunks,
             });
         }
-        let compressed = base64::engine::general_purpose::STANDARD
-            .decode(&self.data)
-            .map_err(|_| PackedError::Base64)?;
-        // Stream with a hard cap, whatever size the frame header claims.
-        let cap = 16 + n * MAX_BYTES_PER_BLOCK;
-        let mut raw = Vec::new();
-        zstd::stream::read::Decoder::new(compressed.as_slice())
-            .map_err(|e| PackedError::Decompress(e.to_string()))?
-            .take(cap as u64 + 1)
-            .read_to_end(&mut raw)
-            .map_err(|e| PackedError::Decompress(e.to_string()))?;
-        if raw.len() > cap {
-            return Err(PackedError::Malformed("columns larger than their blocks"));
-        }
-        let mut c = Cursor { buf: &raw, pos: 0 };
-        let version = c.byte()?;
-        if version != PACKED_VERSION {
-            return Err(PackedError::Version(version));
-        }
-        let count = c.varint()?;
-        if count != u64::from(self.blocks) {
-            return Err(PackedError::Count {
-                expected: self.blocks,
-                found: count,
-            });
-        }
-        let mut blocks = Vec::with_capacity(n);
-        let mut next = 0u64;
-        for _ in 0..n {
-            let index = next
-                .checked_add(c.varint()?)
-                .ok_or(PackedError::Malformed("index overflows"))?;
-            if index >= space.len() {
-                return Err(PackedError::Index {
-                    index,
-                    len: space.len(),
-                });
-            }
-            next = index + 1;
-            blocks.push(PackedBlock {
-                index,
-                state: BlockState::Up,
-                probes: 0,
-                replies: 0,
-                belief: 0,
-                availability: 0,
-            });
-        }
-        for b in &mut blocks {
-            b.state = match c.byte()? {
-                0 => BlockState::Up,
-                1 => BlockState::Down,
-                2 => BlockState::Uncertain,
-                _ => return Err(PackedError::Malformed("unknown state")),
-            };
-        }
-        for b in &mut blocks {
-            b.probes = u32::try_from(c.varint()?)
-                .map_err(|_| PackedError::Malformed("probes overflow"))?;
-        }
-        for b in &mut blocks {
-            let lost = c.varint()?;
-            if lost > u64::from(b.probes) {
-                return Err(PackedError::Replies(b.index));
-            }
-            b.replies = b.probes - lost as u32;
-        }
-        for b in &mut blocks {
-            b.belief = c.byte()?;
-        }
-        for b in &mut blocks {
-            b.availability = c.byte()?;
-        }
-        if c.pos != raw.len() {
-            return Err(PackedError::Malformed("trailing bytes"));
-        }
-        Ok(blocks)
+        unpack_columns(&self.compressed()?, self.blocks, space)
     }
 
     /// The blocks as plain observations: what an agent resends when the
@@ -480,6 +408,118 @@ impl PackedRound {
             })
             .collect())
     }
+}
+
+/// Unpacks compressed columns said to hold `blocks` blocks of `space`: what
+/// [`PackedRound::unpack`] does once base64 is undone, and what a collector
+/// runs on the bytes it stored.
+pub fn unpack_columns(
+    compressed: &[u8],
+    blocks: u32,
+    space: &BlockSpace,
+) -> Result<Vec<PackedBlock>, PackedError> {
+    let n = blocks as usize;
+    if n > MAX_BLOCKS_PER_PACKED {
+        return Err(PackedError::TooManyBlocks(n));
+    }
+    // Stream with a hard cap, whatever size the frame header claims.
+    let cap = 16 + n * MAX_BYTES_PER_BLOCK;
+    let mut raw = Vec::new();
+    zstd::stream::read::Decoder::new(compressed)
+        .map_err(|e| PackedError::Decompress(e.to_string()))?
+        .take(cap as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| PackedError::Decompress(e.to_string()))?;
+    if raw.len() > cap {
+        return Err(PackedError::Malformed("columns larger than their blocks"));
+    }
+    let mut c = Cursor { buf: &raw, pos: 0 };
+    let version = c.byte()?;
+    if version != PACKED_VERSION {
+        return Err(PackedError::Version(version));
+    }
+    let count = c.varint()?;
+    if count != u64::from(blocks) {
+        return Err(PackedError::Count {
+            expected: blocks,
+            found: count,
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut next = 0u64;
+    for _ in 0..n {
+        let index = next
+            .checked_add(c.varint()?)
+            .ok_or(PackedError::Malformed("index overflows"))?;
+        if index >= space.len() {
+            return Err(PackedError::Index {
+                index,
+                len: space.len(),
+            });
+        }
+        next = index + 1;
+        out.push(PackedBlock {
+            index,
+            state: BlockState::Up,
+            probes: 0,
+            replies: 0,
+            belief: 0,
+            availability: 0,
+        });
+    }
+    for b in &mut out {
+        b.state = match c.byte()? {
+            0 => BlockState::Up,
+            1 => BlockState::Down,
+            2 => BlockState::Uncertain,
+            _ => return Err(PackedError::Malformed("unknown state")),
+        };
+    }
+    for b in &mut out {
+        b.probes =
+            u32::try_from(c.varint()?).map_err(|_| PackedError::Malformed("probes overflow"))?;
+    }
+    for b in &mut out {
+        let lost = c.varint()?;
+        if lost > u64::from(b.probes) {
+            return Err(PackedError::Replies(b.index));
+        }
+        b.replies = b.probes - lost as u32;
+    }
+    for b in &mut out {
+        b.belief = c.byte()?;
+    }
+    for b in &mut out {
+        b.availability = c.byte()?;
+    }
+    if c.pos != raw.len() {
+        return Err(PackedError::Malformed("trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// A synthetic typical round of blocks `0..blocks`, varied by `seed` (the
+/// round, say): nearly every block up with one or two probes answered, one
+/// in 97 down, availability spread over 40 levels. What the size goal
+/// (under a byte per block) is measured on, in tests and benchmarks.
+pub fn typical_round(blocks: u64, seed: u64) -> Vec<PackedBlock> {
+    (0..blocks)
+        .map(|i| {
+            let down = (i + seed) % 97 == 0;
+            PackedBlock {
+                index: i,
+                state: if down {
+                    BlockState::Down
+                } else {
+                    BlockState::Up
+                },
+                probes: if down { 15 } else { 1 + u32::from(i % 11 == 0) },
+                replies: u32::from(!down),
+                belief: if down { 0 } else { 255 },
+                availability: (200 + ((i ^ seed).wrapping_mul(2_654_435_761) % 40)) as u8,
+            }
+        })
+        .collect()
 }
 
 /// Packs a whole round into chunks of at most `max_blocks` blocks each.
@@ -600,23 +640,7 @@ mod tests {
     fn a_typical_round_costs_under_a_byte_per_block() {
         // 65,536 blocks, nearly all up with one probe answered, a few down.
         let space = BlockSpace::new(&nets(&["10.0.0.0/8"]));
-        let blocks: Vec<PackedBlock> = (0..space.len())
-            .map(|i| {
-                let down = i % 97 == 0;
-                PackedBlock {
-                    index: i,
-                    state: if down {
-                        BlockState::Down
-                    } else {
-                        BlockState::Up
-                    },
-                    probes: if down { 15 } else { 1 + u32::from(i % 11 == 0) },
-                    replies: u32::from(!down),
-                    belief: if down { 0 } else { 255 },
-                    availability: (200 + (i * 2654435761 % 40)) as u8,
-                }
-            })
-            .collect();
+        let blocks = typical_round(space.len(), 0);
         let p = PackedRound::pack("big", 1, &space, 1_800_000_000_000, (0, 1), blocks).unwrap();
         let per_block = p.data.len() as f64 / space.len() as f64;
         assert!(per_block < 1.0, "{per_block} bytes per block on the wire");

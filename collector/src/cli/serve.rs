@@ -41,7 +41,7 @@ pub(super) async fn serve(
         None => crate::alerts::Alerts::disabled(),
     };
     // Several collectors may share one database: each has its own holder id
-    // and only the holder of the lease correlates.
+    // and correlates the campaigns whose leases it holds.
     let holder = format!(
         "{}-{}-{:08x}",
         hostname(),
@@ -51,6 +51,7 @@ pub(super) async fn serve(
     let correlator = tokio::spawn(crate::correlation::run(
         store.clone(),
         cfg.correlation.clone(),
+        cfg.retention.clone(),
         holder,
         alerts,
         clock.clone(),

@@ -154,6 +154,7 @@ pub(super) async fn put_campaign(
         .execute(&mut *tx)
         .await?;
     }
+    super::rounds::record_space(&mut tx, &spec.name, &spec.prefixes, now_ms).await?;
     let row = sqlx::query(
         "SELECT name, country, interval_secs, prefixes, control, agents, generation, created_ms
          FROM campaigns WHERE name = $1",

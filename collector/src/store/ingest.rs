@@ -1,4 +1,5 @@
-//! Writing report batches. A batch is one transaction, acknowledged only
+//! Writing report batches (rows of plain observations and traces, packed
+//! rounds as they came: `rounds`). A batch is one transaction, acknowledged only
 //! after commit; a batch id seen before writes nothing. SQLite runs with
 //! `synchronous=FULL` and has one writer anyway, so its batches go through
 //! one task that commits every batch waiting at that moment in a single
@@ -77,6 +78,8 @@ pub(super) async fn insert_batch(
         obs_stored += q.execute(&mut *conn).await?.rows_affected();
     }
 
+    obs_stored += super::rounds::insert_packed(conn, agent, &batch.packed).await?;
+
     let mut traces_stored = 0u64;
     for chunk in batch.traces.chunks(INSERT_CHUNK) {
         let sql = multi_insert_with("traces", TRACE_COLS, chunk.len(), positional);
@@ -126,7 +129,9 @@ async fn commit_group(pool: &AnyPool, jobs: &[IngestJob]) -> Result<Vec<BatchAck
 /// If a group fails, its batches are retried one by one so that one bad
 /// batch cannot fail the others.
 pub(super) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<IngestJob>) {
-    let items = |j: &IngestJob| j.batch.observations.len() + j.batch.traces.len() + 1;
+    let items = |j: &IngestJob| {
+        j.batch.observations.len() + j.batch.packed.len() + j.batch.traces.len() + 1
+    };
     while let Some(first) = rx.recv().await {
         let mut n = items(&first);
         let mut jobs = vec![first];

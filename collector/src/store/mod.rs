@@ -13,6 +13,7 @@ mod ingest;
 mod leases;
 mod migrations;
 mod observations;
+mod rounds;
 mod sql;
 mod summaries;
 mod url;
@@ -29,6 +30,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use census::AgentCoverage;
+pub use rounds::Spaces;
 pub use sql::SqlStore;
 pub use url::{resolve_url, Backend};
 
@@ -147,6 +149,28 @@ pub struct AgentTrace {
     pub agent: String,
     #[serde(flatten)]
     pub trace: TraceObservation,
+}
+
+/// One agent's packed round chunk as stored (`rounds`): the compressed
+/// columns of `darkwatch_schema::packed`, indices into block space `space`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundRecord {
+    pub agent: String,
+    pub round: u64,
+    pub chunk: u32,
+    /// Digest of the block space (a [`StoredSpace`] of the campaign).
+    pub space: String,
+    pub blocks: u32,
+    pub ts_ms: i64,
+    pub data: Vec<u8>,
+}
+
+/// The prefix list of one campaign generation, named by the digest of its
+/// block space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpace {
+    pub digest: String,
+    pub prefixes: Vec<IpNet>,
 }
 
 /// An outage verdict as stored. Its identity is its `id`: correlation
@@ -310,12 +334,39 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<BatchAck, StoreError>> + Send;
 
     // --- queries for correlation ---
-    /// Non-control observations of a campaign in a round range.
+    /// Non-control observations of a campaign in a round range: the rows
+    /// of plain reports and the blocks of packed rounds, merged.
     fn observations(
         &self,
         campaign: &str,
         rounds: RangeInclusive<u64>,
     ) -> impl Future<Output = Result<Vec<AgentObservation>, StoreError>> + Send;
+    /// Non-control observations stored as rows (plain reports only).
+    fn row_observations(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<AgentObservation>, StoreError>> + Send;
+    /// Packed round chunks of a campaign in a round range, as stored.
+    fn round_records(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<RoundRecord>, StoreError>> + Send;
+    /// Every block space (campaign generation) known for a campaign.
+    fn block_spaces(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<StoredSpace>, StoreError>> + Send;
+    /// Deletes up to `limit` rows of each raw table (packed rounds, per-block
+    /// observations, traces) of `campaign` before round `before_round`;
+    /// returns how many went. Verdicts and VP faults are never deleted.
+    fn purge_raw(
+        &self,
+        campaign: &str,
+        before_round: u64,
+        limit: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// `(round, agent)` for every agent with observations of a campaign in
     /// a round range: which agents have reported which rounds.
     fn round_agents(
@@ -409,7 +460,7 @@ pub trait Store: Send + Sync + 'static {
         campaign: Option<&str>,
     ) -> impl Future<Output = Result<Vec<SummaryKey>, StoreError>> + Send;
 
-    // --- leases (one correlator among several collectors) ---
+    // --- leases (correlation shared among several collectors) ---
     /// Takes or renews lease `name` for `holder` until `now_ms + ttl_ms`;
     /// false if another holder has it and it has not expired.
     fn try_lease(
@@ -424,6 +475,13 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         holder: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Holders of the unexpired leases whose names start with `prefix`
+    /// (letters, digits, ':' and '-'), sorted.
+    fn live_holders(
+        &self,
+        prefix: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     // --- metrics ---
     fn counts(

@@ -1,5 +1,6 @@
 //! Reports in SQL: writing batches (see `ingest`) and the correlation's
-//! reads of observations, control observations and traces by round range.
+//! reads of observations (rows and packed rounds, see `rounds`), control
+//! observations and traces by round range.
 
 use std::ops::RangeInclusive;
 
@@ -10,7 +11,7 @@ use tokio::sync::oneshot;
 use super::codec::{clamp, observation_from_row, to_u64, trace_from_row};
 use super::ingest::{insert_batch, IngestJob};
 use super::sql::SqlStore;
-use super::{AgentObservation, AgentTrace, StoreError};
+use super::{AgentObservation, AgentTrace, Spaces, StoreError};
 
 pub(super) async fn ingest(
     s: &SqlStore,
@@ -45,6 +46,25 @@ pub(super) async fn observations(
     campaign: &str,
     rounds: RangeInclusive<u64>,
 ) -> Result<Vec<AgentObservation>, StoreError> {
+    let mut out = select_observations(s, campaign, rounds.clone(), false).await?;
+    let records = super::rounds::round_records(s, campaign, rounds).await?;
+    if !records.is_empty() {
+        let spaces = Spaces::new(&super::rounds::block_spaces(s, campaign).await?);
+        out.extend(super::rounds::records_as_observations(
+            campaign, &records, &spaces,
+        )?);
+        out.sort_by(|a, b| {
+            (a.obs.round, a.obs.block, &a.agent).cmp(&(b.obs.round, b.obs.block, &b.agent))
+        });
+    }
+    Ok(out)
+}
+
+pub(super) async fn row_observations(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+) -> Result<Vec<AgentObservation>, StoreError> {
     select_observations(s, campaign, rounds, false).await
 }
 
@@ -54,7 +74,9 @@ pub(super) async fn round_agents(
     rounds: RangeInclusive<u64>,
 ) -> Result<Vec<(u64, String)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT DISTINCT round, agent FROM observations
+        "SELECT round, agent FROM observations
+         WHERE campaign = $1 AND round >= $2 AND round <= $3
+         UNION SELECT round, agent FROM round_records
          WHERE campaign = $1 AND round >= $2 AND round <= $3 ORDER BY round, agent",
     )
     .bind(campaign)

@@ -22,9 +22,10 @@ use super::codec::{to_u64, unavailable};
 use super::ingest::{group_writer, IngestJob, GROUP_QUEUE};
 use super::url::{resolve_url, Backend};
 use super::{
-    agents, census, leases, migrations, observations, summaries, verdicts, AgentCoverage,
-    AgentInfo, AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec, ScopeSummary,
-    Store, StoreCounts, StoreError, SummaryKey, SummaryRound, Verdict, VpFault,
+    agents, census, leases, migrations, observations, rounds, summaries, verdicts, AgentCoverage,
+    AgentInfo, AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec, RoundRecord,
+    ScopeSummary, Store, StoreCounts, StoreError, StoredSpace, SummaryKey, SummaryRound, Verdict,
+    VpFault,
 };
 use crate::clock::{Clock, SystemClock};
 use darkwatch_correlate::Scope;
@@ -85,6 +86,8 @@ impl SqlStore {
             touched: Arc::new(Mutex::new(HashMap::new())),
         };
         migrations::migrate(&store.pool, store.backend, clock.now_ms()).await?;
+        let campaigns = agents::list_campaigns(&store).await?;
+        rounds::record_current_spaces(&store, &campaigns, clock.now_ms()).await?;
         Ok(store)
     }
 
@@ -167,6 +170,35 @@ impl Store for SqlStore {
         rounds: RangeInclusive<u64>,
     ) -> Result<Vec<AgentObservation>, StoreError> {
         observations::observations(self, campaign, rounds).await
+    }
+
+    async fn row_observations(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> Result<Vec<AgentObservation>, StoreError> {
+        observations::row_observations(self, campaign, rounds).await
+    }
+
+    async fn round_records(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> Result<Vec<RoundRecord>, StoreError> {
+        rounds::round_records(self, campaign, rounds).await
+    }
+
+    async fn block_spaces(&self, campaign: &str) -> Result<Vec<StoredSpace>, StoreError> {
+        rounds::block_spaces(self, campaign).await
+    }
+
+    async fn purge_raw(
+        &self,
+        campaign: &str,
+        before_round: u64,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        rounds::purge_raw(self, campaign, before_round, limit).await
     }
 
     async fn round_agents(
@@ -279,6 +311,10 @@ impl Store for SqlStore {
         leases::release_lease(self, name, holder).await
     }
 
+    async fn live_holders(&self, prefix: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        leases::live_holders(self, prefix, now_ms).await
+    }
+
     async fn counts(&self, seen_since_ms: i64) -> Result<StoreCounts, StoreError> {
         Ok(StoreCounts {
             agents: self.count("SELECT COUNT(*) FROM agents", None).await?,
@@ -295,7 +331,13 @@ impl Store for SqlStore {
             batches: self.count("SELECT COUNT(*) FROM batches", None).await?,
             observations: self
                 .count("SELECT COUNT(*) FROM observations", None)
-                .await?,
+                .await?
+                + self
+                    .count(
+                        "SELECT CAST(COALESCE(SUM(blocks), 0) AS BIGINT) FROM round_records",
+                        None,
+                    )
+                    .await?,
             traces: self.count("SELECT COUNT(*) FROM traces", None).await?,
             verdicts: self.count("SELECT COUNT(*) FROM verdicts", None).await?,
             verdicts_open: self

@@ -113,6 +113,7 @@ fn example_collector_config_documents_every_option() {
         max_body,
         correlation,
         alerts,
+        retention: _,
     } = file;
     for (key, set) in [
         ("db", db.is_some()),
@@ -135,9 +136,16 @@ fn example_collector_config_documents_every_option() {
         pfx2as.is_some() && lease_ttl_secs.is_some(),
         "[correlation] options missing"
     );
-    for key in ["every_secs", "window_rounds", "max_attempts", "webhook"] {
+    for key in [
+        "every_secs",
+        "window_rounds",
+        "max_attempts",
+        "webhook",
+        "[retention]",
+        "raw_days",
+    ] {
         assert!(
-            text.contains(&format!("{key} = ")),
+            text.contains(&format!("{key} = ")) || text.contains(&format!("\n{key}\n")),
             "collector.toml does not document {key}"
         );
     }

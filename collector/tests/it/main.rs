@@ -1,7 +1,8 @@
 //! The collector's integration tests, in one binary so that the workspace
 //! is linked once: the real `darkwatch-collector` binary and its store
-//! against SQLite and PostgreSQL (`server`, `store`, `census`, `bad_input`,
-//! `crash`, `signals`), the dashboard in a headless browser (`dashboard`), the files
+//! against SQLite and PostgreSQL (`server`, `store`, `rounds`, `census`,
+//! `bad_input`, `crash`, `signals`, `sharing`: two collectors sharing the
+//! campaigns), the dashboard in a headless browser (`dashboard`), the files
 //! under `deploy/` (`deploy_files`), the log format on a pipe (`logs`), and
 //! `/metrics` through promtool (`metrics`). Fixtures are in `common`.
 
@@ -15,6 +16,8 @@ mod dashboard;
 mod deploy_files;
 mod logs;
 mod metrics;
+mod rounds;
 mod server;
+mod sharing;
 mod signals;
 mod store;

@@ -644,9 +644,79 @@ async fn delegated_campaign(db: &str) {
 
 // ---------- instantiation: SQLite always, PostgreSQL when configured ----------
 
+/// Packed rounds over HTTP: stored packed (and counted as observations),
+/// accepted against an older generation of the campaign's prefixes the
+/// collector knows, refused with 409 `unknown_block_space` against a space
+/// it never saw, so that the agent resends plain observations.
+async fn packed_reports_follow_known_block_spaces(db: &str) {
+    use darkwatch_schema::packed::{pack_chunks, ERROR_UNKNOWN_BLOCK_SPACE};
+    use darkwatch_schema::{BlockSpace, PackedBlock};
+    let token = add_agent(db, "vp1");
+    let add = |prefixes: &[&str], replace: bool| {
+        let mut args = vec!["campaign", "add", "kp", "--interval", "60"];
+        for p in prefixes {
+            args.extend(["--prefix", p]);
+        }
+        if replace {
+            args.push("--replace");
+        }
+        cli_ok(db, &args);
+    };
+    add(&["198.18.0.0/20"], false);
+    let srv = Server::start(db, &[]);
+    let http = reqwest::Client::new();
+    // Each post reports another round (a chunk is stored once per round).
+    let packed = |prefixes: &[&str], back: u64| {
+        let nets: Vec<ipnet::IpNet> = prefixes.iter().map(|p| p.parse().expect("net")).collect();
+        let space = BlockSpace::new(&nets);
+        let now = now_ms();
+        let blocks = (0..space.len())
+            .map(|index| PackedBlock {
+                index,
+                state: BlockState::Up,
+                probes: 2,
+                replies: 1,
+                belief: 255,
+                availability: 200,
+            })
+            .collect();
+        let mut b = batch("kp", 60, 0);
+        b.traces.clear();
+        b.packed =
+            pack_chunks("kp", round_of(now, 60) - back, &space, now, blocks, 10).expect("pack");
+        b
+    };
+    let post = |b: ReportBatch| {
+        http.post(srv.url("/v1/reports"))
+            .bearer_auth(&token)
+            .json(&b)
+            .send()
+    };
+    let resp = post(packed(&["198.18.0.0/20"], 0)).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ack: BatchAck = resp.json().await.expect("ack");
+    assert_eq!(ack.observations_stored, 16);
+
+    // The campaign grows; a round packed against the old prefixes (an agent
+    // that has not fetched its assignment yet) is still understood.
+    add(&["198.18.0.0/20", "198.18.64.0/24"], true);
+    let resp = post(packed(&["198.18.0.0/20"], 1)).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = post(packed(&["198.18.0.0/20", "198.18.64.0/24"], 2))
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = post(packed(&["198.18.0.0/21"], 0)).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let body: ApiError = resp.json().await.expect("error");
+    assert_eq!(body.code.as_deref(), Some(ERROR_UNKNOWN_BLOCK_SPACE));
+    assert_eq!(counts(db).await.observations, 16 + 16 + 17);
+}
+
 db_tests!(
     tokens_and_auth,
     reports_are_stored_once,
+    packed_reports_follow_known_block_spaces,
     assignments_follow_campaigns,
     delegated_campaign
 );

@@ -9,9 +9,9 @@ use darkwatch_collector::tokens;
 use darkwatch_correlate::{Kind, Localization, Scope};
 use darkwatch_schema::{BlockObservation, BlockState, ReportBatch};
 
-const T0: i64 = 1_800_000_000_000;
+pub(crate) const T0: i64 = 1_800_000_000_000;
 
-fn obs(round: u64, block: &str, control: bool) -> BlockObservation {
+pub(crate) fn obs(round: u64, block: &str, control: bool) -> BlockObservation {
     BlockObservation {
         campaign: "kp".into(),
         round,
@@ -26,7 +26,7 @@ fn obs(round: u64, block: &str, control: bool) -> BlockObservation {
     }
 }
 
-fn batch(observations: Vec<BlockObservation>) -> ReportBatch {
+pub(crate) fn batch(observations: Vec<BlockObservation>) -> ReportBatch {
     ReportBatch {
         batch_id: random_hex(8),
         created_ms: T0,
@@ -561,7 +561,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     sqlx::Connection::close(conn).await.expect("close");
 
     // Verdicts stored before were alerted as they stand.

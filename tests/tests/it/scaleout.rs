@@ -1,7 +1,7 @@
 //! Scale-out over PostgreSQL: two collectors share one database, agents are
 //! spread across both, and the correlator lease moves when its holder dies.
 //!
-//! Collector A starts first and takes the correlator lease; collector B then
+//! Collector A starts first and takes the lab campaign's correlation lease; B then
 //! joins the same database. vp1 reports to A, vp2 and vp3 to B. The test
 //! checks that both accept reports and only A correlates, then withdraws the
 //! whole lab country and kills A with SIGKILL: B must take the lease within
@@ -53,14 +53,17 @@ fn holder_pid(holder: &str) -> Option<i32> {
     holder.rsplit('-').nth(1)?.parse().ok()
 }
 
-/// Pid of the collector holding an unexpired correlator lease, if any.
+/// Pid of the collector holding an unexpired correlation lease (the lab
+/// has one campaign, so one `correlator:CAMPAIGN` lease), if any.
 fn lease_holder(db_url: &str) -> Result<Option<i32>> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
     let rows = db_query(
         db_url,
-        &format!("SELECT holder FROM leases WHERE name = 'correlator' AND expires_ms >= {now}"),
+        &format!(
+            "SELECT holder FROM leases WHERE name LIKE 'correlator:%' AND expires_ms >= {now}"
+        ),
     )?;
     Ok(rows
         .first()
@@ -97,12 +100,13 @@ fn scale_out(lab: &Lab, db: &Db, dir: &Path) -> Result<()> {
     )?;
     a.start()?;
     let a_pid = a.pid().context("A's pid")?;
+    // Leases are per campaign: A takes the campaign's once it exists.
+    a.add_lab_campaign(dir, &timing)?;
     wait_for(
         "A to take the correlator lease",
         Duration::from_secs(15),
         || Ok((lease_holder(&db.url)? == Some(a_pid)).then_some(())),
     )?;
-    a.add_lab_campaign(dir, &timing)?;
     // B joins the same database on another port of the hub.
     let mut b = Collector::new_at(
         lab,
