@@ -681,15 +681,28 @@ pub fn current_round(interval_secs: u64) -> u64 {
     darkwatch_schema::round_of(now, interval_secs)
 }
 
+/// The collector's stored block observations as rows of (`agent`,
+/// `campaign`, `round`, `control`, `n` blocks), whether they came plain
+/// (one row each) or packed (one record per round chunk), for `FROM`.
+pub const STORED_BLOCKS: &str = "(SELECT agent, campaign, round, control, COUNT(*) AS n \
+     FROM observations GROUP BY agent, campaign, round, control \
+     UNION ALL SELECT agent, campaign, round, 0 AS control, SUM(blocks) AS n \
+     FROM round_records GROUP BY agent, campaign, round) AS stored";
+
 /// Rounds stored per agent: `agent -> (round -> observation count)`.
 pub fn stored_rounds(
     db_url: &str,
 ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeMap<u64, u64>>> {
     let mut m: std::collections::BTreeMap<String, std::collections::BTreeMap<u64, u64>> =
         Default::default();
-    for r in db_query(db_url, "SELECT agent, round, COUNT(*) FROM observations GROUP BY agent, round ORDER BY agent, round")? {
+    let q = format!(
+        "SELECT agent, round, SUM(n) FROM {STORED_BLOCKS} GROUP BY agent, round ORDER BY agent, round"
+    );
+    for r in db_query(db_url, &q)? {
         if r.len() == 3 {
-            m.entry(r[0].clone()).or_default().insert(r[1].parse()?, r[2].parse()?);
+            m.entry(r[0].clone())
+                .or_default()
+                .insert(r[1].parse()?, r[2].parse()?);
         }
     }
     Ok(m)

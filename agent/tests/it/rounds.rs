@@ -130,8 +130,12 @@ fn a_round_is_not_delayed_by_a_rediscovery() {
         let round = field(l, "round").expect("round");
         // What it found reached the collector (the sender is not waited
         // for: give it a moment).
-        let sql =
-            format!("SELECT COUNT(*) FROM observations WHERE campaign = 'kp' AND round = {round}");
+        // Blocks stored plain or in packed round records.
+        let sql = format!(
+            "SELECT (SELECT COUNT(*) FROM observations WHERE campaign = 'kp' AND round = {round}) \
+             + (SELECT COALESCE(SUM(blocks), 0) FROM round_records \
+                WHERE campaign = 'kp' AND round = {round})"
+        );
         let t = Instant::now();
         while crate::common::sqlite_rows(&db_path, &sql) != ["64"] {
             assert!(

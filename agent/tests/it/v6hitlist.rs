@@ -185,13 +185,15 @@ fn ipv6_hitlist_campaign_is_judged_end_to_end() {
     let url = darkwatch_netlab::announced_url(&mut collector.0, Duration::from_secs(60))
         .expect("collector address");
 
+    // Plain reports: the test reads the collector's per-block rows, and so
+    // covers the plain wire end to end (`packed` covers the packed one).
     let cfg = dir.path().join("agent.toml");
     std::fs::write(
         &cfg,
         format!(
             "collector = \"{url}\"\ntoken = \"{token}\"\nspool_dir = \"{}\"\npps = 200\n\
              allow = [\"2001:db8::/32\"]\n[probe]\ntimeout_ms = 300\nmax_probes = 4\n\
-             [trace]\nper_round = 0\n[report]\npoll_secs = 1\n",
+             [trace]\nper_round = 0\n[report]\npoll_secs = 1\npacked = false\n",
             dir.path().join("spool").display()
         ),
     )

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use darkwatch_tests::harness::{
-    self, current_round, db_query, stored_rounds, wait_for, Db, Deployment, Timing,
+    self, current_round, db_query, stored_rounds, wait_for, Db, Deployment, Timing, STORED_BLOCKS,
 };
 use darkwatch_tests::{lab_or_skip, Lab, LabConfig, Node};
 
@@ -233,13 +233,13 @@ fn pipeline(lab: &Lab, d: &mut Deployment) -> Result<()> {
         "--agents",
         "vp1",
     ])?;
-    let q = "SELECT DISTINCT agent FROM observations WHERE campaign = 'extra'";
+    let q = format!("SELECT DISTINCT agent FROM {STORED_BLOCKS} WHERE campaign = 'extra'");
     wait_for("vp1 to report the new campaign", d.interval() * 6, || {
-        Ok((db_query(&d.collector.db_url, q)? == vec![vec!["vp1".to_string()]]).then_some(()))
+        Ok((db_query(&d.collector.db_url, &q)? == vec![vec!["vp1".to_string()]]).then_some(()))
     })?;
     d.rounds(1);
     ensure!(
-        db_query(&d.collector.db_url, q)? == vec![vec!["vp1".to_string()]],
+        db_query(&d.collector.db_url, &q)? == vec![vec!["vp1".to_string()]],
         "only vp1 runs the campaign"
     );
     for a in &mut d.agents {
@@ -252,7 +252,10 @@ fn pipeline(lab: &Lab, d: &mut Deployment) -> Result<()> {
         &d.collector.db_url,
         "SELECT COALESCE(SUM(observations), 0) FROM batches",
     )?;
-    let stored = db_query(&d.collector.db_url, "SELECT COUNT(*) FROM observations")?;
+    let stored = db_query(
+        &d.collector.db_url,
+        &format!("SELECT COALESCE(SUM(n), 0) FROM {STORED_BLOCKS}"),
+    )?;
     ensure!(
         acked == stored,
         "acknowledged observations {acked:?} != stored {stored:?}"
