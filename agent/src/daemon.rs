@@ -439,15 +439,24 @@ impl Agent {
                 .iter()
                 .filter_map(|b| st.trackers.get(b).map(|t| (*b, t.clone())))
                 .collect();
+            if k == middle {
+                let targets = campaign::trace_targets(c, st, round, &self.policy);
+                if running.is_empty() {
+                    // Nothing in flight yet: trace before this slice's
+                    // probes leave, so that they do not queue behind them
+                    // at the rate limiter and reach a dark prefix's border
+                    // after its ICMP errors went to the probes.
+                    let t = self.traces(targets).await;
+                    apply(st, SliceDone::Traces(t));
+                } else {
+                    running.push(Box::pin(async move {
+                        SliceDone::Traces(self.traces(targets).await)
+                    }));
+                }
+                running.push(self.probe(true, st.control_trackers.clone(), plan.seed));
+            }
             if !batch.is_empty() {
                 running.push(self.probe(false, batch, plan.seed));
-            }
-            if k == middle {
-                running.push(self.probe(true, st.control_trackers.clone(), plan.seed));
-                let targets = campaign::trace_targets(c, st, round, &self.policy);
-                running.push(Box::pin(async move {
-                    SliceDone::Traces(self.traces(targets).await)
-                }));
             }
         }
         while let Some(done) = running.next().await {
