@@ -519,26 +519,13 @@ pub fn record(
         Wire::Plain => (Vec::new(), judged.collect()),
         Wire::Packed { max_blocks } => {
             let space = BlockSpace::new(&c.prefixes);
-            let (inside, outside): (Vec<_>, Vec<_>) =
-                judged.partition(|o| space.index_of(&o.block).is_some());
-            let blocks = inside
-                .iter()
-                .filter_map(|o| {
-                    Some(PackedBlock {
-                        index: space.index_of(&o.block)?,
-                        state: o.state,
-                        probes: o.probes,
-                        replies: o.replies,
-                        belief: PackedBlock::quantize(o.belief),
-                        availability: PackedBlock::quantize(o.availability),
-                    })
-                })
-                .collect();
+            let (blocks, outside) = packed_blocks(&space, judged);
             match pack_chunks(&c.name, round, &space, ts, blocks, max_blocks) {
                 Ok(chunks) => (chunks, outside),
                 Err(e) => {
                     tracing::error!(campaign = %c.name, error = %e, "cannot pack the round; sending it plain");
-                    (Vec::new(), inside.into_iter().chain(outside).collect())
+                    let judged = results.outcomes.iter().filter(|o| o.probes > 0);
+                    (Vec::new(), judged.collect())
                 }
             }
         }
@@ -633,6 +620,33 @@ pub fn record(
         .map(|(block, addrs)| CensusBlock { block, addrs })
         .collect();
     pack(batches, &c.name, census, MAX_ITEMS_PER_BATCH, new_id)
+}
+
+/// The outcomes as packed blocks of `space` (one index lookup each), and
+/// those whose block lies outside it.
+pub fn packed_blocks<'a>(
+    space: &BlockSpace,
+    outcomes: impl IntoIterator<Item = &'a RoundOutcome>,
+) -> (Vec<PackedBlock>, Vec<&'a RoundOutcome>) {
+    let mut outside = Vec::new();
+    let blocks = outcomes
+        .into_iter()
+        .filter_map(|o| match space.index_of(&o.block) {
+            Some(index) => Some(PackedBlock {
+                index,
+                state: o.state,
+                probes: o.probes,
+                replies: o.replies,
+                belief: PackedBlock::quantize(o.belief),
+                availability: PackedBlock::quantize(o.availability),
+            }),
+            None => {
+                outside.push(o);
+                None
+            }
+        })
+        .collect();
+    (blocks, outside)
 }
 
 /// Items of a batch as the collector counts them against `MAX_ITEMS_PER_BATCH`.

@@ -21,7 +21,7 @@ use darkwatch_agent::icmp::{Outcome, Pinger};
 use darkwatch_agent::ratelimit::RateLimiter;
 use darkwatch_agent::schedule::{SliceQueue, SLICES};
 use darkwatch_agent::{round, state, ProbeSettings};
-use darkwatch_schema::packed::{self, BlockSpace, PackedBlock};
+use darkwatch_schema::packed::{self, BlockSpace};
 use futures::future::BoxFuture;
 use ipnet::{IpNet, Ipv4Net};
 use rand::rngs::StdRng;
@@ -164,19 +164,7 @@ pub fn run(
         peak_seen = peak_seen.max(peak() - before);
         r.probes_per_round = outcomes.iter().map(|o| u64::from(o.probes)).sum();
         // Packing for the wire (what the report sends for this round).
-        let packed: Vec<PackedBlock> = outcomes
-            .iter()
-            .filter_map(|o| {
-                Some(PackedBlock {
-                    index: space.index_of(&o.block)?,
-                    state: o.state,
-                    probes: o.probes,
-                    replies: o.replies,
-                    belief: PackedBlock::quantize(o.belief),
-                    availability: PackedBlock::quantize(o.availability),
-                })
-            })
-            .collect();
+        let (packed, _) = darkwatch_agent::campaign::packed_blocks(&space, &outcomes);
         drop(outcomes);
         let chunks = packed::pack_chunks(
             "scale",
