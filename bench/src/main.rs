@@ -108,14 +108,27 @@ struct Args {
     /// Seconds of ingest load per database.
     #[arg(long, default_value_t = 10.0)]
     ingest_seconds: f64,
-    /// Scale section: blocks per round (at most 65,536), agents, rounds of
-    /// history (also the correlation window).
-    #[arg(long, default_value_t = 4096)]
-    scale_blocks: u64,
+    /// Scale section: blocks per VP and round, one run each
+    /// (comma-separated, at most 1,048,576).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    sizes: Vec<u64>,
+    /// Scale section: VPs (agents).
     #[arg(long, default_value_t = 10)]
     scale_vps: usize,
-    #[arg(long, default_value_t = 288)]
+    /// Scale section: 10-minute rounds of history stored before the
+    /// measured round (144: one day).
+    #[arg(long, default_value_t = 144)]
     scale_rounds: u64,
+    /// Scale section: longest wait, in seconds, for a correlation pass.
+    #[arg(long, default_value_t = 240.0)]
+    scale_cap_secs: f64,
+    /// Scale section: databases (comma-separated: sqlite, postgres; the
+    /// PostgreSQL runs make a database on the server of DARKWATCH_TEST_PG).
+    #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+    scale_db: Vec<String>,
+    /// Scale section: the collector is killed past this RSS (MiB).
+    #[arg(long, default_value_t = 5120.0)]
+    scale_rss_cap_mib: f64,
     /// Blackout/repair cycles for verdict latency.
     #[arg(long, default_value_t = 2)]
     latency_reps: usize,
@@ -532,56 +545,155 @@ fn latency_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
-fn scale_rows(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
-    let cfg = collector_scale::ScaleConfig {
-        blocks: args.scale_blocks,
-        vps: args.scale_vps,
-        rounds: args.scale_rounds,
-    };
-    let r = collector_scale::run(&cfg)?;
-    let what = |m: &str| {
-        format!(
-            "scale, SQLite, {} blocks × {} VPs × {} rounds ({} obs): {m}",
-            cfg.blocks, cfg.vps, cfg.rounds, r.observations
-        )
-    };
-    let row = |what: String, value: String, goal: &str, met: String| Row {
-        what,
-        darkwatch: value,
-        peers: "–".into(),
-        goal: goal.into(),
-        met,
-    };
-    rows.push(row(
-        what("ingest of packed rounds over HTTP, obs/s"),
-        format!("{:.0}", r.ingest_per_sec),
-        "–",
-        "–".into(),
-    ));
-    rows.push(row(
-        what("bytes on disk per stored observation"),
-        format!("{:.3}", r.bytes_per_obs),
-        "≤ 1",
-        yes(r.bytes_per_obs <= 1.0),
-    ));
-    rows.push(row(
-        what("restarted collector ready, s"),
-        format!("{:.2}", r.ready_secs),
-        "–",
-        "–".into(),
-    ));
-    rows.push(row(
-        what("CPU-seconds of one correlation pass over the window"),
-        format!("{:.2}", r.pass_cpu_secs),
-        "≤ 2 per round",
-        yes(r.pass_cpu_secs <= 2.0),
-    ));
-    rows.push(row(
-        what("peak RSS while ingesting / while correlating, MiB"),
-        format!("{:.0} / {:.0}", r.ingest_peak_rss_mib, r.pass_peak_rss_mib),
-        "≤ 2048",
-        yes(r.pass_peak_rss_mib.max(r.ingest_peak_rss_mib) <= 2048.0),
-    ));
+fn scale_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut String) -> Result<()> {
+    for backend in &args.scale_db {
+        let (label, postgres) = match backend.as_str() {
+            "sqlite" => ("SQLite", None),
+            "postgres" => (
+                "PostgreSQL",
+                Some(
+                    std::env::var("DARKWATCH_TEST_PG")
+                        .context("--scale-db postgres needs DARKWATCH_TEST_PG")?,
+                ),
+            ),
+            other => bail!("unknown --scale-db {other:?} (sqlite, postgres)"),
+        };
+        let mut results = Vec::new();
+        for &blocks in &args.sizes {
+            let cfg = collector_scale::ScaleConfig {
+                blocks,
+                vps: args.scale_vps,
+                rounds: args.scale_rounds,
+                cap: Duration::from_secs_f64(args.scale_cap_secs),
+                rss_cap_mib: args.scale_rss_cap_mib,
+                postgres: postgres.clone(),
+            };
+            eprintln!(
+                "scale, {label}: {blocks} blocks × {} VPs × {} rounds",
+                cfg.vps, cfg.rounds
+            );
+            let r = collector_scale::run(&cfg)?;
+            let what = |m: &str| format!("scale, {label}, {blocks} blocks × {} VPs: {m}", cfg.vps);
+            let round_cpu = r.round.map(|w| w.cpu_text()).unwrap_or_else(|| {
+                format!("> {} (first pass unfinished)", r.first_pass.cpu_text())
+            });
+            let row = |what: String, value: String, goal: &str, met: String| Row {
+                what,
+                darkwatch: value,
+                peers: "–".into(),
+                goal: goal.into(),
+                met,
+            };
+            if blocks == 1_000_000 {
+                rows.push(row(
+                    what("CPU-seconds per 10-minute round (ingest + correlation)"),
+                    round_cpu.clone(),
+                    "≤ 2",
+                    yes(r
+                        .round
+                        .is_some_and(|w| w.done() && w.cpu() + r.ingest_cpu <= 2.0)),
+                ));
+                rows.push(row(
+                    what("collector peak RSS, MiB"),
+                    format!("{:.0}", r.peak_rss_mib),
+                    "≤ 2048",
+                    yes(r.peak_rss_mib <= 2048.0 && r.first_pass.done()),
+                ));
+            }
+            rows.push(row(
+                what("bytes on disk per stored observation"),
+                format!("{:.3}", r.bytes_per_obs),
+                "≤ 1",
+                yes(r.bytes_per_obs <= 1.0),
+            ));
+            results.push(r);
+        }
+        let f = |x: f64| {
+            if x >= 100.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.2}")
+            }
+        };
+        let table_rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|r| {
+                vec![
+                    format!("{} × {}", r.blocks, r.vps),
+                    format!(
+                        "{:.1} M ({:.0} s)",
+                        r.history_observations as f64 / 1e6,
+                        r.seed_secs
+                    ),
+                    format!("{:.3}", r.bytes_per_obs),
+                    format!("{:.0}", r.ingest_per_sec),
+                    f(r.ingest_cpu),
+                    r.round
+                        .map(|w| w.cpu_text())
+                        .unwrap_or_else(|| "not measured".into()),
+                    r.idle_cpu_per_pass.map_or("–".into(), f),
+                    format!("{:.2}", r.ready_secs),
+                    format!("{} / {}", r.first_pass.secs_text(), r.first_pass.cpu_text()),
+                    format!("{:.0}", r.peak_rss_mib),
+                ]
+            })
+            .collect();
+        detail.push_str(&format!(
+            "\nCollector at scale, {label}, {} rounds of {}-minute history, {} s passes \
+         (release build when run from target/release):\n\n",
+            args.scale_rounds,
+            collector_scale::INTERVAL_SECS / 60,
+            collector_scale::EVERY_SECS
+        ));
+        detail.push_str(&stats::markdown_table(
+            &[
+                "blocks × VPs",
+                "history obs (seeded in)",
+                "bytes/obs",
+                "ingest obs/s",
+                "ingest CPU s/round",
+                "correlation CPU s/round",
+                "idle CPU s/pass",
+                "ready s",
+                "first pass s / CPU s",
+                "peak RSS MiB",
+            ],
+            &table_rows,
+        ));
+        // Ratios between successive sizes: how each figure grows with N.
+        let mut ratios = Vec::new();
+        for w in results.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            let cpu =
+                |r: &collector_scale::ScaleResult| r.round.filter(|w| w.done()).map(|w| w.cpu());
+            let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+                (Some(x), Some(y)) if x > 0.0 => format!("× {:.1}", y / x),
+                _ => "–".into(),
+            };
+            ratios.push(vec![
+                format!("{} → {}", a.blocks, b.blocks),
+                format!("× {:.1}", b.blocks as f64 / a.blocks as f64),
+                ratio(cpu(a), cpu(b)),
+                ratio(Some(a.ingest_cpu), Some(b.ingest_cpu)),
+                ratio(Some(a.peak_rss_mib), Some(b.peak_rss_mib)),
+                ratio(Some(a.bytes_per_obs), Some(b.bytes_per_obs)),
+            ]);
+        }
+        if !ratios.is_empty() {
+            detail.push('\n');
+            detail.push_str(&stats::markdown_table(
+                &[
+                    "sizes",
+                    "blocks",
+                    "correlation CPU/round",
+                    "ingest CPU/round",
+                    "peak RSS",
+                    "bytes/obs",
+                ],
+                &ratios,
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -621,7 +733,7 @@ fn main() -> Result<()> {
             "ingest" => ingest_rows(&args, &mut rows),
             "latency" => latency_rows(&args, &mut rows),
             "agent-scale" => agent_scale_rows(&args, &mut rows),
-            "scale" => scale_rows(&args, &mut rows),
+            "scale" => scale_rows(&args, &mut rows, &mut detail),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         if let Err(e) = r {

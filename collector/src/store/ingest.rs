@@ -5,8 +5,10 @@
 //! one task that commits every batch waiting at that moment in a single
 //! transaction (group commit: one fsync for many acks).
 
+use std::collections::HashMap;
+
 use darkwatch_schema::{BatchAck, ReportBatch};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{json, to_i64};
@@ -57,6 +59,11 @@ pub(super) async fn insert_batch(
         });
     }
 
+    let intervals = if batch.observations.is_empty() && batch.packed.is_empty() {
+        HashMap::new()
+    } else {
+        campaign_intervals(conn).await?
+    };
     let mut obs_stored = 0u64;
     for chunk in batch.observations.chunks(INSERT_CHUNK) {
         let sql = multi_insert_with("observations", OBS_COLS, chunk.len(), positional);
@@ -73,12 +80,13 @@ pub(super) async fn insert_batch(
                 .bind(o.belief)
                 .bind(o.availability)
                 .bind(i64::from(o.control))
-                .bind(o.ts_ms);
+                .bind(o.ts_ms)
+                .bind(round_ms(&intervals, &o.campaign, o.round, o.ts_ms));
         }
         obs_stored += q.execute(&mut *conn).await?.rows_affected();
     }
 
-    obs_stored += super::rounds::insert_packed(conn, agent, &batch.packed).await?;
+    obs_stored += super::rounds::insert_packed(conn, agent, &batch.packed, &intervals).await?;
 
     let mut traces_stored = 0u64;
     for chunk in batch.traces.chunks(INSERT_CHUNK) {
@@ -111,6 +119,37 @@ pub(super) async fn insert_batch(
         observations_stored: obs_stored,
         traces_stored,
     })
+}
+
+/// Each campaign's round length in ms, by name.
+async fn campaign_intervals(conn: &mut AnyConnection) -> Result<HashMap<String, i64>, StoreError> {
+    let rows = sqlx::query("SELECT name, interval_secs FROM campaigns")
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("name")?,
+                r.try_get::<i64, _>("interval_secs")? * 1000,
+            ))
+        })
+        .collect()
+}
+
+/// The start time of a raw row's round: the time key of the raw tables
+/// (`partitions`). A function of (campaign, round) alone, so that a round
+/// resent still conflicts with the stored one; a campaign unknown here
+/// falls back to the report's timestamp.
+pub(super) fn round_ms(
+    intervals: &HashMap<String, i64>,
+    campaign: &str,
+    round: u64,
+    ts_ms: i64,
+) -> i64 {
+    intervals
+        .get(campaign)
+        .and_then(|i| i64::try_from(round).ok()?.checked_mul(*i))
+        .unwrap_or(ts_ms)
 }
 
 /// Writes `jobs` in one transaction; all commit or none do.
@@ -213,6 +252,7 @@ const OBS_COLS: &[&str] = &[
     "availability",
     "control",
     "ts_ms",
+    "round_ms",
 ];
 const TRACE_COLS: &[&str] = &[
     "agent",

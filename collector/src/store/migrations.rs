@@ -210,7 +210,41 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (campaign, round, agent, chunk)
     )",
     ),
+    // The raw tables get `round_ms`, their round's start time; on
+    // PostgreSQL they become partitioned by it, a partition per day, so
+    // that retention drops days (`partitions`). Not plain DDL: see
+    // `raw_by_time`.
+    (7, ""),
 ];
+
+/// Migration 7: on PostgreSQL, `partitions::migrate`; on SQLite, the
+/// `round_ms` column on each raw table that lacks it (a table recreated by
+/// an older migration may).
+async fn raw_by_time(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        return super::partitions::migrate(conn, now_ms).await;
+    }
+    for table in super::partitions::TABLES {
+        let has: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = 'round_ms'",
+        )
+        .bind(table)
+        .fetch_one(&mut *conn)
+        .await?;
+        if has == 0 {
+            sqlx::query(&format!(
+                "ALTER TABLE {table} ADD COLUMN round_ms BIGINT NOT NULL DEFAULT 0"
+            ))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
 
 /// Applies every migration not yet recorded in `schema_migrations`.
 pub(super) async fn migrate(
@@ -269,6 +303,9 @@ async fn migrate_on(
         if done.is_some() {
             tx.rollback().await?;
             continue;
+        }
+        if *version == 7 {
+            raw_by_time(&mut tx, backend, now_ms).await?;
         }
         for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sqlx::query(&stmt.replace("{ID}", id).replace("{BLOB}", blob))

@@ -13,6 +13,7 @@ mod ingest;
 mod leases;
 mod migrations;
 mod observations;
+mod partitions;
 mod rounds;
 mod sql;
 mod summaries;

@@ -22,7 +22,6 @@ use sqlx::{AnyConnection, Row};
 
 use super::codec::{clamp, from_json, json, to_i64, to_u64};
 use super::sql::SqlStore;
-use super::url::Backend;
 use super::{AgentObservation, Campaign, RoundRecord, StoreError, StoredSpace};
 
 /// Records the block space of `prefixes` for `campaign` (no-op if known).
@@ -88,6 +87,7 @@ pub(super) async fn insert_packed(
     conn: &mut AnyConnection,
     agent: &str,
     packed: &[PackedRound],
+    intervals: &HashMap<String, i64>,
 ) -> Result<u64, StoreError> {
     let mut stored = 0u64;
     for p in packed {
@@ -96,8 +96,8 @@ pub(super) async fn insert_packed(
             why: e.to_string(),
         })?;
         let n = sqlx::query(
-            "INSERT INTO round_records (campaign, round, agent, chunk, chunks, space, blocks, ts_ms, data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            "INSERT INTO round_records (campaign, round, agent, chunk, chunks, space, blocks, ts_ms, data, round_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(&p.campaign)
         .bind(to_i64(p.round, "round")?)
@@ -108,6 +108,7 @@ pub(super) async fn insert_packed(
         .bind(i64::from(p.blocks))
         .bind(p.ts_ms)
         .bind(data)
+        .bind(super::ingest::round_ms(intervals, &p.campaign, p.round, p.ts_ms))
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -225,11 +226,12 @@ pub(super) fn records_as_observations(
     Ok(out)
 }
 
-/// Deletes up to `limit` rows of each raw table (round records, per-block
-/// observations, traces) of `campaign` older than `before_round`; returns
-/// the rows deleted. Each statement deletes a bounded set picked by row id
-/// (SQLite `rowid`, PostgreSQL `ctid`) through the (campaign, round) index,
-/// so it holds the write lock briefly; callers repeat until it returns 0.
+/// SQLite (PostgreSQL drops partitions: `partitions`): deletes up to
+/// `limit` rows of each raw table (round records, per-block observations,
+/// traces) of `campaign` older than `before_round`; returns the rows
+/// deleted. Each statement deletes a bounded set picked by `rowid` through
+/// the (campaign, round) index, so it holds the write lock briefly;
+/// callers repeat until it returns 0.
 pub(super) async fn purge_raw(
     s: &SqlStore,
     campaign: &str,
@@ -238,14 +240,10 @@ pub(super) async fn purge_raw(
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for table in ["round_records", "observations", "traces"] {
-        let pick = format!("FROM {table} WHERE campaign = $1 AND round < $2 LIMIT $3");
-        // `= ANY(ARRAY(..))` makes PostgreSQL fetch the rows by ctid.
-        let sql = match s.backend() {
-            Backend::Sqlite => format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid {pick})"),
-            Backend::Postgres => {
-                format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid {pick}))")
-            }
-        };
+        let sql = format!(
+            "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}
+             WHERE campaign = $1 AND round < $2 LIMIT $3)"
+        );
         deleted += sqlx::query(&sql)
             .bind(campaign)
             .bind(clamp(before_round))

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,10 +23,10 @@ use super::codec::{to_u64, unavailable};
 use super::ingest::{group_writer, IngestJob, GROUP_QUEUE};
 use super::url::{resolve_url, Backend};
 use super::{
-    agents, census, leases, migrations, observations, rounds, summaries, verdicts, AgentCoverage,
-    AgentInfo, AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec, RoundRecord,
-    ScopeSummary, Store, StoreCounts, StoreError, StoredSpace, SummaryKey, SummaryRound, Verdict,
-    VpFault,
+    agents, census, leases, migrations, observations, partitions, rounds, summaries, verdicts,
+    AgentCoverage, AgentInfo, AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec,
+    RoundRecord, ScopeSummary, Store, StoreCounts, StoreError, StoredSpace, SummaryKey,
+    SummaryRound, Verdict, VpFault,
 };
 use crate::clock::{Clock, SystemClock};
 use darkwatch_correlate::Scope;
@@ -39,6 +40,9 @@ pub struct SqlStore {
     pub(super) writer: Option<mpsc::Sender<IngestJob>>,
     /// Last `last_seen_ms` written per agent.
     pub(super) touched: Arc<Mutex<HashMap<String, i64>>>,
+    /// PostgreSQL: the day (by the database's clock) whose partitions
+    /// retention last made sure of (`partitions`).
+    pub(super) partitions_day: Arc<AtomicI64>,
 }
 
 impl SqlStore {
@@ -84,8 +88,14 @@ impl SqlStore {
             backend,
             writer,
             touched: Arc::new(Mutex::new(HashMap::new())),
+            partitions_day: Arc::new(AtomicI64::new(i64::MIN)),
         };
         migrations::migrate(&store.pool, store.backend, clock.now_ms()).await?;
+        if let Err(e) = store.ensure_partitions(clock.now_ms()).await {
+            // Rows land in the default partition meanwhile; retention
+            // tries again.
+            tracing::warn!(error = %e, "cannot create the raw tables' day partitions yet");
+        }
         let campaigns = agents::list_campaigns(&store).await?;
         rounds::record_current_spaces(&store, &campaigns, clock.now_ms()).await?;
         Ok(store)
@@ -93,6 +103,35 @@ impl SqlStore {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// PostgreSQL: creates the raw tables' missing day partitions around
+    /// `now_ms` (yesterday to two days ahead), moving rows of those days
+    /// out of the default partition; returns how many were created. A
+    /// no-op on SQLite.
+    pub async fn ensure_partitions(&self, now_ms: i64) -> Result<u64, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(0);
+        }
+        partitions::ensure_days(&self.pool, partitions::around(now_ms)).await
+    }
+
+    /// PostgreSQL: the names of the raw tables' day partitions (empty on
+    /// SQLite), by table then day.
+    pub async fn raw_partitions(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        if self.backend == Backend::Postgres {
+            let mut conn = self.pool.acquire().await?;
+            for table in partitions::TABLES {
+                out.extend(
+                    partitions::day_partitions(&mut conn, table)
+                        .await?
+                        .into_iter()
+                        .map(|p| p.0),
+                );
+            }
+        }
+        Ok(out)
     }
 
     pub async fn close(&self) {
@@ -198,7 +237,32 @@ impl Store for SqlStore {
         before_round: u64,
         limit: u64,
     ) -> Result<u64, StoreError> {
-        rounds::purge_raw(self, campaign, before_round, limit).await
+        if self.backend != Backend::Postgres {
+            return rounds::purge_raw(self, campaign, before_round, limit).await;
+        }
+        // Days are made ready once a day, by the database's clock.
+        let today = partitions::day_of(partitions::db_now_ms(&self.pool).await?);
+        if self.partitions_day.load(Ordering::Relaxed) != today {
+            partitions::ensure_days(&self.pool, partitions::around(today * 86_400_000)).await?;
+            self.partitions_day.store(today, Ordering::Relaxed);
+        }
+        let interval: Option<i64> =
+            sqlx::query_scalar("SELECT interval_secs FROM campaigns WHERE name = $1")
+                .bind(campaign)
+                .fetch_optional(&self.pool)
+                .await?;
+        let dropped = match interval {
+            Some(i) => {
+                let cutoff = i64::try_from(before_round)
+                    .ok()
+                    .and_then(|r| r.checked_mul(i.checked_mul(1000)?))
+                    .ok_or(StoreError::Range("retention cutoff"))?;
+                partitions::drop_before(&self.pool, cutoff).await?
+            }
+            None => 0,
+        };
+        Ok(dropped
+            + partitions::purge_unpartitioned(&self.pool, campaign, before_round, limit).await?)
     }
 
     async fn round_agents(

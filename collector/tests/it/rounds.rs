@@ -5,7 +5,9 @@
 
 use crate::store::{batch, obs, T0};
 use darkwatch_collector::correlation::{self, RetentionSettings};
-use darkwatch_collector::store::{Alerted, CampaignSpec, SqlStore, Store, Verdict};
+use darkwatch_collector::store::{
+    Alerted, CampaignSpec, ScopeSummary, SqlStore, Store, SummaryRound, Verdict,
+};
 use darkwatch_correlate::{Kind, Scope};
 use darkwatch_schema::packed::pack_chunks;
 use darkwatch_schema::{BlockSpace, BlockState, PackedBlock, ReportBatch, TraceObservation};
@@ -151,7 +153,9 @@ async fn a_typical_round_costs_under_a_byte_per_observation(db: &str) {
     let size_sql = if sqlx_url.starts_with("sqlite") {
         "SELECT (page_count - freelist_count) * page_size FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
     } else {
-        "SELECT pg_total_relation_size('round_records')"
+        // Partitioned (migration 7): the parent holds nothing itself.
+        "SELECT COALESCE(SUM(pg_total_relation_size(inhrelid)), 0)::BIGINT FROM pg_inherits
+         WHERE inhparent = 'round_records'::regclass"
     };
     let before: i64 = sqlx::query_scalar(size_sql)
         .fetch_one(&mut conn)
@@ -323,7 +327,7 @@ async fn a_database_from_before_compact_storage_upgrades(db: &str) {
     for stmt in [
         "DROP TABLE round_records",
         "DROP TABLE block_spaces",
-        "DELETE FROM schema_migrations WHERE version = 6",
+        "DELETE FROM schema_migrations WHERE version >= 6",
     ] {
         sqlx::query(stmt).execute(&mut conn).await.expect(stmt);
     }
@@ -367,7 +371,299 @@ async fn a_database_from_before_compact_storage_upgrades(db: &str) {
     store.close().await;
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// The "kp" campaign with 10-minute rounds.
+fn spec_600(prefixes: &[&str]) -> CampaignSpec {
+    CampaignSpec {
+        interval_secs: 600,
+        ..spec(prefixes)
+    }
+}
+
+async fn raw_conn(db: &str) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    let sqlx_url = darkwatch_collector::store::resolve_url(db).expect("url").1;
+    <sqlx::AnyConnection as sqlx::Connection>::connect(&sqlx_url)
+        .await
+        .expect("connect")
+}
+
+async fn count(conn: &mut sqlx::AnyConnection, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut *conn)
+        .await
+        .expect(sql)
+}
+
+/// A database of version 6 (raw tables without `round_ms`, unpartitioned
+/// on PostgreSQL) upgrades in place: every raw row stays readable, on
+/// PostgreSQL each lands in the day partition of its round (the default
+/// partition is left empty), and a round resent after the upgrade (same
+/// chunks or rows under another batch id) is still stored once.
+async fn a_database_from_before_time_partitions_upgrades(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let c = store
+        .put_campaign(&spec_600(&["198.18.0.0/24", "198.18.1.0/24"]), false, T0)
+        .await
+        .expect("campaign");
+    let postgres = store.backend() == darkwatch_collector::store::Backend::Postgres;
+    store.close().await;
+    let space = BlockSpace::new(&c.prefixes);
+    let now = now_ms();
+    let rounds = [
+        ((now - 10 * DAY_MS) / 600_000) as u64,
+        ((now - 2 * DAY_MS) / 600_000) as u64,
+    ];
+
+    // Back to version 6, holding rows of two days.
+    let mut conn = raw_conn(db).await;
+    let blob = if postgres { "BYTEA" } else { "BLOB" };
+    let v6 = [
+        "DROP TABLE round_records".to_string(),
+        "DROP TABLE observations".to_string(),
+        format!(
+            "CREATE TABLE round_records (campaign TEXT NOT NULL, round BIGINT NOT NULL,
+             agent TEXT NOT NULL, chunk BIGINT NOT NULL, chunks BIGINT NOT NULL, space TEXT NOT NULL,
+             blocks BIGINT NOT NULL, ts_ms BIGINT NOT NULL, data {blob} NOT NULL,
+             PRIMARY KEY (campaign, round, agent, chunk))"
+        ),
+        "CREATE TABLE observations (agent TEXT NOT NULL, campaign TEXT NOT NULL,
+         round BIGINT NOT NULL, block TEXT NOT NULL, state TEXT NOT NULL, probes BIGINT NOT NULL,
+         replies BIGINT NOT NULL, belief DOUBLE PRECISION NOT NULL,
+         availability DOUBLE PRECISION NOT NULL, control BIGINT NOT NULL, ts_ms BIGINT NOT NULL,
+         PRIMARY KEY (agent, campaign, round, block))"
+            .to_string(),
+        "CREATE INDEX observations_by_round ON observations (campaign, round)".to_string(),
+        "DELETE FROM schema_migrations WHERE version = 7".to_string(),
+    ];
+    for stmt in &v6 {
+        sqlx::query(stmt).execute(&mut conn).await.expect(stmt);
+    }
+    let mut resend = Vec::new();
+    for round in rounds {
+        let b = packed_batch(&space, round, typical_round(&space, round), 100);
+        for p in &b.packed {
+            sqlx::query(
+                "INSERT INTO round_records (campaign, round, agent, chunk, chunks, space, blocks, ts_ms, data)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&p.campaign)
+            .bind(round as i64)
+            .bind("a")
+            .bind(i64::from(p.chunk))
+            .bind(i64::from(p.chunks))
+            .bind(&p.space)
+            .bind(i64::from(p.blocks))
+            .bind(p.ts_ms)
+            .bind(p.compressed().expect("compress"))
+            .execute(&mut conn)
+            .await
+            .expect("v6 record");
+        }
+        let o = obs(round, "198.18.0.0/24", false);
+        sqlx::query(
+            "INSERT INTO observations (agent, campaign, round, block, state, probes, replies,
+             belief, availability, control, ts_ms) VALUES ('old', 'kp', $1, $2, 'uncertain', 3, 1, 0.5, 0.25, 0, $3)",
+        )
+        .bind(round as i64)
+        .bind(o.block.to_string())
+        .bind(o.ts_ms)
+        .execute(&mut conn)
+        .await
+        .expect("v6 row");
+        resend.push((b, o));
+    }
+
+    let store = SqlStore::open(db).await.expect("upgrade");
+    let all = store
+        .observations("kp", rounds[0]..=rounds[1])
+        .await
+        .expect("obs");
+    assert_eq!(all.len() as u64, 2 * (space.len() + 1));
+    for (b, o) in &resend {
+        let mut again = b.clone();
+        again.batch_id = crate::common::random_hex(8);
+        again.observations = vec![o.clone()];
+        let ack = store.ingest("a", &again, T0).await.expect("resend packed");
+        // The packed chunks are held; the plain row is new for agent "a".
+        assert_eq!(ack.observations_stored, 1);
+        let mut plain = batch(vec![o.clone()]);
+        plain.batch_id = crate::common::random_hex(8);
+        let ack = store.ingest("old", &plain, T0).await.expect("resend plain");
+        assert_eq!(
+            ack.observations_stored, 0,
+            "a v6 row resent is stored again"
+        );
+    }
+    assert_eq!(
+        store
+            .observations("kp", rounds[0]..=rounds[1])
+            .await
+            .expect("obs")
+            .len() as u64,
+        2 * (space.len() + 2)
+    );
+    if postgres {
+        let parts = store.raw_partitions().await.expect("partitions");
+        for table in ["round_records", "observations"] {
+            for round in rounds {
+                let day = chrono::DateTime::from_timestamp_millis(round as i64 * 600_000)
+                    .expect("day")
+                    .format("%Y%m%d");
+                let name = format!("{table}_{day}");
+                assert!(parts.contains(&name), "{name} not in {parts:?}");
+            }
+            let n = count(&mut conn, &format!("SELECT COUNT(*) FROM {table}_default")).await;
+            assert_eq!(n, 0, "{table}_default holds rows");
+        }
+    }
+    sqlx::Connection::close(conn).await.expect("close");
+    store.close().await;
+}
+
+/// Retention by time: rounds older than `raw_days` go (on PostgreSQL by
+/// dropping their day partitions, whose names disappear; on SQLite in
+/// batches), recent rounds stay, and scope summaries and verdicts are kept.
+async fn retention_drops_old_days_and_keeps_summaries(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let c = store
+        .put_campaign(&spec_600(&["198.18.0.0/24"]), false, T0)
+        .await
+        .expect("campaign");
+    let space = BlockSpace::new(&c.prefixes);
+    let now = now_ms();
+    let old = [
+        ((now - 40 * DAY_MS) / 600_000) as u64,
+        ((now - 35 * DAY_MS) / 600_000) as u64,
+    ];
+    let recent = ((now - 3_600_000) / 600_000) as u64;
+    // Partitions are made ready around "now": here also around the old days.
+    for round in old {
+        store
+            .ensure_partitions(round as i64 * 600_000)
+            .await
+            .expect("partitions");
+    }
+    for round in old.into_iter().chain([recent]) {
+        let mut b = packed_batch(&space, round, typical_round(&space, round), 100);
+        b.observations = vec![obs(round, "198.18.0.0/24", false)];
+        store.ingest("a", &b, T0).await.expect("ingest");
+        let summary = ScopeSummary {
+            campaign: "kp".into(),
+            scope: Scope::Campaign,
+            target: "kp".into(),
+            round,
+            vp: String::new(),
+            blocks_judged: 1,
+            blocks_up: 1,
+            probes: 1,
+            replies: 1,
+        };
+        let written = SummaryRound {
+            round,
+            interval_secs: 600,
+            digest: 1,
+            updated_ms: T0,
+        };
+        store
+            .replace_summaries("kp", round..=round, round..=round, &[written], &[summary])
+            .await
+            .expect("summaries");
+    }
+    let verdict = Verdict {
+        id: 0,
+        scope: Scope::Country,
+        target: "KP".into(),
+        kind: Kind::Blackout,
+        campaign: "kp".into(),
+        start_round: old[0],
+        end_round: Some(old[0] + 1),
+        start_ms: T0,
+        end_ms: Some(T0),
+        blocks_affected: 1,
+        blocks_total: 1,
+        prefixes: vec![],
+        vantage_points: vec!["a".into()],
+        localization: None,
+        updated_ms: T0,
+        alerted: Alerted::default(),
+    };
+    store.save_verdicts(&[verdict]).await.expect("verdict");
+    let parts_before = store.raw_partitions().await.expect("partitions");
+
+    let retention = RetentionSettings { raw_days: 30 };
+    let n = correlation::purge_old_rounds(&store, &c, &retention, now)
+        .await
+        .expect("purge");
+    assert!(n > 0);
+    let left: Vec<u64> = store
+        .observations("kp", 0..=recent + 10)
+        .await
+        .expect("obs")
+        .iter()
+        .map(|o| o.obs.round)
+        .collect();
+    assert!(
+        !left.is_empty() && left.iter().all(|r| *r == recent),
+        "{left:?}"
+    );
+    assert!(store
+        .round_records("kp", 0..=recent + 10)
+        .await
+        .expect("records")
+        .iter()
+        .all(|r| r.round == recent));
+    for round in old.into_iter().chain([recent]) {
+        let kept = store
+            .scope_summaries("kp", Scope::Campaign, "kp", round..=round)
+            .await
+            .expect("summaries");
+        assert_eq!(kept.len(), 1, "summary of round {round}");
+    }
+    assert_eq!(
+        store
+            .list_verdicts(Some("kp"), None)
+            .await
+            .expect("v")
+            .len(),
+        1
+    );
+    if store.backend() == darkwatch_collector::store::Backend::Postgres {
+        let parts = store.raw_partitions().await.expect("partitions");
+        for round in old {
+            let day = chrono::DateTime::from_timestamp_millis(round as i64 * 600_000)
+                .expect("day")
+                .format("%Y%m%d");
+            let name = format!("round_records_{day}");
+            assert!(parts_before.contains(&name), "{name} was not made");
+            assert!(!parts.contains(&name), "{name} was not dropped");
+        }
+        // Days of the recent round remain; nothing went through the
+        // default partitions.
+        assert!(!parts.is_empty());
+        let mut conn = raw_conn(db).await;
+        for table in ["round_records_default", "observations_default"] {
+            assert_eq!(
+                count(&mut conn, &format!("SELECT COUNT(*) FROM {table}")).await,
+                0
+            );
+        }
+        sqlx::Connection::close(conn).await.expect("close");
+    }
+    store.close().await;
+}
+
 db_tests!(
+    a_database_from_before_time_partitions_upgrades,
+    retention_drops_old_days_and_keeps_summaries,
     packed_rounds_are_stored_packed,
     a_typical_round_costs_under_a_byte_per_observation,
     retention_deletes_raw_rounds_in_small_steps,
