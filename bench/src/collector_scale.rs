@@ -120,6 +120,18 @@ pub struct ScaleResult {
     /// measured, the first pass never finished).
     pub round: Option<Waited>,
     pub peak_rss_mib: f64,
+    /// The RSS cap the first pass was killed at, if it was.
+    pub killed_at_mib: Option<f64>,
+}
+
+impl ScaleResult {
+    /// Peak RSS of the correlating collector, or the cap it was killed at.
+    pub fn peak_text(&self) -> String {
+        match self.killed_at_mib {
+            Some(cap) => format!("> {cap:.0} (killed)"),
+            None => format!("{:.0}", self.peak_rss_mib),
+        }
+    }
 }
 
 /// `(user + system CPU seconds, RSS, peak RSS)` of `pid` (MiB), from /proc.
@@ -536,6 +548,7 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleResult> {
             ingest_cpu: c1 - c0,
             round: None,
             peak_rss_mib: peak,
+            killed_at_mib: matches!(first_pass, Waited::RssCap { .. }).then_some(cfg.rss_cap_mib),
         });
     }
 
@@ -564,6 +577,7 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleResult> {
         ingest_cpu: cpu1 - cpu0,
         round: Some(round),
         peak_rss_mib: peak,
+        killed_at_mib: matches!(round, Waited::RssCap { .. }).then_some(cfg.rss_cap_mib),
     })
 }
 

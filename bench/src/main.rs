@@ -575,7 +575,7 @@ fn scale_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut String) -> Result<(
             let r = collector_scale::run(&cfg)?;
             let what = |m: &str| format!("scale, {label}, {blocks} blocks × {} VPs: {m}", cfg.vps);
             let round_cpu = r.round.map(|w| w.cpu_text()).unwrap_or_else(|| {
-                format!("> {} (first pass unfinished)", r.first_pass.cpu_text())
+                format!("{} in the first pass, unfinished", r.first_pass.cpu_text())
             });
             let row = |what: String, value: String, goal: &str, met: String| Row {
                 what,
@@ -595,7 +595,7 @@ fn scale_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut String) -> Result<(
                 ));
                 rows.push(row(
                     what("collector peak RSS, MiB"),
-                    format!("{:.0}", r.peak_rss_mib),
+                    r.peak_text(),
                     "≤ 2048",
                     yes(r.peak_rss_mib <= 2048.0 && r.first_pass.done()),
                 ));
@@ -634,7 +634,7 @@ fn scale_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut String) -> Result<(
                     r.idle_cpu_per_pass.map_or("–".into(), f),
                     format!("{:.2}", r.ready_secs),
                     format!("{} / {}", r.first_pass.secs_text(), r.first_pass.cpu_text()),
-                    format!("{:.0}", r.peak_rss_mib),
+                    r.peak_text(),
                 ]
             })
             .collect();
@@ -675,7 +675,10 @@ fn scale_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut String) -> Result<(
                 format!("× {:.1}", b.blocks as f64 / a.blocks as f64),
                 ratio(cpu(a), cpu(b)),
                 ratio(Some(a.ingest_cpu), Some(b.ingest_cpu)),
-                ratio(Some(a.peak_rss_mib), Some(b.peak_rss_mib)),
+                ratio(
+                    a.killed_at_mib.is_none().then_some(a.peak_rss_mib),
+                    b.killed_at_mib.is_none().then_some(b.peak_rss_mib),
+                ),
                 ratio(Some(a.bytes_per_obs), Some(b.bytes_per_obs)),
             ]);
         }
