@@ -214,10 +214,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // from the batches' `rounds` (when it started and ended, whether on
     // time). `status` reads each agent's latest per campaign (the key) and
     // the share late; retention finds old rows by campaign and round.
-    // (Migrations 7 to 9 are assigned to other work.)
+    // IF NOT EXISTS as in 6. (Migrations 7 to 9 are assigned to other work.)
     (
         10,
-        "CREATE TABLE agent_rounds (
+        "CREATE TABLE IF NOT EXISTS agent_rounds (
         agent TEXT NOT NULL,
         campaign TEXT NOT NULL,
         round BIGINT NOT NULL,
@@ -229,7 +229,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         received_ms BIGINT NOT NULL,
         PRIMARY KEY (agent, campaign, round)
     );
-    CREATE INDEX agent_rounds_by_round ON agent_rounds (campaign, round)",
+    CREATE INDEX IF NOT EXISTS agent_rounds_by_round ON agent_rounds (campaign, round)",
     ),
 ];
 
