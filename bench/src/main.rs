@@ -3,9 +3,10 @@
 //! lab is in `netlab`, the peers' runners in `sweep`, pure helpers in
 //! `stats`, the steady-state model in `steady`, the agent at 4.2M blocks
 //! in `agent_scale`, the collector under a synthetic fleet in
-//! `collector_scale`. Needs root (namespaces, raw sockets); `bench/run.sh`
+//! `collector_scale`, a real agent and collector on 127/8 in `agent_e2e`. Needs root (namespaces, raw sockets); `bench/run.sh`
 //! installs the peers and builds everything.
 
+mod agent_e2e;
 mod agent_scale;
 mod collector_scale;
 mod netlab;
@@ -85,7 +86,8 @@ struct Args {
     reps: usize,
     /// Sections to run (comma-separated): sweep16, sweep15, steady, memory,
     /// correlation, ingest, latency, agent-scale (4.2M blocks in one agent,
-    /// no network), scale (the collector under a synthetic fleet).
+    /// no network), scale (the collector under a synthetic fleet),
+    /// agent-e2e (a real agent and collector on 127.0.0.0/8 in a namespace).
     #[arg(
         long,
         value_delimiter = ',',
@@ -139,6 +141,19 @@ struct Args {
     /// not counted in the CPU figures).
     #[arg(long, default_value_t = 3)]
     agent_scale_rounds: u32,
+    /// `agent-e2e`: rounds counted once a round holds every block.
+    #[arg(long, default_value_t = 10)]
+    rounds: u32,
+    /// `agent-e2e`: seconds per round.
+    #[arg(long, default_value_t = 60)]
+    round_secs: u64,
+    /// `agent-e2e`: the campaign (inside 127.0.0.0/8; e.g. 127.0.0.0/12
+    /// for a quick run).
+    #[arg(long, default_value = "127.0.0.0/8")]
+    e2e_space: Ipv4Net,
+    /// `agent-e2e`: the agent's packet-rate cap (half goes to discovery).
+    #[arg(long, default_value_t = 200_000)]
+    e2e_pps: u32,
     /// Also write the table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -700,6 +715,162 @@ fn scale_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut String) -> Result<(
     Ok(())
 }
 
+fn agent_e2e_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut String) -> Result<()> {
+    let cfg = agent_e2e::E2eConfig {
+        space: args.e2e_space,
+        rounds: args.rounds,
+        round_secs: args.round_secs,
+        pps: args.e2e_pps,
+        peer: true,
+    };
+    eprintln!(
+        "agent-e2e: {} ({} rounds of {} s counted, pps {})",
+        cfg.space, cfg.rounds, cfg.round_secs, cfg.pps
+    );
+    let r = agent_e2e::run(&cfg)?;
+    let s = r.round_secs as f64;
+    let n = r.blocks;
+    let mut row = |what: String, got: String, peers: String, goal: &str, met: String| {
+        rows.push(Row {
+            what: format!("agent e2e, {n} blocks, {}-s rounds: {what}", r.round_secs),
+            darkwatch: got,
+            peers,
+            goal: goal.into(),
+            met,
+        })
+    };
+    let secs_rounds =
+        |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.0} s ({:.2} rounds)", x / s));
+    row(
+        "agent start to first stored round / to first round of every block / first sweep done"
+            .into(),
+        format!(
+            "{} / {} / {}",
+            secs_rounds(r.first_round_s),
+            secs_rounds(r.first_full_s),
+            secs_rounds(r.first_discovery_s)
+        ),
+        "–".into(),
+        "first ≤ 2 rounds",
+        yes(r.first_round_s.is_some_and(|x| x <= 2.0 * s)),
+    );
+    let share = agent_e2e::E2eResult::on_time_share(&r.counted, r.round_secs);
+    let during = r.counted.iter().filter(|x| x.sweeping).count();
+    let rediscovered = r
+        .counted
+        .iter()
+        .any(|x| r.rediscovery_rounds.contains(&x.round));
+    row(
+        format!(
+            "rounds reported on time, of {} counted ({} beside a sweep, rediscovery among them: {}); all rounds since start",
+            r.counted.len(),
+            during,
+            if rediscovered { "yes" } else { "no" }
+        ),
+        format!(
+            "{:.0} % ; {:.0} % of {} (the first, with no block yet, not counted)",
+            share * 100.0,
+            agent_e2e::E2eResult::on_time_share(&r.all_rounds, r.round_secs) * 100.0,
+            r.all_rounds.iter().filter(|x| x.blocks > 0).count()
+        ),
+        "–".into(),
+        "100 %, a rediscovery among them",
+        yes(share >= 1.0 && rediscovered && r.counted.len() == args.rounds as usize),
+    );
+    row(
+        "agent peak RSS".into(),
+        format!(
+            "{:.0} MiB ({:.0} B per block)",
+            r.peak_rss_mib,
+            r.peak_rss_mib * 1048576.0 / n as f64
+        ),
+        "–".into(),
+        "–",
+        "–".into(),
+    );
+    let (quiet, busy) = r.cpu_per_round();
+    let peer_cpu = r.peer.as_ref().map(|p| p.cpu_s);
+    let ratio = match (quiet, peer_cpu) {
+        (Some(a), Some(b)) if b > 0.0 => format!(" ({:.1}× fping)", a / b),
+        _ => String::new(),
+    };
+    row(
+        "agent CPU-s per round: median without a sweep / most with one".into(),
+        format!("{} / {}{ratio}", f(quiet, 2), f(busy, 2)),
+        r.peer.as_ref().map_or("–".into(), |p| {
+            format!(
+                "fping, 1 address per /24 ({}): {:.2} CPU-s, {:.1} s wall, {} answered",
+                p.addresses, p.cpu_s, p.wall_s, p.answered
+            )
+        }),
+        "–",
+        "–".into(),
+    );
+    let state = r.state_bytes as f64 / n as f64;
+    row(
+        "state on disk per block".into(),
+        format!("{state:.1} B"),
+        "–".into(),
+        "≤ 16 B",
+        yes(state <= 16.0),
+    );
+    let wire = r.wire_per_block();
+    row(
+        "wire bytes per block per round (packed columns, base64)".into(),
+        format!("{} B", f(wire, 3)),
+        "–".into(),
+        "≤ 1 B",
+        yes(wire.is_some_and(|w| w <= 1.0)),
+    );
+    detail.push_str(&format!(
+        "\nagent-e2e rounds ({} blocks, {}-s rounds; stored = s from the round's start until the collector held every block):\n\n",
+        n, r.round_secs
+    ));
+    let table: Vec<Vec<String>> = r
+        .all_rounds
+        .iter()
+        .map(|x| {
+            vec![
+                x.round.to_string(),
+                if r.counted.iter().any(|c| c.round == x.round) {
+                    "yes"
+                } else {
+                    ""
+                }
+                .into(),
+                x.blocks.to_string(),
+                x.probes.to_string(),
+                format!("{:.1}", x.took_s),
+                x.on_time.to_string(),
+                f(x.stored_after_s, 1),
+                f(x.cpu_s, 2),
+                if r.rediscovery_rounds.contains(&x.round) {
+                    "rediscovery".into()
+                } else if x.sweeping {
+                    "first sweep".into()
+                } else {
+                    String::new()
+                },
+                x.packed_bytes.to_string(),
+            ]
+        })
+        .collect();
+    detail.push_str(&stats::markdown_table(
+        &[
+            "round", "counted", "blocks", "probes", "took s", "on time", "stored s", "CPU s",
+            "sweep", "packed B",
+        ],
+        &table,
+    ));
+    detail.push_str(&format!(
+        "\nagent CPU in all: {:.1} s; state files {} B; the collector's `status`: {}\n",
+        r.cpu_total_s,
+        r.state_bytes,
+        r.status_line.as_deref().unwrap_or("–")
+    ));
+    Ok(())
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -712,9 +883,9 @@ fn main() -> Result<()> {
         && args
             .only
             .iter()
-            .any(|s| s.starts_with("sweep") || s == "latency")
+            .any(|s| s.starts_with("sweep") || s == "latency" || s == "agent-e2e")
     {
-        bail!("the sweep and latency benchmarks need root (network namespaces, raw sockets)");
+        bail!("the sweep, latency and agent-e2e benchmarks need root (network namespaces, raw sockets)");
     }
     let mut rows = Vec::new();
     let mut detail = String::new();
@@ -737,6 +908,7 @@ fn main() -> Result<()> {
             "latency" => latency_rows(&args, &mut rows),
             "agent-scale" => agent_scale_rows(&args, &mut rows),
             "scale" => scale_rows(&args, &mut rows, &mut detail),
+            "agent-e2e" => agent_e2e_rows(&args, &mut rows, &mut detail),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         if let Err(e) = r {

@@ -3,7 +3,8 @@
 //! `ReportBatch::validate` (shared with the agent) covers shapes and ranges;
 //! this adds what needs collector state: each campaign must exist and be
 //! assigned to the reporting agent, each round number must agree with
-//! its timestamp for that campaign's interval, and each observed block must
+//! its timestamp for that campaign's interval (a round's timing: with its
+//! start), and each observed block must
 //! overlap the campaign's prefixes (control observations: its control
 //! prefixes). Packed rounds must name a block space the collector knows
 //! (the campaign's current one or an older generation) and decode within
@@ -146,6 +147,12 @@ pub fn check_batch(
                 .packed
                 .iter()
                 .map(|p| (p.campaign.as_str(), p.round, p.ts_ms)),
+        )
+        .chain(
+            batch
+                .rounds
+                .iter()
+                .map(|r| (r.campaign.as_str(), r.round, r.started_ms)),
         );
     for (name, round, ts_ms) in items {
         let campaign = by_name
@@ -229,6 +236,39 @@ mod tests {
             packed: Vec::new(),
             rounds: Vec::new(),
         }
+    }
+
+    #[test]
+    fn round_timings_are_held_to_their_campaign_and_start() {
+        let r = round_of(NOW, 60);
+        let cs = [campaign("kp", &[])];
+        let mut b = batch("kp", r);
+        b.rounds = vec![darkwatch_schema::RoundInfo {
+            campaign: "kp".into(),
+            round: r,
+            started_ms: NOW,
+            ended_ms: NOW,
+            on_time: true,
+            blocks: 1,
+            probes: 1,
+        }];
+        assert_eq!(check_batch(&b, "vp1", &cs, NOW), Ok(()));
+        let mut other = b.clone();
+        other.rounds[0].campaign = "kr".into();
+        assert_eq!(
+            check_batch(&other, "vp1", &cs, NOW),
+            Err(IngestError::UnknownCampaign("kr".into()))
+        );
+        assert!(matches!(
+            check_batch(&b, "vp1", &[campaign("kp", &["vp2"])], NOW),
+            Err(IngestError::NotAssigned { .. })
+        ));
+        let mut far = b.clone();
+        far.rounds[0].round = r + MAX_ROUND_DRIFT + 1;
+        assert!(matches!(
+            check_batch(&far, "vp1", &cs, NOW),
+            Err(IngestError::Invalid(SchemaError::Round { .. }))
+        ));
     }
 
     #[test]

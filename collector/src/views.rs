@@ -11,7 +11,7 @@ use darkwatch_correlate::{Kind, Localization, Scope};
 use serde::Serialize;
 
 use crate::causes;
-use crate::store::{Campaign, Store, StoreError, Verdict};
+use crate::store::{Campaign, RoundTiming, Store, StoreError, Verdict};
 
 /// `--since`: an RFC 3339 time, Unix seconds, or an age such as `90m`, `6h`, `2d`.
 pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
@@ -256,6 +256,72 @@ pub struct AgentStatus {
     /// Campaigns assigned to it of which it reported no coverage (empty
     /// for agents never seen or revoked).
     pub coverage_missing: Vec<String>,
+    /// How its latest round of each campaign ran, and the share of its
+    /// recent rounds that were late.
+    pub rounds: Vec<RoundStatusJson>,
+}
+
+/// Rounds that started this long before now count toward `late_share`.
+pub const LATE_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// An agent's latest round of one campaign, as `status` shows it (from the
+/// `RoundInfo` agents send with each round).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundStatusJson {
+    pub campaign: String,
+    pub last_round: u64,
+    /// When its probing started and ended (RFC 3339).
+    pub started: String,
+    pub ended: String,
+    /// Ended before the next round began.
+    pub on_time: bool,
+    pub blocks: u64,
+    pub probes: u64,
+    /// Rounds reported that started within the last [`LATE_WINDOW_MS`],
+    /// how many of them were late, and that share (0 with no round).
+    pub recent_rounds: u64,
+    pub recent_late: u64,
+    pub late_share: f64,
+    /// The same in one line for people.
+    pub summary: String,
+}
+
+impl From<&RoundTiming> for RoundStatusJson {
+    fn from(t: &RoundTiming) -> Self {
+        let r = &t.last;
+        let late_share = if t.rounds == 0 {
+            0.0
+        } else {
+            t.late as f64 / t.rounds as f64
+        };
+        let summary = format!(
+            "{}: round {} started {}, {} (took {}, {} blocks, {} probes); {} of {} rounds late in {}h ({:.1} %)",
+            r.campaign,
+            r.round,
+            rfc3339(r.started_ms),
+            if r.on_time { "on time" } else { "LATE" },
+            duration(r.ended_ms - r.started_ms),
+            r.blocks,
+            r.probes,
+            t.late,
+            t.rounds,
+            LATE_WINDOW_MS / 3_600_000,
+            late_share * 100.0
+        );
+        RoundStatusJson {
+            campaign: r.campaign.clone(),
+            last_round: r.round,
+            started: rfc3339(r.started_ms),
+            ended: rfc3339(r.ended_ms),
+            on_time: r.on_time,
+            blocks: r.blocks,
+            probes: r.probes,
+            recent_rounds: t.rounds,
+            recent_late: t.late,
+            late_share,
+            summary,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -274,6 +340,7 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
         .unwrap_or(600_000);
     let faults = store.list_vp_faults(None, None).await?;
     let coverage = store.list_coverage().await?;
+    let timings = store.round_timings(now_ms - LATE_WINDOW_MS).await?;
     let agents = store
         .list_agents()
         .await?
@@ -294,6 +361,11 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
                 }
             };
             AgentStatus {
+                rounds: timings
+                    .iter()
+                    .filter(|t| t.agent == a.name)
+                    .map(RoundStatusJson::from)
+                    .collect(),
                 coverage: crate::coverage::for_agent(&a.name, &coverage, &campaigns, rfc3339),
                 coverage_missing: if a.revoked || a.last_seen_ms.is_none() {
                     Vec::new()
@@ -338,6 +410,9 @@ pub fn status_text(s: &Status, now_ms: i64) -> String {
         }
         for c in &a.coverage_missing {
             let _ = writeln!(out, "    {c}: no coverage reported");
+        }
+        for r in &a.rounds {
+            let _ = writeln!(out, "    {}", r.summary);
         }
     }
     let _ = writeln!(out, "CAMPAIGNS");
@@ -485,6 +560,38 @@ mod tests {
             alone.lines().nth(1).unwrap().starts_with("partial"),
             "{alone}"
         );
+    }
+
+    #[test]
+    fn a_round_timing_reads_as_one_line_with_its_late_share() {
+        let t = RoundTiming {
+            agent: "vp1".into(),
+            last: darkwatch_schema::RoundInfo {
+                campaign: "kp".into(),
+                round: 30_000_000,
+                started_ms: 1_800_000_000_000,
+                ended_ms: 1_800_000_061_000,
+                on_time: false,
+                blocks: 65_536,
+                probes: 70_000,
+            },
+            received_ms: 1_800_000_062_000,
+            rounds: 4,
+            late: 1,
+        };
+        let j = RoundStatusJson::from(&t);
+        assert_eq!(j.late_share, 0.25);
+        assert_eq!(j.started, "2027-01-15T08:00:00Z");
+        assert_eq!(
+            j.summary,
+            "kp: round 30000000 started 2027-01-15T08:00:00Z, LATE (took 1m01s, 65536 blocks, 70000 probes); 1 of 4 rounds late in 24h (25.0 %)"
+        );
+        let none = RoundStatusJson::from(&RoundTiming {
+            rounds: 0,
+            late: 0,
+            ..t
+        });
+        assert_eq!(none.late_share, 0.0);
     }
 
     #[test]

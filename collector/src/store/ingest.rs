@@ -1,5 +1,5 @@
 //! Writing report batches (rows of plain observations and traces, packed
-//! rounds as they came: `rounds`). A batch is one transaction, acknowledged only
+//! rounds as they came: `rounds`, round timing: `timing`). A batch is one transaction, acknowledged only
 //! after commit; a batch id seen before writes nothing. SQLite runs with
 //! `synchronous=FULL` and has one writer anyway, so its batches go through
 //! one task that commits every batch waiting at that moment in a single
@@ -106,6 +106,7 @@ pub(super) async fn insert_batch(
         traces_stored += q.execute(&mut *conn).await?.rows_affected();
     }
     super::census::write_reported(conn, agent, batch, now_ms).await?;
+    super::timing::write_rounds(conn, agent, &batch.rounds, now_ms).await?;
 
     sqlx::query("UPDATE batches SET observations = $1, traces = $2 WHERE batch_id = $3")
         .bind(to_i64(obs_stored, "count")?)

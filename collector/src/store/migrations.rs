@@ -215,6 +215,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // that retention drops days (`partitions`). Not plain DDL: see
     // `raw_by_time`.
     (7, ""),
+    // Round timing (`timing`): one row per agent's round of a campaign,
+    // from the batches' `rounds` (when it started and ended, whether on
+    // time). `status` reads each agent's latest per campaign (the key) and
+    // the share late; retention finds old rows by campaign and round.
+    // IF NOT EXISTS as in 6. (Migrations 7 to 9 are assigned to other work.)
+    (
+        10,
+        "CREATE TABLE IF NOT EXISTS agent_rounds (
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        round BIGINT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        ended_ms BIGINT NOT NULL,
+        on_time BIGINT NOT NULL,
+        blocks BIGINT NOT NULL,
+        probes BIGINT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        PRIMARY KEY (agent, campaign, round)
+    );
+    CREATE INDEX IF NOT EXISTS agent_rounds_by_round ON agent_rounds (campaign, round)",
+    ),
 ];
 
 /// Migration 7: on PostgreSQL, `partitions::migrate`; on SQLite, the

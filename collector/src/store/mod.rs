@@ -17,6 +17,7 @@ mod partitions;
 mod rounds;
 mod sql;
 mod summaries;
+mod timing;
 mod url;
 mod verdicts;
 
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use census::AgentCoverage;
 pub use rounds::Spaces;
 pub use sql::SqlStore;
+pub use timing::RoundTiming;
 pub use url::{resolve_url, Backend};
 
 #[derive(Debug, thiserror::Error)]
@@ -360,7 +362,7 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
     ) -> impl Future<Output = Result<Vec<StoredSpace>, StoreError>> + Send;
     /// Deletes up to `limit` rows of each raw table (packed rounds, per-block
-    /// observations, traces) of `campaign` before round `before_round`;
+    /// observations, traces, round timing) of `campaign` before round `before_round`;
     /// returns how many went. Verdicts and VP faults are never deleted.
     fn purge_raw(
         &self,
@@ -510,4 +512,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Forgets a campaign's census.
     fn clear_census(&self, campaign: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // --- round timing ---
+    /// Every agent's latest round of every campaign it reported rounds of
+    /// (written by `ingest` from `ReportBatch.rounds`), with how many of
+    /// its rounds started at or after `since_ms` and how many were late.
+    fn round_timings(
+        &self,
+        since_ms: i64,
+    ) -> impl Future<Output = Result<Vec<RoundTiming>, StoreError>> + Send;
 }

@@ -334,7 +334,7 @@ pub(super) async fn db_now_ms(pool: &AnyPool) -> Result<i64, StoreError> {
 }
 
 /// Deletes up to `limit` rows of `campaign` before `before_round` from
-/// each default partition and from traces (by ctid: unique within one
+/// each default partition, from traces and from round timing (by ctid: unique within one
 /// table, which a partitioned parent is not).
 pub(super) async fn purge_unpartitioned(
     pool: &AnyPool,
@@ -343,7 +343,12 @@ pub(super) async fn purge_unpartitioned(
     limit: u64,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
-    for table in ["round_records_default", "observations_default", "traces"] {
+    for table in [
+        "round_records_default",
+        "observations_default",
+        "traces",
+        "agent_rounds",
+    ] {
         let sql = format!(
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}
              WHERE campaign = $1 AND round < $2 LIMIT $3))"

@@ -228,7 +228,7 @@ pub(super) fn records_as_observations(
 
 /// SQLite (PostgreSQL drops partitions: `partitions`): deletes up to
 /// `limit` rows of each raw table (round records, per-block observations,
-/// traces) of `campaign` older than `before_round`; returns the rows
+/// traces, round timing) of `campaign` older than `before_round`; returns the rows
 /// deleted. Each statement deletes a bounded set picked by `rowid` through
 /// the (campaign, round) index, so it holds the write lock briefly;
 /// callers repeat until it returns 0.
@@ -239,7 +239,7 @@ pub(super) async fn purge_raw(
     limit: u64,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
-    for table in ["round_records", "observations", "traces"] {
+    for table in ["round_records", "observations", "traces", "agent_rounds"] {
         let sql = format!(
             "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}
              WHERE campaign = $1 AND round < $2 LIMIT $3)"

@@ -23,10 +23,10 @@ use super::codec::{to_u64, unavailable};
 use super::ingest::{group_writer, IngestJob, GROUP_QUEUE};
 use super::url::{resolve_url, Backend};
 use super::{
-    agents, census, leases, migrations, observations, partitions, rounds, summaries, verdicts,
-    AgentCoverage, AgentInfo, AgentObservation, AgentTrace, AuthOutcome, Campaign, CampaignSpec,
-    RoundRecord, ScopeSummary, Store, StoreCounts, StoreError, StoredSpace, SummaryKey,
-    SummaryRound, Verdict, VpFault,
+    agents, census, leases, migrations, observations, partitions, rounds, summaries, timing,
+    verdicts, AgentCoverage, AgentInfo, AgentObservation, AgentTrace, AuthOutcome, Campaign,
+    CampaignSpec, RoundRecord, RoundTiming, ScopeSummary, Store, StoreCounts, StoreError,
+    StoredSpace, SummaryKey, SummaryRound, Verdict, VpFault,
 };
 use crate::clock::{Clock, SystemClock};
 use darkwatch_correlate::Scope;
@@ -429,5 +429,9 @@ impl Store for SqlStore {
 
     async fn clear_census(&self, campaign: &str) -> Result<(), StoreError> {
         census::clear_census(self, campaign).await
+    }
+
+    async fn round_timings(&self, since_ms: i64) -> Result<Vec<RoundTiming>, StoreError> {
+        timing::round_timings(self, since_ms).await
     }
 }

@@ -1,8 +1,8 @@
 //! The collector's integration tests, in one binary so that the workspace
 //! is linked once: the real `darkwatch-collector` binary and its store
 //! against SQLite and PostgreSQL (`server`, `store`, `rounds`, `census`,
-//! `bad_input`, `crash`, `signals`, `sharing`: two collectors sharing the
-//! campaigns), the dashboard in a headless browser (`dashboard`), the files
+//! `bad_input`, `crash`, `signals`, `timing`, `sharing`: two collectors
+//! sharing the campaigns), the dashboard in a headless browser (`dashboard`), the files
 //! under `deploy/` (`deploy_files`), the log format on a pipe (`logs`), and
 //! `/metrics` through promtool (`metrics`). Fixtures are in `common`.
 
@@ -21,3 +21,4 @@ mod server;
 mod sharing;
 mod signals;
 mod store;
+mod timing;
