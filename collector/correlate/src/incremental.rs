@@ -159,9 +159,9 @@ pub struct Incremental {
     last: u64,
     /// The window's first round at the last walk.
     walked_first: Option<u64>,
-    /// The last walked round and the last judged state of every (VP, block)
-    /// after it, `[vp * blocks + block]`.
-    tail: Option<(u64, Vec<u8>)>,
+    /// The last walked round, the number of blocks then, and the last
+    /// judged state of every (VP, block) after it, `[vp * blocks + block]`.
+    tail: Option<(u64, usize, Vec<u8>)>,
     /// Rounds whose product was (re)computed by the last `output`.
     recomputed: usize,
 }
@@ -267,6 +267,31 @@ impl Incremental {
         }
         self.tail = None;
         self.walked_first = None;
+    }
+
+    /// Adds a block of prefix `prefix` (an index into the campaign's
+    /// prefixes) and returns its id, for observations that name it. Blocks
+    /// may be added at any time (the ids need not follow any order): rounds
+    /// stored before hold no report of it.
+    pub fn add_block(&mut self, net: ipnet::IpNet, prefix: u32) -> Result<u32, CorrelateError> {
+        if prefix as usize >= self.prefixes.len() {
+            return Err(CorrelateError::BlockPrefix {
+                block: self.nb,
+                prefix,
+                count: self.prefixes.len(),
+            });
+        }
+        let id = self.nb as u32;
+        self.nb += 1;
+        self.block_prefix.push(prefix);
+        self.prefix_blocks[prefix as usize].push(id);
+        self.block_hash.push(summaries::net_hash(&net));
+        Ok(id)
+    }
+
+    /// Blocks known (their ids are `0..blocks()`).
+    pub fn blocks(&self) -> usize {
+        self.nb
     }
 
     fn vp_id(&mut self, name: &str) -> u32 {
@@ -588,6 +613,17 @@ impl Incremental {
         let mut recomputed = 0;
         let rounds: Vec<u64> = self.slots.range(first..=last).map(|x| *x.0).collect();
         let health: HashMap<u64, Vec<bool>> = rounds.iter().map(|&r| (r, healthy_of(r))).collect();
+        if let Some((_, at, t)) = self.tail.as_mut() {
+            if *at != nb {
+                // Blocks were added: the same states, laid out anew.
+                let mut grown = vec![NONE; nvi * nb];
+                for (v, old) in t.chunks(*at).enumerate().take(nvi) {
+                    grown[v * nb..v * nb + old.len()].copy_from_slice(old);
+                }
+                *t = grown;
+                *at = nb;
+            }
+        }
         let tail_round = self.tail.as_ref().map(|t| t.0);
         let changed = |s: &Slot, h: &[bool]| {
             s.dirty || s.product.as_ref().is_none_or(|p| !same_health(&p.healthy, h))
@@ -660,7 +696,7 @@ impl Incremental {
                         while bits != 0 {
                             let b = w * 64 + bits.trailing_zeros() as usize;
                             bits &= bits - 1;
-                            let s = row.cells[b] & STATE;
+                            let s = cell(row, b);
                             if s == UP || s == DOWN {
                                 let p = v * nb + b;
                                 if cur[p] != NONE && cur[p] != s {
@@ -701,7 +737,7 @@ impl Incremental {
                 i += 1;
             }
             // The new tail: the old one, except where D still holds.
-            let (_, tail) = self.tail.as_mut().expect("tail");
+            let (_, _, tail) = self.tail.as_mut().expect("tail");
             at_least(tail, nvi * nb, NONE);
             for v in 0..nvi {
                 if d_count[v] == 0 {
@@ -738,7 +774,7 @@ impl Incremental {
         for &r in &rounds {
             self.slots.get_mut(&r).expect("round").dirty = false;
         }
-        self.tail = tail_round.map(|t| (t, cur));
+        self.tail = tail_round.map(|t| (t, nb, cur));
         self.walked_first = Some(first);
         self.recomputed = recomputed;
     }
@@ -766,7 +802,7 @@ impl Incremental {
                     while bits != 0 {
                         let b = w * 64 + bits.trailing_zeros() as usize;
                         bits &= bits - 1;
-                        let s = row.cells[b] & STATE;
+                        let s = cell(row, b);
                         if s == UP || s == DOWN {
                             cur[v * nb + b] = s;
                             *word &= !(1u64 << (b % 64));
@@ -849,7 +885,7 @@ impl Incremental {
             }
             let vflaps = flaps.get(v).map(Vec::as_slice).unwrap_or(&[]);
             let mut fi = 0;
-            for b in 0..nb {
+            for b in 0..row.cells.len() {
                 let c = row.cells[b];
                 let counts = (u8::from(state[b] == UP && c & STATE != DOWN) * 0xff) & row.loss[b];
                 let lost = counts & 15;
@@ -908,6 +944,11 @@ impl Incremental {
             marks,
         }
     }
+}
+
+/// A row's state of block `b` (`NONE` for a block added after the row).
+fn cell(row: &Row, b: usize) -> u8 {
+    row.cells.get(b).map_or(NONE, |c| c & STATE)
 }
 
 /// Health rows agree (a VP seen later is absent, so unhealthy, before).

@@ -284,7 +284,20 @@ fn run_case(seed: u64) {
         }
     }
     events.sort_by_key(|e| e.0);
-    let mut engine = Incremental::new(&t.campaign, &params).unwrap();
+    // Half the engines learn their blocks as they appear, in random order.
+    let dynamic = rng.chance(0.5);
+    let campaign = Input {
+        blocks: if dynamic {
+            vec![]
+        } else {
+            t.campaign.blocks.clone()
+        },
+        ..t.campaign.clone()
+    };
+    let mut engine = Incremental::new(&campaign, &params).unwrap();
+    let mut ids: Vec<Option<u32>> = (0..t.campaign.blocks.len() as u32)
+        .map(|b| (!dynamic).then_some(b))
+        .collect();
     let mut delivered: BTreeMap<u64, RoundData> = BTreeMap::new();
     let mut now = 0u64;
     let mut recomputed = 0;
@@ -300,7 +313,32 @@ fn run_case(seed: u64) {
                 delivered.insert(*round, data.clone());
             }
         }
-        engine.update_round(*round, &t.vps, &data.obs, &data.control, &data.traces);
+        let mut new: Vec<u32> = data
+            .obs
+            .iter()
+            .map(|o| o.block)
+            .filter(|&b| ids.get(b as usize).is_some_and(Option::is_none))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        rng.shuffle(&mut new);
+        for b in new {
+            let info = &t.campaign.blocks[b as usize];
+            ids[b as usize] = Some(engine.add_block(info.net, info.prefix).unwrap());
+        }
+        let obs: Vec<Obs> = data
+            .obs
+            .iter()
+            .map(|o| Obs {
+                block: ids
+                    .get(o.block as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(u32::MAX),
+                ..*o
+            })
+            .collect();
+        engine.update_round(*round, &t.vps, &obs, &data.control, &data.traces);
         // Judge after most updates, not all: several updates per pass.
         if rng.chance(0.3) && i + 1 < events.len() {
             continue;
