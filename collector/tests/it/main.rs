@@ -13,6 +13,7 @@ mod bad_input;
 mod census;
 mod crash;
 mod dashboard;
+mod incremental;
 mod deploy_files;
 mod logs;
 mod metrics;
