@@ -8,6 +8,13 @@
 //! and a restarted collector reaches the same verdicts. Which recomputed
 //! verdict continues which stored one, and which alerts that gives, is
 //! decided by the pure `crate::reconcile`.
+//!
+//! The loop ([`run`]) does not reload the window: a [`Correlator`] keeps, per
+//! campaign this collector holds, a [`core::Incremental`] engine fed with
+//! only the rounds whose stored raw rows changed since the last pass
+//! ([`Store::round_versions`]: raw rows are only ever added, so a changed
+//! count is a changed round), and the engine's output equals `correlate`
+//! over the window. [`pass`] is the same pass from scratch (tests, checks).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -555,7 +562,9 @@ impl Correlator {
         while i < changed.len() {
             let start = changed[i];
             let mut end = start;
-            while i + 1 < changed.len() && changed[i + 1] == end + 1 && end - start + 1 < LOAD_ROUNDS
+            while i + 1 < changed.len()
+                && changed[i + 1] == end + 1
+                && end - start + 1 < LOAD_ROUNDS
             {
                 i += 1;
                 end = changed[i];

@@ -626,7 +626,10 @@ impl Incremental {
         }
         let tail_round = self.tail.as_ref().map(|t| t.0);
         let changed = |s: &Slot, h: &[bool]| {
-            s.dirty || s.product.as_ref().is_none_or(|p| !same_health(&p.healthy, h))
+            s.dirty
+                || s.product
+                    .as_ref()
+                    .is_none_or(|p| !same_health(&p.healthy, h))
         };
         // Rounds walked before (up to the tail) and which of them changed.
         let old: Vec<u64> = match tail_round {
@@ -658,8 +661,8 @@ impl Incremental {
                     let h = &health[&r];
                     let slot = &self.slots[&r];
                     let flaps = full_flaps(&slot.raw, h, &mut cur, nb);
-                    let stale = changed(slot, h)
-                        || slot.product.as_ref().is_none_or(|p| p.flaps != flaps);
+                    let stale =
+                        changed(slot, h) || slot.product.as_ref().is_none_or(|p| p.flaps != flaps);
                     if stale {
                         let p = self.compute(r, h, flaps);
                         self.slots.get_mut(&r).expect("round").product = Some(p);

@@ -431,8 +431,8 @@ pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, Correlate
 
 mod consensus;
 mod grid;
-pub mod incremental;
 mod health;
+pub mod incremental;
 mod instability;
 mod localize;
 mod scopes;

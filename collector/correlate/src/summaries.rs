@@ -299,7 +299,9 @@ pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params
         of_prefix,
         per_vp_scopes,
     };
-    let consensus = consensus_totals(&layout, scopes, nr, |r| &prefix_probes[r * np..(r + 1) * np]);
+    let consensus = consensus_totals(&layout, scopes, nr, |r| {
+        &prefix_probes[r * np..(r + 1) * np]
+    });
     let list = layout.list;
     Summaries {
         first_round: grid.first_round,

@@ -14,9 +14,7 @@ pub(crate) fn build(grid: VpRounds<'_>, scopes: &Scopes) -> Vec<TimelineRow> {
             TimelineRow {
                 round: grid.round_number(r),
                 overall: a.down_share().map(|d| 1.0 - d),
-                per_vp: (0..grid.vps)
-                    .map(|v| grid.get(r, v).share_up())
-                    .collect(),
+                per_vp: (0..grid.vps).map(|v| grid.get(r, v).share_up()).collect(),
             }
         })
         .collect()

@@ -115,8 +115,11 @@ pub(super) async fn round_versions(
         // One odd multiplier per table: rows are only ever added (or
         // purged whole rounds at a time), and counts that change so as to
         // keep this sum are not a thing ingest does.
-        let mult: u64 = [0x9e37_79b9_7f4a_7c15, 0xbf58_476d_1ce4_e5b9, 0x94d0_49bb_1331_11eb]
-            [(kind as usize).clamp(1, 3) - 1];
+        let mult: u64 = [
+            0x9e37_79b9_7f4a_7c15,
+            0xbf58_476d_1ce4_e5b9,
+            0x94d0_49bb_1331_11eb,
+        ][(kind as usize).clamp(1, 3) - 1];
         let e = out.entry(round).or_default();
         *e = e.wrapping_add((n as u64).wrapping_mul(mult));
     }

@@ -80,7 +80,12 @@ fn reports(vp: &str, rounds: impl Iterator<Item = u64>) -> ReportBatch {
 }
 
 /// The batch output over the window the incremental pass judged.
-async fn batch(store: &SqlStore, c: &Campaign, s: &CorrelationSettings, out: &core::Output) -> core::Output {
+async fn batch(
+    store: &SqlStore,
+    c: &Campaign,
+    s: &CorrelationSettings,
+    out: &core::Output,
+) -> core::Output {
     let last = out.summaries.first_round + out.summaries.rounds as u64 - 1;
     let input = correlation::load_input(store, c, last, s.window_rounds, None)
         .await
@@ -128,7 +133,11 @@ async fn a_late_round_rejudges_as_a_full_recomputation(db: &str) {
             .pass(&store, &c, &settings, None, t(upto))
             .await
             .expect("pass");
-        assert_eq!(out, batch(&store, &c, &settings, &out).await, "up to {upto}");
+        assert_eq!(
+            out,
+            batch(&store, &c, &settings, &out).await,
+            "up to {upto}"
+        );
         assert!(
             stats.rounds_loaded <= 4,
             "{} rounds read for a pass",

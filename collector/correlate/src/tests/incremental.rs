@@ -96,7 +96,9 @@ fn timeline(rng: &mut Rng, steps: u64) -> Timeline {
                     .iter()
                     .any(|&(q, s)| (q == p || q == np) && within(s, r))
                     || fault.is_some_and(|f| !f.2)
-                    || flappy.iter().any(|&(x, s)| x == b && within(s, r) && r % 2 == 0);
+                    || flappy
+                        .iter()
+                        .any(|&(x, s)| x == b && within(s, r) && r % 2 == 0);
                 let lossy_now = lossy.iter().any(|&(q, s)| q == p && within(s, r));
                 let (state, probes, replies) = if dark {
                     (BlockState::Down, 15, 0)
@@ -173,7 +175,11 @@ fn timeline(rng: &mut Rng, steps: u64) -> Timeline {
     }
     Timeline {
         campaign: Input {
-            target: if rng.chance(0.5) { "KP".into() } else { "camp".into() },
+            target: if rng.chance(0.5) {
+                "KP".into()
+            } else {
+                "camp".into()
+            },
             is_country: rng.chance(0.5),
             prefixes,
             blocks,
