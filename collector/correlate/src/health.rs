@@ -133,7 +133,7 @@ pub(crate) fn assess(grid: VpRounds<'_>, params: &Params) -> Health {
 /// extend nor break a run (collector downtime must not split it).
 pub(crate) fn fault_runs(vps: &[String], grid: VpRounds<'_>, health: &Health) -> Vec<VpFault> {
     let mut out = Vec::new();
-    for v in 0..grid.vps {
+    for (v, name) in vps.iter().enumerate().take(grid.vps) {
         let mut open: Option<(usize, Fault)> = None;
         for r in 0..grid.rounds {
             if !grid.get(r, v).has_data() {
@@ -143,7 +143,7 @@ pub(crate) fn fault_runs(vps: &[String], grid: VpRounds<'_>, health: &Health) ->
                 (Some(f), None) => open = Some((r, f)),
                 (None, Some((start, f))) => {
                     out.push(VpFault {
-                        vp: vps[v].clone(),
+                        vp: name.clone(),
                         start_round: grid.round_number(start),
                         end_round: Some(grid.round_number(r)),
                         reason: f.reason(),
@@ -155,7 +155,7 @@ pub(crate) fn fault_runs(vps: &[String], grid: VpRounds<'_>, health: &Health) ->
         }
         if let Some((start, f)) = open {
             out.push(VpFault {
-                vp: vps[v].clone(),
+                vp: name.clone(),
                 start_round: grid.round_number(start),
                 end_round: None,
                 reason: f.reason(),
