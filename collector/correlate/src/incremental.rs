@@ -56,8 +56,9 @@
 //! (rounds × (VPs + scopes)). A late round recomputes the rounds from it to
 //! the point where the last states agree again (usually the next round),
 //! plus a backward scan to rebuild the last states it starts from. Memory:
-//! the window's cells (two bytes per VP, block and round) and per-round
-//! products (per prefix, not per block).
+//! the window's cells, packed (two bits per VP, block and round, plus the
+//! loss cells that are not "one probe, answered"), and per-round products
+//! (per prefix, not per block).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -74,11 +75,69 @@ use crate::{
     Summaries, TraceObs, VpId,
 };
 
-/// One VP's cells and losses of one round (as in the batch grid).
+/// One VP's cells and losses of one round (as in the batch grid), packed:
+/// two bits of state per block, and the loss cells that differ from what
+/// the state implies (one probe answered for an up block, nothing
+/// otherwise) as exceptions. About a quarter of a byte per block for a
+/// typical round, instead of two.
 #[derive(Debug, Clone)]
 struct Row {
-    cells: Vec<u8>,
-    loss: Vec<u8>,
+    len: usize,
+    states: Vec<u8>,
+    /// (block, loss cell), by block.
+    odd_loss: Vec<(u32, u8)>,
+}
+
+/// The loss cell a block of this state usually has: one probe, answered,
+/// for an up block; none for the others (down reports add no loss).
+fn usual_loss(state: u8) -> u8 {
+    if state == UP {
+        0x10
+    } else {
+        0
+    }
+}
+
+impl Row {
+    fn pack(cells: &[u8], loss: &[u8]) -> Row {
+        let mut states = vec![0u8; cells.len().div_ceil(4)];
+        let mut odd_loss = Vec::new();
+        for (b, (&c, &l)) in cells.iter().zip(loss).enumerate() {
+            let s = c & STATE;
+            states[b / 4] |= s << ((b % 4) * 2);
+            if l != usual_loss(s) {
+                odd_loss.push((b as u32, l));
+            }
+        }
+        Row {
+            len: cells.len(),
+            states,
+            odd_loss,
+        }
+    }
+
+    /// State of block `b` (`NONE` for a block added after the row).
+    fn state(&self, b: usize) -> u8 {
+        if b >= self.len {
+            NONE
+        } else {
+            (self.states[b / 4] >> ((b % 4) * 2)) & STATE
+        }
+    }
+
+    fn cells(&self) -> Vec<u8> {
+        (0..self.len).map(|b| self.state(b)).collect()
+    }
+
+    /// Cells and loss cells, unpacked.
+    fn unpack(&self) -> (Vec<u8>, Vec<u8>) {
+        let cells = self.cells();
+        let mut loss: Vec<u8> = cells.iter().map(|&s| usual_loss(s)).collect();
+        for &(b, l) in &self.odd_loss {
+            loss[b as usize] = l;
+        }
+        (cells, loss)
+    }
 }
 
 /// What one round's reports are, independent of any other round. Vectors
@@ -335,6 +394,8 @@ impl Incremental {
             ..RoundRaw::default()
         };
         let mut sum: Option<u64> = None;
+        // Rows unpacked while the round is built.
+        let mut dense: Vec<Option<(Vec<u8>, Vec<u8>)>> = vec![None; nvi];
         for o in obs {
             let Some(&v) = ids.get(o.vp as usize) else {
                 raw.skipped += 1;
@@ -350,13 +411,10 @@ impl Incremental {
             }
             raw.present[v] = true;
             let b = o.block as usize;
-            let row = raw.rows[v].get_or_insert_with(|| Row {
-                cells: vec![NONE; nb],
-                loss: vec![0; nb],
-            });
-            row.cells[b] = merge(row.cells[b], code(o.state));
+            let (cells, loss) = dense[v].get_or_insert_with(|| (vec![NONE; nb], vec![0; nb]));
+            cells[b] = merge(cells[b], code(o.state));
             if o.state != BlockState::Down {
-                row.loss[b] = add_loss(row.loss[b], o.probes, o.probes.saturating_sub(o.replies));
+                loss[b] = add_loss(loss[b], o.probes, o.probes.saturating_sub(o.replies));
             }
             let p = self.block_prefix[b] as usize;
             let (probes, replies) = (u64::from(o.probes), u64::from(o.replies));
@@ -404,10 +462,12 @@ impl Incremental {
         // Counts after merging, and each VP's judged blocks per scope.
         let mut judged = vec![(0u32, 0u32); np];
         for v in 0..nvi {
-            let Some(row) = &raw.rows[v] else { continue };
+            let Some((cells, loss)) = dense[v].take() else {
+                continue;
+            };
             let vr = &mut raw.vp_rounds[v];
             judged.fill((0, 0));
-            for (b, &c) in row.cells.iter().enumerate() {
+            for (b, &c) in cells.iter().enumerate() {
                 match c & STATE {
                     UP => vr.up += 1,
                     DOWN => vr.down += 1,
@@ -430,6 +490,7 @@ impl Incremental {
                     raw.per_vp[v * pvs + s].blocks_up += up;
                 }
             }
+            raw.rows[v] = Some(Row::pack(&cells, &loss));
         }
         let has_any = raw.present.iter().any(|&p| p) || raw.skipped > 0;
         let walked = self.tail.as_ref().is_some_and(|t| round <= t.0);
@@ -825,13 +886,15 @@ impl Incremental {
         let nvi = self.vp_names.len();
         let quorum = self.params.quorum.max(1) as u32;
         let is_healthy = |v: usize| healthy.get(v).copied().unwrap_or(false);
+        let rows: Vec<Option<(Vec<u8>, Vec<u8>)>> =
+            (0..nvi).map(|v| raw.row(v).map(Row::unpack)).collect();
         let (mut ups, mut downs, mut reps) = (vec![0u32; nb], vec![0u32; nb], vec![0u32; nb]);
         for v in 0..nvi {
             if !is_healthy(v) {
                 continue;
             }
-            let Some(row) = raw.row(v) else { continue };
-            for (b, &c) in row.cells.iter().enumerate() {
+            let Some((cells, _)) = &rows[v] else { continue };
+            for (b, &c) in cells.iter().enumerate() {
                 let s = c & STATE;
                 ups[b] += u32::from(s == UP);
                 downs[b] += u32::from(s == DOWN);
@@ -867,9 +930,9 @@ impl Incremental {
         let mut count = vec![0u32; np];
         let mut touched: Vec<u32> = Vec::new();
         for v in 0..nvi {
-            let Some(row) = raw.row(v) else { continue };
+            let Some((cells, loss)) = &rows[v] else { continue };
             // Prefixes with a block this VP saw down (health aside).
-            for (b, &c) in row.cells.iter().enumerate() {
+            for (b, &c) in cells.iter().enumerate() {
                 if c & STATE == DOWN {
                     let p = self.block_prefix[b];
                     if count[p as usize] == 0 {
@@ -888,9 +951,9 @@ impl Incremental {
             }
             let vflaps = flaps.get(v).map(Vec::as_slice).unwrap_or(&[]);
             let mut fi = 0;
-            for b in 0..row.cells.len() {
-                let c = row.cells[b];
-                let counts = (u8::from(state[b] == UP && c & STATE != DOWN) * 0xff) & row.loss[b];
+            for b in 0..cells.len() {
+                let c = cells[b];
+                let counts = (u8::from(state[b] == UP && c & STATE != DOWN) * 0xff) & loss[b];
                 let lost = counts & 15;
                 acc_p[b] += u32::from(counts >> 4);
                 acc_l[b] += u32::from(lost);
@@ -951,7 +1014,7 @@ impl Incremental {
 
 /// A row's state of block `b` (`NONE` for a block added after the row).
 fn cell(row: &Row, b: usize) -> u8 {
-    row.cells.get(b).map_or(NONE, |c| c & STATE)
+    row.state(b)
 }
 
 /// Health rows agree (a VP seen later is absent, so unhealthy, before).
@@ -981,7 +1044,7 @@ fn full_flaps(raw: &RoundRaw, healthy: &[bool], cur: &mut [u8], nb: usize) -> Ve
         }
         let Some(row) = raw.row(v) else { continue };
         let last = &mut cur[v * nb..(v + 1) * nb];
-        for (b, (&c, l)) in row.cells.iter().zip(last.iter_mut()).enumerate() {
+        for (b, (&c, l)) in row.cells().iter().zip(last.iter_mut()).enumerate() {
             let s = c & STATE;
             if s == UP || s == DOWN {
                 if *l != NONE && *l != s {
