@@ -461,8 +461,8 @@ impl Incremental {
         raw.digest_sum = sum;
         // Counts after merging, and each VP's judged blocks per scope.
         let mut judged = vec![(0u32, 0u32); np];
-        for v in 0..nvi {
-            let Some((cells, loss)) = dense[v].take() else {
+        for (v, row) in dense.iter_mut().enumerate() {
+            let Some((cells, loss)) = row.take() else {
                 continue;
             };
             let vr = &mut raw.vp_rounds[v];
@@ -889,11 +889,11 @@ impl Incremental {
         let rows: Vec<Option<(Vec<u8>, Vec<u8>)>> =
             (0..nvi).map(|v| raw.row(v).map(Row::unpack)).collect();
         let (mut ups, mut downs, mut reps) = (vec![0u32; nb], vec![0u32; nb], vec![0u32; nb]);
-        for v in 0..nvi {
+        for (v, row) in rows.iter().enumerate() {
             if !is_healthy(v) {
                 continue;
             }
-            let Some((cells, _)) = &rows[v] else { continue };
+            let Some((cells, _)) = row else { continue };
             for (b, &c) in cells.iter().enumerate() {
                 let s = c & STATE;
                 ups[b] += u32::from(s == UP);
@@ -930,7 +930,9 @@ impl Incremental {
         let mut count = vec![0u32; np];
         let mut touched: Vec<u32> = Vec::new();
         for v in 0..nvi {
-            let Some((cells, loss)) = &rows[v] else { continue };
+            let Some((cells, loss)) = &rows[v] else {
+                continue;
+            };
             // Prefixes with a block this VP saw down (health aside).
             for (b, &c) in cells.iter().enumerate() {
                 if c & STATE == DOWN {
