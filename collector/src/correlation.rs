@@ -8,6 +8,13 @@
 //! and a restarted collector reaches the same verdicts. Which recomputed
 //! verdict continues which stored one, and which alerts that gives, is
 //! decided by the pure `crate::reconcile`.
+//!
+//! The loop ([`run`]) does not reload the window: a [`Correlator`] keeps, per
+//! campaign this collector holds, a [`core::Incremental`] engine fed with
+//! only the rounds whose stored raw rows changed since the last pass
+//! ([`Store::round_versions`]: raw rows are only ever added, so a changed
+//! count is a changed round), and the engine's output equals `correlate`
+//! over the window. [`pass`] is the same pass from scratch (tests, checks).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -340,12 +347,23 @@ pub async fn apply<S: Store>(
     out: &core::Output,
     now_ms: i64,
 ) -> Result<Vec<AlertEvent>, StoreError> {
-    let stored = store.list_verdicts(Some(&campaign.name), None).await?;
-    let faults = store.list_vp_faults(Some(&campaign.name), None).await?;
     let window = Window {
         first_round: input.first_round,
         last_round: input.last_round,
     };
+    apply_window(store, campaign, window, out, now_ms).await
+}
+
+/// [`apply`] for the output of a pass over `window`.
+pub async fn apply_window<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    window: Window,
+    out: &core::Output,
+    now_ms: i64,
+) -> Result<Vec<AlertEvent>, StoreError> {
+    let stored = store.list_verdicts(Some(&campaign.name), None).await?;
+    let faults = store.list_vp_faults(Some(&campaign.name), None).await?;
     let (changes, events) = reconcile(campaign, &stored, &faults, out, window, now_ms);
     let ids = store.save_verdicts(&changes.verdicts).await?;
     store.save_vp_faults(&changes.faults).await?;
@@ -364,7 +382,23 @@ pub async fn apply<S: Store>(
         .collect())
 }
 
-/// One correlation pass over one campaign: load, correlate, store.
+/// The last round a pass over `campaign` judges now, if any.
+async fn last_round_now<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    now_ms: i64,
+) -> Result<Option<u64>, StoreError> {
+    let by_time = last_complete_round(now_ms, campaign.interval_secs);
+    let current = round_of(now_ms, campaign.interval_secs);
+    let reported = store
+        .round_agents(&campaign.name, current.saturating_sub(2)..=current)
+        .await?;
+    Ok(last_round_to_correlate(by_time, current, &reported))
+}
+
+/// One correlation pass over one campaign, from scratch: load the whole
+/// window, correlate, store. The collector's loop runs [`Correlator::pass`]
+/// instead, which gives the same verdicts at the cost of the new reports.
 pub async fn pass<S: Store>(
     store: &S,
     campaign: &Campaign,
@@ -372,12 +406,7 @@ pub async fn pass<S: Store>(
     pfx2as: Option<&Pfx2As>,
     now_ms: i64,
 ) -> Result<(core::Output, Vec<AlertEvent>), StoreError> {
-    let by_time = last_complete_round(now_ms, campaign.interval_secs);
-    let current = round_of(now_ms, campaign.interval_secs);
-    let reported = store
-        .round_agents(&campaign.name, current.saturating_sub(2)..=current)
-        .await?;
-    let Some(last) = last_round_to_correlate(by_time, current, &reported) else {
+    let Some(last) = last_round_now(store, campaign, now_ms).await? else {
         return Ok((core::Output::default(), Vec::new()));
     };
     let input = load_input(store, campaign, last, settings.window_rounds, pfx2as).await?;
@@ -392,6 +421,253 @@ pub async fn pass<S: Store>(
     crate::signals::store_summaries(store, campaign, &input, &out, &settings.params, now_ms)
         .await?;
     Ok((out, events))
+}
+
+/// Rounds loaded per query when a pass reloads rounds: bounds the memory of
+/// a restarted collector's first pass (one full load, a few rounds at a
+/// time) and of a long backfill.
+pub const LOAD_ROUNDS: u64 = 4;
+
+/// One campaign's incremental correlation state, kept between passes.
+pub struct CampaignState {
+    /// What identifies the campaign's static input (name, generation,
+    /// prefixes, country): a change starts over from the store.
+    key: String,
+    engine: core::Incremental,
+    /// Engine block id of each block seen.
+    block_ids: HashMap<IpNet, u32>,
+    /// Per loaded round, the store's fingerprint of its raw rows
+    /// ([`Store::round_versions`]) when it was loaded.
+    versions: std::collections::BTreeMap<u64, u64>,
+}
+
+/// What one incremental pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassStats {
+    /// Rounds read from the store (new, late or changed).
+    pub rounds_loaded: usize,
+    /// Rounds whose per-round stage was recomputed.
+    pub rounds_recomputed: usize,
+    /// True if the campaign's state was (re)built from scratch.
+    pub rebuilt: bool,
+}
+
+/// The correlation state of the campaigns this collector holds: each pass
+/// reads only the rounds whose stored reports changed since the last one
+/// (new rounds, a late agent's spool, a purge) and re-judges with
+/// [`core::Incremental`], whose output equals `correlate` over the window.
+/// A collector that gains a campaign (a lease taken over, or a restart)
+/// builds its state with one full load; one that loses it drops the state.
+#[derive(Default)]
+pub struct Correlator {
+    states: HashMap<String, CampaignState>,
+}
+
+fn campaign_key(c: &Campaign) -> String {
+    format!(
+        "{}|{}|{:?}|{:?}|{}",
+        c.name, c.generation, c.country, c.prefixes, c.interval_secs
+    )
+}
+
+impl Correlator {
+    /// Drops the state of every campaign not in `held` (leases handed back
+    /// or lost: another collector may change them meanwhile).
+    pub fn retain(&mut self, held: &BTreeSet<String>) {
+        self.states.retain(|name, _| held.contains(name));
+    }
+
+    /// Campaigns with a state.
+    pub fn campaigns(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.states.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// One incremental pass over `campaign`: the same verdicts, faults and
+    /// summaries as [`pass`], reading only the rounds that changed.
+    pub async fn pass<S: Store>(
+        &mut self,
+        store: &S,
+        campaign: &Campaign,
+        settings: &CorrelationSettings,
+        pfx2as: Option<&Pfx2As>,
+        now_ms: i64,
+    ) -> Result<(core::Output, Vec<AlertEvent>, PassStats), StoreError> {
+        let mut stats = PassStats::default();
+        let Some(last) = last_round_now(store, campaign, now_ms).await? else {
+            return Ok((core::Output::default(), Vec::new(), stats));
+        };
+        let first = last.saturating_sub(settings.window_rounds.max(1) - 1);
+        let key = campaign_key(campaign);
+        if self.states.get(&campaign.name).is_none_or(|s| s.key != key) {
+            self.states.remove(&campaign.name);
+            let mut prefixes: Vec<IpNet> = campaign.prefixes.clone();
+            prefixes.sort();
+            prefixes.dedup();
+            let (target, is_country) = top_target(campaign);
+            let statics = core::Input {
+                target,
+                is_country,
+                prefixes: prefixes
+                    .iter()
+                    .map(|p| core::PrefixInfo {
+                        net: *p,
+                        asns: pfx2as.map(|m| m.origins(p).to_vec()).unwrap_or_default(),
+                    })
+                    .collect(),
+                ..core::Input::default()
+            };
+            let engine = match core::Incremental::new(&statics, &settings.params) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(campaign = %campaign.name, error = %e, "cannot correlate");
+                    return Ok((core::Output::default(), Vec::new(), stats));
+                }
+            };
+            stats.rebuilt = true;
+            self.states.insert(
+                campaign.name.clone(),
+                CampaignState {
+                    key,
+                    engine,
+                    block_ids: HashMap::new(),
+                    versions: Default::default(),
+                },
+            );
+        }
+        let st = self.states.get_mut(&campaign.name).expect("state");
+        if let Err(e) = st.engine.set_window(first, last) {
+            tracing::error!(campaign = %campaign.name, error = %e, "cannot correlate");
+            return Ok((core::Output::default(), Vec::new(), stats));
+        }
+        let now: std::collections::BTreeMap<u64, u64> = store
+            .round_versions(&campaign.name, first..=last)
+            .await?
+            .into_iter()
+            .collect();
+        st.versions = st.versions.split_off(&first);
+        let mut changed: Vec<u64> = now
+            .iter()
+            .filter(|(r, v)| st.versions.get(r) != Some(v))
+            .map(|(r, _)| *r)
+            .chain(st.versions.keys().filter(|r| !now.contains_key(r)).copied())
+            .filter(|&r| r <= last)
+            .collect();
+        changed.sort_unstable();
+        changed.dedup();
+        // Contiguous runs of changed rounds, read a few rounds at a time.
+        let mut spaces: Option<Spaces> = None;
+        let mut i = 0;
+        while i < changed.len() {
+            let start = changed[i];
+            let mut end = start;
+            while i + 1 < changed.len()
+                && changed[i + 1] == end + 1
+                && end - start + 1 < LOAD_ROUNDS
+            {
+                i += 1;
+                end = changed[i];
+            }
+            i += 1;
+            let rounds = start..=end;
+            let raw = Raw {
+                rows: store
+                    .row_observations(&campaign.name, rounds.clone())
+                    .await?,
+                records: store.round_records(&campaign.name, rounds.clone()).await?,
+                control: store
+                    .control_observations(&campaign.name, rounds.clone())
+                    .await?,
+                traces: store.traces(&campaign.name, rounds.clone()).await?,
+            };
+            if !raw.records.is_empty() && spaces.is_none() {
+                spaces = Some(Spaces::new(&store.block_spaces(&campaign.name).await?));
+            }
+            let empty = Spaces::default();
+            let input = build_input(
+                campaign,
+                rounds.clone(),
+                &raw,
+                spaces.as_ref().unwrap_or(&empty),
+                pfx2as,
+            )?;
+            feed(st, &input, start, end);
+            for r in rounds {
+                match now.get(&r) {
+                    Some(&v) => st.versions.insert(r, v),
+                    None => st.versions.remove(&r),
+                };
+            }
+            stats.rounds_loaded += (end - start + 1) as usize;
+        }
+        let out = st.engine.output();
+        stats.rounds_recomputed = st.engine.recomputed();
+        let window = Window {
+            first_round: first,
+            last_round: last,
+        };
+        let events = apply_window(store, campaign, window, &out, now_ms).await?;
+        crate::signals::store_summary_rounds(
+            store,
+            campaign,
+            first..=last,
+            &st.engine.vps(),
+            &st.engine.round_digests(),
+            &out,
+            now_ms,
+            crate::signals::MAX_ROWS_PER_PASS,
+        )
+        .await?;
+        Ok((out, events, stats))
+    }
+}
+
+/// Hands rounds `start..=end` of `input` (built from the store for those
+/// rounds) to the engine, each round whole (a round without reports now is
+/// withdrawn).
+fn feed(st: &mut CampaignState, input: &core::Input, start: u64, end: u64) {
+    let ids: Vec<u32> = input
+        .blocks
+        .iter()
+        .map(|b| match st.block_ids.get(&b.net) {
+            Some(&id) => id,
+            None => {
+                let id = st
+                    .engine
+                    .add_block(b.net, b.prefix)
+                    .expect("build_input gives blocks of known prefixes");
+                st.block_ids.insert(b.net, id);
+                id
+            }
+        })
+        .collect();
+    let n = (end - start + 1) as usize;
+    let mut obs: Vec<Vec<core::Obs>> = vec![Vec::new(); n];
+    for o in &input.obs {
+        if let Some(r) = o.round.checked_sub(start).filter(|&r| r < n as u64) {
+            obs[r as usize].push(core::Obs {
+                block: ids[o.block as usize],
+                ..*o
+            });
+        }
+    }
+    let mut control: Vec<Vec<core::ControlObs>> = vec![Vec::new(); n];
+    for c in &input.control {
+        if let Some(r) = c.round.checked_sub(start).filter(|&r| r < n as u64) {
+            control[r as usize].push(*c);
+        }
+    }
+    let mut traces: Vec<Vec<core::TraceObs>> = vec![Vec::new(); n];
+    for t in &input.traces {
+        if let Some(r) = t.round.checked_sub(start).filter(|&r| r < n as u64) {
+            traces[r as usize].push(t.clone());
+        }
+    }
+    for (i, ((o, c), t)) in obs.iter().zip(&control).zip(&traces).enumerate() {
+        st.engine
+            .update_round(start + i as u64, &input.vps, o, c, t);
+    }
 }
 
 /// Loads the prefix-to-AS file for `serve`, logging each skipped line (up to
@@ -581,32 +857,41 @@ pub async fn run<S: Store>(
     let every = Duration::from_secs_f64(settings.every_secs.max(0.1));
     let ttl_ms = settings.lease_ttl_ms();
     let mut held = BTreeSet::new();
+    let mut correlator = Correlator::default();
     loop {
         let was_correlating = !held.is_empty();
         match share_campaigns(store.as_ref(), &holder, &mut held, clock.now_ms(), ttl_ms).await {
             Ok(mine) => {
+                correlator.retain(&held);
                 if !was_correlating && !mine.is_empty() {
                     tracing::info!(holder = %holder, campaigns = mine.len(), "this collector now runs the correlation");
                 } else if was_correlating && mine.is_empty() {
                     tracing::warn!("lost the correlator lease to another collector");
                 }
                 for c in &mine {
-                    match pass(
-                        store.as_ref(),
-                        c,
-                        &settings,
-                        pfx2as.as_ref(),
-                        clock.now_ms(),
-                    )
-                    .await
+                    match correlator
+                        .pass(
+                            store.as_ref(),
+                            c,
+                            &settings,
+                            pfx2as.as_ref(),
+                            clock.now_ms(),
+                        )
+                        .await
                     {
-                        Ok((_, events)) => {
+                        Ok((_, events, stats)) => {
+                            if stats.rounds_loaded > 0 {
+                                tracing::debug!(campaign = %c.name, loaded = stats.rounds_loaded, recomputed = stats.rounds_recomputed, rebuilt = stats.rebuilt, "incremental pass");
+                            }
                             for e in events {
                                 tracing::info!(event = %e.summary(), "verdict");
                                 alerts.send(e);
                             }
                         }
                         Err(e) => {
+                            // Start this campaign over from the store: the
+                            // pass may have stopped between loading rounds.
+                            correlator.states.remove(&c.name);
                             tracing::error!(campaign = %c.name, error = %e, "correlation pass failed")
                         }
                     }

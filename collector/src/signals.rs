@@ -162,24 +162,50 @@ pub async fn store_summaries_capped<S: Store>(
     max_rows: usize,
 ) -> Result<usize, StoreError> {
     let digests = core::round_digests(input, params);
+    store_summary_rounds(
+        store,
+        campaign,
+        input.first_round..=input.last_round,
+        &input.vps,
+        &digests,
+        out,
+        now_ms,
+        max_rows,
+    )
+    .await
+}
+
+/// [`store_summaries_capped`] from the pass's window, VPs and per-round
+/// digests (what an incremental pass has, without a whole input).
+#[allow(clippy::too_many_arguments)]
+pub async fn store_summary_rounds<S: Store>(
+    store: &S,
+    campaign: &Campaign,
+    window: RangeInclusive<u64>,
+    vps: &[String],
+    digests: &[u64],
+    out: &core::Output,
+    now_ms: i64,
+    max_rows: usize,
+) -> Result<usize, StoreError> {
+    let (first_round, last_round) = (*window.start(), *window.end());
     if digests.is_empty() || out.summaries.rounds != digests.len() {
         return Ok(0);
     }
-    let window = input.first_round..=input.last_round;
     let stored = store.summary_rounds(&campaign.name, window).await?;
-    let Some(from) = first_changed(input.first_round, &digests, &stored) else {
+    let Some(from) = first_changed(first_round, digests, &stored) else {
         return Ok(0);
     };
-    let mut rows = summary_rows(&campaign.name, &input.vps, &out.summaries, &digests, from);
+    let mut rows = summary_rows(&campaign.name, vps, &out.summaries, digests, from);
     let upto = match last_round_within(&rows, max_rows) {
         Some(r) if rows.len() > max_rows => r,
-        _ => input.last_round,
+        _ => last_round,
     };
     rows.retain(|r| r.round <= upto);
     let written: Vec<SummaryRound> = digests
         .iter()
         .enumerate()
-        .map(|(i, &d)| (input.first_round + i as u64, d))
+        .map(|(i, &d)| (first_round + i as u64, d))
         .filter(|&(round, d)| d != 0 && (from..=upto).contains(&round))
         .map(|(round, d)| SummaryRound {
             round,
@@ -192,7 +218,7 @@ pub async fn store_summaries_capped<S: Store>(
         .replace_summaries(
             &campaign.name,
             from..=upto,
-            from..=input.last_round,
+            from..=last_round,
             &written,
             &rows,
         )

@@ -86,6 +86,27 @@ impl VpRound {
     }
 }
 
+/// Per-VP round totals of a window, `[round * vps + vp]`: all that VP
+/// health, fault runs and the timeline read (the batch grid and the
+/// incremental engine both provide them).
+#[derive(Clone, Copy)]
+pub(crate) struct VpRounds<'a> {
+    pub rounds: usize,
+    pub vps: usize,
+    pub first_round: u64,
+    pub data: &'a [VpRound],
+}
+
+impl VpRounds<'_> {
+    pub fn get(&self, r: usize, v: usize) -> VpRound {
+        self.data[r * self.vps + v]
+    }
+
+    pub fn round_number(&self, r: usize) -> u64 {
+        self.first_round + r as u64
+    }
+}
+
 pub(crate) struct Grid {
     pub rounds: usize,
     pub vps: usize,
@@ -220,12 +241,13 @@ impl Grid {
         &mut self.cells[start..start + self.blocks]
     }
 
-    pub fn vp_round(&self, r: usize, v: usize) -> VpRound {
-        self.vp_rounds[r * self.vps + v]
-    }
-
-    pub fn round_number(&self, r: usize) -> u64 {
-        self.first_round + r as u64
+    pub fn vp_view(&self) -> VpRounds<'_> {
+        VpRounds {
+            rounds: self.rounds,
+            vps: self.vps,
+            first_round: self.first_round,
+            data: &self.vp_rounds,
+        }
     }
 }
 

@@ -14,8 +14,8 @@
 
 use std::collections::VecDeque;
 
-use crate::grid::Grid;
-use crate::{median, Input, Params, VpFault};
+use crate::grid::VpRounds;
+use crate::{median, Params, VpFault};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Fault {
@@ -52,7 +52,7 @@ impl Health {
     }
 }
 
-pub(crate) fn assess(grid: &Grid, params: &Params) -> Health {
+pub(crate) fn assess(grid: VpRounds<'_>, params: &Params) -> Health {
     let n = grid.vps;
     let fd = params.vp_fault_drop;
     let mut faults = vec![None; grid.rounds * n];
@@ -66,14 +66,14 @@ pub(crate) fn assess(grid: &Grid, params: &Params) -> Health {
     let mut scratch = Vec::with_capacity(n);
     for r in 0..grid.rounds {
         for v in 0..n {
-            let vr = grid.vp_round(r, v);
+            let vr = grid.get(r, v);
             ctl_fault[v] = vr.ctl_total() > 0 && vr.ctl_down == vr.ctl_total();
             share[v] = vr.share_up();
             let mut base: Vec<f64> = history[v].iter().copied().collect();
             drop[v] = share[v].and_then(|s| median(&mut base).map(|b| b - s));
         }
         for v in 0..n {
-            let vr = grid.vp_round(r, v);
+            let vr = grid.get(r, v);
             if !vr.has_data() {
                 continue;
             }
@@ -109,7 +109,7 @@ pub(crate) fn assess(grid: &Grid, params: &Params) -> Health {
             healthy[r * n + v] = fault.is_none();
         }
         for v in 0..n {
-            if !grid.vp_round(r, v).has_data() {
+            if !grid.get(r, v).has_data() {
                 continue;
             }
             prev[v] = faults[r * n + v];
@@ -131,19 +131,19 @@ pub(crate) fn assess(grid: &Grid, params: &Params) -> Health {
 
 /// Faulty rounds of each VP as runs. Rounds without data from the VP neither
 /// extend nor break a run (collector downtime must not split it).
-pub(crate) fn fault_runs(input: &Input, grid: &Grid, health: &Health) -> Vec<VpFault> {
+pub(crate) fn fault_runs(vps: &[String], grid: VpRounds<'_>, health: &Health) -> Vec<VpFault> {
     let mut out = Vec::new();
-    for v in 0..grid.vps {
+    for (v, name) in vps.iter().enumerate().take(grid.vps) {
         let mut open: Option<(usize, Fault)> = None;
         for r in 0..grid.rounds {
-            if !grid.vp_round(r, v).has_data() {
+            if !grid.get(r, v).has_data() {
                 continue;
             }
             match (health.fault(r, v), open) {
                 (Some(f), None) => open = Some((r, f)),
                 (None, Some((start, f))) => {
                     out.push(VpFault {
-                        vp: input.vps[v].clone(),
+                        vp: name.clone(),
                         start_round: grid.round_number(start),
                         end_round: Some(grid.round_number(r)),
                         reason: f.reason(),
@@ -155,7 +155,7 @@ pub(crate) fn fault_runs(input: &Input, grid: &Grid, health: &Health) -> Vec<VpF
         }
         if let Some((start, f)) = open {
             out.push(VpFault {
-                vp: input.vps[v].clone(),
+                vp: name.clone(),
                 start_round: grid.round_number(start),
                 end_round: None,
                 reason: f.reason(),

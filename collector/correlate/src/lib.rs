@@ -34,6 +34,7 @@ use darkwatch_schema::BlockState;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use incremental::Incremental;
 pub use summaries::{round_digests, Summaries, SummaryScope, Totals};
 
 /// Index into [`Input::vps`].
@@ -409,19 +410,20 @@ pub fn correlate(input: &Input, params: &Params) -> Output {
 pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, CorrelateError> {
     params.validate()?;
     let mut grid = grid::Grid::build(input)?;
-    let health = health::assess(&grid, params);
+    let health = health::assess(grid.vp_view(), params);
     let cons = consensus::compute(input, &mut grid, &health, params);
-    let scopes = scopes::Scopes::build(input, &grid, cons);
+    let scopes = scopes::Scopes::build(input, grid.rounds, cons);
     let summaries = summaries::build(input, &grid, &scopes, params);
-    let mut verdicts = verdicts::detect(input, &grid, &health, &scopes, params);
+    let mut verdicts = verdicts::detect(&input.vps, &grid, &health, &scopes, params);
     for v in &mut verdicts {
-        v.verdict.localization = localize::localize(input, v, &scopes);
+        v.verdict.localization =
+            localize::localize(&input.vps, &input.traces, input.last_round, v, &scopes);
     }
     let verdicts = verdicts.into_iter().map(|v| v.verdict).collect();
     Ok(Output {
         verdicts,
-        vp_faults: health::fault_runs(input, &grid, &health),
-        timeline: timeline::build(&grid, &scopes),
+        vp_faults: health::fault_runs(&input.vps, grid.vp_view(), &health),
+        timeline: timeline::build(grid.vp_view(), &scopes),
         skipped_observations: grid.skipped,
         summaries,
     })
@@ -430,6 +432,7 @@ pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, Correlate
 mod consensus;
 mod grid;
 mod health;
+pub mod incremental;
 mod instability;
 mod localize;
 mod scopes;

@@ -22,9 +22,15 @@ use std::net::IpAddr;
 
 use crate::scopes::Scopes;
 use crate::verdicts::Detected;
-use crate::{Input, Kind, Localization, TraceObs, VpId};
+use crate::{Kind, Localization, TraceObs, VpId};
 
-pub(crate) fn localize(input: &Input, d: &Detected, scopes: &Scopes) -> Option<Localization> {
+pub(crate) fn localize(
+    vp_names: &[String],
+    traces: &[TraceObs],
+    last_round: u64,
+    d: &Detected,
+    scopes: &Scopes,
+) -> Option<Localization> {
     let v = &d.verdict;
     if v.kind == Kind::Instability {
         return None;
@@ -32,9 +38,9 @@ pub(crate) fn localize(input: &Input, d: &Detected, scopes: &Scopes) -> Option<L
     let in_rounds =
         |t: &TraceObs| t.round >= v.start_round && v.end_round.is_none_or(|e| t.round < e);
     let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
-    for t in &input.traces {
+    for t in traces {
         if t.reached
-            || t.round > input.last_round
+            || t.round > last_round
             || !d.vps.contains(&t.vp)
             || !in_rounds(t)
             || !v.prefixes.iter().any(|p| p.contains(&t.target))
@@ -71,7 +77,7 @@ pub(crate) fn localize(input: &Input, d: &Detected, scopes: &Scopes) -> Option<L
     });
     let mut vantage_points: Vec<String> = by_vp
         .keys()
-        .map(|&vp| input.vps[vp as usize].clone())
+        .map(|&vp| vp_names[vp as usize].clone())
         .collect();
     vantage_points.sort();
     Some(Localization {

@@ -11,8 +11,16 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 
 use crate::consensus::{Agg, Consensus};
-use crate::grid::Grid;
-use crate::{Input, Scope};
+use crate::{BlockInfo, Input, PrefixInfo, Scope};
+
+/// Per prefix, its blocks (indices into `blocks`), in block order.
+pub(crate) fn prefix_blocks(np: usize, blocks: &[BlockInfo]) -> Vec<Vec<u32>> {
+    let mut out = vec![Vec::new(); np];
+    for (b, info) in blocks.iter().enumerate() {
+        out[info.prefix as usize].push(b as u32);
+    }
+    out
+}
 
 pub(crate) struct ScopeDef {
     pub scope: Scope,
@@ -40,9 +48,28 @@ pub(crate) struct Scopes {
 }
 
 impl Scopes {
-    pub fn build(input: &Input, grid: &Grid, cons: Consensus) -> Scopes {
-        let np = input.prefixes.len();
-        let nr = grid.rounds;
+    pub fn build(input: &Input, nr: usize, cons: Consensus) -> Scopes {
+        Scopes::from_parts(
+            &input.target,
+            input.is_country,
+            &input.prefixes,
+            prefix_blocks(input.prefixes.len(), &input.blocks),
+            nr,
+            cons,
+        )
+    }
+
+    /// [`Scopes::build`] from the static parts of an input: the top scope,
+    /// the prefixes and each prefix's blocks.
+    pub fn from_parts(
+        target: &str,
+        is_country: bool,
+        prefixes: &[PrefixInfo],
+        prefix_blocks: Vec<Vec<u32>>,
+        nr: usize,
+        cons: Consensus,
+    ) -> Scopes {
+        let np = prefixes.len();
         let sum = |prefixes: &[u32]| {
             let mut s = vec![Agg::default(); nr];
             for &p in prefixes {
@@ -60,19 +87,19 @@ impl Scopes {
         };
         let all: Vec<u32> = (0..np as u32).collect();
         let mut defs = vec![ScopeDef {
-            scope: if input.is_country {
+            scope: if is_country {
                 Scope::Country
             } else {
                 Scope::Campaign
             },
-            target: input.target.clone(),
+            target: target.to_string(),
             series: Some(sum(&all)),
             judged_blocks: judged(&all),
             prefixes: all,
             ancestors: vec![],
         }];
         let mut by_asn: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for (p, info) in input.prefixes.iter().enumerate() {
+        for (p, info) in prefixes.iter().enumerate() {
             for &asn in &info.asns {
                 let v = by_asn.entry(asn).or_default();
                 // Pushed in prefix order, so a repeated origin is the last.
@@ -102,7 +129,7 @@ impl Scopes {
                 ancestors: vec![0],
             });
         }
-        for (p, info) in input.prefixes.iter().enumerate() {
+        for (p, info) in prefixes.iter().enumerate() {
             let mut ancestors = vec![0];
             ancestors.extend(&asn_scopes[p]);
             defs.push(ScopeDef {
@@ -114,16 +141,12 @@ impl Scopes {
                 judged_blocks: cons.prefix_judged_blocks[p] as usize,
             });
         }
-        let mut prefix_blocks = vec![Vec::new(); np];
-        for (b, info) in input.blocks.iter().enumerate() {
-            prefix_blocks[info.prefix as usize].push(b as u32);
-        }
         Scopes {
             defs,
             rounds: nr,
             prefix_aggs: cons.prefix_aggs,
             prefix_blocks,
-            prefix_nets: input.prefixes.iter().map(|p| p.net).collect(),
+            prefix_nets: prefixes.iter().map(|p| p.net).collect(),
             covering_asns,
         }
     }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grid::{Grid, DOWN, STATE, UP};
 use crate::scopes::Scopes;
-use crate::{Input, Params, Scope, VpId};
+use crate::{Input, Params, PrefixInfo, Scope, VpId};
 
 /// What one VP (or the consensus) saw of one scope in one round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,9 +71,9 @@ pub struct Summaries {
     pub per_vp_scopes: usize,
     pub vps: usize,
     /// `[round * scopes + scope]`.
-    consensus: Vec<Totals>,
+    pub(crate) consensus: Vec<Totals>,
     /// `[(round * vps + vp) * per_vp_scopes + scope]`.
-    per_vp: Vec<Totals>,
+    pub(crate) per_vp: Vec<Totals>,
 }
 
 impl Summaries {
@@ -101,15 +101,25 @@ impl Summaries {
     }
 }
 
-pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params) -> Summaries {
-    let (nr, nv, nb) = (grid.rounds, grid.vps, grid.blocks);
-    let np = input.prefixes.len();
+/// Where a summary scope's consensus totals come from: a verdict scope,
+/// or the top scope (an AS that announces every watched prefix).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source {
+    Def(usize),
+    Top,
+}
 
-    // Scope list, and for each: where its consensus totals come from.
-    enum Source {
-        Def(usize),
-        Top,
-    }
+/// The summary scopes of a campaign: they depend on its prefixes and
+/// origins only, never on the observations.
+pub(crate) struct Layout {
+    pub list: Vec<(SummaryScope, Source)>,
+    /// Which summary scopes each prefix counts in (for per-VP totals).
+    pub of_prefix: Vec<Vec<usize>>,
+    pub per_vp_scopes: usize,
+}
+
+pub(crate) fn layout(prefixes: &[PrefixInfo], scopes: &Scopes, params: &Params) -> Layout {
+    let np = prefixes.len();
     let mut list: Vec<(SummaryScope, Source)> = Vec::new();
     let def = |s: usize| SummaryScope {
         scope: scopes.defs[s].scope,
@@ -127,11 +137,10 @@ pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params
     for &n in &scopes.covering_asns {
         asns.insert(n, Source::Top);
     }
-    // Which summary scopes each prefix counts in (for per-VP totals).
     let mut of_prefix: Vec<Vec<usize>> = vec![vec![0]; np];
     for (n, src) in asns {
         let idx = list.len();
-        for (p, info) in input.prefixes.iter().enumerate() {
+        for (p, info) in prefixes.iter().enumerate() {
             if info.asns.contains(&n) && !of_prefix[p].contains(&idx) {
                 of_prefix[p].push(idx);
             }
@@ -159,6 +168,54 @@ pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params
     } else {
         first_prefix
     };
+    Layout {
+        list,
+        of_prefix,
+        per_vp_scopes,
+    }
+}
+
+/// The consensus totals `[round * scopes + scope]` of every summary scope:
+/// blocks from the scopes' series, probes and replies from each round's
+/// per-prefix sums (`prefix_probes(r)[prefix]`).
+pub(crate) fn consensus_totals<'a>(
+    layout: &Layout,
+    scopes: &Scopes,
+    nr: usize,
+    prefix_probes: impl Fn(usize) -> &'a [(u64, u64)],
+) -> Vec<Totals> {
+    let ns = layout.list.len();
+    let mut consensus = vec![Totals::default(); nr * ns];
+    for (s, (_, src)) in layout.list.iter().enumerate() {
+        let (series, prefixes) = match *src {
+            Source::Def(d) => (scopes.series(d), &scopes.defs[d].prefixes),
+            Source::Top => (scopes.series(0), &scopes.defs[0].prefixes),
+        };
+        for r in 0..nr {
+            let a = series[r];
+            let pp = prefix_probes(r);
+            let t = &mut consensus[r * ns + s];
+            t.blocks_judged = a.judged;
+            t.blocks_up = a.judged - a.down;
+            for &p in prefixes {
+                let (probes, replies) = pp.get(p as usize).copied().unwrap_or_default();
+                t.probes += probes;
+                t.replies += replies;
+            }
+        }
+    }
+    consensus
+}
+
+pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params) -> Summaries {
+    let (nr, nv, nb) = (grid.rounds, grid.vps, grid.blocks);
+    let np = input.prefixes.len();
+    let Layout {
+        list,
+        of_prefix,
+        per_vp_scopes,
+    } = layout(&input.prefixes, scopes, params);
+    let ns = list.len();
 
     // Probes and replies per round, VP and prefix, then folded into the
     // scopes of each prefix (and summed over VPs for the consensus). When
@@ -237,24 +294,15 @@ pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params
         }
     }
 
-    let mut consensus = vec![Totals::default(); nr * ns];
-    for (s, (_, src)) in list.iter().enumerate() {
-        let (series, prefixes) = match *src {
-            Source::Def(d) => (scopes.series(d), &scopes.defs[d].prefixes),
-            Source::Top => (scopes.series(0), &scopes.defs[0].prefixes),
-        };
-        for r in 0..nr {
-            let a = series[r];
-            let t = &mut consensus[r * ns + s];
-            t.blocks_judged = a.judged;
-            t.blocks_up = a.judged - a.down;
-            for &p in prefixes {
-                let (probes, replies) = prefix_probes[r * np + p as usize];
-                t.probes += probes;
-                t.replies += replies;
-            }
-        }
-    }
+    let layout = Layout {
+        list,
+        of_prefix,
+        per_vp_scopes,
+    };
+    let consensus = consensus_totals(&layout, scopes, nr, |r| {
+        &prefix_probes[r * np..(r + 1) * np]
+    });
+    let list = layout.list;
     Summaries {
         first_round: grid.first_round,
         rounds: nr,
@@ -325,27 +373,10 @@ pub fn round_digests(input: &Input, params: &Params) -> Vec<u64> {
     } else {
         (last - first).saturating_add(1).min(1 << 32) as usize
     };
-    let mut header = Fnv::new()
-        .bytes(input.target.as_bytes())
-        .num(u64::from(input.is_country))
-        .bytes(serde_json::to_string(params).unwrap_or_default().as_bytes());
-    for p in &input.prefixes {
-        header = header.net(&p.net);
-        for a in &p.asns {
-            header = header.num(u64::from(*a));
-        }
-    }
+    let header = digest_header(input, params);
     // Each VP's and block's hash once; per observation only a mix of them.
-    let vp_hash: Vec<u64> = input
-        .vps
-        .iter()
-        .map(|v| Fnv::new().bytes(v.as_bytes()).0)
-        .collect();
-    let block_hash: Vec<u64> = input
-        .blocks
-        .iter()
-        .map(|b| Fnv::new().net(&b.net).0)
-        .collect();
+    let vp_hash: Vec<u64> = input.vps.iter().map(|v| name_hash(v)).collect();
+    let block_hash: Vec<u64> = input.blocks.iter().map(|b| net_hash(&b.net)).collect();
     // `None`: no observation in the round.
     let mut sums: Vec<Option<u64>> = vec![None; rounds];
     let mut add = |round: u64, h: u64| {
@@ -359,18 +390,55 @@ pub fn round_digests(input: &Input, params: &Params) -> Vec<u64> {
         else {
             continue;
         };
-        let what = u64::from(crate::grid::code(o.state))
-            | u64::from(o.probes) << 2
-            | u64::from(o.replies) << 33;
-        add(o.round, mix(mix(vp ^ mix(*b)) ^ what));
+        add(o.round, obs_digest(*vp, *b, o));
     }
     for c in &input.control {
         let Some(vp) = vp_hash.get(c.vp as usize) else {
             continue;
         };
-        add(c.round, mix(!vp ^ u64::from(crate::grid::code(c.state))));
+        add(c.round, control_digest(*vp, c));
     }
-    sums.iter()
-        .map(|s| s.map_or(0, |s| header.num(s).0.max(1)))
-        .collect()
+    sums.iter().map(|s| finish_digest(header, *s)).collect()
+}
+
+/// What every round's digest of a campaign shares: its top scope, prefixes,
+/// origins and the parameters.
+pub(crate) fn digest_header(input: &Input, params: &Params) -> u64 {
+    let mut header = Fnv::new()
+        .bytes(input.target.as_bytes())
+        .num(u64::from(input.is_country))
+        .bytes(serde_json::to_string(params).unwrap_or_default().as_bytes());
+    for p in &input.prefixes {
+        header = header.net(&p.net);
+        for a in &p.asns {
+            header = header.num(u64::from(*a));
+        }
+    }
+    header.0
+}
+
+pub(crate) fn name_hash(name: &str) -> u64 {
+    Fnv::new().bytes(name.as_bytes()).0
+}
+
+pub(crate) fn net_hash(net: &ipnet::IpNet) -> u64 {
+    Fnv::new().net(net).0
+}
+
+/// One observation's share of its round's digest (summed, so order-free).
+pub(crate) fn obs_digest(vp: u64, block: u64, o: &crate::Obs) -> u64 {
+    let what = u64::from(crate::grid::code(o.state))
+        | u64::from(o.probes) << 2
+        | u64::from(o.replies) << 33;
+    mix(mix(vp ^ mix(block)) ^ what)
+}
+
+pub(crate) fn control_digest(vp: u64, c: &crate::ControlObs) -> u64 {
+    mix(!vp ^ u64::from(crate::grid::code(c.state)))
+}
+
+/// A round's digest from the header and the sum of its observations'
+/// shares (`None`: no observation, digest 0).
+pub(crate) fn finish_digest(header: u64, sum: Option<u64>) -> u64 {
+    sum.map_or(0, |s| Fnv(header).num(s).0.max(1))
 }

@@ -2,11 +2,11 @@
 //! in the top scope, and each VP's own share (faulty or not, so a dashboard
 //! shows the isolated VP's collapse next to the healthy consensus).
 
-use crate::grid::Grid;
+use crate::grid::VpRounds;
 use crate::scopes::Scopes;
 use crate::TimelineRow;
 
-pub(crate) fn build(grid: &Grid, scopes: &Scopes) -> Vec<TimelineRow> {
+pub(crate) fn build(grid: VpRounds<'_>, scopes: &Scopes) -> Vec<TimelineRow> {
     let top = scopes.series(0);
     (0..grid.rounds)
         .map(|r| {
@@ -14,9 +14,7 @@ pub(crate) fn build(grid: &Grid, scopes: &Scopes) -> Vec<TimelineRow> {
             TimelineRow {
                 round: grid.round_number(r),
                 overall: a.down_share().map(|d| 1.0 - d),
-                per_vp: (0..grid.vps)
-                    .map(|v| grid.vp_round(r, v).share_up())
-                    .collect(),
+                per_vp: (0..grid.vps).map(|v| grid.get(r, v).share_up()).collect(),
             }
         })
         .collect()

@@ -14,7 +14,7 @@ use crate::grid::{Grid, DOWN, FLAP, LOSSY, STATE};
 use crate::health::Health;
 use crate::instability::{instability_runs, loss_llr};
 use crate::scopes::Scopes;
-use crate::{median, Input, Kind, Params, Verdict, VpId};
+use crate::{median, Kind, Params, Verdict, VpId};
 
 /// Round indices: `start` is the first bad round, `end` the first good one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,9 +227,66 @@ fn widen_to_children(blackouts: &mut [Vec<Run>], scopes: &Scopes) {
     }
 }
 
+/// What verdicts need of the per-block data beyond the scope totals: which
+/// healthy VPs saw the blocks of some prefixes down (or unstable) in some
+/// rounds. The batch grid answers from its cells; the incremental engine
+/// from per-round, per-prefix marks kept instead of the cells.
+pub(crate) trait Evidence {
+    /// Rounds of the window.
+    fn rounds(&self) -> usize;
+    fn first_round(&self) -> u64;
+    /// Healthy VPs that saw a block of `prefixes` down in one of `rounds`.
+    fn down_vps(
+        &self,
+        health: &Health,
+        scopes: &Scopes,
+        prefixes: &[u32],
+        rounds: &[usize],
+    ) -> Vec<VpId>;
+    /// Healthy VPs with losses or flaps in `prefixes` during `rounds`, per
+    /// VP: how many block marks (flap or loss) each had.
+    fn unstable_marks(
+        &self,
+        health: &Health,
+        scopes: &Scopes,
+        prefixes: &[u32],
+        rounds: &[usize],
+    ) -> Vec<u64>;
+}
+
+impl Evidence for Grid {
+    fn rounds(&self) -> usize {
+        self.rounds
+    }
+
+    fn first_round(&self) -> u64 {
+        self.first_round
+    }
+
+    fn down_vps(
+        &self,
+        health: &Health,
+        scopes: &Scopes,
+        prefixes: &[u32],
+        rounds: &[usize],
+    ) -> Vec<VpId> {
+        down_vps(self, health, scopes, prefixes, rounds)
+    }
+
+    fn unstable_marks(
+        &self,
+        health: &Health,
+        scopes: &Scopes,
+        prefixes: &[u32],
+        rounds: &[usize],
+    ) -> Vec<u64> {
+        unstable_marks(self, health, scopes, prefixes, rounds)
+    }
+}
+
 pub(crate) fn detect(
-    input: &Input,
-    grid: &Grid,
+    vp_names: &[String],
+    grid: &dyn Evidence,
     health: &Health,
     scopes: &Scopes,
     p: &Params,
@@ -276,7 +333,7 @@ pub(crate) fn detect(
     }
     let mut out: Vec<Detected> = found
         .iter()
-        .map(|f| describe(input, grid, health, scopes, p, f))
+        .map(|f| describe(vp_names, grid, health, scopes, p, f))
         .collect();
     out.sort_by(|a, b| {
         let key = |d: &Detected| {
@@ -295,8 +352,8 @@ pub(crate) fn detect(
 
 /// Fills in blocks, prefixes and VPs of a verdict.
 fn describe(
-    input: &Input,
-    grid: &Grid,
+    vp_names: &[String],
+    grid: &dyn Evidence,
     health: &Health,
     scopes: &Scopes,
     p: &Params,
@@ -308,7 +365,7 @@ fn describe(
     let rounds: Vec<usize> = if instability {
         f.unstable.clone()
     } else {
-        (f.run.start..f.run.end.unwrap_or(grid.rounds))
+        (f.run.start..f.run.end.unwrap_or(grid.rounds()))
             .filter(|&r| series[r].judged > 0)
             .collect()
     };
@@ -360,24 +417,28 @@ fn describe(
             .collect();
     }
     let vps = if instability {
-        unstable_vps(grid, health, scopes, &prefixes, &rounds)
+        let marks = grid.unstable_marks(health, scopes, &prefixes, &rounds);
+        let max = marks.iter().copied().max().unwrap_or(0);
+        (0..marks.len() as VpId)
+            .filter(|&v| max > 0 && marks[v as usize] * 2 >= max)
+            .collect()
     } else {
-        down_vps(grid, health, scopes, &prefixes, &rounds)
+        grid.down_vps(health, scopes, &prefixes, &rounds)
     };
     let mut nets: Vec<_> = prefixes
         .iter()
         .map(|&q| scopes.prefix_nets[q as usize])
         .collect();
     nets.sort();
-    let mut names: Vec<String> = vps.iter().map(|&v| input.vps[v as usize].clone()).collect();
+    let mut names: Vec<String> = vps.iter().map(|&v| vp_names[v as usize].clone()).collect();
     names.sort();
     Detected {
         verdict: Verdict {
             scope: def.scope,
             target: def.target.clone(),
             kind: f.kind,
-            start_round: grid.round_number(f.run.start),
-            end_round: f.run.end.map(|e| grid.round_number(e)),
+            start_round: grid.first_round() + f.run.start as u64,
+            end_round: f.run.end.map(|e| grid.first_round() + e as u64),
             blocks_affected,
             blocks_total: def.judged_blocks,
             prefixes: nets,
@@ -419,16 +480,17 @@ fn down_vps(
         .collect()
 }
 
-/// Healthy VPs that saw losses or flaps in `prefixes` during `rounds`: those
-/// with at least half as many marks as the VP with the most, so that the
-/// background loss every VP sees does not list them all.
-fn unstable_vps(
+/// Per VP, its marks (losses or flaps) in `prefixes` during `rounds`. The
+/// verdict lists the healthy VPs with at least half as many marks as the VP
+/// with the most, so that the background loss every VP sees does not list
+/// them all.
+fn unstable_marks(
     grid: &Grid,
     health: &Health,
     scopes: &Scopes,
     prefixes: &[u32],
     rounds: &[usize],
-) -> Vec<VpId> {
+) -> Vec<u64> {
     let mut marks = vec![0u64; grid.vps];
     for &r in rounds {
         for (v, m) in marks.iter_mut().enumerate() {
@@ -444,8 +506,5 @@ fn unstable_vps(
             }
         }
     }
-    let max = marks.iter().copied().max().unwrap_or(0);
-    (0..grid.vps as VpId)
-        .filter(|&v| max > 0 && marks[v as usize] * 2 >= max)
-        .collect()
+    marks
 }

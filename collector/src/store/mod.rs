@@ -377,6 +377,16 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         rounds: RangeInclusive<u64>,
     ) -> impl Future<Output = Result<Vec<(u64, String)>, StoreError>> + Send;
+    /// Per round of a campaign in a round range that holds any report, a
+    /// fingerprint of how many raw rows it holds (observation rows, packed
+    /// chunks, traces). Raw rows are never updated, only added (and purged
+    /// past the retention), so a round whose fingerprint is unchanged holds
+    /// the same reports: incremental correlation reloads only the others.
+    fn round_versions(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<(u64, u64)>, StoreError>> + Send;
     /// Control-target observations of a campaign in a round range.
     fn control_observations(
         &self,

@@ -89,6 +89,43 @@ pub(super) async fn round_agents(
         .collect()
 }
 
+pub(super) async fn round_versions(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+) -> Result<Vec<(u64, u64)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT round, CAST(1 AS BIGINT) AS kind, COUNT(*) AS n FROM observations
+         WHERE campaign = $1 AND round >= $2 AND round <= $3 GROUP BY round
+         UNION ALL SELECT round, CAST(2 AS BIGINT) AS kind, COUNT(*) AS n FROM round_records
+         WHERE campaign = $1 AND round >= $2 AND round <= $3 GROUP BY round
+         UNION ALL SELECT round, CAST(3 AS BIGINT) AS kind, COUNT(*) AS n FROM traces
+         WHERE campaign = $1 AND round >= $2 AND round <= $3 GROUP BY round",
+    )
+    .bind(campaign)
+    .bind(clamp(*rounds.start()))
+    .bind(clamp(*rounds.end()))
+    .fetch_all(&s.pool)
+    .await?;
+    let mut out: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for r in &rows {
+        let round = to_u64(r.try_get("round")?, "round")?;
+        let kind: i64 = r.try_get("kind")?;
+        let n: i64 = r.try_get("n")?;
+        // One odd multiplier per table: rows are only ever added (or
+        // purged whole rounds at a time), and counts that change so as to
+        // keep this sum are not a thing ingest does.
+        let mult: u64 = [
+            0x9e37_79b9_7f4a_7c15,
+            0xbf58_476d_1ce4_e5b9,
+            0x94d0_49bb_1331_11eb,
+        ][(kind as usize).clamp(1, 3) - 1];
+        let e = out.entry(round).or_default();
+        *e = e.wrapping_add((n as u64).wrapping_mul(mult));
+    }
+    Ok(out.into_iter().collect())
+}
+
 pub(super) async fn control_observations(
     s: &SqlStore,
     campaign: &str,

@@ -273,6 +273,14 @@ impl Store for SqlStore {
         observations::round_agents(self, campaign, rounds).await
     }
 
+    async fn round_versions(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        observations::round_versions(self, campaign, rounds).await
+    }
+
     async fn control_observations(
         &self,
         campaign: &str,

@@ -14,6 +14,7 @@ mod census;
 mod crash;
 mod dashboard;
 mod deploy_files;
+mod incremental;
 mod logs;
 mod metrics;
 mod rounds;

@@ -7,6 +7,7 @@ mod asn;
 mod blackout;
 mod consensus;
 mod health;
+mod incremental;
 mod input;
 mod instability;
 mod localize;

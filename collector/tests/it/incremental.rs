@@ -1,0 +1,201 @@
+//! Incremental correlation against the store, on both backends: each pass
+//! of `Correlator` gives the output `correlate` gives over the whole window
+//! loaded afresh; a late round (a VP's spool draining) is read alone and
+//! changes the verdicts exactly as a full recomputation does; a collector
+//! that starts over (restart, campaign taken over) rebuilds the same state.
+
+use darkwatch_collector::correlation::{self, CorrelationSettings, Correlator};
+use darkwatch_collector::store::{Campaign, CampaignSpec, SqlStore, Store};
+use darkwatch_correlate as core;
+use darkwatch_schema::{round_start_ms, BlockObservation, BlockState, ReportBatch};
+
+use crate::common::random_hex;
+
+const INTERVAL: u64 = 60;
+const BLOCKS: [&str; 4] = [
+    "198.18.0.0/24",
+    "198.18.1.0/24",
+    "198.18.2.0/24",
+    "198.18.3.0/24",
+];
+const FIRST: u64 = 29_100_000;
+/// Offsets of the rounds in which the second prefix is dark for vp-a,
+/// vp-b sends nothing, and vp-c's reports (all up) arrive late.
+const DARK: std::ops::RangeInclusive<u64> = 8..=12;
+
+async fn campaign(store: &SqlStore) -> Campaign {
+    store
+        .put_campaign(
+            &CampaignSpec {
+                name: "kp".into(),
+                country: Some("KP".into()),
+                interval_secs: INTERVAL,
+                prefixes: vec![
+                    "198.18.0.0/23".parse().unwrap(),
+                    "198.18.2.0/23".parse().unwrap(),
+                ],
+                control: vec![],
+                agents: vec![],
+            },
+            false,
+            0,
+        )
+        .await
+        .expect("campaign")
+}
+
+fn reports(vp: &str, rounds: impl Iterator<Item = u64>) -> ReportBatch {
+    let mut observations = Vec::new();
+    for round in rounds {
+        for (i, b) in BLOCKS.iter().enumerate() {
+            let dark = vp == "vp-a" && i >= 2 && DARK.contains(&(round - FIRST));
+            observations.push(BlockObservation {
+                campaign: "kp".into(),
+                round,
+                block: b.parse().unwrap(),
+                state: if dark {
+                    BlockState::Down
+                } else {
+                    BlockState::Up
+                },
+                probes: if dark { 3 } else { 1 },
+                replies: u32::from(!dark),
+                belief: if dark { 0.01 } else { 0.99 },
+                availability: 1.0,
+                control: false,
+                ts_ms: round_start_ms(round, INTERVAL) + 1000,
+            });
+        }
+    }
+    ReportBatch {
+        batch_id: random_hex(8),
+        created_ms: 0,
+        observations,
+        traces: vec![],
+        coverage: vec![],
+        census: vec![],
+        packed: vec![],
+        rounds: vec![],
+    }
+}
+
+/// The batch output over the window the incremental pass judged.
+async fn batch(
+    store: &SqlStore,
+    c: &Campaign,
+    s: &CorrelationSettings,
+    out: &core::Output,
+) -> core::Output {
+    let last = out.summaries.first_round + out.summaries.rounds as u64 - 1;
+    let input = correlation::load_input(store, c, last, s.window_rounds, None)
+        .await
+        .expect("load");
+    core::correlate(&input, &s.params)
+}
+
+fn dark_prefix_verdicts(out: &core::Output) -> usize {
+    out.verdicts
+        .iter()
+        .filter(|v| v.prefixes.iter().any(|p| p.to_string() == "198.18.2.0/23"))
+        .count()
+}
+
+async fn a_late_round_rejudges_as_a_full_recomputation(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let c = campaign(&store).await;
+    let settings = CorrelationSettings {
+        window_rounds: 16,
+        ..CorrelationSettings::default()
+    };
+    let t = |offset: u64| round_start_ms(FIRST + offset + 2, INTERVAL);
+    let mut correlator = Correlator::default();
+    let mut last_out = core::Output::default();
+    let mut next = 0;
+    for upto in [3u64, 6, 10, 14, 17, 19] {
+        // Rounds reported so far (vp-c's dark rounds are still spooled).
+        for off in next..=upto {
+            let r = FIRST + off;
+            store
+                .ingest("vp-a", &reports("vp-a", std::iter::once(r)), t(upto))
+                .await
+                .expect("a");
+            if !DARK.contains(&off) {
+                for vp in ["vp-b", "vp-c"] {
+                    store
+                        .ingest(vp, &reports(vp, std::iter::once(r)), t(upto))
+                        .await
+                        .expect("b, c");
+                }
+            }
+        }
+        next = upto + 1;
+        let (out, _, stats) = correlator
+            .pass(&store, &c, &settings, None, t(upto))
+            .await
+            .expect("pass");
+        assert_eq!(
+            out,
+            batch(&store, &c, &settings, &out).await,
+            "up to {upto}"
+        );
+        assert!(
+            stats.rounds_loaded <= 4,
+            "{} rounds read for a pass",
+            stats.rounds_loaded
+        );
+        last_out = out;
+    }
+    assert!(
+        dark_prefix_verdicts(&last_out) > 0,
+        "vp-a alone saw the prefix dark: {:#?}",
+        last_out.verdicts
+    );
+
+    // vp-c's spool drains: its rounds say the prefix was up all along.
+    let now = t(19) + 1000;
+    store
+        .ingest("vp-c", &reports("vp-c", (FIRST + 8)..=(FIRST + 12)), now)
+        .await
+        .expect("late");
+    let (out, _, stats) = correlator
+        .pass(&store, &c, &settings, None, now)
+        .await
+        .expect("pass");
+    assert_eq!(stats.rounds_loaded, 5, "only the late rounds are read");
+    assert!(!stats.rebuilt);
+    assert_eq!(out, batch(&store, &c, &settings, &out).await);
+    assert_eq!(dark_prefix_verdicts(&out), 0, "{:#?}", out.verdicts);
+    assert_ne!(out.verdicts, last_out.verdicts);
+    // The verdicts stored are those of a full pass.
+    let stored = store.list_verdicts(Some("kp"), None).await.expect("list");
+    let (full, _) = correlation::pass(&store, &c, &settings, None, now)
+        .await
+        .expect("full pass");
+    assert_eq!(full, out);
+    assert_eq!(
+        store.list_verdicts(Some("kp"), None).await.expect("list"),
+        stored
+    );
+
+    // Nothing new: nothing read.
+    let (again, _, stats) = correlator
+        .pass(&store, &c, &settings, None, now + 1)
+        .await
+        .expect("pass");
+    assert_eq!((stats.rounds_loaded, again), (0, out.clone()));
+
+    // A collector that starts over (restarted, or handed the campaign)
+    // reads the window once and reaches the same output.
+    let mut fresh = Correlator::default();
+    let (rebuilt, _, stats) = fresh
+        .pass(&store, &c, &settings, None, now + 2)
+        .await
+        .expect("pass");
+    assert!(stats.rebuilt);
+    assert_eq!(rebuilt, out);
+    // Losing the campaign drops its state.
+    fresh.retain(&Default::default());
+    assert!(fresh.campaigns().is_empty());
+}
+
+db_tests!(a_late_round_rejudges_as_a_full_recomputation);
