@@ -8,7 +8,7 @@
 //! resend. Runs against SQLite and, with `DARKWATCH_TEST_PG`, PostgreSQL.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,6 +62,7 @@ async fn hammer(
     base: String,
     tokens: Vec<(String, String)>,
     stop: Arc<AtomicBool>,
+    acked_so_far: Arc<AtomicUsize>,
 ) -> (Acked, Acked) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -72,12 +73,13 @@ async fn hammer(
     let cut = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for (a, (name, token)) in tokens.into_iter().enumerate() {
-        let (http, base, stop, acked, cut) = (
+        let (http, base, stop, acked, cut, acked_so_far) = (
             http.clone(),
             base.clone(),
             stop.clone(),
             acked.clone(),
             cut.clone(),
+            acked_so_far.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut seq = 0;
@@ -93,7 +95,8 @@ async fn hammer(
                 match res {
                     Ok(r) if r.status().is_success() => match r.json::<BatchAck>().await {
                         Ok(ack) if ack.batch_id == b.batch_id && !ack.duplicate => {
-                            acked.lock().expect("lock").push((name.clone(), b))
+                            acked.lock().expect("lock").push((name.clone(), b));
+                            acked_so_far.fetch_add(1, Ordering::Relaxed);
                         }
                         _ => cut.lock().expect("lock").push((name.clone(), b)),
                     },
@@ -172,9 +175,20 @@ async fn kill_during_ingest(db: &str) {
 
     let mut srv = start(db);
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(hammer(srv.base.clone(), tokens.clone(), stop.clone()));
-    // Let ingest get going, then SIGKILL mid-flight.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(hammer(
+        srv.base.clone(),
+        tokens.clone(),
+        stop.clone(),
+        acked_so_far.clone(),
+    ));
+    // Let ingest get going (a loaded machine may take seconds to ack the
+    // first batches), then SIGKILL mid-flight, with batches still arriving.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked_so_far.load(Ordering::Relaxed) < AGENTS && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     srv.kill();
     stop.store(true, Ordering::Relaxed);
     let (acked, cut) = load.await.expect("load");
