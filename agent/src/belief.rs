@@ -55,6 +55,17 @@ pub struct RoundOutcome {
     /// Belief after the round, in [0.01, 0.99].
     pub belief: f64,
     pub availability: f64,
+    /// The router whose ICMP errors (unreachable, time exceeded) answered
+    /// this round's probes, if any did (the last one, should several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_from: Option<IpAddr>,
+    /// ICMP errors received this round.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The ever-responsive addresses of one block, without duplicates, iterated
@@ -216,6 +227,9 @@ struct RoundProgress {
     /// An ICMP unreachable from outside the block came back this round.
     cut: bool,
     done: bool,
+    /// Where this round's ICMP errors came from, and how many came.
+    error_from: Option<IpAddr>,
+    errors: u32,
 }
 
 fn clamp_avail(a: f64) -> f64 {
@@ -275,6 +289,8 @@ impl BlockTracker {
             outcomes: Vec::new(),
             cut: false,
             done: false,
+            error_from: None,
+            errors: 0,
         }));
     }
 
@@ -339,10 +355,30 @@ impl BlockTracker {
         self.lose(AVAIL_MAX, true);
     }
 
+    /// The last target's probe drew an ICMP error (unreachable, time
+    /// exceeded) from `from`: noted as where the path ended (reported as
+    /// localization evidence), then judged as [`Self::on_unreachable`]
+    /// from outside the block, as an ordinary loss from inside it.
+    pub fn on_error(&mut self, from: IpAddr) {
+        if let Some(r) = self.round.as_mut() {
+            r.error_from = Some(from);
+            r.errors = r.errors.saturating_add(1);
+        }
+        if self.block.contains(&from) {
+            self.on_loss();
+        } else {
+            self.on_unreachable();
+        }
+    }
+
     /// Ends the round: clamps `B`, updates `A` when the block was up, and
     /// returns the outcome. Without a round in progress, reports zero probes.
     pub fn finish_round(&mut self) -> RoundOutcome {
-        let outcomes = self.round.take().map(|r| r.outcomes).unwrap_or_default();
+        let (outcomes, error_from, errors) = self
+            .round
+            .take()
+            .map(|r| (r.outcomes, r.error_from, r.errors))
+            .unwrap_or_default();
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
         let state = state_of(self.belief);
         // Losses only say something about availability while the block is up;
@@ -362,6 +398,8 @@ impl BlockTracker {
             replies: outcomes.iter().filter(|&&ok| ok).count() as u32,
             belief: self.belief,
             availability: self.availability,
+            error_from,
+            errors,
         }
     }
 }

@@ -144,8 +144,9 @@ pub struct Agent {
     runs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<CampaignRun>>>>,
     /// The last round of every campaign (see [`Agent::status`]).
     last_rounds: Mutex<BTreeMap<String, RoundInfo>>,
-    /// How rounds travel, as the latest assignments allow.
-    wire: Mutex<Wire>,
+    /// How rounds travel, as the latest assignments allow, and whether the
+    /// collector accepts the probes' ICMP errors.
+    wire: Mutex<(Wire, bool)>,
 }
 
 impl Agent {
@@ -194,7 +195,7 @@ impl Agent {
             settings,
             runs: Mutex::new(HashMap::new()),
             last_rounds: Mutex::new(last_rounds),
-            wire: Mutex::new(Wire::Plain),
+            wire: Mutex::new((Wire::Plain, false)),
             metrics: Arc::new(metrics),
         })
     }
@@ -256,10 +257,13 @@ impl Agent {
             }
         };
         let r = &self.cfg.report;
-        *self.wire.lock().unwrap_or_else(|e| e.into_inner()) = Wire::choose(
-            r.packed,
-            a.as_ref().and_then(|a| a.packed),
-            r.max_blocks_per_batch,
+        *self.wire.lock().unwrap_or_else(|e| e.into_inner()) = (
+            Wire::choose(
+                r.packed,
+                a.as_ref().and_then(|a| a.packed),
+                r.max_blocks_per_batch,
+            ),
+            a.as_ref().is_some_and(|a| a.probe_errors),
         );
         a
     }
@@ -477,12 +481,14 @@ impl Agent {
                 .sum(),
         };
         let info = timing.info(&c.name);
+        let (wire, report_errors) = *self.wire.lock().unwrap_or_else(|e| e.into_inner());
         let results = RoundResults {
             outcomes,
             controls,
             traces,
             found,
             info: Some(info.clone()),
+            report_errors,
         };
         let stats = crate::metrics::RoundStats::of(&results, &st.skipped, self.clock.now_ms());
         let up = results
@@ -490,7 +496,6 @@ impl Agent {
             .iter()
             .filter(|o| o.probes > 0 && o.state == darkwatch_schema::BlockState::Up)
             .count();
-        let wire = *self.wire.lock().unwrap_or_else(|e| e.into_inner());
         let batches = campaign::record(c, st, &plan, results, started_ms, wire, &mut new_batch_id);
         let traced: usize = batches.iter().map(|b| b.traces.len()).sum();
         tracing::info!(campaign = %c.name, round, blocks = info.blocks, probes = info.probes, up, traces = traced,

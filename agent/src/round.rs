@@ -48,9 +48,7 @@ pub async fn probe_block(
         limiter.acquire().await;
         match pinger.echo(addr, settings.timeout).await {
             o if o.is_reply() => tracker.on_reply(),
-            Outcome::Unreachable { from } if !tracker.block.contains(&from) => {
-                tracker.on_unreachable()
-            }
+            Outcome::Unreachable { from } => tracker.on_error(from),
             _ => tracker.on_loss(),
         }
     }

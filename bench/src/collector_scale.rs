@@ -114,6 +114,7 @@ async fn post_history(url: &str, agents: &[LoadAgent], cfg: &ScaleConfig) -> Res
                     census: vec![],
                     packed,
                     rounds: vec![],
+                    probe_errors: Vec::new(),
                 };
                 let resp = client
                     .post(format!("{url}/v1/reports"))

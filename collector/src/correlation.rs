@@ -23,7 +23,8 @@ use crate::alerts::{AlertEvent, Alerts};
 use crate::clock::SharedClock;
 use crate::reconcile::{reconcile, EventKind, Window};
 use crate::store::{
-    AgentObservation, AgentTrace, Campaign, RoundRecord, Spaces, Store, StoreError, Verdict,
+    AgentObservation, AgentProbeErrors, AgentTrace, Campaign, RoundRecord, Spaces, Store,
+    StoreError, Verdict,
 };
 use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
 
@@ -135,7 +136,8 @@ pub async fn load_input<S: Store>(
         control: store
             .control_observations(&campaign.name, rounds.clone())
             .await?,
-        traces: store.traces(&campaign.name, rounds).await?,
+        traces: store.traces(&campaign.name, rounds.clone()).await?,
+        probe_errors: store.probe_errors(&campaign.name, rounds).await?,
     };
     let spaces = if raw.records.is_empty() {
         Spaces::default()
@@ -154,6 +156,7 @@ pub struct Raw {
     pub records: Vec<RoundRecord>,
     pub control: Vec<AgentObservation>,
     pub traces: Vec<AgentTrace>,
+    pub probe_errors: Vec<AgentProbeErrors>,
 }
 
 /// The correlation input of `campaign` over `rounds` from what the store
@@ -175,6 +178,7 @@ pub fn build_input(
         .chain(raw.records.iter().map(|r| &r.agent))
         .chain(raw.control.iter().map(|o| &o.agent))
         .chain(raw.traces.iter().map(|t| &t.agent))
+        .chain(raw.probe_errors.iter().map(|p| &p.agent))
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -309,6 +313,18 @@ pub fn build_input(
             })
         })
         .collect();
+    let probe_errors = raw
+        .probe_errors
+        .iter()
+        .filter_map(|p| {
+            Some(core::ProbeErrorObs {
+                vp: vp_id(&p.agent)?,
+                round: p.errors.round,
+                from: p.errors.from,
+                blocks: p.errors.blocks.clone(),
+            })
+        })
+        .collect();
     let (target, is_country) = top_target(campaign);
     Ok(core::Input {
         target,
@@ -327,6 +343,7 @@ pub fn build_input(
         obs,
         control,
         traces,
+        probe_errors,
     })
 }
 

@@ -146,6 +146,12 @@ pub fn check_batch(
                 .packed
                 .iter()
                 .map(|p| (p.campaign.as_str(), p.round, p.ts_ms)),
+        )
+        .chain(
+            batch
+                .probe_errors
+                .iter()
+                .map(|p| (p.campaign.as_str(), p.round, p.ts_ms)),
         );
     for (name, round, ts_ms) in items {
         let campaign = by_name
@@ -228,6 +234,7 @@ mod tests {
             census: Vec::new(),
             packed: Vec::new(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
         }
     }
 

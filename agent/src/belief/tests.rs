@@ -313,3 +313,33 @@ fn later_discovery_grows_the_set_and_moves_availability() {
     assert_eq!(empty.responsive.len(), 4);
     assert_eq!(empty.availability, AVAIL_MAX);
 }
+
+#[test]
+fn the_source_of_icmp_errors_is_reported_with_the_outcome() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let border: IpAddr = "203.0.113.244".parse().unwrap();
+    let mut t = BlockTracker::from_discovery(block(), hosts(20));
+    t.start_round(8, &mut rng);
+    t.next_target();
+    t.on_error(border);
+    t.next_target();
+    t.on_loss();
+    t.next_target();
+    t.on_error(border);
+    let o = t.finish_round();
+    assert_eq!((o.error_from, o.errors, o.probes), (Some(border), 2, 3));
+    // An error from inside the block is an ordinary loss, still reported;
+    // a round without errors reports none.
+    let inside: IpAddr = "198.18.7.1".parse().unwrap();
+    let mut a = BlockTracker::from_discovery(block(), hosts(20));
+    let mut b = a.clone();
+    a.start_round(8, &mut rng);
+    b.start_round(8, &mut rng);
+    a.next_target();
+    a.on_error(inside);
+    b.next_target();
+    b.on_loss();
+    assert_eq!(a.belief, b.belief);
+    assert_eq!(a.finish_round().error_from, Some(inside));
+    assert_eq!((b.finish_round().error_from, 0), (None, 0));
+}

@@ -90,6 +90,7 @@ fn assigned(campaigns: Vec<CampaignAssignment>) -> Option<Assignments> {
         agent: "vp1".into(),
         campaigns,
         packed: None,
+        probe_errors: false,
     })
 }
 

@@ -210,6 +210,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (campaign, round, agent, chunk)
     )",
     ),
+    // The routers whose ICMP errors answered an agent's probes in a round
+    // (`ReportBatch::probe_errors`): localization evidence beside the
+    // traces. One row per record; `blocks` is a JSON list, `first_block`
+    // tells apart the records of one router split over several.
+    (
+        8,
+        "CREATE TABLE IF NOT EXISTS probe_errors (
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        round BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        first_block TEXT NOT NULL,
+        blocks TEXT NOT NULL,
+        errors BIGINT NOT NULL,
+        ts_ms BIGINT NOT NULL,
+        PRIMARY KEY (campaign, round, agent, source, first_block)
+    )",
+    ),
 ];
 
 /// Applies every migration not yet recorded in `schema_migrations`.

@@ -8,10 +8,10 @@ use darkwatch_schema::{BatchAck, ReportBatch};
 use sqlx::Row;
 use tokio::sync::oneshot;
 
-use super::codec::{clamp, observation_from_row, to_u64, trace_from_row};
+use super::codec::{clamp, observation_from_row, probe_errors_from_row, to_u64, trace_from_row};
 use super::ingest::{insert_batch, IngestJob};
 use super::sql::SqlStore;
-use super::{AgentObservation, AgentTrace, Spaces, StoreError};
+use super::{AgentObservation, AgentProbeErrors, AgentTrace, Spaces, StoreError};
 
 pub(super) async fn ingest(
     s: &SqlStore,
@@ -112,6 +112,24 @@ pub(super) async fn traces(
     .fetch_all(&s.pool)
     .await?;
     rows.iter().map(trace_from_row).collect()
+}
+
+pub(super) async fn probe_errors(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+) -> Result<Vec<AgentProbeErrors>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT agent, campaign, round, source, blocks, errors, ts_ms
+         FROM probe_errors WHERE campaign = $1 AND round >= $2 AND round <= $3
+         ORDER BY round, agent, source, first_block",
+    )
+    .bind(campaign)
+    .bind(clamp(*rounds.start()))
+    .bind(clamp(*rounds.end()))
+    .fetch_all(&s.pool)
+    .await?;
+    rows.iter().map(probe_errors_from_row).collect()
 }
 
 /// Observations of a campaign in a round range, control targets or not.

@@ -237,7 +237,7 @@ pub(super) async fn purge_raw(
     limit: u64,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
-    for table in ["round_records", "observations", "traces"] {
+    for table in ["round_records", "observations", "traces", "probe_errors"] {
         let pick = format!("FROM {table} WHERE campaign = $1 AND round < $2 LIMIT $3");
         // `= ANY(ARRAY(..))` makes PostgreSQL fetch the rows by ctid.
         let sql = match s.backend() {
