@@ -731,3 +731,51 @@ async fn a_sweep_that_ends_between_rounds_is_taken_in_not_started_again() {
         pinger.total_sent()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_routers_errors_to_the_probes_are_reported_to_a_collector_that_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
+    let dark = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let border: IpAddr = "203.0.113.244".parse().unwrap();
+    let pinger = {
+        let dark = dark.clone();
+        Arc::new(SimPinger::new(move |addr, _| match addr {
+            IpAddr::V4(a) if a.octets()[..3] == [198, 18, 1] => {
+                if dark.load(std::sync::atomic::Ordering::Relaxed) {
+                    Outcome::Unreachable { from: border }
+                } else {
+                    Outcome::Reply {
+                        rtt: Duration::from_millis(20),
+                    }
+                }
+            }
+            _ => Outcome::Reply {
+                rtt: Duration::from_millis(20),
+            },
+        }))
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let agent = agent_in(
+        dir.path(),
+        pinger,
+        Arc::new(SimTracer::direct()),
+        clock.clone(),
+    );
+    *agent.wire.lock().unwrap() = (Wire::Plain, true);
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.2.0/24"])]);
+    agent.tick(&a).await;
+    assert!(spooled(&agent).iter().all(|b| b.probe_errors.is_empty()));
+    dark.store(true, std::sync::atomic::Ordering::Relaxed);
+    clock.set(T0 + 60_000);
+    agent.tick(&a).await;
+    let errors: Vec<_> = spooled(&agent)
+        .into_iter()
+        .flat_map(|b| b.probe_errors)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].from, border);
+    assert_eq!(errors[0].blocks, vec![net("198.18.1.0/24")]);
+    assert_eq!(errors[0].round, round_of(T0, 60) + 1);
+    assert!(errors[0].errors >= 1);
+}
