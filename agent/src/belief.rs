@@ -222,6 +222,10 @@ struct RoundProgress {
     order: Vec<IpAddr>,
     next: usize,
     max_probes: u32,
+    /// Probes an answered block gets at least (more samples of the path's
+    /// loss in a small campaign; see [`BlockTracker::start_round_min`]).
+    min_probes: u32,
+    replied: bool,
     /// Outcome of each probe, in order (true = reply).
     outcomes: Vec<bool>,
     /// An ICMP unreachable from outside the block came back this round.
@@ -279,6 +283,21 @@ impl BlockTracker {
 
     /// Begins a round: shuffles the known addresses (no repeats within a round).
     pub fn start_round<R: Rng + ?Sized>(&mut self, max_probes: u32, rng: &mut R) {
+        self.start_round_min(max_probes, 1, rng);
+    }
+
+    /// [`Self::start_round`], where a block that answers is probed on after
+    /// its first reply until `min_probes` probes went out: a reply settles
+    /// the belief, and the later probes only measure the path's loss (what
+    /// the collector's instability test pools), so that a campaign of a few
+    /// blocks still sends enough probes a round to tell heavy loss from
+    /// background loss. A silent block still gets at most `max_probes`.
+    pub fn start_round_min<R: Rng + ?Sized>(
+        &mut self,
+        max_probes: u32,
+        min_probes: u32,
+        rng: &mut R,
+    ) {
         let mut order: Vec<IpAddr> = self.responsive.iter().collect();
         order.shuffle(rng);
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
@@ -286,6 +305,8 @@ impl BlockTracker {
             order,
             next: 0,
             max_probes,
+            min_probes: min_probes.max(1),
+            replied: false,
             outcomes: Vec::new(),
             cut: false,
             done: false,
@@ -299,9 +320,14 @@ impl BlockTracker {
     /// before calling this again.
     pub fn next_target(&mut self) -> Option<IpAddr> {
         let r = self.round.as_mut()?;
+        let budget = if r.replied {
+            r.min_probes
+        } else {
+            r.max_probes
+        };
         if r.done
             || r.order.is_empty()
-            || r.outcomes.len() as u32 >= r.max_probes
+            || r.outcomes.len() as u32 >= budget
             || r.next > r.outcomes.len()
         {
             return None;
@@ -317,7 +343,8 @@ impl BlockTracker {
     pub fn on_reply(&mut self) {
         if let Some(r) = self.round.as_mut() {
             r.outcomes.push(true);
-            r.done = true;
+            r.replied = true;
+            r.done = r.outcomes.len() as u32 >= r.min_probes;
             // P(reply | down) = 0, so one reply settles it.
             self.belief = BELIEF_MAX;
         }
@@ -334,6 +361,10 @@ impl BlockTracker {
     fn lose(&mut self, a: f64, cut: bool) {
         if let Some(r) = self.round.as_mut() {
             r.outcomes.push(false);
+            if r.replied {
+                // Up already: a later loss is the path's, not the block's.
+                return;
+            }
             r.cut |= cut;
             let b = self.belief;
             let num = (1.0 - a) * b;

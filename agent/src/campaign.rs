@@ -58,6 +58,8 @@ pub struct Policy {
     /// Rounds between discovery sweeps (0: sweep only when the campaign changes).
     pub rediscover_rounds: u64,
     pub traces_per_round: usize,
+    /// `probe.min_campaign_probes` (see [`min_probes_per_block`]).
+    pub min_campaign_probes: u32,
 }
 
 impl Policy {
@@ -165,6 +167,19 @@ pub struct RoundPlan {
     /// What the agent watches of the campaign (`blocks_tracked` is filled
     /// in by [`record`], after the round).
     pub coverage: Coverage,
+    /// Probes each block that answers gets at least this round
+    /// ([`min_probes_per_block`]).
+    pub min_probes: u32,
+}
+
+/// A block's share of a campaign's minimum of probes per round: the
+/// minimum spread over the tracked blocks, rounded up, at least one (a block
+/// stops at its first reply). A country of one /24 watched with the default
+/// 16 gets 16 probes per VP and round, four /24s 4 each, 16 or more /24s
+/// one: the instability test pools them (see `docs/verdicts.md`).
+pub fn min_probes_per_block(min_campaign_probes: u32, blocks: usize) -> u32 {
+    let blocks = u32::try_from(blocks.max(1)).unwrap_or(u32::MAX);
+    min_campaign_probes.div_ceil(blocks).max(1)
 }
 
 /// The space a discovery sweep covers (`None`: nothing to sweep, because the
@@ -262,6 +277,7 @@ pub fn plan(
         seed: round ^ 0x5eed,
         sweep,
         coverage,
+        min_probes: min_probes_per_block(policy.min_campaign_probes, st.trackers.len()),
     })
 }
 

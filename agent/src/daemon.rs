@@ -94,6 +94,7 @@ fn policy_of(cfg: &Config) -> Result<Policy> {
         max_targets: cfg.max_targets,
         rediscover_rounds: cfg.probe.rediscover_rounds,
         traces_per_round: cfg.trace.per_round,
+        min_campaign_probes: cfg.probe.min_campaign_probes,
     })
 }
 
@@ -308,13 +309,18 @@ impl Agent {
         control: bool,
         mut trackers: BTreeMap<IpNet, BlockTracker>,
         seed: u64,
+        min_probes: u32,
     ) -> BoxFuture<'_, SliceDone> {
         Box::pin(async move {
+            let settings = ProbeSettings {
+                min_probes,
+                ..self.settings.clone()
+            };
             let outcomes = crate::round::run_round(
                 &mut trackers,
                 self.pinger.clone(),
                 self.limiter.clone(),
-                &self.settings,
+                &settings,
                 seed,
             )
             .await;
@@ -457,10 +463,10 @@ impl Agent {
                         SliceDone::Traces(self.traces(targets).await)
                     }));
                 }
-                running.push(self.probe(true, st.control_trackers.clone(), plan.seed));
+                running.push(self.probe(true, st.control_trackers.clone(), plan.seed, 1));
             }
             if !batch.is_empty() {
-                running.push(self.probe(false, batch, plan.seed));
+                running.push(self.probe(false, batch, plan.seed, plan.min_probes));
             }
         }
         while let Some(done) = running.next().await {

@@ -43,7 +43,7 @@ pub async fn probe_block(
     seed: u64,
 ) -> RoundOutcome {
     let mut rng = StdRng::seed_from_u64(block_seed(seed, &tracker.block));
-    tracker.start_round(settings.max_probes, &mut rng);
+    tracker.start_round_min(settings.max_probes, settings.min_probes, &mut rng);
     while let Some(addr) = tracker.next_target() {
         limiter.acquire().await;
         match pinger.echo(addr, settings.timeout).await {

@@ -343,3 +343,36 @@ fn the_source_of_icmp_errors_is_reported_with_the_outcome() {
     assert_eq!(a.finish_round().error_from, Some(inside));
     assert_eq!((b.finish_round().error_from, 0), (None, 0));
 }
+
+#[test]
+fn an_answered_block_is_probed_on_to_its_minimum_without_losing_belief() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut t = BlockTracker::from_discovery(block(), hosts(4));
+    t.start_round_min(8, 12, &mut rng);
+    let mut n = 0;
+    while t.next_target().is_some() {
+        n += 1;
+        // Lost, answered, then lost every other probe.
+        if n % 2 == 0 {
+            t.on_reply();
+        } else {
+            t.on_loss();
+        }
+    }
+    let o = t.finish_round();
+    // Past max_probes: an answered block goes on to its minimum (cycling
+    // its four addresses), and the later losses do not touch the belief.
+    assert_eq!((o.probes, o.replies, o.state), (12, 6, BlockState::Up));
+    assert_eq!(o.belief, BELIEF_MAX);
+    // A silent block still stops at max_probes.
+    let mut t = BlockTracker::from_discovery(block(), hosts(4));
+    t.start_round_min(8, 12, &mut rng);
+    while t.next_target().is_some() {
+        t.on_loss();
+    }
+    assert_eq!(t.finish_round().probes, 8);
+    // With a minimum of one, the first reply ends the round as before.
+    let mut t = BlockTracker::from_discovery(block(), hosts(4));
+    let o = round(&mut t, &mut rng, |_, _| true);
+    assert_eq!(o.probes, 1);
+}

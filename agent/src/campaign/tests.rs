@@ -27,6 +27,7 @@ fn policy() -> Policy {
         max_targets: 1024,
         rediscover_rounds: 10,
         traces_per_round: 1,
+        min_campaign_probes: 16,
     }
 }
 
@@ -356,6 +357,7 @@ fn a_wide_ipv6_prefix_without_known_addresses_is_never_traced() {
     };
     let policy = Policy {
         traces_per_round: 3,
+        min_campaign_probes: 16,
         ..policy()
     };
     let mut st = CampaignState::default();
@@ -522,4 +524,23 @@ fn probe_errors_are_reported_per_router_only_to_a_collector_that_takes_them() {
             .unwrap()
             .contains("probe_errors"));
     }
+}
+
+#[test]
+fn a_small_campaign_spreads_its_minimum_of_probes_over_its_blocks() {
+    assert_eq!(min_probes_per_block(16, 1), 16);
+    assert_eq!(min_probes_per_block(16, 4), 4);
+    assert_eq!(min_probes_per_block(16, 5), 4);
+    assert_eq!(min_probes_per_block(16, 16), 1);
+    assert_eq!(min_probes_per_block(16, 1_000_000), 1);
+    assert_eq!(min_probes_per_block(0, 1), 1);
+    assert_eq!(min_probes_per_block(16, 0), 16);
+    // The plan carries the share of the blocks tracked.
+    let c = campaign("kp", 60);
+    let mut st = CampaignState::default();
+    st.trackers.insert(
+        nets(&["198.18.0.0/24"])[0],
+        BlockTracker::from_discovery(nets(&["198.18.0.0/24"])[0], vec![]),
+    );
+    assert_eq!(plan(&c, &mut st, 1, &policy()).unwrap().min_probes, 16);
 }
