@@ -129,7 +129,7 @@ impl Default for Sim {
 }
 
 /// The agents' default `probe.min_campaign_probes`.
-pub(super) const MIN_CAMPAIGN_PROBES: u32 = 12;
+pub(super) const MIN_CAMPAIGN_PROBES: u32 = 16;
 
 pub(super) fn prefix_net(p: usize, bpp: usize) -> IpNet {
     let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (p * bpp * 256) as u32;
