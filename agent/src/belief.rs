@@ -55,6 +55,17 @@ pub struct RoundOutcome {
     /// Belief after the round, in [0.01, 0.99].
     pub belief: f64,
     pub availability: f64,
+    /// The router whose ICMP errors (unreachable, time exceeded) answered
+    /// this round's probes, if any did (the last one, should several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_from: Option<IpAddr>,
+    /// ICMP errors received this round.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The ever-responsive addresses of one block, without duplicates, iterated
@@ -211,11 +222,18 @@ struct RoundProgress {
     order: Vec<IpAddr>,
     next: usize,
     max_probes: u32,
+    /// Probes an answered block gets at least (more samples of the path's
+    /// loss in a small campaign; see [`BlockTracker::start_round_min`]).
+    min_probes: u32,
+    replied: bool,
     /// Outcome of each probe, in order (true = reply).
     outcomes: Vec<bool>,
     /// An ICMP unreachable from outside the block came back this round.
     cut: bool,
     done: bool,
+    /// Where this round's ICMP errors came from, and how many came.
+    error_from: Option<IpAddr>,
+    errors: u32,
 }
 
 fn clamp_avail(a: f64) -> f64 {
@@ -265,6 +283,21 @@ impl BlockTracker {
 
     /// Begins a round: shuffles the known addresses (no repeats within a round).
     pub fn start_round<R: Rng + ?Sized>(&mut self, max_probes: u32, rng: &mut R) {
+        self.start_round_min(max_probes, 1, rng);
+    }
+
+    /// [`Self::start_round`], where a block that answers is probed on after
+    /// its first reply until `min_probes` probes went out: a reply settles
+    /// the belief, and the later probes only measure the path's loss (what
+    /// the collector's instability test pools), so that a campaign of a few
+    /// blocks still sends enough probes a round to tell heavy loss from
+    /// background loss. A silent block still gets at most `max_probes`.
+    pub fn start_round_min<R: Rng + ?Sized>(
+        &mut self,
+        max_probes: u32,
+        min_probes: u32,
+        rng: &mut R,
+    ) {
         let mut order: Vec<IpAddr> = self.responsive.iter().collect();
         order.shuffle(rng);
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
@@ -272,9 +305,13 @@ impl BlockTracker {
             order,
             next: 0,
             max_probes,
+            min_probes: min_probes.max(1),
+            replied: false,
             outcomes: Vec::new(),
             cut: false,
             done: false,
+            error_from: None,
+            errors: 0,
         }));
     }
 
@@ -283,9 +320,14 @@ impl BlockTracker {
     /// before calling this again.
     pub fn next_target(&mut self) -> Option<IpAddr> {
         let r = self.round.as_mut()?;
+        let budget = if r.replied {
+            r.min_probes
+        } else {
+            r.max_probes
+        };
         if r.done
             || r.order.is_empty()
-            || r.outcomes.len() as u32 >= r.max_probes
+            || r.outcomes.len() as u32 >= budget
             || r.next > r.outcomes.len()
         {
             return None;
@@ -301,7 +343,8 @@ impl BlockTracker {
     pub fn on_reply(&mut self) {
         if let Some(r) = self.round.as_mut() {
             r.outcomes.push(true);
-            r.done = true;
+            r.replied = true;
+            r.done = r.outcomes.len() as u32 >= r.min_probes;
             // P(reply | down) = 0, so one reply settles it.
             self.belief = BELIEF_MAX;
         }
@@ -318,6 +361,10 @@ impl BlockTracker {
     fn lose(&mut self, a: f64, cut: bool) {
         if let Some(r) = self.round.as_mut() {
             r.outcomes.push(false);
+            if r.replied {
+                // Up already: a later loss is the path's, not the block's.
+                return;
+            }
             r.cut |= cut;
             let b = self.belief;
             let num = (1.0 - a) * b;
@@ -339,10 +386,30 @@ impl BlockTracker {
         self.lose(AVAIL_MAX, true);
     }
 
+    /// The last target's probe drew an ICMP error (unreachable, time
+    /// exceeded) from `from`: noted as where the path ended (reported as
+    /// localization evidence), then judged as [`Self::on_unreachable`]
+    /// from outside the block, as an ordinary loss from inside it.
+    pub fn on_error(&mut self, from: IpAddr) {
+        if let Some(r) = self.round.as_mut() {
+            r.error_from = Some(from);
+            r.errors = r.errors.saturating_add(1);
+        }
+        if self.block.contains(&from) {
+            self.on_loss();
+        } else {
+            self.on_unreachable();
+        }
+    }
+
     /// Ends the round: clamps `B`, updates `A` when the block was up, and
     /// returns the outcome. Without a round in progress, reports zero probes.
     pub fn finish_round(&mut self) -> RoundOutcome {
-        let outcomes = self.round.take().map(|r| r.outcomes).unwrap_or_default();
+        let (outcomes, error_from, errors) = self
+            .round
+            .take()
+            .map(|r| (r.outcomes, r.error_from, r.errors))
+            .unwrap_or_default();
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
         let state = state_of(self.belief);
         // Losses only say something about availability while the block is up;
@@ -362,6 +429,8 @@ impl BlockTracker {
             replies: outcomes.iter().filter(|&&ok| ok).count() as u32,
             belief: self.belief,
             availability: self.availability,
+            error_from,
+            errors,
         }
     }
 }

@@ -24,7 +24,8 @@ use std::net::IpAddr;
 use darkwatch_schema::packed::{pack_chunks, BlockSpace, PackedBlock};
 use darkwatch_schema::{
     block_of, BlockObservation, CampaignAssignment, CampaignCensus, CensusBlock, Coverage,
-    ReportBatch, RoundInfo, SkipReason, Skipped, TraceObservation, MAX_ITEMS_PER_BATCH,
+    ProbeErrors, ReportBatch, RoundInfo, SkipReason, Skipped, TraceObservation,
+    MAX_BLOCKS_PER_PROBE_ERRORS, MAX_ITEMS_PER_BATCH,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,8 @@ pub struct Policy {
     /// Rounds between discovery sweeps (0: sweep only when the campaign changes).
     pub rediscover_rounds: u64,
     pub traces_per_round: usize,
+    /// `probe.min_campaign_probes` (see [`min_probes_per_block`]).
+    pub min_campaign_probes: u32,
 }
 
 impl Policy {
@@ -164,6 +167,19 @@ pub struct RoundPlan {
     /// What the agent watches of the campaign (`blocks_tracked` is filled
     /// in by [`record`], after the round).
     pub coverage: Coverage,
+    /// Probes each block that answers gets at least this round
+    /// ([`min_probes_per_block`]).
+    pub min_probes: u32,
+}
+
+/// A block's share of a campaign's minimum of probes per round: the
+/// minimum spread over the tracked blocks, rounded up, at least one (a block
+/// stops at its first reply). A country of one /24 watched with the default
+/// 16 gets 16 probes per VP and round, four /24s 4 each, 16 or more /24s
+/// one: the instability test pools them (see `docs/verdicts.md`).
+pub fn min_probes_per_block(min_campaign_probes: u32, blocks: usize) -> u32 {
+    let blocks = u32::try_from(blocks.max(1)).unwrap_or(u32::MAX);
+    min_campaign_probes.div_ceil(blocks).max(1)
 }
 
 /// The space a discovery sweep covers (`None`: nothing to sweep, because the
@@ -261,6 +277,7 @@ pub fn plan(
         seed: round ^ 0x5eed,
         sweep,
         coverage,
+        min_probes: min_probes_per_block(policy.min_campaign_probes, st.trackers.len()),
     })
 }
 
@@ -460,6 +477,9 @@ pub struct RoundResults {
     /// When the round started and ended, whether on time, its blocks and
     /// probes (for the report's `rounds`).
     pub info: Option<RoundInfo>,
+    /// The collector accepts the routers' ICMP errors to the round's probes
+    /// ([`darkwatch_schema::Assignments::probe_errors`]): they are reported.
+    pub report_errors: bool,
 }
 
 /// How block observations travel to the collector.
@@ -511,6 +531,11 @@ pub fn record(
         availability: o.availability.clamp(0.0, 1.0),
         control,
         ts_ms: ts,
+    };
+    let probe_errors = if results.report_errors {
+        probe_errors(&c.name, round, ts, &results.outcomes)
+    } else {
+        Vec::new()
     };
     let judged = results.outcomes.iter().filter(|o| o.probes > 0);
     // Packed: blocks of the campaign's space as indices; anything outside
@@ -584,6 +609,7 @@ pub fn record(
         census: Vec::new(),
         packed: chunks.next().into_iter().collect(),
         rounds,
+        probe_errors: Vec::new(),
     };
     let empty = |new_id: &mut dyn FnMut() -> String| ReportBatch {
         batch_id: new_id(),
@@ -594,6 +620,7 @@ pub fn record(
         census: Vec::new(),
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     };
     let mut batches = vec![first];
     for chunk in chunks {
@@ -613,6 +640,21 @@ pub fn record(
         batches[i].observations.extend(rest.by_ref().take(room));
         i += 1;
     }
+    // Then the routers' errors, each record where it fits.
+    for p in probe_errors {
+        let need = 1 + p.blocks.len();
+        let i = match batches
+            .iter()
+            .position(|b| items(b) + need <= MAX_ITEMS_PER_BATCH)
+        {
+            Some(i) => i,
+            None => {
+                batches.push(empty(new_id));
+                batches.len() - 1
+            }
+        };
+        batches[i].probe_errors.push(p);
+    }
     let census: Vec<CensusBlock> = results
         .found
         .into_iter()
@@ -620,6 +662,42 @@ pub fn record(
         .map(|(block, addrs)| CensusBlock { block, addrs })
         .collect();
     pack(batches, &c.name, census, MAX_ITEMS_PER_BATCH, new_id)
+}
+
+/// The routers whose ICMP errors answered the round's probes, each with
+/// the blocks it answered for (in records of at most
+/// [`MAX_BLOCKS_PER_PROBE_ERRORS`] blocks) and its error count.
+pub fn probe_errors(
+    campaign: &str,
+    round: u64,
+    ts: i64,
+    outcomes: &[RoundOutcome],
+) -> Vec<ProbeErrors> {
+    let mut by_router: BTreeMap<IpAddr, Vec<(IpNet, u32)>> = BTreeMap::new();
+    for o in outcomes {
+        if let Some(from) = o.error_from {
+            by_router
+                .entry(from)
+                .or_default()
+                .push((o.block, o.errors.max(1)));
+        }
+    }
+    let mut out = Vec::new();
+    for (from, mut blocks) in by_router {
+        blocks.sort_unstable();
+        blocks.dedup_by_key(|b| b.0);
+        for chunk in blocks.chunks(MAX_BLOCKS_PER_PROBE_ERRORS) {
+            out.push(ProbeErrors {
+                campaign: campaign.to_string(),
+                round,
+                from,
+                blocks: chunk.iter().map(|b| b.0).collect(),
+                errors: chunk.iter().fold(0u32, |n, b| n.saturating_add(b.1)),
+                ts_ms: ts,
+            });
+        }
+    }
+    out
 }
 
 /// The outcomes as packed blocks of `space` (one index lookup each), and
@@ -656,6 +734,10 @@ fn items(b: &ReportBatch) -> usize {
         + b.rounds.len()
         + b.traces.len()
         + b.coverage.len()
+        + b.probe_errors
+            .iter()
+            .map(|p| 1 + p.blocks.len())
+            .sum::<usize>()
         + b.census
             .iter()
             .flat_map(|c| &c.blocks)
@@ -696,6 +778,7 @@ fn pack(
                 census: Vec::new(),
                 packed: Vec::new(),
                 rounds: Vec::new(),
+                probe_errors: Vec::new(),
             });
             last = batches.last_mut().expect("just pushed");
         }

@@ -80,6 +80,13 @@ pub struct ProbeConfig {
     /// packet rate stays flat). 1 probes every block at the round's start.
     #[serde(default = "defaults::slices")]
     pub slices: u32,
+    /// Probes a round sends at least to each campaign, spread over its
+    /// blocks: an answered block is probed on past its first reply up to
+    /// its share. Costs nothing in a large campaign (a share below one
+    /// probe); a country of one to a few blocks gets enough probes a round
+    /// for the collector to tell heavy loss from background loss.
+    #[serde(default = "defaults::min_campaign_probes")]
+    pub min_campaign_probes: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +164,9 @@ mod defaults {
     pub fn max_probes() -> u32 {
         15
     }
+    pub fn min_campaign_probes() -> u32 {
+        16
+    }
     pub fn rediscover_rounds() -> u64 {
         144
     }
@@ -202,6 +212,7 @@ impl Default for ProbeConfig {
             max_probes: defaults::max_probes(),
             rediscover_rounds: defaults::rediscover_rounds(),
             slices: defaults::slices(),
+            min_campaign_probes: defaults::min_campaign_probes(),
         }
     }
 }
@@ -295,6 +306,9 @@ impl Config {
         }
         if self.probe.max_probes == 0 || self.probe.max_probes > 64 {
             return Err("probe.max_probes must lie in 1..=64".into());
+        }
+        if self.probe.min_campaign_probes > 1024 {
+            return Err("probe.min_campaign_probes must lie in 0..=1024".into());
         }
         if self.trace.max_ttl == 0 || self.trace.max_ttl > 64 {
             return Err("trace.max_ttl must lie in 1..=64".into());

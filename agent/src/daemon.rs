@@ -94,6 +94,7 @@ fn policy_of(cfg: &Config) -> Result<Policy> {
         max_targets: cfg.max_targets,
         rediscover_rounds: cfg.probe.rediscover_rounds,
         traces_per_round: cfg.trace.per_round,
+        min_campaign_probes: cfg.probe.min_campaign_probes,
     })
 }
 
@@ -144,8 +145,9 @@ pub struct Agent {
     runs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<CampaignRun>>>>,
     /// The last round of every campaign (see [`Agent::status`]).
     last_rounds: Mutex<BTreeMap<String, RoundInfo>>,
-    /// How rounds travel, as the latest assignments allow.
-    wire: Mutex<Wire>,
+    /// How rounds travel, as the latest assignments allow, and whether the
+    /// collector accepts the probes' ICMP errors.
+    wire: Mutex<(Wire, bool)>,
 }
 
 impl Agent {
@@ -194,7 +196,7 @@ impl Agent {
             settings,
             runs: Mutex::new(HashMap::new()),
             last_rounds: Mutex::new(last_rounds),
-            wire: Mutex::new(Wire::Plain),
+            wire: Mutex::new((Wire::Plain, false)),
             metrics: Arc::new(metrics),
         })
     }
@@ -256,10 +258,13 @@ impl Agent {
             }
         };
         let r = &self.cfg.report;
-        *self.wire.lock().unwrap_or_else(|e| e.into_inner()) = Wire::choose(
-            r.packed,
-            a.as_ref().and_then(|a| a.packed),
-            r.max_blocks_per_batch,
+        *self.wire.lock().unwrap_or_else(|e| e.into_inner()) = (
+            Wire::choose(
+                r.packed,
+                a.as_ref().and_then(|a| a.packed),
+                r.max_blocks_per_batch,
+            ),
+            a.as_ref().is_some_and(|a| a.probe_errors),
         );
         a
     }
@@ -304,13 +309,18 @@ impl Agent {
         control: bool,
         mut trackers: BTreeMap<IpNet, BlockTracker>,
         seed: u64,
+        min_probes: u32,
     ) -> BoxFuture<'_, SliceDone> {
         Box::pin(async move {
+            let settings = ProbeSettings {
+                min_probes,
+                ..self.settings.clone()
+            };
             let outcomes = crate::round::run_round(
                 &mut trackers,
                 self.pinger.clone(),
                 self.limiter.clone(),
-                &self.settings,
+                &settings,
                 seed,
             )
             .await;
@@ -453,10 +463,10 @@ impl Agent {
                         SliceDone::Traces(self.traces(targets).await)
                     }));
                 }
-                running.push(self.probe(true, st.control_trackers.clone(), plan.seed));
+                running.push(self.probe(true, st.control_trackers.clone(), plan.seed, 1));
             }
             if !batch.is_empty() {
-                running.push(self.probe(false, batch, plan.seed));
+                running.push(self.probe(false, batch, plan.seed, plan.min_probes));
             }
         }
         while let Some(done) = running.next().await {
@@ -477,12 +487,14 @@ impl Agent {
                 .sum(),
         };
         let info = timing.info(&c.name);
+        let (wire, report_errors) = *self.wire.lock().unwrap_or_else(|e| e.into_inner());
         let results = RoundResults {
             outcomes,
             controls,
             traces,
             found,
             info: Some(info.clone()),
+            report_errors,
         };
         let stats = crate::metrics::RoundStats::of(&results, &st.skipped, self.clock.now_ms());
         let up = results
@@ -490,7 +502,6 @@ impl Agent {
             .iter()
             .filter(|o| o.probes > 0 && o.state == darkwatch_schema::BlockState::Up)
             .count();
-        let wire = *self.wire.lock().unwrap_or_else(|e| e.into_inner());
         let batches = campaign::record(c, st, &plan, results, started_ms, wire, &mut new_batch_id);
         let traced: usize = batches.iter().map(|b| b.traces.len()).sum();
         tracing::info!(campaign = %c.name, round, blocks = info.blocks, probes = info.probes, up, traces = traced,

@@ -91,6 +91,11 @@ pub fn plain_batches(
                 + first.coverage.len()
                 + first.rounds.len()
                 + first
+                    .probe_errors
+                    .iter()
+                    .map(|p| 1 + p.blocks.len())
+                    .sum::<usize>()
+                + first
                     .census
                     .iter()
                     .map(|c| c.blocks.len() * 2)
@@ -109,6 +114,7 @@ pub fn plain_batches(
             census: Vec::new(),
             packed: Vec::new(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
             ..batch.clone()
         };
     }
@@ -289,6 +295,7 @@ mod tests {
             census: Vec::new(),
             packed: pack_chunks("kp", 1, &space, 1_800_000_000_000, blocks, 1 << 20).unwrap(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
         };
         let known = |d: &str| (d == space.digest()).then(|| space.clone());
         let out = plain_batches(&batch, known).unwrap();

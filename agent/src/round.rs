@@ -43,14 +43,12 @@ pub async fn probe_block(
     seed: u64,
 ) -> RoundOutcome {
     let mut rng = StdRng::seed_from_u64(block_seed(seed, &tracker.block));
-    tracker.start_round(settings.max_probes, &mut rng);
+    tracker.start_round_min(settings.max_probes, settings.min_probes, &mut rng);
     while let Some(addr) = tracker.next_target() {
         limiter.acquire().await;
         match pinger.echo(addr, settings.timeout).await {
             o if o.is_reply() => tracker.on_reply(),
-            Outcome::Unreachable { from } if !tracker.block.contains(&from) => {
-                tracker.on_unreachable()
-            }
+            Outcome::Unreachable { from } => tracker.on_error(from),
             _ => tracker.on_loss(),
         }
     }

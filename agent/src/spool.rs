@@ -260,6 +260,7 @@ mod tests {
             census: Vec::new(),
             packed: Vec::new(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
         }
     }
 

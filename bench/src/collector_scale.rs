@@ -319,6 +319,7 @@ fn batch(vp: usize, round: u64, packed: Vec<PackedRound>) -> ReportBatch {
         census: vec![],
         packed,
         rounds: vec![],
+        probe_errors: vec![],
     }
 }
 

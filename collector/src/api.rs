@@ -312,6 +312,7 @@ async fn get_assignments<S: Store>(
         agent,
         campaigns: assigned,
         packed: Some(darkwatch_schema::packed::PACKED_VERSION),
+        probe_errors: true,
     }))
 }
 
@@ -555,6 +556,7 @@ mod tests {
             census: Vec::new(),
             packed: Vec::new(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
         }
     }
 

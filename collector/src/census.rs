@@ -232,6 +232,7 @@ mod tests {
             census,
             packed: Vec::new(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
         }
     }
 

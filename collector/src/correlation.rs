@@ -30,7 +30,8 @@ use crate::alerts::{AlertEvent, Alerts};
 use crate::clock::SharedClock;
 use crate::reconcile::{reconcile, EventKind, Window};
 use crate::store::{
-    AgentObservation, AgentTrace, Campaign, RoundRecord, Spaces, Store, StoreError, Verdict,
+    AgentObservation, AgentProbeErrors, AgentTrace, Campaign, RoundRecord, Spaces, Store,
+    StoreError, Verdict,
 };
 use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
 
@@ -134,16 +135,7 @@ pub async fn load_input<S: Store>(
 ) -> Result<core::Input, StoreError> {
     let first_round = last_round.saturating_sub(window_rounds.max(1) - 1);
     let rounds = first_round..=last_round;
-    let raw = Raw {
-        rows: store
-            .row_observations(&campaign.name, rounds.clone())
-            .await?,
-        records: store.round_records(&campaign.name, rounds.clone()).await?,
-        control: store
-            .control_observations(&campaign.name, rounds.clone())
-            .await?,
-        traces: store.traces(&campaign.name, rounds).await?,
-    };
+    let raw = Raw::load(store, &campaign.name, rounds).await?;
     let spaces = if raw.records.is_empty() {
         Spaces::default()
     } else {
@@ -161,6 +153,24 @@ pub struct Raw {
     pub records: Vec<RoundRecord>,
     pub control: Vec<AgentObservation>,
     pub traces: Vec<AgentTrace>,
+    pub probe_errors: Vec<AgentProbeErrors>,
+}
+
+impl Raw {
+    /// Everything `store` holds of `campaign` in `rounds`.
+    pub async fn load<S: Store>(
+        store: &S,
+        campaign: &str,
+        rounds: std::ops::RangeInclusive<u64>,
+    ) -> Result<Self, StoreError> {
+        Ok(Raw {
+            rows: store.row_observations(campaign, rounds.clone()).await?,
+            records: store.round_records(campaign, rounds.clone()).await?,
+            control: store.control_observations(campaign, rounds.clone()).await?,
+            traces: store.traces(campaign, rounds.clone()).await?,
+            probe_errors: store.probe_errors(campaign, rounds).await?,
+        })
+    }
 }
 
 /// The correlation input of `campaign` over `rounds` from what the store
@@ -182,6 +192,7 @@ pub fn build_input(
         .chain(raw.records.iter().map(|r| &r.agent))
         .chain(raw.control.iter().map(|o| &o.agent))
         .chain(raw.traces.iter().map(|t| &t.agent))
+        .chain(raw.probe_errors.iter().map(|p| &p.agent))
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -316,6 +327,18 @@ pub fn build_input(
             })
         })
         .collect();
+    let probe_errors = raw
+        .probe_errors
+        .iter()
+        .filter_map(|p| {
+            Some(core::ProbeErrorObs {
+                vp: vp_id(&p.agent)?,
+                round: p.errors.round,
+                from: p.errors.from,
+                blocks: p.errors.blocks.clone(),
+            })
+        })
+        .collect();
     let (target, is_country) = top_target(campaign);
     Ok(core::Input {
         target,
@@ -334,6 +357,7 @@ pub fn build_input(
         obs,
         control,
         traces,
+        probe_errors,
     })
 }
 
@@ -571,16 +595,7 @@ impl Correlator {
             }
             i += 1;
             let rounds = start..=end;
-            let raw = Raw {
-                rows: store
-                    .row_observations(&campaign.name, rounds.clone())
-                    .await?,
-                records: store.round_records(&campaign.name, rounds.clone()).await?,
-                control: store
-                    .control_observations(&campaign.name, rounds.clone())
-                    .await?,
-                traces: store.traces(&campaign.name, rounds.clone()).await?,
-            };
+            let raw = Raw::load(store, &campaign.name, rounds.clone()).await?;
             if !raw.records.is_empty() && spaces.is_none() {
                 spaces = Some(Spaces::new(&store.block_spaces(&campaign.name).await?));
             }
@@ -664,9 +679,21 @@ fn feed(st: &mut CampaignState, input: &core::Input, start: u64, end: u64) {
             traces[r as usize].push(t.clone());
         }
     }
-    for (i, ((o, c), t)) in obs.iter().zip(&control).zip(&traces).enumerate() {
+    let mut errors: Vec<Vec<core::ProbeErrorObs>> = vec![Vec::new(); n];
+    for e in &input.probe_errors {
+        if let Some(r) = e.round.checked_sub(start).filter(|&r| r < n as u64) {
+            errors[r as usize].push(e.clone());
+        }
+    }
+    for (i, (((o, c), t), e)) in obs
+        .iter()
+        .zip(&control)
+        .zip(&traces)
+        .zip(&errors)
+        .enumerate()
+    {
         st.engine
-            .update_round(start + i as u64, &input.vps, o, c, t);
+            .update_round(start + i as u64, &input.vps, o, c, t, e);
     }
 }
 

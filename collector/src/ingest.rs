@@ -153,6 +153,12 @@ pub fn check_batch(
                 .rounds
                 .iter()
                 .map(|r| (r.campaign.as_str(), r.round, r.started_ms)),
+        )
+        .chain(
+            batch
+                .probe_errors
+                .iter()
+                .map(|p| (p.campaign.as_str(), p.round, p.ts_ms)),
         );
     for (name, round, ts_ms) in items {
         let campaign = by_name
@@ -235,6 +241,7 @@ mod tests {
             census: Vec::new(),
             packed: Vec::new(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
         }
     }
 

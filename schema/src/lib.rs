@@ -164,7 +164,33 @@ pub struct ReportBatch {
     /// [`Assignments::packed`] (older ones refuse unknown fields).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<RoundInfo>,
+    /// The routers whose ICMP errors (unreachable, time exceeded) answered
+    /// a round's probes: where the paths to those blocks ended, the same
+    /// evidence as a traceroute's last hop. Sent only to a collector that
+    /// advertises [`Assignments::probe_errors`] (older ones refuse unknown
+    /// fields); plain and packed batches alike.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_errors: Vec<ProbeErrors>,
 }
+
+/// The ICMP errors one router sent in answer to one round's probes of one
+/// campaign (one agent's view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeErrors {
+    pub campaign: String,
+    pub round: u64,
+    /// The router that sent them.
+    pub from: IpAddr,
+    /// The blocks whose probes it answered (ascending, no duplicates).
+    pub blocks: Vec<IpNet>,
+    /// ICMP errors received from it in the round, over all those blocks.
+    pub errors: u32,
+    pub ts_ms: i64,
+}
+
+/// Most blocks one [`ProbeErrors`] may name.
+pub const MAX_BLOCKS_PER_PROBE_ERRORS: usize = 10_000;
 
 /// How one agent's round of one campaign went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,6 +333,10 @@ pub struct Assignments {
     /// plain observations only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packed: Option<u8>,
+    /// True if this collector accepts [`ReportBatch::probe_errors`]; absent
+    /// (false) from older ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe_errors: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -326,6 +356,12 @@ pub enum SchemaError {
     #[error("packed round {round} of campaign {campaign}: {why}")]
     Packed {
         campaign: String,
+        round: u64,
+        why: String,
+    },
+    #[error("probe errors from {from} in round {round}: {why}")]
+    ProbeErrors {
+        from: IpAddr,
         round: u64,
         why: String,
     },
@@ -374,6 +410,11 @@ impl ReportBatch {
             + self.rounds.len()
             + self.traces.len()
             + self.coverage.len()
+            + self
+                .probe_errors
+                .iter()
+                .map(|p| 1 + p.blocks.len())
+                .sum::<usize>()
             + self
                 .census
                 .iter()
@@ -454,6 +495,33 @@ impl ReportBatch {
             }
             check_ts("round start", r.started_ms, now_ms)?;
             check_ts("round end", r.ended_ms, now_ms)?;
+        }
+        for p in &self.probe_errors {
+            if !valid_name(&p.campaign) {
+                return Err(SchemaError::CampaignName(p.campaign.clone()));
+            }
+            check_ts("probe errors", p.ts_ms, now_ms)?;
+            let bad = |why: &str| SchemaError::ProbeErrors {
+                from: p.from,
+                round: p.round,
+                why: why.to_string(),
+            };
+            if p.blocks.is_empty() || p.blocks.len() > MAX_BLOCKS_PER_PROBE_ERRORS {
+                return Err(bad("names no blocks, or too many"));
+            }
+            if (p.errors as usize) < p.blocks.len() {
+                return Err(bad("fewer errors than blocks"));
+            }
+            if p.blocks.iter().any(|b| {
+                b.trunc() != *b
+                    || b.prefix_len()
+                        != match b {
+                            IpNet::V4(_) => BLOCK_LEN_V4,
+                            IpNet::V6(_) => BLOCK_LEN_V6,
+                        }
+            }) {
+                return Err(bad("a block must be an IPv4 /24 or an IPv6 /48"));
+            }
         }
         for t in &self.traces {
             if !valid_name(&t.campaign) {
@@ -536,7 +604,57 @@ mod tests {
             census: Vec::new(),
             packed: Vec::new(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
         }
+    }
+
+    fn errors() -> ProbeErrors {
+        ProbeErrors {
+            campaign: "kp".into(),
+            round: round_of(NOW, 60),
+            from: "203.0.113.244".parse().unwrap(),
+            blocks: vec!["198.18.3.0/24".parse().unwrap()],
+            errors: 3,
+            ts_ms: NOW,
+        }
+    }
+
+    #[test]
+    fn probe_errors_are_optional_on_the_wire_and_checked() {
+        // A batch without them serializes as before (an old collector
+        // accepts it); one with them round-trips; an old agent's batch
+        // (no field) reads as none.
+        let b = batch();
+        assert!(!serde_json::to_string(&b).unwrap().contains("probe_errors"));
+        let old = r#"{"batch_id":"00ff00ff","created_ms":1,"observations":[],"traces":[]}"#;
+        assert!(serde_json::from_str::<ReportBatch>(old)
+            .unwrap()
+            .probe_errors
+            .is_empty());
+        let mut b = batch();
+        b.probe_errors.push(errors());
+        b.validate(NOW).unwrap();
+        let back: ReportBatch = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        assert_eq!(back, b);
+        let mut bad = b.clone();
+        bad.probe_errors[0].blocks = vec!["198.18.0.0/16".parse().unwrap()];
+        assert!(matches!(
+            bad.validate(NOW),
+            Err(SchemaError::ProbeErrors { .. })
+        ));
+        let mut bad = b.clone();
+        bad.probe_errors[0].errors = 0;
+        assert!(bad.validate(NOW).is_err());
+        // Collectors advertise them; an old collector's assignments read as
+        // not accepting them, and an old agent ignores the field.
+        let a: Assignments = serde_json::from_str(r#"{"agent":"a","campaigns":[]}"#).unwrap();
+        assert!(!a.probe_errors);
+        let json = serde_json::to_string(&Assignments {
+            probe_errors: true,
+            ..a
+        })
+        .unwrap();
+        assert!(json.contains("\"probe_errors\":true"));
     }
 
     #[test]

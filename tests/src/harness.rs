@@ -425,11 +425,6 @@ allow = ["198.18.0.0/15"]
 [probe]
 timeout_ms = {timeout}
 max_probes = {maxp}
-# Lab rounds last seconds, not minutes: spread over 60 slices, the probes
-# to a dark country would keep the border's ICMP error budget (the kernel's
-# default, about one a second per VP) empty all round, and no traceroute
-# would see the border. At real round lengths the slices are seconds apart.
-slices = 1
 
 [trace]
 per_round = {traces}

@@ -151,6 +151,7 @@ pub fn make_batch(
         census: Vec::new(),
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 

@@ -313,3 +313,66 @@ fn later_discovery_grows_the_set_and_moves_availability() {
     assert_eq!(empty.responsive.len(), 4);
     assert_eq!(empty.availability, AVAIL_MAX);
 }
+
+#[test]
+fn the_source_of_icmp_errors_is_reported_with_the_outcome() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let border: IpAddr = "203.0.113.244".parse().unwrap();
+    let mut t = BlockTracker::from_discovery(block(), hosts(20));
+    t.start_round(8, &mut rng);
+    t.next_target();
+    t.on_error(border);
+    t.next_target();
+    t.on_loss();
+    t.next_target();
+    t.on_error(border);
+    let o = t.finish_round();
+    assert_eq!((o.error_from, o.errors, o.probes), (Some(border), 2, 3));
+    // An error from inside the block is an ordinary loss, still reported;
+    // a round without errors reports none.
+    let inside: IpAddr = "198.18.7.1".parse().unwrap();
+    let mut a = BlockTracker::from_discovery(block(), hosts(20));
+    let mut b = a.clone();
+    a.start_round(8, &mut rng);
+    b.start_round(8, &mut rng);
+    a.next_target();
+    a.on_error(inside);
+    b.next_target();
+    b.on_loss();
+    assert_eq!(a.belief, b.belief);
+    assert_eq!(a.finish_round().error_from, Some(inside));
+    assert_eq!((b.finish_round().error_from, 0), (None, 0));
+}
+
+#[test]
+fn an_answered_block_is_probed_on_to_its_minimum_without_losing_belief() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut t = BlockTracker::from_discovery(block(), hosts(4));
+    t.start_round_min(8, 12, &mut rng);
+    let mut n = 0;
+    while t.next_target().is_some() {
+        n += 1;
+        // Lost, answered, then lost every other probe.
+        if n % 2 == 0 {
+            t.on_reply();
+        } else {
+            t.on_loss();
+        }
+    }
+    let o = t.finish_round();
+    // Past max_probes: an answered block goes on to its minimum (cycling
+    // its four addresses), and the later losses do not touch the belief.
+    assert_eq!((o.probes, o.replies, o.state), (12, 6, BlockState::Up));
+    assert_eq!(o.belief, BELIEF_MAX);
+    // A silent block still stops at max_probes.
+    let mut t = BlockTracker::from_discovery(block(), hosts(4));
+    t.start_round_min(8, 12, &mut rng);
+    while t.next_target().is_some() {
+        t.on_loss();
+    }
+    assert_eq!(t.finish_round().probes, 8);
+    // With a minimum of one, the first reply ends the round as before.
+    let mut t = BlockTracker::from_discovery(block(), hosts(4));
+    let o = round(&mut t, &mut rng, |_, _| true);
+    assert_eq!(o.probes, 1);
+}

@@ -27,6 +27,7 @@ fn policy() -> Policy {
         max_targets: 1024,
         rediscover_rounds: 10,
         traces_per_round: 1,
+        min_campaign_probes: 16,
     }
 }
 
@@ -181,6 +182,8 @@ fn records_judged_blocks_and_traces_and_marks_the_round() {
         replies: probes.min(1),
         belief: 1.2,
         availability: 0.5,
+        error_from: None,
+        errors: 0,
     };
     let target: IpAddr = "198.18.0.1".parse().unwrap();
     let results = RoundResults {
@@ -194,6 +197,7 @@ fn records_judged_blocks_and_traces_and_marks_the_round() {
         }],
         found: BTreeMap::new(),
         info: None,
+        report_errors: false,
     };
     let b = record(&c, &mut st, &plan, results, 42, Wire::Plain, &mut || {
         "00ff00ff".into()
@@ -300,6 +304,7 @@ fn found_census_is_split_to_stay_under_the_batch_limit() {
         census: vec![],
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     };
     let block = |i: u8, n: u8| CensusBlock {
         block: format!("198.18.{i}.0/24").parse().unwrap(),
@@ -352,6 +357,7 @@ fn a_wide_ipv6_prefix_without_known_addresses_is_never_traced() {
     };
     let policy = Policy {
         traces_per_round: 3,
+        min_campaign_probes: 16,
         ..policy()
     };
     let mut st = CampaignState::default();
@@ -388,6 +394,8 @@ fn big_round(n: usize) -> (CampaignAssignment, RoundResults) {
         replies: 1,
         belief: 0.99,
         availability: 0.8,
+        error_from: None,
+        errors: 0,
     };
     let space = BlockSpace::new(&c.prefixes);
     let results = RoundResults {
@@ -462,4 +470,77 @@ fn plain_rounds_larger_than_a_batch_are_split_and_complete() {
         assert!(items(batch) <= MAX_ITEMS_PER_BATCH);
     }
     assert_ne!(b[0].batch_id, b[1].batch_id);
+}
+
+#[test]
+fn probe_errors_are_reported_per_router_only_to_a_collector_that_takes_them() {
+    let mut c = campaign("kp", 60);
+    c.prefixes = nets(&["198.18.0.0/22"]);
+    let border: IpAddr = "203.0.113.244".parse().unwrap();
+    let other: IpAddr = "203.0.113.9".parse().unwrap();
+    let outcome = |b: &str, from: Option<IpAddr>, errors| RoundOutcome {
+        block: b.parse().unwrap(),
+        state: BlockState::Down,
+        probes: 8,
+        replies: 0,
+        belief: 0.01,
+        availability: 0.9,
+        error_from: from,
+        errors,
+    };
+    let results = |report_errors| RoundResults {
+        outcomes: vec![
+            outcome("198.18.0.0/24", Some(border), 2),
+            outcome("198.18.1.0/24", None, 0),
+            outcome("198.18.2.0/24", Some(other), 1),
+            outcome("198.18.3.0/24", Some(border), 3),
+        ],
+        report_errors,
+        ..RoundResults::default()
+    };
+    for wire in [
+        Wire::Plain,
+        Wire::choose(true, Some(darkwatch_schema::packed::PACKED_VERSION), 200),
+    ] {
+        let mut st = CampaignState::default();
+        let p = plan(&c, &mut st, 7, &policy()).unwrap();
+        let b = record(&c, &mut st, &p, results(true), TS, wire, &mut ids());
+        let errors: Vec<_> = b.iter().flat_map(|b| &b.probe_errors).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].from, other);
+        assert_eq!((errors[0].errors, errors[0].blocks.len()), (1, 1));
+        assert_eq!(errors[1].from, border);
+        assert_eq!(errors[1].blocks, nets(&["198.18.0.0/24", "198.18.3.0/24"]));
+        assert_eq!((errors[1].round, errors[1].errors), (7, 5));
+        for batch in &b {
+            batch.validate(TS).unwrap();
+        }
+        // An older collector refuses the field: nothing is sent to it.
+        let mut st = CampaignState::default();
+        let p = plan(&c, &mut st, 7, &policy()).unwrap();
+        let b = record(&c, &mut st, &p, results(false), TS, wire, &mut ids());
+        assert!(b.iter().all(|b| b.probe_errors.is_empty()));
+        assert!(!serde_json::to_string(&b[0])
+            .unwrap()
+            .contains("probe_errors"));
+    }
+}
+
+#[test]
+fn a_small_campaign_spreads_its_minimum_of_probes_over_its_blocks() {
+    assert_eq!(min_probes_per_block(16, 1), 16);
+    assert_eq!(min_probes_per_block(16, 4), 4);
+    assert_eq!(min_probes_per_block(16, 5), 4);
+    assert_eq!(min_probes_per_block(16, 16), 1);
+    assert_eq!(min_probes_per_block(16, 1_000_000), 1);
+    assert_eq!(min_probes_per_block(0, 1), 1);
+    assert_eq!(min_probes_per_block(16, 0), 16);
+    // The plan carries the share of the blocks tracked.
+    let c = campaign("kp", 60);
+    let mut st = CampaignState::default();
+    st.trackers.insert(
+        nets(&["198.18.0.0/24"])[0],
+        BlockTracker::from_discovery(nets(&["198.18.0.0/24"])[0], vec![]),
+    );
+    assert_eq!(plan(&c, &mut st, 1, &policy()).unwrap().min_probes, 16);
 }

@@ -90,6 +90,7 @@ fn assigned(campaigns: Vec<CampaignAssignment>) -> Option<Assignments> {
         agent: "vp1".into(),
         campaigns,
         packed: None,
+        probe_errors: false,
     })
 }
 
@@ -255,7 +256,8 @@ async fn restarts_resume_without_rediscovery_or_repeating_a_round() {
     assert!(tracer.asked().is_empty());
 
     // The next round runs from the saved trackers: no sweep of the dark
-    // block, at most max_probes to the live one.
+    // block, and the live one, the campaign's only tracked block, gets the
+    // campaign's minimum of probes (`probe.min_campaign_probes`, 16).
     clock.advance(Duration::from_secs(60));
     agent.tick(&a).await;
     let batches = spooled(&agent);
@@ -271,7 +273,7 @@ async fn restarts_resume_without_rediscovery_or_repeating_a_round() {
     assert_eq!(last.observations.len(), 1);
     assert_eq!(last.observations[0].state, BlockState::Up);
     assert_eq!(probed_in(&pinger, "198.18.2.0/24"), 0, "rediscovered");
-    assert!(pinger.total_sent() <= 4, "sent {}", pinger.total_sent());
+    assert_eq!(pinger.total_sent(), 16);
 }
 
 #[tokio::test(start_paused = true)]
@@ -729,4 +731,52 @@ async fn a_sweep_that_ends_between_rounds_is_taken_in_not_started_again() {
         "swept again: {}",
         pinger.total_sent()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_routers_errors_to_the_probes_are_reported_to_a_collector_that_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("exclude.txt"), "198.18.7.0/24\n").unwrap();
+    let dark = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let border: IpAddr = "203.0.113.244".parse().unwrap();
+    let pinger = {
+        let dark = dark.clone();
+        Arc::new(SimPinger::new(move |addr, _| match addr {
+            IpAddr::V4(a) if a.octets()[..3] == [198, 18, 1] => {
+                if dark.load(std::sync::atomic::Ordering::Relaxed) {
+                    Outcome::Unreachable { from: border }
+                } else {
+                    Outcome::Reply {
+                        rtt: Duration::from_millis(20),
+                    }
+                }
+            }
+            _ => Outcome::Reply {
+                rtt: Duration::from_millis(20),
+            },
+        }))
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let agent = agent_in(
+        dir.path(),
+        pinger,
+        Arc::new(SimTracer::direct()),
+        clock.clone(),
+    );
+    *agent.wire.lock().unwrap() = (Wire::Plain, true);
+    let a = assigned(vec![campaign("kp", &["198.18.1.0/24", "198.18.2.0/24"])]);
+    agent.tick(&a).await;
+    assert!(spooled(&agent).iter().all(|b| b.probe_errors.is_empty()));
+    dark.store(true, std::sync::atomic::Ordering::Relaxed);
+    clock.set(T0 + 60_000);
+    agent.tick(&a).await;
+    let errors: Vec<_> = spooled(&agent)
+        .into_iter()
+        .flat_map(|b| b.probe_errors)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].from, border);
+    assert_eq!(errors[0].blocks, vec![net("198.18.1.0/24")]);
+    assert_eq!(errors[0].round, round_of(T0, 60) + 1);
+    assert!(errors[0].errors >= 1);
 }

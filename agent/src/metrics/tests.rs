@@ -14,6 +14,8 @@ fn outcome(probes: u32, replies: u32) -> RoundOutcome {
         replies,
         belief: 0.5,
         availability: 0.5,
+        error_from: None,
+        errors: 0,
     }
 }
 
@@ -36,6 +38,7 @@ fn results(
             blocks: 2,
             probes: 6,
         }),
+        report_errors: false,
     }
 }
 

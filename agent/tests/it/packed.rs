@@ -47,6 +47,7 @@ fn stale_batch(prefixes: &[IpNet], now: i64) -> ReportBatch {
         census: Vec::new(),
         packed: pack_chunks("kp", round_of(ts, 60), &space, ts, blocks, 1000).expect("pack"),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 

@@ -69,6 +69,7 @@ fn batch(id: &str, block: &str, now: i64) -> ReportBatch {
         census: Vec::new(),
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 

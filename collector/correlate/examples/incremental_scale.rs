@@ -115,7 +115,7 @@ fn main() {
     let step = |engine: &mut Incremental, rng: &mut Rng, round: u64, late: bool| {
         let obs = round_obs(rng, round, n, v, late);
         let c0 = cpu_ms();
-        engine.update_round(round, &vps, &obs, &[], &[]);
+        engine.update_round(round, &vps, &obs, &[], &[], &[]);
         let c1 = cpu_ms();
         let out = engine.output();
         let c2 = cpu_ms();
@@ -127,7 +127,7 @@ fn main() {
         engine.set_window(first, r).unwrap();
         let obs = round_obs(&mut rng, r, n, v, false);
         let c = cpu_ms();
-        engine.update_round(r, &vps, &obs, &[], &[]);
+        engine.update_round(r, &vps, &obs, &[], &[], &[]);
         fill_update += cpu_ms() - c;
     }
     let c = cpu_ms();

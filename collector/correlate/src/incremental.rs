@@ -72,7 +72,7 @@ use crate::summaries::{self, Layout};
 use crate::verdicts::{self, Evidence};
 use crate::{
     localize, timeline, ControlObs, CorrelateError, Input, Obs, Output, Params, PrefixInfo,
-    Summaries, TraceObs, VpId,
+    ProbeErrorObs, Summaries, TraceObs, VpId,
 };
 
 /// One VP's cells and losses of one round (as in the batch grid), packed:
@@ -150,6 +150,8 @@ struct RoundRaw {
     /// VPs with any observation, control observation or trace.
     present: Vec<bool>,
     traces: Vec<TraceObs>,
+    /// Routers' ICMP errors to the round's probes (localization only).
+    probe_errors: Vec<ProbeErrorObs>,
     /// Per-VP summary totals, `[vp * per_vp_scopes + scope]`.
     per_vp: Vec<summaries::Totals>,
     /// Per prefix: probes and replies of every VP.
@@ -366,7 +368,8 @@ impl Incremental {
 
     /// Replaces everything known of `round` with these reports (every VP's:
     /// a late agent's round is passed with the others' of that round).
-    /// `vps` names the VPs that `obs`, `control` and `traces` refer to;
+    /// `vps` names the VPs that `obs`, `control`, `traces` and
+    /// `probe_errors` refer to;
     /// observations of another round, unknown VPs or unknown blocks are
     /// skipped and counted, as `correlate` does. A round before the window
     /// is ignored.
@@ -377,6 +380,7 @@ impl Incremental {
         obs: &[Obs],
         control: &[ControlObs],
         traces: &[TraceObs],
+        probe_errors: &[ProbeErrorObs],
     ) {
         if round < self.first {
             return;
@@ -457,6 +461,17 @@ impl Incremental {
             };
             raw.present[v as usize] = true;
             raw.traces.push(TraceObs { vp: v, ..t.clone() });
+        }
+        // As in `correlate`, probe errors are localization evidence only:
+        // they neither make a VP present nor enter the round's digest.
+        for e in probe_errors {
+            if e.round != round {
+                continue;
+            }
+            let Some(&v) = ids.get(e.vp as usize) else {
+                continue;
+            };
+            raw.probe_errors.push(ProbeErrorObs { vp: v, ..e.clone() });
         }
         raw.digest_sum = sum;
         // Counts after merging, and each VP's judged blocks per scope.
@@ -584,6 +599,7 @@ impl Incremental {
         let mut prefix_aggs = vec![Agg::default(); np * nr];
         let mut ever = vec![0u64; self.nb.div_ceil(64)];
         let mut traces = Vec::new();
+        let mut probe_errors = Vec::new();
         let mut skipped = 0;
         let mut out_of_int = vec![u32::MAX; nvi];
         for (o, &v) in out_ids.iter().enumerate() {
@@ -603,6 +619,10 @@ impl Incremental {
             traces.extend(s.raw.traces.iter().map(|t| TraceObs {
                 vp: out_of_int[t.vp as usize],
                 ..t.clone()
+            }));
+            probe_errors.extend(s.raw.probe_errors.iter().map(|e| ProbeErrorObs {
+                vp: out_of_int[e.vp as usize],
+                ..e.clone()
             }));
         }
         let mut prefix_judged_blocks = vec![0u32; np];
@@ -630,7 +650,8 @@ impl Incremental {
         };
         let mut detected = verdicts::detect(&names, &evidence, &health, &scopes, &self.params);
         for d in &mut detected {
-            d.verdict.localization = localize::localize(&names, &traces, last, d, &scopes);
+            d.verdict.localization =
+                localize::localize(&names, &traces, &probe_errors, last, d, &scopes);
         }
         let empty: &[(u64, u64)] = &[];
         let raws: Vec<Option<&RoundRaw>> = (first..=last)

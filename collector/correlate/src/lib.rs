@@ -89,6 +89,18 @@ pub struct TraceObs {
     pub reached: bool,
 }
 
+/// The ICMP errors (unreachable, time exceeded) that one router sent in
+/// answer to one VP's probes in one round: the path to those blocks ended
+/// at `from`, the same evidence as a traceroute's last hop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeErrorObs {
+    pub vp: VpId,
+    pub round: u64,
+    pub from: IpAddr,
+    /// The blocks whose probes it answered.
+    pub blocks: Vec<IpNet>,
+}
+
 /// Everything one correlation pass looks at: one watched scope (a country,
 /// or a campaign without a country) over a window of rounds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -107,6 +119,9 @@ pub struct Input {
     pub obs: Vec<Obs>,
     pub control: Vec<ControlObs>,
     pub traces: Vec<TraceObs>,
+    /// Routers' ICMP errors to the VPs' probes (localization evidence).
+    #[serde(default)]
+    pub probe_errors: Vec<ProbeErrorObs>,
 }
 
 /// Tunables. Defaults are what darkwatch ships; see each field.
@@ -234,6 +249,26 @@ pub struct Localization {
     /// elsewhere.
     #[serde(default)]
     pub agreeing: usize,
+    /// Routers' ICMP errors to the VPs' probes combined: one per VP, round
+    /// and router (every VP, every round of the verdict).
+    #[serde(default)]
+    pub probe_errors: usize,
+    /// Of those, the ones sent by `last_hop`.
+    #[serde(default)]
+    pub probe_errors_agreeing: usize,
+}
+
+impl Localization {
+    /// Pieces of evidence combined: failing traces and routers' errors to
+    /// probes.
+    pub fn evidence(&self) -> usize {
+        self.traces + self.probe_errors
+    }
+
+    /// Of those, the pieces that name `last_hop` as where the path ends.
+    pub fn evidence_agreeing(&self) -> usize {
+        self.agreeing + self.probe_errors_agreeing
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -416,8 +451,14 @@ pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, Correlate
     let summaries = summaries::build(input, &grid, &scopes, params);
     let mut verdicts = verdicts::detect(&input.vps, &grid, &health, &scopes, params);
     for v in &mut verdicts {
-        v.verdict.localization =
-            localize::localize(&input.vps, &input.traces, input.last_round, v, &scopes);
+        v.verdict.localization = localize::localize(
+            &input.vps,
+            &input.traces,
+            &input.probe_errors,
+            input.last_round,
+            v,
+            &scopes,
+        );
     }
     let verdicts = verdicts.into_iter().map(|v| v.verdict).collect();
     Ok(Output {

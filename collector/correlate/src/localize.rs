@@ -16,17 +16,27 @@
 //! way (a VP whose traces the border never answered does not veto it);
 //! without a common hop, the most common end. Only blackouts and partial outages are
 //! localized.
+//!
+//! The agents' probes are evidence too: a router that answers a probe to a
+//! dark block with an ICMP error (net/host unreachable, time exceeded) says
+//! the path ends there. A border that rate-limits its errors strictly may
+//! spend its whole budget on the probes and answer no traceroute, so each
+//! router whose errors answered a VP's probes to the verdict's prefixes
+//! joins that VP's path as its end (`with_error_sources`), and counts once
+//! per VP and round (`Localization::probe_errors`, and of those
+//! `probe_errors_agreeing`, the ones from the hop named).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::scopes::Scopes;
 use crate::verdicts::Detected;
-use crate::{Kind, Localization, TraceObs, VpId};
+use crate::{Kind, Localization, ProbeErrorObs, TraceObs, VpId};
 
 pub(crate) fn localize(
     vp_names: &[String],
     traces: &[TraceObs],
+    probe_errors: &[ProbeErrorObs],
     last_round: u64,
     d: &Detected,
     scopes: &Scopes,
@@ -35,14 +45,14 @@ pub(crate) fn localize(
     if v.kind == Kind::Instability {
         return None;
     }
-    let in_rounds =
-        |t: &TraceObs| t.round >= v.start_round && v.end_round.is_none_or(|e| t.round < e);
+    let in_rounds = |round: u64| {
+        round >= v.start_round && round <= last_round && v.end_round.is_none_or(|e| round < e)
+    };
     let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
     for t in traces {
         if t.reached
-            || t.round > last_round
             || !d.vps.contains(&t.vp)
-            || !in_rounds(t)
+            || !in_rounds(t.round)
             || !v.prefixes.iter().any(|p| p.contains(&t.target))
         {
             continue;
@@ -55,11 +65,36 @@ pub(crate) fn localize(
             .collect();
         by_vp.entry(t.vp).or_default().push(path);
     }
-    if by_vp.is_empty() {
+    // One piece of evidence per VP, round and router whose errors answered
+    // probes to the verdict's prefixes.
+    let errors: BTreeSet<(VpId, u64, IpAddr)> = probe_errors
+        .iter()
+        .filter(|e| {
+            d.vps.contains(&e.vp)
+                && in_rounds(e.round)
+                && e.blocks
+                    .iter()
+                    .any(|b| v.prefixes.iter().any(|p| p.contains(b) || b.contains(p)))
+        })
+        .map(|e| (e.vp, e.round, e.from))
+        .collect();
+    let mut ends: BTreeMap<VpId, Vec<IpAddr>> = BTreeMap::new();
+    for &(vp, _, from) in &errors {
+        ends.entry(vp).or_default().push(from);
+    }
+    let vps: BTreeSet<VpId> = by_vp.keys().chain(ends.keys()).copied().collect();
+    if vps.is_empty() {
         return None;
     }
     let pooled = support(by_vp.values().flatten());
-    let reach: Vec<Vec<IpAddr>> = by_vp.values().map(|p| reached_path(p, &pooled)).collect();
+    let reach: Vec<Vec<IpAddr>> = vps
+        .iter()
+        .map(|vp| {
+            let traces = by_vp.get(vp).map_or(&[][..], Vec::as_slice);
+            let ends = ends.get(vp).map_or(&[][..], Vec::as_slice);
+            with_error_sources(reached_path(traces, &pooled), ends)
+        })
+        .collect();
     let last_hop = common_last_hop(&reach)
         .map(|c| extend_past(c, &reach))
         .or_else(|| most_common_last(&reach));
@@ -69,14 +104,16 @@ pub(crate) fn localize(
         .flatten()
         .filter(|p| last_hop.is_some() && p.last().copied() == last_hop)
         .count();
+    let probe_errors = errors.len();
+    let probe_errors_agreeing = errors.iter().filter(|e| Some(e.2) == last_hop).count();
     let inside_target = last_hop.is_some_and(|h| {
         scopes.defs[d.scope]
             .prefixes
             .iter()
             .any(|&q| scopes.prefix_nets[q as usize].contains(&h))
     });
-    let mut vantage_points: Vec<String> = by_vp
-        .keys()
+    let mut vantage_points: Vec<String> = vps
+        .iter()
         .map(|&vp| vp_names[vp as usize].clone())
         .collect();
     vantage_points.sort();
@@ -86,7 +123,30 @@ pub(crate) fn localize(
         vantage_points,
         traces,
         agreeing,
+        probe_errors,
+        probe_errors_agreeing,
     })
+}
+
+/// One VP's reached path with the routers whose ICMP errors answered its
+/// probes (`sources`, one entry per round): a router that says it has no
+/// route is where the path ends, whether or not a traceroute ever got an
+/// answer from it (its error budget may have gone to the probes). Sources
+/// the path already holds stay where they are; the others follow its end,
+/// the most frequent last.
+fn with_error_sources(mut path: Vec<IpAddr>, sources: &[IpAddr]) -> Vec<IpAddr> {
+    let mut count: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for &s in sources {
+        *count.entry(s).or_default() += 1;
+    }
+    let mut extra: Vec<(usize, IpAddr)> = count
+        .into_iter()
+        .filter(|(s, _)| !path.contains(s))
+        .map(|(s, n)| (n, s))
+        .collect();
+    extra.sort();
+    path.extend(extra.into_iter().map(|(_, s)| s));
+    path
 }
 
 /// How many traces each hop answered.
@@ -266,6 +326,34 @@ mod tests {
         let vp2 = [near.clone(), near.clone(), near.clone()];
         let pooled = support(vp1.iter().chain(vp2.iter()));
         assert_eq!(reached_path(&vp1, &pooled), near);
+    }
+
+    #[test]
+    fn a_router_that_answered_the_probes_ends_the_path_it_never_answered_traces_for() {
+        let gw1 = path(&["192.0.2.1", "203.0.113.242"]);
+        let gw2 = path(&["192.0.2.2", "203.0.113.242"]);
+        let border = ip("203.0.113.244");
+        let vp1 = with_error_sources(gw1.clone(), &[border, border]);
+        let vp2 = with_error_sources(gw2.clone(), &[border]);
+        assert_eq!(vp1, path(&["192.0.2.1", "203.0.113.242", "203.0.113.244"]));
+        let reach = [vp1, vp2.clone()];
+        assert_eq!(common_last_hop(&reach), Some(border));
+        // A VP without errors does not veto where the others' paths end.
+        let reach = [gw1.clone(), vp2];
+        let c = common_last_hop(&reach).unwrap();
+        assert_eq!(extend_past(c, &reach), border);
+        // A source the path already holds keeps its place; several new
+        // ones follow the end, the most frequent last.
+        assert_eq!(with_error_sources(gw1.clone(), &[ip("192.0.2.1")]), gw1);
+        assert_eq!(
+            with_error_sources(gw1, &[border, ip("203.0.113.250"), border]),
+            path(&[
+                "192.0.2.1",
+                "203.0.113.242",
+                "203.0.113.250",
+                "203.0.113.244"
+            ])
+        );
     }
 
     #[test]

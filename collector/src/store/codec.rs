@@ -12,7 +12,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{
-    AgentInfo, AgentObservation, AgentTrace, Alerted, Campaign, StoreError, Verdict, VpFault,
+    AgentInfo, AgentObservation, AgentProbeErrors, AgentTrace, Alerted, Campaign, StoreError,
+    Verdict, VpFault,
 };
 
 pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
@@ -126,6 +127,20 @@ pub(super) fn trace_from_row(r: &AnyRow) -> Result<AgentTrace, StoreError> {
             last_responding: last
                 .map(|s| parse(&s, "trace last_responding"))
                 .transpose()?,
+            ts_ms: r.try_get("ts_ms")?,
+        },
+    })
+}
+
+pub(super) fn probe_errors_from_row(r: &AnyRow) -> Result<AgentProbeErrors, StoreError> {
+    Ok(AgentProbeErrors {
+        agent: r.try_get("agent")?,
+        errors: darkwatch_schema::ProbeErrors {
+            campaign: r.try_get("campaign")?,
+            round: to_u64(r.try_get("round")?, "probe errors round")?,
+            from: parse(&r.try_get::<String, _>("source")?, "probe errors source")?,
+            blocks: from_json(&r.try_get::<String, _>("blocks")?, "probe errors blocks")?,
+            errors: u32::try_from(r.try_get::<i64, _>("errors")?).unwrap_or(u32::MAX),
             ts_ms: r.try_get("ts_ms")?,
         },
     })

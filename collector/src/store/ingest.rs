@@ -105,6 +105,22 @@ pub(super) async fn insert_batch(
         }
         traces_stored += q.execute(&mut *conn).await?.rows_affected();
     }
+    for chunk in batch.probe_errors.chunks(INSERT_CHUNK) {
+        let sql = multi_insert_with("probe_errors", PROBE_ERROR_COLS, chunk.len(), positional);
+        let mut q = sqlx::query(&sql);
+        for p in chunk {
+            q = q
+                .bind(agent)
+                .bind(&p.campaign)
+                .bind(to_i64(p.round, "round")?)
+                .bind(p.from.to_string())
+                .bind(p.blocks.first().map(|b| b.to_string()).unwrap_or_default())
+                .bind(json(&p.blocks)?)
+                .bind(i64::from(p.errors))
+                .bind(p.ts_ms);
+        }
+        q.execute(&mut *conn).await?;
+    }
     super::census::write_reported(conn, agent, batch, now_ms).await?;
     super::timing::write_rounds(conn, agent, &batch.rounds, now_ms).await?;
 
@@ -254,6 +270,16 @@ const OBS_COLS: &[&str] = &[
     "control",
     "ts_ms",
     "round_ms",
+];
+const PROBE_ERROR_COLS: &[&str] = &[
+    "agent",
+    "campaign",
+    "round",
+    "source",
+    "first_block",
+    "blocks",
+    "errors",
+    "ts_ms",
 ];
 const TRACE_COLS: &[&str] = &[
     "agent",

@@ -215,6 +215,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // that retention drops days (`partitions`). Not plain DDL: see
     // `raw_by_time`.
     (7, ""),
+    // The routers whose ICMP errors answered an agent's probes in a round
+    // (`ReportBatch::probe_errors`): localization evidence beside the
+    // traces. One row per record; `blocks` is a JSON list, `first_block`
+    // tells apart the records of one router split over several.
+    (
+        8,
+        "CREATE TABLE IF NOT EXISTS probe_errors (
+        agent TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        round BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        first_block TEXT NOT NULL,
+        blocks TEXT NOT NULL,
+        errors BIGINT NOT NULL,
+        ts_ms BIGINT NOT NULL,
+        PRIMARY KEY (campaign, round, agent, source, first_block)
+    )",
+    ),
     // Round timing (`timing`): one row per agent's round of a campaign,
     // from the batches' `rounds` (when it started and ended, whether on
     // time). `status` reads each agent's latest per campaign (the key) and

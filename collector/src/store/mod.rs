@@ -154,6 +154,15 @@ pub struct AgentTrace {
     pub trace: TraceObservation,
 }
 
+/// Routers' ICMP errors to an agent's probes (see
+/// `darkwatch_schema::ProbeErrors`), with the agent that saw them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentProbeErrors {
+    pub agent: String,
+    #[serde(flatten)]
+    pub errors: darkwatch_schema::ProbeErrors,
+}
+
 /// One agent's packed round chunk as stored (`rounds`): the compressed
 /// columns of `darkwatch_schema::packed`, indices into block space `space`.
 #[derive(Debug, Clone, PartialEq)]
@@ -398,6 +407,12 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         rounds: RangeInclusive<u64>,
     ) -> impl Future<Output = Result<Vec<AgentTrace>, StoreError>> + Send;
+    /// The routers' ICMP errors to agents' probes in a round range.
+    fn probe_errors(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> impl Future<Output = Result<Vec<AgentProbeErrors>, StoreError>> + Send;
 
     // --- verdicts ---
     /// Writes verdicts in one transaction: inserts those with id 0, updates

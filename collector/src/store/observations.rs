@@ -8,10 +8,10 @@ use darkwatch_schema::{BatchAck, ReportBatch};
 use sqlx::Row;
 use tokio::sync::oneshot;
 
-use super::codec::{clamp, observation_from_row, to_u64, trace_from_row};
+use super::codec::{clamp, observation_from_row, probe_errors_from_row, to_u64, trace_from_row};
 use super::ingest::{insert_batch, IngestJob};
 use super::sql::SqlStore;
-use super::{AgentObservation, AgentTrace, Spaces, StoreError};
+use super::{AgentObservation, AgentProbeErrors, AgentTrace, Spaces, StoreError};
 
 pub(super) async fn ingest(
     s: &SqlStore,
@@ -100,6 +100,8 @@ pub(super) async fn round_versions(
          UNION ALL SELECT round, CAST(2 AS BIGINT) AS kind, COUNT(*) AS n FROM round_records
          WHERE campaign = $1 AND round >= $2 AND round <= $3 GROUP BY round
          UNION ALL SELECT round, CAST(3 AS BIGINT) AS kind, COUNT(*) AS n FROM traces
+         WHERE campaign = $1 AND round >= $2 AND round <= $3 GROUP BY round
+         UNION ALL SELECT round, CAST(4 AS BIGINT) AS kind, COUNT(*) AS n FROM probe_errors
          WHERE campaign = $1 AND round >= $2 AND round <= $3 GROUP BY round",
     )
     .bind(campaign)
@@ -119,7 +121,8 @@ pub(super) async fn round_versions(
             0x9e37_79b9_7f4a_7c15,
             0xbf58_476d_1ce4_e5b9,
             0x94d0_49bb_1331_11eb,
-        ][(kind as usize).clamp(1, 3) - 1];
+            0xd6e8_feb8_6659_fd93,
+        ][(kind as usize).clamp(1, 4) - 1];
         let e = out.entry(round).or_default();
         *e = e.wrapping_add((n as u64).wrapping_mul(mult));
     }
@@ -149,6 +152,24 @@ pub(super) async fn traces(
     .fetch_all(&s.pool)
     .await?;
     rows.iter().map(trace_from_row).collect()
+}
+
+pub(super) async fn probe_errors(
+    s: &SqlStore,
+    campaign: &str,
+    rounds: RangeInclusive<u64>,
+) -> Result<Vec<AgentProbeErrors>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT agent, campaign, round, source, blocks, errors, ts_ms
+         FROM probe_errors WHERE campaign = $1 AND round >= $2 AND round <= $3
+         ORDER BY round, agent, source, first_block",
+    )
+    .bind(campaign)
+    .bind(clamp(*rounds.start()))
+    .bind(clamp(*rounds.end()))
+    .fetch_all(&s.pool)
+    .await?;
+    rows.iter().map(probe_errors_from_row).collect()
 }
 
 /// Observations of a campaign in a round range, control targets or not.

@@ -334,7 +334,7 @@ pub(super) async fn db_now_ms(pool: &AnyPool) -> Result<i64, StoreError> {
 }
 
 /// Deletes up to `limit` rows of `campaign` before `before_round` from
-/// each default partition, from traces and from round timing (by ctid: unique within one
+/// each default partition, from traces, round timing and probe errors (by ctid: unique within one
 /// table, which a partitioned parent is not).
 pub(super) async fn purge_unpartitioned(
     pool: &AnyPool,
@@ -348,6 +348,7 @@ pub(super) async fn purge_unpartitioned(
         "observations_default",
         "traces",
         "agent_rounds",
+        "probe_errors",
     ] {
         let sql = format!(
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}

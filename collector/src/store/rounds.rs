@@ -239,7 +239,13 @@ pub(super) async fn purge_raw(
     limit: u64,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
-    for table in ["round_records", "observations", "traces", "agent_rounds"] {
+    for table in [
+        "round_records",
+        "observations",
+        "traces",
+        "agent_rounds",
+        "probe_errors",
+    ] {
         let sql = format!(
             "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}
              WHERE campaign = $1 AND round < $2 LIMIT $3)"

@@ -24,9 +24,9 @@ use super::ingest::{group_writer, IngestJob, GROUP_QUEUE};
 use super::url::{resolve_url, Backend};
 use super::{
     agents, census, leases, migrations, observations, partitions, rounds, summaries, timing,
-    verdicts, AgentCoverage, AgentInfo, AgentObservation, AgentTrace, AuthOutcome, Campaign,
-    CampaignSpec, RoundRecord, RoundTiming, ScopeSummary, Store, StoreCounts, StoreError,
-    StoredSpace, SummaryKey, SummaryRound, Verdict, VpFault,
+    verdicts, AgentCoverage, AgentInfo, AgentObservation, AgentProbeErrors, AgentTrace,
+    AuthOutcome, Campaign, CampaignSpec, RoundRecord, RoundTiming, ScopeSummary, Store,
+    StoreCounts, StoreError, StoredSpace, SummaryKey, SummaryRound, Verdict, VpFault,
 };
 use crate::clock::{Clock, SystemClock};
 use darkwatch_correlate::Scope;
@@ -295,6 +295,14 @@ impl Store for SqlStore {
         rounds: RangeInclusive<u64>,
     ) -> Result<Vec<AgentTrace>, StoreError> {
         observations::traces(self, campaign, rounds).await
+    }
+
+    async fn probe_errors(
+        &self,
+        campaign: &str,
+        rounds: RangeInclusive<u64>,
+    ) -> Result<Vec<AgentProbeErrors>, StoreError> {
+        observations::probe_errors(self, campaign, rounds).await
     }
 
     async fn save_verdicts(&self, vs: &[Verdict]) -> Result<Vec<i64>, StoreError> {

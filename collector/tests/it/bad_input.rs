@@ -64,6 +64,7 @@ fn batch(blocks: u8) -> ReportBatch {
         census: Vec::new(),
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 

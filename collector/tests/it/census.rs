@@ -47,6 +47,7 @@ fn extras(coverage: Vec<Coverage>, census: Vec<CampaignCensus>) -> ReportBatch {
         census,
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 

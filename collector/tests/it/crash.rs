@@ -52,6 +52,7 @@ fn make_batch(a: usize, seq: u64, first_round: u64) -> ReportBatch {
         census: Vec::new(),
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 

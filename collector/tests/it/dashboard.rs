@@ -194,6 +194,7 @@ fn vp_batch(
         census: Vec::new(),
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 
@@ -300,6 +301,7 @@ impl Fixture {
             census: vec![],
             packed: Vec::new(),
             rounds: Vec::new(),
+            probe_errors: Vec::new(),
         };
         store
             .ingest(VPS[0], &coverage, now)

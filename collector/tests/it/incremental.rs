@@ -76,6 +76,7 @@ fn reports(vp: &str, rounds: impl Iterator<Item = u64>) -> ReportBatch {
         census: vec![],
         packed: vec![],
         rounds: vec![],
+        probe_errors: vec![],
     }
 }
 

@@ -90,6 +90,7 @@ fn batch(campaign: &str, interval: u64, blocks: u8) -> ReportBatch {
         census: Vec::new(),
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 

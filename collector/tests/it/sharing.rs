@@ -86,6 +86,7 @@ fn reports(rounds: std::ops::RangeInclusive<u64>, dark_until: u64) -> ReportBatc
         census: vec![],
         packed,
         rounds: vec![],
+        probe_errors: Vec::new(),
     }
 }
 

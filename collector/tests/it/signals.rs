@@ -85,6 +85,7 @@ fn reports(first: u64, rounds: impl Iterator<Item = u64>) -> ReportBatch {
         census: vec![],
         packed: vec![],
         rounds: vec![],
+        probe_errors: Vec::new(),
     }
 }
 

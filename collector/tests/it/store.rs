@@ -36,6 +36,7 @@ pub(crate) fn batch(observations: Vec<BlockObservation>) -> ReportBatch {
         census: Vec::new(),
         packed: Vec::new(),
         rounds: Vec::new(),
+        probe_errors: Vec::new(),
     }
 }
 
@@ -101,6 +102,44 @@ async fn queries_split_rounds_and_control(db: &str) {
         .await
         .expect("query");
     assert_eq!(none.iter().map(|(round, _)| *round).max(), None);
+
+    // Routers' errors to the probes are stored per record, read back by
+    // round range, stored once per batch, and purged with the raw rounds.
+    let errors = |round: u64, first: u8| darkwatch_schema::ProbeErrors {
+        campaign: "kp".into(),
+        round,
+        from: "203.0.113.244".parse().expect("addr"),
+        blocks: vec![
+            format!("198.18.{first}.0/24").parse().expect("net"),
+            format!("198.18.{}.0/24", first + 1).parse().expect("net"),
+        ],
+        errors: 5,
+        ts_ms: T0 + round as i64,
+    };
+    let mut b = batch(vec![]);
+    b.probe_errors = vec![errors(10, 0), errors(10, 4), errors(11, 0)];
+    store.ingest("a", &b, T0).await.expect("ingest");
+    store.ingest("a", &b, T0).await.expect("ingest again");
+    let got = store.probe_errors("kp", 10..=10).await.expect("query");
+    assert_eq!(
+        got.iter().map(|p| p.errors.clone()).collect::<Vec<_>>(),
+        [errors(10, 0), errors(10, 4)]
+    );
+    assert!(got.iter().all(|p| p.agent == "a"));
+    store.purge_raw("kp", 11, 1000).await.expect("purge");
+    assert!(store
+        .probe_errors("kp", 0..=10)
+        .await
+        .expect("query")
+        .is_empty());
+    assert_eq!(
+        store
+            .probe_errors("kp", 11..=11)
+            .await
+            .expect("query")
+            .len(),
+        1
+    );
     store.close().await;
 }
 
@@ -156,6 +195,8 @@ async fn verdicts_faults_and_leases(db: &str) {
             vantage_points: vec!["a".into()],
             traces: 2,
             agreeing: 2,
+            probe_errors: 3,
+            probe_errors_agreeing: 1,
         }),
         updated_ms: T0,
         alerted: Alerted {
@@ -561,7 +602,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 10]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10]);
     sqlx::Connection::close(conn).await.expect("close");
 
     // Verdicts stored before were alerted as they stand.

@@ -41,6 +41,7 @@ fn batch(rounds: Vec<RoundInfo>) -> ReportBatch {
         census: vec![],
         packed: vec![],
         rounds,
+        probe_errors: vec![],
     }
 }
 

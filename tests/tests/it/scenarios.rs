@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use darkwatch_tests::harness::{
-    self, current_round, verdicts, wait_for, Db, Deployment, Timing, COUNTRY,
+    self, current_round, db_query, verdicts, wait_for, Db, Deployment, Timing, COUNTRY,
 };
 use darkwatch_tests::webhook::WebhookSink;
 use darkwatch_tests::{lab_or_skip, Lab, LabConfig, Node};
@@ -659,7 +659,6 @@ fn s11_heavy_loss_and_one_flapping_prefix() {
 }
 
 #[test]
-#[ignore = "known failure (issue 17): the agents' probes to the dark country use up the border's strict ICMP error budget, so traceroutes rarely see the border; localization must also count the probes' own unreachables"]
 fn s12_blackout_behind_a_strictly_rate_limited_border_is_localized_there() {
     scenario_in(
         "s12-ratelimit",
@@ -701,13 +700,23 @@ fn s12_blackout_behind_a_strictly_rate_limited_border_is_localized_there() {
             );
             measure("s12", "traces", &loc["traces"]);
             measure("s12", "agreeing", &loc["agreeing"]);
+            measure("s12", "probe_errors", &loc["probe_errors"]);
+            measure(
+                "s12",
+                "probe_errors_agreeing",
+                &loc["probe_errors_agreeing"],
+            );
             let v = got?;
             let loc = &v["localization"];
+            // The evidence: failing traces and the routers' errors to the
+            // probes; some of it names the border, never more than there is.
+            let n = |k: &str| loc[k].as_u64().unwrap_or(0);
             ensure!(
-                loc["traces"].as_u64().unwrap_or(0) >= 2
-                    && loc["agreeing"].as_u64().unwrap_or(0) >= 1
-                    && loc["agreeing"].as_u64() <= loc["traces"].as_u64(),
-                "trace counts: {loc}"
+                n("traces") >= 2
+                    && n("agreeing") <= n("traces")
+                    && n("probe_errors_agreeing") <= n("probe_errors")
+                    && n("agreeing") + n("probe_errors_agreeing") >= 1,
+                "evidence counts: {loc}"
             );
             let restore_round = current_round(interval(d));
             for p in lab.country_prefixes() {
@@ -720,10 +729,40 @@ fn s12_blackout_behind_a_strictly_rate_limited_border_is_localized_there() {
             measure("s12", "end_rounds", end.saturating_sub(restore_round));
             // The verdicts as finally stored, every trace of their rounds in.
             d.rounds(1);
+            let all = d.outages()?;
+            measure("s12", "outages_naming_border", naming_border(lab, &all)?);
+            if let Some(v) = country_blackout(&all) {
+                let loc = &v["localization"];
+                for k in [
+                    "traces",
+                    "agreeing",
+                    "probe_errors",
+                    "probe_errors_agreeing",
+                ] {
+                    measure("s12", &format!("final_{k}"), &loc[k]);
+                }
+            }
+            // Where the border's errors went: traces it answered, and
+            // (agent, round) pairs whose probes it answered.
+            let count = |sql: &str| -> Result<String> {
+                Ok(db_query(&d.collector.db_url, sql)?
+                    .first()
+                    .and_then(|r| r.first().cloned())
+                    .unwrap_or_default())
+            };
             measure(
                 "s12",
-                "outages_naming_border",
-                naming_border(lab, &d.outages()?)?,
+                "traces_answered_by_border",
+                count(&format!(
+                    "SELECT COUNT(*) FROM traces WHERE last_responding = '{border}'"
+                ))?,
+            );
+            measure(
+                "s12",
+                "rounds_with_border_errors",
+                count(&format!(
+                    "SELECT COUNT(*) FROM probe_errors WHERE source = '{border}'"
+                ))?,
             );
             ensure!(
                 end >= restore_round && end <= restore_round + 2,

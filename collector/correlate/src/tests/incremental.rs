@@ -1,5 +1,6 @@
 //! The incremental engine against the batch core: on random timelines
-//! (outages, VP faults, flapping, loss, uncertain reports, traces, missing
+//! (outages, VP faults, flapping, loss, uncertain reports, traces, routers'
+//! errors to probes, missing
 //! rounds and VPs), delivered out of order (late rounds after later ones
 //! were judged, a round delivered in parts, a round withdrawn) while the
 //! window slides, the engine's output after every update equals
@@ -18,6 +19,7 @@ struct RoundData {
     obs: Vec<Obs>,
     control: Vec<ControlObs>,
     traces: Vec<TraceObs>,
+    probe_errors: Vec<ProbeErrorObs>,
 }
 
 struct Timeline {
@@ -150,6 +152,15 @@ fn timeline(rng: &mut Rng, steps: u64) -> Timeline {
                     if !dark {
                         hops.push(trace_target(p, bpp));
                     }
+                    if dark && rng.chance(0.5) {
+                        // The border (or the hop past it) answered probes.
+                        d.probe_errors.push(ProbeErrorObs {
+                            vp: v as u32,
+                            round: r,
+                            from: hops[1 + pick(rng, hops.len() as u64 - 1) as usize],
+                            blocks: vec![prefix_net(p, bpp)],
+                        });
+                    }
                     d.traces.push(TraceObs {
                         vp: v as u32,
                         round: r,
@@ -252,6 +263,12 @@ fn batch_input(t: &Timeline, delivered: &BTreeMap<u64, RoundData>, first: u64, l
             vp: id(x.vp),
             ..x.clone()
         }));
+        input
+            .probe_errors
+            .extend(d.probe_errors.iter().map(|e| ProbeErrorObs {
+                vp: id(e.vp),
+                ..e.clone()
+            }));
     }
     input
 }
@@ -262,6 +279,12 @@ fn part(d: &RoundData, keep: impl Fn(u32) -> bool) -> RoundData {
         obs: d.obs.iter().filter(|o| keep(o.vp)).copied().collect(),
         control: d.control.iter().filter(|c| keep(c.vp)).copied().collect(),
         traces: d.traces.iter().filter(|x| keep(x.vp)).cloned().collect(),
+        probe_errors: d
+            .probe_errors
+            .iter()
+            .filter(|e| keep(e.vp))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -313,7 +336,11 @@ fn run_case(seed: u64) {
         engine.set_window(first, now).unwrap();
         delivered = delivered.split_off(&first);
         if *round >= first {
-            if data.obs.is_empty() && data.control.is_empty() && data.traces.is_empty() {
+            if data.obs.is_empty()
+                && data.control.is_empty()
+                && data.traces.is_empty()
+                && data.probe_errors.is_empty()
+            {
                 delivered.remove(round);
             } else {
                 delivered.insert(*round, data.clone());
@@ -344,7 +371,14 @@ fn run_case(seed: u64) {
                 ..*o
             })
             .collect();
-        engine.update_round(*round, &t.vps, &obs, &data.control, &data.traces);
+        engine.update_round(
+            *round,
+            &t.vps,
+            &obs,
+            &data.control,
+            &data.traces,
+            &data.probe_errors,
+        );
         // Judge after most updates, not all: several updates per pass.
         if rng.chance(0.3) && i + 1 < events.len() {
             continue;
@@ -404,7 +438,7 @@ fn a_new_round_recomputes_a_bounded_number_of_rounds() {
         engine
             .set_window(r.saturating_sub(window - 1).max(100), r)
             .unwrap();
-        engine.update_round(r, &t.vps, &d.obs, &d.control, &d.traces);
+        engine.update_round(r, &t.vps, &d.obs, &d.control, &d.traces, &d.probe_errors);
         engine.output();
         if r > 100 + window {
             worst = worst.max(engine.recomputed());
@@ -417,7 +451,7 @@ fn a_new_round_recomputes_a_bounded_number_of_rounds() {
     for o in &mut d.obs {
         o.state = BlockState::Down;
     }
-    engine.update_round(late, &t.vps, &d.obs, &d.control, &d.traces);
+    engine.update_round(late, &t.vps, &d.obs, &d.control, &d.traces, &d.probe_errors);
     engine.output();
     assert!(
         engine.recomputed() < 15,

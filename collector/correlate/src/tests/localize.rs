@@ -87,3 +87,63 @@ fn no_traces_no_localization() {
     };
     assert_eq!(sim.run().verdicts[0].localization, None);
 }
+
+#[test]
+fn a_border_that_answers_only_the_probes_is_named() {
+    // The border's errors all went to the probes: every trace ends at the
+    // VP's own gateway, and each VP's probes to the dark prefix drew a "no
+    // route" from the border in every dark round.
+    let sim = Sim {
+        net: dark_when(|a| a.prefix == 2 && (10..20).contains(&a.t)),
+        traces: Box::new(move |v, t, p| {
+            (p == 2 && (10..20).contains(&t)).then(|| {
+                (
+                    vec![ip(&format!("192.0.2.{}", v + 1)), ip("198.51.100.1")],
+                    false,
+                )
+            })
+        }),
+        ..Sim::default()
+    };
+    let mut input = sim.input();
+    let border = ip("203.0.113.1");
+    let dark: Vec<IpNet> = input
+        .blocks
+        .iter()
+        .filter(|b| b.prefix == 2)
+        .map(|b| b.net)
+        .collect();
+    for t in 10..20 {
+        for vp in 0..3 {
+            input.probe_errors.push(ProbeErrorObs {
+                vp,
+                round: r(t),
+                from: border,
+                blocks: dark.clone(),
+            });
+        }
+        // A stray error for a block that is not dark is not evidence.
+        input.probe_errors.push(ProbeErrorObs {
+            vp: 0,
+            round: r(t),
+            from: ip("198.51.100.77"),
+            blocks: vec![input.blocks[0].net],
+        });
+    }
+    let out = correlate(&input, &Params::default());
+    assert!(!out.verdicts.is_empty());
+    for v in &out.verdicts {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(border), "{l:?}");
+        assert_eq!(l.agreeing, 0);
+        assert_eq!(l.probe_errors, 3 * dark_rounds(v));
+        assert_eq!(l.probe_errors_agreeing, l.probe_errors);
+        assert_eq!(l.evidence(), l.traces + l.probe_errors);
+        assert_eq!(l.evidence_agreeing(), l.probe_errors);
+    }
+    // Without the errors the same traces name the gateways' shared hop.
+    input.probe_errors.clear();
+    let out = correlate(&input, &Params::default());
+    let l = out.verdicts[0].localization.as_ref().expect("localized");
+    assert_eq!(l.last_hop, Some(ip("198.51.100.1")));
+}

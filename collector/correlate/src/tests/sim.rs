@@ -101,6 +101,10 @@ pub(super) struct Sim {
     pub(super) traces: TraceFn,
     /// The agents' `probe.max_probes`.
     pub(super) max_probes: u32,
+    /// The agents' `probe.min_campaign_probes`: probes a round sends at
+    /// least over the whole country (per VP), spread over its blocks; an up
+    /// block keeps being probed past its first reply up to its share.
+    pub(super) min_campaign_probes: u32,
 }
 
 impl Default for Sim {
@@ -119,9 +123,13 @@ impl Default for Sim {
             missing: Box::new(|_| false),
             traces: Box::new(|_, _, _| None),
             max_probes: 15,
+            min_campaign_probes: MIN_CAMPAIGN_PROBES,
         }
     }
 }
+
+/// The agents' default `probe.min_campaign_probes`.
+pub(super) const MIN_CAMPAIGN_PROBES: u32 = 16;
 
 pub(super) fn prefix_net(p: usize, bpp: usize) -> IpNet {
     let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (p * bpp * 256) as u32;
@@ -166,19 +174,24 @@ impl Tracker {
     fn round(
         &mut self,
         max_probes: u32,
+        min_probes: u32,
         mut answered: impl FnMut() -> bool,
     ) -> (u32, u32, BlockState) {
         self.belief = self.belief.clamp(0.01, 0.99);
         let mut outcomes = Vec::new();
-        while (outcomes.len() as u32) < max_probes {
+        let mut replied = false;
+        // Until the first reply, or the budget unanswered; an answered
+        // block goes on to its share of the campaign's minimum.
+        while (outcomes.len() as u32) < if replied { min_probes } else { max_probes } {
             let ok = answered();
             outcomes.push(ok);
             if ok {
                 self.belief = 0.99;
-                break;
+                replied = true;
+            } else if !replied {
+                let lost = (1.0 - self.availability) * self.belief;
+                self.belief = lost / (lost + 1.0 - self.belief);
             }
-            let lost = (1.0 - self.availability) * self.belief;
-            self.belief = lost / (lost + 1.0 - self.belief);
         }
         self.belief = self.belief.clamp(0.01, 0.99);
         let state = self.state();
@@ -248,6 +261,10 @@ impl Sim {
         };
         let mut rng = Rng::new(self.seed);
         let mut trackers = vec![Tracker::default(); self.vps * blocks.len()];
+        let min_probes = self
+            .min_campaign_probes
+            .div_ceil(blocks.len().max(1) as u32)
+            .max(1);
         for t in 0..self.steps {
             // The agents keep probing while the collector is down: simulate,
             // then drop the reports.
@@ -283,7 +300,7 @@ impl Sim {
                                 Net::Dark => 1.0,
                                 _ => self.loss,
                             };
-                            tracker.round(self.max_probes, || !rng.chance(p))
+                            tracker.round(self.max_probes, min_probes, || !rng.chance(p))
                         }
                     };
                     if keep {
