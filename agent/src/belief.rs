@@ -19,14 +19,13 @@
 //!
 //! An agent keeps one tracker per block for hundreds of thousands of blocks,
 //! so the ever-responsive set is a [`Responsive`]: a 32-byte bitmap of host
-//! octets for IPv4 /24 blocks, and the round's state is boxed and exists
-//! only while a round runs.
+//! octets for IPv4 /24 blocks, and a round's state is a few counters (no
+//! heap, nothing collected or shuffled per round).
 
 use std::net::IpAddr;
 
 use darkwatch_schema::BlockState;
 use ipnet::IpNet;
-use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -137,6 +136,30 @@ impl Responsive {
         }
     }
 
+    /// The `i`-th address in ascending order, without iterating.
+    pub fn nth(&self, i: usize) -> Option<IpAddr> {
+        match self {
+            Responsive::V4Block { net, hosts } => {
+                let mut i = u32::try_from(i).ok()?;
+                for (w, &word) in hosts.iter().enumerate() {
+                    let ones = word.count_ones();
+                    if i < ones {
+                        // Clear the lowest `i` set bits; the next is the one.
+                        let mut x = word;
+                        for _ in 0..i {
+                            x &= x - 1;
+                        }
+                        let h = (w as u32) * 64 + x.trailing_zeros();
+                        return Some(IpAddr::from([net[0], net[1], net[2], h as u8]));
+                    }
+                    i -= ones;
+                }
+                None
+            }
+            Responsive::List(v) => v.get(i).copied(),
+        }
+    }
+
     /// The addresses, in ascending order.
     pub fn iter(&self) -> ResponsiveIter<'_> {
         match self {
@@ -203,19 +226,37 @@ pub struct BlockTracker {
     pub availability: f64,
     /// State of the round in progress; not persisted (a round never spans runs).
     #[serde(skip)]
-    round: Option<Box<RoundProgress>>,
+    round: Option<RoundProgress>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A round in progress, without heap: the round's probe order is a random
+/// walk over the `n` known addresses, `start, start + stride, ...` (mod
+/// `n`, `stride` coprime with `n`), so no address repeats before all were
+/// probed and the first probe is uniform over them; nothing is collected
+/// or shuffled. A round ends at its first reply, so its outcomes are
+/// `answered` probes of which only the last may be a reply.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct RoundProgress {
-    order: Vec<IpAddr>,
-    next: usize,
-    max_probes: u32,
-    /// Outcome of each probe, in order (true = reply).
-    outcomes: Vec<bool>,
+    n: u32,
+    start: u32,
+    stride: u32,
+    /// Targets handed out, and outcomes received (at most `max_probes`,
+    /// itself capped at 255: a tracker must stay small).
+    sent: u8,
+    answered: u8,
+    max_probes: u8,
+    /// The last outcome was a reply (the round's only one).
+    replied: bool,
     /// An ICMP unreachable from outside the block came back this round.
     cut: bool,
     done: bool,
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 fn clamp_avail(a: f64) -> f64 {
@@ -263,19 +304,33 @@ impl BlockTracker {
         state_of(self.belief)
     }
 
-    /// Begins a round: shuffles the known addresses (no repeats within a round).
+    /// Begins a round: a random walk over the known addresses (no repeats
+    /// within a round until every one was probed; see [`RoundProgress`]).
     pub fn start_round<R: Rng + ?Sized>(&mut self, max_probes: u32, rng: &mut R) {
-        let mut order: Vec<IpAddr> = self.responsive.iter().collect();
-        order.shuffle(rng);
+        let n = u32::try_from(self.responsive.len()).unwrap_or(u32::MAX);
+        let (start, stride) = if n > 1 {
+            let start = rng.gen_range(0..n);
+            // Uniform over 1..n, then the next stride coprime with n.
+            let mut stride = rng.gen_range(1..n);
+            while gcd(stride, n) != 1 {
+                stride = stride % (n - 1) + 1;
+            }
+            (start, stride)
+        } else {
+            (0, 1)
+        };
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
-        self.round = Some(Box::new(RoundProgress {
-            order,
-            next: 0,
-            max_probes,
-            outcomes: Vec::new(),
+        self.round = Some(RoundProgress {
+            n,
+            start,
+            stride,
+            sent: 0,
+            answered: 0,
+            max_probes: u8::try_from(max_probes).unwrap_or(u8::MAX),
+            replied: false,
             cut: false,
             done: false,
-        }));
+        });
     }
 
     /// The next address to probe, or `None` once the round has decided.
@@ -283,24 +338,21 @@ impl BlockTracker {
     /// before calling this again.
     pub fn next_target(&mut self) -> Option<IpAddr> {
         let r = self.round.as_mut()?;
-        if r.done
-            || r.order.is_empty()
-            || r.outcomes.len() as u32 >= r.max_probes
-            || r.next > r.outcomes.len()
-        {
+        if r.done || r.n == 0 || r.answered >= r.max_probes || r.sent > r.answered {
             return None;
         }
         // Past the end of the known addresses, start over: against random
         // loss a second probe to the same address is fresh evidence.
-        let addr = r.order[r.next % r.order.len()];
-        r.next += 1;
-        Some(addr)
+        let i = (u64::from(r.start) + u64::from(r.sent) * u64::from(r.stride)) % u64::from(r.n);
+        r.sent += 1;
+        self.responsive.nth(i as usize)
     }
 
     /// The last target answered: the block is up.
     pub fn on_reply(&mut self) {
         if let Some(r) = self.round.as_mut() {
-            r.outcomes.push(true);
+            r.answered = r.answered.saturating_add(1);
+            r.replied = true;
             r.done = true;
             // P(reply | down) = 0, so one reply settles it.
             self.belief = BELIEF_MAX;
@@ -317,7 +369,7 @@ impl BlockTracker {
     /// outside the block, the only silence that may end a round early.
     fn lose(&mut self, a: f64, cut: bool) {
         if let Some(r) = self.round.as_mut() {
-            r.outcomes.push(false);
+            r.answered = r.answered.saturating_add(1);
             r.cut |= cut;
             let b = self.belief;
             let num = (1.0 - a) * b;
@@ -342,27 +394,52 @@ impl BlockTracker {
     /// Ends the round: clamps `B`, updates `A` when the block was up, and
     /// returns the outcome. Without a round in progress, reports zero probes.
     pub fn finish_round(&mut self) -> RoundOutcome {
-        let outcomes = self.round.take().map(|r| r.outcomes).unwrap_or_default();
+        let (probes, replies) = self
+            .round
+            .take()
+            .map_or((0, 0), |r| (u32::from(r.answered), u32::from(r.replied)));
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
         let state = state_of(self.belief);
-        // Losses only say something about availability while the block is up;
-        // counting them during an outage would make the next outage look
-        // like a sparse block and delay its detection.
-        if state == BlockState::Up {
-            for &ok in &outcomes {
-                let x = if ok { 1.0 } else { 0.0 };
-                self.availability =
-                    clamp_avail((1.0 - AVAIL_ALPHA) * self.availability + AVAIL_ALPHA * x);
-            }
-        }
+        self.availability = fold_availability(self.availability, state, probes, replies);
         RoundOutcome {
             block: self.block,
             state,
-            probes: outcomes.len() as u32,
-            replies: outcomes.iter().filter(|&&ok| ok).count() as u32,
+            probes,
+            replies,
             belief: self.belief,
             availability: self.availability,
         }
+    }
+}
+
+/// `A` after a round of `probes` probes with `replies` replies (0 or 1, the
+/// last) that ended in `state`, from `A` = `availability` before it. Losses
+/// only say something about availability while the block is up; counting
+/// them during an outage would make the next outage look like a sparse
+/// block and delay its detection.
+pub fn fold_availability(availability: f64, state: BlockState, probes: u32, replies: u32) -> f64 {
+    let mut a = availability;
+    if state == BlockState::Up {
+        for i in 0..probes {
+            let x = if i + 1 == probes && replies > 0 {
+                1.0
+            } else {
+                0.0
+            };
+            a = clamp_avail((1.0 - AVAIL_ALPHA) * a + AVAIL_ALPHA * x);
+        }
+    }
+    a
+}
+
+impl RoundOutcome {
+    /// Writes this round's evidence into `t`, the block's tracker as it is
+    /// now: the belief the round ended with, and the round's availability
+    /// update applied to `t`'s `A` (which a discovery sweep may have
+    /// nudged while the round ran on a copy).
+    pub fn apply_to(&self, t: &mut BlockTracker) {
+        t.belief = self.belief;
+        t.availability = fold_availability(t.availability, self.state, self.probes, self.replies);
     }
 }
 

@@ -118,7 +118,6 @@ struct CampaignRun {
 enum SliceDone {
     Blocks {
         control: bool,
-        trackers: BTreeMap<IpNet, BlockTracker>,
         outcomes: Vec<RoundOutcome>,
     },
     Traces(Vec<TraceResult>),
@@ -297,28 +296,25 @@ impl Agent {
         }
     }
 
-    /// Probes `trackers` (copies: the round's outcome is written back when
-    /// the slice ends, so discovery may update the originals meanwhile).
+    /// Probes `trackers`, copies: discovery may update the originals while
+    /// the slice runs, and each outcome is applied to its original when the
+    /// slice ends ([`RoundOutcome::apply_to`]).
     fn probe(
         &self,
         control: bool,
-        mut trackers: BTreeMap<IpNet, BlockTracker>,
+        mut trackers: Vec<BlockTracker>,
         seed: u64,
     ) -> BoxFuture<'_, SliceDone> {
         Box::pin(async move {
-            let outcomes = crate::round::run_round(
+            let outcomes = crate::round::run_trackers(
                 &mut trackers,
-                self.pinger.clone(),
-                self.limiter.clone(),
+                self.pinger.as_ref(),
+                self.limiter.as_ref(),
                 &self.settings,
                 seed,
             )
             .await;
-            SliceDone::Blocks {
-                control,
-                trackers,
-                outcomes,
-            }
+            SliceDone::Blocks { control, outcomes }
         })
     }
 
@@ -390,7 +386,6 @@ impl Agent {
         let mut apply = |st: &mut CampaignState, done: SliceDone| match done {
             SliceDone::Blocks {
                 control,
-                trackers,
                 outcomes: o,
             } => {
                 let map = if control {
@@ -398,10 +393,9 @@ impl Agent {
                 } else {
                     &mut st.trackers
                 };
-                for (b, t) in trackers {
-                    if let Some(cur) = map.get_mut(&b) {
-                        cur.belief = t.belief;
-                        cur.availability = t.availability;
+                for out in &o {
+                    if let Some(cur) = map.get_mut(&out.block) {
+                        out.apply_to(cur);
                     }
                 }
                 if control {
@@ -435,9 +429,9 @@ impl Agent {
             let Some((k, blocks)) = queue.take() else {
                 break;
             };
-            let batch: BTreeMap<IpNet, BlockTracker> = blocks
+            let batch: Vec<BlockTracker> = blocks
                 .iter()
-                .filter_map(|b| st.trackers.get(b).map(|t| (*b, t.clone())))
+                .filter_map(|b| st.trackers.get(b).cloned())
                 .collect();
             if k == middle {
                 let targets = campaign::trace_targets(c, st, round, &self.policy);
@@ -453,7 +447,11 @@ impl Agent {
                         SliceDone::Traces(self.traces(targets).await)
                     }));
                 }
-                running.push(self.probe(true, st.control_trackers.clone(), plan.seed));
+                running.push(self.probe(
+                    true,
+                    st.control_trackers.values().cloned().collect(),
+                    plan.seed,
+                ));
             }
             if !batch.is_empty() {
                 running.push(self.probe(false, batch, plan.seed));
