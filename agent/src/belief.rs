@@ -23,6 +23,7 @@
 //! heap, nothing collected or shuffled per round).
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 
 use darkwatch_schema::BlockState;
 use ipnet::IpNet;
@@ -237,20 +238,25 @@ pub struct BlockTracker {
 /// `answered` probes of which only the last may be a reply.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct RoundProgress {
-    n: u32,
+    /// The walk over the `n` = `responsive.len()` addresses (`n` is not
+    /// stored: 12 bytes keep a tracker within 88).
     start: u32,
-    stride: u32,
+    stride: NonZeroU32,
     /// Targets handed out, and outcomes received (at most `max_probes`,
-    /// itself capped at 255: a tracker must stay small).
+    /// itself capped at 255).
     sent: u8,
     answered: u8,
     max_probes: u8,
-    /// The last outcome was a reply (the round's only one).
-    replied: bool,
-    /// An ICMP unreachable from outside the block came back this round.
-    cut: bool,
-    done: bool,
+    /// [`REPLIED`], [`CUT`], [`DONE`].
+    flags: u8,
 }
+
+/// The last outcome was a reply (the round's only one).
+const REPLIED: u8 = 1;
+/// An ICMP unreachable from outside the block came back this round.
+const CUT: u8 = 2;
+/// The round has decided.
+const DONE: u8 = 4;
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {
     while b != 0 {
@@ -321,15 +327,12 @@ impl BlockTracker {
         };
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
         self.round = Some(RoundProgress {
-            n,
             start,
-            stride,
+            stride: NonZeroU32::new(stride).unwrap_or(NonZeroU32::MIN),
             sent: 0,
             answered: 0,
             max_probes: u8::try_from(max_probes).unwrap_or(u8::MAX),
-            replied: false,
-            cut: false,
-            done: false,
+            flags: 0,
         });
     }
 
@@ -338,12 +341,13 @@ impl BlockTracker {
     /// before calling this again.
     pub fn next_target(&mut self) -> Option<IpAddr> {
         let r = self.round.as_mut()?;
-        if r.done || r.n == 0 || r.answered >= r.max_probes || r.sent > r.answered {
+        let n = self.responsive.len() as u64;
+        if r.flags & DONE != 0 || n == 0 || r.answered >= r.max_probes || r.sent > r.answered {
             return None;
         }
         // Past the end of the known addresses, start over: against random
         // loss a second probe to the same address is fresh evidence.
-        let i = (u64::from(r.start) + u64::from(r.sent) * u64::from(r.stride)) % u64::from(r.n);
+        let i = (u64::from(r.start) + u64::from(r.sent) * u64::from(r.stride.get())) % n;
         r.sent += 1;
         self.responsive.nth(i as usize)
     }
@@ -352,8 +356,7 @@ impl BlockTracker {
     pub fn on_reply(&mut self) {
         if let Some(r) = self.round.as_mut() {
             r.answered = r.answered.saturating_add(1);
-            r.replied = true;
-            r.done = true;
+            r.flags |= REPLIED | DONE;
             // P(reply | down) = 0, so one reply settles it.
             self.belief = BELIEF_MAX;
         }
@@ -370,12 +373,14 @@ impl BlockTracker {
     fn lose(&mut self, a: f64, cut: bool) {
         if let Some(r) = self.round.as_mut() {
             r.answered = r.answered.saturating_add(1);
-            r.cut |= cut;
+            if cut {
+                r.flags |= CUT;
+            }
             let b = self.belief;
             let num = (1.0 - a) * b;
             self.belief = num / (num + (1.0 - b));
-            if r.cut && self.belief <= DOWN_THRESHOLD {
-                r.done = true;
+            if r.flags & CUT != 0 && self.belief <= DOWN_THRESHOLD {
+                r.flags |= DONE;
             }
         }
     }
@@ -397,7 +402,7 @@ impl BlockTracker {
         let (probes, replies) = self
             .round
             .take()
-            .map_or((0, 0), |r| (u32::from(r.answered), u32::from(r.replied)));
+            .map_or((0, 0), |r| (u32::from(r.answered), u32::from(r.flags & REPLIED != 0)));
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
         let state = state_of(self.belief);
         self.availability = fold_availability(self.availability, state, probes, replies);

@@ -297,8 +297,8 @@ impl Agent {
     }
 
     /// Probes `trackers`, copies: discovery may update the originals while
-    /// the slice runs, and each outcome is applied to its original when the
-    /// slice ends ([`RoundOutcome::apply_to`]).
+    /// the slice runs, and each outcome is applied to its original as it
+    /// is then ([`RoundOutcome::apply_to`]).
     fn probe(
         &self,
         control: bool,
@@ -384,27 +384,23 @@ impl Agent {
         let mut running: FuturesUnordered<BoxFuture<'_, SliceDone>> = FuturesUnordered::new();
         let (mut outcomes, mut controls, mut traces) = (Vec::new(), Vec::new(), Vec::new());
         let mut apply = |st: &mut CampaignState, done: SliceDone| match done {
+            // Blocks' outcomes are applied once the round is over, in one
+            // walk (`apply_outcomes`); the few controls' at once.
             SliceDone::Blocks {
-                control,
+                control: true,
                 outcomes: o,
             } => {
-                let map = if control {
-                    &mut st.control_trackers
-                } else {
-                    &mut st.trackers
-                };
                 for out in &o {
-                    if let Some(cur) = map.get_mut(&out.block) {
+                    if let Some(cur) = st.control_trackers.get_mut(&out.block) {
                         out.apply_to(cur);
                     }
                 }
-                if control {
-                    &mut controls
-                } else {
-                    &mut outcomes
-                }
-                .extend(o);
+                controls.extend(o);
             }
+            SliceDone::Blocks {
+                control: false,
+                outcomes: o,
+            } => outcomes.extend(o),
             SliceDone::Traces(t) => traces = t,
         };
         // Controls and traceroutes go with the first slice, before this
@@ -460,8 +456,9 @@ impl Agent {
         while let Some(done) = running.next().await {
             apply(st, done);
         }
-        outcomes.sort_by_key(|o| o.block);
-        controls.sort_by_key(|o| o.block);
+        outcomes.sort_unstable_by_key(|o| o.block);
+        controls.sort_unstable_by_key(|o| o.block);
+        crate::round::apply_outcomes(&mut st.trackers, &outcomes);
         let timing = RoundTiming {
             round,
             interval_secs: c.interval_secs,

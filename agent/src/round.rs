@@ -125,7 +125,7 @@ pub async fn run_round(
 
 /// [`run_round`] over any trackers (a slice's, say), probed where they
 /// are: nothing is moved, copied or collected but the outcomes, which come
-/// back in block order.
+/// back in the order the blocks finished.
 pub async fn run_trackers<'a>(
     trackers: impl IntoIterator<Item = &'a mut BlockTracker>,
     pinger: &dyn Pinger,
@@ -151,8 +151,21 @@ pub async fn run_trackers<'a>(
             None => break,
         }
     }
-    outcomes.sort_unstable_by_key(|o| o.block);
     outcomes
+}
+
+/// Applies `outcomes` (sorted by block) to `trackers`, the blocks' trackers
+/// as they are now ([`RoundOutcome::apply_to`]), in one walk over both:
+/// no lookup per block. Outcomes of blocks no longer tracked are ignored.
+pub fn apply_outcomes(trackers: &mut BTreeMap<IpNet, BlockTracker>, outcomes: &[RoundOutcome]) {
+    debug_assert!(outcomes.windows(2).all(|w| w[0].block <= w[1].block));
+    let mut it = trackers.values_mut().peekable();
+    for o in outcomes {
+        while it.next_if(|t| t.block < o.block).is_some() {}
+        if let Some(t) = it.next_if(|t| t.block == o.block) {
+            o.apply_to(t);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ const CONTROL: u8 = 1;
 /// bytes up to about this many hosts.
 const GAPS_BELOW: u32 = 96;
 /// zstd level of the sets file (rewritten only when the sets change).
-const SETS_LEVEL: i32 = 6;
+const SETS_LEVEL: i32 = 3;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StateError {

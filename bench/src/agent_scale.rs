@@ -148,14 +148,10 @@ async fn one_round(
             seed,
         )
         .await;
-        for o in &out {
-            if let Some(cur) = st.trackers.get_mut(&o.block) {
-                o.apply_to(cur);
-            }
-        }
         outcomes.extend(out);
     }
     outcomes.sort_unstable_by_key(|o| o.block);
+    round::apply_outcomes(&mut st.trackers, &outcomes);
     outcomes
 }
 

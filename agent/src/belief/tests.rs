@@ -295,7 +295,7 @@ fn responsive_sets_are_compact_sorted_and_deduplicated() {
 fn tracker_stays_small() {
     // The map entry of 100k tracked blocks: no heap for IPv4 /24 sets.
     assert!(
-        std::mem::size_of::<BlockTracker>() <= 96,
+        std::mem::size_of::<BlockTracker>() <= 88,
         "{}",
         std::mem::size_of::<BlockTracker>()
     );
@@ -312,4 +312,65 @@ fn later_discovery_grows_the_set_and_moves_availability() {
     empty.merge_discovery(&hosts(4));
     assert_eq!(empty.responsive.len(), 4);
     assert_eq!(empty.availability, AVAIL_MAX);
+}
+
+#[test]
+fn the_first_probe_is_uniform_over_the_known_addresses() {
+    // 12 known addresses (a composite count, where a stride must skip the
+    // non-coprime ones): over many rounds each comes first about as often,
+    // and each round's first 12 probes cover all 12.
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut first = std::collections::BTreeMap::<IpAddr, u32>::new();
+    for _ in 0..12_000 {
+        let mut t = BlockTracker::from_discovery(block(), hosts(12));
+        t.start_round(12, &mut rng);
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(a) = t.next_target() {
+            if seen.is_empty() {
+                *first.entry(a).or_default() += 1;
+            }
+            seen.insert(a);
+            t.on_loss();
+        }
+        assert_eq!(seen.len(), 12);
+    }
+    assert_eq!(first.len(), 12);
+    assert!(
+        first.values().all(|&n| (850..=1150).contains(&n)),
+        "{first:?}"
+    );
+}
+
+#[test]
+fn an_outcome_applied_to_a_nudged_tracker_keeps_the_nudge() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut t = BlockTracker::from_discovery(block(), hosts(10));
+    t.availability = 0.6;
+    let original = t.clone();
+    // The round runs on a copy; two losses then a reply.
+    let mut copy = t.clone();
+    let mut n = 0;
+    let o = round(&mut copy, &mut rng, |_, _| {
+        n += 1;
+        n == 3
+    });
+    assert_eq!((o.probes, o.replies), (3, 1));
+    // Applied to an unchanged original: exactly what the copy holds.
+    let mut same = original.clone();
+    o.apply_to(&mut same);
+    assert_eq!(
+        (same.belief, same.availability),
+        (copy.belief, copy.availability)
+    );
+    // A sweep meanwhile found the block half available: the round's update
+    // comes on top of that nudge instead of erasing it.
+    t.merge_discovery(&hosts(20)[10..]);
+    let nudged = t.availability;
+    o.apply_to(&mut t);
+    assert_eq!(t.belief, copy.belief);
+    assert_eq!(
+        t.availability,
+        fold_availability(nudged, o.state, o.probes, o.replies)
+    );
+    assert_ne!(t.availability, copy.availability);
 }
