@@ -399,10 +399,9 @@ impl BlockTracker {
     /// Ends the round: clamps `B`, updates `A` when the block was up, and
     /// returns the outcome. Without a round in progress, reports zero probes.
     pub fn finish_round(&mut self) -> RoundOutcome {
-        let (probes, replies) = self
-            .round
-            .take()
-            .map_or((0, 0), |r| (u32::from(r.answered), u32::from(r.flags & REPLIED != 0)));
+        let (probes, replies) = self.round.take().map_or((0, 0), |r| {
+            (u32::from(r.answered), u32::from(r.flags & REPLIED != 0))
+        });
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
         let state = state_of(self.belief);
         self.availability = fold_availability(self.availability, state, probes, replies);

@@ -2,12 +2,14 @@
 //! IPv4 /24s (4.2M, IODA's whole active-probing set, by default) with
 //! synthetic responsive sets, tracked by the agent's own code. A round is
 //! the daemon's: blocks in `schedule` slices, each slice one
-//! `round::run_round` over copies of its trackers (as the daemon does)
+//! `round::run_trackers` over copies of its trackers, the outcomes applied
+//! at the round's end (`round::apply_outcomes`), as the daemon does,
 //! against an instant in-process pinger, so the CPU counted is the agent's
 //! own (tasks, belief updates), not the kernel's send cost. Measures live
 //! heap per block (held between rounds, and peak during a round), CPU per
-//! round, the state files' bytes per block (`state`), and the bytes per
-//! block of the round packed for the wire (`schema::packed`).
+//! round, the state files' bytes per block (`state`; also for sets of
+//! clustered hosts), and the bytes per block of the round packed for the
+//! wire (`schema::packed`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
