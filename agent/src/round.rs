@@ -113,14 +113,16 @@ pub async fn run_round(
     settings: &ProbeSettings,
     seed: u64,
 ) -> Vec<RoundOutcome> {
-    run_trackers(
+    let mut outcomes = run_trackers(
         trackers.values_mut(),
         pinger.as_ref(),
         limiter.as_ref(),
         settings,
         seed,
     )
-    .await
+    .await;
+    outcomes.sort_unstable_by_key(|o| o.block);
+    outcomes
 }
 
 /// [`run_round`] over any trackers (a slice's, say), probed where they
