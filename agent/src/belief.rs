@@ -19,14 +19,14 @@
 //!
 //! An agent keeps one tracker per block for hundreds of thousands of blocks,
 //! so the ever-responsive set is a [`Responsive`]: a 32-byte bitmap of host
-//! octets for IPv4 /24 blocks, and the round's state is boxed and exists
-//! only while a round runs.
+//! octets for IPv4 /24 blocks, and a round's state is a few counters (no
+//! heap, nothing collected or shuffled per round).
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 
 use darkwatch_schema::BlockState;
 use ipnet::IpNet;
-use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,8 @@ pub struct RoundOutcome {
     pub availability: f64,
     /// The router whose ICMP errors (unreachable, time exceeded) answered
     /// this round's probes, if any did (the last one, should several).
+    /// Filled in by the prober (`round::probe_block`), not the tracker, so
+    /// that a tracker's round state stays a few bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_from: Option<IpAddr>,
     /// ICMP errors received this round.
@@ -148,6 +150,30 @@ impl Responsive {
         }
     }
 
+    /// The `i`-th address in ascending order, without iterating.
+    pub fn nth(&self, i: usize) -> Option<IpAddr> {
+        match self {
+            Responsive::V4Block { net, hosts } => {
+                let mut i = u32::try_from(i).ok()?;
+                for (w, &word) in hosts.iter().enumerate() {
+                    let ones = word.count_ones();
+                    if i < ones {
+                        // Clear the lowest `i` set bits; the next is the one.
+                        let mut x = word;
+                        for _ in 0..i {
+                            x &= x - 1;
+                        }
+                        let h = (w as u32) * 64 + x.trailing_zeros();
+                        return Some(IpAddr::from([net[0], net[1], net[2], h as u8]));
+                    }
+                    i -= ones;
+                }
+                None
+            }
+            Responsive::List(v) => v.get(i).copied(),
+        }
+    }
+
     /// The addresses, in ascending order.
     pub fn iter(&self) -> ResponsiveIter<'_> {
         match self {
@@ -214,26 +240,51 @@ pub struct BlockTracker {
     pub availability: f64,
     /// State of the round in progress; not persisted (a round never spans runs).
     #[serde(skip)]
-    round: Option<Box<RoundProgress>>,
+    round: Option<RoundProgress>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A round in progress, without heap: the round's probe order is a random
+/// walk over the `n` known addresses, `start, start + stride, ...` (mod
+/// `n`, `stride` coprime with `n`), so no address repeats before all were
+/// probed and the first probe is uniform over them; nothing is collected
+/// or shuffled. A round ends at its first reply, unless the block is to get
+/// `min_probes` (a small campaign's probes that measure the path's loss):
+/// then it goes on to that many, and `replies` counts the replies.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct RoundProgress {
-    order: Vec<IpAddr>,
-    next: usize,
-    max_probes: u32,
-    /// Probes an answered block gets at least (more samples of the path's
-    /// loss in a small campaign; see [`BlockTracker::start_round_min`]).
-    min_probes: u32,
-    replied: bool,
-    /// Outcome of each probe, in order (true = reply).
-    outcomes: Vec<bool>,
-    /// An ICMP unreachable from outside the block came back this round.
-    cut: bool,
-    done: bool,
-    /// Where this round's ICMP errors came from, and how many came.
-    error_from: Option<IpAddr>,
-    errors: u32,
+    /// The walk over the `n` = `responsive.len()` addresses (`n` is not
+    /// stored: 12 bytes keep a tracker within 88).
+    start: u32,
+    stride: NonZeroU32,
+    /// Outcomes received (at most `max_probes` or `min_probes`, each
+    /// capped at 255); the target handed out and not yet answered is
+    /// [`PENDING`], so the walk's next step is `answered`.
+    answered: u8,
+    /// Before the first reply, the probe budget (`max_probes`); from it on,
+    /// the replies counted, since the budget is then `min_probes`. One
+    /// byte for both keeps the round in 12 bytes, a tracker in 88.
+    max_or_replies: u8,
+    /// Probes an answered block gets at least (see
+    /// [`BlockTracker::start_round_min`]).
+    min_probes: u8,
+    /// [`REPLIED`], [`CUT`], [`DONE`], [`PENDING`].
+    flags: u8,
+}
+
+/// A reply came this round.
+const REPLIED: u8 = 1;
+/// An ICMP unreachable from outside the block came back this round.
+const CUT: u8 = 2;
+/// The round has decided.
+const DONE: u8 = 4;
+/// A target was handed out and its outcome has not come yet.
+const PENDING: u8 = 8;
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 fn clamp_avail(a: f64) -> f64 {
@@ -281,7 +332,8 @@ impl BlockTracker {
         state_of(self.belief)
     }
 
-    /// Begins a round: shuffles the known addresses (no repeats within a round).
+    /// Begins a round: a random walk over the known addresses (no repeats
+    /// within a round until every one was probed; see [`RoundProgress`]).
     pub fn start_round<R: Rng + ?Sized>(&mut self, max_probes: u32, rng: &mut R) {
         self.start_round_min(max_probes, 1, rng);
     }
@@ -298,21 +350,27 @@ impl BlockTracker {
         min_probes: u32,
         rng: &mut R,
     ) {
-        let mut order: Vec<IpAddr> = self.responsive.iter().collect();
-        order.shuffle(rng);
+        let n = u32::try_from(self.responsive.len()).unwrap_or(u32::MAX);
+        let (start, stride) = if n > 1 {
+            let start = rng.gen_range(0..n);
+            // Uniform over 1..n, then the next stride coprime with n.
+            let mut stride = rng.gen_range(1..n);
+            while gcd(stride, n) != 1 {
+                stride = stride % (n - 1) + 1;
+            }
+            (start, stride)
+        } else {
+            (0, 1)
+        };
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
-        self.round = Some(Box::new(RoundProgress {
-            order,
-            next: 0,
-            max_probes,
-            min_probes: min_probes.max(1),
-            replied: false,
-            outcomes: Vec::new(),
-            cut: false,
-            done: false,
-            error_from: None,
-            errors: 0,
-        }));
+        self.round = Some(RoundProgress {
+            start,
+            stride: NonZeroU32::new(stride).unwrap_or(NonZeroU32::MIN),
+            answered: 0,
+            max_or_replies: u8::try_from(max_probes).unwrap_or(u8::MAX),
+            min_probes: u8::try_from(min_probes.max(1)).unwrap_or(u8::MAX),
+            flags: 0,
+        });
     }
 
     /// The next address to probe, or `None` once the round has decided.
@@ -320,31 +378,36 @@ impl BlockTracker {
     /// before calling this again.
     pub fn next_target(&mut self) -> Option<IpAddr> {
         let r = self.round.as_mut()?;
-        let budget = if r.replied {
+        let n = self.responsive.len() as u64;
+        let budget = if r.flags & REPLIED != 0 {
             r.min_probes
         } else {
-            r.max_probes
+            r.max_or_replies
         };
-        if r.done
-            || r.order.is_empty()
-            || r.outcomes.len() as u32 >= budget
-            || r.next > r.outcomes.len()
-        {
+        if r.flags & (DONE | PENDING) != 0 || n == 0 || r.answered >= budget {
             return None;
         }
         // Past the end of the known addresses, start over: against random
         // loss a second probe to the same address is fresh evidence.
-        let addr = r.order[r.next % r.order.len()];
-        r.next += 1;
-        Some(addr)
+        let i = (u64::from(r.start) + u64::from(r.answered) * u64::from(r.stride.get())) % n;
+        r.flags |= PENDING;
+        self.responsive.nth(i as usize)
     }
 
     /// The last target answered: the block is up.
     pub fn on_reply(&mut self) {
         if let Some(r) = self.round.as_mut() {
-            r.outcomes.push(true);
-            r.replied = true;
-            r.done = r.outcomes.len() as u32 >= r.min_probes;
+            r.answered = r.answered.saturating_add(1);
+            r.flags &= !PENDING;
+            if r.flags & REPLIED != 0 {
+                r.max_or_replies = r.max_or_replies.saturating_add(1);
+            } else {
+                r.flags |= REPLIED;
+                r.max_or_replies = 1;
+            }
+            if r.answered >= r.min_probes {
+                r.flags |= DONE;
+            }
             // P(reply | down) = 0, so one reply settles it.
             self.belief = BELIEF_MAX;
         }
@@ -360,17 +423,20 @@ impl BlockTracker {
     /// outside the block, the only silence that may end a round early.
     fn lose(&mut self, a: f64, cut: bool) {
         if let Some(r) = self.round.as_mut() {
-            r.outcomes.push(false);
-            if r.replied {
+            r.answered = r.answered.saturating_add(1);
+            r.flags &= !PENDING;
+            if r.flags & REPLIED != 0 {
                 // Up already: a later loss is the path's, not the block's.
                 return;
             }
-            r.cut |= cut;
+            if cut {
+                r.flags |= CUT;
+            }
             let b = self.belief;
             let num = (1.0 - a) * b;
             self.belief = num / (num + (1.0 - b));
-            if r.cut && self.belief <= DOWN_THRESHOLD {
-                r.done = true;
+            if r.flags & CUT != 0 && self.belief <= DOWN_THRESHOLD {
+                r.flags |= DONE;
             }
         }
     }
@@ -387,14 +453,10 @@ impl BlockTracker {
     }
 
     /// The last target's probe drew an ICMP error (unreachable, time
-    /// exceeded) from `from`: noted as where the path ended (reported as
-    /// localization evidence), then judged as [`Self::on_unreachable`]
-    /// from outside the block, as an ordinary loss from inside it.
+    /// exceeded) from `from`: judged as [`Self::on_unreachable`] from
+    /// outside the block, as an ordinary loss from inside it. (Where the
+    /// error came from is noted by the prober, `round::probe_block`.)
     pub fn on_error(&mut self, from: IpAddr) {
-        if let Some(r) = self.round.as_mut() {
-            r.error_from = Some(from);
-            r.errors = r.errors.saturating_add(1);
-        }
         if self.block.contains(&from) {
             self.on_loss();
         } else {
@@ -405,33 +467,57 @@ impl BlockTracker {
     /// Ends the round: clamps `B`, updates `A` when the block was up, and
     /// returns the outcome. Without a round in progress, reports zero probes.
     pub fn finish_round(&mut self) -> RoundOutcome {
-        let (outcomes, error_from, errors) = self
-            .round
-            .take()
-            .map(|r| (r.outcomes, r.error_from, r.errors))
-            .unwrap_or_default();
+        let (probes, replies) = self.round.take().map_or((0, 0), |r| {
+            let replies = if r.flags & REPLIED != 0 {
+                r.max_or_replies
+            } else {
+                0
+            };
+            (u32::from(r.answered), u32::from(replies))
+        });
         self.belief = self.belief.clamp(BELIEF_MIN, BELIEF_MAX);
         let state = state_of(self.belief);
-        // Losses only say something about availability while the block is up;
-        // counting them during an outage would make the next outage look
-        // like a sparse block and delay its detection.
-        if state == BlockState::Up {
-            for &ok in &outcomes {
-                let x = if ok { 1.0 } else { 0.0 };
-                self.availability =
-                    clamp_avail((1.0 - AVAIL_ALPHA) * self.availability + AVAIL_ALPHA * x);
-            }
-        }
+        self.availability = fold_availability(self.availability, state, probes, replies);
         RoundOutcome {
             block: self.block,
             state,
-            probes: outcomes.len() as u32,
-            replies: outcomes.iter().filter(|&&ok| ok).count() as u32,
+            probes,
+            replies,
             belief: self.belief,
             availability: self.availability,
-            error_from,
-            errors,
+            error_from: None,
+            errors: 0,
         }
+    }
+}
+
+/// `A` after a round of `probes` probes with `replies` replies that ended
+/// in `state`, from `A` = `availability` before it, the losses folded
+/// first and the replies last (a round without a minimum has at most one
+/// reply, its last outcome, so this is exact there). Losses only say
+/// something about availability while the block is up; counting them
+/// during an outage would make the next outage look like a sparse block
+/// and delay its detection.
+pub fn fold_availability(availability: f64, state: BlockState, probes: u32, replies: u32) -> f64 {
+    let mut a = availability;
+    if state == BlockState::Up {
+        let losses = probes.saturating_sub(replies);
+        for i in 0..probes {
+            let x = if i < losses { 0.0 } else { 1.0 };
+            a = clamp_avail((1.0 - AVAIL_ALPHA) * a + AVAIL_ALPHA * x);
+        }
+    }
+    a
+}
+
+impl RoundOutcome {
+    /// Writes this round's evidence into `t`, the block's tracker as it is
+    /// now: the belief the round ended with, and the round's availability
+    /// update applied to `t`'s `A` (which a discovery sweep may have
+    /// nudged while the round ran on a copy).
+    pub fn apply_to(&self, t: &mut BlockTracker) {
+        t.belief = self.belief;
+        t.availability = fold_availability(t.availability, self.state, self.probes, self.replies);
     }
 }
 

@@ -119,7 +119,6 @@ struct CampaignRun {
 enum SliceDone {
     Blocks {
         control: bool,
-        trackers: BTreeMap<IpNet, BlockTracker>,
         outcomes: Vec<RoundOutcome>,
     },
     Traces(Vec<TraceResult>),
@@ -302,12 +301,13 @@ impl Agent {
         }
     }
 
-    /// Probes `trackers` (copies: the round's outcome is written back when
-    /// the slice ends, so discovery may update the originals meanwhile).
+    /// Probes `trackers`, copies: discovery may update the originals while
+    /// the slice runs, and each outcome is applied to its original as it
+    /// is then ([`RoundOutcome::apply_to`]).
     fn probe(
         &self,
         control: bool,
-        mut trackers: BTreeMap<IpNet, BlockTracker>,
+        mut trackers: Vec<BlockTracker>,
         seed: u64,
         min_probes: u32,
     ) -> BoxFuture<'_, SliceDone> {
@@ -316,19 +316,15 @@ impl Agent {
                 min_probes,
                 ..self.settings.clone()
             };
-            let outcomes = crate::round::run_round(
+            let outcomes = crate::round::run_trackers(
                 &mut trackers,
-                self.pinger.clone(),
-                self.limiter.clone(),
+                self.pinger.as_ref(),
+                self.limiter.as_ref(),
                 &settings,
                 seed,
             )
             .await;
-            SliceDone::Blocks {
-                control,
-                trackers,
-                outcomes,
-            }
+            SliceDone::Blocks { control, outcomes }
         })
     }
 
@@ -398,29 +394,23 @@ impl Agent {
         let mut running: FuturesUnordered<BoxFuture<'_, SliceDone>> = FuturesUnordered::new();
         let (mut outcomes, mut controls, mut traces) = (Vec::new(), Vec::new(), Vec::new());
         let mut apply = |st: &mut CampaignState, done: SliceDone| match done {
+            // Blocks' outcomes are applied once the round is over, in one
+            // walk (`apply_outcomes`); the few controls' at once.
             SliceDone::Blocks {
-                control,
-                trackers,
+                control: true,
                 outcomes: o,
             } => {
-                let map = if control {
-                    &mut st.control_trackers
-                } else {
-                    &mut st.trackers
-                };
-                for (b, t) in trackers {
-                    if let Some(cur) = map.get_mut(&b) {
-                        cur.belief = t.belief;
-                        cur.availability = t.availability;
+                for out in &o {
+                    if let Some(cur) = st.control_trackers.get_mut(&out.block) {
+                        out.apply_to(cur);
                     }
                 }
-                if control {
-                    &mut controls
-                } else {
-                    &mut outcomes
-                }
-                .extend(o);
+                controls.extend(o);
             }
+            SliceDone::Blocks {
+                control: false,
+                outcomes: o,
+            } => outcomes.extend(o),
             SliceDone::Traces(t) => traces = t,
         };
         // Controls and traceroutes go with the first slice, before this
@@ -445,9 +435,9 @@ impl Agent {
             let Some((k, blocks)) = queue.take() else {
                 break;
             };
-            let batch: BTreeMap<IpNet, BlockTracker> = blocks
+            let batch: Vec<BlockTracker> = blocks
                 .iter()
-                .filter_map(|b| st.trackers.get(b).map(|t| (*b, t.clone())))
+                .filter_map(|b| st.trackers.get(b).cloned())
                 .collect();
             if k == middle {
                 let targets = campaign::trace_targets(c, st, round, &self.policy);
@@ -463,7 +453,12 @@ impl Agent {
                         SliceDone::Traces(self.traces(targets).await)
                     }));
                 }
-                running.push(self.probe(true, st.control_trackers.clone(), plan.seed, 1));
+                running.push(self.probe(
+                    true,
+                    st.control_trackers.values().cloned().collect(),
+                    plan.seed,
+                    1,
+                ));
             }
             if !batch.is_empty() {
                 running.push(self.probe(false, batch, plan.seed, plan.min_probes));
@@ -472,8 +467,9 @@ impl Agent {
         while let Some(done) = running.next().await {
             apply(st, done);
         }
-        outcomes.sort_by_key(|o| o.block);
-        controls.sort_by_key(|o| o.block);
+        outcomes.sort_unstable_by_key(|o| o.block);
+        controls.sort_unstable_by_key(|o| o.block);
+        crate::round::apply_outcomes(&mut st.trackers, &outcomes);
         let timing = RoundTiming {
             round,
             interval_secs: c.interval_secs,

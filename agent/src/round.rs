@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use ipnet::IpNet;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::RngCore;
 
 use crate::belief::{BlockTracker, RoundOutcome};
 use crate::icmp::{Outcome, Pinger};
@@ -21,17 +21,62 @@ use crate::ProbeSettings;
 /// block), so a round is reproducible whatever the task scheduling.
 pub(crate) fn block_seed(seed: u64, block: &IpNet) -> u64 {
     let mut x = seed;
-    let bytes: Vec<u8> = match block {
-        IpNet::V4(n) => n.network().octets().to_vec(),
-        IpNet::V6(n) => n.network().octets().to_vec(),
+    let (v4, v6);
+    let bytes: &[u8] = match block {
+        IpNet::V4(n) => {
+            v4 = n.network().octets();
+            &v4
+        }
+        IpNet::V6(n) => {
+            v6 = n.network().octets();
+            &v6
+        }
     };
-    for b in bytes.into_iter().chain([block.prefix_len()]) {
+    for &b in bytes.iter().chain(&[block.prefix_len()]) {
         x = x.wrapping_add(0x9E37_79B9_7F4A_7C15 ^ b as u64);
         x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
     }
     x
+}
+
+/// A block's round RNG: splitmix64, a few instructions per number and
+/// nothing to set up (a block draws two numbers per round, so seeding a
+/// ChaCha `StdRng` per block would cost more than drawing them).
+#[derive(Debug, Clone)]
+pub struct BlockRng(u64);
+
+impl BlockRng {
+    pub fn new(seed: u64) -> Self {
+        BlockRng(seed)
+    }
+}
+
+impl RngCore for BlockRng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let x = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&x[..chunk.len()]);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
 }
 
 /// Runs one round of one block to completion.
@@ -42,17 +87,28 @@ pub async fn probe_block(
     settings: &ProbeSettings,
     seed: u64,
 ) -> RoundOutcome {
-    let mut rng = StdRng::seed_from_u64(block_seed(seed, &tracker.block));
+    let mut rng = BlockRng::new(block_seed(seed, &tracker.block));
     tracker.start_round_min(settings.max_probes, settings.min_probes, &mut rng);
+    // The last router whose errors answered this block's probes, and how
+    // many came: localization evidence, kept here, not in the tracker.
+    let (mut error_from, mut errors) = (None, 0u32);
     while let Some(addr) = tracker.next_target() {
         limiter.acquire().await;
         match pinger.echo(addr, settings.timeout).await {
             o if o.is_reply() => tracker.on_reply(),
-            Outcome::Unreachable { from } => tracker.on_error(from),
+            Outcome::Unreachable { from } => {
+                error_from = Some(from);
+                errors = errors.saturating_add(1);
+                tracker.on_error(from);
+            }
             _ => tracker.on_loss(),
         }
     }
-    tracker.finish_round()
+    RoundOutcome {
+        error_from,
+        errors,
+        ..tracker.finish_round()
+    }
 }
 
 /// Runs one round over every tracker and returns one outcome per block, in
@@ -66,27 +122,61 @@ pub async fn run_round(
     settings: &ProbeSettings,
     seed: u64,
 ) -> Vec<RoundOutcome> {
+    let mut outcomes = run_trackers(
+        trackers.values_mut(),
+        pinger.as_ref(),
+        limiter.as_ref(),
+        settings,
+        seed,
+    )
+    .await;
+    outcomes.sort_unstable_by_key(|o| o.block);
+    outcomes
+}
+
+/// [`run_round`] over any trackers (a slice's, say), probed where they
+/// are: nothing is moved, copied or collected but the outcomes, which come
+/// back in the order the blocks finished.
+pub async fn run_trackers<'a>(
+    trackers: impl IntoIterator<Item = &'a mut BlockTracker>,
+    pinger: &dyn Pinger,
+    limiter: &RateLimiter,
+    settings: &ProbeSettings,
+    seed: u64,
+) -> Vec<RoundOutcome> {
     // Blocks are futures polled by this task, not spawned tasks: a round of
     // millions of blocks would spend more CPU on spawning than on probing.
-    let done: Vec<(BlockTracker, RoundOutcome)> =
-        futures::stream::iter(std::mem::take(trackers).into_values())
-            .map(|mut tracker| {
-                let (pinger, limiter) = (pinger.as_ref(), limiter.as_ref());
-                async move {
-                    let outcome = probe_block(&mut tracker, pinger, limiter, settings, seed).await;
-                    (tracker, outcome)
-                }
-            })
-            .buffer_unordered(settings.block_concurrency.max(1))
-            .collect()
-            .await;
-    let mut outcomes = Vec::with_capacity(done.len());
-    for (tracker, outcome) in done {
-        trackers.insert(tracker.block, tracker);
-        outcomes.push(outcome);
+    // (A loop rather than a stream combinator: a closure over the borrowed
+    // trackers would make the caller's future fail to be `Send`.)
+    let limit = settings.block_concurrency.max(1);
+    let mut trackers = trackers.into_iter();
+    let mut running = FuturesUnordered::new();
+    let mut outcomes = Vec::with_capacity(trackers.size_hint().0);
+    loop {
+        while running.len() < limit {
+            let Some(t) = trackers.next() else { break };
+            running.push(probe_block(t, pinger, limiter, settings, seed));
+        }
+        match running.next().await {
+            Some(o) => outcomes.push(o),
+            None => break,
+        }
     }
-    outcomes.sort_by_key(|o| o.block);
     outcomes
+}
+
+/// Applies `outcomes` (sorted by block) to `trackers`, the blocks' trackers
+/// as they are now ([`RoundOutcome::apply_to`]), in one walk over both:
+/// no lookup per block. Outcomes of blocks no longer tracked are ignored.
+pub fn apply_outcomes(trackers: &mut BTreeMap<IpNet, BlockTracker>, outcomes: &[RoundOutcome]) {
+    debug_assert!(outcomes.windows(2).all(|w| w[0].block <= w[1].block));
+    let mut it = trackers.values_mut().peekable();
+    for o in outcomes {
+        while it.next_if(|t| t.block < o.block).is_some() {}
+        if let Some(t) = it.next_if(|t| t.block == o.block) {
+            o.apply_to(t);
+        }
+    }
 }
 
 #[cfg(test)]
