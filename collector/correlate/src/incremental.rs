@@ -699,8 +699,12 @@ impl Incremental {
             if *at != nb {
                 // Blocks were added: the same states, laid out anew.
                 let mut grown = vec![NONE; nvi * nb];
-                for (v, old) in t.chunks(*at).enumerate().take(nvi) {
-                    grown[v * nb..v * nb + old.len()].copy_from_slice(old);
+                // None known before (a campaign's first rounds may come
+                // before its agents found any block): nothing to carry.
+                if *at > 0 {
+                    for (v, old) in t.chunks(*at).enumerate().take(nvi) {
+                        grown[v * nb..v * nb + old.len()].copy_from_slice(old);
+                    }
                 }
                 *t = grown;
                 *at = nb;

@@ -459,3 +459,45 @@ fn a_new_round_recomputes_a_bounded_number_of_rounds() {
         engine.recomputed()
     );
 }
+
+/// A campaign's first rounds may hold no block at all (its agents' first
+/// sweep is under way, so rounds report control targets only): the engine
+/// judges them, then learns the blocks as they come, and still agrees with
+/// `correlate`.
+#[test]
+fn rounds_before_any_block_is_known_then_blocks_join() {
+    let mut rng = Rng::new(11);
+    let t = timeline(&mut rng, 12);
+    let params = Params::default();
+    let campaign = Input {
+        blocks: vec![],
+        ..t.campaign.clone()
+    };
+    let mut engine = Incremental::new(&campaign, &params).unwrap();
+    let mut ids: Vec<Option<u32>> = vec![None; t.campaign.blocks.len()];
+    let mut delivered: BTreeMap<u64, RoundData> = BTreeMap::new();
+    let empty = RoundData {
+        control: vec![ControlObs {
+            vp: 0,
+            round: 100,
+            state: BlockState::Up,
+        }],
+        ..RoundData::default()
+    };
+    for (&r, d) in std::iter::once((&100, &empty)).chain(t.rounds.range(101..)) {
+        engine.set_window(100, r).unwrap();
+        delivered.insert(r, d.clone());
+        let mut obs = d.obs.clone();
+        for o in &mut obs {
+            let Some(id) = ids.get_mut(o.block as usize) else {
+                o.block = u32::MAX;
+                continue;
+            };
+            let info = &t.campaign.blocks[o.block as usize];
+            o.block = *id.get_or_insert_with(|| engine.add_block(info.net, info.prefix).unwrap());
+        }
+        engine.update_round(r, &t.vps, &obs, &d.control, &d.traces, &d.probe_errors);
+        let want = correlate(&batch_input(&t, &delivered, 100, r), &params);
+        assert_eq!(engine.output(), want, "round {r}");
+    }
+}
