@@ -216,3 +216,48 @@ macro_rules! db_tests {
         }
     };
 }
+
+/// One VP's plain observation of `block` in `round` of campaign "kp" (of
+/// `interval_secs` rounds): up after one answered probe, or, when `dark`,
+/// down after three silent ones.
+pub fn kp_observation(
+    round: u64,
+    block: &str,
+    dark: bool,
+    interval_secs: u64,
+) -> darkwatch_schema::BlockObservation {
+    use darkwatch_schema::BlockState;
+    darkwatch_schema::BlockObservation {
+        campaign: "kp".into(),
+        round,
+        block: block.parse().expect("block"),
+        state: if dark {
+            BlockState::Down
+        } else {
+            BlockState::Up
+        },
+        probes: if dark { 3 } else { 1 },
+        replies: u32::from(!dark),
+        belief: if dark { 0.01 } else { 0.99 },
+        availability: 1.0,
+        control: false,
+        ts_ms: darkwatch_schema::round_start_ms(round, interval_secs) + 1000,
+    }
+}
+
+/// A batch of plain `observations` and nothing else, under a fresh id.
+pub fn plain_batch(
+    observations: Vec<darkwatch_schema::BlockObservation>,
+) -> darkwatch_schema::ReportBatch {
+    darkwatch_schema::ReportBatch {
+        batch_id: random_hex(8),
+        created_ms: 0,
+        observations,
+        traces: vec![],
+        coverage: vec![],
+        census: vec![],
+        packed: vec![],
+        rounds: vec![],
+        probe_errors: vec![],
+    }
+}

@@ -7,9 +7,9 @@
 use darkwatch_collector::correlation::{self, CorrelationSettings, Correlator};
 use darkwatch_collector::store::{Campaign, CampaignSpec, SqlStore, Store};
 use darkwatch_correlate as core;
-use darkwatch_schema::{round_start_ms, BlockObservation, BlockState, ReportBatch};
+use darkwatch_schema::{round_start_ms, ReportBatch};
 
-use crate::common::random_hex;
+use crate::common::{kp_observation, plain_batch};
 
 const INTERVAL: u64 = 60;
 const BLOCKS: [&str; 4] = [
@@ -49,35 +49,10 @@ fn reports(vp: &str, rounds: impl Iterator<Item = u64>) -> ReportBatch {
     for round in rounds {
         for (i, b) in BLOCKS.iter().enumerate() {
             let dark = vp == "vp-a" && i >= 2 && DARK.contains(&(round - FIRST));
-            observations.push(BlockObservation {
-                campaign: "kp".into(),
-                round,
-                block: b.parse().unwrap(),
-                state: if dark {
-                    BlockState::Down
-                } else {
-                    BlockState::Up
-                },
-                probes: if dark { 3 } else { 1 },
-                replies: u32::from(!dark),
-                belief: if dark { 0.01 } else { 0.99 },
-                availability: 1.0,
-                control: false,
-                ts_ms: round_start_ms(round, INTERVAL) + 1000,
-            });
+            observations.push(kp_observation(round, b, dark, INTERVAL));
         }
     }
-    ReportBatch {
-        batch_id: random_hex(8),
-        created_ms: 0,
-        observations,
-        traces: vec![],
-        coverage: vec![],
-        census: vec![],
-        packed: vec![],
-        rounds: vec![],
-        probe_errors: vec![],
-    }
+    plain_batch(observations)
 }
 
 /// The batch output over the window the incremental pass judged.

@@ -14,10 +14,10 @@ use darkwatch_collector::store::{
     Campaign, CampaignSpec, ScopeSummary, SqlStore, Store, SummaryRound,
 };
 use darkwatch_correlate::Scope;
-use darkwatch_schema::{round_start_ms, BlockObservation, BlockState, ReportBatch};
+use darkwatch_schema::{round_start_ms, ReportBatch};
 use reqwest::StatusCode;
 
-use crate::common::{cli, cli_ok, random_hex, Db, Server};
+use crate::common::{cli, cli_ok, kp_observation, plain_batch, Db, Server};
 
 const INTERVAL: u64 = 60;
 const PREFIXES: [&str; 2] = ["198.18.0.0/23", "198.18.2.0/23"];
@@ -58,35 +58,10 @@ fn reports(first: u64, rounds: impl Iterator<Item = u64>) -> ReportBatch {
     for round in rounds {
         for (i, b) in BLOCKS.iter().enumerate() {
             let dark = i >= 2 && DARK.contains(&(round - first));
-            observations.push(BlockObservation {
-                campaign: "kp".into(),
-                round,
-                block: b.parse().expect("block"),
-                state: if dark {
-                    BlockState::Down
-                } else {
-                    BlockState::Up
-                },
-                probes: if dark { 3 } else { 1 },
-                replies: u32::from(!dark),
-                belief: if dark { 0.01 } else { 0.99 },
-                availability: 1.0,
-                control: false,
-                ts_ms: round_start_ms(round, INTERVAL) + 1000,
-            });
+            observations.push(kp_observation(round, b, dark, INTERVAL));
         }
     }
-    ReportBatch {
-        batch_id: random_hex(8),
-        created_ms: 0,
-        observations,
-        traces: vec![],
-        coverage: vec![],
-        census: vec![],
-        packed: vec![],
-        rounds: vec![],
-        probe_errors: Vec::new(),
-    }
+    plain_batch(observations)
 }
 
 /// The time at which `round` is the last complete one.
