@@ -372,7 +372,7 @@ impl Incremental {
     /// `probe_errors` refer to;
     /// observations of another round, unknown VPs or unknown blocks are
     /// skipped and counted, as `correlate` does. A round before the window
-    /// is ignored.
+    /// is ignored. The same as giving them one by one to [`Incremental::round`].
     pub fn update_round(
         &mut self,
         round: u64,
@@ -385,127 +385,62 @@ impl Incremental {
         if round < self.first {
             return;
         }
-        let ids: Vec<u32> = vps.iter().map(|n| self.vp_id(n)).collect();
-        let nvi = self.vp_names.len();
-        let (nb, np) = (self.nb, self.prefixes.len());
-        let pvs = self.layout.per_vp_scopes;
-        let mut raw = RoundRaw {
-            rows: vec![None; nvi],
-            vp_rounds: vec![VpRound::default(); nvi],
-            present: vec![false; nvi],
-            per_vp: vec![summaries::Totals::default(); nvi * pvs],
-            prefix_probes: vec![(0, 0); np],
-            ..RoundRaw::default()
-        };
-        let mut sum: Option<u64> = None;
-        // Rows unpacked while the round is built.
-        let mut dense: Vec<Option<(Vec<u8>, Vec<u8>)>> = vec![None; nvi];
+        let mut input = self.round(round);
+        let ids: Vec<u32> = vps.iter().map(|n| input.vp(n)).collect();
         for o in obs {
-            let Some(&v) = ids.get(o.vp as usize) else {
-                raw.skipped += 1;
-                continue;
-            };
-            let v = v as usize;
-            if o.round != round || o.block as usize >= nb {
-                raw.skipped += 1;
-                if o.round == round {
-                    raw.present[v] = true;
+            match ids.get(o.vp as usize) {
+                Some(&v) if o.round == round => {
+                    input.observe(v, o.block, o.state, o.probes, o.replies)
                 }
-                continue;
+                _ => input.skip(),
             }
-            raw.present[v] = true;
-            let b = o.block as usize;
-            let (cells, loss) = dense[v].get_or_insert_with(|| (vec![NONE; nb], vec![0; nb]));
-            cells[b] = merge(cells[b], code(o.state));
-            if o.state != BlockState::Down {
-                loss[b] = add_loss(loss[b], o.probes, o.probes.saturating_sub(o.replies));
-            }
-            let p = self.block_prefix[b] as usize;
-            let (probes, replies) = (u64::from(o.probes), u64::from(o.replies));
-            raw.prefix_probes[p].0 += probes;
-            raw.prefix_probes[p].1 += replies;
-            for &s in &self.layout.of_prefix[p] {
-                let t = &mut raw.per_vp[v * pvs + s];
-                t.probes += probes;
-                t.replies += replies;
-            }
-            let h = summaries::obs_digest(self.vp_hash[v], self.block_hash[b], o);
-            sum = Some(sum.unwrap_or(0).wrapping_add(h));
         }
         for c in control {
-            let Some(&v) = ids.get(c.vp as usize) else {
-                raw.skipped += 1;
-                continue;
-            };
-            let v = v as usize;
-            if c.round != round {
-                raw.skipped += 1;
-                continue;
+            match ids.get(c.vp as usize) {
+                Some(&v) if c.round == round => input.control(v, c.state),
+                _ => input.skip(),
             }
-            raw.present[v] = true;
-            let vr = &mut raw.vp_rounds[v];
-            match c.state {
-                BlockState::Up => vr.ctl_up += 1,
-                BlockState::Down => vr.ctl_down += 1,
-                BlockState::Uncertain => vr.ctl_uncertain += 1,
-            }
-            let h = summaries::control_digest(self.vp_hash[v], c);
-            sum = Some(sum.unwrap_or(0).wrapping_add(h));
         }
         for t in traces {
-            if t.round != round {
-                continue;
+            if let Some(&v) = ids.get(t.vp as usize).filter(|_| t.round == round) {
+                input.trace(v, t);
             }
-            let Some(&v) = ids.get(t.vp as usize) else {
-                continue;
-            };
-            raw.present[v as usize] = true;
-            raw.traces.push(TraceObs { vp: v, ..t.clone() });
         }
         // As in `correlate`, probe errors are localization evidence only:
         // they neither make a VP present nor enter the round's digest.
         for e in probe_errors {
-            if e.round != round {
-                continue;
+            if let Some(&v) = ids.get(e.vp as usize).filter(|_| e.round == round) {
+                input.probe_error(v, e);
             }
-            let Some(&v) = ids.get(e.vp as usize) else {
-                continue;
-            };
-            raw.probe_errors.push(ProbeErrorObs { vp: v, ..e.clone() });
         }
-        raw.digest_sum = sum;
-        // Counts after merging, and each VP's judged blocks per scope.
-        let mut judged = vec![(0u32, 0u32); np];
-        for (v, row) in dense.iter_mut().enumerate() {
-            let Some((cells, loss)) = row.take() else {
-                continue;
-            };
-            let vr = &mut raw.vp_rounds[v];
-            judged.fill((0, 0));
-            for (b, &c) in cells.iter().enumerate() {
-                match c & STATE {
-                    UP => vr.up += 1,
-                    DOWN => vr.down += 1,
-                    UNCERTAIN => vr.uncertain += 1,
-                    _ => continue,
-                }
-                let s = c & STATE;
-                if s == UP || s == DOWN {
-                    let j = &mut judged[self.block_prefix[b] as usize];
-                    j.0 += 1;
-                    j.1 += u32::from(s == UP);
-                }
-            }
-            for (p, &(n, up)) in judged.iter().enumerate() {
-                if n == 0 {
-                    continue;
-                }
-                for &s in &self.layout.of_prefix[p] {
-                    raw.per_vp[v * pvs + s].blocks_judged += n;
-                    raw.per_vp[v * pvs + s].blocks_up += up;
-                }
-            }
-            raw.rows[v] = Some(Row::pack(&cells, &loss));
+        input.finish();
+    }
+
+    /// Starts replacing everything known of `round` (every VP's reports of
+    /// it): give them to the [`RoundInput`] one by one, in any order, then
+    /// [`RoundInput::finish`]. What [`Incremental::update_round`] does with
+    /// lists, without building them: a caller that decodes stored rounds
+    /// feeds each block straight in. Dropping the input unfinished changes
+    /// nothing; a round before the window is ignored.
+    pub fn round(&mut self, round: u64) -> RoundInput<'_> {
+        let np = self.prefixes.len();
+        RoundInput {
+            engine: self,
+            round,
+            raw: RoundRaw {
+                prefix_probes: vec![(0, 0); np],
+                ..RoundRaw::default()
+            },
+            dense: Vec::new(),
+            vp_prefix: Vec::new(),
+            sum: None,
+        }
+    }
+
+    /// Stores a round built by a [`RoundInput`].
+    fn put_round(&mut self, round: u64, raw: RoundRaw) {
+        if round < self.first {
+            return;
         }
         let has_any = raw.present.iter().any(|&p| p) || raw.skipped > 0;
         let walked = self.tail.as_ref().is_some_and(|t| round <= t.0);
@@ -1036,6 +971,202 @@ impl Incremental {
             down,
             marks,
         }
+    }
+}
+
+/// One round's reports given one by one ([`Incremental::round`]). VP ids
+/// are those [`RoundInput::vp`] gives; block ids those of the engine
+/// ([`Incremental::add_block`], or the campaign's blocks in order).
+pub struct RoundInput<'a> {
+    engine: &'a mut Incremental,
+    round: u64,
+    raw: RoundRaw,
+    /// Per VP: its cells and loss cells, unpacked while the round is built.
+    dense: Vec<Option<(Vec<u8>, Vec<u8>)>>,
+    /// Per VP: probes and replies per prefix.
+    vp_prefix: Vec<Vec<(u64, u64)>>,
+    /// Sum of the observations' digest shares.
+    sum: Option<u64>,
+}
+
+impl RoundInput<'_> {
+    /// The id of VP `name` in this round (and in the engine from now on).
+    pub fn vp(&mut self, name: &str) -> u32 {
+        let v = self.engine.vp_id(name);
+        let nvi = self.engine.vp_names.len();
+        let pvs = self.engine.layout.per_vp_scopes;
+        let raw = &mut self.raw;
+        at_least(&mut raw.rows, nvi, None);
+        at_least(&mut raw.vp_rounds, nvi, VpRound::default());
+        at_least(&mut raw.present, nvi, false);
+        at_least(&mut raw.per_vp, nvi * pvs, summaries::Totals::default());
+        at_least(&mut self.dense, nvi, None);
+        at_least(&mut self.vp_prefix, nvi, Vec::new());
+        v
+    }
+
+    /// VP `vp` saw `block` in this state after these probes and replies.
+    /// A block the engine does not know is skipped (and counted), as
+    /// `correlate` does, but the VP still reported the round.
+    #[inline]
+    pub fn observe(&mut self, vp: u32, block: u32, state: BlockState, probes: u32, replies: u32) {
+        let e = &*self.engine;
+        let (v, b, nb) = (vp as usize, block as usize, e.nb);
+        assert!(
+            v < self.raw.present.len(),
+            "VP {vp} not from RoundInput::vp"
+        );
+        self.raw.present[v] = true;
+        if b >= nb {
+            self.raw.skipped += 1;
+            return;
+        }
+        let (cells, loss) = self.dense[v].get_or_insert_with(|| (vec![NONE; nb], vec![0; nb]));
+        if b >= cells.len() {
+            // A block added while the round was built.
+            cells.resize(nb, NONE);
+            loss.resize(nb, 0);
+        }
+        cells[b] = merge(cells[b], code(state));
+        if state != BlockState::Down {
+            loss[b] = add_loss(loss[b], probes, probes.saturating_sub(replies));
+        }
+        let per_prefix = &mut self.vp_prefix[v];
+        if per_prefix.is_empty() {
+            per_prefix.resize(e.prefixes.len(), (0, 0));
+        }
+        let t = &mut per_prefix[e.block_prefix[b] as usize];
+        t.0 += u64::from(probes);
+        t.1 += u64::from(replies);
+        let h = summaries::obs_digest_of(e.vp_hash[v], e.block_hash[b], state, probes, replies);
+        self.sum = Some(self.sum.unwrap_or(0).wrapping_add(h));
+    }
+
+    /// Adds a block to the engine ([`Incremental::add_block`]) while the
+    /// round is built: observations may name it at once.
+    pub fn add_block(&mut self, net: ipnet::IpNet, prefix: u32) -> Result<u32, CorrelateError> {
+        self.engine.add_block(net, prefix)
+    }
+
+    /// An observation that cannot be used (unknown VP, another round):
+    /// counted as skipped, as `correlate` does.
+    pub fn skip(&mut self) {
+        self.raw.skipped += 1;
+    }
+
+    /// VP `vp`'s control target was in this state.
+    pub fn control(&mut self, vp: u32, state: BlockState) {
+        let v = vp as usize;
+        assert!(
+            v < self.raw.present.len(),
+            "VP {vp} not from RoundInput::vp"
+        );
+        self.raw.present[v] = true;
+        let vr = &mut self.raw.vp_rounds[v];
+        match state {
+            BlockState::Up => vr.ctl_up += 1,
+            BlockState::Down => vr.ctl_down += 1,
+            BlockState::Uncertain => vr.ctl_uncertain += 1,
+        }
+        let c = ControlObs {
+            vp,
+            round: self.round,
+            state,
+        };
+        let h = summaries::control_digest(self.engine.vp_hash[v], &c);
+        self.sum = Some(self.sum.unwrap_or(0).wrapping_add(h));
+    }
+
+    /// A trace of VP `vp` (its `vp` and `round` fields are ignored).
+    pub fn trace(&mut self, vp: u32, trace: &TraceObs) {
+        assert!(
+            (vp as usize) < self.raw.present.len(),
+            "VP {vp} not from RoundInput::vp"
+        );
+        self.raw.present[vp as usize] = true;
+        self.raw.traces.push(TraceObs {
+            vp,
+            round: self.round,
+            ..trace.clone()
+        });
+    }
+
+    /// Routers' errors to VP `vp`'s probes (localization evidence only: the
+    /// VP is not made present by them).
+    pub fn probe_error(&mut self, vp: u32, errors: &ProbeErrorObs) {
+        assert!(
+            (vp as usize) < self.raw.present.len(),
+            "VP {vp} not from RoundInput::vp"
+        );
+        self.raw.probe_errors.push(ProbeErrorObs {
+            vp,
+            round: self.round,
+            ..errors.clone()
+        });
+    }
+
+    /// Replaces the engine's round with what was given (nothing: the round
+    /// is withdrawn).
+    pub fn finish(self) {
+        let RoundInput {
+            engine,
+            round,
+            mut raw,
+            mut dense,
+            vp_prefix,
+            sum,
+        } = self;
+        let np = engine.prefixes.len();
+        let pvs = engine.layout.per_vp_scopes;
+        raw.digest_sum = sum;
+        for (v, per_prefix) in vp_prefix.iter().enumerate() {
+            for (p, &(probes, replies)) in per_prefix.iter().enumerate() {
+                if probes == 0 && replies == 0 {
+                    continue;
+                }
+                raw.prefix_probes[p].0 += probes;
+                raw.prefix_probes[p].1 += replies;
+                for &s in &engine.layout.of_prefix[p] {
+                    let t = &mut raw.per_vp[v * pvs + s];
+                    t.probes += probes;
+                    t.replies += replies;
+                }
+            }
+        }
+        // Counts after merging, and each VP's judged blocks per scope.
+        let mut judged = vec![(0u32, 0u32); np];
+        for (v, row) in dense.iter_mut().enumerate() {
+            let Some((cells, loss)) = row.take() else {
+                continue;
+            };
+            let vr = &mut raw.vp_rounds[v];
+            judged.fill((0, 0));
+            for (b, &c) in cells.iter().enumerate() {
+                match c & STATE {
+                    UP => vr.up += 1,
+                    DOWN => vr.down += 1,
+                    UNCERTAIN => vr.uncertain += 1,
+                    _ => continue,
+                }
+                let s = c & STATE;
+                if s == UP || s == DOWN {
+                    let j = &mut judged[engine.block_prefix[b] as usize];
+                    j.0 += 1;
+                    j.1 += u32::from(s == UP);
+                }
+            }
+            for (p, &(n, up)) in judged.iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                for &s in &engine.layout.of_prefix[p] {
+                    raw.per_vp[v * pvs + s].blocks_judged += n;
+                    raw.per_vp[v * pvs + s].blocks_up += up;
+                }
+            }
+            raw.rows[v] = Some(Row::pack(&cells, &loss));
+        }
+        engine.put_round(round, raw);
     }
 }
 

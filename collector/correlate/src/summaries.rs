@@ -427,9 +427,20 @@ pub(crate) fn net_hash(net: &ipnet::IpNet) -> u64 {
 
 /// One observation's share of its round's digest (summed, so order-free).
 pub(crate) fn obs_digest(vp: u64, block: u64, o: &crate::Obs) -> u64 {
-    let what = u64::from(crate::grid::code(o.state))
-        | u64::from(o.probes) << 2
-        | u64::from(o.replies) << 33;
+    obs_digest_of(vp, block, o.state, o.probes, o.replies)
+}
+
+/// [`obs_digest`] from the observation's fields.
+#[inline]
+pub(crate) fn obs_digest_of(
+    vp: u64,
+    block: u64,
+    state: darkwatch_schema::BlockState,
+    probes: u32,
+    replies: u32,
+) -> u64 {
+    let what =
+        u64::from(crate::grid::code(state)) | u64::from(probes) << 2 | u64::from(replies) << 33;
     mix(mix(vp ^ mix(block)) ^ what)
 }
 
