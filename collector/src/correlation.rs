@@ -28,12 +28,14 @@ use serde::Deserialize;
 
 use crate::alerts::{AlertEvent, Alerts};
 use crate::clock::SharedClock;
+use crate::metrics::Metrics;
 use crate::reconcile::{reconcile, EventKind, Window};
 use crate::store::{
     AgentObservation, AgentProbeErrors, AgentTrace, Campaign, RoundRecord, Spaces, Store,
     StoreError, Verdict,
 };
 use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
+use futures::FutureExt;
 
 /// Prefix of the per-campaign correlation leases (`correlator:CAMPAIGN`).
 pub const LEASE: &str = "correlator";
@@ -460,6 +462,15 @@ pub struct CampaignState {
     engine: core::Incremental,
     /// Engine block id of each block seen.
     block_ids: HashMap<IpNet, u32>,
+    /// The campaign's prefixes (truncated) -> their index in the engine.
+    prefix_index: HashMap<IpNet, u32>,
+    /// The campaign's block spaces (packed rounds' indices), read once and
+    /// again when a record names one not read yet.
+    spaces: Spaces,
+    /// Per block space: engine block id of each index ([`UNSEEN`] until
+    /// the index first occurs, [`OUTSIDE`] for a block of no prefix of
+    /// the campaign's).
+    tables: HashMap<String, Vec<u32>>,
     /// Per loaded round, the store's fingerprint of its raw rows
     /// ([`Store::round_versions`]) when it was loaded.
     versions: std::collections::BTreeMap<u64, u64>,
@@ -485,6 +496,8 @@ pub struct PassStats {
 #[derive(Default)]
 pub struct Correlator {
     states: HashMap<String, CampaignState>,
+    /// Test hook ([`Correlator::panic_once`]).
+    panic_once: BTreeSet<String>,
 }
 
 fn campaign_key(c: &Campaign) -> String {
@@ -499,6 +512,13 @@ impl Correlator {
     /// or lost: another collector may change them meanwhile).
     pub fn retain(&mut self, held: &BTreeSet<String>) {
         self.states.retain(|name, _| held.contains(name));
+    }
+
+    /// Test hook: the next pass over `campaign` panics inside the engine's
+    /// update (as a bug in the correlation core would), once.
+    #[doc(hidden)]
+    pub fn panic_once(&mut self, campaign: &str) {
+        self.panic_once.insert(campaign.to_string());
     }
 
     /// Campaigns with a state.
@@ -556,6 +576,13 @@ impl Correlator {
                     key,
                     engine,
                     block_ids: HashMap::new(),
+                    prefix_index: prefixes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| (p.trunc(), i as u32))
+                        .collect(),
+                    spaces: Spaces::default(),
+                    tables: HashMap::new(),
                     versions: Default::default(),
                 },
             );
@@ -580,8 +607,8 @@ impl Correlator {
             .collect();
         changed.sort_unstable();
         changed.dedup();
-        // Contiguous runs of changed rounds, read a few rounds at a time.
-        let mut spaces: Option<Spaces> = None;
+        // Contiguous runs of changed rounds, read a few rounds at a time
+        // and decoded round by round straight into the engine.
         let mut i = 0;
         while i < changed.len() {
             let start = changed[i];
@@ -596,25 +623,24 @@ impl Correlator {
             i += 1;
             let rounds = start..=end;
             let raw = Raw::load(store, &campaign.name, rounds.clone()).await?;
-            if !raw.records.is_empty() && spaces.is_none() {
-                spaces = Some(Spaces::new(&store.block_spaces(&campaign.name).await?));
+            if raw
+                .records
+                .iter()
+                .any(|r| st.spaces.get(&r.space).is_none())
+            {
+                st.spaces = Spaces::new(&store.block_spaces(&campaign.name).await?);
             }
-            let empty = Spaces::default();
-            let input = build_input(
-                campaign,
-                rounds.clone(),
-                &raw,
-                spaces.as_ref().unwrap_or(&empty),
-                pfx2as,
-            )?;
-            feed(st, &input, start, end);
             for r in rounds {
+                feed_round(st, &raw, r)?;
                 match now.get(&r) {
                     Some(&v) => st.versions.insert(r, v),
                     None => st.versions.remove(&r),
                 };
             }
             stats.rounds_loaded += (end - start + 1) as usize;
+        }
+        if self.panic_once.remove(&campaign.name) {
+            panic!("test hook: correlation of {} panics", campaign.name);
         }
         let out = st.engine.output();
         stats.rounds_recomputed = st.engine.recomputed();
@@ -638,63 +664,109 @@ impl Correlator {
     }
 }
 
-/// Hands rounds `start..=end` of `input` (built from the store for those
-/// rounds) to the engine, each round whole (a round without reports now is
-/// withdrawn).
-fn feed(st: &mut CampaignState, input: &core::Input, start: u64, end: u64) {
-    let ids: Vec<u32> = input
-        .blocks
-        .iter()
-        .map(|b| match st.block_ids.get(&b.net) {
-            Some(&id) => id,
-            None => {
-                let id = st
-                    .engine
-                    .add_block(b.net, b.prefix)
-                    .expect("build_input gives blocks of known prefixes");
-                st.block_ids.insert(b.net, id);
-                id
+/// Table entry of a block-space index not looked up yet.
+const UNSEEN: u32 = u32::MAX - 1;
+/// Table entry of a block-space index outside the campaign's prefixes.
+const OUTSIDE: u32 = u32::MAX;
+
+/// The engine id of `block`, added to the engine (through the round being
+/// built) at its first sight; `None` for a block of no prefix of the
+/// campaign's (left out, as [`build_input`] does). The block's prefix is
+/// the longest campaign prefix holding it (campaign prefixes may nest).
+fn block_id(
+    block_ids: &mut HashMap<IpNet, u32>,
+    prefix_index: &HashMap<IpNet, u32>,
+    input: &mut core::incremental::RoundInput<'_>,
+    block: &IpNet,
+) -> Option<u32> {
+    if let Some(&id) = block_ids.get(block) {
+        return Some(id);
+    }
+    let prefix = (0..=block.prefix_len()).rev().find_map(|len| {
+        prefix_index
+            .get(&IpNet::new(block.addr(), len).ok()?.trunc())
+            .copied()
+    })?;
+    let id = input
+        .add_block(*block, prefix)
+        .expect("the prefix index holds the engine's prefixes");
+    block_ids.insert(*block, id);
+    Some(id)
+}
+
+/// Hands round `round` of what was read (`raw`, which may hold other
+/// rounds) to the engine, whole (a round without reports now is
+/// withdrawn): the same round [`build_input`] and `update_round` give,
+/// without building the input. Packed records are decoded one chunk at a
+/// time and each block goes straight into the engine's cells through one
+/// table per block space, so a round of a million blocks costs no
+/// per-observation list.
+fn feed_round(st: &mut CampaignState, raw: &Raw, round: u64) -> Result<(), StoreError> {
+    let CampaignState {
+        engine,
+        block_ids,
+        prefix_index,
+        spaces,
+        tables,
+        ..
+    } = st;
+    let mut input = engine.round(round);
+    for o in raw.rows.iter().filter(|o| o.obs.round == round) {
+        let v = input.vp(&o.agent);
+        if let Some(b) = block_id(block_ids, prefix_index, &mut input, &o.obs.block) {
+            input.observe(v, b, o.obs.state, o.obs.probes, o.obs.replies);
+        }
+    }
+    for rec in raw.records.iter().filter(|r| r.round == round) {
+        let (space, blocks) = spaces.unpack(rec)?;
+        let v = input.vp(&rec.agent);
+        let table = tables
+            .entry(rec.space.clone())
+            .or_insert_with(|| vec![UNSEEN; space.len() as usize]);
+        for b in &blocks {
+            let slot = &mut table[b.index as usize];
+            if *slot == UNSEEN {
+                *slot = space
+                    .block_at(b.index)
+                    .and_then(|net| block_id(block_ids, prefix_index, &mut input, &net))
+                    .unwrap_or(OUTSIDE);
             }
-        })
-        .collect();
-    let n = (end - start + 1) as usize;
-    let mut obs: Vec<Vec<core::Obs>> = vec![Vec::new(); n];
-    for o in &input.obs {
-        if let Some(r) = o.round.checked_sub(start).filter(|&r| r < n as u64) {
-            obs[r as usize].push(core::Obs {
-                block: ids[o.block as usize],
-                ..*o
-            });
+            if *slot != OUTSIDE {
+                input.observe(v, *slot, b.state, b.probes, b.replies);
+            }
         }
     }
-    let mut control: Vec<Vec<core::ControlObs>> = vec![Vec::new(); n];
-    for c in &input.control {
-        if let Some(r) = c.round.checked_sub(start).filter(|&r| r < n as u64) {
-            control[r as usize].push(*c);
-        }
+    for o in raw.control.iter().filter(|o| o.obs.round == round) {
+        let v = input.vp(&o.agent);
+        input.control(v, o.obs.state);
     }
-    let mut traces: Vec<Vec<core::TraceObs>> = vec![Vec::new(); n];
-    for t in &input.traces {
-        if let Some(r) = t.round.checked_sub(start).filter(|&r| r < n as u64) {
-            traces[r as usize].push(t.clone());
-        }
+    for t in raw.traces.iter().filter(|t| t.trace.round == round) {
+        let v = input.vp(&t.agent);
+        input.trace(
+            v,
+            &core::TraceObs {
+                vp: v,
+                round,
+                target: t.trace.target,
+                responding: t.trace.hops.iter().filter_map(|h| h.addr).collect(),
+                reached: t.trace.reached,
+            },
+        );
     }
-    let mut errors: Vec<Vec<core::ProbeErrorObs>> = vec![Vec::new(); n];
-    for e in &input.probe_errors {
-        if let Some(r) = e.round.checked_sub(start).filter(|&r| r < n as u64) {
-            errors[r as usize].push(e.clone());
-        }
+    for p in raw.probe_errors.iter().filter(|p| p.errors.round == round) {
+        let v = input.vp(&p.agent);
+        input.probe_error(
+            v,
+            &core::ProbeErrorObs {
+                vp: v,
+                round,
+                from: p.errors.from,
+                blocks: p.errors.blocks.clone(),
+            },
+        );
     }
-    for (i, (((o, c), t), e)) in obs
-        .iter()
-        .zip(&control)
-        .zip(&traces)
-        .zip(&errors)
-        .enumerate()
-    {
-        st.engine
-            .update_round(start + i as u64, &input.vps, o, c, t, e);
-    }
+    input.finish();
+    Ok(())
 }
 
 /// Loads the prefix-to-AS file for `serve`, logging each skipped line (up to
@@ -865,6 +937,71 @@ pub async fn share_campaigns<S: Store>(
         .collect())
 }
 
+/// How one campaign's pass in the loop ended ([`correlate_campaigns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassOutcome {
+    Done(PassStats),
+    /// The store (or a stored record) failed: logged, retried next pass.
+    Failed,
+    /// The pass panicked: caught, logged, counted in
+    /// `darkwatch_correlation_panics_total`, retried next pass.
+    Panicked,
+}
+
+/// One pass of the loop over the campaigns this collector holds, each on
+/// its own: a pass that fails or panics (a bug in the correlation core
+/// must not stop the loop, nor the other campaigns) is logged at error
+/// level, the campaign's state is dropped (the next pass rebuilds it from
+/// the store) and the loop goes on. A panic is counted in `metrics`.
+#[allow(clippy::too_many_arguments)]
+pub async fn correlate_campaigns<S: Store>(
+    correlator: &mut Correlator,
+    store: &S,
+    campaigns: &[Campaign],
+    settings: &CorrelationSettings,
+    pfx2as: Option<&Pfx2As>,
+    alerts: &Alerts,
+    metrics: &Metrics,
+    clock: &SharedClock,
+) -> Vec<PassOutcome> {
+    let mut outcomes = Vec::with_capacity(campaigns.len());
+    for c in campaigns {
+        let pass = correlator.pass(store, c, settings, pfx2as, clock.now_ms());
+        let outcome = match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
+            Ok(Ok((_, events, stats))) => {
+                if stats.rounds_loaded > 0 {
+                    tracing::debug!(campaign = %c.name, loaded = stats.rounds_loaded, recomputed = stats.rounds_recomputed, rebuilt = stats.rebuilt, "incremental pass");
+                }
+                for e in events {
+                    tracing::info!(event = %e.summary(), "verdict");
+                    alerts.send(e);
+                }
+                PassOutcome::Done(stats)
+            }
+            Ok(Err(e)) => {
+                // Start this campaign over from the store: the pass may
+                // have stopped between loading rounds.
+                correlator.states.remove(&c.name);
+                tracing::error!(campaign = %c.name, error = %e, "correlation pass failed");
+                PassOutcome::Failed
+            }
+            Err(panic) => {
+                correlator.states.remove(&c.name);
+                metrics.correlation_panic(&c.name);
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                tracing::error!(campaign = %c.name, panic = %why, "correlation pass panicked; the campaign is rebuilt from the store at the next pass");
+                PassOutcome::Panicked
+            }
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
 /// The correlation loop of `serve`: every `every_secs`, run a pass over
 /// each campaign this collector holds the lease of (campaigns are shared
 /// among the collectors on one database: [`share_campaigns`]), then delete
@@ -875,6 +1012,7 @@ pub async fn run<S: Store>(
     retention: RetentionSettings,
     holder: String,
     alerts: Alerts,
+    metrics: Arc<Metrics>,
     clock: SharedClock,
 ) {
     let pfx2as = settings
@@ -895,34 +1033,17 @@ pub async fn run<S: Store>(
                 } else if was_correlating && mine.is_empty() {
                     tracing::warn!("lost the correlator lease to another collector");
                 }
-                for c in &mine {
-                    match correlator
-                        .pass(
-                            store.as_ref(),
-                            c,
-                            &settings,
-                            pfx2as.as_ref(),
-                            clock.now_ms(),
-                        )
-                        .await
-                    {
-                        Ok((_, events, stats)) => {
-                            if stats.rounds_loaded > 0 {
-                                tracing::debug!(campaign = %c.name, loaded = stats.rounds_loaded, recomputed = stats.rounds_recomputed, rebuilt = stats.rebuilt, "incremental pass");
-                            }
-                            for e in events {
-                                tracing::info!(event = %e.summary(), "verdict");
-                                alerts.send(e);
-                            }
-                        }
-                        Err(e) => {
-                            // Start this campaign over from the store: the
-                            // pass may have stopped between loading rounds.
-                            correlator.states.remove(&c.name);
-                            tracing::error!(campaign = %c.name, error = %e, "correlation pass failed")
-                        }
-                    }
-                }
+                correlate_campaigns(
+                    &mut correlator,
+                    store.as_ref(),
+                    &mine,
+                    &settings,
+                    pfx2as.as_ref(),
+                    &alerts,
+                    &metrics,
+                    &clock,
+                )
+                .await;
                 for c in &mine {
                     match purge_old_rounds(store.as_ref(), c, &retention, clock.now_ms()).await {
                         Ok(0) => {}

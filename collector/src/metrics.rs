@@ -22,6 +22,7 @@ pub struct Metrics {
     probes: AtomicU64,
     replies: AtomicU64,
     rejected: Mutex<BTreeMap<u16, u64>>,
+    correlation_panics: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -48,6 +49,25 @@ impl Metrics {
         // the map is still usable.
         let mut m = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(status).or_default() += 1;
+    }
+
+    /// Records a correlation pass over `campaign` that panicked (the
+    /// correlation loop caught it and goes on).
+    pub fn correlation_panic(&self, campaign: &str) {
+        let mut m = self
+            .correlation_panics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *m.entry(campaign.to_string()).or_default() += 1;
+    }
+
+    /// Panics caught so far in `campaign`'s correlation passes.
+    pub fn correlation_panics(&self, campaign: &str) -> u64 {
+        let m = self
+            .correlation_panics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        m.get(campaign).copied().unwrap_or(0)
     }
 
     /// Prometheus text exposition; `counts` is `None` when the store failed.
@@ -103,6 +123,23 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "darkwatch_requests_rejected_total{{status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP darkwatch_correlation_panics_total Correlation passes that panicked (caught; the campaign is rebuilt from the store at its next pass), by campaign.\n\
+             # TYPE darkwatch_correlation_panics_total counter"
+        );
+        let panics = self
+            .correlation_panics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (campaign, n) in panics {
+            let _ = writeln!(
+                out,
+                "darkwatch_correlation_panics_total{{campaign=\"{}\"}} {n}",
+                escape(&campaign)
             );
         }
         let up = u8::from(counts.is_some());
@@ -276,6 +313,8 @@ mod tests {
         m.rejected(401);
         m.rejected(413);
         m.probes(12, 7);
+        m.correlation_panic("k\"p");
+        m.correlation_panic("k\"p");
         let text = m.render(Some(&StoreCounts {
             agents: 3,
             agents_seen: 1,
@@ -298,6 +337,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("darkwatch_replies_reported_total 7\n"));
+        assert!(
+            text.contains("darkwatch_correlation_panics_total{campaign=\"k\\\"p\"} 2\n"),
+            "{text}"
+        );
+        assert_eq!(m.correlation_panics("k\"p"), 2);
         // Open verdicts are counted by kind and scope (render_scope_gauges).
         assert!(!text.contains("darkwatch_verdicts_open"), "{text}");
 

@@ -37,17 +37,19 @@ pub enum ServeError {
 
 /// Binds `cfg.listen`, calls `on_listening` with the bound address (port 0
 /// picks a free port), and serves until `shutdown` completes; in-flight
-/// requests then get a grace period.
+/// requests then get a grace period. `metrics` are the process counters
+/// (shared with the correlation loop, which counts its caught panics).
 pub async fn serve<S: Store>(
     cfg: &ServeConfig,
     store: Arc<S>,
+    metrics: Arc<Metrics>,
     clock: SharedClock,
     on_listening: impl FnOnce(SocketAddr, bool),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let state = AppState {
         store,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         clock,
         correlation: Arc::new(cfg.correlation.clone()),
     };

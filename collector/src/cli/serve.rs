@@ -48,17 +48,20 @@ pub(super) async fn serve(
         std::process::id(),
         rand::random::<u32>()
     );
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let correlator = tokio::spawn(crate::correlation::run(
         store.clone(),
         cfg.correlation.clone(),
         cfg.retention.clone(),
         holder,
         alerts,
+        metrics.clone(),
         clock.clone(),
     ));
     let result = server::serve(
         &cfg,
         store.clone(),
+        metrics,
         clock,
         |addr, tls| {
             let scheme = if tls { "https" } else { "http" };

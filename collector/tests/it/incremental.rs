@@ -174,4 +174,118 @@ async fn a_late_round_rejudges_as_a_full_recomputation(db: &str) {
     assert!(fresh.campaigns().is_empty());
 }
 
-db_tests!(a_late_round_rejudges_as_a_full_recomputation);
+/// A pass that panics in the correlation core (forced with the test hook
+/// `Correlator::panic_once`) is caught: logged, counted in
+/// `darkwatch_correlation_panics_total`, the other campaign of the same
+/// loop pass is still correlated, and the next pass rebuilds the panicked
+/// campaign from the store and judges it as a full pass does.
+async fn a_panicking_pass_is_caught_and_correlation_goes_on(db: &str) {
+    use darkwatch_collector::alerts::Alerts;
+    use darkwatch_collector::clock::{ManualClock, SharedClock};
+    use darkwatch_collector::correlation::{correlate_campaigns, PassOutcome};
+    use darkwatch_collector::metrics::Metrics;
+    use std::sync::Arc;
+
+    let store = SqlStore::open(db).await.expect("open");
+    let kp = campaign(&store).await;
+    let kq = store
+        .put_campaign(
+            &CampaignSpec {
+                name: "kq".into(),
+                country: None,
+                interval_secs: INTERVAL,
+                prefixes: kp.prefixes.clone(),
+                control: vec![],
+                agents: vec![],
+            },
+            false,
+            0,
+        )
+        .await
+        .expect("campaign kq");
+    let t = |offset: u64| round_start_ms(FIRST + offset + 2, INTERVAL);
+    for vp in ["vp-a", "vp-b"] {
+        // Both VPs see the second prefix dark in the DARK rounds.
+        for name in ["kp", "kq"] {
+            let mut b = reports("vp-a", FIRST..=FIRST + 14);
+            for o in &mut b.observations {
+                o.campaign = name.into();
+            }
+            store.ingest(vp, &b, t(14)).await.expect("ingest");
+        }
+    }
+    let settings = CorrelationSettings {
+        window_rounds: 16,
+        ..CorrelationSettings::default()
+    };
+    let clock: SharedClock = Arc::new(ManualClock::new(t(14)));
+    let metrics = Metrics::default();
+    let mut correlator = Correlator::default();
+    correlator.panic_once("kp");
+    let campaigns = [kp.clone(), kq.clone()];
+    let alerts = Alerts::disabled();
+    macro_rules! loop_pass {
+        () => {
+            correlate_campaigns(
+                &mut correlator,
+                &store,
+                &campaigns,
+                &settings,
+                None,
+                &alerts,
+                &metrics,
+                &clock,
+            )
+            .await
+        };
+    }
+    let outcomes = loop_pass!();
+    assert_eq!(outcomes[0], PassOutcome::Panicked);
+    assert!(
+        matches!(outcomes[1], PassOutcome::Done(s) if s.rebuilt),
+        "{outcomes:?}"
+    );
+    assert_eq!(metrics.correlation_panics("kp"), 1);
+    assert_eq!(metrics.correlation_panics("kq"), 0);
+    assert!(metrics
+        .render(None)
+        .contains("darkwatch_correlation_panics_total{campaign=\"kp\"} 1\n"));
+    // kq was judged in the same loop pass; kp's state was dropped.
+    let verdicts = |name: &'static str| {
+        let store = &store;
+        async move { store.list_verdicts(Some(name), None).await.expect("list") }
+    };
+    assert!(!verdicts("kq").await.is_empty(), "kq judged");
+    assert!(verdicts("kp").await.is_empty(), "kp not judged yet");
+    assert_eq!(correlator.campaigns(), ["kq"]);
+
+    // The next pass rebuilds kp from the store and judges it.
+    let outcomes = loop_pass!();
+    assert!(
+        matches!(outcomes[0], PassOutcome::Done(s) if s.rebuilt && s.rounds_loaded > 0),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[1], PassOutcome::Done(s) if !s.rebuilt));
+    assert_eq!(metrics.correlation_panics("kp"), 1);
+    let judged = verdicts("kp").await;
+    assert!(
+        judged
+            .iter()
+            .any(|v| v.prefixes.iter().any(|p| p.to_string() == "198.18.2.0/23")),
+        "{judged:#?}"
+    );
+    // As a full pass judges it.
+    let (full, _) = correlation::pass(&store, &kp, &settings, None, clock.now_ms())
+        .await
+        .expect("full pass");
+    let (again, _, _) = correlator
+        .pass(&store, &kp, &settings, None, clock.now_ms())
+        .await
+        .expect("pass");
+    assert_eq!(again, full);
+}
+
+db_tests!(
+    a_late_round_rejudges_as_a_full_recomputation,
+    a_panicking_pass_is_caught_and_correlation_goes_on
+);

@@ -171,6 +171,7 @@ fn collector(store: SqlStore, holder: &str, clock: &ManualClock) -> tokio::task:
         RetentionSettings::default(),
         holder.to_string(),
         Alerts::disabled(),
+        Arc::new(darkwatch_collector::metrics::Metrics::default()),
         clock,
     ))
 }
