@@ -285,7 +285,172 @@ async fn a_panicking_pass_is_caught_and_correlation_goes_on(db: &str) {
     assert_eq!(again, full);
 }
 
+/// A packed round of `space` from one VP: every block, except every
+/// seventh one (shifted by the round), up after one answered probe; the
+/// blocks of `dark` down after 15 silent probes, in chunks of 5 blocks.
+fn packed_round(
+    space: &darkwatch_schema::BlockSpace,
+    round: u64,
+    dark: Option<&str>,
+) -> ReportBatch {
+    use darkwatch_schema::{BlockState, PackedBlock};
+    let dark: Option<ipnet::IpNet> = dark.map(|d| d.parse().expect("net"));
+    let blocks: Vec<PackedBlock> = (0..space.len())
+        .filter(|i| (i + round) % 7 != 0)
+        .map(|index| {
+            let net = space.block_at(index).expect("block");
+            let down = dark.is_some_and(|d| d.contains(&net));
+            PackedBlock {
+                index,
+                state: if down {
+                    BlockState::Down
+                } else {
+                    BlockState::Up
+                },
+                probes: if down {
+                    15
+                } else {
+                    1 + u32::from(index % 5 == 0)
+                },
+                replies: u32::from(!down),
+                belief: 0,
+                availability: 0,
+            }
+        })
+        .collect();
+    let mut b = plain_batch(vec![]);
+    b.packed = darkwatch_schema::packed::pack_chunks(
+        "kp",
+        round,
+        space,
+        round_start_ms(round, INTERVAL) + 1000,
+        blocks,
+        5,
+    )
+    .expect("pack");
+    b
+}
+
+/// Packed rounds (several chunks, two VPs, mixed with a plain agent's
+/// rows, one VP's rounds late) decode straight into the engine and give
+/// the batch output over the window at every pass; after the campaign
+/// changes, rounds packed against the old generation still decode (blocks
+/// no longer in the campaign left out) and the output still equals it.
+async fn packed_rounds_correlate_as_a_full_pass(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let spec = |prefixes: &[&str]| CampaignSpec {
+        name: "kp".into(),
+        country: Some("KP".into()),
+        interval_secs: INTERVAL,
+        prefixes: prefixes
+            .iter()
+            .map(|p| p.parse().expect("prefix"))
+            .collect(),
+        control: vec![],
+        agents: vec![],
+    };
+    let c1 = store
+        .put_campaign(&spec(&["198.18.0.0/21", "198.18.8.0/22"]), false, 0)
+        .await
+        .expect("campaign");
+    let s1 = darkwatch_schema::BlockSpace::new(&c1.prefixes);
+    let settings = CorrelationSettings {
+        window_rounds: 12,
+        ..CorrelationSettings::default()
+    };
+    let t = |offset: u64| round_start_ms(FIRST + offset + 2, INTERVAL);
+    let dark = |off: u64| DARK.contains(&off).then_some("198.18.8.0/22");
+    let mut correlator = Correlator::default();
+    let mut next = 0;
+    let mut judged_dark = false;
+    for upto in [4u64, 9, 13, 16] {
+        for off in next..=upto {
+            let r = FIRST + off;
+            store
+                .ingest("pa", &packed_round(&s1, r, dark(off)), t(upto))
+                .await
+                .expect("pa");
+            if off % 3 != 1 {
+                // pb's rounds 1, 4, 7, ... come later.
+                store
+                    .ingest("pb", &packed_round(&s1, r, dark(off)), t(upto))
+                    .await
+                    .expect("pb");
+            }
+            store
+                .ingest("old", &reports("old", std::iter::once(r)), t(upto))
+                .await
+                .expect("old");
+        }
+        next = upto + 1;
+        let (out, _, _) = correlator
+            .pass(&store, &c1, &settings, None, t(upto))
+            .await
+            .expect("pass");
+        assert_eq!(
+            out,
+            batch(&store, &c1, &settings, &out).await,
+            "up to {upto}"
+        );
+        judged_dark |= dark_verdicts(&out, "198.18.8.0/22") > 0;
+    }
+    assert!(judged_dark, "the dark prefix was judged");
+    // pb's held-back rounds arrive.
+    for off in (0..=16).filter(|o| o % 3 == 1) {
+        let r = FIRST + off;
+        store
+            .ingest("pb", &packed_round(&s1, r, dark(off)), t(16))
+            .await
+            .expect("late pb");
+    }
+    let (out, _, stats) = correlator
+        .pass(&store, &c1, &settings, None, t(16) + 1)
+        .await
+        .expect("pass");
+    assert!(!stats.rebuilt && stats.rounds_loaded > 0, "{stats:?}");
+    assert_eq!(out, batch(&store, &c1, &settings, &out).await);
+
+    // A new generation: 198.18.8.0/22 leaves, 198.18.12.0/24 comes.
+    let c2 = store
+        .put_campaign(&spec(&["198.18.0.0/21", "198.18.12.0/24"]), true, 0)
+        .await
+        .expect("replace");
+    let s2 = darkwatch_schema::BlockSpace::new(&c2.prefixes);
+    for off in 17..=18 {
+        let r = FIRST + off;
+        for vp in ["pa", "pb"] {
+            store
+                .ingest(vp, &packed_round(&s2, r, Some("198.18.12.0/24")), t(18))
+                .await
+                .expect("new space");
+        }
+    }
+    let (out, _, stats) = correlator
+        .pass(&store, &c2, &settings, None, t(18))
+        .await
+        .expect("pass");
+    assert!(stats.rebuilt);
+    assert_eq!(out, batch(&store, &c2, &settings, &out).await);
+    assert!(out
+        .verdicts
+        .iter()
+        .all(|v| v.prefixes.iter().all(|p| p.to_string() != "198.18.8.0/22")));
+    assert!(
+        dark_verdicts(&out, "198.18.12.0/24") > 0,
+        "{:#?}",
+        out.verdicts
+    );
+}
+
+fn dark_verdicts(out: &core::Output, prefix: &str) -> usize {
+    out.verdicts
+        .iter()
+        .filter(|v| v.prefixes.iter().any(|p| p.to_string() == prefix))
+        .count()
+}
+
 db_tests!(
+    packed_rounds_correlate_as_a_full_pass,
     a_late_round_rejudges_as_a_full_recomputation,
     a_panicking_pass_is_caught_and_correlation_goes_on
 );

@@ -4,7 +4,9 @@
 //! rounds and VPs), delivered out of order (late rounds after later ones
 //! were judged, a round delivered in parts, a round withdrawn) while the
 //! window slides, the engine's output after every update equals
-//! `correlate` over the same window.
+//! `correlate` over the same window, whether rounds are given as lists
+//! (`update_round`) or one report at a time in random order with blocks
+//! learnt mid-round (`Incremental::round`, as the collector feeds them).
 
 use std::collections::BTreeMap;
 
@@ -346,39 +348,74 @@ fn run_case(seed: u64) {
                 delivered.insert(*round, data.clone());
             }
         }
-        let mut new: Vec<u32> = data
-            .obs
-            .iter()
-            .map(|o| o.block)
-            .filter(|&b| ids.get(b as usize).is_some_and(Option::is_none))
-            .collect();
-        new.sort_unstable();
-        new.dedup();
-        rng.shuffle(&mut new);
-        for b in new {
-            let info = &t.campaign.blocks[b as usize];
-            ids[b as usize] = Some(engine.add_block(info.net, info.prefix).unwrap());
+        if rng.chance(0.5) {
+            // One by one through a RoundInput, in random order, the VPs
+            // numbered as they come and new blocks added mid-round (as
+            // the collector feeds decoded records).
+            let mut order: Vec<usize> = (0..data.obs.len()).collect();
+            rng.shuffle(&mut order);
+            let mut input = engine.round(*round);
+            for i in order {
+                let o = data.obs[i];
+                let v = input.vp(&t.vps[o.vp as usize]);
+                let block = match ids.get_mut(o.block as usize) {
+                    Some(Some(id)) => *id,
+                    Some(id) => {
+                        let info = &t.campaign.blocks[o.block as usize];
+                        *id.insert(input.add_block(info.net, info.prefix).unwrap())
+                    }
+                    None => u32::MAX,
+                };
+                input.observe(v, block, o.state, o.probes, o.replies);
+            }
+            for c in &data.control {
+                let v = input.vp(&t.vps[c.vp as usize]);
+                input.control(v, c.state);
+            }
+            for x in &data.traces {
+                let v = input.vp(&t.vps[x.vp as usize]);
+                input.trace(v, x);
+            }
+            for e in &data.probe_errors {
+                let v = input.vp(&t.vps[e.vp as usize]);
+                input.probe_error(v, e);
+            }
+            input.finish();
+        } else {
+            let mut new: Vec<u32> = data
+                .obs
+                .iter()
+                .map(|o| o.block)
+                .filter(|&b| ids.get(b as usize).is_some_and(Option::is_none))
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            rng.shuffle(&mut new);
+            for b in new {
+                let info = &t.campaign.blocks[b as usize];
+                ids[b as usize] = Some(engine.add_block(info.net, info.prefix).unwrap());
+            }
+            let obs: Vec<Obs> = data
+                .obs
+                .iter()
+                .map(|o| Obs {
+                    block: ids
+                        .get(o.block as usize)
+                        .copied()
+                        .flatten()
+                        .unwrap_or(u32::MAX),
+                    ..*o
+                })
+                .collect();
+            engine.update_round(
+                *round,
+                &t.vps,
+                &obs,
+                &data.control,
+                &data.traces,
+                &data.probe_errors,
+            );
         }
-        let obs: Vec<Obs> = data
-            .obs
-            .iter()
-            .map(|o| Obs {
-                block: ids
-                    .get(o.block as usize)
-                    .copied()
-                    .flatten()
-                    .unwrap_or(u32::MAX),
-                ..*o
-            })
-            .collect();
-        engine.update_round(
-            *round,
-            &t.vps,
-            &obs,
-            &data.control,
-            &data.traces,
-            &data.probe_errors,
-        );
         // Judge after most updates, not all: several updates per pass.
         if rng.chance(0.3) && i + 1 < events.len() {
             continue;
