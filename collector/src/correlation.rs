@@ -731,10 +731,14 @@ fn feed_round(st: &mut CampaignState, raw: &Raw, round: u64) -> Result<(), Store
                     .and_then(|net| block_id(block_ids, prefix_index, &mut input, &net))
                     .unwrap_or(OUTSIDE);
             }
-            if *slot != OUTSIDE {
-                input.observe(v, *slot, b.state, b.probes, b.replies);
-            }
         }
+        input.observe_all(
+            v,
+            blocks.iter().filter_map(|b| {
+                let id = table[b.index as usize];
+                (id != OUTSIDE).then_some((id, b.state, b.probes, b.replies))
+            }),
+        );
     }
     for o in raw.control.iter().filter(|o| o.obs.round == round) {
         let v = input.vp(&o.agent);

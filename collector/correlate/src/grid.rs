@@ -50,6 +50,7 @@ fn merge(a: u8, b: u8) -> u8 {
 }
 
 /// Adds `probes` and `lost` to a packed loss cell, saturating each at 15.
+#[inline]
 pub(crate) fn add_loss(cell: u8, probes: u32, lost: u32) -> u8 {
     let p = (u32::from(cell >> 4) + probes).min(15) as u8;
     let l = (u32::from(cell & 15) + lost).min(15) as u8;

@@ -1057,38 +1057,67 @@ impl RoundInput<'_> {
     /// VP `vp` saw `block` in this state after these probes and replies.
     /// A block the engine does not know is skipped (and counted), as
     /// `correlate` does, but the VP still reported the round.
-    #[inline]
     pub fn observe(&mut self, vp: u32, block: u32, state: BlockState, probes: u32, replies: u32) {
-        let e = &*self.engine;
-        let (v, b, nb) = (vp as usize, block as usize, e.nb);
+        self.observe_all(vp, [(block, state, probes, replies)]);
+    }
+
+    /// [`RoundInput::observe`] for many observations of one VP, given as
+    /// `(block, state, probes, replies)`: the VP's row is looked up once.
+    pub fn observe_all(
+        &mut self,
+        vp: u32,
+        observations: impl IntoIterator<Item = (u32, BlockState, u32, u32)>,
+    ) {
+        let v = vp as usize;
         assert!(
             v < self.raw.present.len(),
             "VP {vp} not from RoundInput::vp"
         );
-        self.raw.present[v] = true;
-        if b >= nb {
-            self.raw.skipped += 1;
-            return;
-        }
-        let (cells, loss) = self.dense[v].get_or_insert_with(|| (vec![NONE; nb], vec![0; nb]));
-        if b >= cells.len() {
-            // A block added while the round was built.
-            cells.resize(nb, NONE);
-            loss.resize(nb, 0);
-        }
-        cells[b] = merge(cells[b], code(state));
-        if state != BlockState::Down {
-            loss[b] = add_loss(loss[b], probes, probes.saturating_sub(replies));
-        }
+        let e = &*self.engine;
+        let nb = e.nb;
+        let vp_hash = e.vp_hash[v];
+        let dense = &mut self.dense[v];
         let per_prefix = &mut self.vp_prefix[v];
-        if per_prefix.is_empty() {
-            per_prefix.resize(e.prefixes.len(), (0, 0));
+        let (mut any, mut valid, mut skipped, mut sum) = (false, false, 0, 0u64);
+        for (block, state, probes, replies) in observations {
+            any = true;
+            let b = block as usize;
+            if b >= nb {
+                skipped += 1;
+                continue;
+            }
+            valid = true;
+            let (cells, loss) = dense.get_or_insert_with(|| (vec![NONE; nb], vec![0; nb]));
+            if b >= cells.len() {
+                // A block added while the round was built.
+                cells.resize(nb, NONE);
+                loss.resize(nb, 0);
+            }
+            cells[b] = merge(cells[b], code(state));
+            if state != BlockState::Down {
+                loss[b] = add_loss(loss[b], probes, probes.saturating_sub(replies));
+            }
+            if per_prefix.is_empty() {
+                per_prefix.resize(e.prefixes.len(), (0, 0));
+            }
+            let t = &mut per_prefix[e.block_prefix[b] as usize];
+            t.0 += u64::from(probes);
+            t.1 += u64::from(replies);
+            sum = sum.wrapping_add(summaries::obs_digest_of(
+                vp_hash,
+                e.block_hash[b],
+                state,
+                probes,
+                replies,
+            ));
         }
-        let t = &mut per_prefix[e.block_prefix[b] as usize];
-        t.0 += u64::from(probes);
-        t.1 += u64::from(replies);
-        let h = summaries::obs_digest_of(e.vp_hash[v], e.block_hash[b], state, probes, replies);
-        self.sum = Some(self.sum.unwrap_or(0).wrapping_add(h));
+        if any {
+            self.raw.present[v] = true;
+        }
+        self.raw.skipped += skipped;
+        if valid {
+            self.sum = Some(self.sum.unwrap_or(0).wrapping_add(sum));
+        }
     }
 
     /// Adds a block to the engine ([`Incremental::add_block`]) while the

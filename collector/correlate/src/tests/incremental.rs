@@ -6,7 +6,8 @@
 //! window slides, the engine's output after every update equals
 //! `correlate` over the same window, whether rounds are given as lists
 //! (`update_round`) or one report at a time in random order with blocks
-//! learnt mid-round (`Incremental::round`, as the collector feeds them).
+//! learnt mid-round (`Incremental::round`, as the collector feeds them:
+//! one by one, or a VP's reports at once with `observe_all`).
 
 use std::collections::BTreeMap;
 
@@ -354,7 +355,9 @@ fn run_case(seed: u64) {
             // the collector feeds decoded records).
             let mut order: Vec<usize> = (0..data.obs.len()).collect();
             rng.shuffle(&mut order);
+            let by_vp = rng.chance(0.5);
             let mut input = engine.round(*round);
+            let mut rows: BTreeMap<u32, Vec<(u32, BlockState, u32, u32)>> = BTreeMap::new();
             for i in order {
                 let o = data.obs[i];
                 let v = input.vp(&t.vps[o.vp as usize]);
@@ -366,7 +369,18 @@ fn run_case(seed: u64) {
                     }
                     None => u32::MAX,
                 };
-                input.observe(v, block, o.state, o.probes, o.replies);
+                if by_vp {
+                    rows.entry(v)
+                        .or_default()
+                        .push((block, o.state, o.probes, o.replies));
+                } else {
+                    input.observe(v, block, o.state, o.probes, o.replies);
+                }
+            }
+            // Or each VP's observations at once (as the collector gives a
+            // decoded chunk).
+            for (v, row) in rows {
+                input.observe_all(v, row);
             }
             for c in &data.control {
                 let v = input.vp(&t.vps[c.vp as usize]);
