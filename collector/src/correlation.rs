@@ -15,6 +15,13 @@
 //! ([`Store::round_versions`]: raw rows are only ever added, so a changed
 //! count is a changed round), and the engine's output equals `correlate`
 //! over the window. [`pass`] is the same pass from scratch (tests, checks).
+//! Changed rounds are decoded record by record straight into the engine
+//! (`feed_round`), never into a list of observations.
+//!
+//! A pass that fails or panics stops neither the loop nor the other
+//! campaigns ([`correlate_campaigns`]): it is logged, a panic is counted in
+//! `darkwatch_correlation_panics_total`, and the campaign's state is
+//! rebuilt from the store at its next pass.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -514,8 +521,9 @@ impl Correlator {
         self.states.retain(|name, _| held.contains(name));
     }
 
-    /// Test hook: the next pass over `campaign` panics inside the engine's
-    /// update (as a bug in the correlation core would), once.
+    /// Test hook: the next pass over `campaign` panics once, after it fed
+    /// the changed rounds to the engine and before it judges (as a bug in
+    /// the correlation core would).
     #[doc(hidden)]
     pub fn panic_once(&mut self, campaign: &str) {
         self.panic_once.insert(campaign.to_string());
