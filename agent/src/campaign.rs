@@ -30,9 +30,10 @@ use darkwatch_schema::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::belief::{BlockTracker, RoundOutcome};
+use crate::belief::{BlockErrors, BlockTracker, RoundOutcome};
 use crate::targets::{AddrFilter, TargetSet, TargetSpec, MAX_SKIP_EXAMPLES};
 use crate::trace::TraceResult;
+use crate::tracked::Trackers;
 
 /// Longest round interval the agent accepts from a collector (a week).
 pub const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
@@ -118,8 +119,9 @@ pub struct CampaignState {
     pub generation: u64,
     pub prefixes: Vec<IpNet>,
     pub control: Vec<IpNet>,
-    pub trackers: BTreeMap<IpNet, BlockTracker>,
-    pub control_trackers: BTreeMap<IpNet, BlockTracker>,
+    /// By block, addressed by index during a round (see `tracked`).
+    pub trackers: Trackers,
+    pub control_trackers: Trackers,
     /// Round in which the last discovery sweep started.
     pub discovered_round: Option<u64>,
     /// A sweep was started and has not finished yet (it runs beside the
@@ -272,6 +274,10 @@ pub fn plan(
             control,
         }
     });
+    // The round addresses trackers by index: blocks the census added take
+    // their places now.
+    st.trackers.settle();
+    st.control_trackers.settle();
     Ok(RoundPlan {
         round,
         seed: round ^ 0x5eed,
@@ -282,7 +288,7 @@ pub fn plan(
 }
 
 /// Drops the addresses `filter` refuses from `trackers`, and trackers left empty.
-fn prune(trackers: &mut BTreeMap<IpNet, BlockTracker>, filter: &AddrFilter) {
+fn prune(trackers: &mut Trackers, filter: &AddrFilter) {
     for t in trackers.values_mut() {
         if t.responsive.iter().any(|a| filter.check(a).is_err()) {
             let kept: Vec<IpAddr> = t
@@ -366,10 +372,7 @@ fn census_in(census: &BTreeMap<IpNet, Vec<IpAddr>>, set: &TargetSet) -> u64 {
 /// Seeds `trackers` from accepted census addresses: new blocks start as if a
 /// sweep had found them; known blocks learn the addresses they lacked.
 /// Returns true if anything was added.
-fn seed(
-    trackers: &mut BTreeMap<IpNet, BlockTracker>,
-    census: &BTreeMap<IpNet, Vec<IpAddr>>,
-) -> bool {
+fn seed(trackers: &mut Trackers, census: &BTreeMap<IpNet, Vec<IpAddr>>) -> bool {
     let mut added = false;
     for (block, addrs) in census {
         match trackers.get_mut(block) {
@@ -393,10 +396,7 @@ fn seed(
 
 /// Folds a discovery sweep (responsive addresses per block) into `trackers`:
 /// known blocks merge it, blocks that answered for the first time get a tracker.
-pub fn merge_found(
-    trackers: &mut BTreeMap<IpNet, BlockTracker>,
-    found: &BTreeMap<IpNet, Vec<IpAddr>>,
-) {
+pub fn merge_found(trackers: &mut Trackers, found: &BTreeMap<IpNet, Vec<IpAddr>>) {
     for (block, addrs) in found {
         match trackers.get_mut(block) {
             Some(t) => t.merge_discovery(addrs),
@@ -470,6 +470,8 @@ fn sweepable_len(p: &IpNet) -> u8 {
 pub struct RoundResults {
     pub outcomes: Vec<RoundOutcome>,
     pub controls: Vec<RoundOutcome>,
+    /// The routers' ICMP errors to the blocks' probes (not the controls').
+    pub errors: Vec<BlockErrors>,
     pub traces: Vec<TraceResult>,
     /// Responsive addresses per block found by discovery during this round
     /// (reported for the collector's census).
@@ -533,7 +535,7 @@ pub fn record(
         ts_ms: ts,
     };
     let probe_errors = if results.report_errors {
-        probe_errors(&c.name, round, ts, &results.outcomes)
+        probe_errors(&c.name, round, ts, &results.errors)
     } else {
         Vec::new()
     };
@@ -671,16 +673,14 @@ pub fn probe_errors(
     campaign: &str,
     round: u64,
     ts: i64,
-    outcomes: &[RoundOutcome],
+    errors: &[BlockErrors],
 ) -> Vec<ProbeErrors> {
     let mut by_router: BTreeMap<IpAddr, Vec<(IpNet, u32)>> = BTreeMap::new();
-    for o in outcomes {
-        if let Some(from) = o.error_from {
-            by_router
-                .entry(from)
-                .or_default()
-                .push((o.block, o.errors.max(1)));
-        }
+    for e in errors {
+        by_router
+            .entry(e.from)
+            .or_default()
+            .push((e.block, e.errors.max(1)));
     }
     let mut out = Vec::new();
     for (from, mut blocks) in by_router {

@@ -47,7 +47,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::belief::{BlockTracker, RoundOutcome};
+use crate::belief::{BlockErrors, BlockTracker, RoundOutcome};
 use crate::campaign::{self, CampaignState, NoRound, Policy, RoundResults, Wire};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -117,9 +117,11 @@ struct CampaignRun {
 
 /// What a slice's probing (or the round's traceroutes) hands back.
 enum SliceDone {
+    /// The blocks' trackers at `indices` (none for the controls), probed.
     Blocks {
         control: bool,
-        outcomes: Vec<RoundOutcome>,
+        indices: Vec<u32>,
+        probed: crate::round::Probed,
     },
     Traces(Vec<TraceResult>),
 }
@@ -275,7 +277,7 @@ impl Agent {
         st: &mut CampaignState,
         discovery: &mut Option<Background>,
         found: &mut BTreeMap<IpNet, Vec<IpAddr>>,
-        queue: &mut SliceQueue,
+        mut queue: Option<&mut SliceQueue>,
     ) {
         let Some(bg) = discovery.as_ref() else { return };
         let p = bg.take();
@@ -284,8 +286,9 @@ impl Agent {
         for (block, addrs) in p.targets {
             let new = !st.trackers.contains_key(&block);
             campaign::merge_found(&mut st.trackers, &BTreeMap::from([(block, addrs.clone())]));
-            if new && st.trackers.contains_key(&block) {
-                queue.join(block);
+            // A new tracker goes after the others: the round's indices hold.
+            if let (true, Some(i), Some(q)) = (new, st.trackers.index_of(&block), queue.as_mut()) {
+                q.join(i, &block);
             }
             found.insert(block, addrs);
         }
@@ -301,12 +304,14 @@ impl Agent {
         }
     }
 
-    /// Probes `trackers`, copies: discovery may update the originals while
-    /// the slice runs, and each outcome is applied to its original as it
-    /// is then ([`RoundOutcome::apply_to`]).
+    /// Probes `trackers`, copies of those at `indices` (of the controls if
+    /// `control`): discovery may update the originals while the slice runs,
+    /// and each outcome is applied to its original as it is then
+    /// ([`RoundOutcome::apply_to`]).
     fn probe(
         &self,
         control: bool,
+        indices: Vec<u32>,
         mut trackers: Vec<BlockTracker>,
         seed: u64,
         min_probes: u32,
@@ -316,7 +321,7 @@ impl Agent {
                 min_probes,
                 ..self.settings.clone()
             };
-            let outcomes = crate::round::run_trackers(
+            let probed = crate::round::run_trackers(
                 &mut trackers,
                 self.pinger.as_ref(),
                 self.limiter.as_ref(),
@@ -324,7 +329,11 @@ impl Agent {
                 seed,
             )
             .await;
-            SliceDone::Blocks { control, outcomes }
+            SliceDone::Blocks {
+                control,
+                indices,
+                probed,
+            }
         })
     }
 
@@ -352,7 +361,7 @@ impl Agent {
         // it, if it ended then) is taken in before planning, so that a
         // finished sweep is not mistaken for an interrupted one.
         let mut found = BTreeMap::new();
-        Self::absorb(st, discovery, &mut found, &mut SliceQueue::new(1, []));
+        Self::absorb(st, discovery, &mut found, None);
         st.discovering = discovery.as_ref().is_some_and(|d| d.running());
         let plan = match campaign::plan(c, st, round, &self.policy) {
             Ok(p) => p,
@@ -390,27 +399,42 @@ impl Agent {
         let late = (started_ms - round_start_ms(round, c.interval_secs)).max(0) as u64;
         let now = tokio::time::Instant::now();
         let anchor = now.checked_sub(Duration::from_millis(late)).unwrap_or(now);
-        let mut queue = SliceQueue::new(slices, st.trackers.keys().copied());
+        // Blocks by the index of their tracker (`plan` settled them), and
+        // their outcomes in slots of the same index.
+        let mut queue = SliceQueue::new(slices, st.trackers.indexed().map(|(i, t)| (i, &t.block)));
         let mut running: FuturesUnordered<BoxFuture<'_, SliceDone>> = FuturesUnordered::new();
-        let (mut outcomes, mut controls, mut traces) = (Vec::new(), Vec::new(), Vec::new());
+        let mut slots: Vec<Option<RoundOutcome>> = vec![None; st.trackers.len()];
+        let (mut errors, mut controls, mut traces) =
+            (Vec::<BlockErrors>::new(), Vec::new(), Vec::new());
         let mut apply = |st: &mut CampaignState, done: SliceDone| match done {
-            // Blocks' outcomes are applied once the round is over, in one
-            // walk (`apply_outcomes`); the few controls' at once.
+            // Blocks' outcomes are applied once the round is over, by
+            // index (`Trackers::finish_round`); the few controls' at once.
             SliceDone::Blocks {
                 control: true,
-                outcomes: o,
+                probed,
+                ..
             } => {
-                for out in &o {
+                for (_, out) in probed.outcomes {
                     if let Some(cur) = st.control_trackers.get_mut(&out.block) {
                         out.apply_to(cur);
                     }
+                    controls.push(out);
                 }
-                controls.extend(o);
             }
             SliceDone::Blocks {
                 control: false,
-                outcomes: o,
-            } => outcomes.extend(o),
+                indices,
+                probed,
+            } => {
+                for (pos, out) in probed.outcomes {
+                    let i = indices[pos as usize] as usize;
+                    if i >= slots.len() {
+                        slots.resize(i + 1, None);
+                    }
+                    slots[i] = Some(out);
+                }
+                errors.extend(probed.errors);
+            }
             SliceDone::Traces(t) => traces = t,
         };
         // Controls and traceroutes go with the first slice, before this
@@ -431,14 +455,12 @@ impl Agent {
                     Some(done) = running.next() => apply(st, done),
                 }
             }
-            Self::absorb(st, discovery, &mut found, &mut queue);
-            let Some((k, blocks)) = queue.take() else {
+            Self::absorb(st, discovery, &mut found, Some(&mut queue));
+            let Some((k, indices)) = queue.take() else {
                 break;
             };
-            let batch: Vec<BlockTracker> = blocks
-                .iter()
-                .filter_map(|b| st.trackers.get(b).cloned())
-                .collect();
+            let batch: Vec<BlockTracker> =
+                indices.iter().map(|&i| st.trackers.at(i).clone()).collect();
             if k == middle {
                 let targets = campaign::trace_targets(c, st, round, &self.policy);
                 if running.is_empty() {
@@ -455,21 +477,21 @@ impl Agent {
                 }
                 running.push(self.probe(
                     true,
+                    Vec::new(),
                     st.control_trackers.values().cloned().collect(),
                     plan.seed,
                     1,
                 ));
             }
             if !batch.is_empty() {
-                running.push(self.probe(false, batch, plan.seed, plan.min_probes));
+                running.push(self.probe(false, indices, batch, plan.seed, plan.min_probes));
             }
         }
         while let Some(done) = running.next().await {
             apply(st, done);
         }
-        outcomes.sort_unstable_by_key(|o| o.block);
         controls.sort_unstable_by_key(|o| o.block);
-        crate::round::apply_outcomes(&mut st.trackers, &outcomes);
+        let outcomes = st.trackers.finish_round(slots);
         let timing = RoundTiming {
             round,
             interval_secs: c.interval_secs,
@@ -487,6 +509,7 @@ impl Agent {
         let results = RoundResults {
             outcomes,
             controls,
+            errors,
             traces,
             found,
             info: Some(info.clone()),

@@ -34,5 +34,6 @@ pub mod spool;
 pub mod state;
 pub mod targets;
 pub mod trace;
+pub mod tracked;
 
 pub use settings::ProbeSettings;

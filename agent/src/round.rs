@@ -5,14 +5,14 @@
 //! rate limiter, as futures of the caller's task.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use ipnet::IpNet;
 use rand::RngCore;
 
-use crate::belief::{BlockTracker, RoundOutcome};
+use crate::belief::{BlockErrors, BlockTracker, RoundOutcome};
 use crate::icmp::{Outcome, Pinger};
 use crate::ratelimit::RateLimiter;
 use crate::ProbeSettings;
@@ -79,14 +79,15 @@ impl RngCore for BlockRng {
     }
 }
 
-/// Runs one round of one block to completion.
+/// Runs one round of one block to completion. Returns its outcome, and
+/// the routers' ICMP errors to its probes if any came.
 pub async fn probe_block(
     tracker: &mut BlockTracker,
     pinger: &dyn Pinger,
     limiter: &RateLimiter,
     settings: &ProbeSettings,
     seed: u64,
-) -> RoundOutcome {
+) -> (RoundOutcome, Option<BlockErrors>) {
     let mut rng = BlockRng::new(block_seed(seed, &tracker.block));
     tracker.start_round_min(settings.max_probes, settings.min_probes, &mut rng);
     // The last router whose errors answered this block's probes, and how
@@ -104,11 +105,12 @@ pub async fn probe_block(
             _ => tracker.on_loss(),
         }
     }
-    RoundOutcome {
-        error_from,
+    let errors = error_from.map(|from| BlockErrors {
+        block: tracker.block,
+        from,
         errors,
-        ..tracker.finish_round()
-    }
+    });
+    (tracker.finish_round(), errors)
 }
 
 /// Runs one round over every tracker and returns one outcome per block, in
@@ -122,7 +124,7 @@ pub async fn run_round(
     settings: &ProbeSettings,
     seed: u64,
 ) -> Vec<RoundOutcome> {
-    let mut outcomes = run_trackers(
+    let probed = run_trackers(
         trackers.values_mut(),
         pinger.as_ref(),
         limiter.as_ref(),
@@ -130,53 +132,67 @@ pub async fn run_round(
         seed,
     )
     .await;
+    let mut outcomes: Vec<RoundOutcome> = probed.outcomes.into_iter().map(|(_, o)| o).collect();
     outcomes.sort_unstable_by_key(|o| o.block);
     outcomes
 }
 
+/// What [`run_trackers`] hands back.
+#[derive(Debug, Default)]
+pub struct Probed {
+    /// Each tracker's outcome with the tracker's position among those
+    /// given, in the order the blocks finished.
+    pub outcomes: Vec<(u32, RoundOutcome)>,
+    /// The routers' errors, for the few blocks whose probes drew them.
+    pub errors: Vec<BlockErrors>,
+}
+
 /// [`run_round`] over any trackers (a slice's, say), probed where they
-/// are: nothing is moved, copied or collected but the outcomes, which come
-/// back in the order the blocks finished.
-pub async fn run_trackers<'a>(
-    trackers: impl IntoIterator<Item = &'a mut BlockTracker>,
+/// are: nothing is moved, copied or collected but the outcomes.
+pub async fn run_trackers<'a, I>(
+    trackers: I,
     pinger: &dyn Pinger,
     limiter: &RateLimiter,
     settings: &ProbeSettings,
     seed: u64,
-) -> Vec<RoundOutcome> {
-    // Blocks are futures polled by this task, not spawned tasks: a round of
-    // millions of blocks would spend more CPU on spawning than on probing.
-    // (A loop rather than a stream combinator: a closure over the borrowed
-    // trackers would make the caller's future fail to be `Send`.)
-    let limit = settings.block_concurrency.max(1);
-    let mut trackers = trackers.into_iter();
-    let mut running = FuturesUnordered::new();
-    let mut outcomes = Vec::with_capacity(trackers.size_hint().0);
-    loop {
-        while running.len() < limit {
-            let Some(t) = trackers.next() else { break };
-            running.push(probe_block(t, pinger, limiter, settings, seed));
+) -> Probed
+where
+    I: IntoIterator<Item = &'a mut BlockTracker>,
+    I::IntoIter: Send,
+{
+    // Blocks are probed by `block_concurrency` workers, futures of the
+    // caller's task, each taking the next block once its own is done: no
+    // task, no allocation per block (a round of millions of blocks would
+    // spend more CPU on spawning than on probing). The locks are never
+    // held across an await (a `RefCell` would make the caller's future
+    // fail to be `Send`), and are never contended: one task polls them all.
+    let trackers = trackers.into_iter();
+    let (least, most) = trackers.size_hint();
+    let limit = settings
+        .block_concurrency
+        .max(1)
+        .min(most.unwrap_or(usize::MAX).max(1));
+    let next = Mutex::new(trackers.enumerate());
+    let done = Mutex::new(Probed {
+        outcomes: Vec::with_capacity(least),
+        errors: Vec::new(),
+    });
+    let (queue, out) = (&next, &done);
+    let worker = move || async move {
+        loop {
+            let Some((i, t)) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+                break;
+            };
+            let (o, e) = probe_block(t, pinger, limiter, settings, seed).await;
+            let mut d = out.lock().unwrap_or_else(|e| e.into_inner());
+            d.outcomes.push((i as u32, o));
+            d.errors.extend(e);
         }
-        match running.next().await {
-            Some(o) => outcomes.push(o),
-            None => break,
-        }
-    }
-    outcomes
-}
-
-/// Applies `outcomes` (sorted by block) to `trackers`, the blocks' trackers
-/// as they are now ([`RoundOutcome::apply_to`]), in one walk over both:
-/// no lookup per block. Outcomes of blocks no longer tracked are ignored.
-pub fn apply_outcomes(trackers: &mut BTreeMap<IpNet, BlockTracker>, outcomes: &[RoundOutcome]) {
-    debug_assert!(outcomes.windows(2).all(|w| w[0].block <= w[1].block));
-    let mut it = trackers.values_mut().peekable();
-    for o in outcomes {
-        while it.next_if(|t| t.block < o.block).is_some() {}
-        if let Some(t) = it.next_if(|t| t.block == o.block) {
-            o.apply_to(t);
-        }
-    }
+    };
+    let mut workers: FuturesUnordered<_> = (0..limit).map(|_| worker()).collect();
+    while workers.next().await.is_some() {}
+    drop(workers);
+    done.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

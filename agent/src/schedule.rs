@@ -59,44 +59,53 @@ pub fn slice_start_ms(k: u32, slices: u32, span_ms: u64) -> u64 {
     span_ms * u64::from(k) / u64::from(slices.max(1))
 }
 
-/// A round's blocks by slice. Filled with the blocks known at the round's
-/// start; blocks learnt meanwhile [`join`](Self::join) it.
+/// A round's blocks by slice, as the indices of their trackers
+/// (`tracked::Trackers`; 4 bytes a block). Filled with the blocks known at
+/// the round's start; blocks learnt meanwhile [`join`](Self::join) it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SliceQueue {
-    slices: Vec<Vec<IpNet>>,
+    slices: Vec<Vec<u32>>,
     /// Next slice to be taken.
     next: u32,
 }
 
 impl SliceQueue {
-    pub fn new(slices: u32, blocks: impl IntoIterator<Item = IpNet>) -> Self {
+    /// `blocks`: each block with its tracker's index.
+    pub fn new<'a>(slices: u32, blocks: impl ExactSizeIterator<Item = (u32, &'a IpNet)>) -> Self {
+        let n = slices.max(1) as usize;
+        // A hash spreads blocks evenly: room for an eighth more than the
+        // mean in each slice, so that they are seldom grown.
+        let each = blocks.len() / n;
         let mut q = SliceQueue {
-            slices: vec![Vec::new(); slices.max(1) as usize],
+            slices: (0..n)
+                .map(|_| Vec::with_capacity(each + each / 8 + 1))
+                .collect(),
             next: 0,
         };
-        for b in blocks {
-            q.join(b);
+        for (i, b) in blocks {
+            q.join(i, b);
         }
         q
     }
 
-    /// Adds `block` to its slice, or to the next slice to be taken if its own
-    /// has been taken already. Returns false if every slice was taken (the
-    /// block waits for the next round).
-    pub fn join(&mut self, block: IpNet) -> bool {
+    /// Adds `block` (its tracker at `index`) to its slice, or to the next
+    /// slice to be taken if its own has been taken already. Returns false
+    /// if every slice was taken (the block waits for the next round).
+    pub fn join(&mut self, index: u32, block: &IpNet) -> bool {
         let n = self.slices.len() as u32;
-        let k = slice_of(&block, n).max(self.next);
+        let k = slice_of(block, n).max(self.next);
         match self.slices.get_mut(k as usize) {
             Some(s) => {
-                s.push(block);
+                s.push(index);
                 true
             }
             None => false,
         }
     }
 
-    /// Takes the blocks of the next slice; `None` once every slice was taken.
-    pub fn take(&mut self) -> Option<(u32, Vec<IpNet>)> {
+    /// Takes the blocks (indices) of the next slice; `None` once every
+    /// slice was taken.
+    pub fn take(&mut self) -> Option<(u32, Vec<u32>)> {
         let k = self.next;
         let blocks = std::mem::take(self.slices.get_mut(k as usize)?);
         self.next += 1;
@@ -180,16 +189,18 @@ mod tests {
     #[test]
     fn late_blocks_join_the_next_slice_and_none_after_the_last() {
         let blocks: Vec<IpNet> = (0..500).map(block).collect();
-        let mut q = SliceQueue::new(10, blocks[..400].iter().copied());
+        let indexed = || blocks.iter().enumerate().map(|(i, b)| (i as u32, b));
+        let mut q = SliceQueue::new(10, indexed().take(400));
         let mut seen = Vec::new();
         for k in 0..10 {
             if k == 5 {
-                for b in &blocks[400..] {
-                    assert!(q.join(*b));
+                for (i, b) in indexed().skip(400) {
+                    assert!(q.join(i, b));
                 }
             }
             let (got, taken) = q.take().unwrap();
             assert_eq!(got, k);
+            let taken: Vec<IpNet> = taken.iter().map(|&i| blocks[i as usize]).collect();
             for b in &taken {
                 let own = slice_of(b, 10);
                 if blocks[..400].contains(b) || own >= 5 {
@@ -203,7 +214,10 @@ mod tests {
         seen.sort();
         assert_eq!(seen, blocks, "every block once");
         assert!(q.take().is_none());
-        assert!(!q.join(block(900)), "after the last slice: next round");
+        assert!(
+            !q.join(900, &block(900)),
+            "after the last slice: next round"
+        );
     }
 
     #[test]

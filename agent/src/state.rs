@@ -598,6 +598,9 @@ pub fn load(files: &Files) -> CampaignState {
 /// Saves `st`: its sets if they changed (with a new id), its beliefs, then
 /// the rest. Removes the JSON state of an earlier version once replaced.
 pub fn save(files: &Files, st: &mut CampaignState) -> std::io::Result<()> {
+    // The files list blocks in order.
+    st.trackers.settle();
+    st.control_trackers.settle();
     if st.sets_changed || st.sets_id == 0 {
         let id = new_id();
         write_atomic(&files.sets, &encode_sets(st, id))?;

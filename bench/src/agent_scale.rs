@@ -11,7 +11,6 @@
 //! clustered hosts), and the bytes per block of the round packed for the
 //! wire (`schema::packed`).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use darkwatch_agent::campaign::CampaignState;
 use darkwatch_agent::icmp::{Outcome, Pinger};
 use darkwatch_agent::ratelimit::RateLimiter;
 use darkwatch_agent::schedule::{SliceQueue, SLICES};
+use darkwatch_agent::tracked::Trackers;
 use darkwatch_agent::{round, state, ProbeSettings};
 use darkwatch_schema::packed::{self, BlockSpace};
 use futures::future::BoxFuture;
@@ -82,7 +82,7 @@ fn cpu_s() -> f64 {
 }
 
 /// The trackers: every /24 of [`SPACE`] with 4 to 64 random responsive hosts.
-fn trackers(blocks: u32) -> BTreeMap<IpNet, BlockTracker> {
+fn trackers(blocks: u32) -> Trackers {
     let mut rng = StdRng::seed_from_u64(7);
     let base = u32::from(Ipv4Addr::new(64, 0, 0, 0)) >> 8;
     (0..blocks)
@@ -103,7 +103,7 @@ fn trackers(blocks: u32) -> BTreeMap<IpNet, BlockTracker> {
 /// consecutive addresses (a server range, a DHCP pool) at random offsets.
 /// An assumption, not a measurement: uniform random sets ([`trackers`]) are
 /// the worst case, whose entropy alone is ~16.5 B per block.
-fn clustered(blocks: u32) -> BTreeMap<IpNet, BlockTracker> {
+fn clustered(blocks: u32) -> Trackers {
     let mut rng = StdRng::seed_from_u64(11);
     let base = u32::from(Ipv4Addr::new(64, 0, 0, 0)) >> 8;
     (0..blocks)
@@ -123,8 +123,10 @@ fn clustered(blocks: u32) -> BTreeMap<IpNet, BlockTracker> {
         .collect()
 }
 
-/// One round over `st` in slices (without waiting between them). Returns
-/// the outcomes, in block order.
+/// One round over `st` in slices (without waiting between them), as the
+/// daemon runs it: each slice's trackers copied by index, probed, their
+/// outcomes put in slots by index and applied at the round's end
+/// (`Trackers::finish_round`). Returns the outcomes, in block order.
 async fn one_round(
     st: &mut CampaignState,
     seed: u64,
@@ -135,14 +137,12 @@ async fn one_round(
         max_probes: 15,
         ..ProbeSettings::default()
     };
-    let mut queue = SliceQueue::new(SLICES, st.trackers.keys().copied());
-    let mut outcomes = Vec::with_capacity(st.trackers.len());
-    while let Some((_, blocks)) = queue.take() {
-        let mut slice: Vec<BlockTracker> = blocks
-            .iter()
-            .filter_map(|b| st.trackers.get(b).cloned())
-            .collect();
-        let out = round::run_trackers(
+    let mut queue = SliceQueue::new(SLICES, st.trackers.indexed().map(|(i, t)| (i, &t.block)));
+    let mut slots = vec![None; st.trackers.len()];
+    while let Some((_, indices)) = queue.take() {
+        let mut slice: Vec<BlockTracker> =
+            indices.iter().map(|&i| st.trackers.at(i).clone()).collect();
+        let probed = round::run_trackers(
             &mut slice,
             pinger.as_ref(),
             limiter.as_ref(),
@@ -150,11 +150,11 @@ async fn one_round(
             seed,
         )
         .await;
-        outcomes.extend(out);
+        for (pos, o) in probed.outcomes {
+            slots[indices[pos as usize] as usize] = Some(o);
+        }
     }
-    outcomes.sort_unstable_by_key(|o| o.block);
-    round::apply_outcomes(&mut st.trackers, &outcomes);
-    outcomes
+    st.trackers.finish_round(slots)
 }
 
 /// Runs `rounds` rounds over `blocks` blocks. `live` and `peak` read the

@@ -182,8 +182,6 @@ fn records_judged_blocks_and_traces_and_marks_the_round() {
         replies: probes.min(1),
         belief: 1.2,
         availability: 0.5,
-        error_from: None,
-        errors: 0,
     };
     let target: IpAddr = "198.18.0.1".parse().unwrap();
     let results = RoundResults {
@@ -198,6 +196,7 @@ fn records_judged_blocks_and_traces_and_marks_the_round() {
         found: BTreeMap::new(),
         info: None,
         report_errors: false,
+        errors: vec![],
     };
     let b = record(&c, &mut st, &plan, results, 42, Wire::Plain, &mut || {
         "00ff00ff".into()
@@ -394,8 +393,6 @@ fn big_round(n: usize) -> (CampaignAssignment, RoundResults) {
         replies: 1,
         belief: 0.99,
         availability: 0.8,
-        error_from: None,
-        errors: 0,
     };
     let space = BlockSpace::new(&c.prefixes);
     let results = RoundResults {
@@ -478,22 +475,32 @@ fn probe_errors_are_reported_per_router_only_to_a_collector_that_takes_them() {
     c.prefixes = nets(&["198.18.0.0/22"]);
     let border: IpAddr = "203.0.113.244".parse().unwrap();
     let other: IpAddr = "203.0.113.9".parse().unwrap();
-    let outcome = |b: &str, from: Option<IpAddr>, errors| RoundOutcome {
+    let outcome = |b: &str| RoundOutcome {
         block: b.parse().unwrap(),
         state: BlockState::Down,
         probes: 8,
         replies: 0,
         belief: 0.01,
         availability: 0.9,
-        error_from: from,
+    };
+    let seen = |b: &str, from, errors| BlockErrors {
+        block: b.parse().unwrap(),
+        from,
         errors,
     };
     let results = |report_errors| RoundResults {
-        outcomes: vec![
-            outcome("198.18.0.0/24", Some(border), 2),
-            outcome("198.18.1.0/24", None, 0),
-            outcome("198.18.2.0/24", Some(other), 1),
-            outcome("198.18.3.0/24", Some(border), 3),
+        outcomes: [
+            "198.18.0.0/24",
+            "198.18.1.0/24",
+            "198.18.2.0/24",
+            "198.18.3.0/24",
+        ]
+        .map(outcome)
+        .to_vec(),
+        errors: vec![
+            seen("198.18.3.0/24", border, 3),
+            seen("198.18.0.0/24", border, 2),
+            seen("198.18.2.0/24", other, 1),
         ],
         report_errors,
         ..RoundResults::default()

@@ -109,8 +109,6 @@ fn blocks_without_responsive_addresses_are_judged_down_from_the_sweep() {
         replies: 1,
         belief: 0.99,
         availability: 0.95,
-        error_from: None,
-        errors: 0,
     }];
     let r = block_reports(&set, &found, &outcomes);
     assert_eq!(

@@ -14,8 +14,6 @@ fn outcome(probes: u32, replies: u32) -> RoundOutcome {
         replies,
         belief: 0.5,
         availability: 0.5,
-        error_from: None,
-        errors: 0,
     }
 }
 
@@ -28,6 +26,7 @@ fn results(
         outcomes,
         controls,
         traces: vec![],
+        errors: vec![],
         found: BTreeMap::new(),
         info: Some(RoundInfo {
             campaign: "kp".into(),

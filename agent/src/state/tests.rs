@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::*;
@@ -45,7 +44,7 @@ fn state() -> CampaignState {
     st
 }
 
-fn same(a: &BTreeMap<IpNet, BlockTracker>, b: &BTreeMap<IpNet, BlockTracker>) {
+fn same(a: &crate::tracked::Trackers, b: &crate::tracked::Trackers) {
     assert_eq!(a.len(), b.len());
     for ((ka, ta), (kb, tb)) in a.iter().zip(b) {
         assert_eq!(ka, kb);
