@@ -500,8 +500,11 @@ impl Agent {
             .count();
         let batches = campaign::record(c, st, &plan, results, started_ms, wire, &mut new_batch_id);
         let traced: usize = batches.iter().map(|b| b.traces.len()).sum();
+        // Replies the kernel dropped on the rounds' socket so far (a full
+        // receive buffer): lost replies make blocks be probed again.
+        let receive_drops = self.pinger.receive_drops();
         tracing::info!(campaign = %c.name, round, blocks = info.blocks, probes = info.probes, up, traces = traced,
-            on_time = info.on_time, took_ms = info.ended_ms - info.started_ms, "round done");
+            on_time = info.on_time, took_ms = info.ended_ms - info.started_ms, receive_drops, "round done");
         if !info.on_time {
             tracing::warn!(campaign = %c.name, round, "round ended after the next one began");
         }
