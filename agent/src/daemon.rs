@@ -636,7 +636,11 @@ impl Agent {
         let sender = tokio::spawn(sender_loop(self.clone(), wake.clone()));
         // Assignments are pulled by a task of their own: a slow or
         // unreachable collector must not hold back a round's start.
-        let (tx, mut assignments) = tokio::sync::watch::channel(self.assignments().await);
+        // Shared, not cloned: an assignment carries its campaigns' census
+        // (every known-responsive address, hundreds of MB for a large
+        // campaign), and the loop below looks at it every second.
+        let (tx, mut assignments) =
+            tokio::sync::watch::channel(self.assignments().await.map(Arc::new));
         let poll = Duration::from_secs(self.cfg.report.poll_secs.max(1));
         let poller = tokio::spawn({
             let agent = self.clone();
@@ -644,7 +648,7 @@ impl Agent {
                 loop {
                     tokio::time::sleep(poll).await;
                     if let Some(a) = agent.assignments().await {
-                        tx.send_replace(Some(a));
+                        tx.send_replace(Some(Arc::new(a)));
                     }
                 }
             }
@@ -658,17 +662,18 @@ impl Agent {
             if let Some(a) = &current {
                 let (due, n) = self.due(a);
                 next = n;
-                for (c, (round, started)) in a.campaigns.iter().zip(due) {
+                for (i, (c, (round, started))) in a.campaigns.iter().zip(due).enumerate() {
                     // A round still running past its interval: the next one
                     // starts when it is done (it was not on time).
                     if rounds.contains_key(&c.name) {
                         continue;
                     }
-                    let (agent, c2, wake) = (self.clone(), c.clone(), wake.clone());
+                    let (agent, a2, wake) = (self.clone(), a.clone(), wake.clone());
                     rounds.insert(
                         c.name.clone(),
                         tokio::spawn(async move {
-                            agent.round_logged(&c2, round, started, Mode::Daemon).await;
+                            let c = &a2.campaigns[i];
+                            agent.round_logged(c, round, started, Mode::Daemon).await;
                             wake.notify_one();
                         }),
                     );

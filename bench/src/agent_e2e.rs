@@ -553,8 +553,9 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
                     .drops
                     .range(..round)
                     .next_back()
-                    .map_or(Some(0), |(_, (p, _))| *p);
-                Some(d.as_ref()?.saturating_sub(before?))
+                    .and_then(|(_, (p, _))| *p)
+                    .unwrap_or(0);
+                Some(d.as_ref()?.saturating_sub(before))
             }),
             rss_mib: log.drops.get(&round).and_then(|(_, at)| {
                 rss.iter()
