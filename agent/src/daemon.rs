@@ -461,7 +461,16 @@ impl Agent {
                 ));
             }
             if !batch.is_empty() {
-                running.push(self.probe(false, batch, plan.seed, plan.min_probes));
+                // The campaign's minimum of probes is shared by the blocks
+                // tracked now: while a sweep runs, blocks join during the
+                // round, and the count at its start (none, in the first
+                // round) would give each of them the whole minimum.
+                let min_probes = campaign::min_probes_per_block(
+                    self.policy.min_campaign_probes,
+                    st.trackers.len(),
+                )
+                .min(plan.min_probes);
+                running.push(self.probe(false, batch, plan.seed, min_probes));
             }
         }
         while let Some(done) = running.next().await {
