@@ -242,11 +242,16 @@ impl Agent {
 
     /// Pulls assignments; falls back to the last ones seen when the
     /// collector is unreachable, so probing goes on during its outages.
-    async fn assignments(&self) -> Option<Assignments> {
+    /// The cache is rewritten only when they differ from `previous` (the
+    /// ones in use): with its census, an assignment of a large campaign is
+    /// hundreds of MB of JSON.
+    async fn assignments(&self, previous: Option<&Assignments>) -> Option<Assignments> {
         let a = match self.reporter.assignments().await {
             Ok(a) => {
-                if let Err(e) = save_json(&self.assignments_path(), &a) {
-                    tracing::warn!(error = %e, "cannot cache assignments");
+                if previous != Some(&a) {
+                    if let Err(e) = save_json(&self.assignments_path(), &a) {
+                        tracing::warn!(error = %e, "cannot cache assignments");
+                    }
                 }
                 Some(a)
             }
@@ -614,7 +619,7 @@ impl Agent {
     /// `run --once`: one round of every campaign, then one attempt to send
     /// the spool. Data the collector did not take stays spooled for next time.
     pub async fn run_once(&self) -> Result<()> {
-        let a = self.assignments().await;
+        let a = self.assignments(None).await;
         if a.is_none() {
             tracing::warn!(
                 "no assignments (collector unreachable and none cached): nothing to probe"
@@ -649,14 +654,15 @@ impl Agent {
         // (every known-responsive address, hundreds of MB for a large
         // campaign), and the loop below looks at it every second.
         let (tx, mut assignments) =
-            tokio::sync::watch::channel(self.assignments().await.map(Arc::new));
+            tokio::sync::watch::channel(self.assignments(None).await.map(Arc::new));
         let poll = Duration::from_secs(self.cfg.report.poll_secs.max(1));
         let poller = tokio::spawn({
             let agent = self.clone();
             async move {
                 loop {
                     tokio::time::sleep(poll).await;
-                    if let Some(a) = agent.assignments().await {
+                    let previous = tx.borrow().clone();
+                    if let Some(a) = agent.assignments(previous.as_deref()).await {
                         tx.send_replace(Some(Arc::new(a)));
                     }
                 }
