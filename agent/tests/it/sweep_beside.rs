@@ -4,19 +4,22 @@
 //! keeps each socket to its own replies), so that a round where every
 //! address answers needs exactly one probe per block and no reply is lost
 //! while the sweep runs, and the sweep still gets every one of its own.
+//! Through that filter, the rounds' socket still gets its replies and the
+//! routers' ICMP errors about its probes (a two-router lab).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use darkwatch_agent::belief::BlockTracker;
-use darkwatch_agent::icmp::{Pinger, SurgePinger};
+use darkwatch_agent::icmp::{Outcome, Pinger, SurgePinger};
 use darkwatch_agent::ratelimit::RateLimiter;
 use darkwatch_agent::round::run_trackers;
 use darkwatch_agent::ProbeSettings;
 use darkwatch_schema::BlockState;
 use ipnet::IpNet;
 
+use crate::common::Lab;
 use crate::loopback::Netns;
 
 /// Blocks 127.1.0.0/24, 127.1.1.0/24, ...: the rounds' (the sweep takes
@@ -116,4 +119,39 @@ fn a_sweep_beside_rounds_takes_none_of_their_replies() {
         reprobed.first()
     );
     assert_eq!(drops, Some(0), "replies dropped on the rounds' socket");
+}
+
+#[test]
+fn the_filtered_rounds_socket_still_gets_replies_and_routers_errors() {
+    let Some(lab) = Lab::or_skip() else {
+        return;
+    };
+    lab.respond("198.18.1.0/24");
+    lab.route(&lab.r1, "unreachable", "198.18.2.0/24");
+    let prober = lab.prober.clone();
+    let (reply, error) = std::thread::spawn(move || {
+        darkwatch_netlab::netns::enter(&prober).expect("enter the prober namespace");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let p = SurgePinger::new().expect("raw sockets (run as root)");
+            let t = Duration::from_secs(2);
+            (
+                p.echo("198.18.1.7".parse().unwrap(), t).await,
+                p.echo("198.18.2.7".parse().unwrap(), t).await,
+            )
+        })
+    })
+    .join()
+    .expect("test thread");
+    assert!(reply.is_reply(), "{reply:?}");
+    // r1 answers from its address towards the prober.
+    assert_eq!(
+        error,
+        Outcome::Unreachable {
+            from: "192.0.2.2".parse().unwrap()
+        }
+    );
 }
