@@ -244,11 +244,16 @@ impl Agent {
 
     /// Pulls assignments; falls back to the last ones seen when the
     /// collector is unreachable, so probing goes on during its outages.
-    async fn assignments(&self) -> Option<Assignments> {
+    /// The cache is rewritten only when they differ from `previous` (the
+    /// ones in use): with its census, an assignment of a large campaign is
+    /// hundreds of MB of JSON.
+    async fn assignments(&self, previous: Option<&Assignments>) -> Option<Assignments> {
         let a = match self.reporter.assignments().await {
             Ok(a) => {
-                if let Err(e) = save_json(&self.assignments_path(), &a) {
-                    tracing::warn!(error = %e, "cannot cache assignments");
+                if previous != Some(&a) {
+                    if let Err(e) = save_json(&self.assignments_path(), &a) {
+                        tracing::warn!(error = %e, "cannot cache assignments");
+                    }
                 }
                 Some(a)
             }
@@ -484,7 +489,16 @@ impl Agent {
                 ));
             }
             if !batch.is_empty() {
-                running.push(self.probe(false, indices, batch, plan.seed, plan.min_probes));
+                // The campaign's minimum of probes is shared by the blocks
+                // tracked now: while a sweep runs, blocks join during the
+                // round, and the count at its start (none, in the first
+                // round) would give each of them the whole minimum.
+                let min_probes = campaign::min_probes_per_block(
+                    self.policy.min_campaign_probes,
+                    st.trackers.len(),
+                )
+                .min(plan.min_probes);
+                running.push(self.probe(false, indices, batch, plan.seed, min_probes));
             }
         }
         while let Some(done) = running.next().await {
@@ -523,8 +537,11 @@ impl Agent {
             .count();
         let batches = campaign::record(c, st, &plan, results, started_ms, wire, &mut new_batch_id);
         let traced: usize = batches.iter().map(|b| b.traces.len()).sum();
+        // Replies the kernel dropped on the rounds' socket so far (a full
+        // receive buffer): lost replies make blocks be probed again.
+        let receive_drops = self.pinger.receive_drops();
         tracing::info!(campaign = %c.name, round, blocks = info.blocks, probes = info.probes, up, traces = traced,
-            on_time = info.on_time, took_ms = info.ended_ms - info.started_ms, "round done");
+            on_time = info.on_time, took_ms = info.ended_ms - info.started_ms, receive_drops, "round done");
         if !info.on_time {
             tracing::warn!(campaign = %c.name, round, "round ended after the next one began");
         }
@@ -625,7 +642,7 @@ impl Agent {
     /// `run --once`: one round of every campaign, then one attempt to send
     /// the spool. Data the collector did not take stays spooled for next time.
     pub async fn run_once(&self) -> Result<()> {
-        let a = self.assignments().await;
+        let a = self.assignments(None).await;
         if a.is_none() {
             tracing::warn!(
                 "no assignments (collector unreachable and none cached): nothing to probe"
@@ -656,15 +673,20 @@ impl Agent {
         let sender = tokio::spawn(sender_loop(self.clone(), wake.clone()));
         // Assignments are pulled by a task of their own: a slow or
         // unreachable collector must not hold back a round's start.
-        let (tx, mut assignments) = tokio::sync::watch::channel(self.assignments().await);
+        // Shared, not cloned: an assignment carries its campaigns' census
+        // (every known-responsive address, hundreds of MB for a large
+        // campaign), and the loop below looks at it every second.
+        let (tx, mut assignments) =
+            tokio::sync::watch::channel(self.assignments(None).await.map(Arc::new));
         let poll = Duration::from_secs(self.cfg.report.poll_secs.max(1));
         let poller = tokio::spawn({
             let agent = self.clone();
             async move {
                 loop {
                     tokio::time::sleep(poll).await;
-                    if let Some(a) = agent.assignments().await {
-                        tx.send_replace(Some(a));
+                    let previous = tx.borrow().clone();
+                    if let Some(a) = agent.assignments(previous.as_deref()).await {
+                        tx.send_replace(Some(Arc::new(a)));
                     }
                 }
             }
@@ -678,17 +700,18 @@ impl Agent {
             if let Some(a) = &current {
                 let (due, n) = self.due(a);
                 next = n;
-                for (c, (round, started)) in a.campaigns.iter().zip(due) {
+                for (i, (c, (round, started))) in a.campaigns.iter().zip(due).enumerate() {
                     // A round still running past its interval: the next one
                     // starts when it is done (it was not on time).
                     if rounds.contains_key(&c.name) {
                         continue;
                     }
-                    let (agent, c2, wake) = (self.clone(), c.clone(), wake.clone());
+                    let (agent, a2, wake) = (self.clone(), a.clone(), wake.clone());
                     rounds.insert(
                         c.name.clone(),
                         tokio::spawn(async move {
-                            agent.round_logged(&c2, round, started, Mode::Daemon).await;
+                            let c = &a2.campaigns[i];
+                            agent.round_logged(c, round, started, Mode::Daemon).await;
                             wake.notify_one();
                         }),
                     );

@@ -6,7 +6,10 @@
 //! The real pinger opens one RAW client per address family, raises the
 //! receive buffer (one task reads every reply, and an overflowing buffer drops
 //! replies silently), gives every probe a unique (identifier, sequence) pair
-//! and checks the ICMP type: a Destination Unreachable is not a reply.
+//! and checks the ICMP type: a Destination Unreachable is not a reply. Its
+//! identifiers and the sweeps' come from disjoint ranges, and a kernel filter
+//! on each IPv4 socket ([`filter`]) hands it only the replies and errors of
+//! its own probes: a sweep's replies never reach the rounds' socket.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,6 +23,7 @@ use surge_ping::{Client, Config, IcmpPacket, PingIdentifier, PingSequence, Surge
 
 use crate::ratelimit::RateLimiter;
 
+pub mod filter;
 pub mod sweeper;
 pub use sweeper::RawSweeper;
 
@@ -47,6 +51,12 @@ impl Outcome {
 /// allow many concurrent calls (discovery keeps thousands in flight).
 pub trait Pinger: Send + Sync {
     fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome>;
+
+    /// Replies the kernel dropped so far because the receiving socket's
+    /// buffer was full (IPv4), if this pinger can tell.
+    fn receive_drops(&self) -> Option<u64> {
+        None
+    }
 
     /// A batch transport for discovery sweeps of IPv4 addresses, if this
     /// pinger has one: it sends without waiting on any reply and matches
@@ -136,7 +146,7 @@ impl SurgePinger {
     /// privileges only makes IPv6 probes fail.
     pub fn new() -> Result<Self, IcmpError> {
         check_privileges()?;
-        let v6 = match open_client(ICMP::V6) {
+        let v6 = match open_client(ICMP::V6, None) {
             Ok(c) => Ok(c),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(IcmpError::NoPrivilege)
@@ -147,22 +157,24 @@ impl SurgePinger {
             }
         };
         // Identifiers from the low half; traceroutes take theirs from the
-        // high half (see `trace`), so the two never claim each other's replies.
-        let ident_base = rand::random::<u16>() & 0x3fff;
+        // high half (see `trace`), so the two never claim each other's
+        // replies. Of the low half, echo probes use `PINGER_IDENTS` from
+        // `ident_base` on and sweeps the rest (see `RawSweeper`).
+        let ident_base = rand::random::<u16>() & 0x7fff;
         Ok(Self {
             v4: OnceLock::new(),
             v6,
             ident_base,
             counter: AtomicU32::new(0),
-            // Sweeps take the identifier just past this pinger's range.
-            sweeper: RawSweeper::new(ident_base.wrapping_add(0x4000) & 0x7fff),
+            // Sweeps take identifiers just past this pinger's range.
+            sweeper: RawSweeper::new(ident_base.wrapping_add(PINGER_IDENTS) & 0x7fff),
         })
     }
 
     fn v4(&self) -> Result<&Client, String> {
         self.v4
             .get_or_init(|| {
-                open_client(ICMP::V4).map_err(|e| {
+                open_client(ICMP::V4, Some(self.ident_base)).map_err(|e| {
                     tracing::error!("cannot open an IPv4 ICMP socket: {e}");
                     format!("no ICMPv4 socket: {e}")
                 })
@@ -172,7 +184,15 @@ impl SurgePinger {
     }
 }
 
-fn open_client(kind: ICMP) -> io::Result<Client> {
+/// How many identifiers echo probes use (from the pinger's base on,
+/// modulo 2^15); sweeps use the other `0x8000 - PINGER_IDENTS` of the low
+/// half.
+pub const PINGER_IDENTS: u16 = 0x4000;
+
+/// Opens a client; for IPv4 (`v4_base` given) with the kernel filter that
+/// passes only the replies and errors of identifiers
+/// `v4_base..v4_base + PINGER_IDENTS`.
+fn open_client(kind: ICMP, v4_base: Option<u16>) -> io::Result<Client> {
     let config = Config::builder()
         .kind(kind)
         .sock_type_hint(Type::RAW)
@@ -186,6 +206,16 @@ fn open_client(kind: ICMP) -> io::Result<Client> {
         );
     }
     raise_recv_buffer(socket.get_native_sock(), RECV_BUFFER_BYTES);
+    if let (Some(base), Type::RAW) = (v4_base, socket.get_type()) {
+        // Without it, this socket receives (and its task parses and drops)
+        // every reply of a sweep running beside the rounds.
+        if let Err(e) = filter::attach(
+            socket.get_native_sock(),
+            &filter::echo_replies(base, PINGER_IDENTS),
+        ) {
+            tracing::warn!("cannot filter the ICMP socket's replies: {e}; a discovery sweep will load the rounds' socket");
+        }
+    }
     Ok(client)
 }
 
@@ -223,9 +253,33 @@ pub(crate) fn raise_recv_buffer(fd: std::os::fd::RawFd, bytes: usize) {
     }
 }
 
+/// The kernel's count of packets dropped on the raw IPv4 socket `fd` (the
+/// `drops` column of the calling thread's namespace's `/proc/net/raw`, found
+/// by the socket's inode).
+pub fn socket_drops(fd: std::os::fd::RawFd) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?.ino();
+    let table = std::fs::read_to_string("/proc/thread-self/net/raw").ok()?;
+    raw_table_drops(&table, inode)
+}
+
+/// The `drops` of socket `inode` in a `/proc/net/raw` table.
+pub fn raw_table_drops(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        (cols.get(9)?.parse::<u64>().ok()? == inode).then(|| cols.get(12)?.parse().ok())?
+    })
+}
+
 impl Pinger for SurgePinger {
     fn batch_sweeper(&self) -> Option<&dyn BatchSweep> {
         Some(&self.sweeper)
+    }
+
+    fn receive_drops(&self) -> Option<u64> {
+        let client = self.v4.get()?.as_ref().ok()?;
+        socket_drops(client.get_socket().get_native_sock())
     }
 
     fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome> {
@@ -241,7 +295,8 @@ impl Pinger for SurgePinger {
             // A 32-bit counter split over identifier and sequence keeps every
             // probe in flight distinct even across 65536 probes to one host.
             let n = self.counter.fetch_add(1, Ordering::Relaxed);
-            let ident = PingIdentifier(self.ident_base.wrapping_add((n >> 16) as u16) & 0x7fff);
+            let k = (n >> 16) as u16 % PINGER_IDENTS;
+            let ident = PingIdentifier(self.ident_base.wrapping_add(k) & 0x7fff);
             let mut pinger = client.pinger(addr, ident).await;
             pinger.timeout(timeout);
             match pinger.ping(PingSequence(n as u16), PAYLOAD).await {
@@ -299,6 +354,16 @@ mod tests {
         );
         assert!(!p.echo("198.18.0.3".parse().unwrap(), t).await.is_reply());
         assert_eq!(p.total_sent(), 3);
+    }
+
+    #[test]
+    fn drops_are_read_from_the_sockets_row() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+ 1: 00000000:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n\
+ 1: 00000000:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 999 2 0000000000000000 0\n";
+        assert_eq!(raw_table_drops(table, 4242), Some(17));
+        assert_eq!(raw_table_drops(table, 999), Some(0));
+        assert_eq!(raw_table_drops(table, 1), None);
     }
 
     #[test]

@@ -68,6 +68,12 @@ pub struct RoundRow {
     pub sweeping: bool,
     /// Packed column bytes stored for the round (zstd).
     pub packed_bytes: u64,
+    /// Replies the kernel dropped on the agent's rounds' socket (full
+    /// receive buffer) since the previous round ended (`None`: the agent
+    /// does not say).
+    pub drops: Option<u64>,
+    /// The agent's resident memory when the round's probing ended, MiB.
+    pub rss_mib: Option<f64>,
 }
 
 impl RoundRow {
@@ -169,8 +175,9 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// `(user + system CPU seconds, peak RSS in MiB)` of a live `pid`.
-fn cpu_and_peak(pid: u32) -> Option<(f64, f64)> {
+/// `(user + system CPU seconds, peak RSS, current RSS in MiB)` of a live
+/// `pid`.
+fn cpu_and_peak(pid: u32) -> Option<(f64, f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -180,12 +187,14 @@ fn cpu_and_peak(pid: u32) -> Option<(f64, f64)> {
         .unwrap_or(100) as f64;
     let cpu = (f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())?;
-    Some((cpu, hwm_kib / 1024.0))
+    let kib = |key: &str| -> Option<f64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some((cpu, kib("VmHWM:")? / 1024.0, kib("VmRSS:")? / 1024.0))
 }
 
 /// CPU at `at_ms`, linearly between the samples around it.
@@ -204,6 +213,8 @@ struct AgentLog {
     pos: u64,
     /// `round -> (on_time, took_ms, blocks, probes)`.
     done: BTreeMap<u64, (bool, i64, u64, u64)>,
+    /// `round -> (receive drops so far, wall ms of the line)`.
+    drops: BTreeMap<u64, (Option<u64>, i64)>,
     /// Rounds in which a sweep started, and wall ms when sweeps ended.
     sweep_starts: Vec<(u64, i64)>,
     sweep_ends: Vec<i64>,
@@ -216,6 +227,7 @@ impl AgentLog {
             path,
             pos: 0,
             done: BTreeMap::new(),
+            drops: BTreeMap::new(),
             sweep_starts: Vec::new(),
             sweep_ends: Vec::new(),
             errors: Vec::new(),
@@ -252,6 +264,7 @@ impl AgentLog {
                                 u("probes").unwrap_or(0),
                             ),
                         );
+                        self.drops.insert(round, (u("receive_drops"), now));
                     }
                 }
                 "discovery starts" => {
@@ -401,6 +414,7 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
 
     let mut log = AgentLog::new(agent_log.clone());
     let mut samples: Vec<(i64, f64)> = Vec::new();
+    let mut rss: Vec<(i64, f64)> = Vec::new();
     let mut peak = 0.0f64;
     // Wall ms when the collector first held a round with any block;
     // `round -> wall ms` when it first held every block of the space in a
@@ -419,8 +433,9 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
         if let Some(status) = agent.0.try_wait()? {
             bail!("the agent exited ({status}):\n{}", tail(&agent_log, 20));
         }
-        if let Some((cpu, hwm)) = cpu_and_peak(pid) {
+        if let Some((cpu, hwm, now_rss)) = cpu_and_peak(pid) {
             samples.push((t, cpu));
+            rss.push((t, now_rss));
             peak = peak.max(hwm);
         }
         log.poll()?;
@@ -533,6 +548,21 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
             },
             sweeping: sweeping.contains(&round),
             packed_bytes: packed.get(&round).copied().unwrap_or(0),
+            drops: log.drops.get(&round).and_then(|(d, _)| {
+                let before = log
+                    .drops
+                    .range(..round)
+                    .next_back()
+                    .and_then(|(_, (p, _))| *p)
+                    .unwrap_or(0);
+                Some(d.as_ref()?.saturating_sub(before))
+            }),
+            rss_mib: log.drops.get(&round).and_then(|(_, at)| {
+                rss.iter()
+                    .find(|(t, _)| t >= at)
+                    .or(rss.last())
+                    .map(|(_, m)| *m)
+            }),
         }
     };
     let all_rounds: Vec<RoundRow> = log.done.iter().map(|(r, d)| row(*r, d)).collect();
@@ -550,6 +580,8 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
                         cpu_s: None,
                         sweeping: sweeping.contains(&r),
                         packed_bytes: 0,
+                        drops: None,
+                        rss_mib: None,
                     },
                     |d| row(r, d),
                 )
@@ -590,6 +622,11 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
         None
     };
     ns.teardown()?;
+    if let Some(keep) = std::env::var_os("DARKWATCH_E2E_AGENT_LOG") {
+        if let Err(e) = std::fs::copy(&agent_log, &keep) {
+            eprintln!("  agent-e2e: cannot keep the agent log: {e}");
+        }
+    }
     Ok(E2eResult {
         blocks,
         round_secs: cfg.round_secs,
@@ -692,6 +729,8 @@ mod tests {
             cpu_s: Some(1.0),
             sweeping: false,
             packed_bytes: 30,
+            drops: Some(0),
+            rss_mib: Some(100.0),
         };
         assert!(r.reported_on_time(60));
         assert!(!RoundRow {

@@ -862,13 +862,15 @@ fn agent_e2e_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut String) -> Resu
                     String::new()
                 },
                 x.packed_bytes.to_string(),
+                x.drops.map_or("–".into(), |d| d.to_string()),
+                f(x.rss_mib, 0),
             ]
         })
         .collect();
     detail.push_str(&stats::markdown_table(
         &[
             "round", "counted", "blocks", "probes", "took s", "on time", "stored s", "CPU s",
-            "sweep", "packed B",
+            "sweep", "packed B", "drops", "RSS MiB",
         ],
         &table,
     ));

@@ -527,6 +527,20 @@ async fn the_first_round_is_probed_and_recorded_before_discovery_has_finished() 
     );
     assert!(s.on_time && s.ended_ms > T0 + 30_000, "{s:?}");
     assert_eq!(s.blocks, seen.len() as u64);
+    // Blocks that joined during the round share the campaign's minimum of
+    // probes (16) with the blocks tracked by then, not with none (as at the
+    // round's start): all but the first few stop at their first reply.
+    let probes: u32 = spooled(&agent)
+        .iter()
+        .flat_map(|b| &b.observations)
+        .filter(|o| o.round == first && !o.control)
+        .map(|o| o.probes)
+        .sum();
+    assert!(
+        probes as usize <= seen.len() + 32,
+        "{probes} probes for {} blocks that all answer",
+        seen.len()
+    );
     // Later rounds take what was found meanwhile; every round is on time.
     let mut round = first;
     let mut next = next;

@@ -12,14 +12,17 @@ use std::collections::HashSet;
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{raise_recv_buffer, socket_error, BatchSweep, IcmpError, RECV_BUFFER_BYTES};
+use super::{
+    filter, raise_recv_buffer, socket_error, BatchSweep, IcmpError, PINGER_IDENTS,
+    RECV_BUFFER_BYTES,
+};
 use crate::ratelimit::RateLimiter;
 
 /// Marks a sweep probe's payload; followed by the destination address, which
@@ -86,17 +89,34 @@ pub fn parse_echo_reply(pkt: &[u8], ident: u16) -> Option<Ipv4Addr> {
     Some(src)
 }
 
+/// How many identifiers sweeps take turns on: the low half's share that
+/// echo probes leave ([`PINGER_IDENTS`]).
+const SWEEP_IDENTS: u16 = 0x8000 - PINGER_IDENTS;
+
 /// The real batch sweeper over a raw ICMPv4 socket of its own, opened for
-/// each sweep. `ident` must differ from the identifiers of concurrent echo
-/// probes and traceroutes (see [`super::SurgePinger::new`]).
-#[derive(Debug, Clone)]
+/// each sweep. Each sweep takes the next identifier from `base` on (modulo
+/// 2^15), so that sweeps running at once (discovery keeps two chunks in
+/// flight) never take each other's replies; the range must not overlap the
+/// identifiers of echo probes and traceroutes (see
+/// [`super::SurgePinger::new`]).
+#[derive(Debug)]
 pub struct RawSweeper {
-    ident: u16,
+    base: u16,
+    next: AtomicU16,
 }
 
 impl RawSweeper {
-    pub fn new(ident: u16) -> Self {
-        Self { ident }
+    pub fn new(base: u16) -> Self {
+        Self {
+            base,
+            next: AtomicU16::new(0),
+        }
+    }
+
+    /// The identifier of the next sweep.
+    fn next_ident(&self) -> u16 {
+        let k = self.next.fetch_add(1, Ordering::Relaxed) % SWEEP_IDENTS;
+        self.base.wrapping_add(k) & 0x7fff
     }
 }
 
@@ -107,7 +127,7 @@ impl BatchSweep for RawSweeper {
         limiter: Arc<RateLimiter>,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Vec<Ipv4Addr>, IcmpError>> {
-        let ident = self.ident;
+        let ident = self.next_ident();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || run_sweep(ident, &addrs, &limiter, timeout))
                 .await
@@ -154,12 +174,17 @@ fn open_send_socket() -> Result<Socket, IcmpError> {
     Ok(sock)
 }
 
-/// The receiving socket: echo replies only, a large buffer, non-blocking
-/// (the receiver drains it every [`RECV_POLL`] instead of waking per packet).
-fn open_recv_socket() -> Result<Socket, IcmpError> {
+/// The receiving socket: this sweep's echo replies only (the kernel drops
+/// the rest, rounds' and other sweeps' replies included), a large buffer,
+/// non-blocking (the receiver drains it every [`RECV_POLL`] instead of
+/// waking per packet).
+fn open_recv_socket(ident: u16) -> Result<Socket, IcmpError> {
     let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
         .map_err(|e| socket_error("IPv4", e))?;
     set_icmp_filter(&sock, !1);
+    if let Err(e) = filter::attach(sock.as_raw_fd(), &filter::sweep_replies(ident)) {
+        tracing::debug!("sweep socket unfiltered: {e}");
+    }
     raise_recv_buffer(sock.as_raw_fd(), RECV_BUFFER_BYTES);
     sock.set_nonblocking(true)
         .map_err(|e| socket_error("IPv4", e))?;
@@ -172,7 +197,7 @@ fn run_sweep(
     limiter: &RateLimiter,
     timeout: Duration,
 ) -> Result<Vec<Ipv4Addr>, IcmpError> {
-    let rx_sock = open_recv_socket()?;
+    let rx_sock = open_recv_socket(ident)?;
     let tx_sock = open_send_socket()?;
     let stop = AtomicBool::new(false);
     let started = Instant::now();
@@ -312,6 +337,25 @@ mod tests {
         let c = checksum(&r);
         r[2..4].copy_from_slice(&c.to_be_bytes());
         r
+    }
+
+    #[test]
+    fn sweeps_take_distinct_identifiers_that_the_pingers_filter_drops() {
+        let pinger_base = 0x7000u16;
+        let sweeper = RawSweeper::new(pinger_base.wrapping_add(PINGER_IDENTS) & 0x7fff);
+        let pinger = filter::echo_replies(pinger_base, PINGER_IDENTS);
+        let dst = Ipv4Addr::new(198, 18, 3, 7);
+        let mut seen = HashSet::new();
+        for _ in 0..SWEEP_IDENTS {
+            let id = sweeper.next_ident();
+            assert!(seen.insert(id), "identifier {id:#x} given twice");
+            let reply = ip_packet(dst, &reply_to(&echo_request(id, 1, dst)));
+            assert_eq!(parse_echo_reply(&reply, id), Some(dst));
+            assert_eq!(filter::tests::run(&pinger, &reply), 0, "id {id:#x}");
+            assert_ne!(filter::tests::run(&filter::sweep_replies(id), &reply), 0);
+        }
+        // Then the turn starts over.
+        assert!(seen.contains(&sweeper.next_ident()));
     }
 
     #[test]

@@ -32,6 +32,11 @@ impl Netns {
         darkwatch_netlab::or_skip("a network namespace (needs root)", Netns::new(tag))
     }
 
+    /// The namespace's name (for `darkwatch_netlab::netns::enter`).
+    pub fn name(&self) -> String {
+        self.ns.name(&self.node)
+    }
+
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         self.ns.command(&self.node, program)
     }
