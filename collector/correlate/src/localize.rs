@@ -25,6 +25,18 @@
 //! joins that VP's path as its end (`with_error_sources`), and counts once
 //! per VP and round (`Localization::probe_errors`, and of those
 //! `probe_errors_agreeing`, the ones from the hop named).
+//!
+//! A traceroute whose last answer was an ICMP destination unreachable
+//! (`TraceObs::unreachable`) is the same evidence: that router said it has
+//! no route, so the VP's path ends there even if it answered only that one
+//! trace. A time-exceeded answer says only that the path reaches a hop, so
+//! a hop that answered one trace that way among many still needs the
+//! support above. Under a Linux border's default limits (the "no route"
+//! limit of `net.ipv4.route.error_cost` and the per-destination ICMP limit
+//! share one token bucket per source), a VP that keeps sending towards a
+//! withdrawn prefix gets about one unreachable after the fault and then
+//! none: often one trace of one VP is all the evidence there is, and the
+//! many traces that end a hop early only show the limit, not the path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -49,6 +61,9 @@ pub(crate) fn localize(
         round >= v.start_round && round <= last_round && v.end_round.is_none_or(|e| round < e)
     };
     let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
+    // Routers that ended a VP's trace with an unreachable: one per VP,
+    // round and router, like the probes' errors.
+    let mut said_no_route: BTreeSet<(VpId, u64, IpAddr)> = BTreeSet::new();
     for t in traces {
         if t.reached
             || !d.vps.contains(&t.vp)
@@ -63,6 +78,9 @@ pub(crate) fn localize(
             .copied()
             .filter(|&a| a != t.target)
             .collect();
+        if let (true, Some(&last)) = (t.unreachable, path.last()) {
+            said_no_route.insert((t.vp, t.round, last));
+        }
         by_vp.entry(t.vp).or_default().push(path);
     }
     // One piece of evidence per VP, round and router whose errors answered
@@ -79,7 +97,7 @@ pub(crate) fn localize(
         .map(|e| (e.vp, e.round, e.from))
         .collect();
     let mut ends: BTreeMap<VpId, Vec<IpAddr>> = BTreeMap::new();
-    for &(vp, _, from) in &errors {
+    for &(vp, _, from) in errors.union(&said_no_route) {
         ends.entry(vp).or_default().push(from);
     }
     let vps: BTreeSet<VpId> = by_vp.keys().chain(ends.keys()).copied().collect();
@@ -95,9 +113,10 @@ pub(crate) fn localize(
             with_error_sources(reached_path(traces, &pooled), ends)
         })
         .collect();
+    let said: BTreeSet<IpAddr> = ends.values().flatten().copied().collect();
     let last_hop = common_last_hop(&reach)
         .map(|c| extend_past(c, &reach))
-        .or_else(|| most_common_last(&reach));
+        .or_else(|| most_common_last(&reach, &said));
     let traces = by_vp.values().map(Vec::len).sum();
     let agreeing = by_vp
         .values()
@@ -231,21 +250,26 @@ fn extend_past(c: IpAddr, paths: &[Vec<IpAddr>]) -> IpAddr {
     }
 }
 
-fn most_common_last(paths: &[Vec<IpAddr>]) -> Option<IpAddr> {
-    let mut counts: BTreeMap<IpAddr, usize> = BTreeMap::new();
+/// Where paths that share no hop end: a router that said it has no route
+/// (`said`: a trace's unreachable or the probes' errors) before any other;
+/// then the end most VPs' paths share; then the farthest along its path. A
+/// VP whose traces got no answer past its own gateway says only that the
+/// rest stayed silent, so its gateway does not outweigh a hop that another
+/// VP's path reached beyond its own. Among equals the smallest address.
+fn most_common_last(paths: &[Vec<IpAddr>], said: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+    // end -> (paths ending there, farthest position)
+    let mut ends: BTreeMap<IpAddr, (usize, usize)> = BTreeMap::new();
     for p in paths {
         if let Some(&a) = p.last() {
-            *counts.entry(a).or_default() += 1;
+            let e = ends.entry(a).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(p.len() - 1);
         }
     }
-    // Highest count; among equals the smallest address (BTreeMap order).
-    counts
-        .into_iter()
-        .fold(None, |best: Option<(IpAddr, usize)>, (a, c)| match best {
-            Some((_, bc)) if bc >= c => best,
-            _ => Some((a, c)),
-        })
-        .map(|(a, _)| a)
+    ends.into_iter()
+        .map(|(a, (n, pos))| (said.contains(&a), n, pos, std::cmp::Reverse(a)))
+        .max()
+        .map(|(_, _, _, std::cmp::Reverse(a))| a)
 }
 
 #[cfg(test)]
@@ -353,6 +377,33 @@ mod tests {
                 "203.0.113.250",
                 "203.0.113.244"
             ])
+        );
+    }
+
+    #[test]
+    fn without_a_common_hop_a_vps_own_gateway_does_not_outweigh_a_farther_end() {
+        let reach = [
+            path(&["192.0.2.1"]),
+            path(&["192.0.2.2", "203.0.113.9"]),
+            path(&["192.0.2.3"]),
+        ];
+        assert_eq!(common_last_hop(&reach), None);
+        assert_eq!(
+            most_common_last(&reach, &BTreeSet::new()),
+            Some(ip("203.0.113.9"))
+        );
+        // A router that said it has no route comes first, then the end
+        // most paths share.
+        let said = [ip("192.0.2.3")].into_iter().collect();
+        assert_eq!(most_common_last(&reach, &said), Some(ip("192.0.2.3")));
+        let reach = [
+            path(&["192.0.2.1", "203.0.113.5"]),
+            path(&["192.0.2.2", "203.0.113.5"]),
+            path(&["192.0.2.3", "198.51.100.1", "203.0.113.9"]),
+        ];
+        assert_eq!(
+            most_common_last(&reach, &BTreeSet::new()),
+            Some(ip("203.0.113.5"))
         );
     }
 

@@ -147,3 +147,101 @@ fn a_border_that_answers_only_the_probes_is_named() {
     let l = out.verdicts[0].localization.as_ref().expect("localized");
     assert_eq!(l.last_hop, Some(ip("198.51.100.1")));
 }
+
+/// The border of a withdrawn prefix rate-limits its errors as a Linux router
+/// does at its defaults: prefix 2 is dark for steps 10..20 and each VP's
+/// traces end, in turn, at its own gateway (`192.0.2.{vp+1}`) and at the
+/// shared transit hop: the border's "no route" went to one trace of vp0 in
+/// step 11 (`unreachable`: that answer was an ICMP unreachable, else a
+/// time-exceeded) and to none of the 29 others. `shared`: the VPs' paths
+/// meet at the transit hop (else each VP's gateway is all its traces see
+/// and only vp0's answered trace goes past it).
+fn rate_limited_border(unreachable: bool, shared: bool) -> Output {
+    const BORDER: &str = "203.0.113.244";
+    let sim = Sim {
+        net: dark_when(|a| a.prefix == 2 && (10..20).contains(&a.t)),
+        traces: Box::new(move |v, t, p| {
+            if p != 2 {
+                return None;
+            }
+            let gw = ip(&format!("192.0.2.{}", v + 1));
+            let transit = ip("203.0.113.242");
+            if !(10..20).contains(&t) {
+                return Some((vec![gw, transit, ip(BORDER), trace_target(2, 8)], true));
+            }
+            let mut hops = vec![gw];
+            if shared && t % 2 == 1 {
+                hops.push(transit);
+            }
+            if (v, t) == (0, 11) {
+                hops.push(ip(BORDER));
+            }
+            Some((hops, false))
+        }),
+        ..Sim::default()
+    };
+    let mut input = sim.input();
+    for t in &mut input.traces {
+        t.unreachable = unreachable && !t.reached && t.responding.last() == Some(&ip(BORDER));
+    }
+    correlate(&input, &Params::default())
+}
+
+/// The verdicts of [`rate_limited_border`] whose rounds hold step 11.
+fn covering_the_answer(out: &Output) -> Vec<&Verdict> {
+    let v: Vec<&Verdict> = out
+        .verdicts
+        .iter()
+        .filter(|v| v.start_round <= r(11) && v.end_round.is_none_or(|e| r(11) < e))
+        .collect();
+    assert!(!v.is_empty(), "{:#?}", out.verdicts);
+    v
+}
+
+#[test]
+fn one_no_route_among_many_rate_limited_traces_names_the_border() {
+    let out = rate_limited_border(true, true);
+    for v in covering_the_answer(&out) {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(ip("203.0.113.244")), "{l:?}");
+        assert_eq!(l.traces, 3 * dark_rounds(v));
+        assert_eq!(l.agreeing, 1, "{l:?}");
+        assert_eq!(l.probe_errors, 0);
+    }
+}
+
+#[test]
+fn vps_that_see_only_their_own_gateway_do_not_outvote_a_no_route() {
+    // No hop is common to every VP: the fallback used to take the most
+    // common end, every end once, and so the smallest address (vp0's own
+    // gateway).
+    let out = rate_limited_border(true, false);
+    for v in covering_the_answer(&out) {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(ip("203.0.113.244")), "{l:?}");
+    }
+}
+
+#[test]
+fn one_time_exceeded_answer_past_the_others_is_not_enough() {
+    // The same single answer without the unreachable could be a stray:
+    // among many traces one answer does not move the end (nothing is
+    // named that the evidence does not support).
+    let out = rate_limited_border(false, true);
+    for v in covering_the_answer(&out) {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
+        // The traces of odd steps that ended at the transit hop: all but
+        // vp0's in step 11.
+        let odd = (v.start_round.max(r(10))..v.end_round.unwrap_or(u64::MAX).min(r(20)))
+            .filter(|&x| (x - r(0)) % 2 == 1)
+            .count();
+        assert_eq!(l.agreeing, 3 * odd - 1, "{l:?}");
+    }
+    // Nor without a shared hop: each VP's path ends at its own gateway.
+    let out = rate_limited_border(false, false);
+    for v in covering_the_answer(&out) {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(ip("192.0.2.1")), "{l:?}");
+    }
+}
