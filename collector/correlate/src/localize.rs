@@ -41,6 +41,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use crate::scopes::Scopes;
 use crate::verdicts::Detected;
 use crate::{Kind, Localization, ProbeErrorObs, TraceObs, VpId};
@@ -60,71 +62,76 @@ pub(crate) fn localize(
     let in_rounds = |round: u64| {
         round >= v.start_round && round <= last_round && v.end_round.is_none_or(|e| round < e)
     };
-    let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
-    // Routers that ended a VP's trace with an unreachable: one per VP,
-    // round and router, like the probes' errors.
-    let mut said_no_route: BTreeSet<(VpId, u64, IpAddr)> = BTreeSet::new();
-    for t in traces {
-        if t.reached
-            || !d.vps.contains(&t.vp)
-            || !in_rounds(t.round)
-            || !v.prefixes.iter().any(|p| p.contains(&t.target))
-        {
-            continue;
-        }
-        let path: Vec<IpAddr> = t
-            .responding
-            .iter()
-            .copied()
-            .filter(|&a| a != t.target)
-            .collect();
-        if let (true, Some(&last)) = (t.unreachable, path.last()) {
-            said_no_route.insert((t.vp, t.round, last));
-        }
-        by_vp.entry(t.vp).or_default().push(path);
-    }
-    // One piece of evidence per VP, round and router whose errors answered
-    // probes to the verdict's prefixes.
-    let errors: BTreeSet<(VpId, u64, IpAddr)> = probe_errors
-        .iter()
-        .filter(|e| {
-            d.vps.contains(&e.vp)
-                && in_rounds(e.round)
-                && e.blocks
-                    .iter()
-                    .any(|b| v.prefixes.iter().any(|p| p.contains(b) || b.contains(p)))
-        })
-        .map(|e| (e.vp, e.round, e.from))
-        .collect();
-    let mut ends: BTreeMap<VpId, Vec<IpAddr>> = BTreeMap::new();
-    for &(vp, _, from) in errors.union(&said_no_route) {
-        ends.entry(vp).or_default().push(from);
-    }
-    let vps: BTreeSet<VpId> = by_vp.keys().chain(ends.keys()).copied().collect();
+    let keep = |vp: VpId, round: u64| d.vps.contains(&vp) && in_rounds(round);
+    let own_target = |a: IpAddr| v.prefixes.iter().any(|p| p.contains(&a));
+    let own_block = |b: &IpNet| v.prefixes.iter().any(|p| p.contains(b) || b.contains(p));
+    let own = Evidence::gather(
+        traces,
+        probe_errors,
+        keep,
+        |a, _| own_target(a),
+        |b, _| own_block(b),
+    );
+    let vps = own.vps();
     if vps.is_empty() {
         return None;
     }
-    let pooled = support(by_vp.values().flatten());
-    let reach: Vec<Vec<IpAddr>> = vps
-        .iter()
-        .map(|vp| {
-            let traces = by_vp.get(vp).map_or(&[][..], Vec::as_slice);
-            let ends = ends.get(vp).map_or(&[][..], Vec::as_slice);
-            with_error_sources(reached_path(traces, &pooled), ends)
-        })
-        .collect();
-    let said: BTreeSet<IpAddr> = ends.values().flatten().copied().collect();
-    let last_hop = common_last_hop(&reach)
-        .map(|c| extend_past(c, &reach))
-        .or_else(|| most_common_last(&reach, &said));
-    let traces = by_vp.values().map(Vec::len).sum();
-    let agreeing = by_vp
+    let mut last_hop = own.answer().map(|a| a.0);
+    // The verdict's own paths stop at a hop that said nothing: the router
+    // past it may have spent its few errors on the VPs' traffic to the
+    // country's other dark prefixes in the same rounds. Where that evidence
+    // carries the same paths on past this hop to a router that said it has
+    // no route, that router is named.
+    if let Some(h) = last_hop.filter(|h| !own.said().contains(h)) {
+        let first = (last_round + 1).saturating_sub(scopes.rounds() as u64);
+        let dark = |p: usize, round: u64| {
+            round >= first
+                && round <= last_round
+                && scopes
+                    .prefix_series(p)
+                    .get((round - first) as usize)
+                    .is_some_and(|a| a.judged > 0 && a.down == a.judged)
+        };
+        let nets = &scopes.prefix_nets;
+        let all = Evidence::gather(
+            traces,
+            probe_errors,
+            keep,
+            |a, round| {
+                own_target(a)
+                    || nets
+                        .iter()
+                        .position(|n| n.contains(&a))
+                        .is_some_and(|p| dark(p, round))
+            },
+            |b, round| {
+                own_block(b)
+                    || nets
+                        .iter()
+                        .enumerate()
+                        .any(|(p, n)| (n.contains(b) || b.contains(n)) && dark(p, round))
+            },
+        );
+        if let Some((b, reach)) = all.answer() {
+            let past = |p: &Vec<IpAddr>| {
+                let i = p.iter().position(|&a| a == h);
+                let j = p.iter().position(|&a| a == b);
+                matches!((i, j), (Some(i), Some(j)) if i < j)
+            };
+            if b != h && all.said().contains(&b) && reach.iter().any(past) {
+                last_hop = Some(b);
+            }
+        }
+    }
+    let traces = own.by_vp.values().map(Vec::len).sum();
+    let agreeing = own
+        .by_vp
         .values()
         .flatten()
         .filter(|p| last_hop.is_some() && p.last().copied() == last_hop)
         .count();
-    let probe_errors = errors.len();
-    let probe_errors_agreeing = errors.iter().filter(|e| Some(e.2) == last_hop).count();
+    let probe_errors = own.errors.len();
+    let probe_errors_agreeing = own.errors.iter().filter(|e| Some(e.2) == last_hop).count();
     let inside_target = last_hop.is_some_and(|h| {
         scopes.defs[d.scope]
             .prefixes
@@ -145,6 +152,95 @@ pub(crate) fn localize(
         probe_errors,
         probe_errors_agreeing,
     })
+}
+
+/// The failing traces and the routers' errors that one question draws on.
+struct Evidence {
+    /// Per VP, its failing traces' answering hops (the target left out).
+    by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>>,
+    /// Routers that ended a VP's trace with an unreachable: one per VP,
+    /// round and router, like the probes' errors.
+    said_no_route: BTreeSet<(VpId, u64, IpAddr)>,
+    /// One per VP, round and router whose errors answered its probes.
+    errors: BTreeSet<(VpId, u64, IpAddr)>,
+}
+
+impl Evidence {
+    /// The traces and errors of the VPs and rounds that `keep` takes, toward
+    /// the targets and blocks that `target` and `block` take in that round.
+    fn gather(
+        traces: &[TraceObs],
+        probe_errors: &[ProbeErrorObs],
+        keep: impl Fn(VpId, u64) -> bool,
+        target: impl Fn(IpAddr, u64) -> bool,
+        block: impl Fn(&IpNet, u64) -> bool,
+    ) -> Evidence {
+        let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
+        let mut said_no_route = BTreeSet::new();
+        for t in traces {
+            if t.reached || !keep(t.vp, t.round) || !target(t.target, t.round) {
+                continue;
+            }
+            let path: Vec<IpAddr> = t
+                .responding
+                .iter()
+                .copied()
+                .filter(|&a| a != t.target)
+                .collect();
+            if let (true, Some(&last)) = (t.unreachable, path.last()) {
+                said_no_route.insert((t.vp, t.round, last));
+            }
+            by_vp.entry(t.vp).or_default().push(path);
+        }
+        let errors = probe_errors
+            .iter()
+            .filter(|e| keep(e.vp, e.round) && e.blocks.iter().any(|b| block(b, e.round)))
+            .map(|e| (e.vp, e.round, e.from))
+            .collect();
+        Evidence {
+            by_vp,
+            said_no_route,
+            errors,
+        }
+    }
+
+    fn ends(&self) -> BTreeMap<VpId, Vec<IpAddr>> {
+        let mut ends: BTreeMap<VpId, Vec<IpAddr>> = BTreeMap::new();
+        for &(vp, _, from) in self.errors.union(&self.said_no_route) {
+            ends.entry(vp).or_default().push(from);
+        }
+        ends
+    }
+
+    fn vps(&self) -> BTreeSet<VpId> {
+        let ends = self.errors.iter().chain(&self.said_no_route).map(|e| e.0);
+        self.by_vp.keys().copied().chain(ends).collect()
+    }
+
+    /// Routers that said they have no route.
+    fn said(&self) -> BTreeSet<IpAddr> {
+        let all = self.errors.iter().chain(&self.said_no_route);
+        all.map(|e| e.2).collect()
+    }
+
+    /// Where the paths end, and each VP's reached path.
+    fn answer(&self) -> Option<(IpAddr, Vec<Vec<IpAddr>>)> {
+        let ends = self.ends();
+        let pooled = support(self.by_vp.values().flatten());
+        let reach: Vec<Vec<IpAddr>> = self
+            .vps()
+            .iter()
+            .map(|vp| {
+                let traces = self.by_vp.get(vp).map_or(&[][..], Vec::as_slice);
+                let ends = ends.get(vp).map_or(&[][..], Vec::as_slice);
+                with_error_sources(reached_path(traces, &pooled), ends)
+            })
+            .collect();
+        let last = common_last_hop(&reach)
+            .map(|c| extend_past(c, &reach))
+            .or_else(|| most_common_last(&reach, &self.said()))?;
+        Some((last, reach))
+    }
 }
 
 /// One VP's reached path with the routers whose ICMP errors answered its

@@ -245,3 +245,55 @@ fn one_time_exceeded_answer_past_the_others_is_not_enough() {
         assert_eq!(l.last_hop, Some(ip("192.0.2.1")), "{l:?}");
     }
 }
+
+/// Prefixes 1 and 2 go dark for steps 10..20 (prefix 2 only if
+/// `both_dark`); every VP's traces toward either end at the shared transit
+/// hop, and the border's one "no route" answered vp0's probes to prefix 2
+/// in step 11. Returns the localization of prefix 1's own blackout.
+fn prefix_beside_one_that_drew_the_error(both_dark: bool) -> Localization {
+    let border = ip("203.0.113.244");
+    let sim = Sim {
+        net: dark_when(move |a| {
+            (a.prefix == 1 || (both_dark && a.prefix == 2)) && (10..20).contains(&a.t)
+        }),
+        traces: Box::new(move |v, t, p| {
+            let hops = vec![ip(&format!("192.0.2.{}", v + 1)), ip("203.0.113.242")];
+            ((p == 1 || p == 2) && (10..20).contains(&t)).then_some((hops, false))
+        }),
+        ..Sim::default()
+    };
+    let mut input = sim.input();
+    input.probe_errors.push(ProbeErrorObs {
+        vp: 0,
+        round: r(11),
+        from: border,
+        blocks: vec![prefix_net(2, 8)],
+    });
+    let out = correlate(&input, &Params::default());
+    let v = out
+        .verdicts
+        .iter()
+        .find(|v| v.prefixes == vec![prefix_net(1, 8)] && v.kind == Kind::Blackout)
+        .unwrap_or_else(|| panic!("prefix 1's blackout: {:#?}", out.verdicts));
+    v.localization.clone().expect("localized")
+}
+
+#[test]
+fn a_no_route_to_the_dark_prefix_beside_carries_the_path_on_to_the_border() {
+    // Prefix 1's own traces all stop at the transit hop: the border spent
+    // its one error on the probes to prefix 2, dark in the same rounds,
+    // whose paths run through that same hop.
+    let l = prefix_beside_one_that_drew_the_error(true);
+    assert_eq!(l.last_hop, Some(ip("203.0.113.244")), "{l:?}");
+    // The counts are the verdict's own evidence: none of it names the
+    // border.
+    assert_eq!((l.agreeing, l.probe_errors), (0, 0), "{l:?}");
+    assert!(l.traces > 0);
+}
+
+#[test]
+fn an_error_for_a_prefix_that_is_not_dark_is_not_borrowed() {
+    let l = prefix_beside_one_that_drew_the_error(false);
+    assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
+    assert_eq!(l.agreeing, l.traces);
+}
