@@ -496,7 +496,7 @@ fn naming_border(lab: &Lab, all: &[Value]) -> Result<String> {
 }
 
 /// Prints each outage verdict with its localization, and every stored
-/// failing traceroute and router's errors to probes (`DWEVIDENCE` lines, not
+/// traceroute (`reached` 1 or 0) and router's errors to probes (`DWEVIDENCE` lines, not
 /// collected by `scripts/verdicts.sh`): when a verdict names another hop than
 /// the border, the run's log says which evidence it had.
 fn print_evidence(db_url: &str, all: &[Value]) -> Result<()> {
@@ -508,7 +508,7 @@ fn print_evidence(db_url: &str, all: &[Value]) -> Result<()> {
     }
     for r in db_query(
         db_url,
-        "SELECT round, agent, target, hops FROM traces WHERE reached = 0 ORDER BY round, agent",
+        "SELECT round, agent, target, reached, hops FROM traces ORDER BY round, agent",
     )? {
         println!("DWEVIDENCE trace {}", r.join(" "));
     }
