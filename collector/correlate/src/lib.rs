@@ -90,7 +90,9 @@ pub struct TraceObs {
     /// True if the last address in `responding` answered with an ICMP
     /// destination unreachable (no route, host unreachable, filtered): that
     /// router said the path ends there, which a time-exceeded answer does
-    /// not. Older inputs lack it (false).
+    /// not. With `reached`, the route went away while the trace ran (its
+    /// first probes got an echo, later ones the unreachable, which cut the
+    /// hops there). Older inputs lack it (false).
     #[serde(default)]
     pub unreachable: bool,
 }

@@ -178,7 +178,10 @@ impl Evidence {
         let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
         let mut said_no_route = BTreeSet::new();
         for t in traces {
-            if t.reached || !keep(t.vp, t.round) || !target(t.target, t.round) {
+            // A trace that reached its target shows a working path, unless
+            // a router then said it had no route (the trace's later probes,
+            // once the route was gone): that one ends where the router is.
+            if (t.reached && !t.unreachable) || !keep(t.vp, t.round) || !target(t.target, t.round) {
                 continue;
             }
             let path: Vec<IpAddr> = t
@@ -187,8 +190,12 @@ impl Evidence {
                 .copied()
                 .filter(|&a| a != t.target)
                 .collect();
-            if let (true, Some(&last)) = (t.unreachable, path.last()) {
-                said_no_route.insert((t.vp, t.round, last));
+            // (An unreachable from the target itself names no router.)
+            match (t.unreachable, t.responding.last(), path.last()) {
+                (true, Some(a), Some(&last)) if *a == last => {
+                    said_no_route.insert((t.vp, t.round, last));
+                }
+                _ => {}
             }
             by_vp.entry(t.vp).or_default().push(path);
         }

@@ -297,3 +297,52 @@ fn an_error_for_a_prefix_that_is_not_dark_is_not_borrowed() {
     assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
     assert_eq!(l.agreeing, l.traces);
 }
+
+#[test]
+fn a_trace_that_lost_its_route_midway_counts_where_the_router_said_no_route() {
+    // Prefix 2 dark for steps 10..20, every trace ends at the transit hop
+    // except vp0's in step 10: its first probes reached the target, the
+    // later ones got the border's one "no route" (the fault fell while it
+    // ran), so it is `reached` and ends at the border with an unreachable.
+    let border = ip("203.0.113.244");
+    let sim = Sim {
+        net: dark_when(|a| a.prefix == 2 && (10..20).contains(&a.t)),
+        traces: Box::new(|v, t, p| {
+            let hops = vec![ip(&format!("192.0.2.{}", v + 1)), ip("203.0.113.242")];
+            (p == 2 && (10..20).contains(&t)).then_some((hops, false))
+        }),
+        ..Sim::default()
+    };
+    let mut input = sim.input();
+    let t = input
+        .traces
+        .iter_mut()
+        .find(|t| t.vp == 0 && t.round == r(10))
+        .expect("vp0's trace in step 10");
+    t.responding.push(border);
+    (t.reached, t.unreachable) = (true, true);
+    let out = correlate(&input, &Params::default());
+    let from_10: Vec<&Verdict> = out
+        .verdicts
+        .iter()
+        .filter(|v| v.start_round == r(10))
+        .collect();
+    assert!(!from_10.is_empty(), "{:#?}", out.verdicts);
+    for v in from_10 {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(border), "{l:?}");
+        assert_eq!(l.agreeing, 1, "{l:?}");
+    }
+    // Reached without an unreachable, it is a working path: not evidence.
+    let t = input
+        .traces
+        .iter_mut()
+        .find(|t| t.vp == 0 && t.round == r(10))
+        .expect("vp0's trace in step 10");
+    t.unreachable = false;
+    let out = correlate(&input, &Params::default());
+    for v in &out.verdicts {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
+    }
+}
