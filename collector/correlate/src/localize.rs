@@ -29,14 +29,23 @@
 //! A traceroute whose last answer was an ICMP destination unreachable
 //! (`TraceObs::unreachable`) is the same evidence: that router said it has
 //! no route, so the VP's path ends there even if it answered only that one
-//! trace. A time-exceeded answer says only that the path reaches a hop, so
-//! a hop that answered one trace that way among many still needs the
-//! support above. Under a Linux border's default limits (the "no route"
-//! limit of `net.ipv4.route.error_cost` and the per-destination ICMP limit
-//! share one token bucket per source), a VP that keeps sending towards a
-//! withdrawn prefix gets about one unreachable after the fault and then
-//! none: often one trace of one VP is all the evidence there is, and the
-//! many traces that end a hop early only show the limit, not the path.
+//! trace (and even if the trace's first probes reached the target, before
+//! the route went away). A time-exceeded answer says only that the path
+//! reaches a hop, so a hop that answered one trace that way among many
+//! still needs the support above. Under a Linux border's default limits
+//! (the "no route" limit of `net.ipv4.route.error_cost` and the
+//! per-destination ICMP limit share one token bucket per source), a VP that
+//! keeps sending towards a withdrawn prefix gets about one unreachable after
+//! the fault and then none: often one trace of one VP is all the evidence
+//! there is, and the many traces that end a hop early only show the limit,
+//! not the path.
+//!
+//! That one answer goes to whichever dark prefix the VP sent to first. A
+//! verdict whose own evidence stops at a hop that said nothing (a prefix
+//! blackout beside the one that drew it) is carried on to the router that
+//! said "no route" to the same VPs' traffic towards the country's other
+//! prefixes that were dark in the same rounds, when those paths pass the
+//! verdict's hop first. The counts stay the verdict's own evidence.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
