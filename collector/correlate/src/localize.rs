@@ -46,6 +46,15 @@
 //! said "no route" to the same VPs' traffic towards the country's other
 //! prefixes that were dark in the same rounds, when those paths pass the
 //! verdict's hop first. The counts stay the verdict's own evidence.
+//!
+//! A border's silence can leave a verdict with no answer past the hop before
+//! it. That hop answered time-exceeded, so it had a route and forwarded (a
+//! router without one sends an unreachable, not a time-exceeded). When the
+//! same VPs' working traces in the same rounds into the country's other
+//! prefixes all go on from it to one same hop (at least two of them; traces
+//! silent between it and the target say nothing, and paths that part ways
+//! name nothing), that next hop is named: the packets went there and were
+//! answered no further.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -132,6 +141,20 @@ pub(crate) fn localize(
             }
         }
     }
+    // Still a hop that answered only with time-exceeded: it looked the
+    // route up and forwarded (a router without one sends an unreachable),
+    // so the packets die past it. Where every working path that the same
+    // VPs traced in the same rounds through it into the country's other
+    // prefixes goes on to one same next hop, and at least two did, the
+    // packets went there: that hop is named (it is where they stop being
+    // answered; a rate-limited border often answers nothing at all).
+    if let Some(h) = last_hop.filter(|h| !own.said().contains(h)) {
+        if let Some(n) = next_on_working_paths(traces, h, |t| {
+            t.reached && !t.unreachable && keep(t.vp, t.round) && !own_target(t.target)
+        }) {
+            last_hop = Some(n);
+        }
+    }
     let traces = own.by_vp.values().map(Vec::len).sum();
     let agreeing = own
         .by_vp
@@ -161,6 +184,34 @@ pub(crate) fn localize(
         probe_errors,
         probe_errors_agreeing,
     })
+}
+
+/// The hop after `h` on the traces that `working` takes, when every one of
+/// them that passes `h` and has an answering hop between it and the target
+/// goes on to the same one, and at least two do.
+fn next_on_working_paths(
+    traces: &[TraceObs],
+    h: IpAddr,
+    working: impl Fn(&TraceObs) -> bool,
+) -> Option<IpAddr> {
+    let mut next = None;
+    let mut n = 0;
+    for t in traces.iter().filter(|t| working(t)) {
+        let Some(i) = t.responding.iter().position(|&a| a == h) else {
+            continue;
+        };
+        match t.responding.get(i + 1) {
+            // The target next: the hop between was silent (or there is
+            // none); says nothing.
+            Some(&a) if a == t.target => {}
+            Some(&a) if next.is_none_or(|b| b == a) => {
+                next = Some(a);
+                n += 1;
+            }
+            _ => return None,
+        }
+    }
+    next.filter(|_| n >= 2)
 }
 
 /// The failing traces and the routers' errors that one question draws on.

@@ -346,3 +346,51 @@ fn a_trace_that_lost_its_route_midway_counts_where_the_router_said_no_route() {
         assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
     }
 }
+
+/// Prefix 2 dark for steps 10..20; its traces all stop at the transit hop
+/// (time-exceeded: it forwards them), the border never answers them. The
+/// same VPs' traces to prefix 0, which works, go transit, `next(v, t)`,
+/// target. Returns the localizations of the verdicts.
+fn beside_working_paths(next: fn(usize, u64) -> Option<IpAddr>) -> Vec<Localization> {
+    let sim = Sim {
+        net: dark_when(|a| a.prefix == 2 && (10..20).contains(&a.t)),
+        traces: Box::new(move |v, t, p| {
+            let mut hops = vec![ip(&format!("192.0.2.{}", v + 1)), ip("203.0.113.242")];
+            match p {
+                2 if (10..20).contains(&t) => Some((hops, false)),
+                0 => {
+                    hops.extend(next(v, t));
+                    hops.push(trace_target(0, 8));
+                    Some((hops, true))
+                }
+                _ => None,
+            }
+        }),
+        ..Sim::default()
+    };
+    let out = sim.run();
+    assert!(!out.verdicts.is_empty());
+    out.verdicts
+        .iter()
+        .map(|v| v.localization.clone().expect("localized"))
+        .collect()
+}
+
+#[test]
+fn a_forwarding_hop_is_not_the_end_when_every_working_path_goes_on_to_the_border() {
+    // Some working traces do not hear the border either (rate-limited):
+    // they say nothing; the others all go on to it.
+    for l in beside_working_paths(|_, t| (t % 3 != 0).then(|| ip("203.0.113.244"))) {
+        assert_eq!(l.last_hop, Some(ip("203.0.113.244")), "{l:?}");
+        assert_eq!(l.agreeing, 0, "{l:?}");
+    }
+    // Working paths that part ways after the transit hop name nothing
+    // past it.
+    for l in beside_working_paths(|v, _| Some(ip(&format!("203.0.113.{}", 244 + v)))) {
+        assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
+    }
+    // Nor do working paths that never hear a hop past it.
+    for l in beside_working_paths(|_, _| None) {
+        assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
+    }
+}
