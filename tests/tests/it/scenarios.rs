@@ -148,9 +148,13 @@ fn blackout_and_restore(lab: &Lab, d: &mut Deployment, restart_collector: bool) 
         .router_hop_addr(Node::Border)
         .context("border hop")?
         .to_string();
-    let v = wait_verdict(d, "localization at the border", 4, |all| {
+    let got = wait_verdict(d, "localization at the border", 4, |all| {
         country_blackout(all).filter(|v| v["localization"]["last_hop"] == border.as_str())
-    })?;
+    });
+    if got.is_err() {
+        print_evidence(&d.collector.db_url, &d.outages()?)?;
+    }
+    let v = got?;
     ensure!(
         v["localization"]["inside_target"] == false,
         "border is upstream of the country: {v}"
