@@ -50,8 +50,9 @@
 //! A border's silence can leave a verdict with no answer past the hop before
 //! it. That hop answered time-exceeded, so it had a route and forwarded (a
 //! router without one sends an unreachable, not a time-exceeded). When the
-//! same VPs' working traces in the same rounds into the country's other
-//! prefixes all go on from it to one same hop (at least two of them; traces
+//! same VPs' working traces in the same rounds into the country (its other
+//! prefixes, or the verdict's own traced before the fault in the verdict's
+//! first round) all go on from it to one same hop (at least two of them; traces
 //! silent between it and the target say nothing, and paths that part ways
 //! name nothing), that next hop is named: the packets went there and were
 //! answered no further.
@@ -144,13 +145,14 @@ pub(crate) fn localize(
     // Still a hop that answered only with time-exceeded: it looked the
     // route up and forwarded (a router without one sends an unreachable),
     // so the packets die past it. Where every working path that the same
-    // VPs traced in the same rounds through it into the country's other
-    // prefixes goes on to one same next hop, and at least two did, the
+    // VPs traced in the same rounds through it into the country (its other
+    // prefixes, or the verdict's own before the fault in its first round)
+    // goes on to one same next hop, and at least two did, the
     // packets went there: that hop is named (it is where they stop being
     // answered; a rate-limited border often answers nothing at all).
     if let Some(h) = last_hop.filter(|h| !own.said().contains(h)) {
         if let Some(n) = next_on_working_paths(traces, h, |t| {
-            t.reached && !t.unreachable && keep(t.vp, t.round) && !own_target(t.target)
+            t.reached && !t.unreachable && keep(t.vp, t.round)
         }) {
             last_hop = Some(n);
         }

@@ -394,3 +394,37 @@ fn a_forwarding_hop_is_not_the_end_when_every_working_path_goes_on_to_the_border
         assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
     }
 }
+
+#[test]
+fn the_paths_traced_before_the_fault_in_its_round_show_where_the_hop_forwards() {
+    // The fault fell after step 10's traces: they reached the target through
+    // the transit hop and the border; every later one stops at the transit
+    // hop, and the border answers nothing (its budget went to the probes).
+    let sim = Sim {
+        net: dark_when(|a| a.prefix == 2 && (10..20).contains(&a.t)),
+        traces: Box::new(|v, t, p| {
+            let mut hops = vec![ip(&format!("192.0.2.{}", v + 1)), ip("203.0.113.242")];
+            match (p, t) {
+                (2, 10) => {
+                    hops.extend([ip("203.0.113.244"), trace_target(2, 8)]);
+                    Some((hops, true))
+                }
+                (2, 11..20) => Some((hops, false)),
+                _ => None,
+            }
+        }),
+        ..Sim::default()
+    };
+    let out = sim.run();
+    let from_10: Vec<&Verdict> = out
+        .verdicts
+        .iter()
+        .filter(|v| v.start_round == r(10))
+        .collect();
+    assert!(!from_10.is_empty(), "{:#?}", out.verdicts);
+    for v in from_10 {
+        let l = v.localization.as_ref().expect("localized");
+        assert_eq!(l.last_hop, Some(ip("203.0.113.244")), "{l:?}");
+        assert_eq!(l.agreeing, 0, "{l:?}");
+    }
+}
