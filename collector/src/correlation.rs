@@ -333,6 +333,13 @@ pub fn build_input(
                     .filter_map(|h| h.addr)
                     .collect::<Vec<IpAddr>>(),
                 reached: t.trace.reached,
+                unreachable: t
+                    .trace
+                    .hops
+                    .iter()
+                    .rev()
+                    .find(|h| h.addr.is_some())
+                    .is_some_and(|h| h.unreachable.is_some()),
             })
         })
         .collect();

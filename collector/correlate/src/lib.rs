@@ -87,6 +87,14 @@ pub struct TraceObs {
     /// Addresses that answered, in TTL order (silent hops left out).
     pub responding: Vec<IpAddr>,
     pub reached: bool,
+    /// True if the last address in `responding` answered with an ICMP
+    /// destination unreachable (no route, host unreachable, filtered): that
+    /// router said the path ends there, which a time-exceeded answer does
+    /// not. With `reached`, the route went away while the trace ran (its
+    /// first probes got an echo, later ones the unreachable, which cut the
+    /// hops there). Older inputs lack it (false).
+    #[serde(default)]
+    pub unreachable: bool,
 }
 
 /// The ICMP errors (unreachable, time exceeded) that one router sent in

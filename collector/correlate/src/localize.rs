@@ -25,9 +25,42 @@
 //! joins that VP's path as its end (`with_error_sources`), and counts once
 //! per VP and round (`Localization::probe_errors`, and of those
 //! `probe_errors_agreeing`, the ones from the hop named).
+//!
+//! A traceroute whose last answer was an ICMP destination unreachable
+//! (`TraceObs::unreachable`) is the same evidence: that router said it has
+//! no route, so the VP's path ends there even if it answered only that one
+//! trace (and even if the trace's first probes reached the target, before
+//! the route went away). A time-exceeded answer says only that the path
+//! reaches a hop, so a hop that answered one trace that way among many
+//! still needs the support above. Under a Linux border's default limits
+//! (the "no route" limit of `net.ipv4.route.error_cost` and the
+//! per-destination ICMP limit share one token bucket per source), a VP that
+//! keeps sending towards a withdrawn prefix gets about one unreachable after
+//! the fault and then none: often one trace of one VP is all the evidence
+//! there is, and the many traces that end a hop early only show the limit,
+//! not the path.
+//!
+//! That one answer goes to whichever dark prefix the VP sent to first. A
+//! verdict whose own evidence stops at a hop that said nothing (a prefix
+//! blackout beside the one that drew it) is carried on to the router that
+//! said "no route" to the same VPs' traffic towards the country's other
+//! prefixes that were dark in the same rounds, when those paths pass the
+//! verdict's hop first. The counts stay the verdict's own evidence.
+//!
+//! A border's silence can leave a verdict with no answer past the hop before
+//! it. That hop answered time-exceeded, so it had a route and forwarded (a
+//! router without one sends an unreachable, not a time-exceeded). When the
+//! same VPs' working traces in the same rounds into the country (its other
+//! prefixes, or the verdict's own traced before the fault in the verdict's
+//! first round) all go on from it to one same hop (at least two of them; traces
+//! silent between it and the target say nothing, and paths that part ways
+//! name nothing), that next hop is named: the packets went there and were
+//! answered no further.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use crate::scopes::Scopes;
 use crate::verdicts::Detected;
@@ -48,64 +81,91 @@ pub(crate) fn localize(
     let in_rounds = |round: u64| {
         round >= v.start_round && round <= last_round && v.end_round.is_none_or(|e| round < e)
     };
-    let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
-    for t in traces {
-        if t.reached
-            || !d.vps.contains(&t.vp)
-            || !in_rounds(t.round)
-            || !v.prefixes.iter().any(|p| p.contains(&t.target))
-        {
-            continue;
-        }
-        let path: Vec<IpAddr> = t
-            .responding
-            .iter()
-            .copied()
-            .filter(|&a| a != t.target)
-            .collect();
-        by_vp.entry(t.vp).or_default().push(path);
-    }
-    // One piece of evidence per VP, round and router whose errors answered
-    // probes to the verdict's prefixes.
-    let errors: BTreeSet<(VpId, u64, IpAddr)> = probe_errors
-        .iter()
-        .filter(|e| {
-            d.vps.contains(&e.vp)
-                && in_rounds(e.round)
-                && e.blocks
-                    .iter()
-                    .any(|b| v.prefixes.iter().any(|p| p.contains(b) || b.contains(p)))
-        })
-        .map(|e| (e.vp, e.round, e.from))
-        .collect();
-    let mut ends: BTreeMap<VpId, Vec<IpAddr>> = BTreeMap::new();
-    for &(vp, _, from) in &errors {
-        ends.entry(vp).or_default().push(from);
-    }
-    let vps: BTreeSet<VpId> = by_vp.keys().chain(ends.keys()).copied().collect();
+    let keep = |vp: VpId, round: u64| d.vps.contains(&vp) && in_rounds(round);
+    let own_target = |a: IpAddr| v.prefixes.iter().any(|p| p.contains(&a));
+    let own_block = |b: &IpNet| v.prefixes.iter().any(|p| p.contains(b) || b.contains(p));
+    let own = Evidence::gather(
+        traces,
+        probe_errors,
+        keep,
+        |a, _| own_target(a),
+        |b, _| own_block(b),
+    );
+    let vps = own.vps();
     if vps.is_empty() {
         return None;
     }
-    let pooled = support(by_vp.values().flatten());
-    let reach: Vec<Vec<IpAddr>> = vps
-        .iter()
-        .map(|vp| {
-            let traces = by_vp.get(vp).map_or(&[][..], Vec::as_slice);
-            let ends = ends.get(vp).map_or(&[][..], Vec::as_slice);
-            with_error_sources(reached_path(traces, &pooled), ends)
-        })
-        .collect();
-    let last_hop = common_last_hop(&reach)
-        .map(|c| extend_past(c, &reach))
-        .or_else(|| most_common_last(&reach));
-    let traces = by_vp.values().map(Vec::len).sum();
-    let agreeing = by_vp
+    let mut last_hop = own.answer().map(|a| a.0);
+    // The verdict's own paths stop at a hop that said nothing: the router
+    // past it may have spent its few errors on the VPs' traffic to the
+    // country's other dark prefixes in the same rounds. Where that evidence
+    // carries the same paths on past this hop to a router that said it has
+    // no route, that router is named.
+    if let Some(h) = last_hop.filter(|h| !own.said().contains(h)) {
+        let first = (last_round + 1).saturating_sub(scopes.rounds() as u64);
+        let dark = |p: usize, round: u64| {
+            round >= first
+                && round <= last_round
+                && scopes
+                    .prefix_series(p)
+                    .get((round - first) as usize)
+                    .is_some_and(|a| a.judged > 0 && a.down == a.judged)
+        };
+        let nets = &scopes.prefix_nets;
+        let all = Evidence::gather(
+            traces,
+            probe_errors,
+            keep,
+            |a, round| {
+                own_target(a)
+                    || nets
+                        .iter()
+                        .position(|n| n.contains(&a))
+                        .is_some_and(|p| dark(p, round))
+            },
+            |b, round| {
+                own_block(b)
+                    || nets
+                        .iter()
+                        .enumerate()
+                        .any(|(p, n)| (n.contains(b) || b.contains(n)) && dark(p, round))
+            },
+        );
+        if let Some((b, reach)) = all.answer() {
+            let past = |p: &Vec<IpAddr>| {
+                let i = p.iter().position(|&a| a == h);
+                let j = p.iter().position(|&a| a == b);
+                matches!((i, j), (Some(i), Some(j)) if i < j)
+            };
+            if b != h && all.said().contains(&b) && reach.iter().any(past) {
+                last_hop = Some(b);
+            }
+        }
+    }
+    // Still a hop that answered only with time-exceeded: it looked the
+    // route up and forwarded (a router without one sends an unreachable),
+    // so the packets die past it. Where every working path that the same
+    // VPs traced in the same rounds through it into the country (its other
+    // prefixes, or the verdict's own before the fault in its first round)
+    // goes on to one same next hop, and at least two did, the
+    // packets went there: that hop is named (it is where they stop being
+    // answered; a rate-limited border often answers nothing at all).
+    if let Some(h) = last_hop.filter(|h| !own.said().contains(h)) {
+        if let Some(n) = next_on_working_paths(traces, h, |t| {
+            t.reached && !t.unreachable && keep(t.vp, t.round)
+        }) {
+            last_hop = Some(n);
+        }
+    }
+    let traces = own.by_vp.values().map(Vec::len).sum();
+    let agreeing = own
+        .by_vp
         .values()
         .flatten()
         .filter(|p| last_hop.is_some() && p.last().copied() == last_hop)
         .count();
-    let probe_errors = errors.len();
-    let probe_errors_agreeing = errors.iter().filter(|e| Some(e.2) == last_hop).count();
+    let probe_errors = own.errors.len();
+    let probe_errors_agreeing = own.errors.iter().filter(|e| Some(e.2) == last_hop).count();
     let inside_target = last_hop.is_some_and(|h| {
         scopes.defs[d.scope]
             .prefixes
@@ -126,6 +186,130 @@ pub(crate) fn localize(
         probe_errors,
         probe_errors_agreeing,
     })
+}
+
+/// The hop after `h` on the traces that `working` takes, when every one of
+/// them that passes `h` and has an answering hop between it and the target
+/// goes on to the same one, and at least two do.
+fn next_on_working_paths(
+    traces: &[TraceObs],
+    h: IpAddr,
+    working: impl Fn(&TraceObs) -> bool,
+) -> Option<IpAddr> {
+    let mut next = None;
+    let mut n = 0;
+    for t in traces.iter().filter(|t| working(t)) {
+        let Some(i) = t.responding.iter().position(|&a| a == h) else {
+            continue;
+        };
+        match t.responding.get(i + 1) {
+            // The target next: the hop between was silent (or there is
+            // none); says nothing.
+            Some(&a) if a == t.target => {}
+            Some(&a) if next.is_none_or(|b| b == a) => {
+                next = Some(a);
+                n += 1;
+            }
+            _ => return None,
+        }
+    }
+    next.filter(|_| n >= 2)
+}
+
+/// The failing traces and the routers' errors that one question draws on.
+struct Evidence {
+    /// Per VP, its failing traces' answering hops (the target left out).
+    by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>>,
+    /// Routers that ended a VP's trace with an unreachable: one per VP,
+    /// round and router, like the probes' errors.
+    said_no_route: BTreeSet<(VpId, u64, IpAddr)>,
+    /// One per VP, round and router whose errors answered its probes.
+    errors: BTreeSet<(VpId, u64, IpAddr)>,
+}
+
+impl Evidence {
+    /// The traces and errors of the VPs and rounds that `keep` takes, toward
+    /// the targets and blocks that `target` and `block` take in that round.
+    fn gather(
+        traces: &[TraceObs],
+        probe_errors: &[ProbeErrorObs],
+        keep: impl Fn(VpId, u64) -> bool,
+        target: impl Fn(IpAddr, u64) -> bool,
+        block: impl Fn(&IpNet, u64) -> bool,
+    ) -> Evidence {
+        let mut by_vp: BTreeMap<VpId, Vec<Vec<IpAddr>>> = BTreeMap::new();
+        let mut said_no_route = BTreeSet::new();
+        for t in traces {
+            // A trace that reached its target shows a working path, unless
+            // a router then said it had no route (the trace's later probes,
+            // once the route was gone): that one ends where the router is.
+            if (t.reached && !t.unreachable) || !keep(t.vp, t.round) || !target(t.target, t.round) {
+                continue;
+            }
+            let path: Vec<IpAddr> = t
+                .responding
+                .iter()
+                .copied()
+                .filter(|&a| a != t.target)
+                .collect();
+            // (An unreachable from the target itself names no router.)
+            match (t.unreachable, t.responding.last(), path.last()) {
+                (true, Some(a), Some(&last)) if *a == last => {
+                    said_no_route.insert((t.vp, t.round, last));
+                }
+                _ => {}
+            }
+            by_vp.entry(t.vp).or_default().push(path);
+        }
+        let errors = probe_errors
+            .iter()
+            .filter(|e| keep(e.vp, e.round) && e.blocks.iter().any(|b| block(b, e.round)))
+            .map(|e| (e.vp, e.round, e.from))
+            .collect();
+        Evidence {
+            by_vp,
+            said_no_route,
+            errors,
+        }
+    }
+
+    fn ends(&self) -> BTreeMap<VpId, Vec<IpAddr>> {
+        let mut ends: BTreeMap<VpId, Vec<IpAddr>> = BTreeMap::new();
+        for &(vp, _, from) in self.errors.union(&self.said_no_route) {
+            ends.entry(vp).or_default().push(from);
+        }
+        ends
+    }
+
+    fn vps(&self) -> BTreeSet<VpId> {
+        let ends = self.errors.iter().chain(&self.said_no_route).map(|e| e.0);
+        self.by_vp.keys().copied().chain(ends).collect()
+    }
+
+    /// Routers that said they have no route.
+    fn said(&self) -> BTreeSet<IpAddr> {
+        let all = self.errors.iter().chain(&self.said_no_route);
+        all.map(|e| e.2).collect()
+    }
+
+    /// Where the paths end, and each VP's reached path.
+    fn answer(&self) -> Option<(IpAddr, Vec<Vec<IpAddr>>)> {
+        let ends = self.ends();
+        let pooled = support(self.by_vp.values().flatten());
+        let reach: Vec<Vec<IpAddr>> = self
+            .vps()
+            .iter()
+            .map(|vp| {
+                let traces = self.by_vp.get(vp).map_or(&[][..], Vec::as_slice);
+                let ends = ends.get(vp).map_or(&[][..], Vec::as_slice);
+                with_error_sources(reached_path(traces, &pooled), ends)
+            })
+            .collect();
+        let last = common_last_hop(&reach)
+            .map(|c| extend_past(c, &reach))
+            .or_else(|| most_common_last(&reach, &self.said()))?;
+        Some((last, reach))
+    }
 }
 
 /// One VP's reached path with the routers whose ICMP errors answered its
@@ -231,21 +415,26 @@ fn extend_past(c: IpAddr, paths: &[Vec<IpAddr>]) -> IpAddr {
     }
 }
 
-fn most_common_last(paths: &[Vec<IpAddr>]) -> Option<IpAddr> {
-    let mut counts: BTreeMap<IpAddr, usize> = BTreeMap::new();
+/// Where paths that share no hop end: a router that said it has no route
+/// (`said`: a trace's unreachable or the probes' errors) before any other;
+/// then the end most VPs' paths share; then the farthest along its path. A
+/// VP whose traces got no answer past its own gateway says only that the
+/// rest stayed silent, so its gateway does not outweigh a hop that another
+/// VP's path reached beyond its own. Among equals the smallest address.
+fn most_common_last(paths: &[Vec<IpAddr>], said: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+    // end -> (paths ending there, farthest position)
+    let mut ends: BTreeMap<IpAddr, (usize, usize)> = BTreeMap::new();
     for p in paths {
         if let Some(&a) = p.last() {
-            *counts.entry(a).or_default() += 1;
+            let e = ends.entry(a).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(p.len() - 1);
         }
     }
-    // Highest count; among equals the smallest address (BTreeMap order).
-    counts
-        .into_iter()
-        .fold(None, |best: Option<(IpAddr, usize)>, (a, c)| match best {
-            Some((_, bc)) if bc >= c => best,
-            _ => Some((a, c)),
-        })
-        .map(|(a, _)| a)
+    ends.into_iter()
+        .map(|(a, (n, pos))| (said.contains(&a), n, pos, std::cmp::Reverse(a)))
+        .max()
+        .map(|(_, _, _, std::cmp::Reverse(a))| a)
 }
 
 #[cfg(test)]
@@ -353,6 +542,33 @@ mod tests {
                 "203.0.113.250",
                 "203.0.113.244"
             ])
+        );
+    }
+
+    #[test]
+    fn without_a_common_hop_a_vps_own_gateway_does_not_outweigh_a_farther_end() {
+        let reach = [
+            path(&["192.0.2.1"]),
+            path(&["192.0.2.2", "203.0.113.9"]),
+            path(&["192.0.2.3"]),
+        ];
+        assert_eq!(common_last_hop(&reach), None);
+        assert_eq!(
+            most_common_last(&reach, &BTreeSet::new()),
+            Some(ip("203.0.113.9"))
+        );
+        // A router that said it has no route comes first, then the end
+        // most paths share.
+        let said = [ip("192.0.2.3")].into_iter().collect();
+        assert_eq!(most_common_last(&reach, &said), Some(ip("192.0.2.3")));
+        let reach = [
+            path(&["192.0.2.1", "203.0.113.5"]),
+            path(&["192.0.2.2", "203.0.113.5"]),
+            path(&["192.0.2.3", "198.51.100.1", "203.0.113.9"]),
+        ];
+        assert_eq!(
+            most_common_last(&reach, &BTreeSet::new()),
+            Some(ip("203.0.113.5"))
         );
     }
 

@@ -160,6 +160,11 @@ impl Scopes {
         }
     }
 
+    /// Rounds of the window (the last is the input's `last_round`).
+    pub fn rounds(&self) -> usize {
+        self.rounds
+    }
+
     pub fn prefix_series(&self, p: usize) -> &[Agg] {
         &self.prefix_aggs[p * self.rounds..(p + 1) * self.rounds]
     }

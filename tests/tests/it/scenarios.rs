@@ -148,9 +148,13 @@ fn blackout_and_restore(lab: &Lab, d: &mut Deployment, restart_collector: bool) 
         .router_hop_addr(Node::Border)
         .context("border hop")?
         .to_string();
-    let v = wait_verdict(d, "localization at the border", 4, |all| {
+    let got = wait_verdict(d, "localization at the border", 4, |all| {
         country_blackout(all).filter(|v| v["localization"]["last_hop"] == border.as_str())
-    })?;
+    });
+    if got.is_err() {
+        print_evidence(&d.collector.db_url, &d.outages()?)?;
+    }
+    let v = got?;
     ensure!(
         v["localization"]["inside_target"] == false,
         "border is upstream of the country: {v}"
@@ -495,6 +499,32 @@ fn naming_border(lab: &Lab, all: &[Value]) -> Result<String> {
     Ok(format!("{named}/{}", outages.len()))
 }
 
+/// Prints each outage verdict with its localization, and every stored
+/// traceroute (`reached` 1 or 0) and router's errors to probes (`DWEVIDENCE` lines, not
+/// collected by `scripts/verdicts.sh`): when a verdict names another hop than
+/// the border, the run's log says which evidence it had.
+fn print_evidence(db_url: &str, all: &[Value]) -> Result<()> {
+    for v in all.iter().filter(|v| v["kind"] != "instability") {
+        println!(
+            "DWEVIDENCE verdict kind={} scope={} target={} rounds={}..{} localization={}",
+            v["kind"], v["scope"], v["target"], v["start_round"], v["end_round"], v["localization"]
+        );
+    }
+    for r in db_query(
+        db_url,
+        "SELECT round, agent, target, reached, hops FROM traces ORDER BY round, agent",
+    )? {
+        println!("DWEVIDENCE trace {}", r.join(" "));
+    }
+    for r in db_query(
+        db_url,
+        "SELECT round, agent, source, blocks, errors FROM probe_errors ORDER BY round, agent",
+    )? {
+        println!("DWEVIDENCE probe_error {}", r.join(" "));
+    }
+    Ok(())
+}
+
 /// Blackout verdicts of any scope.
 fn blackouts(all: &[Value]) -> Vec<&Value> {
     all.iter().filter(|v| v["kind"] == "blackout").collect()
@@ -706,6 +736,9 @@ fn s12_blackout_behind_a_strictly_rate_limited_border_is_localized_there() {
                 "probe_errors_agreeing",
                 &loc["probe_errors_agreeing"],
             );
+            if got.is_err() {
+                print_evidence(&d.collector.db_url, &d.outages()?)?;
+            }
             let v = got?;
             let loc = &v["localization"];
             // The evidence: failing traces and the routers' errors to the
@@ -731,6 +764,7 @@ fn s12_blackout_behind_a_strictly_rate_limited_border_is_localized_there() {
             d.rounds(1);
             let all = d.outages()?;
             measure("s12", "outages_naming_border", naming_border(lab, &all)?);
+            print_evidence(&d.collector.db_url, &all)?;
             if let Some(v) = country_blackout(&all) {
                 let loc = &v["localization"];
                 for k in [
@@ -834,6 +868,7 @@ fn s13_each_verdict_alerts_once_open_once_close_over_many_passes() {
         measure("s13", "open_alerts", opens);
         measure("s13", "close_alerts", closes);
         measure("s13", "outages_naming_border", naming_border(lab, &all)?);
+        print_evidence(&d.collector.db_url, &all)?;
         for (id, (k, o, c)) in &by_id {
             ensure!(
                 *o == 1 && *c == 1,

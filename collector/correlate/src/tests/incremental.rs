@@ -170,6 +170,7 @@ fn timeline(rng: &mut Rng, steps: u64) -> Timeline {
                         target: trace_target(p, bpp),
                         responding: hops,
                         reached: !dark,
+                        unreachable: dark && r % 3 == 0,
                     });
                 }
             }

@@ -322,6 +322,7 @@ impl Sim {
                             target: trace_target(p, bpp),
                             responding,
                             reached,
+                            unreachable: false,
                         });
                     }
                 }
