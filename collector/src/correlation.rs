@@ -333,13 +333,7 @@ pub fn build_input(
                     .filter_map(|h| h.addr)
                     .collect::<Vec<IpAddr>>(),
                 reached: t.trace.reached,
-                unreachable: t
-                    .trace
-                    .hops
-                    .iter()
-                    .rev()
-                    .find(|h| h.addr.is_some())
-                    .is_some_and(|h| h.unreachable.is_some()),
+                unreachable: ends_unreachable(&t.trace),
             })
         })
         .collect();
@@ -769,6 +763,7 @@ fn feed_round(st: &mut CampaignState, raw: &Raw, round: u64) -> Result<(), Store
                 target: t.trace.target,
                 responding: t.trace.hops.iter().filter_map(|h| h.addr).collect(),
                 reached: t.trace.reached,
+                unreachable: ends_unreachable(&t.trace),
             },
         );
     }
@@ -1079,6 +1074,17 @@ pub async fn run<S: Store>(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Whether a trace's last answering hop said ICMP unreachable: that VP's
+/// path ends there, as a router's error to a probe says (see `localize`).
+fn ends_unreachable(trace: &darkwatch_schema::TraceObservation) -> bool {
+    trace
+        .hops
+        .iter()
+        .rev()
+        .find(|h| h.addr.is_some())
+        .is_some_and(|h| h.unreachable.is_some())
 }
 
 #[cfg(test)]

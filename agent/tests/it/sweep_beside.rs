@@ -88,7 +88,8 @@ fn a_sweep_beside_rounds_takes_none_of_their_replies() {
                 let mut trackers = round_blocks(1024);
                 let outcomes =
                     run_trackers(&mut trackers, pinger.as_ref(), &limiter, &settings, 7).await;
-                per_block.extend(outcomes.iter().map(|o| (o.block, o.probes, o.state)));
+                per_block
+                    .extend((outcomes.outcomes.iter()).map(|(_, o)| (o.block, o.probes, o.state)));
                 rounds += 1;
             }
             let found = sweep.await.unwrap();
