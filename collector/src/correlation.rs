@@ -24,7 +24,6 @@
 //! rebuilt from the store at its next pass.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -321,21 +320,7 @@ pub fn build_input(
     let traces = raw
         .traces
         .iter()
-        .filter_map(|t| {
-            Some(core::TraceObs {
-                vp: vp_id(&t.agent)?,
-                round: t.trace.round,
-                target: t.trace.target,
-                responding: t
-                    .trace
-                    .hops
-                    .iter()
-                    .filter_map(|h| h.addr)
-                    .collect::<Vec<IpAddr>>(),
-                reached: t.trace.reached,
-                unreachable: ends_unreachable(&t.trace),
-            })
-        })
+        .filter_map(|t| Some(trace_obs(vp_id(&t.agent)?, &t.trace)))
         .collect();
     let probe_errors = raw
         .probe_errors
@@ -755,17 +740,7 @@ fn feed_round(st: &mut CampaignState, raw: &Raw, round: u64) -> Result<(), Store
     }
     for t in raw.traces.iter().filter(|t| t.trace.round == round) {
         let v = input.vp(&t.agent);
-        input.trace(
-            v,
-            &core::TraceObs {
-                vp: v,
-                round,
-                target: t.trace.target,
-                responding: t.trace.hops.iter().filter_map(|h| h.addr).collect(),
-                reached: t.trace.reached,
-                unreachable: ends_unreachable(&t.trace),
-            },
-        );
+        input.trace(v, &trace_obs(v, &t.trace));
     }
     for p in raw.probe_errors.iter().filter(|p| p.errors.round == round) {
         let v = input.vp(&p.agent);
@@ -1076,15 +1051,24 @@ pub async fn run<S: Store>(
     }
 }
 
-/// Whether a trace's last answering hop said ICMP unreachable: that VP's
-/// path ends there, as a router's error to a probe says (see `localize`).
-fn ends_unreachable(trace: &darkwatch_schema::TraceObservation) -> bool {
-    trace
-        .hops
-        .iter()
-        .rev()
-        .find(|h| h.addr.is_some())
-        .is_some_and(|h| h.unreachable.is_some())
+/// A stored traceroute as the correlation core reads it (the batch pass and
+/// the incremental feed alike). It ends in an ICMP unreachable when its last
+/// answering hop said so: that VP's path ends there, as a router's error to
+/// a probe says (see `localize`).
+fn trace_obs(vp: core::VpId, trace: &darkwatch_schema::TraceObservation) -> core::TraceObs {
+    core::TraceObs {
+        vp,
+        round: trace.round,
+        target: trace.target,
+        responding: trace.hops.iter().filter_map(|h| h.addr).collect(),
+        reached: trace.reached,
+        unreachable: trace
+            .hops
+            .iter()
+            .rev()
+            .find(|h| h.addr.is_some())
+            .is_some_and(|h| h.unreachable.is_some()),
+    }
 }
 
 #[cfg(test)]
