@@ -23,6 +23,9 @@ OUT=${OUT:-target/verdicts}
 mkdir -p "$OUT"
 export CI=true
 
+# The scenarios run the workspace's collector and agent binaries from
+# target/debug/: build them too, or a series measures stale ones.
+cargo build --workspace --bins >/dev/null 2>&1
 cargo test -p darkwatch-tests --test it --no-run >/dev/null 2>&1
 
 declare -A PASS

@@ -248,13 +248,26 @@ pub fn reconcile(
     // longer finds (late reports showed the blocks were up) is closed, not
     // kept open forever. Verdicts starting before the window are out of the
     // data's sight and stay as stored.
+    //
+    // One exception: a blackout that a wider blackout now contains. The core
+    // drops a child scope's blackout lying within its ancestor's, but a
+    // fault that falls inside a round darkens some prefixes a round before
+    // the whole country, so their blackouts are out (with their `open`
+    // alerts) when the country's opens over them. Their blocks are still
+    // dark: such a verdict stays open, nested under the wider one
+    // (`causes`), and ends when it ends.
     for (s, v) in stored.iter().enumerate() {
         if continued[s] || v.end_round.is_some() || !window.contains(v.start_round) {
             continue;
         }
+        let end = match out.verdicts.iter().find(|w| contains_blackout(w, v)) {
+            Some(w) => w.end_round,
+            None => Some(horizon),
+        };
+        let Some(end) = end else { continue };
         let mut row = v.clone();
-        row.end_round = Some(horizon);
-        row.end_ms = Some(round_start_ms(horizon, interval));
+        row.end_round = Some(end);
+        row.end_ms = Some(round_start_ms(end, interval));
         row.updated_ms = now_ms;
         let change = changes.verdicts.len();
         if !row.alerted.close {
@@ -269,6 +282,19 @@ pub fn reconcile(
 
     changes.faults = reconcile_faults(campaign, stored_faults, &out.vp_faults, window, now_ms);
     (changes, events)
+}
+
+/// True if `wider` is a blackout of a strictly wider scope than the stored
+/// blackout `v`, over all of `v`'s prefixes, from `v`'s start or earlier.
+fn contains_blackout(wider: &core::Verdict, v: &Verdict) -> bool {
+    wider.kind == core::Kind::Blackout
+        && v.kind == core::Kind::Blackout
+        && wider.scope < v.scope
+        && wider.start_round <= v.start_round
+        && !v.prefixes.is_empty()
+        && v.prefixes
+            .iter()
+            .all(|p| wider.prefixes.iter().any(|q| q.contains(p)))
 }
 
 /// VP faults follow the verdicts' identity rules, without alerts: a

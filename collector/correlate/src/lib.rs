@@ -264,6 +264,14 @@ pub struct Localization {
     /// Of those, the ones sent by `last_hop`.
     #[serde(default)]
     pub probe_errors_agreeing: usize,
+    /// Working traces (that reached their targets, during the verdict or in
+    /// the few rounds before it) of the same VPs that go on from the hop
+    /// where the failing ones stop to `last_hop`. Not zero only when
+    /// `last_hop` was named from them: the failing traces' last hop
+    /// forwarded (it answered time-exceeded, not unreachable) and the
+    /// router past it, where the working paths go next, answered nothing.
+    #[serde(default)]
+    pub working_paths: usize,
 }
 
 impl Localization {

@@ -50,12 +50,14 @@
 //! A border's silence can leave a verdict with no answer past the hop before
 //! it. That hop answered time-exceeded, so it had a route and forwarded (a
 //! router without one sends an unreachable, not a time-exceeded). When the
-//! same VPs' working traces in the same rounds into the country (its other
-//! prefixes, or the verdict's own traced before the fault in the verdict's
-//! first round) all go on from it to one same hop (at least two of them; traces
-//! silent between it and the target say nothing, and paths that part ways
-//! name nothing), that next hop is named: the packets went there and were
-//! answered no further.
+//! same VPs' working traces into the country, in the verdict's rounds (its
+//! other prefixes, or the verdict's own traced before the fault in the
+//! verdict's first round) or in the few rounds before it (`ROUNDS_BEFORE`),
+//! all go on from it to one same hop (at least two of them; traces silent
+//! between it and the target say nothing, and paths that part ways name
+//! nothing), that next hop is named: the packets went there and were
+//! answered no further. `Localization::working_paths` says how many working
+//! traces named it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -145,16 +147,31 @@ pub(crate) fn localize(
     // Still a hop that answered only with time-exceeded: it looked the
     // route up and forwarded (a router without one sends an unreachable),
     // so the packets die past it. Where every working path that the same
-    // VPs traced in the same rounds through it into the country (its other
-    // prefixes, or the verdict's own before the fault in its first round)
-    // goes on to one same next hop, and at least two did, the
-    // packets went there: that hop is named (it is where they stop being
-    // answered; a rate-limited border often answers nothing at all).
-    if let Some(h) = last_hop.filter(|h| !own.said().contains(h)) {
-        if let Some(n) = next_on_working_paths(traces, h, |t| {
-            t.reached && !t.unreachable && keep(t.vp, t.round)
+    // VPs traced through it into the country, in the verdict's rounds (its
+    // other prefixes, or the verdict's own before the fault in its first
+    // round) or in the few rounds before it (the route as it was just
+    // before the fault), goes on to one same next hop, and at least two
+    // did, the packets went there: that hop is named (it is where they
+    // stop being answered; a rate-limited border often answers nothing at
+    // all).
+    let mut working_paths = 0;
+    // Only a hop on every VP's failing paths: where the VPs share none,
+    // one VP's gateway says nothing of where the others' packets went.
+    let on_every_path = |h: &IpAddr| {
+        own.by_vp
+            .values()
+            .all(|ps| ps.iter().any(|p| p.contains(h)))
+    };
+    if let Some(h) = last_hop.filter(|h| !own.said().contains(h) && on_every_path(h)) {
+        let from = v.start_round.saturating_sub(ROUNDS_BEFORE);
+        let around = |vp: VpId, round: u64| {
+            d.vps.contains(&vp) && (in_rounds(round) || (from..v.start_round).contains(&round))
+        };
+        if let Some((n, paths)) = next_on_working_paths(traces, h, |t| {
+            t.reached && !t.unreachable && around(t.vp, t.round)
         }) {
             last_hop = Some(n);
+            working_paths = paths;
         }
     }
     let traces = own.by_vp.values().map(Vec::len).sum();
@@ -185,17 +202,27 @@ pub(crate) fn localize(
         agreeing,
         probe_errors,
         probe_errors_agreeing,
+        working_paths,
     })
 }
 
+/// How many rounds before a verdict's start the working traces of its VPs
+/// still tell where a silent hop forwarded to. A fault that falls between
+/// a round's traces and its probes starts the verdict in the next round,
+/// when the border's ICMP budget may already be spent: the last paths
+/// traced before the fault are then the only ones that went past the hop.
+/// A few rounds (an hour of 11-minute rounds) keep them recent; all of
+/// them must agree on the next hop.
+const ROUNDS_BEFORE: u64 = 6;
+
 /// The hop after `h` on the traces that `working` takes, when every one of
 /// them that passes `h` and has an answering hop between it and the target
-/// goes on to the same one, and at least two do.
+/// goes on to the same one, and at least two do; with how many do.
 fn next_on_working_paths(
     traces: &[TraceObs],
     h: IpAddr,
     working: impl Fn(&TraceObs) -> bool,
-) -> Option<IpAddr> {
+) -> Option<(IpAddr, usize)> {
     let mut next = None;
     let mut n = 0;
     for t in traces.iter().filter(|t| working(t)) {
@@ -213,7 +240,7 @@ fn next_on_working_paths(
             _ => return None,
         }
     }
-    next.filter(|_| n >= 2)
+    next.filter(|_| n >= 2).map(|a| (a, n))
 }
 
 /// The failing traces and the routers' errors that one question draws on.

@@ -378,3 +378,44 @@ fn overlap_handles_open_ends() {
     assert!(!overlaps(5, Some(8), 9, None));
     assert!(overlaps(5, Some(9), 9, None));
 }
+
+#[test]
+fn a_blackout_that_a_wider_one_now_contains_stays_open_and_closes_with_it() {
+    let prefix = |start, end| core::Verdict {
+        scope: Scope::Prefix,
+        target: "198.18.0.0/24".into(),
+        prefixes: vec!["198.18.0.0/24".parse().expect("net")],
+        blocks_affected: 1,
+        blocks_total: 1,
+        ..blackout(start, end)
+    };
+    let mut sim = Sim::default();
+    // The fault fell inside round 100: one prefix was dark for all of that
+    // round's probes, the rest of the country from round 101 on.
+    sim.pass(vec![prefix(100, None)], 101);
+    let id = sim.rows[0].id;
+    // The country's blackout reaches back over it; the core drops the
+    // prefix's as explained. Its blocks are still dark: it stays open.
+    for last in 102..110 {
+        sim.pass(vec![blackout(100, None)], last);
+        assert_eq!(sim.row(id).end_round, None, "pass ending {last}");
+    }
+    sim.pass(vec![blackout(100, Some(110))], 111);
+    assert_eq!(sim.row(id).end_round, Some(110), "ends with the country's");
+    for last in 112..120 {
+        sim.pass(vec![blackout(100, Some(110))], last);
+    }
+    assert!(
+        sim.counts().values().all(|&c| c == (1, 1)),
+        "{:?}",
+        sim.counts()
+    );
+
+    // A wider partial does not account for it: the prefix's verdict the data
+    // no longer shows is closed.
+    let mut sim = Sim::default();
+    sim.pass(vec![prefix(100, None)], 101);
+    let id = sim.rows[0].id;
+    sim.pass(vec![verdict(Kind::Partial, 100, None)], 102);
+    assert_eq!(sim.row(id).end_round, Some(103));
+}

@@ -197,6 +197,7 @@ async fn verdicts_faults_and_leases(db: &str) {
             agreeing: 2,
             probe_errors: 3,
             probe_errors_agreeing: 1,
+            working_paths: 0,
         }),
         updated_ms: T0,
         alerted: Alerted {

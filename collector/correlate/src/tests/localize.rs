@@ -155,7 +155,9 @@ fn a_border_that_answers_only_the_probes_is_named() {
 /// step 11 (`unreachable`: that answer was an ICMP unreachable, else a
 /// time-exceeded) and to none of the 29 others. `shared`: the VPs' paths
 /// meet at the transit hop (else each VP's gateway is all its traces see
-/// and only vp0's answered trace goes past it).
+/// and only vp0's answered trace goes past it). The traces that reach the
+/// target before and after never hear the border (it is silent to them
+/// too), so they show nothing past the transit hop.
 fn rate_limited_border(unreachable: bool, shared: bool) -> Output {
     const BORDER: &str = "203.0.113.244";
     let sim = Sim {
@@ -167,7 +169,7 @@ fn rate_limited_border(unreachable: bool, shared: bool) -> Output {
             let gw = ip(&format!("192.0.2.{}", v + 1));
             let transit = ip("203.0.113.242");
             if !(10..20).contains(&t) {
-                return Some((vec![gw, transit, ip(BORDER), trace_target(2, 8)], true));
+                return Some((vec![gw, transit, trace_target(2, 8)], true));
             }
             let mut hops = vec![gw];
             if shared && t % 2 == 1 {
@@ -426,5 +428,60 @@ fn the_paths_traced_before_the_fault_in_its_round_show_where_the_hop_forwards() 
         let l = v.localization.as_ref().expect("localized");
         assert_eq!(l.last_hop, Some(ip("203.0.113.244")), "{l:?}");
         assert_eq!(l.agreeing, 0, "{l:?}");
+    }
+}
+
+/// Prefix 2 dark for steps 10..20 and traced only by its own traces: up to
+/// step 9 they reach the target through the transit hop and `before(v, t)`;
+/// from the fault on they stop at the transit hop (time-exceeded: it
+/// forwards them) and the border answers nothing at all, neither trace nor
+/// probe (its budget went to the traffic of the round the fault fell in).
+fn traced_before_the_fault(before: fn(usize, u64) -> Option<IpAddr>) -> Vec<Localization> {
+    let sim = Sim {
+        net: dark_when(|a| a.prefix == 2 && (10..20).contains(&a.t)),
+        traces: Box::new(move |v, t, p| {
+            let mut hops = vec![ip(&format!("192.0.2.{}", v + 1)), ip("203.0.113.242")];
+            match (p, t) {
+                (2, 10..20) => Some((hops, false)),
+                (2, _) => {
+                    hops.extend(before(v, t));
+                    hops.push(trace_target(2, 8));
+                    Some((hops, true))
+                }
+                _ => None,
+            }
+        }),
+        ..Sim::default()
+    };
+    let out = sim.run();
+    let from_10: Vec<Localization> = out
+        .verdicts
+        .iter()
+        .filter(|v| v.start_round == r(10))
+        .map(|v| v.localization.clone().expect("localized"))
+        .collect();
+    assert!(!from_10.is_empty(), "{:#?}", out.verdicts);
+    from_10
+}
+
+#[test]
+fn the_paths_traced_in_the_rounds_before_the_fault_show_where_the_hop_forwards() {
+    // No working path in the verdict's rounds at all: the last ones before
+    // the fault went on from the transit hop to the border.
+    for l in traced_before_the_fault(|_, _| Some(ip("203.0.113.244"))) {
+        assert_eq!(l.last_hop, Some(ip("203.0.113.244")), "{l:?}");
+        assert_eq!((l.agreeing, l.probe_errors_agreeing), (0, 0), "{l:?}");
+        // Three VPs' traces of the rounds just before the fault.
+        assert!(l.working_paths >= 2, "{l:?}");
+    }
+    // Only paths traced long before the fault went past the transit hop:
+    // the route may have changed since; nothing is named past it.
+    for l in traced_before_the_fault(|_, t| (t < 2).then(|| ip("203.0.113.244"))) {
+        assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
+        assert_eq!(l.working_paths, 0, "{l:?}");
+    }
+    // Paths that went different ways after it name nothing either.
+    for l in traced_before_the_fault(|v, _| Some(ip(&format!("203.0.113.{}", 244 + v)))) {
+        assert_eq!(l.last_hop, Some(ip("203.0.113.242")), "{l:?}");
     }
 }
