@@ -255,17 +255,31 @@ pub fn reconcile(
     // the whole country, so their blackouts are out (with their `open`
     // alerts) when the country's opens over them. Their blocks are still
     // dark: such a verdict stays open, nested under the wider one
-    // (`causes`), and ends when it ends.
+    // (`causes`), and ends when it ends. Its paths are the wider one's
+    // (its blocks dark in the same rounds, to the same VPs), whose
+    // localization combines the evidence of every round since, so it takes
+    // that rather than keeping what its first round or two showed.
     for (s, v) in stored.iter().enumerate() {
         if continued[s] || v.end_round.is_some() || !window.contains(v.start_round) {
             continue;
         }
+        let mut row = v.clone();
         let end = match out.verdicts.iter().find(|w| contains_blackout(w, v)) {
-            Some(w) => w.end_round,
+            Some(w) => {
+                if w.localization.is_some() {
+                    row.localization = w.localization.clone();
+                }
+                w.end_round
+            }
             None => Some(horizon),
         };
-        let Some(end) = end else { continue };
-        let mut row = v.clone();
+        let Some(end) = end else {
+            if row != *v {
+                row.updated_ms = now_ms;
+                changes.verdicts.push(row);
+            }
+            continue;
+        };
         row.end_round = Some(end);
         row.end_ms = Some(round_start_ms(end, interval));
         row.updated_ms = now_ms;

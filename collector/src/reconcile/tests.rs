@@ -395,15 +395,33 @@ fn a_blackout_that_a_wider_one_now_contains_stays_open_and_closes_with_it() {
     sim.pass(vec![prefix(100, None)], 101);
     let id = sim.rows[0].id;
     // The country's blackout reaches back over it; the core drops the
-    // prefix's as explained. Its blocks are still dark: it stays open.
+    // prefix's as explained. Its blocks are still dark: it stays open, and
+    // takes the country's localization, which combines every round since.
+    let localized = |end| core::Verdict {
+        localization: Some(core::Localization {
+            last_hop: Some("203.0.113.244".parse().expect("addr")),
+            inside_target: false,
+            vantage_points: vec!["a".into(), "b".into()],
+            traces: 8,
+            agreeing: 2,
+            probe_errors: 0,
+            probe_errors_agreeing: 0,
+            working_paths: 0,
+        }),
+        ..blackout(100, end)
+    };
     for last in 102..110 {
-        sim.pass(vec![blackout(100, None)], last);
+        let changes = sim.pass(vec![localized(None)], last);
         assert_eq!(sim.row(id).end_round, None, "pass ending {last}");
+        if last > 102 {
+            assert!(changes.verdicts.is_empty(), "pass ending {last} rewrote");
+        }
     }
-    sim.pass(vec![blackout(100, Some(110))], 111);
+    assert_eq!(sim.row(id).localization, localized(None).localization);
+    sim.pass(vec![localized(Some(110))], 111);
     assert_eq!(sim.row(id).end_round, Some(110), "ends with the country's");
     for last in 112..120 {
-        sim.pass(vec![blackout(100, Some(110))], last);
+        sim.pass(vec![localized(Some(110))], last);
     }
     assert!(
         sim.counts().values().all(|&c| c == (1, 1)),

@@ -72,15 +72,21 @@ fn interval(d: &Deployment) -> u64 {
 /// any time, a one-round flap can fall between two rounds' probes and never
 /// be seen (the scenario would then test nothing).
 fn to_mid_round(d: &Deployment) {
+    to_phase(d, 50);
+}
+
+/// Sleeps until the next time `percent` of a round has passed.
+fn to_phase(d: &Deployment, percent: u64) {
     let round_ms = interval(d) * 1000;
+    let at = round_ms * percent / 100;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.as_millis() as u64);
     let phase = now_ms % round_ms;
-    let wait = if phase < round_ms / 2 {
-        round_ms / 2 - phase
+    let wait = if phase < at {
+        at - phase
     } else {
-        round_ms + round_ms / 2 - phase
+        round_ms + at - phase
     };
     std::thread::sleep(Duration::from_millis(wait));
 }
@@ -695,6 +701,99 @@ fn s11_heavy_loss_and_one_flapping_prefix() {
                 false_blackouts.is_empty(),
                 "no blackout beyond the flapping prefix: {false_blackouts:?}"
             );
+            Ok(())
+        },
+    );
+}
+
+/// A country of one /24 with four responsive hosts, watched by two VPs: the
+/// smallest and sparsest country the goals of the verdicts cover.
+fn one_block() -> LabConfig {
+    LabConfig {
+        vps: 2,
+        country_prefixes: vec!["198.18.0.0/24".parse().expect("prefix")],
+        responsive_per_block: vec![4],
+    }
+}
+
+#[test]
+fn s14_one_block_country_under_heavy_loss_is_instability_not_blackout() {
+    scenario_in(
+        "s14-one-block-loss",
+        one_block(),
+        Timing::default(),
+        false,
+        |lab, d| {
+            d.rounds(2);
+            // 30 % each way: about half of the echo exchanges are lost.
+            border_loss(lab, 30.0)?;
+            let mut found_after = None;
+            for i in 0..8 {
+                d.rounds(1);
+                let all = d.outages()?;
+                ensure!(
+                    blackouts(&all).is_empty(),
+                    "no blackout of a lossy one-block country: {all:?}"
+                );
+                if found_after.is_none() && instability(&all).is_some() {
+                    found_after = Some(i + 1);
+                }
+            }
+            measure(
+                "s14",
+                "instability_after_rounds",
+                found_after.map_or("none".to_string(), |n| n.to_string()),
+            );
+            clear_border_loss(lab)?;
+            let all = d.outages()?;
+            measure("s14", "blackouts", blackouts(&all).len());
+            measure(
+                "s14",
+                "partials",
+                all.iter().filter(|v| v["kind"] == "partial").count(),
+            );
+            ensure!(
+                found_after.is_some(),
+                "instability within 8 rounds of loss: {all:?}"
+            );
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn s15_one_block_country_flapping_every_round_is_instability() {
+    scenario_in(
+        "s15-one-block-flap",
+        one_block(),
+        Timing::default(),
+        false,
+        |lab, d| {
+            d.rounds(2);
+            // The country's only block, withdrawn and announced in turn
+            // just before each round starts: dark for one whole round at a
+            // time, shorter than a blackout (`open_after` is 2 rounds). Not
+            // at mid-round as in s9: a block's probes start in the first
+            // 1.2 s of the lab's 4-s rounds and a silent block's take 2.4 s,
+            // so a change at mid-round falls among them and the block,
+            // answering before or after it, is up in every round. (At
+            // 11-minute rounds and 45 s of probes such a straddle is rare;
+            // the lab compresses the round, not the probes.)
+            let only = lab.country_prefixes()[0];
+            for i in 0..12 {
+                to_phase(d, 95);
+                if i % 2 == 0 {
+                    lab.withdraw(only)?;
+                } else {
+                    lab.announce(only)?;
+                }
+            }
+            to_phase(d, 95);
+            lab.announce(only)?;
+            let v = wait_verdict(d, "an instability verdict", 4, instability)?;
+            measure("s15", "instability_scope", &v["scope"]);
+            let all = d.outages()?;
+            measure("s15", "blackouts", blackouts(&all).len());
             Ok(())
         },
     );
