@@ -311,15 +311,11 @@ fn packed(space: &BlockSpace, blocks: u64, round: u64, seed: u64) -> Result<Vec<
 
 fn batch(vp: usize, round: u64, packed: Vec<PackedRound>) -> ReportBatch {
     ReportBatch {
-        batch_id: format!("{:016x}{:08x}{:08x}", rand::random::<u64>(), vp, round),
-        created_ms: round_start_ms(round, INTERVAL_SECS) + 30_000,
-        observations: vec![],
-        traces: vec![],
-        coverage: vec![],
-        census: vec![],
         packed,
-        rounds: vec![],
-        probe_errors: vec![],
+        ..ReportBatch::new(
+            format!("{:016x}{:08x}{:08x}", rand::random::<u64>(), vp, round),
+            round_start_ms(round, INTERVAL_SECS) + 30_000,
+        )
     }
 }
 
