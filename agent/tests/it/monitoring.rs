@@ -2,8 +2,8 @@
 //! the Prometheus alert rules pass `promtool check rules`, and every metric
 //! the rules and the Grafana dashboard name exists, in the agent's renderer
 //! (`darkwatch_agent::metrics::names`) or among the collector's per-scope
-//! gauges. The dashboard has a panel for each of those gauges and for the
-//! agent's lateness.
+//! gauges and counters listed here. The rules and the dashboard each use
+//! all of those and the agent's lateness.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -17,6 +17,9 @@ const COLLECTOR_METRICS: &[&str] = &[
     "darkwatch_last_correlated_round_age_seconds",
     "darkwatch_vp_healthy",
 ];
+
+/// The collector's counters the examples use.
+const COLLECTOR_COUNTERS: &[&str] = &["darkwatch_correlation_panics_total"];
 
 fn deploy(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,6 +57,7 @@ fn known() -> BTreeSet<String> {
     darkwatch_agent::metrics::names()
         .into_iter()
         .chain(COLLECTOR_METRICS.iter().map(|s| s.to_string()))
+        .chain(COLLECTOR_COUNTERS.iter().map(|s| s.to_string()))
         .collect()
 }
 
@@ -74,6 +78,7 @@ fn alert_rules_pass_promtool_and_name_existing_metrics() {
     assert!(unknown.is_empty(), "rules use unknown metrics {unknown:?}");
     for m in COLLECTOR_METRICS
         .iter()
+        .chain(COLLECTOR_COUNTERS)
         .copied()
         .chain(["darkwatch_agent_rounds_late_total"])
     {
@@ -114,6 +119,7 @@ fn grafana_dashboard_panels_query_existing_metrics() {
     }
     for m in COLLECTOR_METRICS
         .iter()
+        .chain(COLLECTOR_COUNTERS)
         .copied()
         .chain(["darkwatch_agent_rounds_late_total"])
     {
