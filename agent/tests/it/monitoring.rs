@@ -1,6 +1,7 @@
 //! The monitoring examples under `deploy/` against what darkwatch exports:
-//! the Prometheus alert rules pass `promtool check rules`, and every metric
-//! the rules and the Grafana dashboard name exists, in the agent's renderer
+//! the Prometheus alert rules pass `promtool check rules` and their unit
+//! tests (`promtool test rules`), and every metric the rules and the
+//! Grafana dashboard name exists, in the agent's renderer
 //! (`darkwatch_agent::metrics::names`) or among the collector's per-scope
 //! gauges and counters listed here. The rules and the dashboard each use
 //! all of those and the agent's lateness.
@@ -8,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use darkwatch_netlab::checks::promtool_check_rules;
+use darkwatch_netlab::checks::{promtool_check_rules, promtool_test_rules};
 
 /// The collector's gauges the examples use (exported by its `/metrics`).
 const COLLECTOR_METRICS: &[&str] = &[
@@ -89,6 +90,15 @@ fn alert_rules_pass_promtool_and_name_existing_metrics() {
     }
     if let Some(checked) = promtool_check_rules(&deploy("prometheus/darkwatch-rules.yml")) {
         let said = checked.unwrap_or_else(|e| panic!("promtool check rules: {e}"));
+        assert!(said.contains("SUCCESS"), "{said}");
+    }
+}
+
+#[test]
+fn alert_rules_pass_their_promtool_unit_tests() {
+    let tests = deploy("prometheus/darkwatch-rules.test.yml");
+    if let Some(tested) = promtool_test_rules(&tests) {
+        let said = tested.unwrap_or_else(|e| panic!("promtool test rules: {e}"));
         assert!(said.contains("SUCCESS"), "{said}");
     }
 }
