@@ -603,27 +603,13 @@ pub fn record(
     };
     let mut chunks = packed.into_iter();
     let first = ReportBatch {
-        batch_id: new_id(),
-        created_ms: ts,
-        observations: Vec::new(),
         traces,
         coverage,
-        census: Vec::new(),
         packed: chunks.next().into_iter().collect(),
         rounds,
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(new_id(), ts)
     };
-    let empty = |new_id: &mut dyn FnMut() -> String| ReportBatch {
-        batch_id: new_id(),
-        created_ms: ts,
-        observations: Vec::new(),
-        traces: Vec::new(),
-        coverage: Vec::new(),
-        census: Vec::new(),
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
-    };
+    let empty = |new_id: &mut dyn FnMut() -> String| ReportBatch::new(new_id(), ts);
     let mut batches = vec![first];
     for chunk in chunks {
         batches.push(ReportBatch {
@@ -769,17 +755,7 @@ fn pack(
     for piece in pieces {
         let mut last = batches.last_mut().expect("record makes at least one batch");
         if items(last) + 1 + piece.addrs.len() > limit {
-            batches.push(ReportBatch {
-                batch_id: new_id(),
-                created_ms,
-                observations: Vec::new(),
-                traces: Vec::new(),
-                coverage: Vec::new(),
-                census: Vec::new(),
-                packed: Vec::new(),
-                rounds: Vec::new(),
-                probe_errors: Vec::new(),
-            });
+            batches.push(ReportBatch::new(new_id(), created_ms));
             last = batches.last_mut().expect("just pushed");
         }
         match last.census.last_mut() {

@@ -107,16 +107,9 @@ pub fn plain_batches(
         if rest.peek().is_none() {
             return Ok(out);
         }
-        first = ReportBatch {
-            observations: Vec::new(),
-            traces: Vec::new(),
-            coverage: Vec::new(),
-            census: Vec::new(),
-            packed: Vec::new(),
-            rounds: Vec::new(),
-            probe_errors: Vec::new(),
-            ..batch.clone()
-        };
+        // Later pieces carry observations only; each takes its id from the
+        // stem at the top of the loop.
+        first = ReportBatch::new(batch.batch_id.clone(), batch.created_ms);
     }
 }
 
@@ -287,15 +280,8 @@ mod tests {
             })
             .collect();
         let batch = ReportBatch {
-            batch_id: "ab".repeat(32),
-            created_ms: 1_800_000_000_000,
-            observations: Vec::new(),
-            traces: Vec::new(),
-            coverage: Vec::new(),
-            census: Vec::new(),
             packed: pack_chunks("kp", 1, &space, 1_800_000_000_000, blocks, 1 << 20).unwrap(),
-            rounds: Vec::new(),
-            probe_errors: Vec::new(),
+            ..ReportBatch::new("ab".repeat(32), 1_800_000_000_000)
         };
         let known = |d: &str| (d == space.digest()).then(|| space.clone());
         let out = plain_batches(&batch, known).unwrap();

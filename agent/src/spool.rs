@@ -252,15 +252,8 @@ mod tests {
             ts_ms: created_ms,
         };
         ReportBatch {
-            batch_id: id.into(),
-            created_ms,
             observations: vec![o; n],
-            traces: vec![],
-            coverage: Vec::new(),
-            census: Vec::new(),
-            packed: Vec::new(),
-            rounds: Vec::new(),
-            probe_errors: Vec::new(),
+            ..ReportBatch::new(id, created_ms)
         }
     }
 

@@ -26,11 +26,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use darkwatch_netlab::{announced_url, workspace_bin, KillOnDrop, Namespaces};
+use darkwatch_netlab::{workspace_bin, KillOnDrop, Namespaces};
 use darkwatch_schema::{round_of, round_start_ms};
 use darkwatch_tests::harness::db_query;
 use ipnet::Ipv4Net;
 use nix::sys::resource::{getrusage, UsageWho};
+
+use crate::collector;
 
 const NODE: &str = "e2e";
 const CAMPAIGN: &str = "lo";
@@ -376,14 +378,8 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
     ns.add(&[NODE])?;
     let collector_log = dir.path().join("collector.log");
     let mut c = ns.command(NODE, &collector_bin);
-    c.args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db)
-        .env("RUST_LOG", "warn")
-        .env_remove("DARKWATCH_DB")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&collector_log)?);
-    let mut collector = KillOnDrop(c.spawn().context("start the collector")?);
-    let url = announced_url(&mut collector.0, Duration::from_secs(120))?;
+    c.stderr(std::fs::File::create(&collector_log)?);
+    let (collector, url) = collector::serve(c, &db, None, Duration::from_secs(120))?;
 
     let spool = dir.path().join("spool");
     let config = dir.path().join("agent.toml");

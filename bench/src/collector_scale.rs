@@ -16,17 +16,19 @@
 //! passes `rss_cap_mib`: a figure past either is printed as "> X".
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use darkwatch_collector::correlation::campaign_lease;
 use darkwatch_collector::store::{SqlStore, Store};
 use darkwatch_correlate::Scope;
-use darkwatch_netlab::{announced_url, workspace_bin, KillOnDrop};
+use darkwatch_netlab::{workspace_bin, KillOnDrop};
 use darkwatch_schema::packed::{pack_chunks, typical_round, PackedRound};
 use darkwatch_schema::{round_of, round_start_ms, BlockSpace, ReportBatch};
 use ipnet::{IpNet, Ipv4Net};
+
+use crate::collector;
 
 /// The campaign the fleet reports on.
 const CAMPAIGN: &str = "scale";
@@ -243,18 +245,13 @@ impl Drop for Db {
 
 fn start(bin: &Path, db: &str, config: &Path) -> Result<(KillOnDrop, String, f64)> {
     let t = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .env_remove("DARKWATCH_DB")
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("start {}", bin.display()))?;
-    let url = announced_url(&mut child, Duration::from_secs(300))?;
-    Ok((KillOnDrop(child), url, t.elapsed().as_secs_f64()))
+    let (child, url) = collector::serve(
+        Command::new(bin),
+        db,
+        Some(config),
+        Duration::from_secs(300),
+    )?;
+    Ok((child, url, t.elapsed().as_secs_f64()))
 }
 
 /// Aligned IPv4 prefixes from 16.0.0.0 holding exactly `blocks` /24s, in
@@ -311,15 +308,11 @@ fn packed(space: &BlockSpace, blocks: u64, round: u64, seed: u64) -> Result<Vec<
 
 fn batch(vp: usize, round: u64, packed: Vec<PackedRound>) -> ReportBatch {
     ReportBatch {
-        batch_id: format!("{:016x}{:08x}{:08x}", rand::random::<u64>(), vp, round),
-        created_ms: round_start_ms(round, INTERVAL_SECS) + 30_000,
-        observations: vec![],
-        traces: vec![],
-        coverage: vec![],
-        census: vec![],
         packed,
-        rounds: vec![],
-        probe_errors: vec![],
+        ..ReportBatch::new(
+            format!("{:016x}{:08x}{:08x}", rand::random::<u64>(), vp, round),
+            round_start_ms(round, INTERVAL_SECS) + 30_000,
+        )
     }
 }
 

@@ -3,11 +3,14 @@
 //! lab is in `netlab`, the peers' runners in `sweep`, pure helpers in
 //! `stats`, the steady-state model in `steady`, the agent at 4.2M blocks
 //! in `agent_scale`, the collector under a synthetic fleet in
-//! `collector_scale`, a real agent and collector on 127/8 in `agent_e2e`. Needs root (namespaces, raw sockets); `bench/run.sh`
-//! installs the peers and builds everything.
+//! `collector_scale`, a real agent and collector on 127/8 in `agent_e2e`
+//! (these two start their collector with `collector`). Needs root
+//! (namespaces, raw sockets); `bench/run.sh` installs the peers and builds
+//! everything.
 
 mod agent_e2e;
 mod agent_scale;
+mod collector;
 mod collector_scale;
 mod netlab;
 mod stats;

@@ -537,8 +537,6 @@ mod tests {
     /// A batch of one observation made at `ts_ms`.
     fn batch_at(id: &str, ts_ms: i64) -> ReportBatch {
         ReportBatch {
-            batch_id: id.into(),
-            created_ms: ts_ms,
             observations: vec![BlockObservation {
                 campaign: "kp".into(),
                 round: round_of(ts_ms, 60),
@@ -551,12 +549,7 @@ mod tests {
                 control: false,
                 ts_ms,
             }],
-            traces: vec![],
-            coverage: Vec::new(),
-            census: Vec::new(),
-            packed: Vec::new(),
-            rounds: Vec::new(),
-            probe_errors: Vec::new(),
+            ..ReportBatch::new(id, ts_ms)
         }
     }
 

@@ -215,10 +215,6 @@ mod tests {
 
     fn report(census: Vec<CampaignCensus>, coverage: &[&str]) -> ReportBatch {
         ReportBatch {
-            batch_id: "00ff00ff".into(),
-            created_ms: 0,
-            observations: vec![],
-            traces: vec![],
             coverage: coverage
                 .iter()
                 .map(|c| Coverage {
@@ -230,9 +226,7 @@ mod tests {
                 })
                 .collect(),
             census,
-            packed: Vec::new(),
-            rounds: Vec::new(),
-            probe_errors: Vec::new(),
+            ..ReportBatch::new("00ff00ff", 0)
         }
     }
 

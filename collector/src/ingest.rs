@@ -222,8 +222,6 @@ mod tests {
 
     fn batch(campaign: &str, round: u64) -> ReportBatch {
         ReportBatch {
-            batch_id: "0123456789abcdef".into(),
-            created_ms: NOW,
             observations: vec![BlockObservation {
                 campaign: campaign.into(),
                 round,
@@ -236,12 +234,7 @@ mod tests {
                 control: false,
                 ts_ms: NOW,
             }],
-            traces: vec![],
-            coverage: Vec::new(),
-            census: Vec::new(),
-            packed: Vec::new(),
-            rounds: Vec::new(),
-            probe_errors: Vec::new(),
+            ..ReportBatch::new("0123456789abcdef", NOW)
         }
     }
 

@@ -64,6 +64,14 @@ pub fn promtool_check_rules(file: &Path) -> Option<Result<String, String>> {
     Some(finish(&mut cmd, None))
 }
 
+/// `promtool test rules FILE` (alert rule unit tests): None when skipped,
+/// else promtool's verdict.
+pub fn promtool_test_rules(file: &Path) -> Option<Result<String, String>> {
+    let mut cmd = promtool()?;
+    cmd.args(["test", "rules"]).arg(file);
+    Some(finish(&mut cmd, None))
+}
+
 /// Fails (naming the line) if `log` holds a terminal escape (ESC), as
 /// colours written into a file or a pipe would.
 pub fn assert_no_escapes(log: &str) {

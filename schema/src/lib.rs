@@ -401,6 +401,24 @@ fn check_ts(what: &'static str, ts_ms: i64, now_ms: i64) -> Result<(), SchemaErr
 }
 
 impl ReportBatch {
+    /// A batch with nothing in it but its id and time. Callers set what they
+    /// send with struct update syntax
+    /// (`ReportBatch { observations, ..ReportBatch::new(id, ms) }`) or by
+    /// assignment, so a new optional field needs adding only here.
+    pub fn new(batch_id: impl Into<String>, created_ms: i64) -> ReportBatch {
+        ReportBatch {
+            batch_id: batch_id.into(),
+            created_ms,
+            observations: Vec::new(),
+            traces: Vec::new(),
+            coverage: Vec::new(),
+            census: Vec::new(),
+            packed: Vec::new(),
+            rounds: Vec::new(),
+            probe_errors: Vec::new(),
+        }
+    }
+
     /// Checks a batch for things serde cannot: ids, sizes, ranges, timestamps
     /// relative to `now_ms`. Round numbers are checked against timestamps by
     /// the collector, which knows the campaign intervals.
@@ -596,15 +614,8 @@ mod tests {
 
     fn batch() -> ReportBatch {
         ReportBatch {
-            batch_id: "00ff00ff00ff".into(),
-            created_ms: NOW,
             observations: vec![obs()],
-            traces: vec![],
-            coverage: Vec::new(),
-            census: Vec::new(),
-            packed: Vec::new(),
-            rounds: Vec::new(),
-            probe_errors: Vec::new(),
+            ..ReportBatch::new("00ff00ff00ff", NOW)
         }
     }
 

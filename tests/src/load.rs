@@ -143,15 +143,8 @@ pub fn make_batch(
         })
         .collect();
     ReportBatch {
-        batch_id: batch_id(run_id, agent_idx, seq),
-        created_ms: now_ms,
         observations,
-        traces: vec![],
-        coverage: Vec::new(),
-        census: Vec::new(),
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(batch_id(run_id, agent_idx, seq), now_ms)
     }
 }
 

@@ -294,17 +294,7 @@ fn census_beyond_max_targets_is_skipped() {
 
 #[test]
 fn found_census_is_split_to_stay_under_the_batch_limit() {
-    let first = ReportBatch {
-        batch_id: "00".into(),
-        created_ms: 5,
-        observations: vec![],
-        traces: vec![],
-        coverage: vec![],
-        census: vec![],
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
-    };
+    let first = ReportBatch::new("00", 5);
     let block = |i: u8, n: u8| CensusBlock {
         block: format!("198.18.{i}.0/24").parse().unwrap(),
         addrs: (1..=n).map(|h| IpAddr::from([198, 18, i, h])).collect(),

@@ -1,14 +1,15 @@
 //! The monitoring examples under `deploy/` against what darkwatch exports:
-//! the Prometheus alert rules pass `promtool check rules`, and every metric
-//! the rules and the Grafana dashboard name exists, in the agent's renderer
+//! the Prometheus alert rules pass `promtool check rules` and their unit
+//! tests (`promtool test rules`), and every metric the rules and the
+//! Grafana dashboard name exists, in the agent's renderer
 //! (`darkwatch_agent::metrics::names`) or among the collector's per-scope
-//! gauges. The dashboard has a panel for each of those gauges and for the
-//! agent's lateness.
+//! gauges and counters listed here. The rules and the dashboard each use
+//! all of those and the agent's lateness.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use darkwatch_netlab::checks::promtool_check_rules;
+use darkwatch_netlab::checks::{promtool_check_rules, promtool_test_rules};
 
 /// The collector's gauges the examples use (exported by its `/metrics`).
 const COLLECTOR_METRICS: &[&str] = &[
@@ -17,6 +18,9 @@ const COLLECTOR_METRICS: &[&str] = &[
     "darkwatch_last_correlated_round_age_seconds",
     "darkwatch_vp_healthy",
 ];
+
+/// The collector's counters the examples use.
+const COLLECTOR_COUNTERS: &[&str] = &["darkwatch_correlation_panics_total"];
 
 fn deploy(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,6 +58,7 @@ fn known() -> BTreeSet<String> {
     darkwatch_agent::metrics::names()
         .into_iter()
         .chain(COLLECTOR_METRICS.iter().map(|s| s.to_string()))
+        .chain(COLLECTOR_COUNTERS.iter().map(|s| s.to_string()))
         .collect()
 }
 
@@ -74,6 +79,7 @@ fn alert_rules_pass_promtool_and_name_existing_metrics() {
     assert!(unknown.is_empty(), "rules use unknown metrics {unknown:?}");
     for m in COLLECTOR_METRICS
         .iter()
+        .chain(COLLECTOR_COUNTERS)
         .copied()
         .chain(["darkwatch_agent_rounds_late_total"])
     {
@@ -84,6 +90,15 @@ fn alert_rules_pass_promtool_and_name_existing_metrics() {
     }
     if let Some(checked) = promtool_check_rules(&deploy("prometheus/darkwatch-rules.yml")) {
         let said = checked.unwrap_or_else(|e| panic!("promtool check rules: {e}"));
+        assert!(said.contains("SUCCESS"), "{said}");
+    }
+}
+
+#[test]
+fn alert_rules_pass_their_promtool_unit_tests() {
+    let tests = deploy("prometheus/darkwatch-rules.test.yml");
+    if let Some(tested) = promtool_test_rules(&tests) {
+        let said = tested.unwrap_or_else(|e| panic!("promtool test rules: {e}"));
         assert!(said.contains("SUCCESS"), "{said}");
     }
 }
@@ -114,6 +129,7 @@ fn grafana_dashboard_panels_query_existing_metrics() {
     }
     for m in COLLECTOR_METRICS
         .iter()
+        .chain(COLLECTOR_COUNTERS)
         .copied()
         .chain(["darkwatch_agent_rounds_late_total"])
     {

@@ -39,15 +39,8 @@ fn stale_batch(prefixes: &[IpNet], now: i64) -> ReportBatch {
         })
         .collect();
     ReportBatch {
-        batch_id: "feed0000feed0000".into(),
-        created_ms: ts,
-        observations: Vec::new(),
-        traces: Vec::new(),
-        coverage: Vec::new(),
-        census: Vec::new(),
         packed: pack_chunks("kp", round_of(ts, 60), &space, ts, blocks, 1000).expect("pack"),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new("feed0000feed0000", ts)
     }
 }
 

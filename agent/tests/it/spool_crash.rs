@@ -50,8 +50,6 @@ fn outbox_ids(spool: &Path) -> Vec<String> {
 
 fn batch(id: &str, block: &str, now: i64) -> ReportBatch {
     ReportBatch {
-        batch_id: id.into(),
-        created_ms: now,
         observations: vec![BlockObservation {
             campaign: "kp".into(),
             round: round_of(now, 1),
@@ -64,12 +62,7 @@ fn batch(id: &str, block: &str, now: i64) -> ReportBatch {
             control: false,
             ts_ms: now,
         }],
-        traces: vec![],
-        coverage: Vec::new(),
-        census: Vec::new(),
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(id, now)
     }
 }
 

@@ -43,8 +43,6 @@ fn now_ms() -> i64 {
 fn batch(blocks: u8) -> ReportBatch {
     let now = now_ms();
     ReportBatch {
-        batch_id: random_hex(12),
-        created_ms: now,
         observations: (0..blocks)
             .map(|i| BlockObservation {
                 campaign: "kp".into(),
@@ -59,12 +57,7 @@ fn batch(blocks: u8) -> ReportBatch {
                 ts_ms: now,
             })
             .collect(),
-        traces: vec![],
-        coverage: Vec::new(),
-        census: Vec::new(),
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(random_hex(12), now)
     }
 }
 

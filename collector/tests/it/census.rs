@@ -39,15 +39,9 @@ fn block(net: &str, addrs: &[&str]) -> CensusBlock {
 /// A batch with no observations: only coverage and census.
 fn extras(coverage: Vec<Coverage>, census: Vec<CampaignCensus>) -> ReportBatch {
     ReportBatch {
-        batch_id: random_hex(16),
-        created_ms: now_ms(),
-        observations: vec![],
-        traces: vec![],
         coverage,
         census,
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(random_hex(16), now_ms())
     }
 }
 

@@ -250,14 +250,7 @@ pub fn plain_batch(
     observations: Vec<darkwatch_schema::BlockObservation>,
 ) -> darkwatch_schema::ReportBatch {
     darkwatch_schema::ReportBatch {
-        batch_id: random_hex(8),
-        created_ms: 0,
         observations,
-        traces: vec![],
-        coverage: vec![],
-        census: vec![],
-        packed: vec![],
-        rounds: vec![],
-        probe_errors: vec![],
+        ..darkwatch_schema::ReportBatch::new(random_hex(8), 0)
     }
 }

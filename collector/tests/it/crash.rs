@@ -31,8 +31,6 @@ fn make_batch(a: usize, seq: u64, first_round: u64) -> ReportBatch {
     let round = first_round - seq;
     let ts = round_start_ms(round, 60) + 500;
     ReportBatch {
-        batch_id: format!("{:04x}{:08x}{}", a, seq, random_hex(4)),
-        created_ms: chrono::Utc::now().timestamp_millis(),
         observations: (0..OBS_PER_BATCH)
             .map(|j| BlockObservation {
                 campaign: "kp".into(),
@@ -47,12 +45,10 @@ fn make_batch(a: usize, seq: u64, first_round: u64) -> ReportBatch {
                 ts_ms: ts,
             })
             .collect(),
-        traces: vec![],
-        coverage: Vec::new(),
-        census: Vec::new(),
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(
+            format!("{:04x}{:08x}{}", a, seq, random_hex(4)),
+            chrono::Utc::now().timestamp_millis(),
+        )
     }
 }
 

@@ -186,15 +186,9 @@ fn vp_batch(
         });
     }
     ReportBatch {
-        batch_id: random_hex(8),
-        created_ms: now_ms(),
         observations,
         traces,
-        coverage: Vec::new(),
-        census: Vec::new(),
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(random_hex(8), now_ms())
     }
 }
 
@@ -283,10 +277,6 @@ impl Fixture {
         }
         // vp-ams watches less than it was asked to (its coverage says why).
         let coverage = ReportBatch {
-            batch_id: random_hex(8),
-            created_ms: now,
-            observations: vec![],
-            traces: vec![],
             coverage: vec![Coverage {
                 campaign: "kp".into(),
                 generation: campaign.generation,
@@ -298,10 +288,7 @@ impl Fixture {
                     examples: vec![net("198.18.4.0/23")],
                 }],
             }],
-            census: vec![],
-            packed: Vec::new(),
-            rounds: Vec::new(),
-            probe_errors: Vec::new(),
+            ..ReportBatch::new(random_hex(8), now)
         };
         store
             .ingest(VPS[0], &coverage, now)

@@ -82,15 +82,9 @@ fn batch(campaign: &str, interval: u64, blocks: u8) -> ReportBatch {
         ts_ms: now,
     }];
     ReportBatch {
-        batch_id: random_hex(16),
-        created_ms: now,
         observations,
         traces,
-        coverage: Vec::new(),
-        census: Vec::new(),
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(random_hex(16), now)
     }
 }
 

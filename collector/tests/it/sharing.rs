@@ -78,15 +78,8 @@ fn reports(rounds: std::ops::RangeInclusive<u64>, dark_until: u64) -> ReportBatc
         }
     }
     ReportBatch {
-        batch_id: random_hex(8),
-        created_ms: T0,
-        observations: vec![],
-        traces: vec![],
-        coverage: vec![],
-        census: vec![],
         packed,
-        rounds: vec![],
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(random_hex(8), T0)
     }
 }
 

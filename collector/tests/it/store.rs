@@ -28,15 +28,8 @@ pub(crate) fn obs(round: u64, block: &str, control: bool) -> BlockObservation {
 
 pub(crate) fn batch(observations: Vec<BlockObservation>) -> ReportBatch {
     ReportBatch {
-        batch_id: random_hex(8),
-        created_ms: T0,
         observations,
-        traces: vec![],
-        coverage: Vec::new(),
-        census: Vec::new(),
-        packed: Vec::new(),
-        rounds: Vec::new(),
-        probe_errors: Vec::new(),
+        ..ReportBatch::new(random_hex(8), T0)
     }
 }
 

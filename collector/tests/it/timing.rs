@@ -33,15 +33,8 @@ fn info(campaign: &str, round: u64, took_ms: i64, on_time: bool) -> RoundInfo {
 
 fn batch(rounds: Vec<RoundInfo>) -> ReportBatch {
     ReportBatch {
-        batch_id: random_hex(16),
-        created_ms: now_ms(),
-        observations: vec![],
-        traces: vec![],
-        coverage: vec![],
-        census: vec![],
-        packed: vec![],
         rounds,
-        probe_errors: vec![],
+        ..ReportBatch::new(random_hex(16), now_ms())
     }
 }
 
