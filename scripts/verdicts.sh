@@ -7,7 +7,7 @@
 #
 #   scripts/verdicts.sh [N] [scenario-name-prefix ...]
 #
-# N defaults to 5; scenarios default to s1..s13. Logs go to $OUT (default
+# N defaults to 5; scenarios default to s1..s15. Logs go to $OUT (default
 # target/verdicts/), one file per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ shift || true
 if [ $# -gt 0 ]; then
   SCENARIOS=("$@")
 else
-  SCENARIOS=(s1_ s2_ s3_ s4_ s5_ s6_ s7_ s8_ s9_ s10_ s11_ s12_ s13_)
+  SCENARIOS=(s1_ s2_ s3_ s4_ s5_ s6_ s7_ s8_ s9_ s10_ s11_ s12_ s13_ s14_ s15_)
 fi
 OUT=${OUT:-target/verdicts}
 mkdir -p "$OUT"
