@@ -353,15 +353,15 @@ async fn reports_are_stored_once(db: &str) {
     assert_eq!((c.batches, c.observations, c.traces), (2, 6, 1));
 
     // Another agent's observations of the same blocks are separate rows.
-    let ack: BatchAck = post(
-        &other,
-        serde_json::to_string(&batch("kp", 60, 6)).expect("json"),
-    )
-    .await
-    .expect("request")
-    .json()
-    .await
-    .expect("ack");
+    // Same round as `good` (a fresh `batch()` could fall in the next round).
+    let mut theirs = good.clone();
+    theirs.batch_id = random_hex(16);
+    let ack: BatchAck = post(&other, serde_json::to_string(&theirs).expect("json"))
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("ack");
     assert_eq!(ack.observations_stored, 6);
 
     // What was stored reads back as sent.
