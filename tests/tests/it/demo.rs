@@ -32,6 +32,30 @@ fn demo_help_prints_the_options_and_runs_nothing() {
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
 }
 
+/// `deploy/demo.sh --help` answers at once: no package install, no release
+/// build (it used to run `.ci/setup` and `cargo build --release` first).
+/// With cargo off the PATH, anything that tries to build fails the test.
+#[test]
+fn demo_script_help_builds_nothing() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new("/bin/bash")
+        .arg(format!("{root}/deploy/demo.sh"))
+        .arg("--help")
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run deploy/demo.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("North Korea"), "no description in:\n{text}");
+    assert!(text.contains("--round-secs"), "no options in:\n{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("setup:") && !err.contains("Compiling"),
+        "{err}"
+    );
+}
+
 /// GET through curl (the host side, root namespace): status and body.
 fn get(url: &str) -> Option<String> {
     let out = Command::new("curl")
