@@ -297,6 +297,24 @@ async fn open(db: &str, clock: &dyn Clock) -> Result<SqlStore, CliError> {
     Ok(SqlStore::open_with(db, clock).await?)
 }
 
+/// Opens the database for a command that only reads: a SQLite file that is
+/// not there is an error, never a new empty database (which would answer
+/// "no outages" and exit 0 in a directory where no collector ever ran).
+async fn open_existing(db: &str, clock: &dyn Clock) -> Result<SqlStore, CliError> {
+    if let Some(path) = crate::store::sqlite_file(db) {
+        if !path.exists() {
+            return Err(CliError::new(
+                exit::NOINPUT,
+                format!(
+                    "no database at {}: give the collector's with --db (or DARKWATCH_DB)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    open(db, clock).await
+}
+
 /// Runs `cli` with `clock` as the time for everything it does.
 pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
     let clock = shared.as_ref();
@@ -312,14 +330,20 @@ pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
             let store = open(&db(), clock).await?;
             admin::campaign(&store, cmd, clock).await
         }
-        Command::Outages(args) => read::outages(&open(&db(), clock).await?, args, clock).await,
-        Command::Status { json } => read::status(&open(&db(), clock).await?, json, clock).await,
+        Command::Outages(args) => {
+            read::outages(&open_existing(&db(), clock).await?, args, clock).await
+        }
+        Command::Status { json } => {
+            read::status(&open_existing(&db(), clock).await?, json, clock).await
+        }
         Command::CheckConfig { config } => {
             let notes = serve::check_config(&config)?;
             print_out(&format!("{}: ok\n{notes}", config.display()))
         }
         Command::Timeline(args) => read::timeline(&db(), args, clock).await,
-        Command::Signals(args) => read::signals(&open(&db(), clock).await?, args, clock).await,
+        Command::Signals(args) => {
+            read::signals(&open_existing(&db(), clock).await?, args, clock).await
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `outages`, `status`, `timeline` and `signals`: the read model of
 //! `crate::views` and `crate::signals`, printed as tables, JSON or CSV.
 
-use super::{exit, open, print_json, print_out, read_input};
+use super::{exit, open_existing, print_json, print_out, read_input};
 use super::{CliError, OutagesArgs, SignalsArgs, SignalsFormat, TimelineArgs};
 use crate::clock::Clock;
 use crate::config::FileConfig;
@@ -58,7 +58,7 @@ pub(super) async fn timeline(
             .map_err(|e| CliError::new(exit::DATAERR, format!("{}: {e}", p.display())))?,
         None => FileConfig::default(),
     };
-    let store = open(db, clock).await?;
+    let store = open_existing(db, clock).await?;
     let t = signals::timeline(
         &store,
         args.country.as_deref(),

@@ -35,7 +35,7 @@ pub use census::AgentCoverage;
 pub use rounds::Spaces;
 pub use sql::SqlStore;
 pub use timing::RoundTiming;
-pub use url::{resolve_url, Backend};
+pub use url::{resolve_url, sqlite_file, Backend};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -45,6 +45,19 @@ pub fn resolve_url(input: &str) -> Result<(Backend, String), StoreError> {
     Ok((Backend::Sqlite, url))
 }
 
+/// The file a SQLite URL names (`None` for PostgreSQL, or an in-memory
+/// database), so that read-only commands can refuse a missing file rather
+/// than create an empty one.
+pub fn sqlite_file(input: &str) -> Option<std::path::PathBuf> {
+    let (backend, url) = resolve_url(input).ok()?;
+    if backend != Backend::Sqlite {
+        return None;
+    }
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +83,17 @@ mod tests {
         assert!(resolve_url("mysql://h/db").is_err());
         assert!(resolve_url("").is_err());
         assert!(resolve_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        use std::path::PathBuf;
+        assert_eq!(sqlite_file("dw.sqlite"), Some(PathBuf::from("dw.sqlite")));
+        assert_eq!(
+            sqlite_file("sqlite:///tmp/x.db?mode=ro"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(sqlite_file("postgres://u:p@h/db"), None);
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
     }
 }

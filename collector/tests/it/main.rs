@@ -11,6 +11,7 @@ mod common;
 
 mod bad_input;
 mod census;
+mod cli_traps;
 mod crash;
 mod dashboard;
 mod deploy_files;
