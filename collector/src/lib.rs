@@ -32,6 +32,7 @@ pub mod reconcile;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod timespec;
 pub mod tokens;
 pub mod views;
 pub mod web;
