@@ -241,6 +241,9 @@ async fn post_reports<S: Store>(
                 StatusCode::CONFLICT,
                 Some(darkwatch_schema::packed::ERROR_UNKNOWN_BLOCK_SPACE),
             ),
+            IngestError::RoundAhead { .. } => {
+                (StatusCode::CONFLICT, Some(crate::ingest::ERROR_ROUND_AHEAD))
+            }
         };
         tracing::info!(%agent, batch = %batch_id, error = %e, "report refused");
         ApiFailure {

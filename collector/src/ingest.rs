@@ -21,6 +21,10 @@ use crate::store::{Campaign, Spaces, StoredSpace};
 /// timestamp falls in: probing of a round may finish after the round ends.
 pub const MAX_ROUND_DRIFT: u64 = 2;
 
+/// `code` of the 409 answer to a round that has not begun by the
+/// collector's clock ([`IngestError::RoundAhead`]).
+pub const ERROR_ROUND_AHEAD: &str = "round_ahead";
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum IngestError {
     /// Malformed contents: the agent must not resend this batch as is.
@@ -41,6 +45,16 @@ pub enum IngestError {
         round: u64,
         space: String,
         expected: String,
+    },
+    /// A round that has not begun by the collector's clock: the agent's
+    /// clock runs ahead. Stored, it would take the place of the real round
+    /// (a round is stored once per agent), so it is refused; the agent
+    /// keeps the batch in `rejected/`.
+    #[error("round {round} of campaign {campaign:?} has not begun by the collector's clock (its round is {current}): the agent's clock runs ahead")]
+    RoundAhead {
+        campaign: String,
+        round: u64,
+        current: u64,
     },
 }
 
@@ -179,6 +193,17 @@ pub fn check_batch(
                 expected,
             }
             .into());
+        }
+        // A round starts at `round × interval`: one that starts after
+        // `now_ms` comes from a clock at least a round ahead (reports of a
+        // round come after it starts, at its end).
+        let current = round_of(now_ms, campaign.interval_secs);
+        if round > current {
+            return Err(IngestError::RoundAhead {
+                campaign: name.to_string(),
+                round,
+                current,
+            });
         }
     }
     for o in &batch.observations {
@@ -347,8 +372,9 @@ mod tests {
             check_batch(&batch("kp", r - MAX_ROUND_DRIFT), "vp1", &cs, NOW),
             Ok(())
         );
+        // Ahead of its own timestamp, once the collector's clock is there.
         assert_eq!(
-            check_batch(&batch("kp", r + MAX_ROUND_DRIFT), "vp1", &cs, NOW),
+            check_batch(&batch("kp", r + MAX_ROUND_DRIFT), "vp1", &cs, NOW + 120_000),
             Ok(())
         );
         let cs = [campaign("kp", &["vp1", "vp2"])];
@@ -374,6 +400,26 @@ mod tests {
         );
         let e = check_batch(&batch("kp", 0), "vp1", &cs, NOW).unwrap_err();
         assert!(e.to_string().contains("does not match timestamp"), "{e}");
+    }
+
+    /// A round that has not begun by the collector's clock is refused, so
+    /// that the real round, when it comes, is stored (it used to be
+    /// answered `observations_stored: 0` behind the early one).
+    #[test]
+    fn refuses_a_round_that_has_not_begun() {
+        let r = round_of(NOW, 60);
+        let cs = [campaign("kp", &[])];
+        let early = batch("kp", r + 1);
+        assert_eq!(
+            check_batch(&early, "vp1", &cs, NOW),
+            Err(IngestError::RoundAhead {
+                campaign: "kp".into(),
+                round: r + 1,
+                current: r
+            })
+        );
+        // The same batch once its round has begun.
+        assert_eq!(check_batch(&early, "vp1", &cs, NOW + 60_000), Ok(()));
     }
 
     #[test]

@@ -285,6 +285,23 @@ async fn bad_input(db: &str) {
         .await
         .expect("post");
     expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "not part of campaign").await;
+    // A round that has not begun by the collector's clock (an agent clock a
+    // round ahead, timestamps consistent with it): 409 with the reason, and
+    // nothing stored, so the real round is stored when it comes (it used to
+    // be answered `observations_stored: 0` behind the early one).
+    let mut b = batch(1);
+    let ahead = now_ms() + 120_000; // two rounds: no minute boundary can make it current
+    b.observations[0].ts_ms = ahead;
+    b.observations[0].round = round_of(ahead, 60);
+    let r = post(&token, serde_json::to_vec(&b).expect("json"))
+        .await
+        .expect("post");
+    expect_error(
+        r,
+        StatusCode::CONFLICT,
+        "has not begun by the collector's clock",
+    )
+    .await;
 
     // A stalled upload: headers promise a body that never comes. It is cut
     // with 408, and meanwhile other clients are served.
