@@ -55,6 +55,16 @@ pub struct Setup {
     pub report_errors: bool,
 }
 
+/// Which round of the campaign, and what runs already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundStart {
+    pub round: u64,
+    /// When the round was found due (Unix ms): the report's timestamp.
+    pub started_ms: i64,
+    /// A sweep of the campaign runs already (started in an earlier round).
+    pub sweeping: bool,
+}
+
 /// Names a job the driver asked for, to hand its result back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(u32);
@@ -180,17 +190,14 @@ pub struct RoundDriver<'a> {
 }
 
 impl<'a> RoundDriver<'a> {
-    /// Round `round` of `c` (which passed [`campaign::campaign_acceptable`]),
-    /// started at `started_ms`, over `st`. `sweeping`: a sweep of the
-    /// campaign runs already. Report batches are named by `new_id`.
-    #[allow(clippy::too_many_arguments)]
+    /// Round `start.round` of `c` (which passed
+    /// [`campaign::campaign_acceptable`]), over its state `st`. Report
+    /// batches are named by `new_id`.
     pub fn new(
         c: &'a CampaignAssignment,
         st: &'a mut CampaignState,
         policy: &'a Policy,
-        round: u64,
-        started_ms: i64,
-        sweeping: bool,
+        start: RoundStart,
         setup: Setup,
         new_id: Box<dyn FnMut() -> String + Send + 'a>,
     ) -> Self {
@@ -199,15 +206,15 @@ impl<'a> RoundDriver<'a> {
             st,
             policy,
             setup,
-            round,
-            started_ms,
+            round: start.round,
+            started_ms: start.started_ms,
             new_id,
             stage: Stage::Start,
-            sweeping,
+            sweeping: start.sweeping,
             plan: None,
             queue: None,
             span_ms: 0,
-            anchor_ms: started_ms,
+            anchor_ms: start.started_ms,
             middle: 0,
             asked: None,
             outbox: VecDeque::new(),

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::{new_batch_id, save_json, Agent, CampaignRun, Due, Mode};
 use crate::discovery::Background;
 use crate::driver::{
-    Action, JobId, JobResult, ProbeJob, RoundDriver, RoundReport, Setup, TraceJob,
+    Action, JobId, JobResult, ProbeJob, RoundDriver, RoundReport, RoundStart, Setup, TraceJob,
 };
 use crate::trace::{TraceOptions, TraceResult};
 use crate::ProbeSettings;
@@ -60,9 +60,11 @@ impl Agent {
             c,
             st,
             &self.policy,
-            due.round,
-            due.started_ms,
-            discovery.is_some(),
+            RoundStart {
+                round: due.round,
+                started_ms: due.started_ms,
+                sweeping: discovery.is_some(),
+            },
             setup,
             Box::new(new_batch_id),
         );

@@ -82,6 +82,15 @@ fn tracked(c: &CampaignAssignment, p: &Policy, blocks: &[u8]) -> CampaignState {
     st
 }
 
+/// The round of `T0`, started at `started_ms`.
+fn start(started_ms: i64, sweeping: bool) -> RoundStart {
+    RoundStart {
+        round: round_of(T0, 60),
+        started_ms,
+        sweeping,
+    }
+}
+
 fn ids() -> Box<dyn FnMut() -> String + Send> {
     let mut n = 0;
     Box::new(move || {
@@ -241,7 +250,7 @@ fn a_round_with_every_block_up_probes_each_in_its_slice_and_reports_them() {
     let (c, p) = (campaign(), policy());
     let mut st = tracked(&c, &p, &[0, 1, 2, 3, 4, 5, 6, 7]);
     let round = round_of(T0, 60);
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, T0, false, setup(6), ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, false), setup(6), ids());
     let (steps, report) = drive(&mut d, T0, &ALL_UP, 0, &mut nothing_found);
     drop(d);
     // Each block once, at its slice's start.
@@ -279,7 +288,7 @@ fn a_round_with_every_block_up_probes_each_in_its_slice_and_reports_them() {
     // The round is done: the trackers learnt from it.
     assert_eq!(st.last_round, Some(round));
     assert!(st.trackers.values().all(|t| t.state() == BlockState::Up));
-    let mut again = RoundDriver::new(&c, &mut st, &p, round, T0, false, setup(6), ids());
+    let mut again = RoundDriver::new(&c, &mut st, &p, start(T0, false), setup(6), ids());
     assert!(matches!(again.poll(T0 + 1), Action::Done));
 }
 
@@ -289,9 +298,8 @@ fn blocks_a_sweep_finds_mid_round_join_it_and_go_to_the_census() {
     // A sweep started in the last round still runs; one block is known.
     let mut st = tracked(&c, &p, &[0]);
     st.discovery_pending = true;
-    let round = round_of(T0, 60);
     let slices = 10;
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, T0, true, setup(slices), ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, true), setup(slices), ids());
     // Blocks 1..=8 turn up with slice 5; the sweep ends with slice 8.
     let mut found = |now: i64| Progress {
         targets: if now == slice_at(5, slices) {
@@ -354,8 +362,7 @@ fn the_first_trace_leaves_alone_a_later_one_beside_the_probes() {
     // Nothing in flight at the first slice: the trace goes alone and the
     // probes wait for it.
     let mut st = tracked(&c, &p, &[0, 1, 2, 3]);
-    let round = round_of(T0, 60);
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, T0, false, setup(1), ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, false), setup(1), ids());
     let Action::Trace(t) = d.poll(T0) else {
         panic!("the trace first")
     };
@@ -377,7 +384,7 @@ fn the_first_trace_leaves_alone_a_later_one_beside_the_probes() {
         .unwrap();
     let mut st = tracked(&c, &p, &[early, late]);
     st.discovery_pending = true;
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, T0, true, setup(slices), ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, true), setup(slices), ids());
     assert!(matches!(d.poll(T0), Action::Discover));
     d.discovered(Progress::default());
     assert!(matches!(d.poll(T0), Action::Discover));
@@ -403,7 +410,7 @@ fn a_round_started_late_takes_the_slices_due_at_once_and_is_not_on_time() {
     // Started 45 s into the round (a restart, a busy agent): slices 0..=3
     // of 4 (every 13 s) are due.
     let started = T0 + 45_000;
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, started, false, setup(4), ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(started, false), setup(4), ids());
     // Each job takes 8 s: the round runs into the next one.
     let (steps, report) = drive(&mut d, started, &ALL_UP, 8_000, &mut nothing_found);
     drop(d);
@@ -427,7 +434,7 @@ fn a_round_cut_short_leaves_the_state_as_it_was() {
     let mut st = tracked(&c, &p, &[0, 1, 2, 3]);
     let before: Vec<f64> = st.trackers.values().map(|t| t.belief).collect();
     let round = round_of(T0, 60);
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, T0, false, setup(1), ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, false), setup(1), ids());
     let Action::Trace(t) = d.poll(T0) else {
         panic!("the trace first")
     };
@@ -446,7 +453,7 @@ fn a_round_cut_short_leaves_the_state_as_it_was() {
     );
     // And a round done already is not run again.
     st.last_round = Some(round);
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, T0, false, setup(1), ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, false), setup(1), ids());
     assert!(matches!(d.poll(T0), Action::Done));
     assert!(matches!(d.poll(T0), Action::Done));
 }
@@ -470,7 +477,7 @@ fn the_report_carries_judged_blocks_controls_and_the_routers_errors() {
         report_errors: true,
         ..setup(3)
     };
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, T0, false, s, ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, false), s, ids());
     let (steps, report) = drive(&mut d, T0, &n, 10, &mut nothing_found);
     drop(d);
     // The controls go with the first slice, after the trace.
@@ -509,7 +516,7 @@ fn once_a_first_round_sweeps_to_the_end_then_probes_all_it_found() {
         finish_sweep: true,
         ..setup(1)
     };
-    let mut d = RoundDriver::new(&c, &mut st, &p, round, T0, false, s, ids());
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, false), s, ids());
     let mut found = |_| Progress {
         targets: (3..6).map(|i| (block(i), hosts(i))).collect(),
         control: BTreeMap::new(),
