@@ -127,12 +127,18 @@ pub enum Action {
     Done,
 }
 
+/// Where the round is, in the order it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// Take in a running sweep's findings before planning.
     Start,
+    /// `campaign::plan`: the round is run or was done already.
     Plan,
+    /// The planned sweep started; `--once` lets it finish.
     Sweep,
+    /// Spread the blocks known now over the slices.
     Layout,
+    /// Slice by slice, then until every job came back, then the report.
     Slices,
     Over,
 }
