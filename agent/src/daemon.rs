@@ -19,7 +19,10 @@
 //!
 //! The decisions (refuse or accept, when to sweep, what to trace, what to
 //! report, which slice a block is probed in) are pure functions in `campaign`
-//! and `schedule`; this module does the I/O around them. Whatever the
+//! and `schedule`, and the sequencing of a round between them is the
+//! sans-IO `driver`: this module does the I/O around them (`rounds` carries
+//! out a round's actions). Each assignment is checked once, when its round
+//! is found due ([`Agent::due`]); a refused one gets no round. Whatever the
 //! collector assigns, the agent applies its own limits first: its pps cap
 //! (split between discovery and rounds, see `schedule`), `max_targets`, its
 //! local exclusion list, and the reserved ranges unless the operator allowed
@@ -33,33 +36,29 @@
 //! and restarts resume where they stopped without re-sweeping.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use darkwatch_schema::{round_of, round_start_ms, Assignments, CampaignAssignment, RoundInfo};
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
-use ipnet::IpNet;
+use darkwatch_schema::{round_of, round_start_ms, Assignments, RoundInfo};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::belief::{BlockErrors, BlockTracker, RoundOutcome};
-use crate::campaign::{self, CampaignState, NoRound, Policy, RoundResults, Wire};
+use crate::campaign::{self, CampaignState, Policy, Wire};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::discovery::Background;
 use crate::icmp::Pinger;
 use crate::ratelimit::RateLimiter;
 use crate::report::Reporter;
-use crate::schedule::{self, RoundTiming, SliceQueue};
+use crate::schedule;
 use crate::spool::{write_atomic, Spool};
 use crate::targets::read_exclusions;
-use crate::trace::{TraceOptions, TraceResult, Tracer};
+use crate::trace::Tracer;
 use crate::ProbeSettings;
+
+mod rounds;
 
 fn new_batch_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
@@ -107,23 +106,24 @@ pub enum Mode {
     Once,
 }
 
+/// A round due of a campaign that passed the acceptance check: only
+/// [`Agent::due`] makes one, so the name of a campaign whose round runs is
+/// safe in a file path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Due {
+    /// The campaign's place in its assignments.
+    index: usize,
+    round: u64,
+    /// Taken when the round was found due.
+    started_ms: i64,
+}
+
 /// What the daemon holds for one campaign between its rounds.
 #[derive(Default)]
 struct CampaignRun {
     /// Loaded from disk at the campaign's first round in this process.
     st: Option<CampaignState>,
     discovery: Option<Background>,
-}
-
-/// What a slice's probing (or the round's traceroutes) hands back.
-enum SliceDone {
-    /// The blocks' trackers at `indices` (none for the controls), probed.
-    Blocks {
-        control: bool,
-        indices: Vec<u32>,
-        probed: crate::round::Probed,
-    },
-    Traces(Vec<TraceResult>),
 }
 
 /// The daemon. Its pinger, tracer and clock come from outside: the CLI wires
@@ -203,7 +203,7 @@ impl Agent {
     }
 
     fn state_files(&self, campaign: &str) -> crate::state::Files {
-        // Only called with names that passed `campaign_acceptable`.
+        // Only called with names that passed `campaign_acceptable` (`Due`).
         crate::state::Files::new(&self.state_dir, campaign)
     }
 
@@ -275,324 +275,13 @@ impl Agent {
         a
     }
 
-    /// Folds what discovery found since the last call into `st` and `found`
-    /// (the round's census); blocks that became probeable join `queue`. Ends
-    /// the sweep once it is done.
-    fn absorb(
-        st: &mut CampaignState,
-        discovery: &mut Option<Background>,
-        found: &mut BTreeMap<IpNet, Vec<IpAddr>>,
-        mut queue: Option<&mut SliceQueue>,
-    ) {
-        let Some(bg) = discovery.as_ref() else { return };
-        let p = bg.take();
-        campaign::merge_found(&mut st.control_trackers, &p.control);
-        st.sets_changed |= !p.targets.is_empty() || !p.control.is_empty();
-        for (block, addrs) in p.targets {
-            let new = !st.trackers.contains_key(&block);
-            campaign::merge_found(&mut st.trackers, &BTreeMap::from([(block, addrs.clone())]));
-            // A new tracker goes after the others: the round's indices hold.
-            if let (true, Some(i), Some(q)) = (new, st.trackers.index_of(&block), queue.as_mut()) {
-                q.join(i, &block);
-            }
-            found.insert(block, addrs);
-        }
-        if p.done {
-            st.discovery_pending = false;
-            st.discovering = false;
-            *discovery = None;
-            tracing::info!(
-                tracked = st.trackers.len(),
-                controls = st.control_trackers.len(),
-                "discovery done"
-            );
-        }
-    }
-
-    /// Probes `trackers`, copies of those at `indices` (of the controls if
-    /// `control`): discovery may update the originals while the slice runs,
-    /// and each outcome is applied to its original as it is then
-    /// ([`RoundOutcome::apply_to`]).
-    fn probe(
-        &self,
-        control: bool,
-        indices: Vec<u32>,
-        mut trackers: Vec<BlockTracker>,
-        seed: u64,
-        min_probes: u32,
-    ) -> BoxFuture<'_, SliceDone> {
-        Box::pin(async move {
-            let settings = ProbeSettings {
-                min_probes,
-                ..self.settings.clone()
-            };
-            let probed = crate::round::run_trackers(
-                &mut trackers,
-                self.pinger.as_ref(),
-                self.limiter.as_ref(),
-                &settings,
-                seed,
-            )
-            .await;
-            SliceDone::Blocks {
-                control,
-                indices,
-                probed,
-            }
-        })
-    }
-
-    /// Runs round `round` of `c` (if due; started at `started_ms`) as
-    /// [`campaign::plan`] says, and spools its batches. Returns how the
-    /// round went, if one was run.
-    async fn campaign_round(
-        &self,
-        c: &CampaignAssignment,
-        round: u64,
-        started_ms: i64,
-        mode: Mode,
-    ) -> Result<Option<RoundInfo>> {
-        // Checked before the name is used in a file path.
-        if let Err(why) = campaign::campaign_acceptable(c) {
-            tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
-            return Ok(None);
-        }
-        let files = self.state_files(&c.name);
-        let run = self.run_of(&c.name);
-        let mut run = run.lock().await;
-        let CampaignRun { st, discovery } = &mut *run;
-        let st = st.get_or_insert_with(|| crate::state::load(&files));
-        // What a sweep found after the last round's last slice (or all of
-        // it, if it ended then) is taken in before planning, so that a
-        // finished sweep is not mistaken for an interrupted one.
-        let mut found = BTreeMap::new();
-        Self::absorb(st, discovery, &mut found, None);
-        st.discovering = discovery.as_ref().is_some_and(|d| d.running());
-        let plan = match campaign::plan(c, st, round, &self.policy) {
-            Ok(p) => p,
-            Err(NoRound::Done) => return Ok(None),
-            Err(NoRound::Invalid(why)) => {
-                tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
-                return Ok(None);
-            }
-        };
-        if let Some(sweep) = &plan.sweep {
-            tracing::info!(campaign = %c.name, round, "discovery starts");
-            *discovery = Some(Background::spawn(
-                self.pinger.clone(),
-                self.discovery_limiter.clone(),
-                sweep.targets.clone(),
-                sweep.control.clone(),
-                self.settings.clone(),
-                round,
-            ));
-            st.discovering = true;
-        }
-        let slices = match mode {
-            Mode::Daemon => self.cfg.probe.slices,
-            Mode::Once => {
-                if let Some(bg) = discovery.as_ref() {
-                    crate::discovery::wait_done(bg, Duration::from_millis(100)).await;
-                }
-                1
-            }
-        };
-        let interval_ms = c.interval_secs.saturating_mul(1000);
-        let worst = self.settings.timeout.as_millis() as u64 * u64::from(self.settings.max_probes);
-        let span = schedule::span_ms(interval_ms, worst);
-        // The round's start on tokio's clock, which paces the slices.
-        let late = (started_ms - round_start_ms(round, c.interval_secs)).max(0) as u64;
-        let now = tokio::time::Instant::now();
-        let anchor = now.checked_sub(Duration::from_millis(late)).unwrap_or(now);
-        // Blocks by the index of their tracker (`plan` settled them), and
-        // their outcomes in slots of the same index.
-        let mut queue = SliceQueue::new(slices, st.trackers.indexed().map(|(i, t)| (i, &t.block)));
-        let mut running: FuturesUnordered<BoxFuture<'_, SliceDone>> = FuturesUnordered::new();
-        let mut slots: Vec<Option<RoundOutcome>> = vec![None; st.trackers.len()];
-        let (mut errors, mut controls, mut traces) =
-            (Vec::<BlockErrors>::new(), Vec::new(), Vec::new());
-        let mut apply = |st: &mut CampaignState, done: SliceDone| match done {
-            // Blocks' outcomes are applied once the round is over, by
-            // index (`Trackers::finish_round`); the few controls' at once.
-            SliceDone::Blocks {
-                control: true,
-                probed,
-                ..
-            } => {
-                for (_, out) in probed.outcomes {
-                    if let Some(cur) = st.control_trackers.get_mut(&out.block) {
-                        out.apply_to(cur);
-                    }
-                    controls.push(out);
-                }
-            }
-            SliceDone::Blocks {
-                control: false,
-                indices,
-                probed,
-            } => {
-                for (pos, out) in probed.outcomes {
-                    let i = indices[pos as usize] as usize;
-                    if i >= slots.len() {
-                        slots.resize(i + 1, None);
-                    }
-                    slots[i] = Some(out);
-                }
-                errors.extend(probed.errors);
-            }
-            SliceDone::Traces(t) => traces = t,
-        };
-        // Controls and traceroutes go with the first slice, before this
-        // round's probes to silent blocks draw on the routers' ICMP error
-        // budgets (a border that rate-limits its unreachables would answer
-        // the probes and not the traces); with the middle slice while a
-        // sweep runs, once its first findings are in.
-        let middle = if st.discovering { slices / 2 } else { 0 };
-        loop {
-            let k = queue.next_slice();
-            if k >= slices {
-                break;
-            }
-            let due = anchor + Duration::from_millis(schedule::slice_start_ms(k, slices, span));
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(due) => break,
-                    Some(done) = running.next() => apply(st, done),
-                }
-            }
-            Self::absorb(st, discovery, &mut found, Some(&mut queue));
-            let Some((k, indices)) = queue.take() else {
-                break;
-            };
-            let batch: Vec<BlockTracker> =
-                indices.iter().map(|&i| st.trackers.at(i).clone()).collect();
-            if k == middle {
-                let targets = campaign::trace_targets(c, st, round, &self.policy);
-                if running.is_empty() {
-                    // Nothing in flight yet: trace before this slice's
-                    // probes leave, so that they do not queue behind them
-                    // at the rate limiter and reach a dark prefix's border
-                    // after its ICMP errors went to the probes.
-                    let t = self.traces(targets).await;
-                    apply(st, SliceDone::Traces(t));
-                } else {
-                    running.push(Box::pin(async move {
-                        SliceDone::Traces(self.traces(targets).await)
-                    }));
-                }
-                running.push(self.probe(
-                    true,
-                    Vec::new(),
-                    st.control_trackers.values().cloned().collect(),
-                    plan.seed,
-                    1,
-                ));
-            }
-            if !batch.is_empty() {
-                // The campaign's minimum of probes is shared by the blocks
-                // tracked now: while a sweep runs, blocks join during the
-                // round, and the count at its start (none, in the first
-                // round) would give each of them the whole minimum.
-                let min_probes = campaign::min_probes_per_block(
-                    self.policy.min_campaign_probes,
-                    st.trackers.len(),
-                )
-                .min(plan.min_probes);
-                running.push(self.probe(false, indices, batch, plan.seed, min_probes));
-            }
-        }
-        while let Some(done) = running.next().await {
-            apply(st, done);
-        }
-        controls.sort_unstable_by_key(|o| o.block);
-        let outcomes = st.trackers.finish_round(slots);
-        let timing = RoundTiming {
-            round,
-            interval_secs: c.interval_secs,
-            started_ms,
-            ended_ms: self.clock.now_ms(),
-            blocks: outcomes.iter().filter(|o| o.probes > 0).count() as u64,
-            probes: outcomes
-                .iter()
-                .chain(&controls)
-                .map(|o| u64::from(o.probes))
-                .sum(),
-        };
-        let info = timing.info(&c.name);
-        let (wire, report_errors) = *self.wire.lock().unwrap_or_else(|e| e.into_inner());
-        let results = RoundResults {
-            outcomes,
-            controls,
-            errors,
-            traces,
-            found,
-            info: Some(info.clone()),
-            report_errors,
-        };
-        let stats = crate::metrics::RoundStats::of(&results, &st.skipped, self.clock.now_ms());
-        let up = results
-            .outcomes
-            .iter()
-            .filter(|o| o.probes > 0 && o.state == darkwatch_schema::BlockState::Up)
-            .count();
-        let batches = campaign::record(c, st, &plan, results, started_ms, wire, &mut new_batch_id);
-        let traced: usize = batches.iter().map(|b| b.traces.len()).sum();
-        // Replies the kernel dropped on the rounds' socket so far (a full
-        // receive buffer): lost replies make blocks be probed again.
-        let receive_drops = self.pinger.receive_drops();
-        tracing::info!(campaign = %c.name, round, blocks = info.blocks, probes = info.probes, up, traces = traced,
-            on_time = info.on_time, took_ms = info.ended_ms - info.started_ms, receive_drops, "round done");
-        if !info.on_time {
-            tracing::warn!(campaign = %c.name, round, "round ended after the next one began");
-        }
-        if batches.iter().any(|b| !b.packed.is_empty()) {
-            self.spool.remember_space(&c.prefixes)?;
-        }
-        for batch in &batches {
-            let dropped = self.spool.push(batch)?;
-            if dropped > 0 {
-                tracing::warn!(dropped, "spool full: dropped the oldest batches");
-            }
-        }
-        self.metrics.round_done(&c.name, &stats);
-        crate::state::save(&files, st)
-            .with_context(|| format!("saving the state of {}", c.name))?;
-        let rounds = {
-            let mut last = self.last_rounds.lock().unwrap_or_else(|e| e.into_inner());
-            last.insert(c.name.clone(), info.clone());
-            last.clone()
-        };
-        if let Err(e) = save_json(&self.state_dir.join("rounds.json"), &rounds) {
-            tracing::warn!(error = %e, "cannot write the round status");
-        }
-        Ok(Some(info))
-    }
-
-    async fn traces(&self, targets: Vec<IpAddr>) -> Vec<TraceResult> {
-        let opts = TraceOptions {
-            max_ttl: self.cfg.trace.max_ttl,
-            rounds: self.cfg.trace.rounds,
-            max_round: Duration::from_millis(self.cfg.trace.max_round_ms),
-            ..TraceOptions::default()
-        };
-        let runs = targets.into_iter().map(|t| {
-            let opts = &opts;
-            async move { (t, self.tracer.trace(t, opts, Some(&self.limiter)).await) }
-        });
-        let mut out = Vec::new();
-        for (target, res) in futures::future::join_all(runs).await {
-            match res {
-                Ok(r) => out.push(r),
-                Err(e) => tracing::warn!(%target, error = %e, "traceroute failed"),
-            }
-        }
-        out
-    }
-
-    /// The round due now of every campaign (number and start, taken now),
-    /// and the earliest start of a next round. Forgets campaigns no longer
-    /// assigned (stopping their sweeps).
-    fn due(&self, a: &Assignments) -> (Vec<(u64, i64)>, Option<i64>) {
+    /// The round due now of every campaign the agent accepts (number and
+    /// start, taken now), and the earliest start of a next round. The one
+    /// acceptance check of an assignment: a refused campaign (a bad name, an
+    /// absurd interval) is logged, counted, and gets neither a round nor a
+    /// say in the schedule. Forgets campaigns no longer assigned (stopping
+    /// their sweeps).
+    fn due(&self, a: &Assignments) -> (Vec<Due>, Option<i64>) {
         self.runs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -600,23 +289,28 @@ impl Agent {
         let now = self.clock.now_ms();
         let mut next = None::<i64>;
         let mut due = Vec::new();
-        for c in &a.campaigns {
-            let round = round_of(now, c.interval_secs);
-            due.push((round, now));
-            // An absurd interval must not set the schedule.
-            if campaign::campaign_acceptable(c).is_err() {
+        for (index, c) in a.campaigns.iter().enumerate() {
+            if let Err(why) = campaign::campaign_acceptable(c) {
+                tracing::error!(campaign = %c.name, why, "refusing an invalid campaign from the collector");
                 self.metrics.refused(&c.name, c.generation);
                 continue;
             }
+            let round = round_of(now, c.interval_secs);
+            due.push(Due {
+                index,
+                round,
+                started_ms: now,
+            });
             let start = round_start_ms(round + 1, c.interval_secs);
             next = Some(next.map_or(start, |n| n.min(start)));
         }
         (due, next)
     }
 
-    async fn round_logged(&self, c: &CampaignAssignment, round: u64, started: i64, mode: Mode) {
-        if let Err(e) = self.campaign_round(c, round, started, mode).await {
-            tracing::error!(campaign = %c.name, error = format!("{e:#}"), "round failed");
+    async fn round_logged(&self, a: &Assignments, due: Due, mode: Mode) {
+        if let Err(e) = self.campaign_round(a, due, mode).await {
+            let name = &a.campaigns[due.index].name;
+            tracing::error!(campaign = %name, error = format!("{e:#}"), "round failed");
         }
     }
 
@@ -630,11 +324,7 @@ impl Agent {
     async fn tick_mode(&self, assignments: &Option<Assignments>, mode: Mode) -> Option<i64> {
         let a = assignments.as_ref()?;
         let (due, next) = self.due(a);
-        let rounds = a
-            .campaigns
-            .iter()
-            .zip(due)
-            .map(|(c, (round, started))| self.round_logged(c, round, started, mode));
+        let rounds = due.into_iter().map(|d| self.round_logged(a, d, mode));
         futures::future::join_all(rounds).await;
         next
     }
@@ -700,7 +390,8 @@ impl Agent {
             if let Some(a) = &current {
                 let (due, n) = self.due(a);
                 next = n;
-                for (i, (c, (round, started))) in a.campaigns.iter().zip(due).enumerate() {
+                for d in due {
+                    let c = &a.campaigns[d.index];
                     // A round still running past its interval: the next one
                     // starts when it is done (it was not on time).
                     if rounds.contains_key(&c.name) {
@@ -710,8 +401,7 @@ impl Agent {
                     rounds.insert(
                         c.name.clone(),
                         tokio::spawn(async move {
-                            let c = &a2.campaigns[i];
-                            agent.round_logged(c, round, started, Mode::Daemon).await;
+                            agent.round_logged(&a2, d, Mode::Daemon).await;
                             wake.notify_one();
                         }),
                     );

@@ -9,8 +9,9 @@
 //! daemon can be tested against a simulated network (`sim`, built for tests and
 //! with the `sim` feature); `ratelimit` caps the packet rate of all of them
 //! together. `campaign` holds the daemon's per-round decisions as pure
-//! functions, `schedule` when a round's probes go out (slices) and how it went;
-//! `daemon` runs them and keeps their state in `state` (compact binary
+//! functions, `schedule` when a round's probes go out (slices) and how it went,
+//! `driver` the sequencing of one round as a sans-IO state machine;
+//! `daemon` carries out what it asks for and keeps their state in `state` (compact binary
 //! files), and `metrics` counts what it did for Prometheus. The binary in
 //! `main.rs` is a thin shim over [`cli::main`].
 
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod discovery;
+pub mod driver;
 pub mod icmp;
 pub mod metrics;
 pub mod ratelimit;

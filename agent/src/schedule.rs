@@ -1,5 +1,5 @@
 //! When a round's probes go out, and how the round went: pure arithmetic the
-//! daemon follows.
+//! round driver (`driver`) follows.
 //!
 //! A round is spread over [`SLICES`] slices, as trinarkular spreads a round
 //! over 60: every block belongs to one slice (a stable hash of the block, so a

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use darkwatch_schema::{BlockState, ReportBatch, SkipReason};
+use darkwatch_schema::{BlockState, CampaignAssignment, ReportBatch, SkipReason};
 use ipnet::IpNet;
 
 use super::*;
@@ -453,6 +453,31 @@ async fn an_absurd_interval_does_not_set_the_schedule() {
     let a = assigned(vec![slow, campaign("good", &["198.18.5.0/24"])]);
     assert_eq!(r.agent.tick(&a).await, Some(T0 + 60_000));
     assert_eq!(probed_in(&r.pinger, "198.18.9.0/24"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_acceptable_campaigns_are_due() {
+    // The one acceptance check of an assignment: `plan` and the round
+    // driver never see a refused campaign (a name that is no file name, an
+    // absurd interval).
+    let r = rig();
+    let mut slow = campaign("slow", &["198.18.9.0/24"]);
+    slow.interval_secs = 0;
+    let a = assigned(vec![
+        campaign("a/b", &["198.18.10.0/24"]),
+        slow,
+        campaign("good", &["198.18.5.0/24"]),
+        campaign("../etc", &["198.18.10.0/24"]),
+    ])
+    .unwrap();
+    let (due, next) = r.agent.due(&a);
+    let names: Vec<&str> = due
+        .iter()
+        .map(|d| a.campaigns[d.index].name.as_str())
+        .collect();
+    assert_eq!(names, ["good"]);
+    assert_eq!((due[0].round, due[0].started_ms), (round_of(T0, 60), T0));
+    assert_eq!(next, Some(T0 + 60_000));
 }
 
 /// An agent in `dir` with `BASE` changed by `edits` (pairs of old, new),
