@@ -61,7 +61,7 @@ def module_path(src, path):
 
 CFG_TEST = re.compile(r"#\[cfg\(test\)\]\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*\{", re.S)
 COMMENT = re.compile(r"//[^\n]*")
-PATH = re.compile(r"\b(crate|super|self)((?:::\s*\{?\s*[A-Za-z_][A-Za-z0-9_]*)+)")
+PATH = re.compile(r"\b(crate|super|self)((?:\s*::\s*[A-Za-z_][A-Za-z0-9_]*)*)(\s*::\s*\{)?")
 
 
 def strip_tests(text):
@@ -78,6 +78,44 @@ def size_findings(limit):
             n = sum(1 for _ in fh)
         if n > limit:
             out.append(f"{rel}: {n} lines (limit {limit}: split it by job)")
+    return out
+
+
+def group_paths(text, open_at):
+    """The paths inside the brace group that opens at `text[open_at]`, as
+    segment lists (nested groups flattened: `a::{b, c::d}` gives [a, b],
+    [a, c, d])."""
+    depth, i = 0, open_at
+    while i < len(text):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        i += 1
+    body = text[open_at + 1: i]
+    out, depth, item = [], 0, ""
+    for ch in body + ",":
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            item = item.strip()
+            if item:
+                if "{" in item:
+                    pre = [x.strip() for x in item[: item.index("{")].split("::") if x.strip()]
+                    out += [pre + sub for sub in group_paths(item, item.index("{"))]
+                else:
+                    segs = [x.strip() for x in item.split(" as ")[0].split("::") if x.strip()]
+                    if segs and segs != ["self"]:
+                        out.append(segs)
+                    elif segs == ["self"]:
+                        out.append([])
+            item = ""
+        else:
+            item += ch
     return out
 
 
@@ -114,35 +152,14 @@ def crate_graph(src):
     for mod, p in files.items():
         with open(p, encoding="utf-8", errors="replace") as fh:
             text = COMMENT.sub("", strip_tests(fh.read()))
-        # `use super::{a::X, b::Y}` groups: expand one level of braces.
+        # `use super::{a::X, b::{c, d}}`: every path in the braces counts.
         for m in PATH.finditer(text):
             head = m.group(1)
-            tail = [s.strip(" {") for s in m.group(2).split("::") if s.strip(" {")]
-            if head == "crate":
-                base, segs = (), tail
-            else:
-                # a file `foo.rs` is module foo: super:: is its parent.
-                base, segs = mod, [head] + tail
+            tail = [x.strip() for x in m.group(2).split("::") if x.strip()]
+            base, segs = ((), tail) if head == "crate" else (mod, [head] + tail)
             targets = [resolve(base, segs)]
-            # group after the path: `super::{codec::x, sql::SqlStore}`
-            after = text[m.end(): m.end() + 400]
-            if after.lstrip().startswith("::{") or m.group(2).rstrip().endswith("{"):
-                start = text.find("{", m.end() - 1)
-                depth, i = 0, start
-                while i < len(text):
-                    if text[i] == "{":
-                        depth += 1
-                    elif text[i] == "}":
-                        depth -= 1
-                        if depth == 0:
-                            break
-                    i += 1
-                group = text[start + 1: i]
-                prefix = resolve(base, segs) if head != "crate" else resolve((), tail)
-                for item in re.split(r",", group):
-                    first = item.strip().split("::")[0].strip(" {}")
-                    if first:
-                        targets.append(resolve(prefix, [first]))
+            if m.group(3):
+                targets += [resolve(base, segs + sub) for sub in group_paths(text, m.end() - 1)]
             for t in targets:
                 if t == mod or t[: len(mod)] == mod or mod[: len(t)] == t:
                     continue
