@@ -2,7 +2,8 @@
 //! (`GET /v1/verdicts/{id}`): the verdict, the share of its scope's blocks
 //! up per round (consensus and per VP) from a few rounds before it started
 //! to a few after it ended, the blocks that went dark, each VP's traceroutes
-//! toward the scope with where they ended before and during the verdict,
+//! toward the scope with where they ended before and during the verdict
+//! (`traces`),
 //! and the alerts it has given.
 //!
 //! Everything is assembled from what the store holds (observations, traces,
@@ -13,7 +14,6 @@
 //! with more care (VP health, quorum); this is what the page shows of them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use darkwatch_correlate::Scope;
@@ -70,40 +70,6 @@ pub struct AffectedBlock {
     pub prefix: Option<IpNet>,
     pub rounds_down: u64,
     pub rounds_judged: u64,
-}
-
-/// One traceroute, as the page shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TraceJson {
-    pub round: u64,
-    pub phase: &'static str,
-    pub target: IpAddr,
-    pub reached: bool,
-    pub last_responding: Option<IpAddr>,
-    /// Answering hops in TTL order (`null` where nothing answered).
-    pub hops: Vec<Option<IpAddr>>,
-}
-
-/// One VP's traceroutes, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VpTraces {
-    pub vp: String,
-    pub traces: Vec<TraceJson>,
-}
-
-/// Where traces of one phase ended: one row per last answering hop.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Ending {
-    pub phase: &'static str,
-    /// `None`: nothing answered at all.
-    pub last_hop: Option<IpAddr>,
-    /// Whether these traces reached their target.
-    pub reached: bool,
-    /// Traces that ended there (they agree on it).
-    pub traces: usize,
-    /// Of all traces of the phase.
-    pub of: usize,
-    pub vantage_points: Vec<String>,
 }
 
 /// An alert event of the verdict and whether it was given.
@@ -303,66 +269,6 @@ pub fn affected_blocks(
         .collect()
 }
 
-/// Traceroutes toward `nets` grouped per VP, and per phase where they ended
-/// (most agreed-on ending first).
-pub fn traces(ts: &[AgentTrace], nets: &[IpNet], v: &Verdict) -> (Vec<VpTraces>, Vec<Ending>) {
-    let mut per_vp: BTreeMap<&str, Vec<TraceJson>> = BTreeMap::new();
-    for t in ts {
-        let target = IpNet::from(t.trace.target);
-        if !in_nets(nets, &target) {
-            continue;
-        }
-        per_vp.entry(&t.agent).or_default().push(TraceJson {
-            round: t.trace.round,
-            phase: phase(v, t.trace.round),
-            target: t.trace.target,
-            reached: t.trace.reached,
-            last_responding: t.trace.last_responding.or_else(|| {
-                darkwatch_schema::TraceObservation::derive_last_responding(&t.trace.hops)
-            }),
-            hops: t.trace.hops.iter().map(|h| h.addr).collect(),
-        });
-    }
-    let mut endings: BTreeMap<(&str, Option<IpAddr>, bool), BTreeSet<&str>> = BTreeMap::new();
-    let mut counts: BTreeMap<(&str, Option<IpAddr>, bool), usize> = BTreeMap::new();
-    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
-    for (vp, list) in per_vp.iter_mut() {
-        list.sort_by_key(|t| (t.round, t.target));
-        for t in list.iter() {
-            let key = (t.phase, t.last_responding, t.reached);
-            endings.entry(key).or_default().insert(vp);
-            *counts.entry(key).or_default() += 1;
-            *totals.entry(t.phase).or_default() += 1;
-        }
-    }
-    let order = |p: &str| ["before", "during", "after"].iter().position(|x| *x == p);
-    let mut endings: Vec<Ending> = endings
-        .into_iter()
-        .map(|(key @ (phase, last_hop, reached), vps)| Ending {
-            phase,
-            last_hop,
-            reached,
-            traces: counts[&key],
-            of: totals[phase],
-            vantage_points: vps.into_iter().map(String::from).collect(),
-        })
-        .collect();
-    endings.sort_by(|a, b| {
-        order(a.phase)
-            .cmp(&order(b.phase))
-            .then(b.traces.cmp(&a.traces))
-            .then(a.last_hop.cmp(&b.last_hop))
-    });
-    let per_vp = per_vp
-        .into_iter()
-        .map(|(vp, traces)| VpTraces {
-            vp: vp.to_string(),
-            traces,
-        })
-        .collect();
-    (per_vp, endings)
-}
-
 /// The alerts of a verdict from its stored flags: `open` stands for its
 /// start, `close` for its end (not given while it is open).
 pub fn alert_history(v: &Verdict) -> Vec<AlertRecord> {
@@ -510,6 +416,10 @@ pub async fn load<S: Store>(
         &trace_rows,
     )))
 }
+
+mod traces;
+
+pub use traces::{traces, Ending, TraceJson, VpTraces};
 
 #[cfg(test)]
 mod tests;
