@@ -3,8 +3,7 @@
 //! up per round (consensus and per VP) from a few rounds before it started
 //! to a few after it ended, the blocks that went dark, each VP's traceroutes
 //! toward the scope with where they ended before and during the verdict
-//! (`traces`),
-//! and the alerts it has given.
+//! (`traces`), and the alerts it has given.
 //!
 //! Everything is assembled from what the store holds (observations, traces,
 //! the verdict row) by pure functions; only [`load`] touches the store. The
