@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use darkwatch_schema::{block_of, CensusBlock, ReportBatch, BLOCK_LEN_V4, BLOCK_LEN_V6};
+use darkwatch_schema::{
+    block_of, CampaignAssignment, CensusBlock, ReportBatch, BLOCK_LEN_V4, BLOCK_LEN_V6,
+};
 use ipnet::IpNet;
 
 use crate::store::Campaign;
@@ -123,6 +125,29 @@ pub fn screen_report(batch: &mut ReportBatch, agent: &str, campaigns: &[Campaign
     }
     batch.census.retain(|c| !c.blocks.is_empty());
     d
+}
+
+/// A campaign as an agent is handed it. These live here, not beside
+/// [`Campaign`] in `store`, so that the store does not call back into the
+/// census screening that depends on its types.
+impl Campaign {
+    pub fn to_assignment(&self) -> CampaignAssignment {
+        self.to_assignment_with_census(Vec::new())
+    }
+
+    /// The assignment with the campaign's stored census, screened against
+    /// its current prefixes and bounded per block ([`for_assignment`]).
+    pub fn to_assignment_with_census(&self, census: Vec<CensusBlock>) -> CampaignAssignment {
+        CampaignAssignment {
+            name: self.name.clone(),
+            country: self.country.clone(),
+            interval_secs: self.interval_secs,
+            prefixes: self.prefixes.clone(),
+            control: self.control.clone(),
+            generation: self.generation,
+            census: for_assignment(self, census),
+        }
+    }
 }
 
 /// The census a campaign's assignment carries: the stored blocks screened

@@ -11,7 +11,7 @@ use darkwatch_correlate::{Kind, Localization, Scope};
 use serde::Serialize;
 
 use crate::causes;
-use crate::store::{Campaign, RoundTiming, Store, StoreError, Verdict};
+use crate::store::{Campaign, ReportedTiming, Store, StoreError, Verdict};
 
 /// `--since`: an RFC 3339 time, Unix seconds, or an age such as `90m`, `6h`, `2d`.
 pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
@@ -286,8 +286,8 @@ pub struct RoundStatusJson {
     pub summary: String,
 }
 
-impl From<&RoundTiming> for RoundStatusJson {
-    fn from(t: &RoundTiming) -> Self {
+impl From<&ReportedTiming> for RoundStatusJson {
+    fn from(t: &ReportedTiming) -> Self {
         let r = &t.last;
         let late_share = if t.rounds == 0 {
             0.0
@@ -564,7 +564,7 @@ mod tests {
 
     #[test]
     fn a_round_timing_reads_as_one_line_with_its_late_share() {
-        let t = RoundTiming {
+        let t = ReportedTiming {
             agent: "vp1".into(),
             last: darkwatch_schema::RoundInfo {
                 campaign: "kp".into(),
@@ -586,7 +586,7 @@ mod tests {
             j.summary,
             "kp: round 30000000 started 2027-01-15T08:00:00Z, LATE (took 1m01s, 65536 blocks, 70000 probes); 1 of 4 rounds late in 24h (25.0 %)"
         );
-        let none = RoundStatusJson::from(&RoundTiming {
+        let none = RoundStatusJson::from(&ReportedTiming {
             rounds: 0,
             late: 0,
             ..t

@@ -1,7 +1,10 @@
 //! Pure parts of the signals: which rounds a pass rewrites, the rows it
 //! writes, query parsing, ranges, grouping and CSV.
 
+use darkwatch_correlate as core;
+
 use super::*;
+use crate::store::SummaryRound;
 
 fn stored(round: u64, digest: u64) -> SummaryRound {
     SummaryRound {

@@ -288,6 +288,22 @@ pub(super) fn vp_fault_from_row(r: &AnyRow) -> Result<VpFault, StoreError> {
     })
 }
 
+/// The start time of a raw row's round: the time key of the raw tables
+/// (`partitions`). A function of (campaign, round) alone, so that a round
+/// resent still conflicts with the stored one; a campaign unknown here
+/// falls back to the report's timestamp.
+pub(super) fn round_ms(
+    intervals: &std::collections::HashMap<String, i64>,
+    campaign: &str,
+    round: u64,
+    ts_ms: i64,
+) -> i64 {
+    intervals
+        .get(campaign)
+        .and_then(|i| i64::try_from(round).ok()?.checked_mul(*i))
+        .unwrap_or(ts_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

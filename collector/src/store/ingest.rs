@@ -9,9 +9,10 @@ use std::collections::HashMap;
 
 use darkwatch_schema::{BatchAck, ReportBatch};
 use sqlx::{AnyConnection, AnyPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::codec::{json, to_i64};
+use super::codec::{json, round_ms, to_i64};
+use super::sql::IngestJob;
 use super::StoreError;
 
 /// Rows per multi-row INSERT: well under both backends' parameter limits.
@@ -22,14 +23,6 @@ const GROUP_MAX_ITEMS: usize = 50_000;
 
 /// Batches waiting for the SQLite writer; senders wait beyond this.
 pub(super) const GROUP_QUEUE: usize = 1024;
-
-/// A batch handed to the SQLite writer, with where to send its ack.
-pub(super) struct IngestJob {
-    pub(super) agent: String,
-    pub(super) batch: ReportBatch,
-    pub(super) now_ms: i64,
-    pub(super) reply: oneshot::Sender<Result<BatchAck, StoreError>>,
-}
 
 /// Inserts one batch on `conn` inside the caller's transaction; a batch id
 /// seen before writes nothing and is acknowledged as a duplicate.
@@ -151,22 +144,6 @@ async fn campaign_intervals(conn: &mut AnyConnection) -> Result<HashMap<String, 
             ))
         })
         .collect()
-}
-
-/// The start time of a raw row's round: the time key of the raw tables
-/// (`partitions`). A function of (campaign, round) alone, so that a round
-/// resent still conflicts with the stored one; a campaign unknown here
-/// falls back to the report's timestamp.
-pub(super) fn round_ms(
-    intervals: &HashMap<String, i64>,
-    campaign: &str,
-    round: u64,
-    ts_ms: i64,
-) -> i64 {
-    intervals
-        .get(campaign)
-        .and_then(|i| i64::try_from(round).ok()?.checked_mul(*i))
-        .unwrap_or(ts_ms)
 }
 
 /// Writes `jobs` in one transaction; all commit or none do.

@@ -9,13 +9,16 @@
 use sqlx::{AnyConnection, AnyPool};
 
 use super::codec::unavailable;
+use super::tables;
 use super::url::Backend;
 use super::StoreError;
 
 /// Advisory lock key serializing PostgreSQL migrations ("dwmg").
 const MIGRATION_LOCK: i64 = 0x6477_6d67;
 
-/// Schema versions; `{ID}` becomes the backend's autoincrement primary key.
+/// Schema versions; `{ID}` becomes the backend's autoincrement primary key,
+/// `{OBSERVATIONS}` and `{ROUND_RECORDS}` the columns of those raw tables
+/// (`tables`, shared with their partitioned copies).
 const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
@@ -46,20 +49,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         observations BIGINT NOT NULL,
         traces BIGINT NOT NULL
     );
-    CREATE TABLE observations (
-        agent TEXT NOT NULL,
-        campaign TEXT NOT NULL,
-        round BIGINT NOT NULL,
-        block TEXT NOT NULL,
-        state TEXT NOT NULL,
-        probes BIGINT NOT NULL,
-        replies BIGINT NOT NULL,
-        belief DOUBLE PRECISION NOT NULL,
-        availability DOUBLE PRECISION NOT NULL,
-        control BIGINT NOT NULL,
-        ts_ms BIGINT NOT NULL,
-        PRIMARY KEY (agent, campaign, round, block)
-    );
+    CREATE TABLE observations ({OBSERVATIONS});
     CREATE INDEX observations_by_round ON observations (campaign, round);
     CREATE TABLE traces (
         agent TEXT NOT NULL,
@@ -197,18 +187,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         created_ms BIGINT NOT NULL,
         PRIMARY KEY (campaign, digest)
     );
-    CREATE TABLE IF NOT EXISTS round_records (
-        campaign TEXT NOT NULL,
-        round BIGINT NOT NULL,
-        agent TEXT NOT NULL,
-        chunk BIGINT NOT NULL,
-        chunks BIGINT NOT NULL,
-        space TEXT NOT NULL,
-        blocks BIGINT NOT NULL,
-        ts_ms BIGINT NOT NULL,
-        data {BLOB} NOT NULL,
-        PRIMARY KEY (campaign, round, agent, chunk)
-    )",
+    CREATE TABLE IF NOT EXISTS round_records ({ROUND_RECORDS})",
     ),
     // The raw tables get `round_ms`, their round's start time; on
     // PostgreSQL they become partitioned by it, a partition per day, so
@@ -347,9 +326,12 @@ async fn migrate_on(
             raw_by_time(&mut tx, backend, now_ms).await?;
         }
         for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sqlx::query(&stmt.replace("{ID}", id).replace("{BLOB}", blob))
-                .execute(&mut *tx)
-                .await?;
+            let stmt = stmt
+                .replace("{OBSERVATIONS}", &tables::OBSERVATIONS.body())
+                .replace("{ROUND_RECORDS}", &tables::ROUND_RECORDS.body())
+                .replace("{ID}", id)
+                .replace("{BLOB}", blob);
+            sqlx::query(&stmt).execute(&mut *tx).await?;
         }
         sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
             .bind(*version)

@@ -5,18 +5,28 @@
 //! core types them); [`SqlStore`] implements it over `sqlx::Any`, so the
 //! same code serves a SQLite file or a PostgreSQL database chosen by URL.
 //! Callers pass the current time in, which keeps the store free of clocks.
+//!
+//! Inside, the modules form layers with no loop: `codec`, `url` and
+//! `tables` at the bottom; `sql`, the connection type; the topic modules
+//! that hold each table's SQL (`agents`, `observations`, `rounds`,
+//! `census`, `timing`, `summaries`, `verdicts`, `leases`, `partitions`,
+//! `purge`; `ingest` writes a batch through several of them); and
+//! `dispatch` on top, which opens the store and implements [`Store`].
 
 mod agents;
 mod census;
 mod codec;
+mod dispatch;
 mod ingest;
 mod leases;
 mod migrations;
 mod observations;
 mod partitions;
+mod purge;
 mod rounds;
 mod sql;
 mod summaries;
+mod tables;
 mod timing;
 mod url;
 mod verdicts;
@@ -25,16 +35,14 @@ use std::future::Future;
 use std::ops::RangeInclusive;
 
 use darkwatch_correlate::{Kind, Localization, Scope};
-use darkwatch_schema::{
-    BatchAck, BlockObservation, CampaignAssignment, CensusBlock, ReportBatch, TraceObservation,
-};
+use darkwatch_schema::{BatchAck, BlockObservation, CensusBlock, ReportBatch, TraceObservation};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use census::AgentCoverage;
 pub use rounds::Spaces;
 pub use sql::SqlStore;
-pub use timing::RoundTiming;
+pub use timing::ReportedTiming;
 pub use url::{resolve_url, sqlite_file, Backend};
 
 #[derive(Debug, thiserror::Error)]
@@ -106,24 +114,6 @@ pub struct Campaign {
 impl Campaign {
     pub fn assigned_to(&self, agent: &str) -> bool {
         self.agents.is_empty() || self.agents.iter().any(|a| a == agent)
-    }
-
-    pub fn to_assignment(&self) -> CampaignAssignment {
-        self.to_assignment_with_census(Vec::new())
-    }
-
-    /// The assignment with the campaign's stored census, screened against
-    /// its current prefixes and bounded per block (`crate::census`).
-    pub fn to_assignment_with_census(&self, census: Vec<CensusBlock>) -> CampaignAssignment {
-        CampaignAssignment {
-            name: self.name.clone(),
-            country: self.country.clone(),
-            interval_secs: self.interval_secs,
-            prefixes: self.prefixes.clone(),
-            control: self.control.clone(),
-            generation: self.generation,
-            census: crate::census::for_assignment(self, census),
-        }
     }
 }
 
@@ -545,5 +535,5 @@ pub trait Store: Send + Sync + 'static {
     fn round_timings(
         &self,
         since_ms: i64,
-    ) -> impl Future<Output = Result<Vec<RoundTiming>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ReportedTiming>, StoreError>> + Send;
 }

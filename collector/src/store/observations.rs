@@ -9,8 +9,8 @@ use sqlx::Row;
 use tokio::sync::oneshot;
 
 use super::codec::{clamp, observation_from_row, probe_errors_from_row, to_u64, trace_from_row};
-use super::ingest::{insert_batch, IngestJob};
-use super::sql::SqlStore;
+use super::ingest::insert_batch;
+use super::sql::{IngestJob, SqlStore};
 use super::{AgentObservation, AgentProbeErrors, AgentTrace, Spaces, StoreError};
 
 pub(super) async fn ingest(

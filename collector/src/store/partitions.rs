@@ -24,17 +24,19 @@
 //! and stay in one table, deleted in batches.
 //!
 //! SQLite has no partitions: there `round_ms` is written but unused, and
-//! retention deletes in batches (`rounds::purge_raw`).
+//! retention deletes in batches (`purge`).
 
 use std::ops::RangeInclusive;
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::codec::clamp;
+use super::sql::SqlStore;
+use super::tables;
+use super::url::Backend;
 use super::StoreError;
 
 /// The partitioned tables.
-pub const TABLES: [&str; 2] = ["round_records", "observations"];
+pub const TABLES: [&str; 2] = [tables::ROUND_RECORDS.name, tables::OBSERVATIONS.name];
 /// Day partitions created after today.
 pub const AHEAD_DAYS: i64 = 2;
 const DAY_MS: i64 = 86_400_000;
@@ -69,54 +71,6 @@ pub fn day_of_partition(table: &str, name: &str) -> Option<i64> {
     Some((date - epoch).num_days())
 }
 
-/// The partitioned parents' DDL (without the `PARTITION BY` clause).
-fn parent_ddl(table: &str) -> &'static str {
-    match table {
-        "round_records" => {
-            "CREATE TABLE round_records (
-            campaign TEXT NOT NULL,
-            round BIGINT NOT NULL,
-            agent TEXT NOT NULL,
-            chunk BIGINT NOT NULL,
-            chunks BIGINT NOT NULL,
-            space TEXT NOT NULL,
-            blocks BIGINT NOT NULL,
-            ts_ms BIGINT NOT NULL,
-            data BYTEA NOT NULL,
-            round_ms BIGINT NOT NULL,
-            PRIMARY KEY (campaign, round, agent, chunk, round_ms)
-        )"
-        }
-        _ => {
-            "CREATE TABLE observations (
-            agent TEXT NOT NULL,
-            campaign TEXT NOT NULL,
-            round BIGINT NOT NULL,
-            block TEXT NOT NULL,
-            state TEXT NOT NULL,
-            probes BIGINT NOT NULL,
-            replies BIGINT NOT NULL,
-            belief DOUBLE PRECISION NOT NULL,
-            availability DOUBLE PRECISION NOT NULL,
-            control BIGINT NOT NULL,
-            ts_ms BIGINT NOT NULL,
-            round_ms BIGINT NOT NULL,
-            PRIMARY KEY (agent, campaign, round, block, round_ms)
-        )"
-        }
-    }
-}
-
-/// The columns of version 6 of each table, copied by the upgrade.
-fn v6_columns(table: &str) -> &'static str {
-    match table {
-        "round_records" => "campaign, round, agent, chunk, chunks, space, blocks, ts_ms, data",
-        _ => {
-            "agent, campaign, round, block, state, probes, replies, belief, availability, control, ts_ms"
-        }
-    }
-}
-
 async fn is_partitioned(conn: &mut AnyConnection, table: &str) -> Result<bool, StoreError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM pg_partitioned_table WHERE partrelid = to_regclass($1)",
@@ -133,7 +87,8 @@ async fn is_partitioned(conn: &mut AnyConnection, table: &str) -> Result<bool, S
 /// [`MAX_UPGRADE_DAYS`]) and around `now_ms`, the rows are copied with
 /// their round's start time, and the old table is dropped.
 pub(super) async fn migrate(conn: &mut AnyConnection, now_ms: i64) -> Result<(), StoreError> {
-    for table in TABLES {
+    for raw in tables::PARTITIONED {
+        let table = raw.name;
         if is_partitioned(conn, table).await? {
             continue;
         }
@@ -151,7 +106,7 @@ pub(super) async fn migrate(conn: &mut AnyConnection, now_ms: i64) -> Result<(),
             .execute(&mut *conn)
             .await?;
         }
-        create_parent(conn, table).await?;
+        create_parent(conn, raw).await?;
         // Rows of campaigns removed since keep their report time.
         let round_ms = "COALESCE(o.round * c.interval_secs * 1000, o.ts_ms)";
         let from = format!("FROM {old} o LEFT JOIN campaigns c ON c.name = o.campaign");
@@ -170,7 +125,7 @@ pub(super) async fn migrate(conn: &mut AnyConnection, now_ms: i64) -> Result<(),
         for day in around(now_ms) {
             create_day(conn, table, day).await?;
         }
-        let cols = v6_columns(table);
+        let cols = raw.column_names();
         let selected = cols
             .split(", ")
             .map(|c| format!("o.{c}"))
@@ -188,9 +143,10 @@ pub(super) async fn migrate(conn: &mut AnyConnection, now_ms: i64) -> Result<(),
     Ok(())
 }
 
-async fn create_parent(conn: &mut AnyConnection, table: &str) -> Result<(), StoreError> {
+async fn create_parent(conn: &mut AnyConnection, raw: &tables::RawTable) -> Result<(), StoreError> {
+    let table = raw.name;
     let stmts = [
-        format!("{} PARTITION BY RANGE (round_ms)", parent_ddl(table)),
+        format!("{} PARTITION BY RANGE (round_ms)", raw.partitioned_ddl()),
         format!("CREATE TABLE {table}_default PARTITION OF {table} DEFAULT"),
     ];
     for stmt in stmts {
@@ -333,36 +289,35 @@ pub(super) async fn db_now_ms(pool: &AnyPool) -> Result<i64, StoreError> {
     )
 }
 
-/// Deletes up to `limit` rows of `campaign` before `before_round` from
-/// each default partition, from traces, round timing and probe errors (by ctid: unique within one
-/// table, which a partitioned parent is not).
-pub(super) async fn purge_unpartitioned(
-    pool: &AnyPool,
-    campaign: &str,
-    before_round: u64,
-    limit: u64,
-) -> Result<u64, StoreError> {
-    let mut deleted = 0;
-    for table in [
-        "round_records_default",
-        "observations_default",
-        "traces",
-        "agent_rounds",
-        "probe_errors",
-    ] {
-        let sql = format!(
-            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}
-             WHERE campaign = $1 AND round < $2 LIMIT $3))"
-        );
-        deleted += sqlx::query(&sql)
-            .bind(campaign)
-            .bind(clamp(before_round))
-            .bind(clamp(limit))
-            .execute(pool)
-            .await?
-            .rows_affected();
+impl SqlStore {
+    /// PostgreSQL: creates the raw tables' missing day partitions around
+    /// `now_ms` (yesterday to two days ahead), moving rows of those days
+    /// out of the default partition; returns how many were created. A
+    /// no-op on SQLite.
+    pub async fn ensure_partitions(&self, now_ms: i64) -> Result<u64, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(0);
+        }
+        ensure_days(&self.pool, around(now_ms)).await
     }
-    Ok(deleted)
+
+    /// PostgreSQL: the names of the raw tables' day partitions (empty on
+    /// SQLite), by table then day.
+    pub async fn raw_partitions(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        if self.backend == Backend::Postgres {
+            let mut conn = self.pool.acquire().await?;
+            for table in TABLES {
+                out.extend(
+                    day_partitions(&mut conn, table)
+                        .await?
+                        .into_iter()
+                        .map(|p| p.0),
+                );
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -9,18 +9,16 @@
 //! digest, so a round packed against an older generation still decodes and
 //! an agent one campaign change behind is still understood.
 //!
-//! Retention deletes old raw rounds (records, per-block observations,
-//! traces) in small bounded statements, so a purge never holds the SQLite
-//! write lock long enough to stall ingest.
+//! Retention deletes old raw rounds with the other raw tables (`purge`).
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
-use darkwatch_schema::packed::{unpack_columns, BlockSpace, PackedBlock, PackedRound};
+use darkwatch_schema::packed::{self, BlockSpace, PackedBlock, PackedRound};
 use ipnet::IpNet;
 use sqlx::{AnyConnection, Row};
 
-use super::codec::{clamp, from_json, json, to_i64, to_u64};
+use super::codec::{clamp, from_json, json, round_ms, to_i64, to_u64};
 use super::sql::SqlStore;
 use super::{AgentObservation, Campaign, RoundRecord, StoreError, StoredSpace};
 
@@ -108,7 +106,7 @@ pub(super) async fn insert_packed(
         .bind(i64::from(p.blocks))
         .bind(p.ts_ms)
         .bind(data)
-        .bind(super::ingest::round_ms(intervals, &p.campaign, p.round, p.ts_ms))
+        .bind(round_ms(intervals, &p.campaign, p.round, p.ts_ms))
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -154,24 +152,23 @@ pub(super) async fn round_records(
         .collect()
 }
 
-/// The block spaces of a campaign by digest, built once per read.
+/// The block spaces of a campaign by digest, built once per read: the
+/// schema's [`packed::Spaces`] (the one decoder of packed columns) over the
+/// stored spaces, with its errors as the store's.
 #[derive(Debug, Default)]
-pub struct Spaces {
-    by_digest: HashMap<String, BlockSpace>,
-}
+pub struct Spaces(packed::Spaces);
 
 impl Spaces {
     pub fn new(stored: &[StoredSpace]) -> Spaces {
-        Spaces {
-            by_digest: stored
+        Spaces(packed::Spaces::new(
+            stored
                 .iter()
-                .map(|s| (s.digest.clone(), BlockSpace::new(&s.prefixes)))
-                .collect(),
-        }
+                .map(|s| (s.digest.as_str(), s.prefixes.as_slice())),
+        ))
     }
 
     pub fn get(&self, digest: &str) -> Option<&BlockSpace> {
-        self.by_digest.get(digest)
+        self.0.get(digest)
     }
 
     /// The blocks of `record`, checked against its space. A record whose
@@ -181,17 +178,12 @@ impl Spaces {
         &self,
         record: &RoundRecord,
     ) -> Result<(&BlockSpace, Vec<PackedBlock>), StoreError> {
-        let space = self.get(&record.space).ok_or_else(|| StoreError::Corrupt {
-            what: "round record",
-            why: format!("unknown block space {}", record.space),
-        })?;
-        let blocks = unpack_columns(&record.data, record.blocks, space).map_err(|e| {
-            StoreError::Corrupt {
+        self.0
+            .unpack(&record.space, &record.data, record.blocks)
+            .map_err(|e| StoreError::Corrupt {
                 what: "round record",
                 why: e.to_string(),
-            }
-        })?;
-        Ok((space, blocks))
+            })
     }
 }
 
@@ -224,39 +216,4 @@ pub(super) fn records_as_observations(
         }));
     }
     Ok(out)
-}
-
-/// SQLite (PostgreSQL drops partitions: `partitions`): deletes up to
-/// `limit` rows of each raw table (round records, per-block observations,
-/// traces, round timing) of `campaign` older than `before_round`; returns the rows
-/// deleted. Each statement deletes a bounded set picked by `rowid` through
-/// the (campaign, round) index, so it holds the write lock briefly;
-/// callers repeat until it returns 0.
-pub(super) async fn purge_raw(
-    s: &SqlStore,
-    campaign: &str,
-    before_round: u64,
-    limit: u64,
-) -> Result<u64, StoreError> {
-    let mut deleted = 0;
-    for table in [
-        "round_records",
-        "observations",
-        "traces",
-        "agent_rounds",
-        "probe_errors",
-    ] {
-        let sql = format!(
-            "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}
-             WHERE campaign = $1 AND round < $2 LIMIT $3)"
-        );
-        deleted += sqlx::query(&sql)
-            .bind(campaign)
-            .bind(clamp(before_round))
-            .bind(clamp(limit))
-            .execute(&s.pool)
-            .await?
-            .rows_affected();
-    }
-    Ok(deleted)
 }

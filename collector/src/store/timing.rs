@@ -5,9 +5,9 @@
 //! ended before the next round began. `agent_rounds` keeps one row per
 //! (agent, campaign, round), so a batch resent under another id, or a round
 //! reported twice, counts once; retention deletes old rows with the raw
-//! rounds (`rounds::purge_raw`). `status` reads each agent's latest round
+//! rounds (`purge`). `status` reads each agent's latest round
 //! of each campaign and the share of its rounds that were late over a
-//! recent window ([`RoundTiming`]).
+//! recent window ([`ReportedTiming`]).
 
 use darkwatch_schema::RoundInfo;
 use sqlx::{AnyConnection, Row};
@@ -18,7 +18,7 @@ use super::StoreError;
 
 /// One agent's round timing of one campaign, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RoundTiming {
+pub struct ReportedTiming {
     pub agent: String,
     /// The latest round reported (its `campaign` names the campaign).
     pub last: RoundInfo,
@@ -64,7 +64,7 @@ pub(super) async fn write_rounds(
 pub(super) async fn round_timings(
     s: &SqlStore,
     since_ms: i64,
-) -> Result<Vec<RoundTiming>, StoreError> {
+) -> Result<Vec<ReportedTiming>, StoreError> {
     let rows = sqlx::query(
         "SELECT r.agent, r.campaign, r.round, r.started_ms, r.ended_ms, r.on_time, r.blocks,
                 r.probes, r.received_ms,
@@ -85,7 +85,7 @@ pub(super) async fn round_timings(
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(RoundTiming {
+            Ok(ReportedTiming {
                 agent: r.try_get("agent")?,
                 last: RoundInfo {
                     campaign: r.try_get("campaign")?,

@@ -22,13 +22,15 @@
 //! verdicts use states, probes and replies; the two estimates are for display.
 
 use std::io::Read;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use base64::Engine as _;
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use crate::{BlockObservation, BlockState, BLOCK_LEN_V4, BLOCK_LEN_V6};
+use crate::{BlockObservation, BlockState};
+
+mod space;
+
+pub use space::{BlockSpace, Spaces};
 
 /// Version of the column layout (the first byte of the decompressed data).
 pub const PACKED_VERSION: u8 = 1;
@@ -44,144 +46,6 @@ const MAX_BYTES_PER_BLOCK: usize = 40;
 /// `ApiError::code` of a batch whose packed rounds name a block space the
 /// collector does not know: resend the blocks as plain observations.
 pub const ERROR_UNKNOWN_BLOCK_SPACE: &str = "unknown_block_space";
-
-/// The blocks of a campaign's prefixes, in a fixed order: IPv4 /24s in
-/// address order, then IPv6 /48s in address order. A prefix longer than a
-/// block stands for the block that holds it; nested and overlapping prefixes
-/// count once. The order depends on the set of prefixes only, so agent and
-/// collector agree on every index without exchanging the list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockSpace {
-    /// Merged runs of block numbers: (is_v6, first block number, count,
-    /// index of the run's first block).
-    runs: Vec<Run>,
-    len: u64,
-    digest: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Run {
-    v6: bool,
-    first: u64,
-    count: u64,
-    index: u64,
-}
-
-/// Block number of an address: its top 24 (IPv4) or 48 (IPv6) bits.
-fn block_number(net: &IpNet) -> (bool, u64) {
-    match net {
-        IpNet::V4(n) => (false, u64::from(u32::from(n.network()) >> 8)),
-        IpNet::V6(n) => (true, (u128::from(n.network()) >> 80) as u64),
-    }
-}
-
-impl BlockSpace {
-    /// The space of `prefixes` (any order, duplicates and nesting allowed).
-    pub fn new(prefixes: &[IpNet]) -> BlockSpace {
-        let mut spans: Vec<(bool, u64, u64)> = prefixes
-            .iter()
-            .map(|p| {
-                let (v6, first) = block_number(p);
-                let (len, block_len) = match p {
-                    IpNet::V4(n) => (n.prefix_len(), BLOCK_LEN_V4),
-                    IpNet::V6(n) => (n.prefix_len(), BLOCK_LEN_V6),
-                };
-                let bits = u32::from(block_len.saturating_sub(len));
-                // Align to the prefix (host bits may be set in the input).
-                let count = 1u64 << bits;
-                (v6, first & !(count - 1), count)
-            })
-            .collect();
-        spans.sort_unstable();
-        let mut runs: Vec<Run> = Vec::new();
-        let mut index = 0u64;
-        for (v6, first, count) in spans {
-            if let Some(last) = runs.last_mut() {
-                if last.v6 == v6 && first <= last.first + last.count {
-                    let end = (first + count).max(last.first + last.count);
-                    index += end - (last.first + last.count);
-                    last.count = end - last.first;
-                    continue;
-                }
-            }
-            runs.push(Run {
-                v6,
-                first,
-                count,
-                index,
-            });
-            index += count;
-        }
-        // FNV-1a over the runs: stable across releases and platforms.
-        let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
-        for r in &runs {
-            for word in [u64::from(r.v6), r.first, r.count] {
-                for b in word.to_le_bytes() {
-                    digest ^= u64::from(b);
-                    digest = digest.wrapping_mul(0x0000_0100_0000_01b3);
-                }
-            }
-        }
-        BlockSpace {
-            runs,
-            len: index,
-            digest,
-        }
-    }
-
-    /// Number of blocks.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The digest that names this space on the wire (16 hex digits).
-    pub fn digest(&self) -> String {
-        format!("{:016x}", self.digest)
-    }
-
-    /// Index of `block` (a /24 or /48 with no host bits), if it is in the space.
-    pub fn index_of(&self, block: &IpNet) -> Option<u64> {
-        let ok = match block {
-            IpNet::V4(n) => n.prefix_len() == BLOCK_LEN_V4,
-            IpNet::V6(n) => n.prefix_len() == BLOCK_LEN_V6,
-        };
-        if !ok || block.trunc() != *block {
-            return None;
-        }
-        let (v6, num) = block_number(block);
-        let i = self
-            .runs
-            .partition_point(|r| (r.v6, r.first) <= (v6, num))
-            .checked_sub(1)?;
-        let r = self.runs[i];
-        (r.v6 == v6 && num < r.first + r.count).then(|| r.index + (num - r.first))
-    }
-
-    /// The block at `index`.
-    pub fn block_at(&self, index: u64) -> Option<IpNet> {
-        if index >= self.len {
-            return None;
-        }
-        let i = self.runs.partition_point(|r| r.index <= index) - 1;
-        let r = self.runs[i];
-        let num = r.first + (index - r.index);
-        Some(if r.v6 {
-            IpNet::V6(
-                Ipv6Net::new(Ipv6Addr::from((num as u128) << 80), BLOCK_LEN_V6)
-                    .expect("48 is a valid length"),
-            )
-        } else {
-            IpNet::V4(
-                Ipv4Net::new(Ipv4Addr::from((num as u32) << 8), BLOCK_LEN_V4)
-                    .expect("24 is a valid length"),
-            )
-        })
-    }
-}
 
 /// One block's fields in a packed round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +110,8 @@ pub enum PackedError {
     Replies(u64),
     #[error("chunk {chunk} of {chunks} is impossible")]
     Chunk { chunk: u32, chunks: u32 },
+    #[error("unknown block space {0}")]
+    UnknownSpace(String),
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -553,157 +419,4 @@ pub fn pack_chunks(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nets(s: &[&str]) -> Vec<IpNet> {
-        s.iter().map(|p| p.parse().unwrap()).collect()
-    }
-
-    #[test]
-    fn space_orders_v4_before_v6_and_merges_overlaps() {
-        let s = BlockSpace::new(&nets(&[
-            "2001:db8::/47",
-            "198.18.2.0/23",
-            "198.18.0.0/22",
-            "198.18.9.128/25",
-            "198.18.9.0/25",
-        ]));
-        // /22 holds the /23: 4 blocks, then 198.18.9.0/24 once, then 2 /48s.
-        assert_eq!(s.len(), 7);
-        let all: Vec<String> = (0..s.len())
-            .map(|i| s.block_at(i).unwrap().to_string())
-            .collect();
-        assert_eq!(
-            all,
-            [
-                "198.18.0.0/24",
-                "198.18.1.0/24",
-                "198.18.2.0/24",
-                "198.18.3.0/24",
-                "198.18.9.0/24",
-                "2001:db8::/48",
-                "2001:db8:1::/48"
-            ]
-        );
-        for i in 0..s.len() {
-            assert_eq!(s.index_of(&s.block_at(i).unwrap()), Some(i));
-        }
-        assert_eq!(s.index_of(&"198.18.4.0/24".parse().unwrap()), None);
-        assert_eq!(s.index_of(&"198.18.0.0/23".parse().unwrap()), None);
-        assert_eq!(s.block_at(7), None);
-    }
-
-    #[test]
-    fn digest_depends_on_the_set_of_blocks_only() {
-        let a = BlockSpace::new(&nets(&["198.18.0.0/23", "198.18.2.0/24"]));
-        let b = BlockSpace::new(&nets(&["198.18.2.0/24", "198.18.0.0/24", "198.18.1.0/24"]));
-        let c = BlockSpace::new(&nets(&["198.18.0.0/22"]));
-        assert_eq!(a.digest(), b.digest());
-        assert_ne!(a.digest(), c.digest());
-        assert_eq!(a.digest().len(), 16);
-    }
-
-    fn sample(space: &BlockSpace) -> Vec<PackedBlock> {
-        (0..space.len())
-            .filter(|i| i % 3 != 1)
-            .map(|i| PackedBlock {
-                index: i,
-                state: [BlockState::Up, BlockState::Down, BlockState::Uncertain]
-                    [(i % 5 % 3) as usize],
-                probes: (i % 7) as u32 + 1,
-                replies: (i % 2) as u32,
-                belief: (i * 13 % 256) as u8,
-                availability: (i * 7 % 256) as u8,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn packs_and_unpacks_exactly() {
-        let space = BlockSpace::new(&nets(&["198.18.0.0/16", "2001:db8::/40"]));
-        let blocks = sample(&space);
-        let p =
-            PackedRound::pack("kp", 9, &space, 1_800_000_000_000, (0, 1), blocks.clone()).unwrap();
-        assert_eq!(p.blocks as usize, blocks.len());
-        assert_eq!(p.unpack(&space).unwrap(), blocks);
-        let obs = p.to_observations(&space).unwrap();
-        assert_eq!(obs.len(), blocks.len());
-        assert_eq!(obs[1].block.to_string(), "198.18.2.0/24");
-        assert_eq!(obs[1].probes, 3);
-        // JSON envelope round trip.
-        let back: PackedRound = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
-        assert_eq!(back, p);
-    }
-
-    #[test]
-    fn a_typical_round_costs_under_a_byte_per_block() {
-        // 65,536 blocks, nearly all up with one probe answered, a few down.
-        let space = BlockSpace::new(&nets(&["10.0.0.0/8"]));
-        let blocks = typical_round(space.len(), 0);
-        let p = PackedRound::pack("big", 1, &space, 1_800_000_000_000, (0, 1), blocks).unwrap();
-        let per_block = p.data.len() as f64 / space.len() as f64;
-        assert!(per_block < 1.0, "{per_block} bytes per block on the wire");
-    }
-
-    #[test]
-    fn chunks_cover_the_round_once() {
-        let space = BlockSpace::new(&nets(&["198.18.0.0/18"]));
-        let blocks = sample(&space);
-        let chunks = pack_chunks("kp", 3, &space, 1_800_000_000_000, blocks.clone(), 10).unwrap();
-        assert_eq!(chunks.len(), blocks.len().div_ceil(10));
-        assert!(chunks.iter().all(|c| c.chunks as usize == chunks.len()));
-        let back: Vec<PackedBlock> = chunks
-            .iter()
-            .flat_map(|c| c.unpack(&space).unwrap())
-            .collect();
-        assert_eq!(back, blocks);
-        // An empty round is one empty chunk, so the collector still sees it.
-        let empty = pack_chunks("kp", 3, &space, 1_800_000_000_000, vec![], 10).unwrap();
-        assert_eq!(empty.len(), 1);
-        assert!(empty[0].unpack(&space).unwrap().is_empty());
-    }
-
-    #[test]
-    fn refuses_bad_input_without_panicking() {
-        let space = BlockSpace::new(&nets(&["198.18.0.0/24"]));
-        let b = |index| PackedBlock {
-            index,
-            state: BlockState::Up,
-            probes: 1,
-            replies: 1,
-            belief: 255,
-            availability: 255,
-        };
-        let pack = |blocks| PackedRound::pack("kp", 1, &space, 0, (0, 1), blocks);
-        assert!(matches!(pack(vec![b(1)]), Err(PackedError::Index { .. })));
-        assert!(matches!(pack(vec![b(0), b(0)]), Err(PackedError::Order(0))));
-        let good = pack(vec![b(0)]).unwrap();
-        // Another space: index 0 of an empty space.
-        let empty = BlockSpace::new(&[]);
-        assert!(matches!(
-            good.unpack(&empty),
-            Err(PackedError::Index { .. })
-        ));
-        let mut bad = good.clone();
-        bad.blocks = 2;
-        assert!(matches!(bad.unpack(&space), Err(PackedError::Count { .. })));
-        bad = good.clone();
-        bad.data = "!!".into();
-        assert_eq!(bad.unpack(&space), Err(PackedError::Base64));
-        bad = good.clone();
-        bad.data = base64::engine::general_purpose::STANDARD.encode(b"not zstd");
-        assert!(matches!(
-            bad.unpack(&space),
-            Err(PackedError::Decompress(_))
-        ));
-        bad = good.clone();
-        bad.chunk = 1;
-        assert!(matches!(bad.unpack(&space), Err(PackedError::Chunk { .. })));
-        // A bomb: a million zero bytes declared as one block.
-        bad = good.clone();
-        let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
-        bad.data = base64::engine::general_purpose::STANDARD.encode(bomb);
-        assert!(bad.unpack(&space).is_err());
-    }
-}
+mod tests;
