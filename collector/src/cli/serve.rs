@@ -49,14 +49,22 @@ pub(super) async fn serve(
         rand::random::<u32>()
     );
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    let pfx2as = cfg
+        .correlation
+        .pfx2as
+        .as_deref()
+        .and_then(|p| crate::inputs::load_pfx2as(p, "correlating"));
     let correlator = tokio::spawn(crate::correlation::run(
         store.clone(),
-        cfg.correlation.clone(),
-        cfg.retention.clone(),
-        holder,
-        alerts,
-        metrics.clone(),
-        clock.clone(),
+        crate::correlation::LoopSetup {
+            settings: cfg.correlation.clone(),
+            retention: cfg.retention.clone(),
+            holder,
+            pfx2as,
+            alerts,
+            stats: metrics.correlation_stats(),
+            clock: clock.clone(),
+        },
     ));
     let result = server::serve(
         &cfg,
