@@ -67,7 +67,8 @@ impl MemoryStore {
             .push(space);
     }
 
-    /// Makes every read of `campaign`'s rounds fail (a database error).
+    /// Makes every read of `campaign`'s stored rounds fail (a database
+    /// error in the middle of a pass: after its state was built).
     pub fn set_failing(&self, campaign: &str, failing: bool) {
         let mut g = self.lock();
         if failing {
@@ -147,7 +148,7 @@ impl RoundSource for MemoryStore {
         campaign: &str,
         rounds: RangeInclusive<u64>,
     ) -> Result<Vec<(u64, String)>, StoreError> {
-        let g = self.read(campaign)?;
+        let g = self.lock();
         let Some(r) = g.rounds.get(campaign) else {
             return Ok(Vec::new());
         };
@@ -166,7 +167,7 @@ impl RoundSource for MemoryStore {
         campaign: &str,
         rounds: RangeInclusive<u64>,
     ) -> Result<Vec<(u64, u64)>, StoreError> {
-        let g = self.read(campaign)?;
+        let g = self.lock();
         let mut n: BTreeMap<u64, u64> = BTreeMap::new();
         if let Some(r) = g.rounds.get(campaign) {
             let all = r
@@ -229,17 +230,16 @@ impl RoundSource for MemoryStore {
     }
 
     async fn campaign_spaces(&self, campaign: &str) -> Result<Vec<StoredSpace>, StoreError> {
-        let g = self.read(campaign)?;
+        let g = self.lock();
         Ok(g.spaces.get(campaign).cloned().unwrap_or_default())
     }
 
     async fn stored_verdicts(&self, campaign: &str) -> Result<Vec<Verdict>, StoreError> {
-        drop(self.read(campaign)?);
         Ok(self.verdicts(campaign))
     }
 
     async fn stored_vp_faults(&self, campaign: &str) -> Result<Vec<VpFault>, StoreError> {
-        let g = self.read(campaign)?;
+        let g = self.lock();
         Ok(g.faults
             .iter()
             .filter(|f| f.campaign == campaign)
