@@ -8,11 +8,12 @@
 //! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
 //! dashboard's page and assets). `correlation` wires the store to the
 //! correlation core and `reconcile` through two narrow traits (its
-//! `edges`); `inputs` loads the published files `serve` reads; `views` is the read model that both the
-//! CLI and the API serve, `signals` the part of it read from the per-round
-//! scope summaries each correlation pass stores (signals, timeline, scope
-//! gauges). Published input files (delegated stats, pfx2as,
-//! address lists) are parsed by `darkwatch_schema::inputs`.
+//! `edges`, with an in-memory implementation for tests); `views` is the
+//! read model that both the CLI and the API serve, `signals` the part of it
+//! read from the per-round scope summaries each correlation pass stores
+//! (signals, timeline, scope gauges). Published input files (delegated
+//! stats, pfx2as, address lists) are parsed by `darkwatch_schema::inputs`;
+//! `inputs` loads the ones `serve` reads at start-up.
 //!
 //! `evidence` assembles a verdict's evidence for its page on the dashboard.
 
