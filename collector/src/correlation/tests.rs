@@ -1,6 +1,6 @@
 //! The correlation loop over the in-memory store ([`MemoryStore`]): no SQL,
-//! no files, time from a [`ManualClock`]. The loop correlates and writes
-//! verdicts; a failing pass and a panicking pass are reported and caught
+//! no files, time from a [`ManualClock`]. The loop correlates, writes
+//! verdicts and purges rounds past the retention; a failing pass and a panicking pass are reported and caught
 //! while the other campaigns go on; leases move between two collectors;
 //! packed records feed the engine as the same rows do.
 
@@ -134,6 +134,15 @@ async fn the_loop_correlates_and_writes_verdicts() {
     let store = MemoryStore::default();
     store.put_campaign(kp("kp"));
     seed(&store, "kp");
+    // A round older than the retention (30 days of 1-minute rounds).
+    let old = FIRST - 50_000;
+    store.add_rounds(
+        "kp",
+        StoredRounds {
+            rows: vec![observation("kp", "vp-a", old, BLOCKS[0], false)],
+            ..Default::default()
+        },
+    );
     let clock = ManualClock::new(t14());
     let setup = setup("a", &clock);
     let mut state = LoopState::default();
@@ -154,6 +163,13 @@ async fn the_loop_correlates_and_writes_verdicts() {
     assert_eq!(writes.len(), 1);
     assert_eq!(*writes[0].window.end(), FIRST + 14);
     assert_eq!(writes[0].rounds, 15);
+    // The old round was purged after the pass; the window's rounds stay.
+    let kept = |r| store.stored_rounds("kp", r);
+    assert_eq!(kept(old..=old).await.unwrap(), StoredRounds::default());
+    assert_eq!(
+        kept(FIRST..=FIRST + 14).await.unwrap().rows.len(),
+        15 * 2 * 4
+    );
 
     // Nothing new: nothing read, the same verdicts (same ids) kept.
     clock.advance(100);
