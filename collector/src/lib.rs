@@ -7,11 +7,13 @@
 //! injected everywhere else; `store` is the only module that speaks SQL and
 //! `api`/`server`/`web` the only ones that speak HTTP (`web` serves the
 //! dashboard's page and assets). `correlation` wires the store to the
-//! correlation core and `reconcile`; `views` is the read model that both the
-//! CLI and the API serve, `signals` the part of it read from the per-round
-//! scope summaries each correlation pass stores (signals, timeline, scope
-//! gauges). Published input files (delegated stats, pfx2as,
-//! address lists) are parsed by `darkwatch_schema::inputs`.
+//! correlation core and `reconcile` through two narrow traits (its
+//! `edges`, with an in-memory implementation for tests); `views` is the
+//! read model that both the CLI and the API serve, `signals` the part of it
+//! read from the per-round scope summaries each correlation pass stores
+//! (signals, timeline, scope gauges). Published input files (delegated
+//! stats, pfx2as, address lists) are parsed by `darkwatch_schema::inputs`;
+//! `inputs` loads the ones `serve` reads at start-up.
 //!
 //! `evidence` assembles a verdict's evidence for its page on the dashboard.
 
@@ -27,6 +29,7 @@ pub mod coverage;
 pub mod evidence;
 pub mod hitlist;
 pub mod ingest;
+pub mod inputs;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use crate::correlation::stats::CorrelationStats;
 use crate::signals::ScopeGauges;
 use crate::store::StoreCounts;
 use crate::views::label;
@@ -22,7 +23,8 @@ pub struct Metrics {
     probes: AtomicU64,
     replies: AtomicU64,
     rejected: Mutex<BTreeMap<u16, u64>>,
-    correlation_panics: Mutex<BTreeMap<String, u64>>,
+    /// Counted by the correlation loop, read here at scrape time.
+    correlation: Arc<CorrelationStats>,
 }
 
 impl Metrics {
@@ -51,23 +53,21 @@ impl Metrics {
         *m.entry(status).or_default() += 1;
     }
 
+    /// The correlation loop's counters (`crate::correlation::LoopSetup`),
+    /// rendered with the others.
+    pub fn correlation_stats(&self) -> Arc<CorrelationStats> {
+        self.correlation.clone()
+    }
+
     /// Records a correlation pass over `campaign` that panicked (the
     /// correlation loop caught it and goes on).
     pub fn correlation_panic(&self, campaign: &str) {
-        let mut m = self
-            .correlation_panics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *m.entry(campaign.to_string()).or_default() += 1;
+        self.correlation.panicked(campaign);
     }
 
     /// Panics caught so far in `campaign`'s correlation passes.
     pub fn correlation_panics(&self, campaign: &str) -> u64 {
-        let m = self
-            .correlation_panics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        m.get(campaign).copied().unwrap_or(0)
+        self.correlation.panics(campaign)
     }
 
     /// Prometheus text exposition; `counts` is `None` when the store failed.
@@ -130,11 +130,7 @@ impl Metrics {
             "# HELP darkwatch_correlation_panics_total Correlation passes that panicked (caught; the campaign is rebuilt from the store at its next pass), by campaign.\n\
              # TYPE darkwatch_correlation_panics_total counter"
         );
-        let panics = self
-            .correlation_panics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let panics = self.correlation.all_panics();
         for (campaign, n) in panics {
             let _ = writeln!(
                 out,

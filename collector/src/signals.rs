@@ -30,7 +30,7 @@ use darkwatch_correlate::{Kind, Scope};
 use darkwatch_schema::{round_of, round_start_ms};
 use serde::{Deserialize, Serialize};
 
-use crate::correlation::top_target;
+use crate::correlation::feed::top_target;
 use crate::store::{ScopeSummary, Store, StoreError, SummaryKey};
 
 /// Most rounds one signals request returns (a week of 1-minute rounds).

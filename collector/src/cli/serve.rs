@@ -49,15 +49,27 @@ pub(super) async fn serve(
         rand::random::<u32>()
     );
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let correlator = tokio::spawn(crate::correlation::run(
-        store.clone(),
-        cfg.correlation.clone(),
-        cfg.retention.clone(),
+    // The prefix-to-AS file is read in the loop's task, as before the
+    // split: a large file does not hold up listening.
+    let setup = crate::correlation::LoopSetup {
+        settings: cfg.correlation.clone(),
+        retention: cfg.retention.clone(),
         holder,
+        pfx2as: None,
         alerts,
-        metrics.clone(),
-        clock.clone(),
-    ));
+        stats: metrics.correlation_stats(),
+        clock: clock.clone(),
+    };
+    let loop_store = store.clone();
+    let correlator = tokio::spawn(async move {
+        let pfx2as = setup.settings.pfx2as.as_deref();
+        let pfx2as = pfx2as.and_then(|p| crate::inputs::load_pfx2as(p, "correlating"));
+        crate::correlation::run(
+            loop_store,
+            crate::correlation::LoopSetup { pfx2as, ..setup },
+        )
+        .await
+    });
     let result = server::serve(
         &cfg,
         store.clone(),

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use darkwatch_collector::correlation::{self, last_complete_round, CorrelationSettings};
+use darkwatch_collector::correlation::{last_complete_round, CorrelationSettings, Correlator};
 use darkwatch_collector::store::{CampaignSpec, SqlStore, Store};
 use darkwatch_collector::tokens;
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
@@ -294,15 +294,17 @@ impl Fixture {
             .ingest(VPS[0], &coverage, now)
             .await
             .expect("ingest coverage");
-        correlation::pass(
-            &store,
-            &campaign,
-            &CorrelationSettings::default(),
-            pfx2as.as_ref(),
-            now,
-        )
-        .await
-        .expect("correlation pass");
+        Correlator::default()
+            .pass(
+                &store,
+                &store,
+                &campaign,
+                &CorrelationSettings::default(),
+                pfx2as.as_ref(),
+                now,
+            )
+            .await
+            .expect("correlation pass");
         let verdicts = store
             .list_verdicts(None, None)
             .await

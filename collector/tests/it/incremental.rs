@@ -1,10 +1,12 @@
 //! Incremental correlation against the store, on both backends: each pass
-//! of `Correlator` gives the output `correlate` gives over the whole window
-//! loaded afresh; a late round (a VP's spool draining) is read alone and
+//! of `Correlator` gives the output of a fresh engine fed the whole window
+//! afresh (the correlate crate's equivalence test holds that to the batch
+//! `correlate`); a late round (a VP's spool draining) is read alone and
 //! changes the verdicts exactly as a full recomputation does; a collector
 //! that starts over (restart, campaign taken over) rebuilds the same state.
 
-use darkwatch_collector::correlation::{self, CorrelationSettings, Correlator};
+use darkwatch_collector::correlation::memory::MemoryStore;
+use darkwatch_collector::correlation::{CorrelationSettings, Correlator};
 use darkwatch_collector::store::{Campaign, CampaignSpec, SqlStore, Store};
 use darkwatch_correlate as core;
 use darkwatch_schema::{round_start_ms, ReportBatch};
@@ -55,18 +57,16 @@ fn reports(vp: &str, rounds: impl Iterator<Item = u64>) -> ReportBatch {
     plain_batch(observations)
 }
 
-/// The batch output over the window the incremental pass judged.
-async fn batch(
-    store: &SqlStore,
-    c: &Campaign,
-    s: &CorrelationSettings,
-    out: &core::Output,
-) -> core::Output {
-    let last = out.summaries.first_round + out.summaries.rounds as u64 - 1;
-    let input = correlation::load_input(store, c, last, s.window_rounds, None)
+/// The output of a fresh correlator over the store at `now`: every round
+/// of the window fed to a new engine, writing nowhere (its sink is in
+/// memory). The oracle each incremental pass is checked against.
+async fn fresh(store: &SqlStore, c: &Campaign, s: &CorrelationSettings, now: i64) -> core::Output {
+    let (out, _, stats) = Correlator::default()
+        .pass(store, &MemoryStore::default(), c, s, None, now)
         .await
-        .expect("load");
-    core::correlate(&input, &s.params)
+        .expect("fresh pass");
+    assert!(stats.rebuilt);
+    out
 }
 
 fn dark_prefix_verdicts(out: &core::Output) -> usize {
@@ -106,12 +106,12 @@ async fn a_late_round_rejudges_as_a_full_recomputation(db: &str) {
         }
         next = upto + 1;
         let (out, _, stats) = correlator
-            .pass(&store, &c, &settings, None, t(upto))
+            .pass(&store, &store, &c, &settings, None, t(upto))
             .await
             .expect("pass");
         assert_eq!(
             out,
-            batch(&store, &c, &settings, &out).await,
+            fresh(&store, &c, &settings, t(upto)).await,
             "up to {upto}"
         );
         assert!(
@@ -134,17 +134,18 @@ async fn a_late_round_rejudges_as_a_full_recomputation(db: &str) {
         .await
         .expect("late");
     let (out, _, stats) = correlator
-        .pass(&store, &c, &settings, None, now)
+        .pass(&store, &store, &c, &settings, None, now)
         .await
         .expect("pass");
     assert_eq!(stats.rounds_loaded, 5, "only the late rounds are read");
     assert!(!stats.rebuilt);
-    assert_eq!(out, batch(&store, &c, &settings, &out).await);
+    assert_eq!(out, fresh(&store, &c, &settings, now).await);
     assert_eq!(dark_prefix_verdicts(&out), 0, "{:#?}", out.verdicts);
     assert_ne!(out.verdicts, last_out.verdicts);
     // The verdicts stored are those of a full pass.
     let stored = store.list_verdicts(Some("kp"), None).await.expect("list");
-    let (full, _) = correlation::pass(&store, &c, &settings, None, now)
+    let (full, _, _) = Correlator::default()
+        .pass(&store, &store, &c, &settings, None, now)
         .await
         .expect("full pass");
     assert_eq!(full, out);
@@ -155,7 +156,7 @@ async fn a_late_round_rejudges_as_a_full_recomputation(db: &str) {
 
     // Nothing new: nothing read.
     let (again, _, stats) = correlator
-        .pass(&store, &c, &settings, None, now + 1)
+        .pass(&store, &store, &c, &settings, None, now + 1)
         .await
         .expect("pass");
     assert_eq!((stats.rounds_loaded, again), (0, out.clone()));
@@ -164,7 +165,7 @@ async fn a_late_round_rejudges_as_a_full_recomputation(db: &str) {
     // reads the window once and reaches the same output.
     let mut fresh = Correlator::default();
     let (rebuilt, _, stats) = fresh
-        .pass(&store, &c, &settings, None, now + 2)
+        .pass(&store, &store, &c, &settings, None, now + 2)
         .await
         .expect("pass");
     assert!(stats.rebuilt);
@@ -181,8 +182,10 @@ async fn a_late_round_rejudges_as_a_full_recomputation(db: &str) {
 /// campaign from the store and judges it as a full pass does.
 async fn a_panicking_pass_is_caught_and_correlation_goes_on(db: &str) {
     use darkwatch_collector::alerts::Alerts;
-    use darkwatch_collector::clock::{ManualClock, SharedClock};
-    use darkwatch_collector::correlation::{correlate_campaigns, PassOutcome};
+    use darkwatch_collector::clock::{Clock, ManualClock};
+    use darkwatch_collector::correlation::{
+        correlate_campaigns, LoopSetup, PassOutcome, RetentionSettings,
+    };
     use darkwatch_collector::metrics::Metrics;
     use std::sync::Arc;
 
@@ -218,25 +221,23 @@ async fn a_panicking_pass_is_caught_and_correlation_goes_on(db: &str) {
         window_rounds: 16,
         ..CorrelationSettings::default()
     };
-    let clock: SharedClock = Arc::new(ManualClock::new(t(14)));
+    let clock = ManualClock::new(t(14));
     let metrics = Metrics::default();
     let mut correlator = Correlator::default();
     correlator.panic_once("kp");
     let campaigns = [kp.clone(), kq.clone()];
-    let alerts = Alerts::disabled();
+    let setup = LoopSetup {
+        settings: settings.clone(),
+        retention: RetentionSettings::default(),
+        holder: "test".into(),
+        pfx2as: None,
+        alerts: Alerts::disabled(),
+        stats: metrics.correlation_stats(),
+        clock: Arc::new(clock.clone()),
+    };
     macro_rules! loop_pass {
         () => {
-            correlate_campaigns(
-                &mut correlator,
-                &store,
-                &campaigns,
-                &settings,
-                None,
-                &alerts,
-                &metrics,
-                &clock,
-            )
-            .await
+            correlate_campaigns(&mut correlator, &store, &store, &campaigns, &setup).await
         };
     }
     let outcomes = loop_pass!();
@@ -275,11 +276,12 @@ async fn a_panicking_pass_is_caught_and_correlation_goes_on(db: &str) {
         "{judged:#?}"
     );
     // As a full pass judges it.
-    let (full, _) = correlation::pass(&store, &kp, &settings, None, clock.now_ms())
+    let (full, _, _) = Correlator::default()
+        .pass(&store, &store, &kp, &settings, None, clock.now_ms())
         .await
         .expect("full pass");
     let (again, _, _) = correlator
-        .pass(&store, &kp, &settings, None, clock.now_ms())
+        .pass(&store, &store, &kp, &settings, None, clock.now_ms())
         .await
         .expect("pass");
     assert_eq!(again, full);
@@ -384,12 +386,12 @@ async fn packed_rounds_correlate_as_a_full_pass(db: &str) {
         }
         next = upto + 1;
         let (out, _, _) = correlator
-            .pass(&store, &c1, &settings, None, t(upto))
+            .pass(&store, &store, &c1, &settings, None, t(upto))
             .await
             .expect("pass");
         assert_eq!(
             out,
-            batch(&store, &c1, &settings, &out).await,
+            fresh(&store, &c1, &settings, t(upto)).await,
             "up to {upto}"
         );
         judged_dark |= dark_verdicts(&out, "198.18.8.0/22") > 0;
@@ -404,11 +406,11 @@ async fn packed_rounds_correlate_as_a_full_pass(db: &str) {
             .expect("late pb");
     }
     let (out, _, stats) = correlator
-        .pass(&store, &c1, &settings, None, t(16) + 1)
+        .pass(&store, &store, &c1, &settings, None, t(16) + 1)
         .await
         .expect("pass");
     assert!(!stats.rebuilt && stats.rounds_loaded > 0, "{stats:?}");
-    assert_eq!(out, batch(&store, &c1, &settings, &out).await);
+    assert_eq!(out, fresh(&store, &c1, &settings, t(16) + 1).await);
 
     // A new generation: 198.18.8.0/22 leaves, 198.18.12.0/24 comes.
     let c2 = store
@@ -426,11 +428,11 @@ async fn packed_rounds_correlate_as_a_full_pass(db: &str) {
         }
     }
     let (out, _, stats) = correlator
-        .pass(&store, &c2, &settings, None, t(18))
+        .pass(&store, &store, &c2, &settings, None, t(18))
         .await
         .expect("pass");
     assert!(stats.rebuilt);
-    assert_eq!(out, batch(&store, &c2, &settings, &out).await);
+    assert_eq!(out, fresh(&store, &c2, &settings, t(18)).await);
     assert!(out
         .verdicts
         .iter()

@@ -160,12 +160,15 @@ fn collector(store: SqlStore, holder: &str, clock: &ManualClock) -> tokio::task:
     let clock: SharedClock = Arc::new(clock.clone());
     tokio::spawn(correlation::run(
         Arc::new(store),
-        settings,
-        RetentionSettings::default(),
-        holder.to_string(),
-        Alerts::disabled(),
-        Arc::new(darkwatch_collector::metrics::Metrics::default()),
-        clock,
+        correlation::LoopSetup {
+            settings,
+            retention: RetentionSettings::default(),
+            holder: holder.to_string(),
+            pfx2as: None,
+            alerts: Alerts::disabled(),
+            stats: Arc::default(),
+            clock,
+        },
     ))
 }
 
@@ -178,7 +181,8 @@ async fn reference() -> Vec<String> {
     for (phase, now) in [(1, T0), (2, T0 + 180_000)] {
         seed(&store, phase).await;
         for c in store.list_campaigns().await.expect("campaigns") {
-            correlation::pass(&store, &c, &settings, None, now)
+            correlation::Correlator::default()
+                .pass(&store, &store, &c, &settings, None, now)
                 .await
                 .expect("pass");
         }

@@ -9,7 +9,7 @@
 
 use std::ops::RangeInclusive;
 
-use darkwatch_collector::correlation::{self, last_complete_round, CorrelationSettings};
+use darkwatch_collector::correlation::{last_complete_round, CorrelationSettings, Correlator};
 use darkwatch_collector::store::{
     Campaign, CampaignSpec, ScopeSummary, SqlStore, Store, SummaryRound,
 };
@@ -72,7 +72,8 @@ fn when_complete(round: u64) -> i64 {
 }
 
 async fn pass(store: &SqlStore, c: &Campaign, now: i64) {
-    correlation::pass(store, c, &CorrelationSettings::default(), None, now)
+    Correlator::default()
+        .pass(store, store, c, &CorrelationSettings::default(), None, now)
         .await
         .expect("correlation pass");
 }
@@ -469,7 +470,9 @@ async fn gauges_read_the_latest_round(db: &str) {
 /// also after a late report early in the window: the rounds after the
 /// rewritten ones lose their digest (and keep their rows) until rewritten.
 async fn capped_passes_catch_up(db: &str) {
-    use darkwatch_collector::signals::store_summaries_capped;
+    use darkwatch_collector::correlation::feed::CampaignState;
+    use darkwatch_collector::correlation::RoundSource;
+    use darkwatch_collector::signals::store_summary_rounds;
     let store = SqlStore::open(db).await.expect("open");
     let first = 29_100_000;
     let last = first + 9;
@@ -488,12 +491,23 @@ async fn capped_passes_catch_up(db: &str) {
     let run = |t: i64| {
         let (store, c, settings) = (&store, &c, &settings);
         async move {
-            let input = correlation::load_input(store, c, last, settings.window_rounds, None)
+            // The whole window fed to a fresh engine.
+            let window = last.saturating_sub(settings.window_rounds - 1)..=last;
+            let mut st = CampaignState::new(c, &settings.params, None).expect("engine");
+            st.engine_mut()
+                .set_window(*window.start(), last)
+                .expect("window");
+            let raw = store
+                .stored_rounds("kp", window.clone())
                 .await
-                .expect("input");
-            let out = darkwatch_correlate::try_correlate(&input, &settings.params).expect("out");
+                .expect("rounds");
+            for r in window.clone() {
+                st.feed_round(&raw, r).expect("feed");
+            }
+            let e = st.engine_mut();
+            let out = e.output();
             // 9 rows a round: the country and 2 prefixes, each with 2 VPs.
-            store_summaries_capped(store, c, &input, &out, &settings.params, t, 20)
+            store_summary_rounds(store, c, window, &e.vps(), &e.round_digests(), &out, t, 20)
                 .await
                 .expect("store")
         }

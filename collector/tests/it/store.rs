@@ -382,6 +382,7 @@ async fn agents_and_campaigns(db: &str) {
 /// and every verdict gives one open and one close over many passes.
 async fn passes_keep_verdict_identity(db: &str) {
     use darkwatch_collector::correlation::apply;
+    use darkwatch_collector::reconcile::Window;
     use darkwatch_correlate as core;
 
     let store = SqlStore::open(db).await.expect("open");
@@ -421,17 +422,16 @@ async fn passes_keep_verdict_identity(db: &str) {
             p if p % 2 == 1 => vec![blackout(100, Some(103)), blackout(104, None)],
             _ => vec![blackout(100, None)],
         };
-        let input = core::Input {
+        let window = Window {
             first_round: last - 50,
             last_round: last,
-            ..Default::default()
         };
         let out = core::Output {
             verdicts,
             ..Default::default()
         };
         events.extend(
-            apply(&store, &campaign, &input, &out, T0 + pass as i64)
+            apply(&store, &store, &campaign, window, &out, T0 + pass as i64)
                 .await
                 .expect("apply"),
         );

@@ -1,0 +1,35 @@
+//! What the loop counts, in a plain struct that `crate::metrics` reads at
+//! scrape time: correlation records here and never calls metrics back.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Counters of the correlation loop, shared with the metrics renderer.
+#[derive(Debug, Default)]
+pub struct CorrelationStats {
+    panics: Mutex<BTreeMap<String, u64>>,
+}
+
+impl CorrelationStats {
+    /// Records a correlation pass over `campaign` that panicked (the loop
+    /// caught it and goes on).
+    pub fn panicked(&self, campaign: &str) {
+        // A poisoned lock only means another thread panicked mid-increment;
+        // the map is still usable.
+        let mut m = self.panics.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(campaign.to_string()).or_default() += 1;
+    }
+
+    /// Panics caught so far in `campaign`'s passes.
+    pub fn panics(&self, campaign: &str) -> u64 {
+        self.all_panics().get(campaign).copied().unwrap_or(0)
+    }
+
+    /// Panics caught so far, by campaign.
+    pub fn all_panics(&self) -> BTreeMap<String, u64> {
+        self.panics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
