@@ -20,7 +20,6 @@ pub mod api;
 pub mod causes;
 pub mod census;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod correlation;
 pub mod coverage;
@@ -35,3 +34,6 @@ pub mod store;
 pub mod tokens;
 pub mod views;
 pub mod web;
+
+/// The one source of time, shared with the agent (`darkwatch_clock`).
+pub use darkwatch_clock as clock;
