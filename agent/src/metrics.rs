@@ -4,7 +4,7 @@
 //!
 //! [`Counters`] is plain data and [`render`] a pure function of it (and of
 //! the spool's size), so both are unit-tested without I/O; the text format
-//! itself is prometheus-client's. [`Metrics`] is what the daemon holds: it
+//! itself is prometheus-client's (through `darkwatch_exposition`). [`Metrics`] is what the daemon holds: it
 //! updates the counters, persists them in the state directory and rewrites
 //! the node-exporter textfile after every round and spool drain, and serves
 //! `/metrics` over HTTP (axum, in `http`) when configured.
@@ -18,12 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Result;
+use darkwatch_exposition::{Exposition, Labels};
 use darkwatch_schema::Skipped;
-use prometheus_client::encoding::{prometheus_text, EncodeMetric, MetricEncoder};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::{MetricType, TypedMetric};
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::RoundResults;
@@ -127,51 +123,9 @@ pub struct SpoolUsage {
     pub batches: u64,
 }
 
-/// A sample's labels, in the order they are written.
-type Labels = Vec<(&'static str, String)>;
-
-/// The samples of one family, written in the order given (prometheus-client's
-/// own `Family` is a hash map: its order would change from one render to
-/// the next, and the textfile with it).
-#[derive(Debug)]
-struct Samples<M>(Vec<(Labels, M)>);
-
-impl<M: EncodeMetric + TypedMetric> EncodeMetric for Samples<M> {
-    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
-        for (labels, metric) in &self.0 {
-            metric.encode(encoder.encode_family(labels)?)?;
-        }
-        Ok(())
-    }
-
-    fn metric_type(&self) -> MetricType {
-        M::TYPE
-    }
-}
-
-fn counters(samples: impl IntoIterator<Item = (Labels, u64)>) -> Samples<ConstCounter> {
-    Samples(
-        samples
-            .into_iter()
-            .map(|(l, v)| (l, ConstCounter::new(v)))
-            .collect(),
-    )
-}
-
-fn gauges<N>(samples: impl IntoIterator<Item = (Labels, N)>) -> Samples<ConstGauge<N>> {
-    Samples(
-        samples
-            .into_iter()
-            .map(|(l, v)| (l, ConstGauge::new(v)))
-            .collect(),
-    )
-}
-
-/// Prometheus text exposition (format 0.0.4, by prometheus-client) of `c`;
-/// the spool gauges are left out when the spool could not be read (`None`).
-///
-/// Names are registered without the `_total` of counters (the crate adds
-/// it) and help without its final period (the crate adds one).
+/// Prometheus text exposition of `c` (`darkwatch_exposition`, on
+/// prometheus-client); the spool gauges are left out when the spool could
+/// not be read (`None`).
 pub fn render(c: &Counters, spool: Option<SpoolUsage>) -> String {
     let per_campaign = |f: fn(&CampaignCounters) -> u64| {
         c.campaigns
@@ -179,74 +133,72 @@ pub fn render(c: &Counters, spool: Option<SpoolUsage>) -> String {
             .map(move |(name, cc)| (vec![("campaign", name.clone())], f(cc)))
     };
     let one = |v: u64| [(Labels::new(), v)];
-    let mut r = Registry::default();
-    r.register(
-        "darkwatch_agent_rounds",
-        "Rounds done (spooled), per campaign",
-        counters(per_campaign(|cc| cc.rounds)),
-    );
-    r.register(
-        "darkwatch_agent_rounds_late",
-        "Rounds that finished after their interval ended, per campaign",
-        counters(per_campaign(|cc| cc.rounds_late)),
-    );
-    r.register(
-        "darkwatch_agent_probes",
-        "Echo requests of the rounds (blocks and control targets), per campaign",
-        counters(per_campaign(|cc| cc.probes)),
-    );
-    r.register(
-        "darkwatch_agent_replies",
-        "Echo replies of the rounds, per campaign",
-        counters(per_campaign(|cc| cc.replies)),
-    );
-    r.register(
+    let mut e = Exposition::new();
+    e.counter(
+        "darkwatch_agent_rounds_total",
+        "Rounds done (spooled), per campaign.",
+        per_campaign(|cc| cc.rounds),
+    )
+    .counter(
+        "darkwatch_agent_rounds_late_total",
+        "Rounds that finished after their interval ended, per campaign.",
+        per_campaign(|cc| cc.rounds_late),
+    )
+    .counter(
+        "darkwatch_agent_probes_total",
+        "Echo requests of the rounds (blocks and control targets), per campaign.",
+        per_campaign(|cc| cc.probes),
+    )
+    .counter(
+        "darkwatch_agent_replies_total",
+        "Echo replies of the rounds, per campaign.",
+        per_campaign(|cc| cc.replies),
+    )
+    .gauge(
         "darkwatch_agent_last_round_timestamp_seconds",
-        "When the campaign's last round finished (Unix time)",
-        gauges(c.campaigns.iter().map(|(name, cc)| {
+        "When the campaign's last round finished (Unix time).",
+        c.campaigns.iter().map(|(name, cc)| {
             (
                 vec![("campaign", name.clone())],
                 cc.last_round_ms as f64 / 1000.0,
             )
-        })),
-    );
-    r.register(
+        }),
+    )
+    .gauge(
         "darkwatch_agent_skipped_addresses",
-        "Assigned addresses the agent refused to probe in the last round, by reason",
-        gauges(c.campaigns.iter().flat_map(|(name, cc)| {
+        "Assigned addresses the agent refused to probe in the last round, by reason.",
+        c.campaigns.iter().flat_map(|(name, cc)| {
             cc.skipped.iter().map(move |(reason, n)| {
                 (
                     vec![("campaign", name.clone()), ("reason", reason.clone())],
-                    *n,
+                    *n as f64,
                 )
             })
-        })),
-    );
-    r.register(
-        "darkwatch_agent_batches_rejected",
-        "Report batches the collector refused as invalid (kept in the spool's rejected/)",
-        counters(one(c.batches_rejected)),
-    );
-    r.register(
-        "darkwatch_agent_assignments_refused",
-        "Campaign assignments refused outright (bad name or interval), once per generation",
-        counters(one(c.assignments_refused)),
+        }),
+    )
+    .counter(
+        "darkwatch_agent_batches_rejected_total",
+        "Report batches the collector refused as invalid (kept in the spool's rejected/).",
+        one(c.batches_rejected),
+    )
+    .counter(
+        "darkwatch_agent_assignments_refused_total",
+        "Campaign assignments refused outright (bad name or interval), once per generation.",
+        one(c.assignments_refused),
     );
     if let Some(s) = spool {
-        r.register(
+        e.gauge(
             "darkwatch_agent_spool_bytes",
-            "Bytes of report batches waiting in the spool",
-            gauges(one(s.bytes)),
-        );
-        r.register(
+            "Bytes of report batches waiting in the spool.",
+            [(Labels::new(), s.bytes as f64)],
+        )
+        .gauge(
             "darkwatch_agent_spool_batches",
-            "Report batches waiting in the spool",
-            gauges(one(s.batches)),
+            "Report batches waiting in the spool.",
+            [(Labels::new(), s.batches as f64)],
         );
     }
-    let mut out = String::new();
-    prometheus_text::encode(&mut out, &r).expect("writing to a String cannot fail");
-    out
+    e.render()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

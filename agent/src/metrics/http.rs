@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use axum::http::{header, Method, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::encoding::prometheus_text;
 
 use super::Metrics;
 
@@ -25,7 +24,7 @@ async fn elsewhere(method: Method) -> (StatusCode, &'static str) {
 pub(super) fn router(metrics: Arc<Metrics>) -> Router {
     let scrape = get(move || async move {
         (
-            [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+            [(header::CONTENT_TYPE, darkwatch_exposition::CONTENT_TYPE)],
             metrics.render(),
         )
     })

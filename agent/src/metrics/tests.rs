@@ -131,7 +131,7 @@ fn render_writes_every_family_with_escaped_labels() {
         "darkwatch_agent_rounds_late_total{campaign=\"k\\\"p\"} 0",
         "darkwatch_agent_probes_total{campaign=\"k\\\"p\"} 7",
         "darkwatch_agent_replies_total{campaign=\"k\\\"p\"} 3",
-        // prometheus-client writes the shortest exact float (was `.250`).
+        // The shortest exact float (prometheus-client's; was `.250`).
         "darkwatch_agent_last_round_timestamp_seconds{campaign=\"k\\\"p\"} 1700000000.25",
         "darkwatch_agent_skipped_addresses{campaign=\"k\\\"p\",reason=\"reserved\"} 256",
         "darkwatch_agent_batches_rejected_total 2",
