@@ -4,9 +4,10 @@
 //!
 //! [`Counters`] is plain data and [`render`] a pure function of it (and of
 //! the spool's size), so both are unit-tested without I/O; the text format
-//! itself is prometheus-client's (through `darkwatch_exposition`). [`Metrics`] is what the daemon holds: it
-//! updates the counters, persists them in the state directory and rewrites
-//! the node-exporter textfile after every round and spool drain, and serves
+//! itself is prometheus-client's, through `darkwatch_exposition` (shared
+//! with the collector). [`Metrics`] is what the daemon holds: it updates
+//! the counters, persists them in the state directory and rewrites the
+//! node-exporter textfile after every round and spool drain, and serves
 //! `/metrics` over HTTP (axum, in `http`) when configured.
 //!
 //! Counters are persisted (`state/metrics.json`) because `run --once` from
