@@ -1,15 +1,24 @@
 //! The agent's `/metrics` endpoint: a one-route axum app on the configured
 //! address, so that HTTP parsing is a maintained server's job and not ours.
+//! Connections are served by hyper directly rather than `axum::serve`, for
+//! its header-read timeout: a scrape is small and quick, or it is dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::http::{header, Method, StatusCode};
 use axum::routing::get;
 use axum::Router;
 
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+
 use super::Metrics;
+
+/// How long a client may take to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Only GET /metrics; anything else is told where to look.
 async fn elsewhere(method: Method) -> (StatusCode, &'static str) {
@@ -48,8 +57,21 @@ impl Metrics {
         tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
         let app = router(self.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(%addr, error = %e, "the metrics listener stopped");
+            loop {
+                let Ok((conn, peer)) = listener.accept().await else {
+                    continue;
+                };
+                let service = TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let served = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .serve_connection(TokioIo::new(conn), service)
+                        .await;
+                    if let Err(e) = served {
+                        tracing::debug!(%peer, error = %e, "metrics request failed");
+                    }
+                });
             }
         });
         Ok(Some(addr))

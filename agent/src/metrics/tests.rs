@@ -1,6 +1,7 @@
 use super::*;
 use crate::belief::RoundOutcome;
 use darkwatch_schema::{BlockState, RoundInfo, SkipReason};
+use std::time::Duration;
 
 fn outcome(probes: u32, replies: u32) -> RoundOutcome {
     RoundOutcome {
@@ -284,4 +285,29 @@ async fn the_listener_serves_the_current_metrics() {
         .unwrap(),
     );
     assert_eq!(off.listen().unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_listener_drops_a_request_whose_headers_never_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+    let cfg = MetricsConfig {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        textfile: None,
+    };
+    let m = Arc::new(Metrics::open(&cfg, dir.path(), spool).unwrap());
+    let addr = m.listen().unwrap().expect("listening");
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    // Paused time: the wait is virtual. The listener's header timeout
+    // (10 s; hyper's default would be 30 s) ends it before this one.
+    tokio::time::timeout(Duration::from_secs(20), c.read_to_string(&mut out))
+        .await
+        .expect("the connection is closed")
+        .unwrap();
+    assert!(!out.contains("darkwatch_agent"), "{out}");
 }
