@@ -5,9 +5,10 @@
 //! ever answer) → `round` (one Trinocular-style round per block, driven by the
 //! pure `belief` state machine) plus `trace` (where the path ends). Probing goes
 //! through the `icmp::Pinger` trait, traceroutes through `trace::Tracer` and the
-//! wall clock through `clock::Clock`, so that discovery, rounds and the whole
-//! daemon can be tested against a simulated network (`sim`, built for tests and
-//! with the `sim` feature); `ratelimit` caps the packet rate of all of them
+//! wall clock through `clock::Clock` (the `darkwatch-clock` crate, shared with
+//! the collector), so that discovery, rounds and the whole daemon can be
+//! tested against a simulated network (`sim`, built for tests and with the
+//! `sim` feature); `ratelimit` caps the packet rate of all of them
 //! together. `campaign` holds the daemon's per-round decisions as pure
 //! functions, `schedule` when a round's probes go out (slices) and how it went,
 //! `driver` the sequencing of one round as a sans-IO state machine;
@@ -18,7 +19,6 @@
 pub mod belief;
 pub mod campaign;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod discovery;
@@ -38,4 +38,6 @@ pub mod targets;
 pub mod trace;
 pub mod tracked;
 
+/// The wall clock, shared with the collector (`darkwatch_clock`).
+pub use darkwatch_clock as clock;
 pub use settings::ProbeSettings;

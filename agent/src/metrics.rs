@@ -3,25 +3,25 @@
 //! agent refused and the space it skipped, per campaign where it matters.
 //!
 //! [`Counters`] is plain data and [`render`] a pure function of it (and of
-//! the spool's size), so both are unit-tested without I/O. [`Metrics`] is
-//! what the daemon holds: it updates the counters, persists them in the
-//! state directory and rewrites the node-exporter textfile after every
-//! round and spool drain, and serves `/metrics` over HTTP when configured.
+//! the spool's size), so both are unit-tested without I/O; the text format
+//! itself is prometheus-client's, through `darkwatch_exposition` (shared
+//! with the collector). [`Metrics`] is what the daemon holds: it updates
+//! the counters, persists them in the state directory and rewrites the
+//! node-exporter textfile after every round and spool drain, and serves
+//! `/metrics` over HTTP (axum, in `http`) when configured.
 //!
 //! Counters are persisted (`state/metrics.json`) because `run --once` from
 //! cron is a new process every round: without that its counters would
 //! never pass 1 and `rate()` over them would mean nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use darkwatch_exposition::{Exposition, Labels};
 use darkwatch_schema::Skipped;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::campaign::RoundResults;
 use crate::config::MetricsConfig;
@@ -124,109 +124,82 @@ pub struct SpoolUsage {
     pub batches: u64,
 }
 
-/// `"` `\` and newlines escaped, as the text format wants in label values.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Prometheus text exposition of `c`; the spool gauges are left out when
-/// the spool could not be read (`None`).
+/// Prometheus text exposition of `c` (`darkwatch_exposition`, on
+/// prometheus-client); the spool gauges are left out when the spool could
+/// not be read (`None`).
 pub fn render(c: &Counters, spool: Option<SpoolUsage>) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
-    };
-    let per_campaign = |f: &dyn Fn(&CampaignCounters) -> String| -> Vec<(String, String)> {
+    let per_campaign = |f: fn(&CampaignCounters) -> u64| {
         c.campaigns
             .iter()
-            .map(|(name, cc)| (format!("{{campaign=\"{}\"}}", label(name)), f(cc)))
-            .collect()
+            .map(move |(name, cc)| (vec![("campaign", name.clone())], f(cc)))
     };
-    let one = |v: u64| vec![(String::new(), v.to_string())];
-    family(
+    let one = |v: u64| [(Labels::new(), v)];
+    let mut e = Exposition::new();
+    e.counter(
         "darkwatch_agent_rounds_total",
-        "counter",
         "Rounds done (spooled), per campaign.",
-        &per_campaign(&|cc| cc.rounds.to_string()),
-    );
-    family(
+        per_campaign(|cc| cc.rounds),
+    )
+    .counter(
         "darkwatch_agent_rounds_late_total",
-        "counter",
         "Rounds that finished after their interval ended, per campaign.",
-        &per_campaign(&|cc| cc.rounds_late.to_string()),
-    );
-    family(
+        per_campaign(|cc| cc.rounds_late),
+    )
+    .counter(
         "darkwatch_agent_probes_total",
-        "counter",
         "Echo requests of the rounds (blocks and control targets), per campaign.",
-        &per_campaign(&|cc| cc.probes.to_string()),
-    );
-    family(
+        per_campaign(|cc| cc.probes),
+    )
+    .counter(
         "darkwatch_agent_replies_total",
-        "counter",
         "Echo replies of the rounds, per campaign.",
-        &per_campaign(&|cc| cc.replies.to_string()),
-    );
-    family(
+        per_campaign(|cc| cc.replies),
+    )
+    .gauge(
         "darkwatch_agent_last_round_timestamp_seconds",
-        "gauge",
         "When the campaign's last round finished (Unix time).",
-        &per_campaign(&|cc| format!("{:.3}", cc.last_round_ms as f64 / 1000.0)),
-    );
-    let skipped: Vec<(String, String)> = c
-        .campaigns
-        .iter()
-        .flat_map(|(name, cc)| {
+        c.campaigns.iter().map(|(name, cc)| {
+            (
+                vec![("campaign", name.clone())],
+                cc.last_round_ms as f64 / 1000.0,
+            )
+        }),
+    )
+    .gauge(
+        "darkwatch_agent_skipped_addresses",
+        "Assigned addresses the agent refused to probe in the last round, by reason.",
+        c.campaigns.iter().flat_map(|(name, cc)| {
             cc.skipped.iter().map(move |(reason, n)| {
                 (
-                    format!(
-                        "{{campaign=\"{}\",reason=\"{}\"}}",
-                        label(name),
-                        label(reason)
-                    ),
-                    n.to_string(),
+                    vec![("campaign", name.clone()), ("reason", reason.clone())],
+                    *n as f64,
                 )
             })
-        })
-        .collect();
-    family(
-        "darkwatch_agent_skipped_addresses",
-        "gauge",
-        "Assigned addresses the agent refused to probe in the last round, by reason.",
-        &skipped,
-    );
-    family(
+        }),
+    )
+    .counter(
         "darkwatch_agent_batches_rejected_total",
-        "counter",
         "Report batches the collector refused as invalid (kept in the spool's rejected/).",
-        &one(c.batches_rejected),
-    );
-    family(
+        one(c.batches_rejected),
+    )
+    .counter(
         "darkwatch_agent_assignments_refused_total",
-        "counter",
         "Campaign assignments refused outright (bad name or interval), once per generation.",
-        &one(c.assignments_refused),
+        one(c.assignments_refused),
     );
     if let Some(s) = spool {
-        family(
+        e.gauge(
             "darkwatch_agent_spool_bytes",
-            "gauge",
             "Bytes of report batches waiting in the spool.",
-            &one(s.bytes),
-        );
-        family(
+            [(Labels::new(), s.bytes as f64)],
+        )
+        .gauge(
             "darkwatch_agent_spool_batches",
-            "gauge",
             "Report batches waiting in the spool.",
-            &one(s.batches),
+            [(Labels::new(), s.batches as f64)],
         );
     }
-    out
+    e.render()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -327,77 +300,6 @@ impl Metrics {
             }
         }
     }
-
-    /// Binds `metrics.listen` (if set) and serves `GET /metrics` on it until
-    /// the runtime stops; returns the bound address. Binding errors are the
-    /// caller's: a configured listener that cannot listen is a startup failure.
-    pub fn listen(self: &Arc<Self>) -> Result<Option<std::net::SocketAddr>> {
-        let Some(addr) = self.cfg.listen else {
-            return Ok(None);
-        };
-        let std = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
-        std.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(std)?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
-        let me = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((conn, peer)) = listener.accept().await else {
-                    continue;
-                };
-                let me = me.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = me.answer(conn).await {
-                        tracing::debug!(%peer, error = %e, "metrics request failed");
-                    }
-                });
-            }
-        });
-        Ok(Some(addr))
-    }
-
-    /// Answers one HTTP/1 request: the metrics at `/metrics`, 404 elsewhere.
-    async fn answer(&self, mut conn: tokio::net::TcpStream) -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        // Headers only (a scrape has no body); small and quick, or dropped.
-        let read = async {
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                let n = conn.read(&mut chunk).await?;
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Ok::<_, std::io::Error>(())
-        };
-        tokio::time::timeout(Duration::from_secs(10), read)
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow request"))??;
-        let (status, body) = response(&buf, || self.render());
-        let head = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        conn.write_all(head.as_bytes()).await?;
-        conn.write_all(body.as_bytes()).await?;
-        conn.shutdown().await
-    }
-}
-
-/// Status line and body for a raw request (pure, for tests).
-fn response(request: &[u8], metrics: impl FnOnce() -> String) -> (&'static str, String) {
-    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next());
-    let path = path.map(|p| p.split(|&b| b == b'?').next().unwrap_or_default());
-    match (method, path) {
-        (b"GET", Some(b"/metrics")) => ("200 OK", metrics()),
-        (b"GET", Some(_)) => ("404 Not Found", "not found: try /metrics\n".into()),
-        _ => ("405 Method Not Allowed", "only GET /metrics\n".into()),
-    }
 }
 
 /// The names of every metric [`render`] writes (for checks of dashboards
@@ -417,5 +319,6 @@ pub fn names() -> Vec<String> {
     .collect()
 }
 
+mod http;
 #[cfg(test)]
 mod tests;

@@ -1,21 +1,25 @@
 //! A simulated network and clock for tests: [`SimPinger`] answers each
 //! address as a closure says, after a simulated delay on tokio's clock, and
 //! records what was sent; [`SimTracer`] returns scripted paths and records
-//! its targets; [`ManualClock`] is a wall clock that tests set and advance,
-//! [`TokioClock`] one that follows tokio's (paused) clock.
+//! its targets; [`ManualClock`] (from `darkwatch_clock`) is a wall clock that
+//! tests set and advance, [`TokioClock`] one that follows tokio's (paused)
+//! clock.
 //!
 //! Built for the crate's own tests and with the `sim` feature; never part of
 //! a release build.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 use crate::clock::Clock;
+/// The manual wall clock of `darkwatch_clock`, re-exported beside the
+/// simulated network that tests use it with.
+pub use crate::clock::ManualClock;
 use crate::icmp::{BatchSweep, IcmpError, Outcome, Pinger};
 use crate::ratelimit::RateLimiter;
 use crate::trace::{TraceError, TraceOptions, TraceResult, Tracer};
@@ -204,30 +208,6 @@ impl Tracer for SimTracer {
             .push(target);
         let r = (self.path)(target);
         Box::pin(async move { Ok(r) })
-    }
-}
-
-/// A wall clock under the test's control.
-#[derive(Debug)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(now_ms: i64) -> Self {
-        Self(AtomicI64::new(now_ms))
-    }
-
-    pub fn set(&self, now_ms: i64) {
-        self.0.store(now_ms, Ordering::SeqCst);
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
     }
 }
 

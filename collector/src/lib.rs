@@ -22,7 +22,6 @@ pub mod api;
 pub mod causes;
 pub mod census;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod correlation;
 pub mod coverage;
@@ -39,3 +38,6 @@ pub mod timespec;
 pub mod tokens;
 pub mod views;
 pub mod web;
+
+/// The one source of time, shared with the agent (`darkwatch_clock`).
+pub use darkwatch_clock as clock;

@@ -3,11 +3,15 @@
 //! Counters live in memory (they reset on restart, as Prometheus expects);
 //! gauges about stored data come from the store at scrape time and are
 //! passed to [`Metrics::render`] and [`render_scope_gauges`], which are pure.
+//! The text format is prometheus-client's, through `darkwatch_exposition`
+//! (shared with the agent); the two outputs concatenate into one scrape
+//! (the Prometheus text format has no end marker).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use darkwatch_exposition::{Exposition, Labels};
 
 use crate::correlation::stats::CorrelationStats;
 use crate::signals::ScopeGauges;
@@ -72,228 +76,188 @@ impl Metrics {
 
     /// Prometheus text exposition; `counts` is `None` when the store failed.
     pub fn render(&self, counts: Option<&StoreCounts>) -> String {
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        counter(
+        let one = |v: &AtomicU64| [(Labels::new(), v.load(Ordering::Relaxed))];
+        let rejected: Vec<(Labels, u64)> = lock(&self.rejected)
+            .iter()
+            .map(|(status, n)| (vec![("status", status.to_string())], *n))
+            .collect();
+        let panics: Vec<(Labels, u64)> = self
+            .correlation
+            .all_panics()
+            .into_iter()
+            .map(|(campaign, n)| (vec![("campaign", campaign)], n))
+            .collect();
+        let mut e = Exposition::new();
+        e.counter(
             "darkwatch_reports_ingested_total",
             "Report batches acknowledged.",
-            self.reports.load(Ordering::Relaxed),
-        );
-        counter(
+            one(&self.reports),
+        )
+        .counter(
             "darkwatch_reports_duplicate_total",
             "Report batches acknowledged as duplicates.",
-            self.duplicates.load(Ordering::Relaxed),
-        );
-        counter(
+            one(&self.duplicates),
+        )
+        .counter(
             "darkwatch_observations_stored_total",
             "Block observations newly stored.",
-            self.observations.load(Ordering::Relaxed),
-        );
-        counter(
+            one(&self.observations),
+        )
+        .counter(
             "darkwatch_traces_stored_total",
             "Traceroutes newly stored.",
-            self.traces.load(Ordering::Relaxed),
-        );
-        counter(
+            one(&self.traces),
+        )
+        .counter(
             "darkwatch_probes_reported_total",
             "Echo requests the agents report having sent, in newly stored batches.",
-            self.probes.load(Ordering::Relaxed),
-        );
-        counter(
+            one(&self.probes),
+        )
+        .counter(
             "darkwatch_replies_reported_total",
             "Echo replies the agents report having received, in newly stored batches.",
-            self.replies.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP darkwatch_requests_rejected_total Requests answered with an error, by status.\n\
-             # TYPE darkwatch_requests_rejected_total counter"
-        );
-        let rejected = self
-            .rejected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for (status, n) in rejected {
-            let _ = writeln!(
-                out,
-                "darkwatch_requests_rejected_total{{status=\"{status}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP darkwatch_correlation_panics_total Correlation passes that panicked (caught; the campaign is rebuilt from the store at its next pass), by campaign.\n\
-             # TYPE darkwatch_correlation_panics_total counter"
-        );
-        let panics = self.correlation.all_panics();
-        for (campaign, n) in panics {
-            let _ = writeln!(
-                out,
-                "darkwatch_correlation_panics_total{{campaign=\"{}\"}} {n}",
-                escape(&campaign)
-            );
-        }
-        let up = u8::from(counts.is_some());
-        let _ = writeln!(
-            out,
-            "# HELP darkwatch_store_up Whether the store answered this scrape.\n# TYPE darkwatch_store_up gauge\ndarkwatch_store_up {up}"
+            one(&self.replies),
+        )
+        .counter(
+            "darkwatch_requests_rejected_total",
+            "Requests answered with an error, by status.",
+            rejected,
+        )
+        .counter(
+            "darkwatch_correlation_panics_total",
+            "Correlation passes that panicked (caught; the campaign is rebuilt from the store at its next pass), by campaign.",
+            panics,
+        )
+        .gauge(
+            "darkwatch_store_up",
+            "Whether the store answered this scrape.",
+            [(Labels::new(), f64::from(u8::from(counts.is_some())))],
         );
         if let Some(c) = counts {
-            let mut gauge = |name: &str, help: &str, v: u64| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-            };
-            gauge(
-                "darkwatch_agents_known",
-                "Agents registered (including revoked).",
-                c.agents,
-            );
-            gauge(
-                "darkwatch_agents_revoked",
-                "Agents whose token is revoked.",
-                c.agents_revoked,
-            );
-            gauge(
-                "darkwatch_agents_seen_5m",
-                "Agents seen in the last 5 minutes.",
-                c.agents_seen,
-            );
-            gauge("darkwatch_campaigns", "Campaigns defined.", c.campaigns);
-            gauge(
-                "darkwatch_batches_stored",
-                "Report batches in the store.",
-                c.batches,
-            );
-            gauge(
-                "darkwatch_observations_in_store",
-                "Block observations in the store.",
-                c.observations,
-            );
-            gauge(
-                "darkwatch_traces_in_store",
-                "Traceroutes in the store.",
-                c.traces,
-            );
-            gauge(
-                "darkwatch_verdicts_in_store",
-                "Verdicts in the store.",
-                c.verdicts,
-            );
+            for (name, help, v) in [
+                (
+                    "darkwatch_agents_known",
+                    "Agents registered (including revoked).",
+                    c.agents,
+                ),
+                (
+                    "darkwatch_agents_revoked",
+                    "Agents whose token is revoked.",
+                    c.agents_revoked,
+                ),
+                (
+                    "darkwatch_agents_seen_5m",
+                    "Agents seen in the last 5 minutes.",
+                    c.agents_seen,
+                ),
+                ("darkwatch_campaigns", "Campaigns defined.", c.campaigns),
+                (
+                    "darkwatch_batches_stored",
+                    "Report batches in the store.",
+                    c.batches,
+                ),
+                (
+                    "darkwatch_observations_in_store",
+                    "Block observations in the store.",
+                    c.observations,
+                ),
+                (
+                    "darkwatch_traces_in_store",
+                    "Traceroutes in the store.",
+                    c.traces,
+                ),
+                (
+                    "darkwatch_verdicts_in_store",
+                    "Verdicts in the store.",
+                    c.verdicts,
+                ),
+            ] {
+                e.gauge(name, help, [(Labels::new(), v as f64)]);
+            }
         }
-        out
+        e.render()
     }
 }
 
-/// A label value, escaped as the text format requires.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A poisoned lock only means another thread panicked mid-increment; the
+/// map is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes one gauge family: HELP, TYPE, then a sample per `(labels, value)`.
-fn family(out: &mut String, name: &str, help: &str, samples: &[(Vec<(&str, &str)>, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    for (labels, v) in samples {
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-            .collect();
-        let _ = writeln!(out, "{name}{{{}}} {v}", labels.join(","));
-    }
-}
-
-fn scope_labels<'a>(c: &'a str, s: &'a str, t: &'a str) -> Vec<(&'static str, &'a str)> {
-    vec![("campaign", c), ("scope", s), ("target", t)]
+fn scope_labels(c: &str, s: &str, t: &str) -> Labels {
+    vec![
+        ("campaign", c.to_string()),
+        ("scope", s.to_string()),
+        ("target", t.to_string()),
+    ]
 }
 
 /// The per-scope gauges (`crate::signals::scope_gauges`): Prometheus text.
 pub fn render_scope_gauges(g: &ScopeGauges) -> String {
-    let mut out = String::new();
-    let scopes: Vec<(String, String, String, u64, u64)> = g
+    let scopes: Vec<(Labels, u64, u64)> = g
         .scopes
         .iter()
-        .map(|(c, s, t, judged, up)| (c.clone(), label(s), t.clone(), *judged, *up))
+        .map(|(c, s, t, judged, up)| (scope_labels(c, &label(s), t), *judged, *up))
         .collect();
-    family(
-        &mut out,
+    let mut open: BTreeMap<(&str, String, String, &str), u64> = BTreeMap::new();
+    for (c, k, s, t) in &g.verdicts_open {
+        *open.entry((c, label(k), label(s), t)).or_default() += 1;
+    }
+    let mut e = Exposition::new();
+    e.gauge(
         "darkwatch_scope_blocks_up_ratio",
         "Share of the scope's judged blocks up in the campaign's latest correlated round (consensus of healthy VPs); absent when no block was judged.",
-        &scopes
+        scopes
             .iter()
-            .filter(|x| x.3 > 0)
-            .map(|(c, s, t, judged, up)| (scope_labels(c, s, t), *up as f64 / *judged as f64))
-            .collect::<Vec<_>>(),
-    );
-    family(
-        &mut out,
+            .filter(|x| x.1 > 0)
+            .map(|(l, judged, up)| (l.clone(), *up as f64 / *judged as f64)),
+    )
+    .gauge(
         "darkwatch_scope_blocks_judged",
         "Blocks of the scope judged up or down in the campaign's latest correlated round.",
-        &scopes
-            .iter()
-            .map(|(c, s, t, judged, _)| (scope_labels(c, s, t), *judged as f64))
-            .collect::<Vec<_>>(),
-    );
-    let verdicts: Vec<(String, String, String, String)> = g
-        .verdicts_open
-        .iter()
-        .map(|(c, k, s, t)| (c.clone(), label(k), label(s), t.clone()))
-        .collect();
-    let mut open: BTreeMap<(&str, &str, &str, &str), u64> = BTreeMap::new();
-    for (c, k, s, t) in &verdicts {
-        *open.entry((c, k, s, t)).or_default() += 1;
-    }
-    family(
-        &mut out,
+        scopes.iter().map(|(l, judged, _)| (l.clone(), *judged as f64)),
+    )
+    .gauge(
         "darkwatch_verdicts_open",
         "Outage verdicts still open (no end yet), by kind and scope.",
-        &open
-            .iter()
-            .map(|((c, k, s, t), n)| {
-                (
-                    vec![
-                        ("campaign", *c),
-                        ("kind", *k),
-                        ("scope", *s),
-                        ("target", *t),
-                    ],
-                    *n as f64,
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    family(
-        &mut out,
+        open.into_iter().map(|((c, k, s, t), n)| {
+            (
+                vec![
+                    ("campaign", c.to_string()),
+                    ("kind", k),
+                    ("scope", s),
+                    ("target", t.to_string()),
+                ],
+                n as f64,
+            )
+        }),
+    )
+    .gauge(
         "darkwatch_vp_healthy",
         "1 if the VP reported the campaign's latest correlated round and was not judged faulty in it, 0 if faulty.",
-        &g.vp_healthy
-            .iter()
-            .map(|(a, c, ok)| (vec![("agent", a.as_str()), ("campaign", c.as_str())], f64::from(u8::from(*ok))))
-            .collect::<Vec<_>>(),
-    );
-    family(
-        &mut out,
+        g.vp_healthy.iter().map(|(a, c, ok)| {
+            (
+                vec![("agent", a.clone()), ("campaign", c.clone())],
+                f64::from(u8::from(*ok)),
+            )
+        }),
+    )
+    .gauge(
         "darkwatch_last_correlated_round_age_seconds",
         "Seconds since the start of the campaign's latest correlated round.",
-        &g.rounds
+        g.rounds
             .iter()
-            .map(|(c, age, _)| (vec![("campaign", c.as_str())], *age))
-            .collect::<Vec<_>>(),
-    );
-    family(
-        &mut out,
+            .map(|(c, age, _)| (vec![("campaign", c.clone())], *age)),
+    )
+    .gauge(
         "darkwatch_campaign_interval_seconds",
         "Round length of the campaign's latest correlated round (to scale alert thresholds).",
-        &g.rounds
+        g.rounds
             .iter()
-            .map(|(c, _, i)| (vec![("campaign", c.as_str())], *i as f64))
-            .collect::<Vec<_>>(),
+            .map(|(c, _, i)| (vec![("campaign", c.clone())], *i as f64)),
     );
-    out
+    e.render()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::belief::RoundOutcome;
 use darkwatch_schema::{BlockState, RoundInfo, SkipReason};
+use std::time::Duration;
 
 fn outcome(probes: u32, replies: u32) -> RoundOutcome {
     RoundOutcome {
@@ -131,7 +132,8 @@ fn render_writes_every_family_with_escaped_labels() {
         "darkwatch_agent_rounds_late_total{campaign=\"k\\\"p\"} 0",
         "darkwatch_agent_probes_total{campaign=\"k\\\"p\"} 7",
         "darkwatch_agent_replies_total{campaign=\"k\\\"p\"} 3",
-        "darkwatch_agent_last_round_timestamp_seconds{campaign=\"k\\\"p\"} 1700000000.250",
+        // The shortest exact float (prometheus-client's; was `.250`).
+        "darkwatch_agent_last_round_timestamp_seconds{campaign=\"k\\\"p\"} 1700000000.25",
         "darkwatch_agent_skipped_addresses{campaign=\"k\\\"p\",reason=\"reserved\"} 256",
         "darkwatch_agent_batches_rejected_total 2",
         "darkwatch_agent_assignments_refused_total 0",
@@ -151,23 +153,35 @@ fn render_writes_every_family_with_escaped_labels() {
     assert!(names.iter().all(|n| text.contains(&format!("# TYPE {n} "))));
 }
 
-#[test]
-fn http_answers_metrics_only_at_metrics() {
-    let m = || "x 1\n".to_string();
+/// Status and body of `method path` as the listener's app answers it.
+async fn answer(method: &str, path: &str, m: Arc<Metrics>) -> (u16, String) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = http::router(m).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn http_answers_metrics_only_at_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+    let m = Arc::new(Metrics::open(&MetricsConfig::default(), dir.path(), spool).unwrap());
     assert_eq!(
-        response(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", m),
-        ("200 OK", "x 1\n".to_string())
+        answer("GET", "/metrics", m.clone()).await,
+        (200, m.render())
     );
-    assert_eq!(
-        response(b"GET /metrics?a=b HTTP/1.0\r\n\r\n", m).0,
-        "200 OK"
-    );
-    assert_eq!(response(b"GET / HTTP/1.1\r\n\r\n", m).0, "404 Not Found");
-    assert_eq!(
-        response(b"POST /metrics HTTP/1.1\r\n\r\n", m).0,
-        "405 Method Not Allowed"
-    );
-    assert_eq!(response(b"", m).0, "405 Method Not Allowed");
+    assert_eq!(answer("GET", "/metrics?a=b", m.clone()).await.0, 200);
+    assert_eq!(answer("GET", "/", m.clone()).await.0, 404);
+    assert_eq!(answer("POST", "/metrics", m.clone()).await.0, 405);
+    assert_eq!(answer("POST", "/", m.clone()).await.0, 405);
 }
 
 #[test]
@@ -238,9 +252,11 @@ async fn the_listener_serves_the_current_metrics() {
     );
     let get = |path: &'static str| async move {
         let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        c.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut out = String::new();
         c.read_to_string(&mut out).await.unwrap();
         out
@@ -254,6 +270,12 @@ async fn the_listener_serves_the_current_metrics() {
     );
     assert!(ok.contains("darkwatch_agent_rounds_total{campaign=\"kp\"} 1\n"));
     assert!(get("/").await.starts_with("HTTP/1.1 404"));
+    // A connection that sends no request gets no metrics.
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    assert!(!out.contains("darkwatch_agent"), "{out}");
     let off = Arc::new(
         Metrics::open(
             &MetricsConfig::default(),
@@ -263,4 +285,29 @@ async fn the_listener_serves_the_current_metrics() {
         .unwrap(),
     );
     assert_eq!(off.listen().unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_listener_drops_a_request_whose_headers_never_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path(), 1 << 20).unwrap());
+    let cfg = MetricsConfig {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        textfile: None,
+    };
+    let m = Arc::new(Metrics::open(&cfg, dir.path(), spool).unwrap());
+    let addr = m.listen().unwrap().expect("listening");
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    // Paused time: the wait is virtual. The listener's header timeout
+    // (10 s; hyper's default would be 30 s) ends it before this one.
+    tokio::time::timeout(Duration::from_secs(20), c.read_to_string(&mut out))
+        .await
+        .expect("the connection is closed")
+        .unwrap();
+    assert!(!out.contains("darkwatch_agent"), "{out}");
 }

@@ -172,7 +172,7 @@ async fn the_loop_correlates_and_writes_verdicts() {
     );
 
     // Nothing new: nothing read, the same verdicts (same ids) kept.
-    clock.advance(100);
+    clock.advance(std::time::Duration::from_millis(100));
     let outcomes = loop_pass(&mut state, &store, &store, &setup).await.unwrap();
     assert!(
         matches!(outcome(&outcomes, "kp"), PassOutcome::Done(s) if !s.rebuilt && s.rounds_loaded == 0),
@@ -203,7 +203,7 @@ async fn a_failing_pass_is_reported_and_correlation_goes_on() {
 
     // The store is back: kp is rebuilt and judged.
     store.set_failing("kp", false);
-    clock.advance(100);
+    clock.advance(std::time::Duration::from_millis(100));
     let outcomes = loop_pass(&mut state, &store, &store, &setup).await.unwrap();
     assert!(
         matches!(outcome(&outcomes, "kp"), PassOutcome::Done(s) if s.rebuilt && s.rounds_loaded > 0),
@@ -288,20 +288,20 @@ async fn leases_move_between_two_collectors() {
     assert_eq!(outcomes.len(), 4);
     assert_eq!(held(&a), names);
     // b joins: every lease has a live holder, so it takes none yet.
-    clock.advance(100);
+    clock.advance(std::time::Duration::from_millis(100));
     assert!(loop_pass(&mut b, &store, &store, &sb)
         .await
         .unwrap()
         .is_empty());
     // a sees two members and hands back the last two by name; b takes them.
-    clock.advance(100);
+    clock.advance(std::time::Duration::from_millis(100));
     assert_eq!(
         loop_pass(&mut a, &store, &store, &sa).await.unwrap().len(),
         2
     );
     assert_eq!(held(&a), ["ka", "kb"]);
     assert_eq!(a.correlator.campaigns().len(), 2);
-    clock.advance(100);
+    clock.advance(std::time::Duration::from_millis(100));
     assert_eq!(
         loop_pass(&mut b, &store, &store, &sb).await.unwrap().len(),
         2
@@ -311,7 +311,7 @@ async fn leases_move_between_two_collectors() {
     assert_eq!(holders(), [some("a"), some("a"), some("b"), some("b")]);
 
     // a dies: once its leases expire, b is alone and takes everything.
-    clock.advance(1_500);
+    clock.advance(std::time::Duration::from_millis(1_500));
     assert_eq!(
         loop_pass(&mut b, &store, &store, &sb).await.unwrap().len(),
         4
