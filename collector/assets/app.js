@@ -105,6 +105,10 @@ async function getJson(path) {
 function parseTime(s) {
   if (s === null || s === undefined || s.trim() === "") return NaN;
   s = s.trim();
+  // The collector's syntax (1419264000s, 1419264000000ms); a bare number
+  // in a shared link is read by its size, as links made before were.
+  const unit = /^(\d+)(ms|s)$/.exec(s);
+  if (unit) return Number(unit[1]) * (unit[2] === "s" ? 1000 : 1);
   if (/^\d+$/.test(s)) {
     const n = Number(s);
     return n < 1e11 ? n * 1000 : n;
@@ -288,7 +292,7 @@ async function campaignData(c, st, now, timelineOnce) {
   try {
     signals = await Promise.all(fetchList.map((s) => getJson(
       "/v1/signals" + queryString([["scope", s.scope], ["target", s.target],
-        ["from", String(Math.floor(from))], ["until", String(Math.ceil(w.until))]]))));
+        ["from", Math.floor(from) + "ms"], ["until", Math.ceil(w.until) + "ms"]]))));
   } catch (e) {
     if (e.status === 404) return fallback();
     throw e;
@@ -569,7 +573,7 @@ async function refreshOverview() {
   const data = await Promise.all(status.campaigns.map((c) => campaignData(c, st, now, timelineOnce)));
   const from = data.length ? Math.min(...data.map((d) => d.w.from)) : now - 3600e3;
   const until = data.length ? Math.max(...data.map((d) => d.w.until)) : now;
-  const outages = await getJson("/v1/outages?since=" + Math.floor(from / 1000));
+  const outages = await getJson("/v1/outages?since=" + Math.floor(from) + "ms");
   renderRange(st, from, until);
 
   // Verdicts in the range plus every open one (an open verdict may predate it).

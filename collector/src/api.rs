@@ -388,7 +388,7 @@ pub fn outage_filter(q: OutagesQuery, now_ms: i64) -> Result<OutageFilter, Strin
     check_country(q.country.as_deref())?;
     let since_ms = match &q.since {
         Some(s) => Some(
-            views::parse_since(s, now_ms)
+            crate::timespec::parse_time(s, now_ms)
                 .map_err(|e| format!("query parameter since: {}", e.replace("--since", "since")))?,
         ),
         None => None,
@@ -445,9 +445,10 @@ async fn get_signals<S: Store>(
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<SignalsJson>, ApiFailure> {
     let Query(pairs) = q.map_err(bad_query)?;
-    let q = SignalsQuery::from_pairs(&pairs)
+    let now = st.clock.now_ms();
+    let q = SignalsQuery::from_pairs(&pairs, now)
         .map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
-    match signals::signals(st.store.as_ref(), &q, st.clock.now_ms()).await {
+    match signals::signals(st.store.as_ref(), &q, now).await {
         Ok(s) => Ok(Json(s)),
         Err(SignalsError::BadRequest(m)) => Err(ApiFailure::new(StatusCode::BAD_REQUEST, m)),
         Err(SignalsError::NotFound(m)) => Err(ApiFailure::new(StatusCode::NOT_FOUND, m)),

@@ -25,7 +25,6 @@
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
 
-use chrono::DateTime;
 use darkwatch_correlate::{Kind, Scope};
 use darkwatch_schema::{round_of, round_start_ms};
 use serde::{Deserialize, Serialize};
@@ -58,16 +57,6 @@ pub struct SignalsQuery {
     pub until_ms: Option<i64>,
     /// Only these VPs in `per_vp` (all when empty).
     pub vps: Vec<String>,
-}
-
-/// A time: Unix milliseconds or RFC 3339.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(ms) = s.trim().parse::<i64>() {
-        return Ok(ms);
-    }
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| format!("{s:?} is neither Unix milliseconds nor an RFC 3339 time"))
 }
 
 /// Parses a scope name as the API spells it.
@@ -115,8 +104,9 @@ pub fn normalize_target(scope: Scope, t: &str) -> Result<String, String> {
 
 impl SignalsQuery {
     /// From query pairs (`vp` repeatable or comma-separated); names the
-    /// offending parameter on error.
-    pub fn from_pairs(pairs: &[(String, String)]) -> Result<SignalsQuery, String> {
+    /// offending parameter on error. Times in [`crate::timespec`]'s syntax,
+    /// ages counted back from `now_ms`.
+    pub fn from_pairs(pairs: &[(String, String)], now_ms: i64) -> Result<SignalsQuery, String> {
         let (mut scope, mut target, mut campaign, mut from, mut until) =
             (None, None, None, None, None);
         let mut vps = Vec::new();
@@ -147,8 +137,11 @@ impl SignalsQuery {
         let scope = parse_scope(&scope.ok_or("query parameter scope is required")?)?;
         let target = normalize_target(scope, &target.ok_or("query parameter target is required")?)?;
         let time = |name: &str, v: Option<String>| {
-            v.map(|s| parse_time(&s).map_err(|e| format!("query parameter {name}: {e}")))
-                .transpose()
+            v.map(|s| {
+                crate::timespec::parse_time(&s, now_ms)
+                    .map_err(|e| format!("query parameter {name}: {e}"))
+            })
+            .transpose()
         };
         Ok(SignalsQuery {
             scope,

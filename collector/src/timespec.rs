@@ -82,6 +82,17 @@ mod tests {
         }
     }
 
+    /// The three forms `--since` always took, in this syntax (Unix
+    /// seconds now carry their unit).
+    #[test]
+    fn since_forms() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("2h", now), Ok(now - 7_200_000));
+        assert_eq!(parse_time("1700000000s", now), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("2014-12-22T16:00:00Z", now), Ok(NOW));
+        assert!(parse_time("yesterday", now).is_err());
+    }
+
     #[test]
     fn ages_count_back_from_now() {
         assert_eq!(parse_time("90m", NOW), Ok(NOW - 5_400_000));

@@ -13,28 +13,6 @@ use serde::Serialize;
 use crate::causes;
 use crate::store::{Campaign, ReportedTiming, Store, StoreError, Verdict};
 
-/// `--since`: an RFC 3339 time, Unix seconds, or an age such as `90m`, `6h`, `2d`.
-pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(secs) = s.parse::<i64>() {
-        return Ok(secs.saturating_mul(1000));
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("bad --since {s:?}: use RFC 3339, Unix seconds, or 30m/6h/2d"))?;
-    let mult = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("bad --since {s:?}: unit must be s, m, h or d")),
-    };
-    Ok(now_ms - n.saturating_mul(mult))
-}
-
 pub(crate) fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -478,19 +456,6 @@ pub fn timeline_text(t: &[TimelineJson]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn since_accepts_three_forms() {
-        let now = 1_800_000_000_000;
-        assert_eq!(parse_since("2h", now).unwrap(), now - 7_200_000);
-        assert_eq!(parse_since("1700000000", now).unwrap(), 1_700_000_000_000);
-        assert_eq!(
-            parse_since("2014-12-22T16:00:00Z", now).unwrap(),
-            1_419_264_000_000
-        );
-        assert!(parse_since("yesterday", now).is_err());
-        assert!(parse_since("5w", now).is_err());
-    }
 
     fn verdict(id: i64, scope: Scope, target: &str, kind: Kind, prefixes: &[&str]) -> Verdict {
         Verdict {

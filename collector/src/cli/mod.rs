@@ -94,8 +94,9 @@ pub struct OutagesArgs {
     /// Only verdicts still open.
     #[arg(long)]
     pub ongoing: bool,
-    /// Only verdicts open at or after this time: RFC 3339, Unix seconds, or an
-    /// age such as 90m, 6h, 2d.
+    /// Only verdicts open at or after this time: RFC 3339, Unix time with
+    /// its unit (1419264000s, 1419264000000ms), or an age such as 90m, 6h,
+    /// 2d, 1w.
     #[arg(long)]
     pub since: Option<String>,
     /// Print a JSON array instead of a table.
@@ -127,10 +128,12 @@ pub struct SignalsArgs {
     /// Campaign, when several watch the target.
     #[arg(long)]
     pub campaign: Option<String>,
-    /// Start: Unix milliseconds or RFC 3339 [default: 24 hours before --until].
+    /// Start: RFC 3339, Unix time with its unit (1419264000s,
+    /// 1419264000000ms), or an age such as 6h [default: 24 hours before
+    /// --until].
     #[arg(long)]
     pub from: Option<String>,
-    /// End: Unix milliseconds or RFC 3339 [default: now].
+    /// End, in the syntax of --from [default: now].
     #[arg(long)]
     pub until: Option<String>,
     /// Only these VPs in the per-VP rows (repeatable or comma-separated).

@@ -15,9 +15,10 @@ pub(super) async fn outages<S: Store>(
     clock: &dyn Clock,
 ) -> Result<(), CliError> {
     let since_ms = match &args.since {
-        Some(s) => {
-            Some(views::parse_since(s, clock.now_ms()).map_err(|e| CliError::new(exit::USAGE, e))?)
-        }
+        Some(s) => Some(
+            crate::timespec::parse_time(s, clock.now_ms())
+                .map_err(|e| CliError::new(exit::USAGE, e))?,
+        ),
         None => None,
     };
     let filter = views::OutageFilter {
@@ -94,7 +95,7 @@ pub(super) async fn signals<S: Store>(
             .filter_map(|(k, v)| Some((k.to_string(), v?))),
     );
     pairs.extend(args.vp.into_iter().map(|v| ("vp".to_string(), v)));
-    let q = SignalsQuery::from_pairs(&pairs)
+    let q = SignalsQuery::from_pairs(&pairs, clock.now_ms())
         .map_err(|e| CliError::new(exit::USAGE, e.replace("query parameter ", "--")))?;
     let s = signals::signals(store, &q, clock.now_ms())
         .await

@@ -149,28 +149,35 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// "Now" for parsing queries with ages.
+const NOW_MS: i64 = 1_419_292_800_000;
+
 #[test]
 fn queries_parse_and_name_what_is_wrong() {
-    let q = SignalsQuery::from_pairs(&pairs(&[
-        ("scope", "country"),
-        ("target", "kp"),
-        ("from", "1419206400000"),
-        ("until", "2014-12-23T00:00:00Z"),
-        ("vp", "vp-a,vp-b"),
-        ("vp", "vp-c"),
-    ]))
+    let q = SignalsQuery::from_pairs(
+        &pairs(&[
+            ("scope", "country"),
+            ("target", "kp"),
+            ("from", "1419206400000ms"),
+            ("until", "2014-12-23T00:00:00Z"),
+            ("vp", "vp-a,vp-b"),
+            ("vp", "vp-c"),
+        ]),
+        NOW_MS,
+    )
     .unwrap();
     assert_eq!(q.scope, Scope::Country);
     assert_eq!(q.target, "KP");
     assert_eq!(q.from_ms, Some(1_419_206_400_000));
     assert_eq!(q.until_ms, Some(1_419_292_800_000));
     assert_eq!(q.vps, ["vp-a", "vp-b", "vp-c"]);
-    let asn = SignalsQuery::from_pairs(&pairs(&[("scope", "asn"), ("target", "131279")])).unwrap();
+    let asn = SignalsQuery::from_pairs(&pairs(&[("scope", "asn"), ("target", "131279")]), NOW_MS)
+        .unwrap();
     assert_eq!(asn.target, "AS131279");
-    let p = SignalsQuery::from_pairs(&pairs(&[
-        ("scope", "prefix"),
-        ("target", "175.45.176.0/24"),
-    ]))
+    let p = SignalsQuery::from_pairs(
+        &pairs(&[("scope", "prefix"), ("target", "175.45.176.0/24")]),
+        NOW_MS,
+    )
     .unwrap();
     assert_eq!(
         (p.target.as_str(), p.from_ms, p.until_ms),
@@ -207,6 +214,14 @@ fn queries_parse_and_name_what_is_wrong() {
             "until",
         ),
         (
+            vec![
+                ("scope", "country"),
+                ("target", "KP"),
+                ("from", "1419206400"),
+            ],
+            "no unit",
+        ),
+        (
             vec![("scope", "country"), ("target", "KP"), ("window", "9")],
             "\"window\"",
         ),
@@ -215,7 +230,7 @@ fn queries_parse_and_name_what_is_wrong() {
             "twice",
         ),
     ] {
-        let e = SignalsQuery::from_pairs(&pairs(&q)).unwrap_err();
+        let e = SignalsQuery::from_pairs(&pairs(&q), NOW_MS).unwrap_err();
         assert!(e.contains(needle), "{q:?}: {e}");
     }
 }

@@ -694,7 +694,7 @@ async fn api_and_cli_give_the_same_signals() {
         .expect("time")
         .to_rfc3339();
     let path = format!(
-        "/v1/signals?scope=prefix&target={}&from={from}&until={}&vp=vp-b",
+        "/v1/signals?scope=prefix&target={}&from={from}ms&until={}&vp=vp-b",
         PREFIXES[1],
         until.replace('+', "%2B")
     );
@@ -711,7 +711,7 @@ async fn api_and_cli_give_the_same_signals() {
     assert!(prounds.iter().all(|r| r["share_up"] == 0.0
         && r["per_vp"].as_array().map(Vec::len) == Some(1)
         && r["per_vp"][0]["vp"] == "vp-b"));
-    let from_s = from.to_string();
+    let from_s = format!("{from}ms");
     let cli_lines = cli_ok(
         &db.url,
         &[
@@ -773,6 +773,13 @@ async fn api_and_cli_give_the_same_signals() {
         ("/v1/signals?scope=galaxy&target=KP", 400, "galaxy"),
         ("/v1/signals?scope=country&target=KPX", 400, "two-letter"),
         ("/v1/signals?scope=country&target=KP&from=noon", 400, "from"),
+        // A bare number has no unit (Unix seconds read as milliseconds
+        // once made a range of 29,914,407 rounds).
+        (
+            "/v1/signals?scope=country&target=KP&from=1419206400",
+            400,
+            "no unit",
+        ),
         ("/v1/signals?scope=country&target=KP&step=5", 400, "step"),
         (
             "/v1/signals?scope=country&target=KP&from=2014-12-22T00:00:00Z",
