@@ -25,7 +25,8 @@ const GROUP_MAX_ITEMS: usize = 50_000;
 pub(super) const GROUP_QUEUE: usize = 1024;
 
 /// Inserts one batch on `conn` inside the caller's transaction; a batch id
-/// seen before writes nothing and is acknowledged as a duplicate.
+/// the same agent sent before writes nothing and is acknowledged as a
+/// duplicate (ids are each agent's own).
 pub(super) async fn insert_batch(
     conn: &mut AnyConnection,
     agent: &str,
@@ -117,12 +118,15 @@ pub(super) async fn insert_batch(
     super::census::write_reported(conn, agent, batch, now_ms).await?;
     super::timing::write_rounds(conn, agent, &batch.rounds, now_ms).await?;
 
-    sqlx::query("UPDATE batches SET observations = $1, traces = $2 WHERE batch_id = $3")
-        .bind(to_i64(obs_stored, "count")?)
-        .bind(to_i64(traces_stored, "count")?)
-        .bind(&batch.batch_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE batches SET observations = $1, traces = $2 WHERE agent = $3 AND batch_id = $4",
+    )
+    .bind(to_i64(obs_stored, "count")?)
+    .bind(to_i64(traces_stored, "count")?)
+    .bind(agent)
+    .bind(&batch.batch_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(BatchAck {
         batch_id: batch.batch_id.clone(),
         duplicate: false,

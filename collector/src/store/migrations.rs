@@ -233,6 +233,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX IF NOT EXISTS agent_rounds_by_round ON agent_rounds (campaign, round)",
     ),
+    // Batch ids are the agent's own: one agent's id must not make another
+    // agent's batch a "duplicate" (it was dropped). The key becomes
+    // (agent, batch_id); SQLite cannot change a key in place, so the table
+    // is copied.
+    (
+        11,
+        "CREATE TABLE batches_by_agent (
+        batch_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        observations BIGINT NOT NULL,
+        traces BIGINT NOT NULL,
+        PRIMARY KEY (agent, batch_id)
+    );
+    INSERT INTO batches_by_agent (batch_id, agent, received_ms, observations, traces)
+        SELECT batch_id, agent, received_ms, observations, traces FROM batches;
+    DROP TABLE batches;
+    ALTER TABLE batches_by_agent RENAME TO batches",
+    ),
 ];
 
 /// Migration 7: on PostgreSQL, `partitions::migrate`; on SQLite, the

@@ -596,7 +596,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11]);
     sqlx::Connection::close(conn).await.expect("close");
 
     // Verdicts stored before were alerted as they stand.
@@ -644,7 +644,50 @@ async fn first_schema_upgrades_in_order(db: &str) {
     store.close().await;
 }
 
+/// Batch ids are each agent's own: another agent's batch with an id already
+/// used is stored, not acknowledged as a duplicate and dropped. A database
+/// from before (batches keyed by id alone) is upgraded with its rows.
+async fn batch_ids_are_each_agents_own(db: &str) {
+    let store = SqlStore::open(db).await.expect("open");
+    let a = batch(vec![obs(7, "198.18.0.0/24", false)]);
+    assert!(!store.ingest("a", &a, T0).await.expect("ingest").duplicate);
+    store.close().await;
+
+    // The table as it was before migration 11.
+    sqlx::any::install_default_drivers();
+    let sqlx_url = darkwatch_collector::store::resolve_url(db).expect("url").1;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&sqlx_url)
+        .await
+        .expect("connect");
+    for stmt in [
+        "ALTER TABLE batches RENAME TO batches_new",
+        "CREATE TABLE batches (batch_id TEXT PRIMARY KEY, agent TEXT NOT NULL, \
+         received_ms BIGINT NOT NULL, observations BIGINT NOT NULL, traces BIGINT NOT NULL)",
+        "INSERT INTO batches SELECT batch_id, agent, received_ms, observations, traces FROM batches_new",
+        "DROP TABLE batches_new",
+        "DELETE FROM schema_migrations WHERE version = 11",
+    ] {
+        sqlx::query(stmt).execute(&mut conn).await.expect(stmt);
+    }
+    sqlx::Connection::close(conn).await.expect("close");
+
+    let store = SqlStore::open(db).await.expect("upgrade");
+    // The same agent resending: a duplicate, as before.
+    let again = store.ingest("a", &a, T0).await.expect("resend");
+    assert!(again.duplicate);
+    // Another agent, the same id, its own observations: stored.
+    let mut b = batch(vec![obs(7, "198.18.1.0/24", false)]);
+    b.batch_id = a.batch_id.clone();
+    let ack = store.ingest("b", &b, T0).await.expect("ingest b");
+    assert!(!ack.duplicate, "{ack:?}");
+    assert_eq!(ack.observations_stored, 1);
+    let c = store.counts(0).await.expect("counts");
+    assert_eq!((c.batches, c.observations), (2, 2));
+    store.close().await;
+}
+
 db_tests!(
+    batch_ids_are_each_agents_own,
     queries_split_rounds_and_control,
     concurrent_duplicates_store_once,
     verdicts_faults_and_leases,
