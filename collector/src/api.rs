@@ -277,6 +277,16 @@ async fn post_reports<S: Store>(
         .map_err(ApiFailure::store)?;
     st.metrics
         .batch(ack.duplicate, ack.observations_stored, ack.traces_stored);
+    if ack.observations_not_stored > 0 {
+        st.metrics.not_stored(ack.observations_not_stored);
+        tracing::warn!(
+            %agent,
+            batch = %ack.batch_id,
+            not_stored = ack.observations_not_stored,
+            reason = ack.not_stored_reason.as_deref().unwrap_or_default(),
+            "observations of a report not stored"
+        );
+    }
     if !ack.duplicate {
         let (probes, replies) = batch
             .observations

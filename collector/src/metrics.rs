@@ -26,6 +26,7 @@ pub struct Metrics {
     traces: AtomicU64,
     probes: AtomicU64,
     replies: AtomicU64,
+    not_stored: AtomicU64,
     rejected: Mutex<BTreeMap<u16, u64>>,
     /// Counted by the correlation loop, read here at scrape time.
     correlation: Arc<CorrelationStats>,
@@ -40,6 +41,12 @@ impl Metrics {
         }
         self.observations.fetch_add(observations, Ordering::Relaxed);
         self.traces.fetch_add(traces, Ordering::Relaxed);
+    }
+
+    /// Records observations a fresh batch carried but that were not stored
+    /// (`BatchAck::observations_not_stored`).
+    pub fn not_stored(&self, observations: u64) {
+        self.not_stored.fetch_add(observations, Ordering::Relaxed);
     }
 
     /// Records the echo requests sent and replies received that a newly
@@ -102,6 +109,11 @@ impl Metrics {
             "darkwatch_observations_stored_total",
             "Block observations newly stored.",
             one(&self.observations),
+        )
+        .counter(
+            "darkwatch_observations_not_stored_total",
+            "Observations of newly stored batches that were not stored (an earlier batch of the agent carried them); each is logged with its reason.",
+            one(&self.not_stored),
         )
         .counter(
             "darkwatch_traces_stored_total",
@@ -273,6 +285,7 @@ mod tests {
         m.rejected(401);
         m.rejected(413);
         m.probes(12, 7);
+        m.not_stored(3);
         m.correlation_panic("k\"p");
         m.correlation_panic("k\"p");
         let text = m.render(Some(&StoreCounts {
@@ -287,6 +300,7 @@ mod tests {
         );
         assert!(text.contains("darkwatch_reports_duplicate_total 1\n"));
         assert!(text.contains("darkwatch_observations_stored_total 10\n"));
+        assert!(text.contains("darkwatch_observations_not_stored_total 3\n"));
         assert!(text.contains("darkwatch_requests_rejected_total{status=\"401\"} 2\n"));
         assert!(text.contains("darkwatch_requests_rejected_total{status=\"413\"} 1\n"));
         assert!(text.contains("darkwatch_agents_known 3\n"));

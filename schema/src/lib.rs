@@ -291,6 +291,17 @@ pub struct BatchAck {
     pub duplicate: bool,
     pub observations_stored: u64,
     pub traces_stored: u64,
+    /// Observations the batch carried (plain and packed blocks) that were
+    /// not stored, and why: never silent. Absent when every one was
+    /// stored, and in a duplicate's answer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub observations_not_stored: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_stored_reason: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Error body of every non-2xx answer from the collector.

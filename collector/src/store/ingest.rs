@@ -24,6 +24,11 @@ const GROUP_MAX_ITEMS: usize = 50_000;
 /// Batches waiting for the SQLite writer; senders wait beyond this.
 pub(super) const GROUP_QUEUE: usize = 1024;
 
+/// Why observations of a fresh batch were not stored
+/// ([`BatchAck::not_stored_reason`]).
+pub const NOT_STORED_ALREADY: &str =
+    "already stored: an earlier batch of this agent carried these rounds and blocks";
+
 /// Inserts one batch on `conn` inside the caller's transaction; a batch id
 /// the same agent sent before writes nothing and is acknowledged as a
 /// duplicate (ids are each agent's own).
@@ -50,6 +55,8 @@ pub(super) async fn insert_batch(
             duplicate: true,
             observations_stored: 0,
             traces_stored: 0,
+            observations_not_stored: 0,
+            not_stored_reason: None,
         });
     }
 
@@ -127,10 +134,22 @@ pub(super) async fn insert_batch(
     .bind(&batch.batch_id)
     .execute(&mut *conn)
     .await?;
+    // Rows are keyed by (agent, campaign, round, block): what is left out
+    // had come in an earlier batch of this agent (a round resent under a
+    // new id, or a round that came early and took the real one's place).
+    let carried = batch.observations.len() as u64
+        + batch
+            .packed
+            .iter()
+            .map(|p| u64::from(p.blocks))
+            .sum::<u64>();
+    let not_stored = carried.saturating_sub(obs_stored);
     Ok(BatchAck {
         batch_id: batch.batch_id.clone(),
         duplicate: false,
         observations_stored: obs_stored,
+        observations_not_stored: not_stored,
+        not_stored_reason: (not_stored > 0).then(|| NOT_STORED_ALREADY.to_string()),
         traces_stored,
     })
 }

@@ -681,8 +681,32 @@ async fn batch_ids_are_each_agents_own(db: &str) {
     let ack = store.ingest("b", &b, T0).await.expect("ingest b");
     assert!(!ack.duplicate, "{ack:?}");
     assert_eq!(ack.observations_stored, 1);
+    assert_eq!(
+        (ack.observations_not_stored, ack.not_stored_reason),
+        (0, None)
+    );
     let c = store.counts(0).await.expect("counts");
     assert_eq!((c.batches, c.observations), (2, 2));
+
+    // The same observations under a new id: a fresh batch whose rows were
+    // stored before. The answer says how many were not stored, and why.
+    let mut resent = batch(vec![
+        obs(7, "198.18.1.0/24", false),
+        obs(7, "198.18.2.0/24", false),
+    ]);
+    resent.batch_id = random_hex(8);
+    let ack = store.ingest("b", &resent, T0).await.expect("resend b");
+    assert!(!ack.duplicate);
+    assert_eq!(
+        (ack.observations_stored, ack.observations_not_stored),
+        (1, 1)
+    );
+    assert!(
+        ack.not_stored_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("already stored")),
+        "{ack:?}"
+    );
     store.close().await;
 }
 
