@@ -191,8 +191,36 @@ pub enum CampaignCmd {
         #[arg(long)]
         json: bool,
     },
+    /// What a saved campaign holds: IPv4 /24s, IPv6 /48s (tracked and
+    /// allocated), prefixes, census addresses, addresses an agent targets
+    /// and, with --pfx2as, routed prefixes and origin ASes.
+    Show {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        figures: FiguresArgs,
+    },
     /// Remove a campaign (its stored observations stay).
     Remove { name: String },
+}
+
+/// Options of the figures `campaign add` and `campaign show` print.
+#[derive(Debug, Args)]
+pub struct FiguresArgs {
+    /// CAIDA prefix-to-AS file (plain or compressed): also count the routed
+    /// prefixes that overlap the campaign and their origin ASes.
+    #[arg(long, value_name = "FILE")]
+    pub pfx2as: Option<PathBuf>,
+    /// The agents' max_targets (addresses an agent watches per campaign);
+    /// default the agent's own default, 2^24.
+    #[arg(long, value_name = "N", default_value_t = crate::space::AGENT_DEFAULT_MAX_TARGETS)]
+    pub agent_max_targets: u64,
+    /// Warn when the campaign needs more than this share (percent) of the
+    /// agents' max_targets.
+    #[arg(long, value_name = "PERCENT", default_value_t = 100.0)]
+    pub warn_share: f64,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +261,15 @@ pub struct CampaignAddArgs {
     /// Change the campaign if it exists (bumps its generation).
     #[arg(long)]
     pub replace: bool,
+    /// Accept special-purpose space (RFC 6890: private, shared, loopback,
+    /// documentation, benchmarking, ...) from --delegated and --hitlist
+    /// files, which is otherwise refused (delegated) or skipped (hitlist)
+    /// as a mistake; for labs in 198.18.0.0/15 or documentation space.
+    /// Space given with --prefix is always accepted.
+    #[arg(long)]
+    pub allow_special_purpose: bool,
+    #[command(flatten)]
+    pub figures: FiguresArgs,
 }
 
 impl From<StoreError> for CliError {

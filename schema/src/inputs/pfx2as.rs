@@ -144,6 +144,11 @@ impl Pfx2As {
         &[]
     }
 
+    /// Every routed prefix with its origins, in no particular order.
+    pub fn routes(&self) -> impl Iterator<Item = (&IpNet, &[u32])> {
+        self.entries.iter().map(|(n, o)| (n, o.as_slice()))
+    }
+
     /// Number of distinct prefixes.
     pub fn len(&self) -> usize {
         self.entries.len()
