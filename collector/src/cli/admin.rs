@@ -7,12 +7,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
-use darkwatch_schema::inputs::{delegated, special, InputError, LineError};
+use darkwatch_schema::inputs::{self, delegated, special, InputError, LineError};
 use darkwatch_schema::valid_name;
 
-use super::{
-    exit, read_input, warn_skipped, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, FiguresArgs,
-};
+use super::{exit, warn_skipped, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, FiguresArgs};
 use crate::clock::Clock;
 use crate::space::Figures;
 use crate::store::{Campaign, CampaignSpec, Store};
@@ -196,7 +194,11 @@ fn read_hitlists(paths: &[PathBuf]) -> Result<(Vec<IpAddr>, usize), CliError> {
     let mut addrs = Vec::new();
     let mut skipped = 0;
     for path in paths {
-        let text = read_input(path, "hitlist")?;
+        // Published hitlists come compressed too (xz, gzip).
+        let text = inputs::read_text(path).map_err(|e| match e {
+            InputError::Io { .. } => CliError::new(exit::NOINPUT, format!("hitlist: {e}")),
+            _ => CliError::new(exit::DATAERR, format!("hitlist: {e}")),
+        })?;
         let h = hitlist::read(&text, &path.display().to_string())
             .map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?;
         for line in h.skipped.iter().take(SKIPPED_SHOWN.saturating_sub(skipped)) {

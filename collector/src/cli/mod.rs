@@ -230,9 +230,10 @@ pub struct CampaignAddArgs {
     /// ISO 3166 alpha-2 country code.
     #[arg(long)]
     pub country: Option<String>,
-    /// RIR delegated-stats file (standard or extended, any RIR) to take the
-    /// country's allocated and assigned prefixes from; unparseable lines are
-    /// skipped and counted.
+    /// RIR delegated-stats file (standard or extended, any RIR; plain or
+    /// compressed) to take the country's allocated and assigned prefixes
+    /// from; unparseable lines are skipped and counted, and a record that
+    /// brings in special-purpose space refuses the campaign.
     #[arg(long, requires = "country")]
     pub delegated: Option<PathBuf>,
     /// Prefix to watch (repeatable).
@@ -242,11 +243,14 @@ pub struct CampaignAddArgs {
     /// address per line, `#` comments. They seed the campaign's census,
     /// which agents receive with their assignment and judge from their
     /// first round, without a discovery sweep (the only way to watch IPv6
-    /// space, too large to sweep). The /24 (IPv4) or /48 (IPv6) holding an
-    /// address that no other prefix covers joins the campaign, so a
-    /// hitlist alone makes a campaign. At most 256 addresses per /24 and
-    /// 1024 per /48 are kept. Unreadable lines are reported as FILE:LINE
-    /// and skipped; a file with no usable address is refused.
+    /// space, too large to sweep). An address outside the campaign's
+    /// prefixes is skipped and counted, never added; a campaign of hitlists
+    /// alone takes the /24 (IPv4) or /48 (IPv6) of each address.
+    /// Special-purpose addresses outside the prefixes are skipped unless
+    /// --allow-special-purpose. At most 256 addresses per /24 and 1024 per
+    /// /48 are kept. Unreadable lines are reported as FILE:LINE and
+    /// skipped; a file with no usable address is refused. Files may be
+    /// compressed (gzip, bzip2, xz, zstd).
     #[arg(long = "hitlist", value_name = "FILE")]
     pub hitlists: Vec<PathBuf>,
     /// Seconds between rounds.

@@ -380,6 +380,11 @@ async fn hitlist_campaign_from_a_file(db: &str) {
         stderr.contains("0 addresses outside the campaign and 5 special-purpose addresses skipped"),
         "{stderr}"
     );
+    // The same list gzip-compressed, as hitlists are published.
+    let gz_path = dir.path().join("kp-v6.txt.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &std::fs::read(&file).expect("read")).expect("gzip");
+    std::fs::write(&gz_path, gz.finish().expect("gzip")).expect("write");
     cli_ok(
         db,
         &[
@@ -387,7 +392,7 @@ async fn hitlist_campaign_from_a_file(db: &str) {
             "add",
             "alone",
             "--hitlist",
-            &path,
+            &gz_path.display().to_string(),
             "--allow-special-purpose",
             "--replace",
         ],
