@@ -12,6 +12,7 @@ mod agent_e2e;
 mod agent_scale;
 mod collector;
 mod collector_scale;
+mod inputs;
 mod netlab;
 mod stats;
 mod steady;
@@ -90,7 +91,8 @@ struct Args {
     /// Sections to run (comma-separated): sweep16, sweep15, steady, memory,
     /// correlation, ingest, latency, agent-scale (4.2M blocks in one agent,
     /// no network), scale (the collector under a synthetic fleet),
-    /// agent-e2e (a real agent and collector on 127.0.0.0/8 in a namespace).
+    /// agent-e2e (a real agent and collector on 127.0.0.0/8 in a namespace),
+    /// inputs (real-size NRO, pfx2as and hitlist files loaded and seeded).
     #[arg(
         long,
         value_delimiter = ',',
@@ -924,6 +926,7 @@ fn main() -> Result<()> {
             "agent-scale" => agent_scale_rows(&args, &mut rows),
             "scale" => scale_rows(&args, &mut rows, &mut detail),
             "agent-e2e" => agent_e2e_rows(&args, &mut rows, &mut detail),
+            "inputs" => inputs::rows(&mut rows),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         if let Err(e) = r {

@@ -1,7 +1,7 @@
 //! The census: known-responsive addresses per block of a campaign.
 //!
 //! Agents report what their discovery found (`ReportBatch.census`), hitlists
-//! seed it (`campaign add --hitlist`), and the collector hands it out with
+//! seed it (`campaign add --hitlist`, filed by `crate::hitlist::seed`), and the collector hands it out with
 //! each assignment so that a new agent judges blocks from its first round
 //! instead of sweeping first. Everything here is pure: it screens what
 //! enters the census and what leaves it. An address is kept only inside the
@@ -10,12 +10,10 @@
 //! addresses, the lowest ones, so a report cannot grow an assignment without
 //! bound. Agents check again against their own policy.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use darkwatch_schema::{
-    block_of, CampaignAssignment, CensusBlock, ReportBatch, BLOCK_LEN_V4, BLOCK_LEN_V6,
-};
+use darkwatch_schema::{CampaignAssignment, CensusBlock, ReportBatch, BLOCK_LEN_V4, BLOCK_LEN_V6};
 use ipnet::IpNet;
 
 use crate::store::Campaign;
@@ -166,50 +164,6 @@ pub fn for_assignment(campaign: &Campaign, stored: Vec<CensusBlock>) -> Vec<Cens
             })
         })
         .collect()
-}
-
-/// Hitlist addresses grouped for a campaign.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seed {
-    /// Census blocks, bounded.
-    pub blocks: Vec<CensusBlock>,
-    /// Blocks that hold an address no given prefix covers: added to the
-    /// campaign's prefixes so that its agents may probe them.
-    pub new_prefixes: Vec<IpNet>,
-    /// Distinct addresses kept.
-    pub addresses: usize,
-    /// Addresses beyond the per-block bound.
-    pub over_bound: usize,
-}
-
-/// Groups hitlist addresses into /24 and /48 blocks. Addresses inside
-/// `prefixes` need nothing more; for any other, its whole block joins the
-/// campaign (a hitlist address says its block is in use, and the block is
-/// the unit that is judged).
-pub fn seed(addrs: &[IpAddr], prefixes: &[IpNet]) -> Seed {
-    let mut by_block: BTreeMap<IpNet, BTreeSet<IpAddr>> = BTreeMap::new();
-    let mut new_prefixes = BTreeSet::new();
-    for a in addrs {
-        let block = block_of(*a);
-        if !inside(prefixes, a) {
-            new_prefixes.insert(block);
-        }
-        by_block.entry(block).or_default().insert(*a);
-    }
-    let mut out = Seed {
-        blocks: Vec::with_capacity(by_block.len()),
-        new_prefixes: new_prefixes.into_iter().collect(),
-        addresses: 0,
-        over_bound: 0,
-    };
-    for (block, set) in by_block {
-        let max = max_addrs(&block);
-        out.over_bound += set.len().saturating_sub(max);
-        let addrs: Vec<IpAddr> = set.into_iter().take(max).collect();
-        out.addresses += addrs.len();
-        out.blocks.push(CensusBlock { block, addrs });
-    }
-    out
 }
 
 #[cfg(test)]
@@ -369,32 +323,5 @@ mod tests {
                 addrs: vec![ip("198.18.3.1"), ip("198.18.3.9")],
             }]
         );
-    }
-
-    #[test]
-    fn hitlists_seed_blocks_and_add_uncovered_ones() {
-        let addrs = [
-            ip("2001:db8:1::1"),
-            ip("2001:db8:1:2::1"),
-            ip("2001:db8:1::1"),
-            ip("198.18.3.1"),
-            ip("198.19.7.7"),
-        ];
-        let s = seed(&addrs, &[net("198.18.0.0/16")]);
-        assert_eq!(
-            s.new_prefixes,
-            vec![net("198.19.7.0/24"), net("2001:db8:1::/48")]
-        );
-        assert_eq!(s.addresses, 4);
-        assert_eq!(s.over_bound, 0);
-        assert_eq!(
-            s.blocks.iter().map(|b| b.block).collect::<Vec<_>>(),
-            [
-                net("198.18.3.0/24"),
-                net("198.19.7.0/24"),
-                net("2001:db8:1::/48")
-            ]
-        );
-        assert_eq!(s.blocks[2].addrs.len(), 2);
     }
 }

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod server;
 pub mod signals;
+pub mod space;
 pub mod store;
 pub mod timespec;
 pub mod tokens;

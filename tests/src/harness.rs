@@ -247,6 +247,8 @@ impl<'a> Collector<'a> {
             &timing.interval_secs.to_string(),
             "--control",
             &self.lab.control_prefix().to_string(),
+            // The lab lives in benchmarking and documentation space.
+            "--allow-special-purpose",
         ])?;
         // The file is in the published format, with reserved and available
         // space between the country's prefixes and an IPv6 allocation: the

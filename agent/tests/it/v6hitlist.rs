@@ -152,6 +152,8 @@ fn ipv6_hitlist_campaign_is_judged_end_to_end() {
             &hitlist_arg,
             "--interval",
             "2",
+            // Documentation space, as every lab address here.
+            "--allow-special-purpose",
         ],
     );
     let said = format!("{out}{err}");

@@ -1,15 +1,19 @@
 //! `agents` and `campaign`: the operator's management commands, including
-//! reading `--hitlist` files into a campaign's census.
+//! reading `--hitlist` files into a campaign's census. `campaign add` and
+//! `campaign show` print what a campaign holds (`crate::space::Figures`),
+//! so that a typo or a campaign too large for its agents shows at once.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use darkwatch_schema::inputs::{delegated, InputError, LineError};
+use darkwatch_schema::inputs::pfx2as::Pfx2As;
+use darkwatch_schema::inputs::{self, delegated, special, InputError, LineError};
 use darkwatch_schema::valid_name;
 
-use super::{exit, read_input, warn_skipped, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError};
+use super::{exit, warn_skipped, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, FiguresArgs};
 use crate::clock::Clock;
-use crate::store::{CampaignSpec, Store};
+use crate::space::Figures;
+use crate::store::{Campaign, CampaignSpec, Store};
 use crate::tokens;
 use crate::{census, hitlist};
 
@@ -96,9 +100,9 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>
     let mut prefixes = args.prefixes.clone();
     let mut skipped = Vec::new();
     if let (Some(path), Some(cc)) = (&args.delegated, &country) {
-        let parsed = delegated::read(path, cc).map_err(|e| match e {
+        let parsed = delegated::read_lines(path, cc).map_err(|e| match e {
             InputError::Io { .. } => CliError::new(exit::NOINPUT, format!("delegated file: {e}")),
-            InputError::NothingUsable { .. } => CliError::new(exit::DATAERR, e.to_string()),
+            _ => CliError::new(exit::DATAERR, e.to_string()),
         })?;
         let found = parsed.items;
         skipped = parsed.skipped;
@@ -108,7 +112,10 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>
                 format!("{}: no allocated prefixes for {cc}", path.display()),
             ));
         }
-        prefixes.extend(found);
+        if !args.allow_special_purpose {
+            refuse_special(path, &found)?;
+        }
+        prefixes.extend(found.into_iter().map(|(_, n)| n));
     }
     for p in prefixes.iter().chain(&args.control) {
         if p.trunc() != *p {
@@ -132,6 +139,52 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>
     Ok((spec, skipped))
 }
 
+/// Refuses a delegated record that brings in special-purpose space: no
+/// registry allocates it, so the line is a mistake (typically a count typo,
+/// `10.0.0.0|1073741824`), named by file and line.
+fn refuse_special(path: &Path, found: &[(usize, ipnet::IpNet)]) -> Result<(), CliError> {
+    for (line, net) in found {
+        if let Some(b) = special::overlapping(net) {
+            return Err(CliError::new(
+                exit::DATAERR,
+                format!(
+                    "{}:{line}: {net} is special-purpose space, {b}, which no registry allocates \
+                     (a count typo?); nothing saved (--allow-special-purpose accepts it)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the `--pfx2as` file of the figures, if any.
+fn load_pfx2as(args: &FiguresArgs) -> Result<Option<Pfx2As>, CliError> {
+    let Some(path) = &args.pfx2as else {
+        return Ok(None);
+    };
+    let (m, skipped) = Pfx2As::load(path).map_err(|e| match e {
+        InputError::Io { .. } => CliError::new(exit::NOINPUT, format!("pfx2as file: {e}")),
+        _ => CliError::new(exit::DATAERR, e.to_string()),
+    })?;
+    warn_skipped(&skipped);
+    Ok(Some(m))
+}
+
+/// Figures of a saved campaign: its prefixes and its census as agents get it.
+async fn figures<S: Store>(
+    store: &S,
+    c: &Campaign,
+    pfx2as: Option<&Pfx2As>,
+) -> Result<Figures, CliError> {
+    let census = census::for_assignment(c, store.census(&c.name).await?);
+    Ok(Figures::new(
+        &c.prefixes,
+        census.iter().map(|b| (&b.block, b.addrs.as_slice())),
+        pfx2as,
+    ))
+}
+
 /// Skipped hitlist lines printed one by one; the count covers them all.
 const SKIPPED_SHOWN: usize = 20;
 
@@ -141,7 +194,11 @@ fn read_hitlists(paths: &[PathBuf]) -> Result<(Vec<IpAddr>, usize), CliError> {
     let mut addrs = Vec::new();
     let mut skipped = 0;
     for path in paths {
-        let text = read_input(path, "hitlist")?;
+        // Published hitlists come compressed too (xz, gzip).
+        let text = inputs::read_text(path).map_err(|e| match e {
+            InputError::Io { .. } => CliError::new(exit::NOINPUT, format!("hitlist: {e}")),
+            _ => CliError::new(exit::DATAERR, format!("hitlist: {e}")),
+        })?;
         let h = hitlist::read(&text, &path.display().to_string())
             .map_err(|e| CliError::new(exit::DATAERR, e.to_string()))?;
         for line in h.skipped.iter().take(SKIPPED_SHOWN.saturating_sub(skipped)) {
@@ -159,14 +216,19 @@ fn read_hitlists(paths: &[PathBuf]) -> Result<(Vec<IpAddr>, usize), CliError> {
     Ok((addrs, skipped))
 }
 
-/// `hitlists: 3 addresses in 2 blocks seeded the census, 2 blocks added to the prefixes, 1 line skipped`.
-fn seed_text(seed: &census::Seed, skipped: usize) -> String {
+/// `hitlists: 3 addresses in 2 blocks seeded the census, 2 blocks added to
+/// the prefixes, 1 lines skipped, 4 addresses outside the campaign and 1
+/// special-purpose address skipped`.
+fn seed_text(seed: &hitlist::Seed, skipped: usize) -> String {
     let mut s = format!(
-        "hitlists: {} addresses in {} blocks seeded the census, {} blocks added to the prefixes, {} lines skipped",
+        "hitlists: {} addresses in {} blocks seeded the census, {} blocks added to the prefixes, {} lines skipped, \
+         {} addresses outside the campaign and {} special-purpose addresses skipped",
         seed.addresses,
         seed.blocks.len(),
         seed.new_prefixes.len(),
-        skipped
+        skipped,
+        seed.outside,
+        seed.reserved
     );
     if seed.over_bound > 0 {
         s.push_str(&format!(
@@ -189,8 +251,15 @@ pub(super) async fn campaign<S: Store>(
             let (mut spec, delegated_skipped) = campaign_spec(&args)?;
             warn_skipped(&delegated_skipped);
             let (addrs, skipped) = read_hitlists(&args.hitlists)?;
-            let seed = census::seed(&addrs, &spec.prefixes);
+            let seed = hitlist::seed(addrs, &spec.prefixes, args.allow_special_purpose);
             spec.prefixes.extend(seed.new_prefixes.iter().copied());
+            if spec.prefixes.is_empty() {
+                return Err(CliError::new(
+                    exit::DATAERR,
+                    format!("no campaign space: {}", seed_text(&seed, skipped)),
+                ));
+            }
+            let pfx2as = load_pfx2as(&args.figures)?;
             let now = clock.now_ms();
             let c = store.put_campaign(&spec, args.replace, now).await?;
             if !seed.blocks.is_empty() {
@@ -211,6 +280,56 @@ pub(super) async fn campaign<S: Store>(
             );
             if !args.hitlists.is_empty() {
                 eprintln!("{}", seed_text(&seed, skipped));
+            }
+            let f = figures(store, &c, pfx2as.as_ref()).await?;
+            eprintln!("campaign {}: {}", c.name, f.text());
+            let FiguresArgs {
+                agent_max_targets,
+                warn_share,
+                ..
+            } = args.figures;
+            if let Some(w) = f.over_share(agent_max_targets, warn_share) {
+                eprintln!("warning: {w}");
+            }
+        }
+        CampaignCmd::Show {
+            name,
+            json,
+            figures: fargs,
+        } => {
+            let c = store
+                .list_campaigns()
+                .await?
+                .into_iter()
+                .find(|c| c.name == name)
+                .ok_or_else(|| CliError::new(exit::DATAERR, format!("no campaign {name:?}")))?;
+            let pfx2as = load_pfx2as(&fargs)?;
+            let f = figures(store, &c, pfx2as.as_ref()).await?;
+            let warning = f.over_share(fargs.agent_max_targets, fargs.warn_share);
+            if json {
+                let v = serde_json::json!({
+                    "name": c.name,
+                    "country": c.country,
+                    "interval_secs": c.interval_secs,
+                    "generation": c.generation,
+                    "figures": f,
+                    "agent_max_targets": fargs.agent_max_targets,
+                    "share_of_max_targets": f.share_of(fargs.agent_max_targets),
+                    "warning": warning,
+                });
+                super::print_json(&v)?;
+            } else {
+                super::print_out(&format!(
+                    "campaign {} ({}), every {} s, generation {}\n{}\n{}",
+                    c.name,
+                    c.country.as_deref().unwrap_or("no country"),
+                    c.interval_secs,
+                    c.generation,
+                    f.text(),
+                    warning
+                        .map(|w| format!("warning: {w}\n"))
+                        .unwrap_or_default()
+                ))?;
             }
         }
         CampaignCmd::List { json } => {
@@ -262,17 +381,65 @@ mod tests {
 
     #[test]
     fn hitlist_summary_counts_what_was_seeded_and_skipped() {
-        let seed = census::seed(
-            &[
+        let seed = hitlist::seed(
+            vec![
                 "198.18.3.1".parse().unwrap(),
                 "2001:db8::1".parse().unwrap(),
+                "175.45.176.1".parse().unwrap(),
+                "10.0.0.1".parse().unwrap(),
             ],
             &["198.18.0.0/16".parse().unwrap()],
+            false,
         );
         assert_eq!(
             seed_text(&seed, 1),
-            "hitlists: 2 addresses in 2 blocks seeded the census, 1 blocks added to the prefixes, 1 lines skipped"
+            "hitlists: 1 addresses in 1 blocks seeded the census, 0 blocks added to the prefixes, 1 lines skipped, \
+             1 addresses outside the campaign and 2 special-purpose addresses skipped"
         );
+    }
+
+    #[test]
+    fn a_count_typo_into_special_purpose_space_is_refused_with_its_line() {
+        let path = std::env::temp_dir().join(format!("dw-typo-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "2|apnic|20241122|3|19830613|20241121|+1000\n\
+             apnic|KP|ipv4|175.45.176.0|1024|20071109|allocated\n\
+             apnic|KP|ipv4|10.0.0.0|1073741824|20071109|allocated\n",
+        )
+        .unwrap();
+        let p = path.display().to_string();
+        let args = |extra: &[&str]| {
+            let mut v = vec![
+                "dc",
+                "campaign",
+                "add",
+                "kp",
+                "--country",
+                "KP",
+                "--delegated",
+                &p,
+            ];
+            v.extend(extra);
+            let Command::Campaign(CampaignCmd::Add(args)) = Cli::try_parse_from(v).unwrap().command
+            else {
+                panic!("wrong command")
+            };
+            args
+        };
+        let refused = campaign_spec(&args(&[]));
+        let allowed = campaign_spec(&args(&["--allow-special-purpose"]));
+        std::fs::remove_file(&path).unwrap();
+        let e = refused.unwrap_err();
+        assert_eq!(e.code, exit::DATAERR);
+        assert!(
+            e.message.starts_with(&format!(
+                "{p}:3: 10.0.0.0/7 is special-purpose space, 10.0.0.0/8 (private-use, RFC 1918)"
+            )),
+            "{}",
+            e.message
+        );
+        assert!(allowed.unwrap().0.prefixes.len() > 2);
     }
 
     #[test]

@@ -194,8 +194,36 @@ pub enum CampaignCmd {
         #[arg(long)]
         json: bool,
     },
+    /// What a saved campaign holds: IPv4 /24s, IPv6 /48s (tracked and
+    /// allocated), prefixes, census addresses, addresses an agent targets
+    /// and, with --pfx2as, routed prefixes and origin ASes.
+    Show {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        figures: FiguresArgs,
+    },
     /// Remove a campaign (its stored observations stay).
     Remove { name: String },
+}
+
+/// Options of the figures `campaign add` and `campaign show` print.
+#[derive(Debug, Args)]
+pub struct FiguresArgs {
+    /// CAIDA prefix-to-AS file (plain or compressed): also count the routed
+    /// prefixes that overlap the campaign and their origin ASes.
+    #[arg(long, value_name = "FILE")]
+    pub pfx2as: Option<PathBuf>,
+    /// The agents' max_targets (addresses an agent watches per campaign);
+    /// default the agent's own default, 2^24.
+    #[arg(long, value_name = "N", default_value_t = crate::space::AGENT_DEFAULT_MAX_TARGETS)]
+    pub agent_max_targets: u64,
+    /// Warn when the campaign needs more than this share (percent) of the
+    /// agents' max_targets.
+    #[arg(long, value_name = "PERCENT", default_value_t = 100.0)]
+    pub warn_share: f64,
 }
 
 #[derive(Debug, Args)]
@@ -205,9 +233,10 @@ pub struct CampaignAddArgs {
     /// ISO 3166 alpha-2 country code.
     #[arg(long)]
     pub country: Option<String>,
-    /// RIR delegated-stats file (standard or extended, any RIR) to take the
-    /// country's allocated and assigned prefixes from; unparseable lines are
-    /// skipped and counted.
+    /// RIR delegated-stats file (standard or extended, any RIR; plain or
+    /// compressed) to take the country's allocated and assigned prefixes
+    /// from; unparseable lines are skipped and counted, and a record that
+    /// brings in special-purpose space refuses the campaign.
     #[arg(long, requires = "country")]
     pub delegated: Option<PathBuf>,
     /// Prefix to watch (repeatable).
@@ -217,11 +246,14 @@ pub struct CampaignAddArgs {
     /// address per line, `#` comments. They seed the campaign's census,
     /// which agents receive with their assignment and judge from their
     /// first round, without a discovery sweep (the only way to watch IPv6
-    /// space, too large to sweep). The /24 (IPv4) or /48 (IPv6) holding an
-    /// address that no other prefix covers joins the campaign, so a
-    /// hitlist alone makes a campaign. At most 256 addresses per /24 and
-    /// 1024 per /48 are kept. Unreadable lines are reported as FILE:LINE
-    /// and skipped; a file with no usable address is refused.
+    /// space, too large to sweep). An address outside the campaign's
+    /// prefixes is skipped and counted, never added; a campaign of hitlists
+    /// alone takes the /24 (IPv4) or /48 (IPv6) of each address.
+    /// Special-purpose addresses outside the prefixes are skipped unless
+    /// --allow-special-purpose. At most 256 addresses per /24 and 1024 per
+    /// /48 are kept. Unreadable lines are reported as FILE:LINE and
+    /// skipped; a file with no usable address is refused. Files may be
+    /// compressed (gzip, bzip2, xz, zstd).
     #[arg(long = "hitlist", value_name = "FILE")]
     pub hitlists: Vec<PathBuf>,
     /// Seconds between rounds.
@@ -236,6 +268,15 @@ pub struct CampaignAddArgs {
     /// Change the campaign if it exists (bumps its generation).
     #[arg(long)]
     pub replace: bool,
+    /// Accept special-purpose space (RFC 6890: private, shared, loopback,
+    /// documentation, benchmarking, ...) from --delegated and --hitlist
+    /// files, which is otherwise refused (delegated) or skipped (hitlist)
+    /// as a mistake; for labs in 198.18.0.0/15 or documentation space.
+    /// Space given with --prefix is always accepted.
+    #[arg(long)]
+    pub allow_special_purpose: bool,
+    #[command(flatten)]
+    pub figures: FiguresArgs,
 }
 
 impl From<StoreError> for CliError {

@@ -1,5 +1,11 @@
 //! `serve` and `check-config`: the HTTP API and the correlation loop, and
 //! the offline check of the config file that `serve --config` reads.
+//!
+//! Both read the configured input files the same way ([`check_inputs`]):
+//! a prefix-to-AS file that cannot be used (missing, unreadable, corrupt
+//! compression, not one usable line) stops `serve` before it binds, rather
+//! than letting it run with AS grouping silently off, and fails
+//! `check-config` with the same message.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,8 +14,10 @@ use std::sync::Arc;
 use super::{exit, open, read_input, warn_skipped, CliError, ServeArgs};
 use crate::clock::SharedClock;
 use crate::config::{self, FileConfig, ServeFlags};
+use crate::correlation::CorrelationSettings;
 use crate::server;
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
+use darkwatch_schema::inputs::InputError;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -35,6 +43,9 @@ pub(super) async fn serve(
         max_body: args.max_body,
     };
     let cfg = config::merge(flags, file).map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    // Checked here, before the database and the socket; the correlation
+    // loop loads the file again when it starts.
+    check_inputs(&cfg.correlation).map_err(|(e, code)| CliError::new(code, e))?;
     let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
     let alerts = match &cfg.alerts {
         Some(a) => crate::alerts::Alerts::webhook(a.webhook.clone(), a.max_attempts),
@@ -105,9 +116,22 @@ pub(super) fn check_config(path: &Path) -> Result<String, CliError> {
     let file =
         FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
     let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
+    check_inputs(&cfg.correlation).map_err(|(e, _)| bad(e))
+}
+
+/// Loads the input files `settings` names, to check that they can be used.
+/// Returns notes for stdout (what each holds, how many lines were skipped;
+/// each skipped line is logged), or the message and exit code of `serve`.
+fn check_inputs(settings: &CorrelationSettings) -> Result<String, (String, u8)> {
     let mut notes = String::new();
-    if let Some(p) = &cfg.correlation.pfx2as {
-        let (m, skipped) = Pfx2As::load(p).map_err(|e| bad(e.to_string()))?;
+    if let Some(p) = &settings.pfx2as {
+        let (m, skipped) = Pfx2As::load(p).map_err(|e| {
+            let code = match e {
+                InputError::Io { .. } => exit::NOINPUT,
+                _ => exit::DATAERR,
+            };
+            (format!("prefix-to-AS file (correlation.pfx2as): {e}"), code)
+        })?;
         warn_skipped(&skipped);
         notes = format!(
             "pfx2as {}: {} prefixes, {} unparseable line(s) skipped\n",

@@ -4,8 +4,10 @@
 //! An agent reports what it watches (coverage) and what its discovery found
 //! (census); `status` then shows the coverage and the skipped space, and a
 //! second agent's assignment carries the census, screened to the campaign's
-//! prefixes. A campaign made from a hitlist file (IPv6 and IPv4 addresses
-//! and a broken line) gets the addresses' blocks as prefixes and as census.
+//! prefixes. A hitlist file (IPv6 and IPv4 addresses and a broken line)
+//! seeds the census inside the campaign's prefixes, skipping and counting
+//! addresses outside them; a campaign of hitlists alone takes their blocks.
+//! `campaign add` and `campaign show` print what the campaign holds.
 //! Every body runs against SQLite, and against PostgreSQL when
 //! `DARKWATCH_TEST_PG` is set (see `common`).
 
@@ -271,7 +273,9 @@ async fn hitlist_campaign_from_a_file(db: &str) {
          this is not an address\n\
          2001:db8:5:7::20   # a web server\n\
          198.18.9.4\n\
-         198.19.0.1\n",
+         198.19.0.1\n\
+         175.45.180.1 # outside the campaign\n\
+         10.1.2.3 # private, outside the campaign\n",
     )
     .expect("write hitlist");
     let path = file.display().to_string();
@@ -285,6 +289,10 @@ async fn hitlist_campaign_from_a_file(db: &str) {
             &path,
             "--prefix",
             "198.19.0.0/16",
+            "--prefix",
+            "198.18.9.0/24",
+            "--prefix",
+            "2001:db8:5::/48",
             "--interval",
             "60",
         ],
@@ -293,12 +301,38 @@ async fn hitlist_campaign_from_a_file(db: &str) {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("{path}:3: ")), "{stderr}");
     assert!(stderr.contains("1 lines skipped"), "{stderr}");
+    // Addresses outside the campaign's space are skipped and counted, never
+    // added (issue 27); before, their blocks joined the prefixes.
     assert!(
-        stderr.contains("4 addresses in 3 blocks seeded the census, 2 blocks added"),
+        stderr.contains("4 addresses in 3 blocks seeded the census, 0 blocks added"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("1 addresses outside the campaign and 1 special-purpose addresses skipped"),
+        "{stderr}"
+    );
+    // What was built: 256 + 1 /24s, one tracked /48, four census addresses.
+    assert!(
+        stderr.contains("campaign v6: 3 prefixes: 257 IPv4 /24s, 1 IPv6 /48s tracked (1 allocated), 4 census addresses in 3 blocks"),
+        "{stderr}"
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(db, &["campaign", "show", "v6", "--json"])).expect("json");
+    assert_eq!(show["figures"]["ipv4_blocks"], 257, "{show}");
+    assert_eq!(show["figures"]["ipv6_blocks_tracked"], 1, "{show}");
+    assert_eq!(show["figures"]["census_addresses"], 4, "{show}");
+    assert!(show["warning"].is_null(), "{show}");
+    let text = cli_ok(
+        db,
+        &["campaign", "show", "v6", "--agent-max-targets", "1000"],
+    );
+    assert!(text.contains("257 IPv4 /24s"), "{text}");
+    assert!(
+        text.contains("warning: the campaign targets 65794 addresses per agent"),
+        "{text}"
+    );
 
-    // The /48 and the /24 join the prefixes; 198.19.0.1 was covered already.
+    // The given prefixes stay as they were.
     let list: serde_json::Value =
         serde_json::from_str(&cli_ok(db, &["campaign", "list", "--json"])).expect("json");
     assert_eq!(
@@ -332,6 +366,41 @@ async fn hitlist_campaign_from_a_file(db: &str) {
     )
     .await;
     assert_eq!(stored_census(db, "v6").await.len(), 3);
+
+    // A campaign of hitlists alone takes their blocks; special-purpose
+    // addresses only when allowed (all but one here are).
+    let out = cli(db, &["campaign", "add", "alone", "--hitlist", &path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 addresses in 1 blocks seeded the census, 1 blocks added"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("0 addresses outside the campaign and 5 special-purpose addresses skipped"),
+        "{stderr}"
+    );
+    // The same list gzip-compressed, as hitlists are published.
+    let gz_path = dir.path().join("kp-v6.txt.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &std::fs::read(&file).expect("read")).expect("gzip");
+    std::fs::write(&gz_path, gz.finish().expect("gzip")).expect("write");
+    cli_ok(
+        db,
+        &[
+            "campaign",
+            "add",
+            "alone",
+            "--hitlist",
+            &gz_path.display().to_string(),
+            "--allow-special-purpose",
+            "--replace",
+        ],
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(db, &["campaign", "show", "alone", "--json"])).expect("json");
+    assert_eq!(show["figures"]["prefixes"], 5, "{show}");
+    cli_ok(db, &["campaign", "remove", "alone"]);
 
     // A file with nothing usable is refused, and nothing is saved.
     let bad = dir.path().join("bad.txt");

@@ -245,6 +245,78 @@ fn check_config_loads_a_published_pfx2as_file_and_counts_skipped_lines() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
+#[test]
+fn a_gzip_pfx2as_file_is_read_and_a_broken_one_stops_serve_and_check_config() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    // As CAIDA publishes it: gzip-compressed, whatever the name says.
+    let pfx = dir.path().join("routeviews-rv2-20141222-1200.pfx2as.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"175.45.176.0\t24\t131279\n175.45.177.0\t24\t131279\n")
+        .unwrap();
+    let bytes = gz.finish().unwrap();
+    std::fs::write(&pfx, &bytes).unwrap();
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!("[correlation]\npfx2as = \"{}\"\n", pfx.display()),
+    )
+    .unwrap();
+    let check = || {
+        collector()
+            .args(["check-config", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 prefixes, 0 unparseable"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A truncated download: both commands refuse it, in the same words.
+    std::fs::write(&pfx, &bytes[..bytes.len() - 10]).unwrap();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("cannot decompress") && err.contains("gzip data"),
+        "{err}"
+    );
+    let db = format!("sqlite://{}", dir.path().join("c.sqlite").display());
+    let out = collector()
+        .args(["--db", &db, "serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let serve_err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{serve_err}");
+    assert!(
+        serve_err.contains("prefix-to-AS file (correlation.pfx2as): cannot decompress"),
+        "{serve_err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    // A missing file too.
+    std::fs::remove_file(&pfx).unwrap();
+    let out = collector()
+        .args(["--db", &db, "serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(66),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `Key=value` settings of a unit file (all occurrences, in order).
 fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
     unit.lines()

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
+use super::text::encoding_note;
 use super::{read_text, Collector, InputError, Parsed};
 
 /// Parses one entry: an address (a /32 or /128) or a CIDR prefix.
@@ -46,7 +47,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<Parsed<IpNet>, InputError>
                 c.usable();
                 items.push(net);
             }
-            Err(why) => c.skip(i + 1, format!("{why}: {entry:?}")),
+            Err(why) => c.skip(i + 1, encoding_note(entry, format!("{why}: {entry:?}"))),
         }
     }
     let skipped = c.finish()?;

@@ -22,6 +22,7 @@ use std::path::Path;
 
 use ipnet::{IpNet, Ipv4Subnets, Ipv6Net};
 
+use super::text::encoding_note;
 use super::{data_lines, read_text, Collector, InputError, Parsed};
 
 /// The record statuses of the format.
@@ -127,6 +128,20 @@ fn parse_line(line: &str) -> Result<Line, String> {
 /// alpha-2, case-insensitive), in file order. `source_name` labels skipped
 /// lines.
 pub fn parse(text: &str, source_name: &str, country: &str) -> Result<Parsed<IpNet>, InputError> {
+    let p = parse_lines(text, source_name, country)?;
+    Ok(Parsed {
+        items: p.items.into_iter().map(|(_, n)| n).collect(),
+        skipped: p.skipped,
+    })
+}
+
+/// As [`parse`], each prefix with the 1-based number of the line that
+/// brought it in, so that a caller can name the line of a prefix it refuses.
+pub fn parse_lines(
+    text: &str,
+    source_name: &str,
+    country: &str,
+) -> Result<Parsed<(usize, IpNet)>, InputError> {
     let mut c = Collector::new(source_name);
     let mut items = Vec::new();
     for (n, line) in data_lines(text) {
@@ -135,19 +150,25 @@ pub fn parse(text: &str, source_name: &str, country: &str) -> Result<Parsed<IpNe
             Ok(Line::Record(r)) => {
                 c.usable();
                 if r.in_use && r.cc.eq_ignore_ascii_case(country) {
-                    items.extend(r.nets);
+                    items.extend(r.nets.into_iter().map(|net| (n, net)));
                 }
             }
-            Err(why) => c.skip(n, why),
+            Err(why) => c.skip(n, encoding_note(line, why)),
         }
     }
     let skipped = c.finish()?;
     Ok(Parsed { items, skipped })
 }
 
-/// Reads and parses a delegated-stats file (see [`parse`]).
+/// Reads and parses a delegated-stats file (see [`parse`]); it may be
+/// compressed.
 pub fn read(path: &Path, country: &str) -> Result<Parsed<IpNet>, InputError> {
     parse(&read_text(path)?, &path.display().to_string(), country)
+}
+
+/// Reads a delegated-stats file with line numbers (see [`parse_lines`]).
+pub fn read_lines(path: &Path, country: &str) -> Result<Parsed<(usize, IpNet)>, InputError> {
+    parse_lines(&read_text(path)?, &path.display().to_string(), country)
 }
 
 #[cfg(test)]
@@ -336,6 +357,60 @@ mod tests {
             e.to_string().contains("d.txt:3: bad IPv4 address count"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_an_unknown_status() {
+        let p = ok(&format!("\u{feff}{APNIC}"), "KP");
+        assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+        assert_eq!(p.items, ok(APNIC, "KP").items);
+    }
+
+    #[test]
+    fn a_latin1_comment_or_opaque_field_is_tolerated_and_a_used_field_named() {
+        let mut bytes = b"# Registre: r\xe9seau de l'APNIC\n".to_vec();
+        bytes.extend(b"apnic|KP|ipv4|175.45.176.0|1024|20071109|allocated|Caf\xe9\n");
+        bytes.extend(b"apnic|KP|ipv4|175.45.18\xe9.0|256|20071109|allocated\n");
+        let dir = std::env::temp_dir().join(format!("dw-latin1-{}", std::process::id()));
+        std::fs::write(&dir, &bytes).unwrap();
+        let p = read_lines(&dir, "KP");
+        std::fs::remove_file(&dir).unwrap();
+        let p = p.unwrap();
+        assert_eq!(p.items, [(2, "175.45.176.0/22".parse().unwrap())]);
+        assert_eq!(p.skipped.len(), 1);
+        assert_eq!(p.skipped[0].line, 3);
+        assert!(
+            p.skipped[0]
+                .why
+                .ends_with("(the line has bytes that are not UTF-8, shown as \u{fffd})"),
+            "{}",
+            p.skipped[0]
+        );
+    }
+
+    #[test]
+    fn compressed_copies_read_like_the_plain_file() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(APNIC.as_bytes()).unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(APNIC.as_bytes()).unwrap();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(APNIC.as_bytes()).unwrap();
+        for (name, bytes) in [
+            // Named as published, and misnamed: the bytes decide.
+            ("delegated-apnic-latest.gz", gz.finish().unwrap()),
+            ("delegated-apnic-latest.bz2", bz.finish().unwrap()),
+            ("delegated-apnic-latest", xz.finish().unwrap()),
+        ] {
+            let path = std::env::temp_dir().join(format!("dw-{}-{name}", std::process::id()));
+            std::fs::write(&path, bytes).unwrap();
+            let p = read(&path, "KP");
+            std::fs::remove_file(&path).unwrap();
+            let p = p.unwrap();
+            assert_eq!(p.items, ok(APNIC, "KP").items, "{name}");
+            assert!(p.skipped.is_empty(), "{name}: {:?}", p.skipped);
+        }
     }
 
     #[test]

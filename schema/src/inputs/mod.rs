@@ -10,6 +10,12 @@
 //! that simply holds nothing for the caller (no records for the requested
 //! country, only comments) is not an error: the caller gets no items and
 //! decides. Parsing is pure; the `read`/`load` functions only add file reading.
+//!
+//! Files are read as published ([`text`]): gzip, bzip2, xz or zstd by their
+//! magic bytes, a byte-order mark skipped, and bytes that are not UTF-8
+//! tolerated wherever they do not spoil a field that is used.
+//! [`special`] names the special-purpose address blocks (RFC 6890) that no
+//! registry hands out, for callers that check what a file brought in.
 
 use std::fmt;
 use std::path::Path;
@@ -17,6 +23,8 @@ use std::path::Path;
 pub mod addrlist;
 pub mod delegated;
 pub mod pfx2as;
+pub mod special;
+pub mod text;
 
 /// How many skipped lines [`report_skipped`] names one by one.
 pub const MAX_REPORTED_LINES: usize = 10;
@@ -49,6 +57,8 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot decompress {path}: {why}")]
+    Decompress { path: String, why: String },
     #[error("{source_name}: nothing usable, {}", Summary(.skipped))]
     NothingUsable {
         source_name: String,
@@ -133,18 +143,25 @@ impl<'a> Collector<'a> {
     }
 }
 
-/// Reads a whole file as text, for the `read`/`load` functions.
-pub(crate) fn read_text(path: &Path) -> Result<String, InputError> {
-    std::fs::read_to_string(path).map_err(|source| InputError::Io {
+/// Reads a whole file as text (decompressed, see [`text`]), for the
+/// `read`/`load` functions.
+pub fn read_text(path: &Path) -> Result<String, InputError> {
+    let bytes = std::fs::read(path).map_err(|source| InputError::Io {
         path: path.display().to_string(),
         source,
+    })?;
+    text::decode(bytes).map_err(|why| InputError::Decompress {
+        path: path.display().to_string(),
+        why,
     })
 }
 
-/// The lines of `text` with their 1-based numbers, trimmed, without blank
-/// lines and lines that are comments as a whole.
+/// The lines of `text` with their 1-based numbers, trimmed, without a
+/// leading byte-order mark, blank lines and lines that are comments as a
+/// whole.
 pub(crate) fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
+    text::strip_bom(text)
+        .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))

@@ -27,6 +27,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
+use super::text::encoding_note;
 use super::{data_lines, read_text, Collector, InputError, LineError};
 
 /// Prefix → origin ASes, answering longest-prefix matches.
@@ -100,7 +101,7 @@ impl Pfx2As {
                     e.sort_unstable();
                     e.dedup();
                 }
-                Err(why) => c.skip(n, why),
+                Err(why) => c.skip(n, encoding_note(line, why)),
             }
         }
         let skipped = c.finish()?;
@@ -141,6 +142,11 @@ impl Pfx2As {
             }
         }
         &[]
+    }
+
+    /// Every routed prefix with its origins, in no particular order.
+    pub fn routes(&self) -> impl Iterator<Item = (&IpNet, &[u32])> {
+        self.entries.iter().map(|(n, o)| (n, o.as_slice()))
     }
 
     /// Number of distinct prefixes.
@@ -237,6 +243,30 @@ mod tests {
             skipped[0].to_string(),
             "bad.pfx2as:2: bad prefix length 33 for 198.18.1.0"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_spoil_the_first_line() {
+        let (t, skipped) = Pfx2As::parse(&format!("\u{feff}{SAMPLE}"), "rv2.pfx2as").unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(t, table());
+    }
+
+    #[test]
+    fn the_published_gzip_file_loads() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(SAMPLE.as_bytes()).unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "dw-{}-routeviews-rv2-20141222-1200.pfx2as.gz",
+            std::process::id()
+        ));
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let loaded = Pfx2As::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        let (t, skipped) = loaded.unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(t, table());
     }
 
     #[test]
