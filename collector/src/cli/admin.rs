@@ -10,7 +10,9 @@ use darkwatch_schema::inputs::pfx2as::Pfx2As;
 use darkwatch_schema::inputs::{self, delegated, special, InputError, LineError};
 use darkwatch_schema::valid_name;
 
-use super::{exit, warn_skipped, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, FiguresArgs};
+use super::{
+    edit, exit, warn_skipped, AgentsCmd, CampaignAddArgs, CampaignCmd, CliError, FiguresArgs,
+};
 use crate::clock::Clock;
 use crate::space::Figures;
 use crate::store::{Campaign, CampaignSpec, Store};
@@ -77,6 +79,33 @@ pub(super) async fn agents<S: Store>(
             store.revoke_agent(&name).await?;
             eprintln!("agent {name} revoked");
         }
+        AgentsCmd::Rotate { name } => {
+            let token = tokens::generate();
+            store.rotate_agent(&name, &tokens::hash(&token)).await?;
+            eprintln!("agent {name} has a new token (the old one no longer works); shown once:");
+            println!("{token}");
+        }
+        AgentsCmd::Remove { name } => {
+            let naming: Vec<String> = store
+                .list_campaigns()
+                .await?
+                .into_iter()
+                .filter(|c| c.agents.contains(&name))
+                .map(|c| c.name)
+                .collect();
+            if !naming.is_empty() {
+                return Err(CliError::new(
+                    exit::DATAERR,
+                    format!(
+                        "agent {name} is named by campaign(s) {}: change them first \
+                         (campaign add NAME --replace --agents ...)",
+                        naming.join(", ")
+                    ),
+                ));
+            }
+            store.remove_agent(&name).await?;
+            eprintln!("agent {name} removed");
+        }
     }
     Ok(())
 }
@@ -131,7 +160,7 @@ fn campaign_spec(args: &CampaignAddArgs) -> Result<(CampaignSpec, Vec<LineError>
     let spec = CampaignSpec {
         name: args.name.clone(),
         country,
-        interval_secs: args.interval,
+        interval_secs: args.interval.unwrap_or(edit::DEFAULT_INTERVAL_SECS),
         prefixes,
         control: args.control.clone(),
         agents: args.agents.clone(),
@@ -250,6 +279,23 @@ pub(super) async fn campaign<S: Store>(
         CampaignCmd::Add(args) => {
             let (mut spec, delegated_skipped) = campaign_spec(&args)?;
             warn_skipped(&delegated_skipped);
+            let unknown = edit::unknown_agents(&spec.agents, &store.list_agents().await?);
+            if !unknown.is_empty() {
+                return Err(CliError::new(
+                    exit::DATAERR,
+                    format!(
+                        "--agents names no registered agent {} (see `agents list`; register \
+                         with `agents add NAME`)",
+                        unknown.join(", ")
+                    ),
+                ));
+            }
+            if args.replace {
+                let saved = store.list_campaigns().await?;
+                if let Some(old) = saved.iter().find(|c| c.name == spec.name) {
+                    spec = edit::keep_unchanged(spec, edit::Given::of(&args), old);
+                }
+            }
             let (addrs, skipped) = read_hitlists(&args.hitlists)?;
             let seed = hitlist::seed(addrs, &spec.prefixes, args.allow_special_purpose);
             spec.prefixes.extend(seed.new_prefixes.iter().copied());

@@ -10,6 +10,7 @@
 //! and `read` (outages, status, timeline, signals).
 
 mod admin;
+mod edit;
 mod read;
 mod serve;
 
@@ -183,6 +184,13 @@ pub enum AgentsCmd {
     },
     /// Revoke an agent's token.
     Revoke { name: String },
+    /// Issue a new token for an agent and print it (shown only once); the
+    /// old token stops working at once. Reinstates a revoked agent.
+    Rotate { name: String },
+    /// Delete an agent. Refused while a campaign names it (change the
+    /// campaign with `campaign add NAME --replace --agents ...` first); its
+    /// stored reports stay.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,7 +235,7 @@ pub struct FiguresArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["delegated", "prefixes", "hitlists"])))]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["delegated", "prefixes", "hitlists", "replace"])))]
 pub struct CampaignAddArgs {
     pub name: String,
     /// ISO 3166 alpha-2 country code.
@@ -256,16 +264,22 @@ pub struct CampaignAddArgs {
     /// compressed (gzip, bzip2, xz, zstd).
     #[arg(long = "hitlist", value_name = "FILE")]
     pub hitlists: Vec<PathBuf>,
-    /// Seconds between rounds.
-    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub interval: u64,
-    /// Agents that run the campaign (comma-separated); default all.
+    /// Seconds between rounds [default: 600 for a new campaign].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub interval: Option<u64>,
+    /// Agents that run the campaign (comma-separated, registered names);
+    /// default all.
     #[arg(long, value_delimiter = ',')]
     pub agents: Vec<String>,
+    /// Every agent runs the campaign (with --replace: undoes --agents).
+    #[arg(long, conflicts_with = "agents")]
+    pub all_agents: bool,
     /// Control target prefix, outside the watched space (repeatable).
     #[arg(long, num_args = 1..)]
     pub control: Vec<IpNet>,
-    /// Change the campaign if it exists (bumps its generation).
+    /// Change the campaign if it exists (bumps its generation): what is
+    /// given here replaces the saved value (country, prefixes from --prefix
+    /// or --delegated, interval, agents, controls); the rest stays as saved.
     #[arg(long)]
     pub replace: bool,
     /// Accept special-purpose space (RFC 6890: private, shared, loopback,

@@ -51,6 +51,33 @@ pub(super) async fn revoke_agent(s: &SqlStore, name: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+pub(super) async fn rotate_agent(
+    s: &SqlStore,
+    name: &str,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    let r = sqlx::query("UPDATE agents SET token_hash = $1, revoked = 0 WHERE name = $2")
+        .bind(token_hash)
+        .bind(name)
+        .execute(&s.pool)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::NoAgent(name.to_string()));
+    }
+    Ok(())
+}
+
+pub(super) async fn remove_agent(s: &SqlStore, name: &str) -> Result<(), StoreError> {
+    let r = sqlx::query("DELETE FROM agents WHERE name = $1")
+        .bind(name)
+        .execute(&s.pool)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::NoAgent(name.to_string()));
+    }
+    Ok(())
+}
+
 pub(super) async fn authenticate(
     s: &SqlStore,
     token_hash: &str,

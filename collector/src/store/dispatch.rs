@@ -107,6 +107,14 @@ impl Store for SqlStore {
         agents::revoke_agent(self, name).await
     }
 
+    async fn rotate_agent(&self, name: &str, token_hash: &str) -> Result<(), StoreError> {
+        agents::rotate_agent(self, name, token_hash).await
+    }
+
+    async fn remove_agent(&self, name: &str) -> Result<(), StoreError> {
+        agents::remove_agent(self, name).await
+    }
+
     async fn authenticate(&self, token_hash: &str) -> Result<AuthOutcome, StoreError> {
         agents::authenticate(self, token_hash).await
     }

@@ -298,6 +298,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn list_agents(&self) -> impl Future<Output = Result<Vec<AgentInfo>, StoreError>> + Send;
     fn revoke_agent(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Gives the agent a new token (hash) and takes its old one away; a
+    /// revoked agent is reinstated with the new token.
+    fn rotate_agent(
+        &self,
+        name: &str,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes the agent (its stored reports stay, under its name).
+    fn remove_agent(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Finds the agent whose token hashes to `token_hash` (constant-time compare).
     fn authenticate(
         &self,

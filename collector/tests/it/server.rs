@@ -451,6 +451,9 @@ async fn assignments_follow_campaigns(db: &str) {
             "198.19.255.0/24",
         ],
     );
+    // Agents named by a campaign must be registered (`--agents` checks).
+    add_agent(db, "vp7");
+    add_agent(db, "vp8");
     cli_ok(
         db,
         &[
