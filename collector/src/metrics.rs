@@ -23,6 +23,8 @@ pub struct Metrics {
     replies: AtomicU64,
     rejected: Mutex<BTreeMap<u16, u64>>,
     correlation_panics: Mutex<BTreeMap<String, u64>>,
+    /// Alert deliveries, counted by the alert senders.
+    alerts: std::sync::OnceLock<std::sync::Arc<crate::alerts::DeliveryStats>>,
 }
 
 impl Metrics {
@@ -68,6 +70,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         m.get(campaign).copied().unwrap_or(0)
+    }
+
+    /// Exports `stats` (the alert senders') with the other counters.
+    pub fn attach_alerts(&self, stats: std::sync::Arc<crate::alerts::DeliveryStats>) {
+        let _ = self.alerts.set(stats);
     }
 
     /// Prometheus text exposition; `counts` is `None` when the store failed.
@@ -141,6 +148,9 @@ impl Metrics {
                 "darkwatch_correlation_panics_total{{campaign=\"{}\"}} {n}",
                 escape(&campaign)
             );
+        }
+        if let Some(a) = self.alerts.get() {
+            out.push_str(&a.render_prometheus());
         }
         let up = u8::from(counts.is_some());
         let _ = writeln!(

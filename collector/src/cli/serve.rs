@@ -36,10 +36,8 @@ pub(super) async fn serve(
     };
     let cfg = config::merge(flags, file).map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
     let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
-    let alerts = match &cfg.alerts {
-        Some(a) => crate::alerts::Alerts::webhook(a.webhook.clone(), a.max_attempts),
-        None => crate::alerts::Alerts::disabled(),
-    };
+    let alerts = crate::alerts::Alerts::from_config(cfg.alerts.as_ref())
+        .map_err(|e| CliError::new(exit::DATAERR, e))?;
     // Several collectors may share one database: each has its own holder id
     // and correlates the campaigns whose leases it holds.
     let holder = format!(
@@ -49,6 +47,7 @@ pub(super) async fn serve(
         rand::random::<u32>()
     );
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    metrics.attach_alerts(alerts.stats());
     let correlator = tokio::spawn(crate::correlation::run(
         store.clone(),
         cfg.correlation.clone(),

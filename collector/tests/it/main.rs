@@ -9,6 +9,7 @@
 #[macro_use]
 mod common;
 
+mod alertmanager;
 mod bad_input;
 mod census;
 mod cli_traps;
