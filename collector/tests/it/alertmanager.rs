@@ -217,7 +217,7 @@ async fn verdict_alerts_fire_and_resolve_in_a_real_alertmanager() {
     // The collector's [alerts], as collector.toml gives it.
     let file = FileConfig::parse(&format!(
         "[alerts]\nalertmanager = \"{}\"\nexternal_url = \"http://dw.example:8080\"\n\
-         resend_secs = 1\nmax_attempts = 3\n",
+         resend_secs = 2\nmax_attempts = 3\n",
         am.base
     ))
     .expect("config");
@@ -330,6 +330,13 @@ async fn verdict_alerts_fire_and_resolve_in_a_real_alertmanager() {
             .await
             .expect("ingest");
     }
+    // The hold the last re-send gave: the alert must resolve before it runs
+    // out, by darkwatch's resolve and not by Alertmanager's timeout.
+    let held_until = darkwatch_alerts(&am.alerts().await)
+        .iter()
+        .map(|a| ends(a))
+        .max()
+        .expect("the alert still firing");
     clock.set(t0 + 180_000);
     wait_for("every darkwatch alert resolved", || async {
         darkwatch_alerts(&am.alerts().await)
@@ -337,6 +344,10 @@ async fn verdict_alerts_fire_and_resolve_in_a_real_alertmanager() {
             .then_some(())
     })
     .await;
+    assert!(
+        chrono::Utc::now() < held_until,
+        "resolved only when its endsAt ran out ({held_until}), not by the close"
+    );
     let open = store.list_verdicts(None, None).await.expect("verdicts");
     assert!(
         open.iter().all(|v| v.end_ms.is_some()),
