@@ -356,3 +356,43 @@ async fn verdict_alerts_fire_and_resolve_in_a_real_alertmanager() {
     correlator.abort();
     let _ = correlator.await;
 }
+
+/// The example collector.toml documents every `[alerts]` option, and with
+/// them all uncommented (but one of the two secrets) it is a valid config.
+#[test]
+fn example_config_documents_every_alerts_option() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/config/collector.toml"
+    );
+    let text = std::fs::read_to_string(path).expect("read collector.toml");
+    let section = &text[text.find("# [alerts]").expect("an [alerts] section")..];
+    let uncommented: String = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .filter(|l| !l.starts_with("secret_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = FileConfig::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    config::merge(ServeFlags::default(), file.clone()).expect("a valid config");
+    // Exhaustive: a new option fails to compile until it is listed here.
+    let darkwatch_collector::alerts::AlertsConfig {
+        webhook,
+        secret,
+        secret_file: _,
+        alertmanager,
+        external_url,
+        resend_secs: _,
+        max_attempts: _,
+    } = file.alerts.expect("[alerts]");
+    assert!(
+        webhook.is_some() && secret.is_some() && alertmanager.is_some() && external_url.is_some()
+    );
+    for key in ["secret_file", "resend_secs", "max_attempts"] {
+        assert!(
+            section.contains(&format!("# {key} = ")),
+            "{key} undocumented"
+        );
+    }
+}
