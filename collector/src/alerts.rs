@@ -30,7 +30,7 @@ use crate::store::Verdict;
 use crate::views::label;
 
 pub use payload::{am_alert, signature, webhook_body, AmAlert, SIGNATURE_HEADER, WEBHOOK_VERSION};
-pub use send::{Backoff, Post};
+pub use send::{Backoff, Post, VerdictSource};
 pub use settings::{is_http, AlertsConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -151,12 +151,17 @@ impl Alerts {
             &AlertsConfig::webhook(url, max_attempts),
             None,
             SystemClock::shared(),
+            None,
         )
     }
 
     /// What `[alerts]` asks for (reading `secret_file`), or
-    /// [`Alerts::disabled`] without it.
-    pub fn from_config(cfg: Option<&AlertsConfig>) -> Result<Self, String> {
+    /// [`Alerts::disabled`] without it; `verdicts` (the store) says what
+    /// to re-send to Alertmanager.
+    pub fn from_config(
+        cfg: Option<&AlertsConfig>,
+        verdicts: Option<Arc<dyn VerdictSource>>,
+    ) -> Result<Self, String> {
         let Some(cfg) = cfg else {
             return Ok(Self::disabled());
         };
@@ -173,12 +178,18 @@ impl Alerts {
             }
             (None, None) => None,
         };
-        Ok(Self::start(cfg, secret, SystemClock::shared()))
+        Ok(Self::start(cfg, secret, SystemClock::shared(), verdicts))
     }
 
     /// Starts one task per receiver in `cfg` (inside a Tokio runtime);
-    /// `clock` times Alertmanager's `endsAt`.
-    pub fn start(cfg: &AlertsConfig, secret: Option<Vec<u8>>, clock: SharedClock) -> Self {
+    /// `clock` times Alertmanager's `endsAt`; `verdicts` as in
+    /// [`Alerts::from_config`].
+    pub fn start(
+        cfg: &AlertsConfig,
+        secret: Option<Vec<u8>>,
+        clock: SharedClock,
+        verdicts: Option<Arc<dyn VerdictSource>>,
+    ) -> Self {
         let stats = Arc::new(DeliveryStats::default());
         let http: Arc<dyn Post> = match reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -218,6 +229,7 @@ impl Alerts {
                 Duration::from_secs_f64(cfg.resend_secs.max(0.001)),
                 cfg.external_url.clone(),
                 clock,
+                verdicts,
                 rx,
             ));
             tx.push((Receiver::Alertmanager, t));

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::payload::{am_alert, signature, webhook_body, HOLD_RESENDS, SIGNATURE_HEADER};
 use super::{AlertEvent, DeliveryStats, Receiver};
 use crate::clock::SharedClock;
-use crate::store::Verdict;
+use crate::store::{Store, Verdict};
 
 /// The status of an answered POST, or why there was no answer.
 pub type PostResult = Result<u16, String>;
@@ -50,6 +50,30 @@ impl Post for reqwest::Client {
                 Ok(r) => Ok(r.status().as_u16()),
                 Err(e) => Err(e.to_string()),
             }
+        })
+    }
+}
+
+/// Where the Alertmanager sender reads which verdicts to re-send: the
+/// store, so that a restarted collector, or one that took a campaign over,
+/// re-sends verdicts it never saw open.
+pub trait VerdictSource: Send + Sync + 'static {
+    /// Verdicts still open or ended at or after `since_ms`.
+    fn verdicts_since(
+        &self,
+        since_ms: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Verdict>, String>> + Send + '_>>;
+}
+
+impl<S: Store> VerdictSource for S {
+    fn verdicts_since(
+        &self,
+        since_ms: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Verdict>, String>> + Send + '_>> {
+        Box::pin(async move {
+            self.list_verdicts(None, Some(since_ms))
+                .await
+                .map_err(|e| e.to_string())
         })
     }
 }
@@ -162,12 +186,17 @@ impl Firing {
 /// again with `endsAt` pushed to `HOLD_RESENDS` periods ahead (as
 /// Prometheus does), so an open verdict stays firing however Alertmanager's
 /// `resolve_timeout` is set, and resolves on its own if darkwatch stops.
+/// With a `source` (the store), a re-send is every verdict open or closed
+/// within the hold (closed ones as resolved again, which undoes a firing
+/// re-send another collector raced with the close); without one, or when
+/// it fails, the verdicts this task saw open and not closed.
 pub async fn alertmanager_task(
     http: Arc<dyn Post>,
     target: Target,
     resend: Duration,
     external_url: Option<String>,
     clock: SharedClock,
+    source: Option<Arc<dyn VerdictSource>>,
     mut rx: mpsc::Receiver<AlertEvent>,
 ) {
     let hold_ms = i64::try_from(resend.as_millis())
@@ -184,11 +213,20 @@ pub async fn alertmanager_task(
                 None => return,
             },
             _ = tick.tick() => {
-                let v = firing.verdicts();
+                let v = match &source {
+                    Some(s) => match s.verdicts_since(clock.now_ms() - hold_ms).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the verdicts to re-send; re-sending those this collector saw open");
+                            firing.verdicts()
+                        }
+                    },
+                    None => firing.verdicts(),
+                };
                 if v.is_empty() {
                     continue;
                 }
-                let what = format!("re-send of {} firing", v.len());
+                let what = format!("re-send of {} verdicts", v.len());
                 (v, what)
             }
         };
@@ -308,5 +346,55 @@ mod tests {
         v.end_ms = Some(v.start_ms + 1);
         f.apply(&AlertEvent::close(&v));
         assert!(f.verdicts().is_empty());
+    }
+
+    struct Stored(Vec<Verdict>);
+
+    impl VerdictSource for Stored {
+        fn verdicts_since(
+            &self,
+            _since_ms: i64,
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<Verdict>, String>> + Send + '_>> {
+            Box::pin(async move { Ok(self.0.clone()) })
+        }
+    }
+
+    /// A collector that never saw a verdict open (restarted, or took the
+    /// campaign over) re-sends it from the store, and the store's recently
+    /// closed ones as resolved.
+    #[tokio::test]
+    async fn resends_what_the_store_says_is_open() {
+        let stats = Arc::new(DeliveryStats::default());
+        let http = Arc::new(Script::default());
+        let open = super::super::payload::sample_verdict(None);
+        let mut closed = super::super::payload::sample_verdict(Some(1_700_000_030_000));
+        closed.id = 7;
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(alertmanager_task(
+            http.clone(),
+            Target {
+                receiver: Receiver::Alertmanager,
+                ..target(&stats, 1)
+            },
+            Duration::from_millis(20),
+            None,
+            Arc::new(crate::clock::ManualClock::new(1_700_000_100_000)),
+            Some(Arc::new(Stored(vec![open, closed]))),
+            rx,
+        ));
+        while http.got.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(tx);
+        task.await.unwrap();
+        let got = http.got.lock().unwrap();
+        let alerts: Vec<super::super::AmAlert> = serde_json::from_slice(&got[0].1).unwrap();
+        let ends: Vec<&str> = alerts.iter().map(|a| a.ends_at.as_str()).collect();
+        // Open: held 4 periods past now; closed: resolved at its end.
+        assert_eq!(
+            ends,
+            ["2023-11-14T22:15:00.080Z", "2023-11-14T22:13:50.000Z"]
+        );
+        assert_eq!(stats.delivered(Receiver::Alertmanager), 1);
     }
 }

@@ -36,7 +36,7 @@ pub(super) async fn serve(
     };
     let cfg = config::merge(flags, file).map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
     let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
-    let alerts = crate::alerts::Alerts::from_config(cfg.alerts.as_ref())
+    let alerts = crate::alerts::Alerts::from_config(cfg.alerts.as_ref(), Some(store.clone()))
         .map_err(|e| CliError::new(exit::DATAERR, e))?;
     // Several collectors may share one database: each has its own holder id
     // and correlates the campaigns whose leases it holds.

@@ -223,13 +223,13 @@ async fn verdict_alerts_fire_and_resolve_in_a_real_alertmanager() {
     .expect("config");
     let cfg = config::merge(ServeFlags::default(), file).expect("merge");
     let a = cfg.alerts.as_ref().expect("[alerts]");
-    let alerts = Alerts::start(a, None, SystemClock::shared());
+    let store = Arc::new(store);
+    let alerts = Alerts::start(a, None, SystemClock::shared(), Some(store.clone()));
     let stats = alerts.stats();
     let metrics = Arc::new(Metrics::default());
     metrics.attach_alerts(alerts.stats());
     let clock = ManualClock::new(t0);
     let shared: SharedClock = Arc::new(clock.clone());
-    let store = Arc::new(store);
     let correlator = tokio::spawn(correlation::run(
         store.clone(),
         CorrelationSettings {
