@@ -257,4 +257,22 @@ mod tests {
         let a = am_alert(&v, v.start_ms - 10, 1, None);
         assert_eq!(a.ends_at, a.starts_at);
     }
+
+    /// The examples in docs/alerts.md are what this code sends.
+    #[test]
+    fn docs_examples_are_the_real_payloads() {
+        let doc = include_str!("../../../docs/alerts.md");
+        let blocks: Vec<serde_json::Value> = doc
+            .split("```json\n")
+            .skip(1)
+            .map(|b| serde_json::from_str(&b[..b.find("```").unwrap()]).unwrap())
+            .collect();
+        let base = Some("https://darkwatch.example.org");
+        let v = verdict(None);
+        let am = am_alert(&v, 1_700_000_100_000, 240_000, base);
+        assert_eq!(blocks[0], serde_json::to_value([am]).unwrap());
+        let body: serde_json::Value =
+            serde_json::from_slice(&webhook_body(&AlertEvent::open(&v), base)).unwrap();
+        assert_eq!(blocks[1], body);
+    }
 }
