@@ -57,15 +57,6 @@ impl AlertsConfig {
         }
     }
 
-    /// Only Alertmanager at `base`.
-    pub fn alertmanager(base: String, max_attempts: u32) -> Self {
-        AlertsConfig {
-            webhook: None,
-            alertmanager: Some(base),
-            ..Self::webhook(String::new(), max_attempts)
-        }
-    }
-
     /// Checks what can be checked without I/O; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.webhook.is_none() && self.alertmanager.is_none() {
