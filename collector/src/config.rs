@@ -35,19 +35,8 @@ pub struct FileConfig {
     pub retention: crate::correlation::RetentionSettings,
 }
 
-/// `[alerts]`: where verdict open/close events are POSTed.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertsConfig {
-    pub webhook: String,
-    /// Delivery attempts per event before giving up (with backoff).
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-}
-
-fn default_attempts() -> u32 {
-    8
-}
+/// `[alerts]`: defined with the alerts it configures.
+pub use crate::alerts::AlertsConfig;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
@@ -63,6 +52,8 @@ pub enum ConfigError {
     Retention(String),
     #[error("[alerts] webhook must be an http(s) URL, got {0:?}")]
     Webhook(String),
+    #[error("[alerts]: {0}")]
+    Alerts(String),
 }
 
 impl FileConfig {
@@ -133,9 +124,10 @@ pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigE
     }
     file.retention.validate().map_err(ConfigError::Retention)?;
     if let Some(a) = &file.alerts {
-        if !(a.webhook.starts_with("http://") || a.webhook.starts_with("https://")) {
-            return Err(ConfigError::Webhook(a.webhook.clone()));
+        if let Some(w) = a.webhook.as_ref().filter(|w| !crate::alerts::is_http(w)) {
+            return Err(ConfigError::Webhook(w.clone()));
         }
+        a.validate().map_err(ConfigError::Alerts)?;
     }
     Ok(ServeConfig {
         db: flags
@@ -231,5 +223,39 @@ mod tests {
         }
         let e = FileConfig::parse("[retention]\ndays = 3\n").unwrap_err();
         assert!(e.to_string().contains("days"), "{e}");
+    }
+
+    #[test]
+    fn alerts_take_a_webhook_or_alertmanager_with_valid_settings() {
+        let ok = |t: &str| merge(ServeFlags::default(), FileConfig::parse(t).unwrap());
+        let c = ok("[alerts]\nalertmanager = \"http://127.0.0.1:9093\"\n").unwrap();
+        let a = c.alerts.unwrap();
+        assert_eq!((a.resend_secs, a.max_attempts, a.webhook), (60.0, 8, None));
+        ok("[alerts]\nwebhook = \"https://h/x\"\nsecret = \"k\"\n").unwrap();
+        for (bad, says) in [
+            ("max_attempts = 3", "give webhook, alertmanager"),
+            ("webhook = \"ftp://h\"", "webhook must be an http(s) URL"),
+            ("alertmanager = \"h:9093\"", "alertmanager must be"),
+            (
+                "webhook = \"http://h\"\nexternal_url = \"dw\"",
+                "external_url must be",
+            ),
+            (
+                "alertmanager = \"http://h\"\nsecret = \"k\"",
+                "needs webhook",
+            ),
+            ("webhook = \"http://h\"\nsecret = \"\"", "must not be empty"),
+            (
+                "webhook = \"http://h\"\nsecret = \"k\"\nsecret_file = \"f\"",
+                "not both",
+            ),
+            (
+                "alertmanager = \"http://h\"\nresend_secs = 0.5",
+                "resend_secs",
+            ),
+        ] {
+            let e = ok(&format!("[alerts]\n{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 }

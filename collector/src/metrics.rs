@@ -30,6 +30,8 @@ pub struct Metrics {
     rejected: Mutex<BTreeMap<u16, u64>>,
     /// Counted by the correlation loop, read here at scrape time.
     correlation: Arc<CorrelationStats>,
+    /// Alert deliveries, counted by the alert senders.
+    alerts: std::sync::OnceLock<Arc<crate::alerts::DeliveryStats>>,
 }
 
 impl Metrics {
@@ -79,6 +81,11 @@ impl Metrics {
     /// Panics caught so far in `campaign`'s correlation passes.
     pub fn correlation_panics(&self, campaign: &str) -> u64 {
         self.correlation.panics(campaign)
+    }
+
+    /// Exports `stats` (the alert senders') with the other counters.
+    pub fn attach_alerts(&self, stats: Arc<crate::alerts::DeliveryStats>) {
+        let _ = self.alerts.set(stats);
     }
 
     /// Prometheus text exposition; `counts` is `None` when the store failed.
@@ -139,6 +146,11 @@ impl Metrics {
             "darkwatch_correlation_panics_total",
             "Correlation passes that panicked (caught; the campaign is rebuilt from the store at its next pass), by campaign.",
             panics,
+        )
+        .counter(
+            "darkwatch_alert_deliveries_total",
+            "Alert deliveries (after retries), by receiver and outcome.",
+            self.alerts.get().map(|a| a.samples()).unwrap_or_default(),
         )
         .gauge(
             "darkwatch_store_up",

@@ -47,10 +47,8 @@ pub(super) async fn serve(
     // loop loads the file again when it starts.
     check_inputs(&cfg.correlation).map_err(|(e, code)| CliError::new(code, e))?;
     let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
-    let alerts = match &cfg.alerts {
-        Some(a) => crate::alerts::Alerts::webhook(a.webhook.clone(), a.max_attempts),
-        None => crate::alerts::Alerts::disabled(),
-    };
+    let alerts = crate::alerts::Alerts::from_config(cfg.alerts.as_ref(), Some(store.clone()))
+        .map_err(|e| CliError::new(exit::DATAERR, e))?;
     // Several collectors may share one database: each has its own holder id
     // and correlates the campaigns whose leases it holds.
     let holder = format!(
@@ -60,6 +58,7 @@ pub(super) async fn serve(
         rand::random::<u32>()
     );
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    metrics.attach_alerts(alerts.stats());
     // The prefix-to-AS file is read in the loop's task, as before the
     // split: a large file does not hold up listening.
     let setup = crate::correlation::LoopSetup {

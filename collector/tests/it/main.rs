@@ -3,12 +3,15 @@
 //! against SQLite and PostgreSQL (`server`, `store`, `rounds`, `census`,
 //! `bad_input`, `crash`, `signals`, `timing`, `sharing`: two collectors
 //! sharing the campaigns), the dashboard in a headless browser (`dashboard`), the files
-//! under `deploy/` (`deploy_files`), the log format on a pipe (`logs`), and
-//! `/metrics` through promtool (`metrics`). Fixtures are in `common`.
+//! under `deploy/` (`deploy_files`), the log format on a pipe (`logs`),
+//! `/metrics` through promtool (`metrics`), alerts to a real Alertmanager
+//! (`alertmanager`) and a signed webhook (`webhook`). Fixtures are in
+//! `common`.
 
 #[macro_use]
 mod common;
 
+mod alertmanager;
 mod bad_input;
 mod census;
 mod cli_traps;
@@ -24,3 +27,4 @@ mod sharing;
 mod signals;
 mod store;
 mod timing;
+mod webhook;
