@@ -350,19 +350,24 @@ async fn get_metrics<S: Store>(State(st): State<AppState<S>>) -> Response {
     let read = async {
         let counts = st.store.counts(now - SEEN_WINDOW_MS).await?;
         let gauges = signals::scope_gauges(st.store.as_ref(), now).await?;
-        Ok::<_, StoreError>((counts, gauges))
+        let fleet = crate::views::fleet(st.store.as_ref(), now).await?;
+        Ok::<_, StoreError>((counts, gauges, fleet))
     };
-    let (counts, gauges) = match read.await {
-        Ok((c, g)) => (Some(c), Some(g)),
+    let (counts, gauges, fleet) = match read.await {
+        Ok((c, g, f)) => (Some(c), Some(g), Some(f)),
         Err(e) => {
             tracing::error!(error = %e, "metrics: store failure");
-            (None, None)
+            (None, None, None)
         }
     };
     let mut text = st.metrics.render(counts.as_ref());
     if let Some(g) = &gauges {
         text.push_str(&crate::metrics::render_scope_gauges(g));
     }
+    if let Some((per, last)) = &fleet {
+        text.push_str(&crate::metrics::render_fleet(per, last));
+    }
+    text.push_str(&crate::metrics::render_process());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -26,6 +26,7 @@ pub mod config;
 pub mod correlation;
 pub mod coverage;
 pub mod evidence;
+pub mod fleet;
 pub mod hitlist;
 pub mod ingest;
 pub mod inputs;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use darkwatch_exposition::{Exposition, Labels};
 
 use crate::correlation::stats::CorrelationStats;
+use crate::fleet::{AgentCampaign, Health};
 use crate::signals::ScopeGauges;
 use crate::store::StoreCounts;
 use crate::views::label;
@@ -201,6 +202,89 @@ impl Metrics {
         }
         e.render()
     }
+}
+
+/// Fleet health (`crate::fleet`): `darkwatch_agent_up{agent,campaign}` for
+/// every agent and campaign it runs (0 when stale, faulty or never seen),
+/// and `darkwatch_agent_last_report_timestamp_seconds{agent}` (0: none).
+pub fn render_fleet(per: &[AgentCampaign], last_report_ms: &[(String, i64)]) -> String {
+    let mut e = Exposition::new();
+    e.gauge(
+        "darkwatch_agent_up",
+        "1 if the agent reported the campaign's recent rounds and is not judged faulty; 0 when it missed two rounds of the campaign, is faulty, or was never seen.",
+        per.iter().map(|p| {
+            (
+                vec![("agent", p.agent.clone()), ("campaign", p.campaign.clone())],
+                f64::from(u8::from(p.health == Health::Ok)),
+            )
+        }),
+    )
+    .gauge(
+        "darkwatch_agent_last_report_timestamp_seconds",
+        "When the collector last received a timed round from the agent (Unix seconds; 0: never).",
+        last_report_ms
+            .iter()
+            .map(|(a, ms)| (vec![("agent", a.clone())], (*ms / 1000) as f64)),
+    );
+    e.render()
+}
+
+/// `darkwatch_build_info` and the standard `process_*` metrics (CPU,
+/// resident memory, open files, start time), read from `/proc` at scrape
+/// time; the process ones are left out where `/proc` cannot be read.
+pub fn render_process() -> String {
+    let mut e = Exposition::new();
+    e.gauge(
+        "darkwatch_build_info",
+        "Always 1; the labels say which build runs.",
+        [(
+            vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+            1.0,
+        )],
+    );
+    if let Some(p) = process_figures() {
+        e.counter_f64(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            [(Labels::new(), p.cpu_secs)],
+        )
+        .gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            [(Labels::new(), p.rss_bytes)],
+        )
+        .gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            [(Labels::new(), p.open_fds)],
+        )
+        .gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            [(Labels::new(), p.start_secs)],
+        );
+    }
+    e.render()
+}
+
+struct ProcessFigures {
+    cpu_secs: f64,
+    rss_bytes: f64,
+    open_fds: f64,
+    start_secs: f64,
+}
+
+fn process_figures() -> Option<ProcessFigures> {
+    let me = procfs::process::Process::myself().ok()?;
+    let stat = me.stat().ok()?;
+    let ticks = procfs::ticks_per_second() as f64;
+    let boot = procfs::boot_time_secs().ok()? as f64;
+    Some(ProcessFigures {
+        cpu_secs: (stat.utime + stat.stime) as f64 / ticks,
+        rss_bytes: stat.rss as f64 * procfs::page_size() as f64,
+        open_fds: me.fd_count().ok()? as f64,
+        start_secs: boot + stat.starttime as f64 / ticks,
+    })
 }
 
 /// A poisoned lock only means another thread panicked mid-increment; the

@@ -534,6 +534,23 @@ pub async fn scope_gauges<S: Store>(store: &S, now_ms: i64) -> Result<ScopeGauge
                 .map(|r| (r.campaign, r.scope, r.target, r.blocks_judged, r.blocks_up)),
         );
     }
+    // Every campaign has its top scope's series from its creation, judged
+    // 0 until data comes, so that a rule can tell "no data" from no series.
+    for c in store.list_campaigns().await? {
+        let (target, country) = top_target(&c);
+        let scope = if country {
+            Scope::Country
+        } else {
+            Scope::Campaign
+        };
+        if !g
+            .scopes
+            .iter()
+            .any(|(campaign, s, t, _, _)| *campaign == c.name && *s == scope && *t == target)
+        {
+            g.scopes.push((c.name.clone(), scope, target, 0, 0));
+        }
+    }
     g.verdicts_open = store
         .list_verdicts(None, Some(i64::MAX))
         .await?

@@ -11,6 +11,7 @@ use darkwatch_correlate::{Kind, Localization, Scope};
 use serde::Serialize;
 
 use crate::causes;
+use crate::fleet;
 use crate::store::{Campaign, ReportedTiming, Store, StoreError, Verdict};
 
 pub(crate) fn rfc3339(ms: i64) -> String {
@@ -226,8 +227,8 @@ pub struct AgentStatus {
     pub name: String,
     pub last_seen: Option<String>,
     pub revoked: bool,
-    /// `ok`, `stale` (not seen for three intervals), `faulty` (a VP fault is
-    /// open), `revoked` or `never-seen`.
+    /// `ok`, `stale` (missed two rounds of a campaign it runs), `faulty` (a
+    /// VP fault is open), `revoked` or `never-seen` (`crate::fleet`).
     pub health: String,
     /// What it watches of each campaign, as it last reported.
     pub coverage: Vec<crate::coverage::CoverageJson>,
@@ -309,35 +310,52 @@ pub struct Status {
     pub open_verdicts: Vec<OutageJson>,
 }
 
+/// The latest round each agent timed of each campaign, for [`fleet`].
+pub fn last_rounds(timings: &[ReportedTiming]) -> Vec<fleet::LastRound> {
+    timings
+        .iter()
+        .map(|t| (t.agent.clone(), t.last.campaign.clone(), t.last.round))
+        .collect()
+}
+
+/// Each agent's health per campaign (`/metrics`), and when it last sent a
+/// timed round (0: never).
+pub async fn fleet<S: Store>(
+    store: &S,
+    now_ms: i64,
+) -> Result<(Vec<fleet::AgentCampaign>, Vec<(String, i64)>), StoreError> {
+    let agents = store.list_agents().await?;
+    let campaigns = store.list_campaigns().await?;
+    let faults = store.list_vp_faults(None, None).await?;
+    let timings = store.round_timings(now_ms - LATE_WINDOW_MS).await?;
+    let per = fleet::per_campaign(&agents, &campaigns, &faults, &last_rounds(&timings), now_ms);
+    let last = agents
+        .iter()
+        .filter(|a| !a.revoked)
+        .map(|a| {
+            let ms = timings
+                .iter()
+                .filter(|t| t.agent == a.name)
+                .map(|t| t.received_ms)
+                .max()
+                .unwrap_or(0);
+            (a.name.clone(), ms)
+        })
+        .collect();
+    Ok((per, last))
+}
+
 pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreError> {
     let campaigns = store.list_campaigns().await?;
-    let max_interval_ms = campaigns
-        .iter()
-        .map(|c| c.interval_secs as i64 * 1000)
-        .max()
-        .unwrap_or(600_000);
     let faults = store.list_vp_faults(None, None).await?;
     let coverage = store.list_coverage().await?;
     let timings = store.round_timings(now_ms - LATE_WINDOW_MS).await?;
-    let agents = store
-        .list_agents()
-        .await?
+    let agents = store.list_agents().await?;
+    let per = fleet::per_campaign(&agents, &campaigns, &faults, &last_rounds(&timings), now_ms);
+    let agents = agents
         .into_iter()
         .map(|a| {
-            let health = if a.revoked {
-                "revoked"
-            } else if faults
-                .iter()
-                .any(|f| f.agent == a.name && f.end_round.is_none())
-            {
-                "faulty"
-            } else {
-                match a.last_seen_ms {
-                    None => "never-seen",
-                    Some(t) if now_ms - t > 3 * max_interval_ms => "stale",
-                    Some(_) => "ok",
-                }
-            };
+            let health = fleet::of_agent(&a, &per, now_ms).as_str();
             AgentStatus {
                 rounds: timings
                     .iter()

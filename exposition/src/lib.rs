@@ -54,6 +54,23 @@ impl Exposition {
         self
     }
 
+    /// A counter family of fractional values (`process_cpu_seconds_total`),
+    /// as [`Exposition::counter`].
+    pub fn counter_f64(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, f64)>,
+    ) -> &mut Self {
+        let name = name
+            .strip_suffix("_total")
+            .unwrap_or_else(|| panic!("counter {name} must end in _total"));
+        let samples = samples.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+        self.0
+            .register(name, bare(help), Samples(samples.collect()));
+        self
+    }
+
     /// A gauge family; `help` ends in a period, as written.
     pub fn gauge(
         &mut self,

@@ -17,6 +17,7 @@ const COLLECTOR_METRICS: &[&str] = &[
     "darkwatch_scope_blocks_up_ratio",
     "darkwatch_last_correlated_round_age_seconds",
     "darkwatch_vp_healthy",
+    "darkwatch_agent_up",
 ];
 
 /// The collector's counters the examples use.
