@@ -15,7 +15,8 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 600;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Given {
     pub country: bool,
-    /// Prefixes, from `--prefix` or `--delegated`.
+    /// The campaign's space, from `--prefix`, `--delegated` or `--hitlist`
+    /// (a campaign of hitlists alone takes its blocks from them).
     pub space: bool,
     pub interval: bool,
     /// `--agents` or `--all-agents`.
@@ -27,7 +28,9 @@ impl Given {
     pub fn of(args: &CampaignAddArgs) -> Given {
         Given {
             country: args.country.is_some(),
-            space: !args.prefixes.is_empty() || args.delegated.is_some(),
+            space: !args.prefixes.is_empty()
+                || args.delegated.is_some()
+                || !args.hitlists.is_empty(),
             interval: args.interval.is_some(),
             agents: !args.agents.is_empty() || args.all_agents,
             control: !args.control.is_empty(),

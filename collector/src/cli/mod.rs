@@ -278,8 +278,9 @@ pub struct CampaignAddArgs {
     #[arg(long, num_args = 1..)]
     pub control: Vec<IpNet>,
     /// Change the campaign if it exists (bumps its generation): what is
-    /// given here replaces the saved value (country, prefixes from --prefix
-    /// or --delegated, interval, agents, controls); the rest stays as saved.
+    /// given here replaces the saved value (country, space from --prefix,
+    /// --delegated or --hitlist, interval, agents, controls); the rest stays
+    /// as saved.
     #[arg(long)]
     pub replace: bool,
     /// Accept special-purpose space (RFC 6890: private, shared, loopback,
