@@ -492,36 +492,7 @@ pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, Correlate
             blocks,
             limit: cells::MAX_CELLS,
         })?;
-    let mut engine = Incremental::new(input, params)?;
-    engine.set_window(first, last)?;
-    for name in &input.vps {
-        engine.vp_id(name);
-    }
-    // Each round's reports, then each round given whole.
-    let mut skipped = 0;
-    let mut by_round: std::collections::BTreeMap<u64, Input> = Default::default();
-    let in_window = |round: u64| (first..=last).contains(&round);
-    for o in &input.obs {
-        if in_window(o.round) {
-            by_round.entry(o.round).or_default().obs.push(*o);
-        } else {
-            skipped += 1;
-        }
-    }
-    for c in &input.control {
-        if in_window(c.round) {
-            by_round.entry(c.round).or_default().control.push(*c);
-        } else {
-            skipped += 1;
-        }
-    }
-    for (round, r) in &by_round {
-        engine.update_round(*round, &input.vps, &r.obs, &r.control, &[], &[]);
-    }
-    let evidence = (&input.traces[..], &input.probe_errors[..]);
-    let mut out = engine.output_for(Some(&input.vps), Some(evidence));
-    out.skipped_observations += skipped;
-    Ok(out)
+    whole::correlate(input, params)
 }
 
 mod cells;
@@ -535,6 +506,7 @@ mod scopes;
 mod summaries;
 mod timeline;
 mod verdicts;
+mod whole;
 
 #[cfg(test)]
 mod tests;
