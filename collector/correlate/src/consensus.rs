@@ -1,5 +1,7 @@
-//! Per block and round: one state from the healthy VPs, plus the marks that
-//! instability needs (flaps and losses).
+//! Stage 2: per block and round, one state from the healthy VPs, plus the
+//! marks that instability needs (flaps and losses), folded into per-prefix
+//! totals. [`round_product`] is the one implementation: the engine calls it
+//! for each round whose inputs changed, and keeps its [`Product`].
 //!
 //! `up` if any healthy VP saw the block up; `down` if at least
 //! min(`quorum`, healthy VPs that reported the block that round) healthy VPs
@@ -9,9 +11,7 @@
 //! (Counting only up/down reports would make the quorum a no-op: without any
 //! up report, every judging VP saw it down.)
 
-use crate::grid::{Grid, DOWN, FLAP, LOSSY, NONE, STATE, UNCERTAIN, UP};
-use crate::health::Health;
-use crate::{Input, Params};
+use crate::cells::{DOWN, NONE, STATE, UNCERTAIN, UP};
 
 /// Per-round totals of one prefix (or, summed, of any scope).
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -48,6 +48,7 @@ impl Agg {
     }
 }
 
+/// The per-prefix series of a window, as `scopes` reads them.
 pub(crate) struct Consensus {
     /// `[prefix * rounds + round]`.
     pub prefix_aggs: Vec<Agg>,
@@ -55,54 +56,79 @@ pub(crate) struct Consensus {
     pub prefix_judged_blocks: Vec<u32>,
 }
 
-pub(crate) fn compute(
-    input: &Input,
-    grid: &mut Grid,
-    health: &Health,
-    params: &Params,
-) -> Consensus {
-    let (nr, nv, nb) = (grid.rounds, grid.vps, grid.blocks);
-    let quorum = params.quorum.max(1) as u32;
-    // `[round * blocks + block]`: `NONE` (nobody healthy reported), `UP`,
-    // `DOWN`, or `UNCERTAIN` (reported but undecided).
-    let mut state = vec![NONE; nr * nb];
-    let mut flags = vec![0u8; nr * nb];
+/// One round's consensus, reduced to what the window stage reads: per
+/// prefix totals and, per VP, the prefixes it saw down and its marks.
+/// Vectors indexed by VP use the engine's internal VP ids.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Product {
+    /// Healthy VPs it was computed with.
+    pub healthy: Vec<bool>,
+    /// Per VP: blocks it saw flap (sorted).
+    pub flaps: Vec<Vec<u32>>,
+    /// Per prefix.
+    pub aggs: Vec<Agg>,
+    /// Blocks with a consensus (up or down), as a bitset.
+    pub judged: Vec<u64>,
+    /// Per VP: prefixes where it saw a block down (sorted).
+    pub down: Vec<Vec<u32>>,
+    /// Per healthy VP: (prefix, blocks it marked flapping or lossy).
+    pub marks: Vec<Vec<(u32, u32)>>,
+}
+
+/// One round's reports, unpacked: per VP, its cells and loss cells (a row
+/// may be shorter than `block_prefix` for blocks added after it).
+pub(crate) type Rows = [Option<(Vec<u8>, Vec<u8>)>];
+
+/// The consensus of one round: `rows` are the VPs' reports, `healthy` the
+/// VPs healthy in it, `flaps` each VP's flapped blocks (against its last
+/// judged state before the round: the engine's walk finds them), and
+/// `block_prefix` each block's prefix of `np`.
+///
+/// `up` if any healthy VP saw the block up; `down` if at least
+/// min(`quorum`, healthy VPs that reported it) healthy VPs saw it down and
+/// none up; otherwise undecided (no consensus).
+///
+/// Losses: probes of healthy VPs that did not see the block down, to blocks
+/// whose consensus was up. A VP that reports the block down while others see
+/// it up has a path problem of its own (steady, not loss); its lost probes
+/// would otherwise make the block look lossy for as long as that lasts. Its
+/// down blips still count, as flaps.
+pub(crate) fn round_product(
+    rows: &Rows,
+    healthy: &[bool],
+    flaps: Vec<Vec<u32>>,
+    block_prefix: &[u32],
+    np: usize,
+    quorum: usize,
+) -> Product {
+    let nb = block_prefix.len();
+    let nvi = rows.len();
+    let quorum = quorum.max(1) as u32;
+    let is_healthy = |v: usize| healthy.get(v).copied().unwrap_or(false);
     let (mut ups, mut downs, mut reps) = (vec![0u32; nb], vec![0u32; nb], vec![0u32; nb]);
-    // Last judged state of each (VP, block), carried across rounds without
-    // data so that a gap does not look like a change.
-    let mut last = vec![NONE; nv * nb];
-    for r in 0..nr {
-        ups.fill(0);
-        downs.fill(0);
-        reps.fill(0);
-        for v in 0..nv {
-            if !health.healthy(r, v) {
-                continue;
-            }
-            let row = grid.row_mut(r, v);
-            let last = &mut last[v * nb..(v + 1) * nb];
-            for b in 0..nb {
-                let s = row[b] & STATE;
-                match s {
-                    UP => ups[b] += 1,
-                    DOWN => downs[b] += 1,
-                    _ => {}
-                }
-                if s != NONE {
-                    reps[b] += 1;
-                }
-                if s == UP || s == DOWN {
-                    if last[b] != NONE && last[b] != s {
-                        row[b] |= FLAP;
-                        flags[r * nb + b] |= FLAP;
-                    }
-                    last[b] = s;
-                }
+    for (v, row) in rows.iter().enumerate() {
+        if !is_healthy(v) {
+            continue;
+        }
+        let Some((cells, _)) = row else { continue };
+        for (b, &c) in cells.iter().enumerate() {
+            let s = c & STATE;
+            ups[b] += u32::from(s == UP);
+            downs[b] += u32::from(s == DOWN);
+            reps[b] += u32::from(s != NONE);
+        }
+    }
+    let mut flap_any = vec![false; nb];
+    for (v, f) in flaps.iter().enumerate() {
+        if is_healthy(v) {
+            for &b in f {
+                flap_any[b as usize] = true;
             }
         }
-        let st = &mut state[r * nb..(r + 1) * nb];
-        for b in 0..nb {
-            st[b] = if ups[b] > 0 {
+    }
+    let state: Vec<u8> = (0..nb)
+        .map(|b| {
+            if ups[b] > 0 {
                 UP
             } else if downs[b] > 0 && downs[b] >= quorum.min(reps[b]) {
                 DOWN
@@ -110,78 +136,98 @@ pub(crate) fn compute(
                 UNCERTAIN
             } else {
                 NONE
-            };
-        }
-    }
-
-    let np = input.prefixes.len();
-    let mut prefix_aggs = vec![Agg::default(); np * nr];
-    // Losses: probes of healthy VPs that did not see the block down, to
-    // blocks whose consensus was up. A VP that reports the block down while
-    // others see it up has a path problem of its own (steady, not loss); its
-    // lost probes would otherwise make the block look lossy for as long as
-    // that lasts. Its down blips still count, as flaps.
-    // Per-block sums of the round, folded into the prefixes once per round:
-    // the inner loop is branch-free over three byte arrays.
+            }
+        })
+        .collect();
+    let mut aggs = vec![Agg::default(); np];
+    // Per-block sums of the round, folded into the prefixes once: the inner
+    // loop is branch-free over the cells.
     let (mut acc_p, mut acc_l) = (vec![0u32; nb], vec![0u32; nb]);
-    for r in 0..nr {
-        acc_p.fill(0);
-        acc_l.fill(0);
-        let st = &state[r * nb..(r + 1) * nb];
-        let fl = &mut flags[r * nb..(r + 1) * nb];
-        for v in 0..nv {
-            if !health.healthy(r, v) {
-                continue;
-            }
-            let base = grid.idx(r, v, 0);
-            let cells = &mut grid.cells[base..base + nb];
-            let loss = &grid.loss[base..base + nb];
-            for b in 0..nb {
-                let counts = (u8::from(st[b] == UP && cells[b] & STATE != DOWN) * 0xff) & loss[b];
-                let lost = counts & 15;
-                acc_p[b] += u32::from(counts >> 4);
-                acc_l[b] += u32::from(lost);
-                let mark = u8::from(lost > 0) * LOSSY;
-                cells[b] |= mark;
-                fl[b] |= mark;
+    let mut lossy_any = vec![false; nb];
+    let mut marks = vec![Vec::new(); nvi];
+    let mut down = vec![Vec::new(); nvi];
+    let mut count = vec![0u32; np];
+    let mut touched: Vec<u32> = Vec::new();
+    for v in 0..nvi {
+        let Some((cells, loss)) = &rows[v] else {
+            continue;
+        };
+        // Prefixes with a block this VP saw down (health aside).
+        for (b, &c) in cells.iter().enumerate() {
+            if c & STATE == DOWN {
+                let p = block_prefix[b];
+                if count[p as usize] == 0 {
+                    touched.push(p);
+                }
+                count[p as usize] = 1;
             }
         }
-        for b in 0..nb {
-            if acc_p[b] > 0 {
-                let a = &mut prefix_aggs[input.blocks[b].prefix as usize * nr + r];
-                a.probes_up += u64::from(acc_p[b]);
-                a.unanswered_up += u64::from(acc_l[b]);
+        touched.sort_unstable();
+        for &p in &touched {
+            count[p as usize] = 0;
+        }
+        down[v] = std::mem::take(&mut touched);
+        if !is_healthy(v) {
+            continue;
+        }
+        let vflaps = flaps.get(v).map(Vec::as_slice).unwrap_or(&[]);
+        let mut fi = 0;
+        for b in 0..cells.len() {
+            let c = cells[b];
+            let counts = (u8::from(state[b] == UP && c & STATE != DOWN) * 0xff) & loss[b];
+            let lost = counts & 15;
+            acc_p[b] += u32::from(counts >> 4);
+            acc_l[b] += u32::from(lost);
+            let flap = fi < vflaps.len() && vflaps[fi] as usize == b;
+            if flap {
+                fi += 1;
             }
+            if lost > 0 {
+                lossy_any[b] = true;
+            }
+            if flap || lost > 0 {
+                let p = block_prefix[b];
+                if count[p as usize] == 0 {
+                    touched.push(p);
+                }
+                count[p as usize] += 1;
+            }
+        }
+        touched.sort_unstable();
+        marks[v] = touched
+            .iter()
+            .map(|&p| (p, std::mem::take(&mut count[p as usize])))
+            .collect();
+        touched.clear();
+    }
+    let mut judged = vec![0u64; nb.div_ceil(64)];
+    for b in 0..nb {
+        let a = &mut aggs[block_prefix[b] as usize];
+        if acc_p[b] > 0 {
+            a.probes_up += u64::from(acc_p[b]);
+            a.unanswered_up += u64::from(acc_l[b]);
+        }
+        let s = state[b];
+        if s == UP || s == DOWN {
+            a.judged += 1;
+            judged[b / 64] |= 1 << (b % 64);
+        }
+        if s == DOWN {
+            a.down += 1;
+        }
+        if flap_any[b] {
+            a.flapped += 1;
+        }
+        if flap_any[b] || lossy_any[b] {
+            a.unstable += 1;
         }
     }
-    let mut ever = vec![false; nb];
-    for r in 0..nr {
-        for b in 0..nb {
-            let (s, f) = (state[r * nb + b], flags[r * nb + b]);
-            let a = &mut prefix_aggs[input.blocks[b].prefix as usize * nr + r];
-            if s == UP || s == DOWN {
-                a.judged += 1;
-                ever[b] = true;
-            }
-            if s == DOWN {
-                a.down += 1;
-            }
-            if f & FLAP != 0 {
-                a.flapped += 1;
-            }
-            if f & (FLAP | LOSSY) != 0 {
-                a.unstable += 1;
-            }
-        }
-    }
-    let mut prefix_judged_blocks = vec![0u32; np];
-    for (b, e) in ever.iter().enumerate() {
-        if *e {
-            prefix_judged_blocks[input.blocks[b].prefix as usize] += 1;
-        }
-    }
-    Consensus {
-        prefix_aggs,
-        prefix_judged_blocks,
+    Product {
+        healthy: healthy.to_vec(),
+        flaps,
+        aggs,
+        judged,
+        down,
+        marks,
     }
 }

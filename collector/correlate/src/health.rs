@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use crate::grid::VpRounds;
+use crate::cells::VpRounds;
 use crate::{median, Params, VpFault};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,11 +52,11 @@ impl Health {
     }
 }
 
-pub(crate) fn assess(grid: VpRounds<'_>, params: &Params) -> Health {
-    let n = grid.vps;
+pub(crate) fn assess(vp_rounds: VpRounds<'_>, params: &Params) -> Health {
+    let n = vp_rounds.vps;
     let fd = params.vp_fault_drop;
-    let mut faults = vec![None; grid.rounds * n];
-    let mut healthy = vec![false; grid.rounds * n];
+    let mut faults = vec![None; vp_rounds.rounds * n];
+    let mut healthy = vec![false; vp_rounds.rounds * n];
     let mut history: Vec<VecDeque<f64>> = vec![VecDeque::new(); n];
     // Fault of each VP in its latest round with data.
     let mut prev: Vec<Option<Fault>> = vec![None; n];
@@ -64,16 +64,16 @@ pub(crate) fn assess(grid: VpRounds<'_>, params: &Params) -> Health {
     let mut drop = vec![None; n];
     let mut ctl_fault = vec![false; n];
     let mut scratch = Vec::with_capacity(n);
-    for r in 0..grid.rounds {
+    for r in 0..vp_rounds.rounds {
         for v in 0..n {
-            let vr = grid.get(r, v);
+            let vr = vp_rounds.get(r, v);
             ctl_fault[v] = vr.ctl_total() > 0 && vr.ctl_down == vr.ctl_total();
             share[v] = vr.share_up();
             let mut base: Vec<f64> = history[v].iter().copied().collect();
             drop[v] = share[v].and_then(|s| median(&mut base).map(|b| b - s));
         }
         for v in 0..n {
-            let vr = grid.get(r, v);
+            let vr = vp_rounds.get(r, v);
             if !vr.has_data() {
                 continue;
             }
@@ -109,7 +109,7 @@ pub(crate) fn assess(grid: VpRounds<'_>, params: &Params) -> Health {
             healthy[r * n + v] = fault.is_none();
         }
         for v in 0..n {
-            if !grid.get(r, v).has_data() {
+            if !vp_rounds.get(r, v).has_data() {
                 continue;
             }
             prev[v] = faults[r * n + v];
@@ -131,12 +131,12 @@ pub(crate) fn assess(grid: VpRounds<'_>, params: &Params) -> Health {
 
 /// Faulty rounds of each VP as runs. Rounds without data from the VP neither
 /// extend nor break a run (collector downtime must not split it).
-pub(crate) fn fault_runs(vps: &[String], grid: VpRounds<'_>, health: &Health) -> Vec<VpFault> {
+pub(crate) fn fault_runs(vps: &[String], vp_rounds: VpRounds<'_>, health: &Health) -> Vec<VpFault> {
     let mut out = Vec::new();
-    for (v, name) in vps.iter().enumerate().take(grid.vps) {
+    for (v, name) in vps.iter().enumerate().take(vp_rounds.vps) {
         let mut open: Option<(usize, Fault)> = None;
-        for r in 0..grid.rounds {
-            if !grid.get(r, v).has_data() {
+        for r in 0..vp_rounds.rounds {
+            if !vp_rounds.get(r, v).has_data() {
                 continue;
             }
             match (health.fault(r, v), open) {
@@ -144,8 +144,8 @@ pub(crate) fn fault_runs(vps: &[String], grid: VpRounds<'_>, health: &Health) ->
                 (None, Some((start, f))) => {
                     out.push(VpFault {
                         vp: name.clone(),
-                        start_round: grid.round_number(start),
-                        end_round: Some(grid.round_number(r)),
+                        start_round: vp_rounds.round_number(start),
+                        end_round: Some(vp_rounds.round_number(r)),
                         reason: f.reason(),
                     });
                     open = None;
@@ -156,7 +156,7 @@ pub(crate) fn fault_runs(vps: &[String], grid: VpRounds<'_>, health: &Health) ->
         if let Some((start, f)) = open {
             out.push(VpFault {
                 vp: name.clone(),
-                start_round: grid.round_number(start),
+                start_round: vp_rounds.round_number(start),
                 end_round: None,
                 reason: f.reason(),
             });

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use crate::consensus::Agg;
-use crate::verdicts::Run;
+use crate::runs::Run;
 use crate::Params;
 
 /// Log-likelihood ratio of the losses of `a` (probes to blocks believed

@@ -1,13 +1,19 @@
 //! Correlation of observations into outage verdicts (sans-IO core).
 //!
-//! This crate decides and never communicates: the collector loads the
-//! observations of a window of rounds from its store, hands them to
-//! [`correlate`], and stores what comes back. There is no clock here: time is
-//! the round number, so every test can replay a synthetic timeline exactly.
+//! This crate decides and never communicates: the collector feeds the
+//! observations of each round to an [`Incremental`] engine as they arrive,
+//! asks it for the window's [`Output`], and stores what comes back. There is
+//! no clock here: time is the round number, so every test can replay a
+//! synthetic timeline exactly.
 //!
-//! Pipeline (each step a module):
-//! 0. `grid`: the observations as dense per-round arrays (one byte per VP,
-//!    block and round), so that every later step is a linear scan.
+//! There is one engine. [`correlate`] (a window given as one [`Input`]) is a
+//! fresh engine fed every round of the input: the oracle the engine's
+//! incremental updates are tested against, and a convenience for tests.
+//!
+//! Pipeline (each step a module; each reads only the steps before it):
+//! 0. `cells`: a report as a byte (state and loss cells), merged per VP,
+//!    block and round by the engine's round input (`incremental::input`)
+//!    and packed per round (`incremental::row`).
 //! 1. `health`: per vantage point (VP) and round, is the VP itself healthy?
 //!    A VP that suddenly loses most of its blocks while the other VPs do not,
 //!    or whose control targets all fail, is faulty for that round and is left
@@ -16,11 +22,13 @@
 //!    any healthy VP saw it up, down if at least `quorum` healthy VPs saw it
 //!    down and none saw it up, otherwise unknown. The quorum is capped at the
 //!    healthy VPs that reported the block at all (uncertain reports included).
+//!    One round at a time: the engine recomputes only the rounds whose data,
+//!    health or flaps changed (`incremental::walk`).
 //! 3. `scopes`: per scope (country/campaign, origin AS, prefix), per-round
 //!    totals: blocks judged and down, flapping blocks, probe losses.
 //! 4. `verdicts`: the totals turned into `blackout` / `partial` /
-//!    `instability` verdicts with hysteresis (`open_after` / `close_after`
-//!    rounds); `localize` then places blackouts and partial outages with the
+//!    `instability` verdicts with hysteresis (`runs`, `instability`);
+//!    `localize` then places blackouts and partial outages with the
 //!    traceroutes of the VPs that saw them; `timeline` summarizes each round,
 //!    and `summaries` gives per-round totals of every scope for the consensus
 //!    and each VP (what the collector stores for its views).
@@ -458,44 +466,47 @@ pub fn correlate(input: &Input, params: &Params) -> Output {
 }
 
 /// [`correlate`], with the reason when the pass cannot run.
+///
+/// A fresh [`Incremental`] engine, fed every round of the window at once:
+/// the output's VPs are `input.vps` in their order (with or without data),
+/// and localization reads every trace and error of the input. Observations
+/// of unknown VPs or blocks or of rounds outside the window are skipped and
+/// counted.
 pub fn try_correlate(input: &Input, params: &Params) -> Result<Output, CorrelateError> {
     params.validate()?;
-    let mut grid = grid::Grid::build(input)?;
-    let health = health::assess(grid.vp_view(), params);
-    let cons = consensus::compute(input, &mut grid, &health, params);
-    let scopes = scopes::Scopes::build(input, grid.rounds, cons);
-    let summaries = summaries::build(input, &grid, &scopes, params);
-    let mut verdicts = verdicts::detect(&input.vps, &grid, &health, &scopes, params);
-    for v in &mut verdicts {
-        v.verdict.localization = localize::localize(
-            &input.vps,
-            &input.traces,
-            &input.probe_errors,
-            input.last_round,
-            v,
-            &scopes,
-        );
+    let (first, last) = (input.first_round, input.last_round);
+    if first > last {
+        return Err(CorrelateError::InvertedWindow { first, last });
     }
-    let verdicts = verdicts.into_iter().map(|v| v.verdict).collect();
-    Ok(Output {
-        verdicts,
-        vp_faults: health::fault_runs(&input.vps, grid.vp_view(), &health),
-        timeline: timeline::build(grid.vp_view(), &scopes),
-        skipped_observations: grid.skipped,
-        summaries,
-    })
+    let rounds = (last - first).saturating_add(1);
+    let (vps, blocks) = (input.vps.len(), input.blocks.len());
+    // Also bound the rounds alone: the per-round arrays exist even without
+    // blocks.
+    rounds
+        .checked_mul(vps.max(1) as u64)
+        .and_then(|n| n.checked_mul(blocks.max(1) as u64))
+        .filter(|&n| n <= cells::MAX_CELLS)
+        .ok_or(CorrelateError::TooLarge {
+            rounds,
+            vps,
+            blocks,
+            limit: cells::MAX_CELLS,
+        })?;
+    whole::correlate(input, params)
 }
 
+mod cells;
 mod consensus;
-mod grid;
 mod health;
 pub mod incremental;
 mod instability;
 mod localize;
+mod runs;
 mod scopes;
 mod summaries;
 mod timeline;
 mod verdicts;
+mod whole;
 
 #[cfg(test)]
 mod tests;

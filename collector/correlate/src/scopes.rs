@@ -11,16 +11,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 
 use crate::consensus::{Agg, Consensus};
-use crate::{BlockInfo, Input, PrefixInfo, Scope};
-
-/// Per prefix, its blocks (indices into `blocks`), in block order.
-pub(crate) fn prefix_blocks(np: usize, blocks: &[BlockInfo]) -> Vec<Vec<u32>> {
-    let mut out = vec![Vec::new(); np];
-    for (b, info) in blocks.iter().enumerate() {
-        out[info.prefix as usize].push(b as u32);
-    }
-    out
-}
+use crate::{PrefixInfo, Scope};
 
 pub(crate) struct ScopeDef {
     pub scope: Scope,
@@ -39,8 +30,6 @@ pub(crate) struct Scopes {
     pub defs: Vec<ScopeDef>,
     rounds: usize,
     prefix_aggs: Vec<Agg>,
-    /// Per prefix: its blocks (indices into `Input::blocks`).
-    pub prefix_blocks: Vec<Vec<u32>>,
     pub prefix_nets: Vec<IpNet>,
     /// ASes that announce every watched prefix: no verdict scope of their
     /// own (it would be the top scope's), but summaries list them.
@@ -48,24 +37,11 @@ pub(crate) struct Scopes {
 }
 
 impl Scopes {
-    pub fn build(input: &Input, nr: usize, cons: Consensus) -> Scopes {
-        Scopes::from_parts(
-            &input.target,
-            input.is_country,
-            &input.prefixes,
-            prefix_blocks(input.prefixes.len(), &input.blocks),
-            nr,
-            cons,
-        )
-    }
-
-    /// [`Scopes::build`] from the static parts of an input: the top scope,
-    /// the prefixes and each prefix's blocks.
+    /// The scopes of a campaign (its top scope and its prefixes) with the consensus series of a window of `nr` rounds.
     pub fn from_parts(
         target: &str,
         is_country: bool,
         prefixes: &[PrefixInfo],
-        prefix_blocks: Vec<Vec<u32>>,
         nr: usize,
         cons: Consensus,
     ) -> Scopes {
@@ -145,7 +121,6 @@ impl Scopes {
             defs,
             rounds: nr,
             prefix_aggs: cons.prefix_aggs,
-            prefix_blocks,
             prefix_nets: prefixes.iter().map(|p| p.net).collect(),
             covering_asns,
         }

@@ -3,17 +3,18 @@
 //! model the collector stores, so that no request has to recorrelate.
 //!
 //! The consensus totals are the `scopes` aggregates already computed for
-//! the verdicts; per-VP totals are one scan of the grid (each VP's own
-//! judgement, faulty or not, as the timeline shows it). Probes and replies
-//! come from the observations: every report of every VP, in any state, so
-//! that the consensus counts are the sum of the per-VP ones.
+//! the verdicts; per-VP totals are counted per round as the engine takes
+//! the round's reports (each VP's own judgement, faulty or not, as the
+//! timeline shows it). Probes and replies come from the observations: every
+//! report of every VP, in any state, so that the consensus counts are the
+//! sum of the per-VP ones.
 //!
 //! Scopes are the verdict scopes (top, each origin AS, each prefix) plus the
 //! ASes that announce every watched prefix: `scopes` leaves those out of the
 //! verdicts (they would repeat the top scope's), but a researcher asking for
 //! AS131279 expects its line. Per-VP prefix totals are computed only up to
 //! [`crate::Params::summary_vp_prefixes`] prefixes: beyond that they cost
-//! rounds × VPs × prefixes, more than the grid itself for /24 prefixes.
+//! rounds × VPs × prefixes, more than the cells themselves for /24 prefixes.
 //!
 //! [`round_digests`] fingerprints each round's input, so that a caller that
 //! stores summaries can tell which rounds changed since it last stored them.
@@ -22,7 +23,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::grid::{Grid, DOWN, STATE, UP};
 use crate::scopes::Scopes;
 use crate::{Input, Params, PrefixInfo, Scope, VpId};
 
@@ -207,113 +207,6 @@ pub(crate) fn consensus_totals<'a>(
     consensus
 }
 
-pub(crate) fn build(input: &Input, grid: &Grid, scopes: &Scopes, params: &Params) -> Summaries {
-    let (nr, nv, nb) = (grid.rounds, grid.vps, grid.blocks);
-    let np = input.prefixes.len();
-    let Layout {
-        list,
-        of_prefix,
-        per_vp_scopes,
-    } = layout(&input.prefixes, scopes, params);
-    let ns = list.len();
-
-    // Probes and replies per round, VP and prefix, then folded into the
-    // scopes of each prefix (and summed over VPs for the consensus). When
-    // that array would be too large (many prefixes, no per-VP prefix
-    // totals), each observation goes straight into its wider scopes.
-    // Observations the grid skipped are skipped here too.
-    let prefix_of: Vec<u32> = input.blocks.iter().map(|b| b.prefix).collect();
-    let dense = per_vp_scopes == ns;
-    let mut by_prefix = vec![(0u64, 0u64); if dense { nr * nv * np } else { 0 }];
-    let mut prefix_probes = vec![(0u64, 0u64); nr * np];
-    let mut per_vp = vec![Totals::default(); nr * nv * per_vp_scopes];
-    for o in &input.obs {
-        let Some(r) = grid.round_index(o.round) else {
-            continue;
-        };
-        if o.vp as usize >= nv || o.block as usize >= nb {
-            continue;
-        }
-        let p = prefix_of[o.block as usize] as usize;
-        let (probes, replies) = (u64::from(o.probes), u64::from(o.replies));
-        let k = r * nv + o.vp as usize;
-        if dense {
-            let c = &mut by_prefix[k * np + p];
-            c.0 += probes;
-            c.1 += replies;
-        } else {
-            let pp = &mut prefix_probes[r * np + p];
-            pp.0 += probes;
-            pp.1 += replies;
-            for &s in &of_prefix[p] {
-                per_vp[k * per_vp_scopes + s].probes += probes;
-                per_vp[k * per_vp_scopes + s].replies += replies;
-            }
-        }
-    }
-    if dense {
-        for k in 0..nr * nv {
-            let r = k / nv;
-            for (p, &(probes, replies)) in by_prefix[k * np..(k + 1) * np].iter().enumerate() {
-                if (probes, replies) == (0, 0) {
-                    continue;
-                }
-                let pp = &mut prefix_probes[r * np + p];
-                pp.0 += probes;
-                pp.1 += replies;
-                for &s in &of_prefix[p] {
-                    per_vp[k * per_vp_scopes + s].probes += probes;
-                    per_vp[k * per_vp_scopes + s].replies += replies;
-                }
-            }
-        }
-    }
-    // Each VP's judged and up blocks: per prefix, then into its scopes.
-    let mut judged = vec![(0u32, 0u32); np];
-    for r in 0..nr {
-        for v in 0..nv {
-            judged.fill((0, 0));
-            for (b, &c) in grid.row(r, v).iter().enumerate() {
-                let s = c & STATE;
-                if s == UP || s == DOWN {
-                    let j = &mut judged[prefix_of[b] as usize];
-                    j.0 += 1;
-                    j.1 += u32::from(s == UP);
-                }
-            }
-            let base = (r * nv + v) * per_vp_scopes;
-            for (p, &(n, up)) in judged.iter().enumerate() {
-                if n == 0 {
-                    continue;
-                }
-                for &s in &of_prefix[p] {
-                    per_vp[base + s].blocks_judged += n;
-                    per_vp[base + s].blocks_up += up;
-                }
-            }
-        }
-    }
-
-    let layout = Layout {
-        list,
-        of_prefix,
-        per_vp_scopes,
-    };
-    let consensus = consensus_totals(&layout, scopes, nr, |r| {
-        &prefix_probes[r * np..(r + 1) * np]
-    });
-    let list = layout.list;
-    Summaries {
-        first_round: grid.first_round,
-        rounds: nr,
-        scopes: list.into_iter().map(|(s, _)| s).collect(),
-        per_vp_scopes,
-        vps: nv,
-        consensus,
-        per_vp,
-    }
-}
-
 /// The splitmix64 finalizer: spreads every input bit over the output.
 fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -440,12 +333,12 @@ pub(crate) fn obs_digest_of(
     replies: u32,
 ) -> u64 {
     let what =
-        u64::from(crate::grid::code(state)) | u64::from(probes) << 2 | u64::from(replies) << 33;
+        u64::from(crate::cells::code(state)) | u64::from(probes) << 2 | u64::from(replies) << 33;
     mix(mix(vp ^ mix(block)) ^ what)
 }
 
 pub(crate) fn control_digest(vp: u64, c: &crate::ControlObs) -> u64 {
-    mix(!vp ^ u64::from(crate::grid::code(c.state)))
+    mix(!vp ^ u64::from(crate::cells::code(c.state)))
 }
 
 /// A round's digest from the header and the sum of its observations'

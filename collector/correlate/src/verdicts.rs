@@ -10,117 +10,11 @@
 use std::collections::VecDeque;
 
 use crate::consensus::Agg;
-use crate::grid::{Grid, DOWN, FLAP, LOSSY, STATE};
 use crate::health::Health;
 use crate::instability::{instability_runs, loss_llr};
+use crate::runs::{Hysteresis, Run};
 use crate::scopes::Scopes;
 use crate::{median, Kind, Params, Verdict, VpId};
-
-/// Round indices: `start` is the first bad round, `end` the first good one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Run {
-    pub start: usize,
-    pub end: Option<usize>,
-}
-
-impl Run {
-    pub(crate) fn covers(&self, r: usize) -> bool {
-        self.start <= r && self.end.is_none_or(|e| r < e)
-    }
-
-    fn contains(&self, o: &Run) -> bool {
-        self.start <= o.start
-            && match (self.end, o.end) {
-                (None, _) => true,
-                (Some(_), None) => false,
-                (Some(a), Some(b)) => b <= a,
-            }
-    }
-}
-
-/// Open after `open_after` consecutive bad rounds (the run starts at the
-/// first of them), close after `close_after` consecutive good rounds (the run
-/// ends at the first of those).
-struct Hysteresis {
-    open_after: u32,
-    close_after: u32,
-    bad: u32,
-    bad_start: usize,
-    open: Option<usize>,
-    good: u32,
-    good_start: usize,
-}
-
-impl Hysteresis {
-    fn new(p: &Params) -> Self {
-        Hysteresis {
-            open_after: p.open_after.max(1),
-            close_after: p.close_after.max(1),
-            bad: 0,
-            bad_start: 0,
-            open: None,
-            good: 0,
-            good_start: 0,
-        }
-    }
-
-    fn step(&mut self, r: usize, bad: bool) -> Option<Run> {
-        match self.open {
-            None if bad => {
-                if self.bad == 0 {
-                    self.bad_start = r;
-                }
-                self.bad += 1;
-                if self.bad >= self.open_after {
-                    self.open = Some(self.bad_start);
-                    self.good = 0;
-                }
-                None
-            }
-            None => {
-                self.bad = 0;
-                None
-            }
-            Some(_) if bad => {
-                self.good = 0;
-                None
-            }
-            Some(start) => {
-                if self.good == 0 {
-                    self.good_start = r;
-                }
-                self.good += 1;
-                if self.good < self.close_after {
-                    return None;
-                }
-                self.open = None;
-                self.bad = 0;
-                Some(Run {
-                    start,
-                    end: Some(self.good_start),
-                })
-            }
-        }
-    }
-
-    /// Ends an open run at `r` (something else now explains the rounds).
-    fn force_close(&mut self, r: usize) -> Option<Run> {
-        self.bad = 0;
-        self.good = 0;
-        self.open.take().map(|start| Run {
-            start,
-            end: Some(r),
-        })
-    }
-
-    fn is_open(&self) -> bool {
-        self.open.is_some()
-    }
-
-    fn finish(self) -> Option<Run> {
-        self.open.map(|start| Run { start, end: None })
-    }
-}
 
 /// Essentially all of the scope's judged blocks are down this round.
 fn is_blackout_round(a: &Agg, share: f64, p: &Params) -> bool {
@@ -229,8 +123,9 @@ fn widen_to_children(blackouts: &mut [Vec<Run>], scopes: &Scopes) {
 
 /// What verdicts need of the per-block data beyond the scope totals: which
 /// healthy VPs saw the blocks of some prefixes down (or unstable) in some
-/// rounds. The batch grid answers from its cells; the incremental engine
-/// from per-round, per-prefix marks kept instead of the cells.
+/// rounds. The engine answers from the per-round, per-prefix marks of its
+/// consensus products (`incremental::window`); a trait, so that this stage
+/// does not depend on how the engine keeps them.
 pub(crate) trait Evidence {
     /// Rounds of the window.
     fn rounds(&self) -> usize;
@@ -254,39 +149,9 @@ pub(crate) trait Evidence {
     ) -> Vec<u64>;
 }
 
-impl Evidence for Grid {
-    fn rounds(&self) -> usize {
-        self.rounds
-    }
-
-    fn first_round(&self) -> u64 {
-        self.first_round
-    }
-
-    fn down_vps(
-        &self,
-        health: &Health,
-        scopes: &Scopes,
-        prefixes: &[u32],
-        rounds: &[usize],
-    ) -> Vec<VpId> {
-        down_vps(self, health, scopes, prefixes, rounds)
-    }
-
-    fn unstable_marks(
-        &self,
-        health: &Health,
-        scopes: &Scopes,
-        prefixes: &[u32],
-        rounds: &[usize],
-    ) -> Vec<u64> {
-        unstable_marks(self, health, scopes, prefixes, rounds)
-    }
-}
-
 pub(crate) fn detect(
     vp_names: &[String],
-    grid: &dyn Evidence,
+    evidence: &dyn Evidence,
     health: &Health,
     scopes: &Scopes,
     p: &Params,
@@ -333,7 +198,7 @@ pub(crate) fn detect(
     }
     let mut out: Vec<Detected> = found
         .iter()
-        .map(|f| describe(vp_names, grid, health, scopes, p, f))
+        .map(|f| describe(vp_names, evidence, health, scopes, p, f))
         .collect();
     out.sort_by(|a, b| {
         let key = |d: &Detected| {
@@ -353,7 +218,7 @@ pub(crate) fn detect(
 /// Fills in blocks, prefixes and VPs of a verdict.
 fn describe(
     vp_names: &[String],
-    grid: &dyn Evidence,
+    evidence: &dyn Evidence,
     health: &Health,
     scopes: &Scopes,
     p: &Params,
@@ -365,7 +230,7 @@ fn describe(
     let rounds: Vec<usize> = if instability {
         f.unstable.clone()
     } else {
-        (f.run.start..f.run.end.unwrap_or(grid.rounds()))
+        (f.run.start..f.run.end.unwrap_or(evidence.rounds()))
             .filter(|&r| series[r].judged > 0)
             .collect()
     };
@@ -417,13 +282,13 @@ fn describe(
             .collect();
     }
     let vps = if instability {
-        let marks = grid.unstable_marks(health, scopes, &prefixes, &rounds);
+        let marks = evidence.unstable_marks(health, scopes, &prefixes, &rounds);
         let max = marks.iter().copied().max().unwrap_or(0);
         (0..marks.len() as VpId)
             .filter(|&v| max > 0 && marks[v as usize] * 2 >= max)
             .collect()
     } else {
-        grid.down_vps(health, scopes, &prefixes, &rounds)
+        evidence.down_vps(health, scopes, &prefixes, &rounds)
     };
     let mut nets: Vec<_> = prefixes
         .iter()
@@ -437,8 +302,8 @@ fn describe(
             scope: def.scope,
             target: def.target.clone(),
             kind: f.kind,
-            start_round: grid.first_round() + f.run.start as u64,
-            end_round: f.run.end.map(|e| grid.first_round() + e as u64),
+            start_round: evidence.first_round() + f.run.start as u64,
+            end_round: f.run.end.map(|e| evidence.first_round() + e as u64),
             blocks_affected,
             blocks_total: def.judged_blocks,
             prefixes: nets,
@@ -448,63 +313,4 @@ fn describe(
         scope: f.scope,
         vps,
     }
-}
-
-/// Healthy VPs that saw a block of `prefixes` down in one of `rounds`.
-fn down_vps(
-    grid: &Grid,
-    health: &Health,
-    scopes: &Scopes,
-    prefixes: &[u32],
-    rounds: &[usize],
-) -> Vec<VpId> {
-    let mut seen = vec![false; grid.vps];
-    for &r in rounds {
-        for (v, s) in seen.iter_mut().enumerate() {
-            if *s || !health.healthy(r, v) {
-                continue;
-            }
-            let row = grid.row(r, v);
-            *s = prefixes.iter().any(|&q| {
-                scopes.prefix_blocks[q as usize]
-                    .iter()
-                    .any(|&b| row[b as usize] & STATE == DOWN)
-            });
-        }
-        if seen.iter().all(|&s| s) {
-            break;
-        }
-    }
-    (0..grid.vps as VpId)
-        .filter(|&v| seen[v as usize])
-        .collect()
-}
-
-/// Per VP, its marks (losses or flaps) in `prefixes` during `rounds`. The
-/// verdict lists the healthy VPs with at least half as many marks as the VP
-/// with the most, so that the background loss every VP sees does not list
-/// them all.
-fn unstable_marks(
-    grid: &Grid,
-    health: &Health,
-    scopes: &Scopes,
-    prefixes: &[u32],
-    rounds: &[usize],
-) -> Vec<u64> {
-    let mut marks = vec![0u64; grid.vps];
-    for &r in rounds {
-        for (v, m) in marks.iter_mut().enumerate() {
-            if !health.healthy(r, v) {
-                continue;
-            }
-            let row = grid.row(r, v);
-            for &q in prefixes {
-                *m += scopes.prefix_blocks[q as usize]
-                    .iter()
-                    .filter(|&&b| row[b as usize] & (FLAP | LOSSY) != 0)
-                    .count() as u64;
-            }
-        }
-    }
-    marks
 }

@@ -1,4 +1,5 @@
-//! The incremental engine against the batch core: on random timelines
+//! The engine updated in place against a fresh one (`correlate`, the
+//! oracle: every round of the window fed at once): on random timelines
 //! (outages, VP faults, flapping, loss, uncertain reports, traces, routers'
 //! errors to probes, missing
 //! rounds and VPs), delivered out of order (late rounds after later ones

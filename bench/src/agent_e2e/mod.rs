@@ -17,25 +17,33 @@
 //! the JSON envelope). The peer is fping sweeping one address per /24 of
 //! the same space from the same namespace once the agent has stopped: the
 //! work of one round, done by a tool that does nothing else.
+//!
+//! Files: this one runs the section; `observe` reads the two processes
+//! from outside (`/proc`, the agent's log, the collector's database);
+//! `peer` runs fping.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use darkwatch_netlab::{workspace_bin, KillOnDrop, Namespaces};
 use darkwatch_schema::{round_of, round_start_ms};
-use darkwatch_tests::harness::db_query;
 use ipnet::Ipv4Net;
-use nix::sys::resource::{getrusage, UsageWho};
 
 use crate::collector;
 
-const NODE: &str = "e2e";
-const CAMPAIGN: &str = "lo";
+use observe::{collector_cli, cpu_and_peak, cpu_at, now_ms, stored, tail, AgentLog};
+use peer::fping_peer;
+
+mod observe;
+mod peer;
+#[cfg(test)]
+mod tests;
+
+pub(crate) const NODE: &str = "e2e";
+pub(crate) const CAMPAIGN: &str = "lo";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -169,162 +177,6 @@ impl E2eResult {
             .collect();
         crate::stats::median(&v)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `(user + system CPU seconds, peak RSS, current RSS in MiB)` of a live
-/// `pid`.
-fn cpu_and_peak(pid: u32) -> Option<(f64, f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    let cpu = (f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| -> Option<f64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    };
-    Some((cpu, kib("VmHWM:")? / 1024.0, kib("VmRSS:")? / 1024.0))
-}
-
-/// CPU at `at_ms`, linearly between the samples around it.
-fn cpu_at(samples: &[(i64, f64)], at_ms: i64) -> Option<f64> {
-    let i = samples.iter().position(|(t, _)| *t >= at_ms)?;
-    if i == 0 {
-        return (samples[0].0 == at_ms).then_some(samples[0].1);
-    }
-    let ((t0, c0), (t1, c1)) = (samples[i - 1], samples[i]);
-    Some(c0 + (c1 - c0) * (at_ms - t0) as f64 / (t1 - t0).max(1) as f64)
-}
-
-/// The agent's JSON log, read as it grows.
-struct AgentLog {
-    path: PathBuf,
-    pos: u64,
-    /// `round -> (on_time, took_ms, blocks, probes)`.
-    done: BTreeMap<u64, (bool, i64, u64, u64)>,
-    /// `round -> (receive drops so far, wall ms of the line)`.
-    drops: BTreeMap<u64, (Option<u64>, i64)>,
-    /// Rounds in which a sweep started, and wall ms when sweeps ended.
-    sweep_starts: Vec<(u64, i64)>,
-    sweep_ends: Vec<i64>,
-    errors: Vec<String>,
-}
-
-impl AgentLog {
-    fn new(path: PathBuf) -> Self {
-        AgentLog {
-            path,
-            pos: 0,
-            done: BTreeMap::new(),
-            drops: BTreeMap::new(),
-            sweep_starts: Vec::new(),
-            sweep_ends: Vec::new(),
-            errors: Vec::new(),
-        }
-    }
-
-    fn poll(&mut self) -> Result<()> {
-        let mut f = std::fs::File::open(&self.path)?;
-        f.seek(SeekFrom::Start(self.pos))?;
-        let mut r = BufReader::new(f);
-        let mut line = String::new();
-        let now = now_ms();
-        loop {
-            line.clear();
-            let n = r.read_line(&mut line)?;
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            self.pos += n as u64;
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            let msg = v["message"].as_str().unwrap_or("");
-            let u = |k: &str| v[k].as_u64();
-            match msg {
-                "round done" if v["campaign"] == CAMPAIGN => {
-                    if let Some(round) = u("round") {
-                        self.done.insert(
-                            round,
-                            (
-                                v["on_time"].as_bool().unwrap_or(false),
-                                v["took_ms"].as_i64().unwrap_or(0),
-                                u("blocks").unwrap_or(0),
-                                u("probes").unwrap_or(0),
-                            ),
-                        );
-                        self.drops.insert(round, (u("receive_drops"), now));
-                    }
-                }
-                "discovery starts" => {
-                    if let Some(round) = u("round") {
-                        self.sweep_starts.push((round, now));
-                    }
-                }
-                "background discovery done" => self.sweep_ends.push(now),
-                _ => {}
-            }
-            if matches!(v["level"].as_str(), Some("ERROR")) {
-                self.errors.push(line.trim().to_string());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `round -> (blocks, packed bytes)` the collector holds.
-fn stored(db: &str) -> Result<BTreeMap<u64, (u64, u64)>> {
-    let rows = db_query(
-        db,
-        &format!(
-            "SELECT round, SUM(blocks), SUM(LENGTH(data)) FROM round_records \
-             WHERE campaign = '{CAMPAIGN}' GROUP BY round"
-        ),
-    )?;
-    let mut m = BTreeMap::new();
-    for r in rows {
-        if r.len() == 3 {
-            m.insert(r[0].parse()?, (r[1].parse()?, r[2].parse()?));
-        }
-    }
-    Ok(m)
-}
-
-fn collector_cli(bin: &Path, db: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("DARKWATCH_DB")
-        .output()
-        .with_context(|| format!("run {}", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "darkwatch-collector {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Rounds a sweep of `addresses` at `pps` spans, with a round to spare.
@@ -643,106 +495,4 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
 /// The agent's split of its cap (see `darkwatch_agent::schedule`).
 fn split(pps: u32) -> (u32, u32) {
     darkwatch_agent::schedule::split_pps(pps)
-}
-
-/// fping, from the same namespace, over one address (`.1`) of every /24
-/// of `space`, in lists of at most 32,768 (fping 5.1 runs out of sequence
-/// numbers above ~65k): a round's probes, by a tool that does nothing else.
-fn fping_peer(ns: &Namespaces, space: Ipv4Net, dir: &Path) -> Result<PeerRun> {
-    let first = u32::from(space.network()) >> 8;
-    let n = 1u32 << (24 - space.prefix_len().min(24));
-    let (mut wall, mut cpu, mut answered) = (0.0, 0.0, 0u64);
-    for (i, part) in (0..n).collect::<Vec<_>>().chunks(32_768).enumerate() {
-        let list = dir.join(format!("fping-{i}.txt"));
-        let text: String = part
-            .iter()
-            .map(|b| format!("{}\n", Ipv4Addr::from(((first + b) << 8) | 1)))
-            .collect();
-        std::fs::write(&list, text)?;
-        let before = getrusage(UsageWho::RUSAGE_CHILDREN)?;
-        let t = Instant::now();
-        let mut c = ns.command(NODE, "fping");
-        c.args(["-a", "-q", "-i", "0", "-r", "0", "-t", "1000", "-f"])
-            .arg(&list);
-        let out = c.output().context("run fping (apt-get install fping)")?;
-        wall += t.elapsed().as_secs_f64();
-        let after = getrusage(UsageWho::RUSAGE_CHILDREN)?;
-        let secs = |u: &nix::sys::resource::Usage| {
-            let (a, b) = (u.user_time(), u.system_time());
-            a.tv_sec() as f64
-                + a.tv_usec() as f64 / 1e6
-                + b.tv_sec() as f64
-                + b.tv_usec() as f64 / 1e6
-        };
-        cpu += secs(&after) - secs(&before);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("not enough sequence numbers") {
-            bail!("fping: {}", stderr.trim());
-        }
-        answered += String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .count() as u64;
-    }
-    Ok(PeerRun {
-        addresses: u64::from(n),
-        wall_s: wall,
-        cpu_s: cpu,
-        answered,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_is_interpolated_between_samples() {
-        let s = [(1000, 1.0), (2000, 3.0), (4000, 4.0)];
-        assert_eq!(cpu_at(&s, 1500), Some(2.0));
-        assert_eq!(cpu_at(&s, 3000), Some(3.5));
-        assert_eq!(cpu_at(&s, 1000), Some(1.0));
-        assert_eq!(cpu_at(&s, 500), None, "before the first sample");
-        assert_eq!(cpu_at(&s, 5000), None, "after the last");
-    }
-
-    #[test]
-    fn a_sweep_of_127_8_at_100k_pps_spans_four_minute_rounds() {
-        // 16.7M addresses at 100k/s: 168 s, 3 rounds, and one to spare.
-        assert_eq!(sweep_rounds(1 << 24, 100_000, 60), 4);
-        assert_eq!(sweep_rounds(1 << 20, 100_000, 20), 2);
-    }
-
-    #[test]
-    fn a_round_is_reported_on_time_only_if_ended_and_stored_in_time() {
-        let r = RoundRow {
-            round: 1,
-            blocks: 10,
-            probes: 10,
-            on_time: true,
-            took_s: 40.0,
-            stored_after_s: Some(70.0),
-            cpu_s: Some(1.0),
-            sweeping: false,
-            packed_bytes: 30,
-            drops: Some(0),
-            rss_mib: Some(100.0),
-        };
-        assert!(r.reported_on_time(60));
-        assert!(!RoundRow {
-            stored_after_s: Some(121.0),
-            ..r.clone()
-        }
-        .reported_on_time(60));
-        assert!(!RoundRow {
-            on_time: false,
-            ..r.clone()
-        }
-        .reported_on_time(60));
-        assert!(!RoundRow {
-            stored_after_s: None,
-            ..r
-        }
-        .reported_on_time(60));
-    }
 }
