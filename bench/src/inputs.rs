@@ -22,7 +22,8 @@ use ipnet::{IpNet, Ipv4Subnets};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{live, peak, reset_peak, yes, Row};
+use crate::alloc::{live, peak, reset_peak};
+use crate::{yes, Row};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
