@@ -250,6 +250,7 @@ impl Agent {
     async fn assignments(&self, previous: Option<&Assignments>) -> Option<Assignments> {
         let a = match self.reporter.assignments().await {
             Ok(a) => {
+                self.metrics.clock_offset(self.reporter.clock_offset_ms());
                 if previous != Some(&a) {
                     if let Err(e) = save_json(&self.assignments_path(), &a) {
                         tracing::warn!(error = %e, "cannot cache assignments");

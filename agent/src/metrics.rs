@@ -52,6 +52,11 @@ pub struct CampaignCounters {
 pub struct Counters {
     pub campaigns: BTreeMap<String, CampaignCounters>,
     pub batches_rejected: u64,
+    /// Batches the collector stored only in part (a copy kept in
+    /// rejected/).
+    pub batches_partial: u64,
+    /// The collector's clock minus this host's (ms), as last measured.
+    pub clock_offset_ms: Option<i64>,
     pub assignments_refused: u64,
     /// The refusals already counted, so that one refused assignment pulled
     /// every poll counts once.
@@ -183,6 +188,17 @@ pub fn render(c: &Counters, spool: Option<SpoolUsage>) -> String {
         one(c.batches_rejected),
     )
     .counter(
+        "darkwatch_agent_batches_partial_total",
+        "Report batches the collector stored only in part (a copy kept in the spool's rejected/ with the reason).",
+        one(c.batches_partial),
+    )
+    .gauge(
+        "darkwatch_agent_clock_offset_seconds",
+        "The collector's clock minus this host's, from its answers' Date header (±0.5 s); absent until measured.",
+        c.clock_offset_ms
+            .map(|ms| (Labels::new(), ms as f64 / 1000.0)),
+    )
+    .counter(
         "darkwatch_agent_assignments_refused_total",
         "Campaign assignments refused outright (bad name or interval), once per generation.",
         one(c.assignments_refused),
@@ -263,11 +279,31 @@ impl Metrics {
     /// Records a pass over the spool (batches refused; the spool shrank).
     pub fn drained(&self, d: &Drained) {
         // Nothing to persist, and no textfile whose spool gauges would change.
-        if d.rejected == 0 && self.cfg.textfile.is_none() {
+        if d.rejected == 0 && d.partial == 0 && self.cfg.textfile.is_none() {
             return;
         }
-        lock(&self.counters).batches_rejected += d.rejected as u64;
+        {
+            let mut c = lock(&self.counters);
+            c.batches_rejected += d.rejected as u64;
+            c.batches_partial += d.partial as u64;
+        }
         self.save();
+    }
+
+    /// Records the clock offset measured from the collector's answers;
+    /// persisted (and the textfile rewritten) only when it moved by a
+    /// second or more.
+    pub fn clock_offset(&self, offset_ms: Option<i64>) {
+        let Some(ms) = offset_ms else { return };
+        let moved = {
+            let mut c = lock(&self.counters);
+            let moved = c.clock_offset_ms.is_none_or(|b| (b - ms).abs() >= 1000);
+            c.clock_offset_ms = Some(ms);
+            moved
+        };
+        if moved {
+            self.save();
+        }
     }
 
     fn spool_usage(&self) -> Option<SpoolUsage> {

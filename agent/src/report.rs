@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use darkwatch_schema::packed::ERROR_UNKNOWN_BLOCK_SPACE;
 use darkwatch_schema::{
-    ApiError, Assignments, BatchAck, BlockSpace, ReportBatch, API_VERSION, MAX_ITEMS_PER_BATCH,
+    ApiError, Assignments, BatchAck, BlockSpace, ReportBatch, API_VERSION, ERROR_ROUND_AHEAD,
+    MAX_ITEMS_PER_BATCH,
 };
 
 use crate::spool::{Spool, SpoolError};
@@ -38,10 +39,29 @@ pub enum ReportError {
 }
 
 impl ReportError {
+    /// Worth sending again later, the batch kept: a network or server
+    /// failure, or a round the collector's clock has not reached yet (this
+    /// agent's clock runs ahead: the round becomes acceptable).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, ReportError::Refused { .. })
+        match self {
+            ReportError::Refused { code, .. } => code.as_deref() == Some(ERROR_ROUND_AHEAD),
+            _ => true,
+        }
     }
 }
+
+/// The collector's clock minus this agent's, in ms, from the `Date` header
+/// of an answer received at `local_ms`. `Date` has whole seconds, so the
+/// server's time is taken at the middle of its second (±500 ms).
+pub fn clock_offset_ms(date: &str, local_ms: i64) -> Option<i64> {
+    let t = httpdate::parse_http_date(date).ok()?;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(i64::try_from(secs).ok()? * 1000 + 500 - local_ms)
+}
+
+/// Offsets smaller than this are not worth a warning (the `Date` header's
+/// resolution is a second).
+pub const CLOCK_OFFSET_WARN_MS: i64 = 2_000;
 
 /// HTTP client for one collector.
 #[derive(Clone)]
@@ -49,6 +69,9 @@ pub struct Reporter {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// The latest clock offset measured (`i64::MIN`: none yet), shared by
+    /// clones.
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// What one pass over the spool did.
@@ -59,6 +82,9 @@ pub struct Drained {
     pub rejected: usize,
     /// Packed batches replaced by plain ones (unknown block space).
     pub unpacked: usize,
+    /// Batches the collector stored only in part (a copy kept in
+    /// `rejected/` with the reason).
+    pub partial: usize,
     pub remaining: usize,
 }
 
@@ -124,11 +150,45 @@ impl Reporter {
             http,
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
+            offset_ms: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}/{API_VERSION}/{path}", self.base)
+    }
+
+    /// The collector's clock minus this agent's (ms), as last measured
+    /// from an answer's `Date` header.
+    pub fn clock_offset_ms(&self) -> Option<i64> {
+        let v = self.offset_ms.load(std::sync::atomic::Ordering::Relaxed);
+        (v != i64::MIN).then_some(v)
+    }
+
+    /// Measures the clock offset from `resp` (logged when it is large or
+    /// changes much), then [`Self::check`]s it.
+    async fn answer(&self, resp: reqwest::Response) -> Result<reqwest::Response, ReportError> {
+        let local = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let date = resp.headers().get(reqwest::header::DATE);
+        if let Some(offset) = date
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| clock_offset_ms(d, local))
+        {
+            let before = self
+                .offset_ms
+                .swap(offset, std::sync::atomic::Ordering::Relaxed);
+            let was = (before != i64::MIN).then_some(before);
+            if offset.abs() >= CLOCK_OFFSET_WARN_MS
+                && was.is_none_or(|b| (b - offset).abs() >= CLOCK_OFFSET_WARN_MS)
+            {
+                tracing::warn!(
+                    offset_ms = offset,
+                    "this host's clock differs from the collector's (collector minus agent): \
+                     rounds are numbered by this clock; fix its time sync (NTP)"
+                );
+            }
+        }
+        Self::check(resp).await
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ReportError> {
@@ -161,7 +221,7 @@ impl Reporter {
             .send()
             .await
             .map_err(|e| ReportError::Network(e.to_string()))?;
-        Self::check(resp)
+        self.answer(resp)
             .await?
             .json()
             .await
@@ -177,7 +237,8 @@ impl Reporter {
             .send()
             .await
             .map_err(|e| ReportError::Network(e.to_string()))?;
-        let ack: BatchAck = Self::check(resp)
+        let ack: BatchAck = self
+            .answer(resp)
             .await?
             .json()
             .await
@@ -212,6 +273,20 @@ impl Reporter {
                 };
                 match self.send(&batch).await {
                     Ok(ack) => {
+                        if ack.observations_not_stored > 0 {
+                            let why = format!(
+                                "{} of its observations not stored: {}",
+                                ack.observations_not_stored,
+                                ack.not_stored_reason
+                                    .as_deref()
+                                    .unwrap_or("no reason given")
+                            );
+                            tracing::warn!(batch = %batch.batch_id, why, "collector stored a batch in part; a copy is kept in rejected/");
+                            if let Err(e) = spool.keep_partial(entry, &why) {
+                                return (d, Some(e.into()));
+                            }
+                            d.partial += 1;
+                        }
                         if let Err(e) = spool.ack(entry) {
                             return (d, Some(e.into()));
                         }
@@ -219,6 +294,9 @@ impl Reporter {
                         d.duplicates += usize::from(ack.duplicate);
                     }
                     Err(e) if e.is_retryable() => {
+                        if matches!(e, ReportError::Refused { .. }) {
+                            tracing::warn!(batch = %batch.batch_id, offset_ms = self.clock_offset_ms(), error = %e, "the collector's clock has not reached this round yet; kept to send again");
+                        }
                         d.remaining = total - i;
                         return (d, Some(e));
                     }
@@ -235,7 +313,10 @@ impl Reporter {
                             }
                             Err(why) => {
                                 tracing::error!(batch = %batch.batch_id, why, "cannot unpack a refused packed round; kept in rejected/");
-                                if let Err(e) = spool.reject(entry) {
+                                if let Err(e) = spool.reject(
+                                    entry,
+                                    &format!("cannot unpack a refused packed round: {why}"),
+                                ) {
                                     return (d, Some(e.into()));
                                 }
                                 d.rejected += 1;
@@ -244,7 +325,7 @@ impl Reporter {
                     }
                     Err(e) => {
                         tracing::error!(batch = %batch.batch_id, error = %e, "collector refused a batch; kept in rejected/");
-                        if let Err(e) = spool.reject(entry) {
+                        if let Err(e) = spool.reject(entry, &e.to_string()) {
                             return (d, Some(e.into()));
                         }
                         d.rejected += 1;
@@ -263,6 +344,31 @@ mod tests {
     use super::*;
     use darkwatch_schema::packed::{pack_chunks, PackedBlock};
     use darkwatch_schema::BlockState;
+
+    #[test]
+    fn clock_offset_from_the_date_header() {
+        // RFC 9110's example date: 784111777 s after the epoch.
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(clock_offset_ms(date, 784_111_777_500), Some(0));
+        // This host 90 s ahead: the collector's clock is 90 s behind.
+        assert_eq!(clock_offset_ms(date, 784_111_867_500), Some(-90_000));
+        assert_eq!(clock_offset_ms("yesterday", 0), None);
+    }
+
+    /// A round the collector's clock has not reached is kept to be sent
+    /// again (this host's clock runs ahead); other refusals are final.
+    #[test]
+    fn a_round_ahead_is_retried_other_refusals_are_not() {
+        let refused = |code: Option<&str>| ReportError::Refused {
+            status: 409,
+            message: "m".into(),
+            code: code.map(String::from),
+        };
+        assert!(refused(Some(ERROR_ROUND_AHEAD)).is_retryable());
+        assert!(!refused(Some(ERROR_UNKNOWN_BLOCK_SPACE)).is_retryable());
+        assert!(!refused(None).is_retryable());
+        assert!(ReportError::Network("down".into()).is_retryable());
+    }
 
     #[test]
     fn packed_rounds_unpack_into_bounded_plain_batches_with_stable_ids() {

@@ -8,7 +8,8 @@
 //! - `corrupt/`: files that could not be read back (torn by a storage fault,
 //!   or edited by hand); moved aside with a log line, never sent, never lost.
 //! - `rejected/`: batches the collector refused as invalid (HTTP 4xx other
-//!   than 401/408/429); kept for an operator to look at.
+//!   than 401/408/429), and copies of batches it stored only in part; kept
+//!   for an operator to look at, each with a `NAME.reason` file saying why.
 //! - `spaces/{digest}.json`: the prefix list of every block space a spooled
 //!   packed round refers to, so that the round can be unpacked and resent
 //!   plain if the collector no longer knows the space.
@@ -222,9 +223,27 @@ impl Spool {
         self.ack(entry)
     }
 
-    /// The collector refused the batch as invalid: keep it aside.
-    pub fn reject(&self, entry: &Entry) -> Result<(), SpoolError> {
+    /// The collector refused the batch as invalid: keep it aside, with
+    /// `why` beside it.
+    pub fn reject(&self, entry: &Entry, why: &str) -> Result<(), SpoolError> {
+        self.write_reason(&entry.path, why)?;
         self.move_to(&entry.path, &self.rejected)
+    }
+
+    /// The collector stored the batch only in part: a copy goes aside, with
+    /// `why` beside it (the caller then acknowledges the batch).
+    pub fn keep_partial(&self, entry: &Entry, why: &str) -> Result<(), SpoolError> {
+        let name = entry.path.file_name().unwrap_or_default();
+        let body = fs::read(&entry.path).map_err(io(&entry.path))?;
+        write_atomic(&self.rejected.join(name), &body).map_err(io(&self.rejected))?;
+        self.write_reason(&entry.path, why)
+    }
+
+    fn write_reason(&self, path: &Path, why: &str) -> Result<(), SpoolError> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".reason");
+        let dst = self.rejected.join(name);
+        write_atomic(&dst, format!("{why}\n").as_bytes()).map_err(io(&dst))
     }
 
     fn move_to(&self, path: &Path, dir: &Path) -> Result<(), SpoolError> {
@@ -273,6 +292,35 @@ mod tests {
             "oldest first"
         );
         s.ack(&e[0]).unwrap();
+        assert_eq!(s.entries().unwrap().len(), 1);
+    }
+
+    /// Refused and partly stored batches are kept in rejected/ with the
+    /// reason beside them: never dropped without a word.
+    #[test]
+    fn rejected_and_partial_batches_keep_their_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push(&batch("aaaaaaaa", 1_000, 1)).unwrap();
+        s.push(&batch("bbbbbbbb", 2_000, 1)).unwrap();
+        let e = s.entries().unwrap();
+        let name = |e: &Entry| e.path.file_name().unwrap().to_string_lossy().into_owned();
+        let rejected = dir.path().join("rejected");
+        let reason =
+            |n: &str| std::fs::read_to_string(rejected.join(format!("{n}.reason"))).unwrap();
+
+        s.reject(&e[0], "422: block outside the campaign").unwrap();
+        assert!(rejected.join(name(&e[0])).exists());
+        assert_eq!(reason(&name(&e[0])), "422: block outside the campaign\n");
+
+        s.keep_partial(&e[1], "1 of its observations not stored: already stored")
+            .unwrap();
+        assert!(e[1].path.exists(), "the caller acknowledges it");
+        assert_eq!(
+            std::fs::read(rejected.join(name(&e[1]))).unwrap(),
+            std::fs::read(&e[1].path).unwrap()
+        );
+        assert!(reason(&name(&e[1])).contains("already stored"));
         assert_eq!(s.entries().unwrap().len(), 1);
     }
 

@@ -21,9 +21,7 @@ use crate::store::{Campaign, Spaces, StoredSpace};
 /// timestamp falls in: probing of a round may finish after the round ends.
 pub const MAX_ROUND_DRIFT: u64 = 2;
 
-/// `code` of the 409 answer to a round that has not begun by the
-/// collector's clock ([`IngestError::RoundAhead`]).
-pub const ERROR_ROUND_AHEAD: &str = "round_ahead";
+pub use darkwatch_schema::ERROR_ROUND_AHEAD;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum IngestError {

@@ -2,7 +2,7 @@
 //! campaign, origin AS, prefix) and VP, from the summaries each correlation
 //! pass stores, never by recorrelating.
 //!
-//! Writing (`write`): [`store_summaries`] runs after each pass. It rewrites the rounds
+//! Writing (`write`): [`store_summary_rounds`] runs after each pass. It rewrites the rounds
 //! whose input changed, from the earliest such round to the end of the
 //! window, and no other: a round's summaries depend on that round's reports
 //! and, through each VP's baseline (health), on the rounds before it, never
@@ -564,8 +564,7 @@ pub async fn scope_gauges<S: Store>(store: &S, now_ms: i64) -> Result<ScopeGauge
 mod write;
 
 pub use write::{
-    first_changed, last_round_within, store_summaries, store_summaries_capped,
-    store_summary_rounds, summary_rows, MAX_ROWS_PER_PASS,
+    first_changed, last_round_within, store_summary_rounds, summary_rows, MAX_ROWS_PER_PASS,
 };
 
 #[cfg(test)]

@@ -304,6 +304,11 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// `code` of the collector's 409 answer to a round that has not begun by
+/// its clock (the agent's clock runs ahead): the batch is kept and sent
+/// again once the round has begun.
+pub const ERROR_ROUND_AHEAD: &str = "round_ahead";
+
 /// Error body of every non-2xx answer from the collector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {

@@ -120,6 +120,8 @@ fn render_writes_every_family_with_escaped_labels() {
         },
     );
     c.batches_rejected = 2;
+    c.batches_partial = 1;
+    c.clock_offset_ms = Some(-90_500);
     let text = render(
         &c,
         Some(SpoolUsage {
@@ -136,6 +138,8 @@ fn render_writes_every_family_with_escaped_labels() {
         "darkwatch_agent_last_round_timestamp_seconds{campaign=\"k\\\"p\"} 1700000000.25",
         "darkwatch_agent_skipped_addresses{campaign=\"k\\\"p\",reason=\"reserved\"} 256",
         "darkwatch_agent_batches_rejected_total 2",
+        "darkwatch_agent_batches_partial_total 1",
+        "darkwatch_agent_clock_offset_seconds -90.5",
         "darkwatch_agent_assignments_refused_total 0",
         "darkwatch_agent_spool_bytes 1234",
         "darkwatch_agent_spool_batches 3",
@@ -149,7 +153,7 @@ fn render_writes_every_family_with_escaped_labels() {
     }
     assert!(!render(&c, None).contains("spool_bytes"));
     let names = names();
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
     assert!(names.iter().all(|n| text.contains(&format!("# TYPE {n} "))));
 }
 

@@ -21,7 +21,7 @@ use darkwatch_schema::round_of;
 
 use super::config::CorrelationSettings;
 use super::edges::{RoundSource, SummaryWrite, VerdictSink};
-use super::feed::{campaign_key, CampaignState};
+use super::feed::{campaign_key, CampaignEngine};
 use super::rounds::{last_complete_round, last_round_to_correlate};
 use crate::alerts::AlertEvent;
 use crate::reconcile::{reconcile, EventKind, Window};
@@ -50,7 +50,7 @@ pub struct PassStats {
 /// state with one full load; one that loses it drops the state.
 #[derive(Default)]
 pub struct Correlator {
-    states: HashMap<String, CampaignState>,
+    states: HashMap<String, CampaignEngine>,
     /// Test hook ([`Correlator::panic_once`]).
     panic_once: BTreeSet<String>,
 }
@@ -167,7 +167,7 @@ impl Correlator {
             .is_none_or(|s| s.key != campaign_key(campaign))
         {
             self.states.remove(&campaign.name);
-            let state = match CampaignState::new(campaign, &settings.params, pfx2as) {
+            let state = match CampaignEngine::new(campaign, &settings.params, pfx2as) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(campaign = %campaign.name, error = %e, "cannot correlate");

@@ -37,7 +37,7 @@ const UNSEEN: u32 = u32::MAX - 1;
 const OUTSIDE: u32 = u32::MAX;
 
 /// One campaign's incremental correlation state, kept between passes.
-pub struct CampaignState {
+pub struct CampaignEngine {
     /// [`campaign_key`] of the campaign the state was built for.
     pub(super) key: String,
     pub(super) engine: core::Incremental,
@@ -57,7 +57,7 @@ pub struct CampaignState {
     pub(super) versions: BTreeMap<u64, u64>,
 }
 
-impl CampaignState {
+impl CampaignEngine {
     /// A fresh engine for `campaign`: its prefixes (sorted, deduplicated,
     /// with their origin ASes from `pfx2as`) and top scope.
     pub fn new(
@@ -81,7 +81,7 @@ impl CampaignState {
                 .collect(),
             ..core::Input::default()
         };
-        Ok(CampaignState {
+        Ok(CampaignEngine {
             key: campaign_key(campaign),
             engine: core::Incremental::new(&statics, params)?,
             block_ids: HashMap::new(),
@@ -113,7 +113,7 @@ impl CampaignState {
     /// block space. A record naming a space not in `self.spaces` is
     /// corrupt (the caller reads the spaces first).
     pub fn feed_round(&mut self, raw: &StoredRounds, round: u64) -> Result<(), StoreError> {
-        let CampaignState {
+        let CampaignEngine {
             engine,
             block_ids,
             prefix_index,

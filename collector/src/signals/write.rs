@@ -72,29 +72,6 @@ pub fn summary_rows(
     rows
 }
 
-/// Stores the summaries of the rounds of this pass that are new or whose
-/// input changed (see the module docs), at most [`MAX_ROWS_PER_PASS`] rows;
-/// returns how many rounds it wrote.
-pub async fn store_summaries<S: Store>(
-    store: &S,
-    campaign: &Campaign,
-    input: &core::Input,
-    out: &core::Output,
-    params: &core::Params,
-    now_ms: i64,
-) -> Result<usize, StoreError> {
-    store_summaries_capped(
-        store,
-        campaign,
-        input,
-        out,
-        params,
-        now_ms,
-        MAX_ROWS_PER_PASS,
-    )
-    .await
-}
-
 /// The last round of `rows` (ordered by round) such that the rows up to it
 /// number at most `max_rows`; at least the first round.
 pub fn last_round_within(rows: &[ScopeSummary], max_rows: usize) -> Option<u64> {
@@ -110,36 +87,15 @@ pub fn last_round_within(rows: &[ScopeSummary], max_rows: usize) -> Option<u64> 
     )
 }
 
-/// [`store_summaries`] with another cap. A pass that hits the cap writes
-/// whole rounds from the first changed one and forgets the digests of the
-/// rounds after them, so that the next pass goes on from there: a backfill
-/// (a new database, a changed campaign) or a late round early in a large
-/// window is spread over passes instead of one huge transaction.
-pub async fn store_summaries_capped<S: Store>(
-    store: &S,
-    campaign: &Campaign,
-    input: &core::Input,
-    out: &core::Output,
-    params: &core::Params,
-    now_ms: i64,
-    max_rows: usize,
-) -> Result<usize, StoreError> {
-    let digests = core::round_digests(input, params);
-    store_summary_rounds(
-        store,
-        campaign,
-        input.first_round..=input.last_round,
-        &input.vps,
-        &digests,
-        out,
-        now_ms,
-        max_rows,
-    )
-    .await
-}
-
-/// [`store_summaries_capped`] from the pass's window, VPs and per-round
-/// digests (what an incremental pass has, without a whole input).
+/// Stores the summaries of the rounds of the pass's window that are new or
+/// whose input changed (see the module docs), at most `max_rows` rows (the
+/// collector passes [`MAX_ROWS_PER_PASS`]); returns how many rounds it
+/// wrote. A pass that hits the cap writes whole rounds from the first
+/// changed one and forgets the digests of the rounds after them, so that
+/// the next pass goes on from there: a backfill (a new database, a changed
+/// campaign) or a late round early in a large window is spread over passes
+/// instead of one huge transaction. `digests` are the window's per-round
+/// digests (`Incremental::round_digests`), `vps` its VPs.
 #[allow(clippy::too_many_arguments)]
 pub async fn store_summary_rounds<S: Store>(
     store: &S,

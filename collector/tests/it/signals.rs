@@ -470,7 +470,7 @@ async fn gauges_read_the_latest_round(db: &str) {
 /// also after a late report early in the window: the rounds after the
 /// rewritten ones lose their digest (and keep their rows) until rewritten.
 async fn capped_passes_catch_up(db: &str) {
-    use darkwatch_collector::correlation::feed::CampaignState;
+    use darkwatch_collector::correlation::feed::CampaignEngine;
     use darkwatch_collector::correlation::RoundSource;
     use darkwatch_collector::signals::store_summary_rounds;
     let store = SqlStore::open(db).await.expect("open");
@@ -493,7 +493,7 @@ async fn capped_passes_catch_up(db: &str) {
         async move {
             // The whole window fed to a fresh engine.
             let window = last.saturating_sub(settings.window_rounds - 1)..=last;
-            let mut st = CampaignState::new(c, &settings.params, None).expect("engine");
+            let mut st = CampaignEngine::new(c, &settings.params, None).expect("engine");
             st.engine_mut()
                 .set_window(*window.start(), last)
                 .expect("window");
