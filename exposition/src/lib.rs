@@ -45,13 +45,7 @@ impl Exposition {
         help: &str,
         samples: impl IntoIterator<Item = (Labels, u64)>,
     ) -> &mut Self {
-        let name = name
-            .strip_suffix("_total")
-            .unwrap_or_else(|| panic!("counter {name} must end in _total"));
-        let samples = samples.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
-        self.0
-            .register(name, bare(help), Samples(samples.collect()));
-        self
+        self.counter_of(name, help, samples)
     }
 
     /// A counter family of fractional values (`process_cpu_seconds_total`),
@@ -62,6 +56,18 @@ impl Exposition {
         help: &str,
         samples: impl IntoIterator<Item = (Labels, f64)>,
     ) -> &mut Self {
+        self.counter_of(name, help, samples)
+    }
+
+    fn counter_of<N>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, N)>,
+    ) -> &mut Self
+    where
+        ConstCounter<N>: EncodeMetric + TypedMetric + Send + Sync + std::fmt::Debug + 'static,
+    {
         let name = name
             .strip_suffix("_total")
             .unwrap_or_else(|| panic!("counter {name} must end in _total"));

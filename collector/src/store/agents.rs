@@ -45,10 +45,15 @@ pub(super) async fn revoke_agent(s: &SqlStore, name: &str) -> Result<(), StoreEr
         .bind(name)
         .execute(&s.pool)
         .await?;
-    if r.rows_affected() == 0 {
-        return Err(StoreError::NoAgent(name.to_string()));
+    one_agent(r.rows_affected(), name)
+}
+
+/// A statement on one agent by name: touching no row means no such agent.
+fn one_agent(rows: u64, name: &str) -> Result<(), StoreError> {
+    match rows {
+        0 => Err(StoreError::NoAgent(name.to_string())),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 pub(super) async fn rotate_agent(
@@ -61,10 +66,7 @@ pub(super) async fn rotate_agent(
         .bind(name)
         .execute(&s.pool)
         .await?;
-    if r.rows_affected() == 0 {
-        return Err(StoreError::NoAgent(name.to_string()));
-    }
-    Ok(())
+    one_agent(r.rows_affected(), name)
 }
 
 pub(super) async fn remove_agent(s: &SqlStore, name: &str) -> Result<(), StoreError> {
@@ -72,10 +74,7 @@ pub(super) async fn remove_agent(s: &SqlStore, name: &str) -> Result<(), StoreEr
         .bind(name)
         .execute(&s.pool)
         .await?;
-    if r.rows_affected() == 0 {
-        return Err(StoreError::NoAgent(name.to_string()));
-    }
-    Ok(())
+    one_agent(r.rows_affected(), name)
 }
 
 pub(super) async fn authenticate(

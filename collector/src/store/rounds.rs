@@ -200,18 +200,7 @@ pub(super) fn records_as_observations(
         out.extend(blocks.into_iter().filter_map(|b| {
             Some(AgentObservation {
                 agent: rec.agent.clone(),
-                obs: darkwatch_schema::BlockObservation {
-                    campaign: campaign.to_string(),
-                    round: rec.round,
-                    block: space.block_at(b.index)?,
-                    state: b.state,
-                    probes: b.probes,
-                    replies: b.replies,
-                    belief: f64::from(b.belief) / 255.0,
-                    availability: f64::from(b.availability) / 255.0,
-                    control: false,
-                    ts_ms: rec.ts_ms,
-                },
+                obs: b.to_observation(campaign, rec.round, space, rec.ts_ms)?,
             })
         }));
     }

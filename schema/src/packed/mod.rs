@@ -66,6 +66,29 @@ impl PackedBlock {
     pub fn quantize(share: f64) -> u8 {
         (share.clamp(0.0, 1.0) * 255.0).round() as u8
     }
+
+    /// The plain observation this block stands for in `campaign`'s `round`
+    /// (`None`: its index is outside `space`).
+    pub fn to_observation(
+        &self,
+        campaign: &str,
+        round: u64,
+        space: &BlockSpace,
+        ts_ms: i64,
+    ) -> Option<BlockObservation> {
+        Some(BlockObservation {
+            campaign: campaign.to_string(),
+            round,
+            block: space.block_at(self.index)?,
+            state: self.state,
+            probes: self.probes,
+            replies: self.replies,
+            belief: f64::from(self.belief) / 255.0,
+            availability: f64::from(self.availability) / 255.0,
+            control: false,
+            ts_ms,
+        })
+    }
 }
 
 /// What one agent judged of (part of) one campaign in one round, packed.
@@ -258,20 +281,7 @@ impl PackedRound {
         Ok(self
             .unpack(space)?
             .into_iter()
-            .filter_map(|b| {
-                Some(BlockObservation {
-                    campaign: self.campaign.clone(),
-                    round: self.round,
-                    block: space.block_at(b.index)?,
-                    state: b.state,
-                    probes: b.probes,
-                    replies: b.replies,
-                    belief: f64::from(b.belief) / 255.0,
-                    availability: f64::from(b.availability) / 255.0,
-                    control: false,
-                    ts_ms: self.ts_ms,
-                })
-            })
+            .filter_map(|b| b.to_observation(&self.campaign, self.round, space, self.ts_ms))
             .collect())
     }
 }
