@@ -247,19 +247,25 @@ impl Agent {
     /// The cache is rewritten only when they differ from `previous` (the
     /// ones in use): with its census, an assignment of a large campaign is
     /// hundreds of MB of JSON.
-    async fn assignments(&self, previous: Option<&Assignments>) -> Option<Assignments> {
+    async fn assignments(&self, previous: Option<&Arc<Assignments>>) -> Option<Arc<Assignments>> {
+        let cached = || load_json::<Assignments>(&self.assignments_path()).map(Arc::new);
         let a = match self.reporter.assignments().await {
-            Ok(a) => {
+            Ok(Some(a)) => {
                 self.metrics.clock_offset(self.reporter.clock_offset_ms());
-                if previous != Some(&a) {
+                if previous.map(|p| p.as_ref()) != Some(&a) {
                     if let Err(e) = save_json(&self.assignments_path(), &a) {
                         tracing::warn!(error = %e, "cannot cache assignments");
                     }
                 }
-                Some(a)
+                Some(Arc::new(a))
+            }
+            // Unchanged since the last ones received (which are cached).
+            Ok(None) => {
+                self.metrics.clock_offset(self.reporter.clock_offset_ms());
+                previous.cloned().or_else(cached)
             }
             Err(e) => {
-                let cached: Option<Assignments> = load_json(&self.assignments_path());
+                let cached = cached();
                 tracing::warn!(error = %e, cached = cached.is_some(), "cannot pull assignments; using the cached ones");
                 cached
             }
@@ -319,11 +325,11 @@ impl Agent {
     /// them. Returns the earliest start of a next round.
     #[cfg(test)]
     async fn tick(&self, assignments: &Option<Assignments>) -> Option<i64> {
-        self.tick_mode(assignments, Mode::Daemon).await
+        self.tick_mode(assignments.as_ref(), Mode::Daemon).await
     }
 
-    async fn tick_mode(&self, assignments: &Option<Assignments>, mode: Mode) -> Option<i64> {
-        let a = assignments.as_ref()?;
+    async fn tick_mode(&self, assignments: Option<&Assignments>, mode: Mode) -> Option<i64> {
+        let a = assignments?;
         let (due, next) = self.due(a);
         let rounds = due.into_iter().map(|d| self.round_logged(a, d, mode));
         futures::future::join_all(rounds).await;
@@ -339,7 +345,7 @@ impl Agent {
                 "no assignments (collector unreachable and none cached): nothing to probe"
             );
         }
-        self.tick_mode(&a, Mode::Once).await;
+        self.tick_mode(a.as_deref(), Mode::Once).await;
         let (d, err) = self.reporter.drain(&self.spool).await;
         self.metrics.drained(&d);
         tracing::info!(
@@ -367,8 +373,7 @@ impl Agent {
         // Shared, not cloned: an assignment carries its campaigns' census
         // (every known-responsive address, hundreds of MB for a large
         // campaign), and the loop below looks at it every second.
-        let (tx, mut assignments) =
-            tokio::sync::watch::channel(self.assignments(None).await.map(Arc::new));
+        let (tx, mut assignments) = tokio::sync::watch::channel(self.assignments(None).await);
         let poll = Duration::from_secs(self.cfg.report.poll_secs.max(1));
         let poller = tokio::spawn({
             let agent = self.clone();
@@ -376,8 +381,8 @@ impl Agent {
                 loop {
                     tokio::time::sleep(poll).await;
                     let previous = tx.borrow().clone();
-                    if let Some(a) = agent.assignments(previous.as_deref()).await {
-                        tx.send_replace(Some(Arc::new(a)));
+                    if let Some(a) = agent.assignments(previous.as_ref()).await {
+                        tx.send_replace(Some(a));
                     }
                 }
             }

@@ -72,6 +72,10 @@ pub struct Reporter {
     /// The latest clock offset measured (`i64::MIN`: none yet), shared by
     /// clones.
     offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// `ETag` of the assignments last received, sent back in
+    /// `If-None-Match`: an unchanged assignment then costs no transfer and
+    /// no parse.
+    etag: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// What one pass over the spool did.
@@ -151,6 +155,7 @@ impl Reporter {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             offset_ms: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            etag: Default::default(),
         })
     }
 
@@ -165,9 +170,16 @@ impl Reporter {
         (v != i64::MIN).then_some(v)
     }
 
-    /// Measures the clock offset from `resp` (logged when it is large or
-    /// changes much), then [`Self::check`]s it.
+    /// Measures the clock offset from `resp` (see [`Self::measure`]), then
+    /// [`Self::check`]s it.
     async fn answer(&self, resp: reqwest::Response) -> Result<reqwest::Response, ReportError> {
+        self.measure(&resp);
+        Self::check(resp).await
+    }
+
+    /// Measures the clock offset from `resp`'s `Date` header, logged when
+    /// it is large or changed much.
+    fn measure(&self, resp: &reqwest::Response) {
         let local = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
         let date = resp.headers().get(reqwest::header::DATE);
         if let Some(offset) = date
@@ -188,7 +200,6 @@ impl Reporter {
                 );
             }
         }
-        Self::check(resp).await
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ReportError> {
@@ -213,19 +224,37 @@ impl Reporter {
         }
     }
 
-    pub async fn assignments(&self) -> Result<Assignments, ReportError> {
-        let resp = self
+    /// The agent's assignments; `None` when they did not change since the
+    /// last ones received (`304 Not Modified` to their `ETag`).
+    pub async fn assignments(&self) -> Result<Option<Assignments>, ReportError> {
+        let etag = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut req = self
             .http
             .get(self.url("assignments"))
-            .bearer_auth(&self.token)
+            .bearer_auth(&self.token);
+        if let Some(t) = &etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, t);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| ReportError::Network(e.to_string()))?;
-        self.answer(resp)
-            .await?
+        if resp.status() == reqwest::StatusCode::NOT_MODIFIED && etag.is_some() {
+            self.measure(&resp);
+            return Ok(None);
+        }
+        let resp = self.answer(resp).await?;
+        let new_etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let a = resp
             .json()
             .await
-            .map_err(|e| ReportError::Decode(e.to_string()))
+            .map_err(|e| ReportError::Decode(e.to_string()))?;
+        *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = new_etag;
+        Ok(Some(a))
     }
 
     pub async fn send(&self, batch: &ReportBatch) -> Result<BatchAck, ReportError> {
@@ -353,6 +382,57 @@ mod tests {
         // This host 90 s ahead: the collector's clock is 90 s behind.
         assert_eq!(clock_offset_ms(date, 784_111_867_500), Some(-90_000));
         assert_eq!(clock_offset_ms("yesterday", 0), None);
+    }
+
+    /// Assignments are pulled with the last `ETag` in `If-None-Match`; a
+    /// `304 Not Modified` answers `None` (use the ones held), a change a
+    /// new document and tag. Against a small HTTP server of the test's.
+    #[tokio::test]
+    async fn assignments_are_pulled_only_when_changed() {
+        use axum::http::{header, HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let tag = Arc::new(Mutex::new("\"one\"".to_string()));
+        let app = axum::Router::new().route(
+            "/v1/assignments",
+            axum::routing::get({
+                let (seen, tag) = (seen.clone(), tag.clone());
+                move |h: HeaderMap| async move {
+                    let sent = h
+                        .get(header::IF_NONE_MATCH)
+                        .map(|v| v.to_str().unwrap().to_string());
+                    seen.lock().unwrap().push(sent.clone());
+                    let tag = tag.lock().unwrap().clone();
+                    if sent.as_deref() == Some(tag.as_str()) {
+                        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
+                    }
+                    let body = serde_json::json!({ "agent": "vp1", "campaigns": [] });
+                    ([(header::ETAG, tag)], axum::Json(body)).into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let r = Reporter::new(&format!("http://{addr}"), "t", Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            r.assignments().await.unwrap().map(|a| a.agent),
+            Some("vp1".into())
+        );
+        assert!(r.assignments().await.unwrap().is_none(), "unchanged: 304");
+        *tag.lock().unwrap() = "\"two\"".into();
+        assert!(r.assignments().await.unwrap().is_some(), "changed");
+        assert!(r.assignments().await.unwrap().is_none());
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                None,
+                Some("\"one\"".into()),
+                Some("\"one\"".into()),
+                Some("\"two\"".into())
+            ]
+        );
     }
 
     /// A round the collector's clock has not reached is kept to be sent

@@ -27,7 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use darkwatch_schema::{ApiError, Assignments, BatchAck, ReportBatch};
+use darkwatch_schema::{ApiError, BatchAck, ReportBatch};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -38,6 +38,8 @@ use crate::metrics::Metrics;
 use crate::signals::{self, SignalsError, SignalsJson, SignalsQuery};
 use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError, SummaryKey};
 use crate::tokens;
+
+mod assignments;
 use crate::views::{self, OutageFilter, OutageJson, Status, TimelineJson};
 
 /// Window for the "agents seen recently" gauge.
@@ -151,7 +153,7 @@ pub fn router<S: Store>(state: AppState<S>, max_body: usize) -> Router {
     Router::new()
         .route("/v1/health", get(health::<S>))
         .route("/v1/reports", post(post_reports::<S>))
-        .route("/v1/assignments", get(get_assignments::<S>))
+        .route("/v1/assignments", get(assignments::get_assignments::<S>))
         .route("/v1/campaigns", get(get_campaigns::<S>))
         .route("/v1/agents", get(get_agents::<S>))
         .route("/v1/outages", get(get_outages::<S>))
@@ -305,28 +307,6 @@ async fn post_reports<S: Store>(
         "report stored"
     );
     Ok(Json(ack))
-}
-
-async fn get_assignments<S: Store>(
-    State(st): State<AppState<S>>,
-    AuthedAgent(agent): AuthedAgent,
-) -> Result<Json<Assignments>, ApiFailure> {
-    let campaigns = st
-        .store
-        .campaigns_for_agent(&agent)
-        .await
-        .map_err(ApiFailure::store)?;
-    let mut assigned = Vec::with_capacity(campaigns.len());
-    for c in &campaigns {
-        let census = st.store.census(&c.name).await.map_err(ApiFailure::store)?;
-        assigned.push(c.to_assignment_with_census(census));
-    }
-    Ok(Json(Assignments {
-        agent,
-        campaigns: assigned,
-        packed: Some(darkwatch_schema::packed::PACKED_VERSION),
-        probe_errors: true,
-    }))
 }
 
 async fn get_campaigns<S: Store>(

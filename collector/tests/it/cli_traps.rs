@@ -143,3 +143,45 @@ async fn agents_rotate_and_remove() {
         Some(65)
     );
 }
+
+/// `/v1/assignments` answers with an `ETag`; sent back in `If-None-Match`
+/// it gets `304 Not Modified` and no body until a campaign changes.
+#[tokio::test]
+async fn assignments_are_sent_only_when_changed() {
+    use crate::common::{cli_ok, Server};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("dw.sqlite");
+    let db = db.to_str().expect("utf-8 path");
+    let token = cli_ok(db, &["agents", "add", "vp1"]).trim().to_string();
+    cli_ok(db, &["campaign", "add", "kp", "--prefix", "198.18.0.0/24"]);
+    let srv = Server::start(db, &[]);
+    let http = reqwest::Client::new();
+    let get = |etag: Option<String>| {
+        let mut req = http.get(srv.url("/v1/assignments")).bearer_auth(&token);
+        if let Some(t) = etag {
+            req = req.header("if-none-match", t);
+        }
+        async move {
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            let etag = r
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, etag, r.bytes().await.expect("body").len())
+        }
+    };
+    let (status, etag, len) = get(None).await;
+    assert_eq!(status, 200);
+    assert!(len > 0);
+    let etag = etag.expect("an ETag");
+    assert_eq!(get(Some(etag.clone())).await, (304, Some(etag.clone()), 0));
+    assert_eq!(get(Some("\"other\"".into())).await.0, 200);
+    cli_ok(
+        db,
+        &["campaign", "add", "kp", "--replace", "--interval", "120"],
+    );
+    let (status, new, _) = get(Some(etag.clone())).await;
+    assert_eq!(status, 200, "the campaign changed");
+    assert_ne!(new, Some(etag));
+}
