@@ -315,6 +315,7 @@ function scopeColor(d, s) {
 }
 
 function scopeName(s) {
+  if (s.scope === "unrouted") return "unrouted";
   return s.scope === "asn" || s.scope === "prefix" ? s.target : s.scope + " " + s.target;
 }
 

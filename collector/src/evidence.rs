@@ -113,8 +113,8 @@ pub struct Evidence {
 
 /// The networks whose blocks make up a scope of `campaign`: every prefix
 /// for the country or campaign, the prefix or block itself, and for an AS
-/// (or a target that does not parse) `fallback`, the prefixes the verdict
-/// names: those of the AS that had blocks down.
+/// or the unrouted group (or a target that does not parse) `fallback`, the
+/// prefixes the verdict names: those of the group that had blocks down.
 pub fn scope_nets(
     scope: Scope,
     target: &str,
@@ -123,7 +123,7 @@ pub fn scope_nets(
 ) -> Vec<IpNet> {
     let mut nets = match scope {
         Scope::Country | Scope::Campaign => campaign.prefixes.clone(),
-        Scope::Asn => fallback.to_vec(),
+        Scope::Asn | Scope::Unrouted => fallback.to_vec(),
         Scope::Prefix | Scope::Block => match target.parse::<IpNet>() {
             Ok(n) => vec![n],
             Err(_) => fallback.to_vec(),

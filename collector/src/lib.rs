@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod inputs;
 pub mod metrics;
 pub mod reconcile;
+pub mod routing;
 pub mod server;
 pub mod signals;
 pub mod space;

@@ -65,9 +65,10 @@ pub fn parse_scope(s: &str) -> Result<Scope, String> {
         "country" => Ok(Scope::Country),
         "campaign" => Ok(Scope::Campaign),
         "asn" => Ok(Scope::Asn),
+        "unrouted" => Ok(Scope::Unrouted),
         "prefix" => Ok(Scope::Prefix),
         _ => Err(format!(
-            "scope={s:?} is not one of country, campaign, asn, prefix"
+            "scope={s:?} is not one of country, campaign, asn, unrouted, prefix"
         )),
     }
 }
@@ -97,6 +98,8 @@ pub fn normalize_target(scope: Scope, t: &str) -> Result<String, String> {
             Ok(n) => bad(&format!("has host bits set (did you mean {}?)", n.trunc())),
             Err(_) => bad("is not a prefix such as 175.45.176.0/24"),
         },
+        Scope::Unrouted if t == darkwatch_correlate::UNROUTED => Ok(t.to_string()),
+        Scope::Unrouted => bad("is not `unrouted`"),
         Scope::Campaign | Scope::Block if t.is_empty() => bad("is empty"),
         Scope::Campaign | Scope::Block => Ok(t.to_string()),
     }

@@ -43,6 +43,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use incremental::Incremental;
+pub use scopes::UNROUTED;
 pub use summaries::{round_digests, Summaries, SummaryScope, Totals};
 
 /// Index into [`Input::vps`].
@@ -56,6 +57,8 @@ pub struct PrefixInfo {
     pub net: IpNet,
     /// Origin ASes from a prefix-to-AS file (none without one). A
     /// multi-origin prefix lists each origin and counts in each AS scope.
+    /// When some prefixes have origins, those without one are unrouted
+    /// space and make the [`Scope::Unrouted`] group.
     pub asns: Vec<u32>,
 }
 
@@ -235,6 +238,9 @@ pub enum Scope {
     Country,
     Campaign,
     Asn,
+    /// The prefixes no route covers, when the others are routed (target
+    /// `unrouted`): grouped like an AS's, so their outage has a scope.
+    Unrouted,
     Prefix,
     Block,
 }

@@ -1,5 +1,7 @@
 //! The scopes verdicts are made for: the top scope (country or campaign),
-//! each origin AS, each prefix, with their per-round totals. A prefix with
+//! each origin AS, the unrouted group (prefixes without an origin when
+//! others have one: space no route covers, counted rather than dropped),
+//! each prefix, with their per-round totals. A prefix with
 //! several origins (MOAS, AS sets) is in the scope of each of them: its
 //! outage is an outage of every network that announces it.
 //!
@@ -34,6 +36,23 @@ pub(crate) struct Scopes {
     /// ASes that announce every watched prefix: no verdict scope of their
     /// own (it would be the top scope's), but summaries list them.
     pub covering_asns: Vec<u32>,
+}
+
+/// The target of the [`Scope::Unrouted`] group.
+pub const UNROUTED: &str = "unrouted";
+
+/// Adds a group of prefixes (an AS, the unrouted group) as the enclosing
+/// scope of each of them.
+fn by_asn_group(
+    asn_scopes: &mut [Vec<usize>],
+    defs: &mut Vec<ScopeDef>,
+    prefixes: &[u32],
+    def: impl FnOnce() -> ScopeDef,
+) {
+    for &p in prefixes {
+        asn_scopes[p as usize].push(defs.len());
+    }
+    defs.push(def());
 }
 
 impl Scopes {
@@ -86,6 +105,21 @@ impl Scopes {
         }
         let mut asn_scopes: Vec<Vec<usize>> = vec![Vec::new(); np];
         let mut covering_asns = Vec::new();
+        // Unrouted space is a group only beside routed space (without a
+        // prefix-to-AS file no prefix has an origin).
+        let unrouted: Vec<u32> = (0..np as u32)
+            .filter(|&p| prefixes[p as usize].asns.is_empty())
+            .collect();
+        if !unrouted.is_empty() && unrouted.len() < np {
+            by_asn_group(&mut asn_scopes, &mut defs, &unrouted, || ScopeDef {
+                scope: Scope::Unrouted,
+                target: UNROUTED.to_string(),
+                series: Some(sum(&unrouted)),
+                judged_blocks: judged(&unrouted),
+                prefixes: unrouted.clone(),
+                ancestors: vec![0],
+            });
+        }
         for (asn, prefixes) in by_asn {
             // An AS holding the whole watched space would only repeat the
             // top scope's verdicts.
@@ -93,15 +127,12 @@ impl Scopes {
                 covering_asns.push(asn);
                 continue;
             }
-            for &p in &prefixes {
-                asn_scopes[p as usize].push(defs.len());
-            }
-            defs.push(ScopeDef {
+            by_asn_group(&mut asn_scopes, &mut defs, &prefixes, || ScopeDef {
                 scope: Scope::Asn,
                 target: format!("AS{asn}"),
                 series: Some(sum(&prefixes)),
                 judged_blocks: judged(&prefixes),
-                prefixes,
+                prefixes: prefixes.clone(),
                 ancestors: vec![0],
             });
         }

@@ -153,6 +153,16 @@ pub(crate) fn layout(prefixes: &[PrefixInfo], scopes: &Scopes, params: &Params) 
             src,
         ));
     }
+    // The unrouted group, after the ASes.
+    for (s, d) in scopes.defs.iter().enumerate() {
+        if d.scope == Scope::Unrouted {
+            let idx = list.len();
+            for &p in &d.prefixes {
+                of_prefix[p as usize].push(idx);
+            }
+            list.push((def(s), Source::Def(s)));
+        }
+    }
     let first_prefix = list.len();
     for (s, d) in scopes.defs.iter().enumerate() {
         if d.scope == Scope::Prefix {

@@ -12,6 +12,7 @@ use darkwatch_schema::inputs::pfx2as::Pfx2As;
 use ipnet::IpNet;
 
 use super::edges::StoredRounds;
+use crate::routing::Routing;
 use crate::store::{Campaign, Spaces, StoreError};
 
 /// The top scope of a campaign: its country, or the campaign itself.
@@ -43,8 +44,9 @@ pub struct CampaignEngine {
     pub(super) engine: core::Incremental,
     /// Engine block id of each block seen.
     block_ids: HashMap<IpNet, u32>,
-    /// The campaign's prefixes (truncated) -> their index in the engine.
-    prefix_index: HashMap<IpNet, u32>,
+    /// The engine's prefixes (routed, or the campaign's) and the one each
+    /// block counts in.
+    routing: Routing,
     /// The campaign's block spaces (packed rounds' indices), read once and
     /// again when a record names one not read yet.
     pub(super) spaces: Spaces,
@@ -58,42 +60,37 @@ pub struct CampaignEngine {
 }
 
 impl CampaignEngine {
-    /// A fresh engine for `campaign`: its prefixes (sorted, deduplicated,
-    /// with their origin ASes from `pfx2as`) and top scope.
+    /// A fresh engine for `campaign`: its top scope and its prefixes, the
+    /// routed prefixes of its blocks with their origin ASes when there is a
+    /// `pfx2as` table (see `crate::routing`).
     pub fn new(
         campaign: &Campaign,
         params: &core::Params,
         pfx2as: Option<&Pfx2As>,
     ) -> Result<Self, core::CorrelateError> {
-        let mut prefixes: Vec<IpNet> = campaign.prefixes.clone();
-        prefixes.sort();
-        prefixes.dedup();
+        let routing = Routing::new(&campaign.prefixes, pfx2as);
         let (target, is_country) = top_target(campaign);
         let statics = core::Input {
             target,
             is_country,
-            prefixes: prefixes
-                .iter()
-                .map(|p| core::PrefixInfo {
-                    net: *p,
-                    asns: pfx2as.map(|m| m.origins(p).to_vec()).unwrap_or_default(),
-                })
-                .collect(),
+            prefixes: routing.prefixes().to_vec(),
             ..core::Input::default()
         };
         Ok(CampaignEngine {
             key: campaign_key(campaign),
             engine: core::Incremental::new(&statics, params)?,
             block_ids: HashMap::new(),
-            prefix_index: prefixes
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.trunc(), i as u32))
-                .collect(),
+            routing,
             spaces: Spaces::default(),
             tables: HashMap::new(),
             versions: BTreeMap::new(),
         })
+    }
+
+    /// The prefixes verdicts are made for and the one each block counts
+    /// in (the routed prefixes: `Routing::routed_prefixes`).
+    pub fn routing(&self) -> &Routing {
+        &self.routing
     }
 
     /// The engine: its window, output, VPs and round digests.
@@ -116,7 +113,7 @@ impl CampaignEngine {
         let CampaignEngine {
             engine,
             block_ids,
-            prefix_index,
+            routing,
             spaces,
             tables,
             ..
@@ -124,7 +121,7 @@ impl CampaignEngine {
         let mut input = engine.round(round);
         for o in raw.rows.iter().filter(|o| o.obs.round == round) {
             let v = input.vp(&o.agent);
-            if let Some(b) = block_id(block_ids, prefix_index, &mut input, &o.obs.block) {
+            if let Some(b) = block_id(block_ids, routing, &mut input, &o.obs.block) {
                 input.observe(v, b, o.obs.state, o.obs.probes, o.obs.replies);
             }
         }
@@ -139,7 +136,7 @@ impl CampaignEngine {
                 if *slot == UNSEEN {
                     *slot = space
                         .block_at(b.index)
-                        .and_then(|net| block_id(block_ids, prefix_index, &mut input, &net))
+                        .and_then(|net| block_id(block_ids, routing, &mut input, &net))
                         .unwrap_or(OUTSIDE);
                 }
             }
@@ -177,23 +174,18 @@ impl CampaignEngine {
 }
 
 /// The engine id of `block`, added to the engine (through the round being
-/// built) at its first sight; `None` for a block of no prefix of the
-/// campaign's (left out). The block's prefix is the longest campaign
-/// prefix holding it (campaign prefixes may nest).
+/// built) at its first sight; `None` for a block outside the campaign's
+/// prefixes (left out). Its prefix is the one `routing` gives.
 fn block_id(
     block_ids: &mut HashMap<IpNet, u32>,
-    prefix_index: &HashMap<IpNet, u32>,
+    routing: &Routing,
     input: &mut core::incremental::RoundInput<'_>,
     block: &IpNet,
 ) -> Option<u32> {
     if let Some(&id) = block_ids.get(block) {
         return Some(id);
     }
-    let prefix = (0..=block.prefix_len()).rev().find_map(|len| {
-        prefix_index
-            .get(&IpNet::new(block.addr(), len).ok()?.trunc())
-            .copied()
-    })?;
+    let prefix = routing.prefix_of(block)?;
     let id = input
         .add_block(*block, prefix)
         .expect("the prefix index holds the engine's prefixes");

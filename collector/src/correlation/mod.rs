@@ -33,6 +33,8 @@ pub mod sql;
 pub mod stats;
 
 #[cfg(test)]
+mod routed_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::CorrelationSettings;

@@ -315,6 +315,7 @@ mod tests {
             Scope::Country,
             Scope::Campaign,
             Scope::Asn,
+            Scope::Unrouted,
             Scope::Prefix,
             Scope::Block,
         ] {

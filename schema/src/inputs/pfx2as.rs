@@ -19,7 +19,11 @@
 //! scopes, which a reader of AS verdicts should expect for MOAS space.
 //!
 //! Lookups are longest-prefix matches: a watched block takes the origins of
-//! the most specific routed prefix that covers it.
+//! the most specific routed prefix that covers it ([`Pfx2As::route_of`]),
+//! and [`Pfx2As::next_start`] finds where the next more-specific route
+//! begins, so that a campaign's space can be cut into runs of blocks with
+//! one route each without looking at every block (the collector's
+//! `routing` module does).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -38,6 +42,17 @@ pub struct Pfx2As {
     /// Prefix lengths present, per family, longest first.
     v4_lens: Vec<u8>,
     v6_lens: Vec<u8>,
+    /// First address and length of every prefix, sorted, per family.
+    v4_starts: Vec<(u128, u8)>,
+    v6_starts: Vec<(u128, u8)>,
+}
+
+/// A prefix's first address as an integer.
+fn start_of(net: &IpNet) -> u128 {
+    match net {
+        IpNet::V4(n) => u128::from(u32::from(n.network())),
+        IpNet::V6(n) => u128::from(n.network()),
+    }
 }
 
 /// Parses one AS number (asplain).
@@ -113,9 +128,20 @@ impl Pfx2As {
                 .collect();
             set.into_iter().rev().collect()
         };
+        let starts = |v4: bool| -> Vec<(u128, u8)> {
+            let mut v: Vec<(u128, u8)> = entries
+                .keys()
+                .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+                .map(|n| (start_of(n), n.prefix_len()))
+                .collect();
+            v.sort_unstable();
+            v
+        };
         let table = Pfx2As {
             v4_lens: lens(true),
             v6_lens: lens(false),
+            v4_starts: starts(true),
+            v6_starts: starts(false),
             entries,
         };
         Ok((table, skipped))
@@ -129,6 +155,12 @@ impl Pfx2As {
     /// Origin ASes of the most specific prefix that covers `net` (all of
     /// `net`, not just its first address); empty if none does.
     pub fn origins(&self, net: &IpNet) -> &[u32] {
+        self.route_of(net).map_or(&[], |(_, o)| o)
+    }
+
+    /// The most specific routed prefix that covers all of `net`, with its
+    /// origins; `None` if no route does.
+    pub fn route_of(&self, net: &IpNet) -> Option<(IpNet, &[u32])> {
         let lens = match net {
             IpNet::V4(_) => &self.v4_lens,
             IpNet::V6(_) => &self.v6_lens,
@@ -137,11 +169,24 @@ impl Pfx2As {
             let Ok(cover) = IpNet::new(net.addr(), len) else {
                 continue;
             };
-            if let Some(v) = self.entries.get(&cover.trunc()) {
-                return v;
+            let cover = cover.trunc();
+            if let Some(v) = self.entries.get(&cover) {
+                return Some((cover, v));
             }
         }
-        &[]
+        None
+    }
+
+    /// The first address (as an integer) above `after` where a route of at
+    /// most `max_len` bits begins, in the family of `v6`; `None` if none
+    /// does. A binary search, then a scan past longer routes only.
+    pub fn next_start(&self, v6: bool, after: u128, max_len: u8) -> Option<u128> {
+        let starts = if v6 { &self.v6_starts } else { &self.v4_starts };
+        let i = starts.partition_point(|&(a, _)| a <= after);
+        starts[i..]
+            .iter()
+            .find(|&&(_, len)| len <= max_len)
+            .map(|&(a, _)| a)
     }
 
     /// Every routed prefix with its origins, in no particular order.
@@ -187,6 +232,30 @@ mod tests {
         assert_eq!(t.origins(&net("175.45.176.0/22")), [131279]);
         assert!(t.origins(&net("175.45.176.0/21")).is_empty());
         assert!(t.origins(&net("10.0.0.0/24")).is_empty());
+    }
+
+    #[test]
+    fn route_of_names_the_matching_route_and_next_start_the_next_one() {
+        let t = table();
+        let r = t.route_of(&net("175.45.177.0/24")).unwrap();
+        assert_eq!((r.0, r.1), (net("175.45.176.0/22"), &[131279][..]));
+        let r = t.route_of(&net("175.45.178.0/24")).unwrap();
+        assert_eq!(r.0, net("175.45.178.0/24"));
+        assert!(t.route_of(&net("175.45.180.0/24")).is_none());
+        let int = |s: &str| u128::from(u32::from(s.parse::<std::net::Ipv4Addr>().unwrap()));
+        // After the /22's start, the next route is its more-specific /24.
+        assert_eq!(
+            t.next_start(false, int("175.45.176.0"), 24),
+            Some(int("175.45.178.0"))
+        );
+        assert_eq!(
+            t.next_start(false, int("175.45.178.0"), 24),
+            Some(int("192.0.2.0"))
+        );
+        assert_eq!(t.next_start(false, int("203.0.113.0"), 24), None);
+        // Routes longer than the limit are passed over.
+        assert_eq!(t.next_start(true, 0, 47), None);
+        assert!(t.next_start(true, 0, 48).is_some());
     }
 
     #[test]

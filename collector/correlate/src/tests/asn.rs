@@ -78,3 +78,39 @@ fn moas_prefix_is_explained_by_an_origin_that_goes_dark_whole() {
         out.verdicts
     );
 }
+
+#[test]
+fn prefixes_no_route_covers_make_the_unrouted_group() {
+    // Prefixes 2 and 3 have no origin beside routed ones: they are the
+    // unrouted group, which goes dark as an AS would.
+    let sim = Sim {
+        asns: vec![vec![64500], vec![64501]],
+        net: dark_when(|a| a.prefix >= 2 && (10..20).contains(&a.t)),
+        ..Sim::default()
+    };
+    let out = sim.run();
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (Scope::Country, "KP".into(), Kind::Partial),
+            (Scope::Unrouted, UNROUTED.into(), Kind::Blackout)
+        ],
+        "{:#?}",
+        out.verdicts
+    );
+    let unrouted = in_scope(&out, Scope::Unrouted);
+    assert_eq!(
+        unrouted[0].prefixes,
+        vec![prefix_net(2, 8), prefix_net(3, 8)]
+    );
+    assert_eq!(
+        (unrouted[0].blocks_affected, unrouted[0].blocks_total),
+        (16, 16)
+    );
+    // Without any origin there is no group: the country is the scope.
+    let sim = Sim {
+        net: dark_when(|a| a.prefix >= 2 && (10..20).contains(&a.t)),
+        ..Sim::default()
+    };
+    assert!(in_scope(&sim.run(), Scope::Unrouted).is_empty());
+}
