@@ -298,6 +298,21 @@ pub fn blocks_in(nets: &[IpNet]) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
+/// The blocks of a campaign that are watched: the IPv4 /24s of its
+/// prefixes (a sub-/24 allocation counts its /24, once) and the IPv6 /48s
+/// of `census` inside them. An IPv6 allocation is not a count: a /32 holds
+/// 65,536 /48s, of which only those with census addresses are tracked.
+pub fn tracked_blocks<'a>(prefixes: &[IpNet], census: impl IntoIterator<Item = &'a IpNet>) -> u64 {
+    let space = crate::space::Space::new(prefixes);
+    let v6: BTreeSet<&IpNet> = census
+        .into_iter()
+        .filter(|b| matches!(b, IpNet::V6(_)) && space.overlaps(b))
+        .collect();
+    u64::try_from(space.v4_blocks())
+        .unwrap_or(u64::MAX)
+        .saturating_add(v6.len() as u64)
+}
+
 /// Most rounds of evidence for a campaign of `blocks` blocks seen by `vps`
 /// VPs: [`MAX_OBSERVATIONS`] spread over them, within [`MAX_ROUNDS`], and
 /// never so few that the start of a verdict and `around` rounds on each
@@ -392,8 +407,9 @@ pub async fn load<S: Store>(
         return Ok(None);
     };
     let outage = views::with_causes(&all).swap_remove(i);
+    let census = store.census(&campaign.name).await?;
     let max = max_rounds(
-        blocks_in(&campaign.prefixes),
+        tracked_blocks(&campaign.prefixes, census.iter().map(|b| &b.block)),
         v.vantage_points.len() as u64,
         around,
     );

@@ -13,6 +13,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
+
+use crate::routing::Routing;
 use darkwatch_schema::{BLOCK_LEN_V4, BLOCK_LEN_V6};
 use ipnet::IpNet;
 use serde::Serialize;
@@ -183,12 +185,16 @@ pub struct Figures {
     /// Addresses an agent targets: swept space plus census addresses
     /// outside it.
     pub targets: u128,
-    /// Routes of the pfx2as file that overlap the space, and their
-    /// distinct origin ASes (absent without a pfx2as file).
+    /// Routed prefixes of the pfx2as file the campaign's blocks fall in
+    /// (each block's longest match: `crate::routing`), and their distinct
+    /// origin ASes (absent without a pfx2as file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin_ases: Option<usize>,
+    /// IPv4 /24s that no route covers: the `unrouted` group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrouted_ipv4_blocks: Option<u128>,
 }
 
 impl Figures {
@@ -220,16 +226,12 @@ impl Figures {
             f.targets += addrs.iter().filter(|a| !swept.contains(**a)).count() as u128;
         }
         if let Some(m) = pfx2as {
-            let mut routes = 0;
-            let mut ases = BTreeSet::new();
-            for (net, origins) in m.routes() {
-                if space.overlaps(net) {
-                    routes += 1;
-                    ases.extend(origins.iter().copied());
-                }
-            }
-            f.routes = Some(routes);
+            let routing = Routing::new(prefixes, Some(m));
+            let routed = routing.routed_prefixes();
+            let ases: BTreeSet<u32> = routed.iter().flat_map(|p| p.asns.iter().copied()).collect();
+            f.routes = Some(routed.len());
             f.origin_ases = Some(ases.len());
+            f.unrouted_ipv4_blocks = Some(routing.unrouted_v4_blocks());
         }
         f
     }
@@ -253,7 +255,8 @@ impl Figures {
         );
         if let (Some(r), Some(a)) = (self.routes, self.origin_ases) {
             s.push_str(&format!(
-                "; {r} routed prefixes of the pfx2as file overlap it, from {a} origin ASes"
+                "; {r} routed prefixes of the pfx2as file overlap it, from {a} origin ASes, {} IPv4 /24s unrouted",
+                self.unrouted_ipv4_blocks.unwrap_or(0)
             ));
         }
         s
@@ -345,5 +348,10 @@ mod tests {
             Some(&m),
         );
         assert_eq!((f.routes, f.origin_ases), (Some(4), Some(3)));
+        // 175.45.179.0/24 has no route; 8.0.0.0/8 holds no block.
+        assert_eq!(f.unrouted_ipv4_blocks, Some(1));
+        assert!(f
+            .text()
+            .ends_with("from 3 origin ASes, 1 IPv4 /24s unrouted"));
     }
 }

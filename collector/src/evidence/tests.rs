@@ -300,3 +300,28 @@ fn alert_history_follows_the_stored_flags() {
     assert_eq!((a[1].given, a[1].round), (true, Some(110)));
     assert_eq!(a[1].time.as_deref(), Some("1970-01-01T01:50:00Z"));
 }
+
+#[test]
+fn an_ipv6_allocation_beside_a_hitlist_counts_its_tracked_48s_only() {
+    let prefixes = [
+        net("175.45.176.0/22"),
+        net("198.51.100.0/26"),
+        net("198.51.100.64/26"),
+        net("2400:8b00::/32"),
+    ];
+    // Census /48s: two in the allocation (one twice), one outside it.
+    let census = [
+        net("2400:8b00:1::/48"),
+        net("2400:8b00:2::/48"),
+        net("2400:8b00:1::/48"),
+        net("2001:db8::/48"),
+    ];
+    assert_eq!(tracked_blocks(&prefixes, &census), 4 + 1 + 2);
+    // A 13-round blackout seen by three VPs is shown whole, with the
+    // rounds around it; counting the /32 as 65,536 blocks cut it short.
+    let v = verdict(100, Some(113));
+    let max = max_rounds(tracked_blocks(&prefixes, &census), 3, ROUNDS_AROUND);
+    assert_eq!(window(&v, ROUNDS_AROUND, Some(200), max), (90..=123, false));
+    let by_allocation = max_rounds(blocks_in(&prefixes), 3, ROUNDS_AROUND);
+    assert!(window(&v, ROUNDS_AROUND, Some(200), by_allocation).1);
+}
