@@ -1,25 +1,36 @@
-//! Loading of the published input files the collector reads at start-up
-//! (parsing is `darkwatch_schema::inputs`'): here, what `serve` does with
-//! a file that fails or has bad lines.
+//! Loading of the published input files the collector reads while it
+//! runs (parsing is `darkwatch_schema::inputs`'): here, what `serve` does
+//! with a file that fails or has bad lines. Files are held by
+//! `crate::reload`, which reads them again when they change.
+
+use std::path::Path;
+use std::sync::Arc;
 
 use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
 
-/// Loads the prefix-to-AS file for `serve`, logging each skipped line (up to
-/// [`inputs::MAX_REPORTED_LINES`], then their count) and what was loaded. A
-/// file that does not load is logged and ignored: `what` (e.g. "correlating")
-/// then goes on without AS grouping.
-pub fn load_pfx2as(path: &std::path::Path, what: &str) -> Option<Pfx2As> {
-    match Pfx2As::load(path) {
-        Ok((m, skipped)) => {
-            inputs::report_skipped(&skipped, |msg| tracing::warn!("{msg}"));
-            tracing::info!(
-                file = %path.display(),
-                prefixes = m.len(),
-                skipped_lines = skipped.len(),
-                "{what} with the prefix-to-AS file"
-            );
-            Some(m)
-        }
+use crate::reload::Reloading;
+
+/// Parses the prefix-to-AS file, logging each skipped line (up to
+/// [`inputs::MAX_REPORTED_LINES`], then their count) and what was loaded.
+pub fn parse_pfx2as(path: &Path) -> Result<Pfx2As, String> {
+    let (m, skipped) = Pfx2As::load(path).map_err(|e| e.to_string())?;
+    inputs::report_skipped(&skipped, |msg| tracing::warn!("{msg}"));
+    tracing::info!(
+        file = %path.display(),
+        prefixes = m.len(),
+        skipped_lines = skipped.len(),
+        "loaded the prefix-to-AS file"
+    );
+    Ok(m)
+}
+
+/// The prefix-to-AS file for `serve`'s correlation, reloaded when it
+/// changes. A file that does not load is logged and `what` (e.g.
+/// "correlating") goes on without AS grouping (`serve` checks the file
+/// before it starts, so this is a file that broke in between).
+pub fn open_pfx2as(path: &Path, what: &str) -> Option<Arc<Reloading<Pfx2As>>> {
+    match Reloading::open(path, "pfx2as", parse_pfx2as) {
+        Ok(r) => Some(Arc::new(r)),
         Err(e) => {
             tracing::error!(error = %e, "cannot load the prefix-to-AS file; {what} without AS grouping");
             None

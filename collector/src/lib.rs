@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod inputs;
 pub mod metrics;
 pub mod reconcile;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod signals;

@@ -102,6 +102,14 @@ impl Metrics {
             .into_iter()
             .map(|(campaign, n)| (vec![("campaign", campaign)], n))
             .collect();
+        let reloads = |wanted: &str| -> Vec<(Labels, u64)> {
+            self.correlation
+                .all_reloads()
+                .into_iter()
+                .filter(|((_, outcome), _)| *outcome == wanted)
+                .map(|((input, _), n)| (vec![("input", input)], n))
+                .collect()
+        };
         let mut e = Exposition::new();
         e.counter(
             "darkwatch_reports_ingested_total",
@@ -147,6 +155,16 @@ impl Metrics {
             "darkwatch_correlation_panics_total",
             "Correlation passes that panicked (caught; the campaign is rebuilt from the store at its next pass), by campaign.",
             panics,
+        )
+        .counter(
+            "darkwatch_input_reloads_total",
+            "Changed input files (pfx2as) read again and used, by input.",
+            reloads("loaded"),
+        )
+        .counter(
+            "darkwatch_input_reload_failures_total",
+            "Changed input files refused (the data loaded before is kept), by input.",
+            reloads("refused"),
         )
         .counter(
             "darkwatch_alert_deliveries_total",
@@ -384,6 +402,9 @@ mod tests {
         m.not_stored(3);
         m.correlation_panic("k\"p");
         m.correlation_panic("k\"p");
+        m.correlation_stats().input_reloaded("pfx2as", true);
+        m.correlation_stats().input_reloaded("pfx2as", false);
+        m.correlation_stats().input_reloaded("pfx2as", false);
         let text = m.render(Some(&StoreCounts {
             agents: 3,
             agents_seen: 1,
@@ -407,6 +428,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("darkwatch_replies_reported_total 7\n"));
+        assert!(text.contains("darkwatch_input_reloads_total{input=\"pfx2as\"} 1\n"));
+        assert!(text.contains("darkwatch_input_reload_failures_total{input=\"pfx2as\"} 2\n"));
         assert!(
             text.contains("darkwatch_correlation_panics_total{campaign=\"k\\\"p\"} 2\n"),
             "{text}"

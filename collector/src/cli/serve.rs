@@ -73,7 +73,7 @@ pub(super) async fn serve(
     let loop_store = store.clone();
     let correlator = tokio::spawn(async move {
         let pfx2as = setup.settings.pfx2as.as_deref();
-        let pfx2as = pfx2as.and_then(|p| crate::inputs::load_pfx2as(p, "correlating"));
+        let pfx2as = pfx2as.and_then(|p| crate::inputs::open_pfx2as(p, "correlating"));
         crate::correlation::run(
             loop_store,
             crate::correlation::LoopSetup { pfx2as, ..setup },

@@ -130,6 +130,12 @@ impl Correlator {
         self.states.remove(campaign);
     }
 
+    /// Drops every campaign's state (their inputs changed: each is rebuilt
+    /// from the store at its next pass).
+    pub fn forget_all(&mut self) {
+        self.states.clear();
+    }
+
     /// Test hook: the next pass over `campaign` panics once, after it fed
     /// the changed rounds to the engine and before it judges (as a bug in
     /// the correlation core would).

@@ -17,6 +17,8 @@ use std::time::Duration;
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
 use futures::FutureExt;
 
+use crate::reload::{Outcome, Reloading};
+
 use super::config::CorrelationSettings;
 use super::correlator::{Correlator, PassStats};
 use super::edges::{RoundSource, VerdictSink};
@@ -33,8 +35,9 @@ pub struct LoopSetup {
     pub retention: RetentionSettings,
     /// This collector's lease holder id (unique per process).
     pub holder: String,
-    /// Origin ASes of the prefixes (`crate::inputs::load_pfx2as`).
-    pub pfx2as: Option<Pfx2As>,
+    /// Routed prefixes and their origin ASes (`crate::inputs::open_pfx2as`),
+    /// read again when the file changes.
+    pub pfx2as: Option<Arc<Reloading<Pfx2As>>>,
     pub alerts: Alerts,
     /// Read by `crate::metrics` at scrape time.
     pub stats: Arc<CorrelationStats>,
@@ -46,6 +49,8 @@ pub struct LoopSetup {
 pub struct LoopState {
     pub held: BTreeSet<String>,
     pub correlator: Correlator,
+    /// Generation of the prefix-to-AS data the engines were built with.
+    pub pfx2as_generation: u64,
 }
 
 /// How one campaign's pass in the loop ended ([`correlate_campaigns`]).
@@ -72,16 +77,10 @@ pub async fn correlate_campaigns<R: RoundSource, W: VerdictSink>(
     setup: &LoopSetup,
 ) -> Vec<PassOutcome> {
     let mut outcomes = Vec::with_capacity(campaigns.len());
+    let pfx2as = setup.pfx2as.as_ref().map(|r| r.current().0);
     for c in campaigns {
         let now_ms = setup.clock.now_ms();
-        let pass = correlator.pass(
-            source,
-            sink,
-            c,
-            &setup.settings,
-            setup.pfx2as.as_ref(),
-            now_ms,
-        );
+        let pass = correlator.pass(source, sink, c, &setup.settings, pfx2as.as_deref(), now_ms);
         let outcome = match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
             Ok(Ok((_, events, stats))) => {
                 if stats.rounds_loaded > 0 {
@@ -137,6 +136,9 @@ pub async fn loop_pass<R: RoundSource, W: VerdictSink>(
     } else if was_correlating && mine.is_empty() {
         tracing::warn!("lost the correlator lease to another collector");
     }
+    if let Some(r) = &setup.pfx2as {
+        reload(state, r, &setup.stats);
+    }
     let outcomes = correlate_campaigns(&mut state.correlator, source, sink, &mine, setup).await;
     for c in &mine {
         match purge_old_rounds(sink, c, &setup.retention, setup.clock.now_ms()).await {
@@ -148,6 +150,22 @@ pub async fn loop_pass<R: RoundSource, W: VerdictSink>(
         }
     }
     Ok(mine.into_iter().map(|c| c.name).zip(outcomes).collect())
+}
+
+/// Reads the prefix-to-AS file again if it changed (a bad new file keeps
+/// the data and is counted); new data rebuilds every campaign's engine,
+/// whose prefix scopes come from it.
+fn reload(state: &mut LoopState, r: &Reloading<Pfx2As>, stats: &CorrelationStats) {
+    match r.check() {
+        Outcome::Loaded { .. } => stats.input_reloaded(r.what, true),
+        Outcome::Kept { .. } => stats.input_reloaded(r.what, false),
+        Outcome::Unchanged => {}
+    }
+    let (_, generation) = r.current();
+    if generation != state.pfx2as_generation {
+        state.correlator.forget_all();
+        state.pfx2as_generation = generation;
+    }
 }
 
 /// The correlation loop of `serve` ([`loop_pass`] every `every_secs`),

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct CorrelationStats {
     panics: Mutex<BTreeMap<String, u64>>,
+    /// Per input file and outcome (`loaded`, `refused`): changed files read.
+    reloads: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl CorrelationStats {
@@ -23,6 +25,22 @@ impl CorrelationStats {
     /// Panics caught so far in `campaign`'s passes.
     pub fn panics(&self, campaign: &str) -> u64 {
         self.all_panics().get(campaign).copied().unwrap_or(0)
+    }
+
+    /// Records a changed input file `what` read again: `loaded`, or
+    /// refused (the data before is kept).
+    pub fn input_reloaded(&self, what: &str, loaded: bool) {
+        let outcome = if loaded { "loaded" } else { "refused" };
+        let mut m = self.reloads.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((what.to_string(), outcome)).or_default() += 1;
+    }
+
+    /// Changed input files read, by input and outcome.
+    pub fn all_reloads(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.reloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Panics caught so far, by campaign.

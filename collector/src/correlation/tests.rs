@@ -444,3 +444,48 @@ async fn packed_records_feed_the_engine_as_rows_do() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_changed_pfx2as_file_rebuilds_the_scopes_and_a_bad_one_is_kept_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routeviews-rv2.pfx2as");
+    std::fs::write(&path, "198.18.0.0\t23\t64500\n198.18.2.0\t23\t64501\n").unwrap();
+    let store = MemoryStore::default();
+    store.put_campaign(kp("kp"));
+    seed(&store, "kp");
+    let clock = ManualClock::new(t14());
+    let mut setup = setup("a", &clock);
+    setup.pfx2as = crate::inputs::open_pfx2as(&path, "correlating");
+    let mut state = LoopState::default();
+    let asn = |s: &MemoryStore, t: &str| {
+        s.verdicts("kp")
+            .iter()
+            .any(|v| v.scope == darkwatch_correlate::Scope::Asn && v.target == t)
+    };
+    let rebuilt =
+        |o: &[(String, PassOutcome)]| matches!(outcome(o, "kp"), PassOutcome::Done(s) if s.rebuilt);
+
+    let o = loop_pass(&mut state, &store, &store, &setup).await.unwrap();
+    assert!(rebuilt(&o) && asn(&store, "AS64501") && !asn(&store, "AS64502"));
+
+    // Republished: the dark /23 now belongs to AS64502 (another size, so
+    // a change within the file system's time resolution shows too).
+    std::fs::write(
+        &path,
+        "198.18.0.0\t23\t64500\n198.18.2.0\t23\t64502_64503\n",
+    )
+    .unwrap();
+    clock.advance(std::time::Duration::from_millis(100));
+    let o = loop_pass(&mut state, &store, &store, &setup).await.unwrap();
+    assert!(rebuilt(&o) && asn(&store, "AS64502"), "{o:?}");
+
+    // A broken file: the data before is kept, the engines too; counted.
+    std::fs::write(&path, "garbage\n").unwrap();
+    clock.advance(std::time::Duration::from_millis(100));
+    let o = loop_pass(&mut state, &store, &store, &setup).await.unwrap();
+    assert!(!rebuilt(&o), "{o:?}");
+    let reloads = setup.stats.all_reloads();
+    assert_eq!(reloads.get(&("pfx2as".to_string(), "loaded")), Some(&1));
+    assert_eq!(reloads.get(&("pfx2as".to_string(), "refused")), Some(&1));
+    assert_eq!(setup.pfx2as.as_ref().unwrap().current().1, 2);
+}
