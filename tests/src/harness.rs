@@ -256,7 +256,7 @@ impl<'a> Collector<'a> {
         // nothing else.
         let list: serde_json::Value =
             serde_json::from_str(&self.cli_ok(&["campaign", "list", "--json"])?)?;
-        let mut got: Vec<String> = list
+        let got: Vec<String> = list
             .as_array()
             .and_then(|a| a.iter().find(|c| c["name"] == CAMPAIGN))
             .and_then(|c| c["prefixes"].as_array())
@@ -266,10 +266,16 @@ impl<'a> Collector<'a> {
                     .collect()
             })
             .unwrap_or_default();
+        // Adjacent prefixes that make one allocation (four /24s of a /22)
+        // are one line of the file: compare the space, not the list.
+        let v4: Vec<ipnet::Ipv4Net> = got.iter().filter_map(|p| p.parse().ok()).collect();
+        let mut got: Vec<String> = ipnet::Ipv4Net::aggregate(&v4)
+            .iter()
+            .map(|p| p.to_string())
+            .chain(got.into_iter().filter(|p| p.contains(':')))
+            .collect();
         got.sort();
-        let mut want: Vec<String> = self
-            .lab
-            .country_prefixes()
+        let mut want: Vec<String> = ipnet::Ipv4Net::aggregate(&self.lab.country_prefixes())
             .iter()
             .map(|p| p.to_string())
             .chain(["3fff:100::/32".to_string()])
@@ -502,6 +508,9 @@ impl Drop for Agent<'_> {
     }
 }
 
+/// The name of the lab's prefix-to-AS file ([`Lab::pfx2as`]).
+pub const PFX2AS_FILE: &str = "routeviews-rv2-lab.pfx2as";
+
 /// A whole lab deployment: collector, campaign over the lab country, agents.
 pub struct Deployment<'a> {
     pub lab: &'a Lab,
@@ -529,12 +538,29 @@ impl<'a> Deployment<'a> {
         timing: Timing,
         pfx2as: bool,
     ) -> Result<Deployment<'a>> {
-        let extra = if pfx2as {
-            let file = dir.join("routeviews-rv2-lab.pfx2as");
-            fs::write(&file, lab.pfx2as())?;
-            format!("pfx2as = {:?}", file.display().to_string())
-        } else {
-            String::new()
+        let file = pfx2as.then(|| PFX2AS_FILE.to_string());
+        let bytes = lab.pfx2as().into_bytes();
+        let file = file.as_deref().map(|f| (f, bytes.as_slice()));
+        Self::start_with_pfx2as(lab, db_url, dir, timing, file)
+    }
+
+    /// Like [`Deployment::start`], with the collector's prefix-to-AS file
+    /// `pfx2as` (its file name and bytes, as published: possibly
+    /// compressed) if given.
+    pub fn start_with_pfx2as(
+        lab: &'a Lab,
+        db_url: &str,
+        dir: &Path,
+        timing: Timing,
+        pfx2as: Option<(&str, &[u8])>,
+    ) -> Result<Deployment<'a>> {
+        let extra = match pfx2as {
+            Some((name, bytes)) => {
+                let file = dir.join(name);
+                fs::write(&file, bytes)?;
+                format!("pfx2as = {:?}", file.display().to_string())
+            }
+            None => String::new(),
         };
         let mut collector =
             Collector::new_at(lab, db_url, &dir.join("collector"), &timing, 8080, &extra)?;

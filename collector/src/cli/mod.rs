@@ -120,7 +120,7 @@ pub struct TimelineArgs {
 
 #[derive(Debug, Args)]
 pub struct SignalsArgs {
-    /// country, campaign, asn or prefix.
+    /// country, campaign, asn, unrouted or prefix.
     #[arg(long)]
     pub scope: String,
     /// Country code, campaign name, AS number (AS64500) or prefix.

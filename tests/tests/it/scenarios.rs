@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use darkwatch_tests::harness::{
-    self, current_round, db_query, verdicts, wait_for, Db, Deployment, Timing, COUNTRY,
+    self, current_round, db_query, verdicts, wait_for, Db, Deployment, Timing, COUNTRY, PFX2AS_FILE,
 };
 use darkwatch_tests::webhook::WebhookSink;
 use darkwatch_tests::{lab_or_skip, Lab, LabConfig, Node};
@@ -33,14 +33,29 @@ fn scenario_in(
     pfx2as: bool,
     body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>,
 ) {
+    let file = |lab: &Lab| pfx2as.then(|| (PFX2AS_FILE.to_string(), lab.pfx2as().into_bytes()));
+    scenario_files(name, cfg, timing, file, body)
+}
+
+/// A scenario whose collector reads the prefix-to-AS file `pfx2as` makes
+/// for the lab (file name and bytes as published), if any.
+fn scenario_files(
+    name: &str,
+    cfg: LabConfig,
+    timing: Timing,
+    pfx2as: impl FnOnce(&Lab) -> Option<(String, Vec<u8>)>,
+    body: impl FnOnce(&Lab, &mut Deployment) -> Result<()>,
+) {
     let _serial = crate::serial();
     let Some(lab) = lab_or_skip(cfg) else {
         return;
     };
     let dir = harness::run_dir(name).expect("run dir");
     let db = Db::sqlite(dir.path());
+    let file = pfx2as(&lab);
+    let file = file.as_ref().map(|(n, b)| (n.as_str(), b.as_slice()));
     let result =
-        Deployment::start_with(&lab, &db.url, dir.path(), timing, pfx2as).and_then(|mut d| {
+        Deployment::start_with_pfx2as(&lab, &db.url, dir.path(), timing, file).and_then(|mut d| {
             d.wait_reporting(Duration::from_secs(60))?;
             let r = body(&lab, &mut d);
             if r.is_err() {
@@ -326,6 +341,124 @@ fn s8_prefixes_grouped_by_a_published_pfx2as_file_make_as_verdicts() {
         lab.announce(dark)?;
         Ok(())
     });
+}
+
+/// The routed AS of three of [`kp_22`]'s /24s, and of the fourth.
+const AS_THREE: &str = "AS64510";
+const AS_ONE: &str = "AS64511";
+
+/// A country whose one allocation, a /22, is announced as four /24s.
+fn kp_22() -> LabConfig {
+    LabConfig {
+        vps: 3,
+        country_prefixes: [
+            "198.18.4.0/24",
+            "198.18.5.0/24",
+            "198.18.6.0/24",
+            "198.18.7.0/24",
+        ]
+        .iter()
+        .map(|p| p.parse().expect("prefix"))
+        .collect(),
+        ..LabConfig::default()
+    }
+}
+
+/// `routeviews-rv2-*.pfx2as.gz` as CAIDA publishes it: the /22's first
+/// three /24s originated by AS64510, the fourth by AS64511, and a route
+/// outside the country; gzip-compressed.
+fn kp_22_pfx2as(lab: &Lab) -> Option<(String, Vec<u8>)> {
+    use std::io::Write;
+    let p = lab.country_prefixes();
+    let mut text = String::new();
+    for (i, net) in p.iter().enumerate() {
+        let asn = if i < 3 { AS_THREE } else { AS_ONE };
+        text += &format!("{}\t{}\t{}\n", net.network(), net.prefix_len(), &asn[2..]);
+    }
+    text += "198.18.200.0\t24\t64999\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).ok()?;
+    Some((
+        "routeviews-rv2-20141222-1200.pfx2as.gz".into(),
+        gz.finish().ok()?,
+    ))
+}
+
+#[test]
+fn s20_an_allocation_announced_as_four_24s_by_two_ases_makes_routed_verdicts() {
+    // The 2014 North Korea event as the world counted it: one /22
+    // allocation, four routed /24s. Withdrawing the three of one AS is a
+    // blackout of that AS holding the three prefixes, a partial of the
+    // country, and nothing of the other AS.
+    scenario_files(
+        "s20-routed",
+        kp_22(),
+        Timing::default(),
+        kp_22_pfx2as,
+        |lab, d| {
+            d.rounds(2);
+            let p = lab.country_prefixes();
+            to_mid_round(d);
+            for dark in &p[..3] {
+                lab.withdraw(*dark)?;
+            }
+            let dark: Vec<String> = p[..3].iter().map(|n| n.to_string()).collect();
+            let asv = wait_verdict(d, "a blackout of the AS", 10, |all| {
+                verdicts(all, "blackout", "asn", Some(AS_THREE))
+                    .first()
+                    .map(|v| (*v).clone())
+            })?;
+            ensure!(
+                asv["prefixes"] == serde_json::json!(dark),
+                "the AS blackout holds its three routed /24s, not the /22: {asv}"
+            );
+            let country = wait_verdict(d, "a partial of the country", 3, |all| {
+                verdicts(all, "partial", "country", Some(COUNTRY))
+                    .first()
+                    .map(|v| (*v).clone())
+            })?;
+            let blocks = |prefixes: &[ipnet::Ipv4Net]| {
+                lab.blocks()
+                    .iter()
+                    .filter(|b| prefixes.iter().any(|p| p.contains(*b)))
+                    .count() as u64
+            };
+            ensure!(
+                country["blocks_affected"].as_u64() == Some(blocks(&p[..3]))
+                    && country["blocks_total"].as_u64() == Some(blocks(&p)),
+                "the country partial counts the routed blocks: {country}"
+            );
+            d.rounds(2);
+            let all = d.outages()?;
+            // Each /24 is a prefix scope nested under the AS: a prefix
+            // blackout, where the edge of a round makes one, is explained
+            // by the AS's (the AS's blackout stands for the three).
+            for v in verdicts(&all, "blackout", "prefix", None) {
+                ensure!(
+                    dark.iter().any(|d| v["target"] == d.as_str())
+                        && v["explained_by"]
+                            .as_array()
+                            .is_some_and(|e| e.iter().any(|c| c["id"] == asv["id"])),
+                    "a prefix blackout is one of the three, under the AS: {v}"
+                );
+            }
+            ensure!(
+                all.iter().all(|v| v["target"] != AS_ONE
+                    && v["target"] != p[3].to_string().as_str()
+                    && v["scope"] != "unrouted"),
+                "nothing for {AS_ONE}, its /24 or unrouted space: {all:?}"
+            );
+            ensure!(
+                country_blackout(&all).is_none()
+                    && verdicts(&all, "blackout", "prefix", Some("198.18.4.0/22")).is_empty(),
+                "no country blackout, no /22 scope: {all:?}"
+            );
+            for dark in &p[..3] {
+                lab.announce(*dark)?;
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]
