@@ -11,6 +11,10 @@
 //! Without a prefix-to-AS file each block counts in the longest campaign
 //! prefix that holds it, as before.
 //!
+//! A block's route is the longest one that covers the whole block: a route
+//! longer than a block (a /25, rarely seen in the global table) names no
+//! block, since the block is judged as one.
+//!
 //! A prefix longer than a block (a /26 allocation) stands for the block
 //! that holds it, so several of them in one /24 make one block, counted
 //! once (the agents probe them inside that /24 and report the /24).
