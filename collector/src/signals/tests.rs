@@ -183,6 +183,12 @@ fn queries_parse_and_name_what_is_wrong() {
         (p.target.as_str(), p.from_ms, p.until_ms),
         ("175.45.176.0/24", None, None)
     );
+    let u = SignalsQuery::from_pairs(
+        &pairs(&[("scope", "unrouted"), ("target", "unrouted")]),
+        NOW_MS,
+    )
+    .unwrap();
+    assert_eq!((u.scope, u.target.as_str()), (Scope::Unrouted, "unrouted"));
 
     for (q, needle) in [
         (vec![("target", "KP")], "scope is required"),
@@ -193,6 +199,10 @@ fn queries_parse_and_name_what_is_wrong() {
         ),
         (vec![("scope", "country"), ("target", "KPX")], "two-letter"),
         (vec![("scope", "asn"), ("target", "ASX")], "AS number"),
+        (
+            vec![("scope", "unrouted"), ("target", "AS1")],
+            "is not `unrouted`",
+        ),
         (
             vec![("scope", "prefix"), ("target", "175.45.176.1/24")],
             "175.45.176.0/24",
