@@ -43,7 +43,7 @@ pub const UNROUTED: &str = "unrouted";
 
 /// Adds a group of prefixes (an AS, the unrouted group) as the enclosing
 /// scope of each of them.
-fn by_asn_group(
+fn add_group(
     asn_scopes: &mut [Vec<usize>],
     defs: &mut Vec<ScopeDef>,
     prefixes: &[u32],
@@ -111,7 +111,7 @@ impl Scopes {
             .filter(|&p| prefixes[p as usize].asns.is_empty())
             .collect();
         if !unrouted.is_empty() && unrouted.len() < np {
-            by_asn_group(&mut asn_scopes, &mut defs, &unrouted, || ScopeDef {
+            add_group(&mut asn_scopes, &mut defs, &unrouted, || ScopeDef {
                 scope: Scope::Unrouted,
                 target: UNROUTED.to_string(),
                 series: Some(sum(&unrouted)),
@@ -127,7 +127,7 @@ impl Scopes {
                 covering_asns.push(asn);
                 continue;
             }
-            by_asn_group(&mut asn_scopes, &mut defs, &prefixes, || ScopeDef {
+            add_group(&mut asn_scopes, &mut defs, &prefixes, || ScopeDef {
                 scope: Scope::Asn,
                 target: format!("AS{asn}"),
                 series: Some(sum(&prefixes)),

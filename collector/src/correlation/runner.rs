@@ -9,6 +9,12 @@
 //! campaigns ([`correlate_campaigns`]): it is logged, a panic is counted in
 //! [`CorrelationStats`] (`darkwatch_correlation_panics_total`), and the
 //! campaign's state is rebuilt from the store at its next pass.
+//!
+//! Each turn first checks the prefix-to-AS file (`crate::reload`): a
+//! changed file that parses replaces the routes and every engine is
+//! rebuilt with the new prefix scopes; one that does not is counted and
+//! the routes before are kept. The parse runs in the loop's task, as the
+//! first load does (a few seconds for a full file, once a day).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
