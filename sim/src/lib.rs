@@ -26,6 +26,7 @@ pub mod events;
 pub mod hosts;
 pub mod network;
 pub mod population;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod score;
