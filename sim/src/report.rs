@@ -166,6 +166,17 @@ pub fn rows(s: &Score) -> Vec<Row> {
             );
         }
     }
+    let causes: Vec<String> = s
+        .false_instability_causes
+        .iter()
+        .map(|(c, n)| format!("{c}: {n}"))
+        .collect();
+    push(
+        "false prefix instability verdicts, by the first trait that may explain them",
+        causes.join(", "),
+        "–",
+        None,
+    );
     push(
         "CPU per simulated round, s",
         format!("{:.3}", s.cpu_per_round_s),

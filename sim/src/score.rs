@@ -110,8 +110,47 @@ pub struct Score {
     /// renumbered one.
     pub false_diurnal: usize,
     pub false_renumbered: usize,
+    /// False prefix instability verdicts by the first trait of their
+    /// prefix that may explain them: a VP's path failure or a bursty loss
+    /// spell during the verdict, a diurnal, flaky or sparse (≤ 3
+    /// addresses) block, or none of these.
+    pub false_instability_causes: BTreeMap<String, usize>,
     pub probes_per_block_hour: f64,
     pub cpu_per_round_s: f64,
+}
+
+/// The first trait of prefix `p` that may explain a false instability
+/// verdict over rounds `span` (see [`Score::false_instability_causes`]).
+fn instability_cause(w: &World, p: u32, span: (usize, usize)) -> &'static str {
+    let pop = &w.pop;
+    let (a, b) = (span.0 as i64 * ROUND_MS, span.1 as i64 * ROUND_MS);
+    let blocks = || {
+        pop.prefixes[p as usize]
+            .blocks
+            .clone()
+            .map(|i| &pop.blocks[i as usize])
+    };
+    if w.schedule
+        .path_failures
+        .iter()
+        .any(|f| f.prefix == p && f.start_ms < b && a < f.end_ms)
+    {
+        "path failure"
+    } else if w.schedule.bad_spells.iter().any(|v| {
+        v[span.0.min(v.len())..span.1.min(v.len())]
+            .iter()
+            .any(|&x| x)
+    }) {
+        "bursty loss spell"
+    } else if blocks().any(|b| b.hosts.diurnal) {
+        "diurnal block"
+    } else if blocks().any(|b| b.hosts.flaky) {
+        "flaky block"
+    } else if blocks().any(|b| b.hosts.responsive <= 3) {
+        "sparse block"
+    } else {
+        "none of these"
+    }
 }
 
 fn scope_name(s: Scope) -> &'static str {
@@ -329,6 +368,11 @@ pub fn score(w: &World, run: &RunResult) -> Score {
                 .or_default();
             t.total += 1;
             t.right += usize::from(right);
+            if let (false, VKind::Instability, Key::Prefix(p)) = (right, v.kind, k) {
+                *s.false_instability_causes
+                    .entry(instability_cause(w, p, span).into())
+                    .or_default() += 1;
+            }
             if !right && v.kind == VKind::Blackout {
                 match k {
                     Key::Country(_) => s.false_country_blackouts += 1,
