@@ -30,7 +30,7 @@ use ipnet::Ipv4Net;
 
 use crate::sections::{
     agent_e2e_rows, agent_scale_rows, correlation_rows, ingest_rows, latency_rows, memory_rows,
-    scale_rows, steady_rows, sweep_rows,
+    scale_rows, sim_rows, steady_rows, sweep_rows,
 };
 
 #[derive(Debug, Parser)]
@@ -43,7 +43,8 @@ struct Args {
     /// correlation, ingest, latency, agent-scale (4.2M blocks in one agent,
     /// no network), scale (the collector under a synthetic fleet),
     /// agent-e2e (a real agent and collector on 127.0.0.0/8 in a namespace),
-    /// inputs (real-size NRO, pfx2as and hitlist files loaded and seeded).
+    /// inputs (real-size NRO, pfx2as and hitlist files loaded and seeded),
+    /// sim (a simulated week scored against ground truth, `darkwatch-sim`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -110,6 +111,18 @@ struct Args {
     /// `agent-e2e`: the agent's packet-rate cap (half goes to discovery).
     #[arg(long, default_value_t = 200_000)]
     e2e_pps: u32,
+    /// `sim`: blocks of the simulated Internet.
+    #[arg(long, default_value_t = 1_000_000)]
+    sim_blocks: u32,
+    /// `sim`: VPs.
+    #[arg(long, default_value_t = 10)]
+    sim_vps: u32,
+    /// `sim`: 10-minute rounds (1,008: a week).
+    #[arg(long, default_value_t = 1008)]
+    sim_rounds: u64,
+    /// `sim`: the seed of the world and its events.
+    #[arg(long, default_value_t = 29)]
+    sim_seed: u64,
     /// Also write the table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -171,6 +184,7 @@ fn main() -> Result<()> {
             "scale" => scale_rows(&args, &mut rows, &mut detail),
             "agent-e2e" => agent_e2e_rows(&args, &mut rows, &mut detail),
             "inputs" => inputs::rows(&mut rows),
+            "sim" => sim_rows(&args, &mut rows, &mut detail),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         if let Err(e) = r {

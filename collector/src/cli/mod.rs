@@ -1,5 +1,5 @@
 //! Command line of `darkwatch-collector`: serve, agents, campaign,
-//! outages, status, timeline, signals, check-config.
+//! outages, status, timeline, signals, replay, check-config.
 //!
 //! Parses arguments (clap derive), runs the command, and maps every failure
 //! to one line on stderr and a sysexits code: 64 usage, 65 bad data,
@@ -7,7 +7,7 @@
 //! 78 bad config file (`check-config`); the table is
 //! `darkwatch_schema::exitcode`, shared with the agent. Each group of
 //! subcommands runs in its own module: `serve`, `admin` (agents, campaigns)
-//! and `read` (outages, status, timeline, signals).
+//! and `read` (outages, status, timeline, signals, replay).
 
 mod admin;
 mod edit;
@@ -77,6 +77,10 @@ pub enum Command {
     /// each VP, as CSV or JSON lines; the same data as `GET /v1/signals`,
     /// read from the summaries the correlation stores.
     Signals(SignalsArgs),
+    /// Recompute a campaign's verdicts from its stored rounds and compare
+    /// them with the stored ones (those starting from --from to --until):
+    /// exit 0 if identical, 65 if not, with the differences listed.
+    Replay(ReplayArgs),
     /// Check a collector.toml (syntax, unknown keys, semantic checks) and
     /// exit: 0 if `serve --config FILE` would accept it, 78 if not. Opens no
     /// database and binds no socket.
@@ -103,6 +107,23 @@ pub struct OutagesArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The campaign.
+    #[arg(long)]
+    pub campaign: String,
+    /// First round (Unix time / interval, as stored).
+    #[arg(long)]
+    pub from: u64,
+    /// Last round.
+    #[arg(long)]
+    pub until: u64,
+    /// Collector config file whose [correlation] params and pfx2as to use
+    /// (the ones the verdicts were stored with).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -400,6 +421,7 @@ pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
             print_out(&format!("{}: ok\n{notes}", config.display()))
         }
         Command::Timeline(args) => read::timeline(&db(), args, clock).await,
+        Command::Replay(args) => read::replay(&db(), args, clock).await,
         Command::Signals(args) => {
             read::signals(&open_existing(&db(), clock).await?, args, clock).await
         }

@@ -13,6 +13,8 @@
 //!   `crate::reconcile` decides.
 //! - [`sharing`]: campaign leases among the collectors on one database.
 //! - [`retention`]: deleting raw rounds past `[retention] raw_days`.
+//! - [`replay`]: a stored campaign's verdicts recomputed from its stored
+//!   rounds and compared with those stored (`darkwatch-collector replay`).
 //! - [`runner`]: the loop of `serve`, which catches failing and panicking
 //!   passes; [`stats`] is what it counts, read by `crate::metrics`.
 //!
@@ -25,6 +27,7 @@ pub mod correlator;
 pub mod edges;
 pub mod feed;
 pub mod memory;
+pub mod replay;
 pub mod retention;
 pub mod rounds;
 pub mod runner;

@@ -489,3 +489,37 @@ async fn a_changed_pfx2as_file_rebuilds_the_scopes_and_a_bad_one_is_kept_out() {
     assert_eq!(reloads.get(&("pfx2as".to_string(), "refused")), Some(&1));
     assert_eq!(setup.pfx2as.as_ref().unwrap().current().1, 2);
 }
+
+/// Replay (issue 29): the verdicts a pass stored are re-derived from the
+/// stored rounds, and a stored verdict the rounds do not give is found out.
+#[tokio::test]
+async fn replay_rederives_the_stored_verdicts() {
+    let store = MemoryStore::default();
+    store.put_campaign(kp("kp"));
+    seed(&store, "kp");
+    let clock = ManualClock::new(t14());
+    let setup = setup("a", &clock);
+    let mut state = LoopState::default();
+    loop_pass(&mut state, &store, &store, &setup).await.unwrap();
+    let stored = store.verdicts("kp");
+    assert!(dark_verdicts(&stored) > 0, "{stored:#?}");
+    let params = &setup.settings.params;
+    let (_, cmp) = replay::replay(&store, &kp("kp"), params, None, FIRST, FIRST + 14)
+        .await
+        .unwrap();
+    assert!(cmp.identical(), "{cmp:#?}");
+    assert_eq!(cmp.same.len(), stored.len());
+
+    let forged = Verdict {
+        id: 0,
+        start_round: FIRST + 3,
+        ..stored[0].clone()
+    };
+    store.write_verdicts(&[forged]).await.unwrap();
+    let (_, cmp) = replay::replay(&store, &kp("kp"), params, None, FIRST, FIRST + 14)
+        .await
+        .unwrap();
+    assert!(!cmp.identical());
+    assert_eq!(cmp.only_stored.len(), 1, "{cmp:#?}");
+    assert_eq!(cmp.only_stored[0].3, FIRST + 3);
+}

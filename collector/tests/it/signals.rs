@@ -844,3 +844,43 @@ async fn api_and_cli_give_the_same_signals() {
         .unwrap_or_else(|| panic!("no round age in\n{metrics}"));
     assert!(age >= 60.0, "the last round is complete: {age}");
 }
+
+/// `replay` (issue 29) re-derives the stored verdicts of a correlated
+/// database from its stored rounds (exit 0), and exits 65 naming a stored
+/// verdict that the rounds do not give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_cli_rederives_the_stored_verdicts() {
+    use darkwatch_collector::correlation::{RoundSource, VerdictSink};
+    let db = Db::sqlite();
+    let first = fixture(&db.url).await;
+    let (from, until) = (first.to_string(), (first + 9).to_string());
+    let args = [
+        "replay",
+        "--campaign",
+        "kp",
+        "--from",
+        &from,
+        "--until",
+        &until,
+    ];
+    let out = cli_ok(&db.url, &args);
+    assert!(out.contains("0 only stored, 0 only recomputed"), "{out}");
+    assert!(!out.contains(" 0 verdict(s) identical"), "{out}");
+
+    let store = SqlStore::open(&db.url).await.expect("open");
+    let stored = store.stored_verdicts("kp").await.expect("verdicts");
+    let forged = darkwatch_collector::store::Verdict {
+        id: 0,
+        start_round: first + 1,
+        ..stored[0].clone()
+    };
+    store.write_verdicts(&[forged]).await.expect("write");
+    store.close().await;
+    let out = cli(&db.url, &args);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 only stored") && text.contains("stored only"),
+        "{text}"
+    );
+}
