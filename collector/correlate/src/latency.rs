@@ -356,4 +356,77 @@ mod tests {
         s.extend((0..5).map(|_| round(610.0, 0.05)));
         assert_eq!(degradations(&s, &DegradationParams::default()), vec![]);
     }
+
+    /// The engine pools the reports' reply times per scope and round, and
+    /// the scope's series (`Summaries::latency`) shows a border shaped to
+    /// 4× its latency with 40 % of the probes lost as one degradation.
+    #[test]
+    fn the_engine_series_of_a_throttled_scope_degrades() {
+        use crate::incremental::Incremental;
+        use crate::{BlockInfo, Input, Params, PrefixInfo};
+        use darkwatch_schema::rtt::quantize_ms;
+        use darkwatch_schema::BlockState;
+
+        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        let campaign = Input {
+            target: "KP".into(),
+            is_country: true,
+            vps: vec!["a".into(), "b".into()],
+            prefixes: vec![PrefixInfo {
+                net: net("198.18.0.0/22"),
+                asns: vec![],
+            }],
+            blocks: (0..4)
+                .map(|i| BlockInfo {
+                    net: net(&format!("198.18.{i}.0/24")),
+                    prefix: 0,
+                })
+                .collect(),
+            first_round: 0,
+            last_round: 29,
+            ..Input::default()
+        };
+        let shaped = 12..18;
+        let run = |times: bool| {
+            let mut engine = Incremental::new(&campaign, &Params::default()).unwrap();
+            engine.set_window(0, 29).unwrap();
+            for r in 0..30u64 {
+                let (ms, probes) = if shaped.contains(&r) {
+                    (160.0, 5)
+                } else {
+                    (40.0, 3)
+                };
+                let mut input = engine.round(r);
+                for vp in ["a", "b"] {
+                    let v = input.vp(vp);
+                    for b in 0..4 {
+                        input.observe(v, b, BlockState::Up, probes, 3);
+                        if times {
+                            input.rtt(b, quantize_ms(ms + f64::from(b)));
+                        }
+                    }
+                }
+                input.finish();
+            }
+            engine.output()
+        };
+        let out = run(true);
+        let series: Vec<Option<RoundLatency>> =
+            (0..30).map(|r| Some(out.summaries.latency(r, 0))).collect();
+        let calm = series[3].unwrap();
+        assert!(
+            (calm.rtt_median_ms.unwrap() / 42.0 - 1.0).abs() < 0.03,
+            "{calm:?}"
+        );
+        assert_eq!(calm.loss(), Some(0.0));
+        let runs = degradations(&series, &DegradationParams::default());
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!((runs[0].start, runs[0].end), (12, Some(17)));
+        assert_eq!(
+            runs[0].worst.to_string(),
+            "median RTT 3.7× baseline, loss 40 % (baseline 0 %)"
+        );
+        // Reply times change no verdict (this loss is also instability).
+        assert_eq!(out.verdicts, run(false).verdicts);
+    }
 }
