@@ -25,6 +25,7 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
+use darkwatch_schema::rtt::Rtt;
 use darkwatch_schema::BlockState;
 use ipnet::IpNet;
 use rand::Rng;
@@ -55,6 +56,11 @@ pub struct RoundOutcome {
     /// Belief after the round, in [0.01, 0.99].
     pub belief: f64,
     pub availability: f64,
+    /// The replies' round-trip times, noted by the prober
+    /// (`round::probe_block`), not the tracker (two bytes; the outcome
+    /// stays 48).
+    #[serde(default)]
+    pub rtt: Rtt,
 }
 
 /// The routers' ICMP errors (unreachable, time exceeded) to one block's
@@ -485,6 +491,7 @@ impl BlockTracker {
             replies,
             belief: self.belief,
             availability: self.availability,
+            rtt: Rtt::NONE,
         }
     }
 }

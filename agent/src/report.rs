@@ -463,6 +463,7 @@ mod tests {
                 replies: 1,
                 belief: 255,
                 availability: 255,
+                rtt: darkwatch_schema::rtt::Rtt::NONE,
             })
             .collect();
         let batch = ReportBatch {

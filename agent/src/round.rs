@@ -12,6 +12,8 @@ use futures::StreamExt;
 use ipnet::IpNet;
 use rand::RngCore;
 
+use darkwatch_schema::rtt::Rtt;
+
 use crate::belief::{BlockErrors, BlockTracker, RoundOutcome};
 use crate::icmp::{Outcome, Pinger};
 use crate::ratelimit::RateLimiter;
@@ -93,10 +95,19 @@ pub async fn probe_block(
     // The last router whose errors answered this block's probes, and how
     // many came: localization evidence, kept here, not in the tracker.
     let (mut error_from, mut errors) = (None, 0u32);
+    // The first replies' times, on the stack (a round's up blocks answer
+    // one or two probes; no allocation per block).
+    let (mut rtts_ms, mut timed) = ([0f64; 16], 0);
     while let Some(addr) = tracker.next_target() {
         limiter.acquire().await;
         match pinger.echo(addr, settings.timeout).await {
-            o if o.is_reply() => tracker.on_reply(),
+            Outcome::Reply { rtt } => {
+                if let Some(slot) = rtts_ms.get_mut(timed) {
+                    *slot = rtt.as_secs_f64() * 1e3;
+                    timed += 1;
+                }
+                tracker.on_reply()
+            }
             Outcome::Unreachable { from } => {
                 error_from = Some(from);
                 errors = errors.saturating_add(1);
@@ -110,7 +121,9 @@ pub async fn probe_block(
         from,
         errors,
     });
-    (tracker.finish_round(), errors)
+    let mut outcome = tracker.finish_round();
+    outcome.rtt = Rtt::of(&mut rtts_ms[..timed]);
+    (outcome, errors)
 }
 
 /// Runs one round over every tracker and returns one outcome per block, in
@@ -253,6 +266,9 @@ mod tests {
                     (BlockState::Up, 1, 1),
                     "{o:?}"
                 );
+                // The reply's time, within the 5 % scale's rounding.
+                let median = o.rtt.median_ms().expect("a timed reply");
+                assert!((median / 30.0 - 1.0).abs() < 0.03, "{o:?}");
             } else {
                 // Silence is called down only once the budget is spent.
                 assert_eq!(
@@ -260,6 +276,7 @@ mod tests {
                     (BlockState::Down, settings.max_probes, 0),
                     "{o:?}"
                 );
+                assert_eq!(o.rtt, Rtt::NONE);
             }
             assert_eq!(t[&o.block].belief, o.belief);
         }

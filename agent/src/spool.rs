@@ -268,6 +268,8 @@ mod tests {
             belief: 0.99,
             availability: 0.9,
             control: false,
+            rtt_min_ms: None,
+            rtt_median_ms: None,
             ts_ms: created_ms,
         };
         ReportBatch {

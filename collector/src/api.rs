@@ -546,6 +546,8 @@ mod tests {
                 belief: 0.99,
                 availability: 1.0,
                 control: false,
+                rtt_min_ms: None,
+                rtt_median_ms: None,
                 ts_ms,
             }],
             ..ReportBatch::new(id, ts_ms)

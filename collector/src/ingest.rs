@@ -255,6 +255,8 @@ mod tests {
                 belief: 0.01,
                 availability: 0.5,
                 control: false,
+                rtt_min_ms: None,
+                rtt_median_ms: None,
                 ts_ms: NOW,
             }],
             ..ReportBatch::new("0123456789abcdef", NOW)
@@ -309,6 +311,7 @@ mod tests {
                 replies: 1,
                 belief: 3,
                 availability: 128,
+                rtt: darkwatch_schema::rtt::Rtt::NONE,
             })
             .collect();
         let p = PackedRound::pack("kp", r, &space, NOW, (0, 1), blocks).unwrap();

@@ -25,6 +25,7 @@ pub mod inputs;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod packed;
+pub mod rtt;
 mod validate;
 
 pub use packed::{BlockSpace, PackedBlock, PackedRound};
@@ -93,6 +94,13 @@ pub struct BlockObservation {
     /// should always answer, used to judge the vantage point's own health.
     #[serde(default)]
     pub control: bool,
+    /// Fastest and median round-trip time of the replies, in milliseconds
+    /// (absent without replies, and from older agents). Carried quantized
+    /// to 5 % steps ([`rtt`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_min_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_median_ms: Option<f64>,
     /// When the round's probing of this block ended.
     pub ts_ms: i64,
 }
@@ -439,6 +447,8 @@ mod tests {
             belief: 0.99,
             availability: 0.8,
             control: false,
+            rtt_min_ms: None,
+            rtt_median_ms: None,
             ts_ms: NOW,
         }
     }

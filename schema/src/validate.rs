@@ -106,6 +106,17 @@ impl ReportBatch {
             if !(0.0..=1.0).contains(&o.belief) || !(0.0..=1.0).contains(&o.availability) {
                 return Err(bad("belief and availability must lie in [0, 1]"));
             }
+            let times = [o.rtt_min_ms, o.rtt_median_ms];
+            if times
+                .iter()
+                .flatten()
+                .any(|t| !(0.0..=600_000.0).contains(t))
+            {
+                return Err(bad("rtt out of range"));
+            }
+            if o.replies == 0 && times.iter().any(Option::is_some) {
+                return Err(bad("rtt without a reply"));
+            }
             let block_len_ok = match o.block {
                 IpNet::V4(n) => n.prefix_len() == 24 || (o.control && n.prefix_len() >= 8),
                 IpNet::V6(n) => {

@@ -138,6 +138,8 @@ pub fn make_batch(
                 belief: if up { 0.97 } else { 0.03 },
                 availability: 0.6,
                 control: false,
+                rtt_min_ms: None,
+                rtt_median_ms: None,
                 ts_ms,
             }
         })

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use darkwatch_schema::packed::{pack_chunks, BlockSpace, PackedBlock};
+use darkwatch_schema::packed::{pack_chunks_as, BlockSpace, PackedBlock};
 use darkwatch_schema::{
     BlockObservation, CampaignAssignment, CampaignCensus, CensusBlock, Coverage, ProbeErrors,
     ReportBatch, RoundInfo, TraceObservation, MAX_BLOCKS_PER_PROBE_ERRORS, MAX_ITEMS_PER_BATCH,
@@ -49,18 +49,23 @@ pub enum Wire {
     /// `MAX_ITEMS_PER_BATCH` items.
     Plain,
     /// Packed rounds (`darkwatch_schema::packed`), chunks of at most
-    /// `max_blocks` blocks, one chunk per batch; for collectors whose
-    /// assignments advertise it.
-    Packed { max_blocks: usize },
+    /// `max_blocks` blocks, one chunk per batch, in column layout `version`;
+    /// for collectors whose assignments advertise it.
+    Packed { max_blocks: usize, version: u8 },
 }
 
 impl Wire {
-    /// Packed if the operator allows it and the collector accepts our version.
+    /// Packed if the operator allows it and the collector accepts a
+    /// version we write: the newer of ours and the collector's (a
+    /// collector of version 1 gets rounds without reply times).
     pub fn choose(allowed: bool, collector: Option<u8>, max_blocks: usize) -> Wire {
-        if allowed && collector == Some(darkwatch_schema::packed::PACKED_VERSION) {
-            Wire::Packed { max_blocks }
-        } else {
-            Wire::Plain
+        use darkwatch_schema::packed::{PACKED_VERSION, PACKED_VERSION_MIN};
+        match collector {
+            Some(v) if allowed && v >= PACKED_VERSION_MIN => Wire::Packed {
+                max_blocks,
+                version: v.min(PACKED_VERSION),
+            },
+            _ => Wire::Plain,
         }
     }
 }
@@ -89,6 +94,8 @@ pub fn record(
         belief: o.belief.clamp(0.0, 1.0),
         availability: o.availability.clamp(0.0, 1.0),
         control,
+        rtt_min_ms: o.rtt.min_ms(),
+        rtt_median_ms: o.rtt.median_ms(),
         ts_ms: ts,
     };
     let probe_errors = if results.report_errors {
@@ -101,10 +108,13 @@ pub fn record(
     // it (none in practice) still goes plain, so nothing is dropped.
     let (packed, plain_blocks): (Vec<_>, Vec<_>) = match wire {
         Wire::Plain => (Vec::new(), judged.collect()),
-        Wire::Packed { max_blocks } => {
+        Wire::Packed {
+            max_blocks,
+            version,
+        } => {
             let space = BlockSpace::new(&c.prefixes);
             let (blocks, outside) = packed_blocks(&space, judged);
-            match pack_chunks(&c.name, round, &space, ts, blocks, max_blocks) {
+            match pack_chunks_as(version, &c.name, round, &space, ts, blocks, max_blocks) {
                 Ok(chunks) => (chunks, outside),
                 Err(e) => {
                     tracing::error!(campaign = %c.name, error = %e, "cannot pack the round; sending it plain");
@@ -260,6 +270,7 @@ pub fn packed_blocks<'a>(
                 replies: o.replies,
                 belief: PackedBlock::quantize(o.belief),
                 availability: PackedBlock::quantize(o.availability),
+                rtt: o.rtt,
             }),
             None => {
                 outside.push(o);

@@ -183,6 +183,7 @@ fn records_judged_blocks_and_traces_and_marks_the_round() {
         replies: probes.min(1),
         belief: 1.2,
         availability: 0.5,
+        rtt: Default::default(),
     };
     let target: IpAddr = "198.18.0.1".parse().unwrap();
     let results = RoundResults {
@@ -384,6 +385,7 @@ fn big_round(n: usize) -> (CampaignAssignment, RoundResults) {
         replies: 1,
         belief: 0.99,
         availability: 0.8,
+        rtt: Default::default(),
     };
     let space = BlockSpace::new(&c.prefixes);
     let results = RoundResults {
@@ -473,6 +475,7 @@ fn probe_errors_are_reported_per_router_only_to_a_collector_that_takes_them() {
         replies: 0,
         belief: 0.01,
         availability: 0.9,
+        rtt: Default::default(),
     };
     let seen = |b: &str, from, errors| BlockErrors {
         block: b.parse().unwrap(),
@@ -541,4 +544,46 @@ fn a_small_campaign_spreads_its_minimum_of_probes_over_its_blocks() {
         BlockTracker::from_discovery(nets(&["198.18.0.0/24"])[0], vec![]),
     );
     assert_eq!(plan(&c, &mut st, 1, &policy()).unwrap().min_probes, 16);
+}
+
+#[test]
+fn packs_in_the_newest_version_the_collector_reads_with_reply_times() {
+    use darkwatch_schema::packed::PACKED_VERSION;
+    let choose = |v| Wire::choose(true, v, 200);
+    assert_eq!(choose(Some(0)), Wire::Plain);
+    assert_eq!(
+        choose(Some(1)),
+        Wire::Packed {
+            max_blocks: 200,
+            version: 1
+        }
+    );
+    for v in [PACKED_VERSION, PACKED_VERSION + 1] {
+        assert_eq!(
+            choose(Some(v)),
+            Wire::Packed {
+                max_blocks: 200,
+                version: PACKED_VERSION
+            }
+        );
+    }
+    assert_eq!(Wire::choose(false, Some(PACKED_VERSION), 200), Wire::Plain);
+    // Each block's reply times travel in its packed block.
+    let (c, mut results) = big_round(3);
+    let rtt = darkwatch_schema::rtt::Rtt::of(&mut [20.0, 35.0]);
+    results.outcomes[1].rtt = rtt;
+    let mut st = CampaignState::default();
+    let plan = plan(&c, &mut st, 7, &policy()).unwrap();
+    let b = record(
+        &c,
+        &mut st,
+        &plan,
+        results,
+        TS,
+        choose(Some(PACKED_VERSION)),
+        &mut ids(),
+    );
+    let space = BlockSpace::new(&c.prefixes);
+    let blocks = b[0].packed[0].unpack(&space).unwrap();
+    assert_eq!(blocks[1].rtt, rtt);
 }

@@ -109,6 +109,7 @@ fn blocks_without_responsive_addresses_are_judged_down_from_the_sweep() {
         replies: 1,
         belief: 0.99,
         availability: 0.95,
+        rtt: Default::default(),
     }];
     let r = block_reports(&set, &found, &outcomes);
     assert_eq!(

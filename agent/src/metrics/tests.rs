@@ -15,6 +15,7 @@ fn outcome(probes: u32, replies: u32) -> RoundOutcome {
         replies,
         belief: 0.5,
         availability: 0.5,
+        rtt: Default::default(),
     }
 }
 

@@ -36,6 +36,7 @@ fn stale_batch(prefixes: &[IpNet], now: i64) -> ReportBatch {
             replies: 1,
             belief: 250,
             availability: 200,
+            rtt: darkwatch_schema::rtt::Rtt::NONE,
         })
         .collect();
     ReportBatch {

@@ -60,6 +60,8 @@ fn batch(id: &str, block: &str, now: i64) -> ReportBatch {
             belief: 0.9,
             availability: 0.5,
             control: false,
+            rtt_min_ms: None,
+            rtt_median_ms: None,
             ts_ms: now,
         }],
         ..ReportBatch::new(id, now)

@@ -506,6 +506,7 @@ mod consensus;
 mod health;
 pub mod incremental;
 mod instability;
+pub mod latency;
 mod localize;
 mod runs;
 mod scopes;

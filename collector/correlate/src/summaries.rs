@@ -74,6 +74,11 @@ pub struct Summaries {
     pub(crate) consensus: Vec<Totals>,
     /// `[(round * vps + vp) * per_vp_scopes + scope]`.
     pub(crate) per_vp: Vec<Totals>,
+    /// Reply times of the scopes with per-VP totals, every VP pooled:
+    /// `[round * per_vp_scopes + scope]`, (median, p95) as `schema::rtt`
+    /// codes (0: none). Empty when no round had times.
+    #[serde(default)]
+    pub(crate) rtt: Vec<(u8, u8)>,
 }
 
 impl Summaries {
@@ -91,6 +96,25 @@ impl Summaries {
     /// Consensus totals of scope `s` in round index `r`.
     pub fn consensus(&self, r: usize, s: usize) -> Totals {
         self.consensus[r * self.scopes.len() + s]
+    }
+
+    /// Loss and reply times of scope `s` in round index `r` (all VPs):
+    /// what `latency::degradations` reads. Times only for scopes with
+    /// per-VP totals.
+    pub fn latency(&self, r: usize, s: usize) -> crate::latency::RoundLatency {
+        let t = self.consensus(r, s);
+        let (median, p95) = (s < self.per_vp_scopes)
+            .then(|| self.rtt.get(r * self.per_vp_scopes + s).copied())
+            .flatten()
+            .unwrap_or_default();
+        crate::latency::RoundLatency {
+            probes: t.probes,
+            replies: t.replies,
+            blocks_judged: t.blocks_judged,
+            blocks_up: t.blocks_up,
+            rtt_median_ms: darkwatch_schema::rtt::ms(median),
+            rtt_p95_ms: darkwatch_schema::rtt::ms(p95),
+        }
     }
 
     /// VP `v`'s totals of scope `s` in round index `r`; `None` for a scope

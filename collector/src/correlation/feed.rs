@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use darkwatch_correlate as core;
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
+use darkwatch_schema::rtt::Rtt;
 use ipnet::IpNet;
 
 use super::edges::StoredRounds;
@@ -123,6 +124,8 @@ impl CampaignEngine {
             let v = input.vp(&o.agent);
             if let Some(b) = block_id(block_ids, routing, &mut input, &o.obs.block) {
                 input.observe(v, b, o.obs.state, o.obs.probes, o.obs.replies);
+                let rtt = Rtt::from_ms(o.obs.rtt_min_ms, o.obs.rtt_median_ms);
+                input.rtt(b, rtt.median);
             }
         }
         for rec in raw.records.iter().filter(|r| r.round == round) {
@@ -147,6 +150,12 @@ impl CampaignEngine {
                     (id != OUTSIDE).then_some((id, b.state, b.probes, b.replies))
                 }),
             );
+            for b in blocks.iter().filter(|b| !b.rtt.is_none()) {
+                let id = table[b.index as usize];
+                if id != OUTSIDE {
+                    input.rtt(id, b.rtt.median);
+                }
+            }
         }
         for o in raw.control.iter().filter(|o| o.obs.round == round) {
             let v = input.vp(&o.agent);

@@ -68,6 +68,8 @@ fn observation(
             belief: 0.0,
             availability: 1.0,
             control: false,
+            rtt_min_ms: None,
+            rtt_median_ms: None,
             ts_ms: round_start_ms(round, INTERVAL) + 1000,
         },
     }
@@ -357,6 +359,7 @@ async fn packed_records_feed_the_engine_as_rows_do() {
         replies: (i % 2) as u32,
         belief: 0,
         availability: 0,
+        rtt: darkwatch_schema::rtt::Rtt::NONE,
     };
     let mut records = Vec::new();
     let mut rows = Vec::new();

@@ -26,6 +26,8 @@ fn obs(agent: &str, round: u64, block: &str, state: BlockState) -> AgentObservat
             belief: 0.5,
             availability: 0.5,
             control: false,
+            rtt_min_ms: None,
+            rtt_median_ms: None,
             ts_ms: round_start_ms(round, INTERVAL),
         },
     }

@@ -5,6 +5,7 @@
 
 use std::str::FromStr;
 
+use darkwatch_schema::rtt::Rtt;
 use darkwatch_schema::{BlockObservation, BlockState, Hop, TraceObservation};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::{Deserialize, Serialize};
@@ -82,8 +83,23 @@ pub(super) fn campaign_from_row(row: &AnyRow) -> Result<Campaign, StoreError> {
     })
 }
 
+/// An observation's reply times as stored (migration 12): the two codes of
+/// `schema::rtt` in one integer, `None` without times.
+pub(super) fn rtt_code(o: &BlockObservation) -> Option<i64> {
+    let rtt = Rtt::from_ms(o.rtt_min_ms, o.rtt_median_ms);
+    (!rtt.is_none()).then(|| i64::from(rtt.min) << 8 | i64::from(rtt.median))
+}
+
+fn rtt_from_code(code: Option<i64>) -> Rtt {
+    code.map_or(Rtt::NONE, |c| Rtt {
+        min: (c >> 8) as u8,
+        median: c as u8,
+    })
+}
+
 pub(super) fn observation_from_row(r: &AnyRow) -> Result<AgentObservation, StoreError> {
     let state: String = r.try_get("state")?;
+    let rtt = rtt_from_code(r.try_get("rtt")?);
     Ok(AgentObservation {
         agent: r.try_get("agent")?,
         obs: BlockObservation {
@@ -109,6 +125,8 @@ pub(super) fn observation_from_row(r: &AnyRow) -> Result<AgentObservation, Store
             belief: r.try_get("belief")?,
             availability: r.try_get("availability")?,
             control: r.try_get::<i64, _>("control")? != 0,
+            rtt_min_ms: rtt.min_ms(),
+            rtt_median_ms: rtt.median_ms(),
             ts_ms: r.try_get("ts_ms")?,
         },
     })

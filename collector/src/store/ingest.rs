@@ -11,7 +11,7 @@ use darkwatch_schema::{BatchAck, ReportBatch};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::mpsc;
 
-use super::codec::{json, round_ms, to_i64};
+use super::codec::{json, round_ms, rtt_code, to_i64};
 use super::sql::IngestJob;
 use super::StoreError;
 
@@ -82,7 +82,8 @@ pub(super) async fn insert_batch(
                 .bind(o.availability)
                 .bind(i64::from(o.control))
                 .bind(o.ts_ms)
-                .bind(round_ms(&intervals, &o.campaign, o.round, o.ts_ms));
+                .bind(round_ms(&intervals, &o.campaign, o.round, o.ts_ms))
+                .bind(rtt_code(o));
         }
         obs_stored += q.execute(&mut *conn).await?.rows_affected();
     }
@@ -270,6 +271,7 @@ const OBS_COLS: &[&str] = &[
     "control",
     "ts_ms",
     "round_ms",
+    "rtt",
 ];
 const PROBE_ERROR_COLS: &[&str] = &[
     "agent",

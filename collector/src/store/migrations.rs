@@ -252,6 +252,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     DROP TABLE batches;
     ALTER TABLE batches_by_agent RENAME TO batches",
     ),
+    // Reply times of plain observations (`BlockObservation::rtt_min_ms`,
+    // `rtt_median_ms`), as the packed rounds carry them: the two one-byte
+    // codes of `schema::rtt` in one integer (`min << 8 | median`), NULL
+    // without replies or from older agents. Packed rounds need nothing:
+    // their stored columns carry the times from version 2 on. On
+    // PostgreSQL the column reaches every partition. Not plain DDL: see
+    // `observations_rtt`.
+    (12, ""),
 ];
 
 /// Migration 7: on PostgreSQL, `partitions::migrate`; on SQLite, the
@@ -279,6 +287,35 @@ async fn raw_by_time(
             .execute(&mut *conn)
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// Migration 12 (and again after 7, which may rebuild `observations` from
+/// its older column list): the `rtt` column, added where it is missing.
+async fn observations_rtt(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    let missing = match backend {
+        Backend::Postgres => true,
+        Backend::Sqlite => {
+            let has: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pragma_table_info('observations') WHERE name = 'rtt'",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            has == 0
+        }
+    };
+    if missing {
+        let if_not = if backend == Backend::Postgres {
+            "IF NOT EXISTS "
+        } else {
+            ""
+        };
+        sqlx::query(&format!(
+            "ALTER TABLE observations ADD COLUMN {if_not}rtt BIGINT"
+        ))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -343,6 +380,9 @@ async fn migrate_on(
         }
         if *version == 7 {
             raw_by_time(&mut tx, backend, now_ms).await?;
+        }
+        if *version == 7 || *version == 12 {
+            observations_rtt(&mut tx, backend).await?;
         }
         for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             let stmt = stmt

@@ -180,7 +180,7 @@ async fn select_observations(
     control: bool,
 ) -> Result<Vec<AgentObservation>, StoreError> {
     let rows = sqlx::query(
-        "SELECT agent, campaign, round, block, state, probes, replies, belief, availability, control, ts_ms
+        "SELECT agent, campaign, round, block, state, probes, replies, belief, availability, control, ts_ms, rtt
          FROM observations WHERE campaign = $1 AND round >= $2 AND round <= $3 AND control = $4
          ORDER BY round, block, agent",
     )

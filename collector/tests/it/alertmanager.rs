@@ -144,6 +144,7 @@ fn reports(rounds: std::ops::RangeInclusive<u64>, dark_from: u64, dark_until: u6
                 replies: u32::from(!down) * 2,
                 belief: if down { 0 } else { 255 },
                 availability: 200,
+                rtt: darkwatch_schema::rtt::Rtt::NONE,
             })
             .collect();
         let ts = round as i64 * 60_000 + 50_000;

@@ -54,6 +54,8 @@ fn batch(blocks: u8) -> ReportBatch {
                 belief: 0.9,
                 availability: 0.5,
                 control: false,
+                rtt_min_ms: None,
+                rtt_median_ms: None,
                 ts_ms: now,
             })
             .collect(),

@@ -241,6 +241,8 @@ pub fn kp_observation(
         belief: if dark { 0.01 } else { 0.99 },
         availability: 1.0,
         control: false,
+        rtt_min_ms: None,
+        rtt_median_ms: None,
         ts_ms: darkwatch_schema::round_start_ms(round, interval_secs) + 1000,
     }
 }

@@ -42,6 +42,8 @@ fn make_batch(a: usize, seq: u64, first_round: u64) -> ReportBatch {
                 belief: 0.1,
                 availability: 0.5,
                 control: false,
+                rtt_min_ms: None,
+                rtt_median_ms: None,
                 ts_ms: ts,
             })
             .collect(),

@@ -121,6 +121,8 @@ fn vp_batch(
                 belief: if down { 0.02 } else { 0.98 },
                 availability: if down { 0.0 } else { 0.9 },
                 control: false,
+                rtt_min_ms: None,
+                rtt_median_ms: None,
                 ts_ms: ts,
             });
         }

@@ -317,6 +317,7 @@ fn packed_round(
                 replies: u32::from(!down),
                 belief: 0,
                 availability: 0,
+                rtt: darkwatch_schema::rtt::Rtt::NONE,
             }
         })
         .collect();

@@ -56,6 +56,8 @@ fn batch(campaign: &str, interval: u64, blocks: u8) -> ReportBatch {
             belief: if i % 2 == 0 { 0.99 } else { 0.02 },
             availability: 0.75,
             control: false,
+            rtt_min_ms: None,
+            rtt_median_ms: None,
             ts_ms: now,
         })
         .collect();
@@ -676,6 +678,7 @@ async fn packed_reports_follow_known_block_spaces(db: &str) {
                 replies: 1,
                 belief: 255,
                 availability: 200,
+                rtt: darkwatch_schema::rtt::Rtt::NONE,
             })
             .collect();
         let mut b = batch("kp", 60, 0);

@@ -22,6 +22,8 @@ pub(crate) fn obs(round: u64, block: &str, control: bool) -> BlockObservation {
         belief: 0.5,
         availability: 0.25,
         control,
+        rtt_min_ms: None,
+        rtt_median_ms: None,
         ts_ms: T0 + round as i64,
     }
 }
@@ -42,7 +44,11 @@ async fn queries_split_rounds_and_control(db: &str) {
         .ingest(
             "a",
             &batch(vec![
-                obs(10, "198.18.1.0/24", false),
+                BlockObservation {
+                    rtt_min_ms: Some(12.0),
+                    rtt_median_ms: Some(150.0),
+                    ..obs(10, "198.18.1.0/24", false)
+                },
                 obs(10, "192.0.2.0/24", true),
             ]),
             T0,
@@ -66,6 +72,11 @@ async fn queries_split_rounds_and_control(db: &str) {
         [("a", 10), ("a", 11)]
     );
     assert!(o.iter().all(|x| !x.obs.control));
+    // Reply times come back within their 5 % scale; none where none came.
+    let near = |t: Option<f64>, want: f64| t.is_some_and(|t| (t / want - 1.0).abs() < 0.03);
+    assert!(near(o[0].obs.rtt_min_ms, 12.0), "{:?}", o[0].obs);
+    assert!(near(o[0].obs.rtt_median_ms, 150.0), "{:?}", o[0].obs);
+    assert_eq!((o[1].obs.rtt_min_ms, o[1].obs.rtt_median_ms), (None, None));
     let c = store
         .control_observations("kp", 0..=u64::MAX)
         .await
@@ -596,7 +607,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12]);
     sqlx::Connection::close(conn).await.expect("close");
 
     // Verdicts stored before were alerted as they stand.

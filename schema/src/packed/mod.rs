@@ -20,28 +20,38 @@
 //!
 //! Belief and availability travel quantized to 1/255: the collector's
 //! verdicts use states, probes and replies; the two estimates are for display.
+//!
+//! Version 2 adds the reply times ([`Rtt`], a byte for the median and a byte
+//! for its distance to the minimum), only for blocks with replies: latency
+//! and loss signals at no probing cost. Version 1 rounds (stored before)
+//! still decode, with no times.
 
 use std::io::Read;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::rtt::Rtt;
 use crate::{BlockObservation, BlockState};
 
 mod space;
 
 pub use space::{BlockSpace, Spaces};
 
-/// Version of the column layout (the first byte of the decompressed data).
-pub const PACKED_VERSION: u8 = 1;
+/// Version of the column layout (the first byte of the decompressed data)
+/// that this side writes: 2, with reply times.
+pub const PACKED_VERSION: u8 = 2;
+
+/// Oldest column layout still read: 1, without reply times.
+pub const PACKED_VERSION_MIN: u8 = 1;
 
 /// Most blocks in one packed round (one chunk). A round with more blocks is
 /// split into chunks ([`pack_chunks`]), each a packed round of its own.
 pub const MAX_BLOCKS_PER_PACKED: usize = 1 << 20;
 
 /// Largest decompressed column data accepted per block: a guard against
-/// decompression bombs (the real figure is 6 to about 20 bytes).
-const MAX_BYTES_PER_BLOCK: usize = 40;
+/// decompression bombs (the real figure is 6 to about 22 bytes).
+const MAX_BYTES_PER_BLOCK: usize = 42;
 
 /// `ApiError::code` of a batch whose packed rounds name a block space the
 /// collector does not know: resend the blocks as plain observations.
@@ -59,6 +69,8 @@ pub struct PackedBlock {
     pub belief: u8,
     /// Availability, quantized: `availability / 255`.
     pub availability: u8,
+    /// Reply times ([`Rtt::NONE`] when no reply came).
+    pub rtt: Rtt,
 }
 
 impl PackedBlock {
@@ -86,6 +98,8 @@ impl PackedBlock {
             belief: f64::from(self.belief) / 255.0,
             availability: f64::from(self.availability) / 255.0,
             control: false,
+            rtt_min_ms: self.rtt.min_ms(),
+            rtt_median_ms: self.rtt.median_ms(),
             ts_ms,
         })
     }
@@ -119,7 +133,9 @@ pub enum PackedError {
     Base64,
     #[error("packed data does not decompress: {0}")]
     Decompress(String),
-    #[error("packed data has version {0}, this side knows {PACKED_VERSION}")]
+    #[error(
+        "packed data has version {0}, this side knows {PACKED_VERSION_MIN} to {PACKED_VERSION}"
+    )]
     Version(u8),
     #[error("packed data is truncated or malformed ({0})")]
     Malformed(&'static str),
@@ -181,10 +197,11 @@ fn state_code(s: BlockState) -> u8 {
     }
 }
 
-/// The uncompressed columns of `blocks` (sorted by index, no repeats).
-fn columns(blocks: &[PackedBlock]) -> Vec<u8> {
+/// The uncompressed columns of `blocks` (sorted by index, no repeats) in
+/// layout `version` (1 or 2).
+fn columns(blocks: &[PackedBlock], version: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(blocks.len() * 7 + 8);
-    out.push(PACKED_VERSION);
+    out.push(version);
     put_varint(&mut out, blocks.len() as u64);
     let mut next = 0u64;
     for b in blocks {
@@ -201,6 +218,14 @@ fn columns(blocks: &[PackedBlock]) -> Vec<u8> {
     }
     out.extend(blocks.iter().map(|b| b.belief));
     out.extend(blocks.iter().map(|b| b.availability));
+    if version < 2 {
+        return out;
+    }
+    // Reply times of the blocks with replies only: the median, then how
+    // many steps the minimum lies below it (mostly 0: one reply).
+    let timed = || blocks.iter().filter(|b| b.replies > 0);
+    out.extend(timed().map(|b| b.rtt.median));
+    out.extend(timed().map(|b| b.rtt.median.saturating_sub(b.rtt.min)));
     out
 }
 
@@ -212,9 +237,26 @@ impl PackedRound {
         round: u64,
         space: &BlockSpace,
         ts_ms: i64,
+        chunk: (u32, u32),
+        blocks: Vec<PackedBlock>,
+    ) -> Result<PackedRound, PackedError> {
+        Self::pack_as(PACKED_VERSION, campaign, round, space, ts_ms, chunk, blocks)
+    }
+
+    /// [`PackedRound::pack`] in column layout `version`, for a collector
+    /// that accepts only an older one (version 1 leaves the times out).
+    pub fn pack_as(
+        version: u8,
+        campaign: &str,
+        round: u64,
+        space: &BlockSpace,
+        ts_ms: i64,
         (chunk, chunks): (u32, u32),
         mut blocks: Vec<PackedBlock>,
     ) -> Result<PackedRound, PackedError> {
+        if !(PACKED_VERSION_MIN..=PACKED_VERSION).contains(&version) {
+            return Err(PackedError::Version(version));
+        }
         if blocks.len() > MAX_BLOCKS_PER_PACKED {
             return Err(PackedError::TooManyBlocks(blocks.len()));
         }
@@ -231,7 +273,7 @@ impl PackedRound {
                 len: space.len(),
             });
         }
-        let raw = columns(&blocks);
+        let raw = columns(&blocks, version);
         let compressed = zstd::bulk::compress(&raw, 3)
             .map_err(|e| PackedError::Decompress(format!("compress: {e}")))?;
         Ok(PackedRound {
@@ -311,7 +353,7 @@ pub fn unpack_columns(
     }
     let mut c = Cursor { buf: &raw, pos: 0 };
     let version = c.byte()?;
-    if version != PACKED_VERSION {
+    if !(PACKED_VERSION_MIN..=PACKED_VERSION).contains(&version) {
         return Err(PackedError::Version(version));
     }
     let count = c.varint()?;
@@ -341,6 +383,7 @@ pub fn unpack_columns(
             replies: 0,
             belief: 0,
             availability: 0,
+            rtt: Rtt::NONE,
         });
     }
     for b in &mut out {
@@ -368,6 +411,21 @@ pub fn unpack_columns(
     for b in &mut out {
         b.availability = c.byte()?;
     }
+    if version >= 2 {
+        // A median of 0: replies whose times were not kept (a plain
+        // observation without them, repacked).
+        for b in out.iter_mut().filter(|b| b.replies > 0) {
+            b.rtt.median = c.byte()?;
+        }
+        for b in out.iter_mut().filter(|b| b.replies > 0) {
+            let below = c.byte()?;
+            b.rtt.min = match b.rtt.median.checked_sub(below) {
+                Some(0) if below > 0 => None,
+                m => m,
+            }
+            .ok_or(PackedError::Malformed("minimum time below the scale"))?;
+        }
+    }
     if c.pos != raw.len() {
         return Err(PackedError::Malformed("trailing bytes"));
     }
@@ -393,13 +451,54 @@ pub fn typical_round(blocks: u64, seed: u64) -> Vec<PackedBlock> {
                 replies: u32::from(!down),
                 belief: if down { 0 } else { 255 },
                 availability: (200 + ((i ^ seed).wrapping_mul(2_654_435_761) % 40)) as u8,
+                rtt: if down {
+                    Rtt::NONE
+                } else {
+                    typical_rtt(i, seed)
+                },
             }
         })
         .collect()
 }
 
+/// Reply times of block `i` in a typical round: blocks share a path per
+/// /16 (64 ms to about 250 ms, a few codes apart), one in eight differs by
+/// a code of jitter between rounds, and one in eleven (two probes) has a
+/// minimum a code below its median.
+fn typical_rtt(i: u64, seed: u64) -> Rtt {
+    let path = 10.0 * f64::from(((i >> 8).wrapping_mul(0x9E37_79B9) % 29) as u32);
+    let base = crate::rtt::quantize_ms(64.0 + path);
+    let jitter = u8::from((i.wrapping_mul(31) ^ seed) % 8 == 0);
+    let median = base + jitter;
+    Rtt {
+        min: median - u8::from(i % 11 == 0),
+        median,
+    }
+}
+
 /// Packs a whole round into chunks of at most `max_blocks` blocks each.
 pub fn pack_chunks(
+    campaign: &str,
+    round: u64,
+    space: &BlockSpace,
+    ts_ms: i64,
+    blocks: Vec<PackedBlock>,
+    max_blocks: usize,
+) -> Result<Vec<PackedRound>, PackedError> {
+    pack_chunks_as(
+        PACKED_VERSION,
+        campaign,
+        round,
+        space,
+        ts_ms,
+        blocks,
+        max_blocks,
+    )
+}
+
+/// [`pack_chunks`] in column layout `version` ([`PackedRound::pack_as`]).
+pub fn pack_chunks_as(
+    version: u8,
     campaign: &str,
     round: u64,
     space: &BlockSpace,
@@ -416,7 +515,8 @@ pub fn pack_chunks(
     for chunk in 0..chunks_u32 {
         let (now, later) = rest.split_at(rest.len().min(max_blocks));
         rest = later;
-        out.push(PackedRound::pack(
+        out.push(PackedRound::pack_as(
+            version,
             campaign,
             round,
             space,

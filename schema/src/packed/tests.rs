@@ -62,6 +62,15 @@ fn sample(space: &BlockSpace) -> Vec<PackedBlock> {
             replies: (i % 2) as u32,
             belief: (i * 13 % 256) as u8,
             availability: (i * 7 % 256) as u8,
+            // Times only with replies; some blocks' minimum below the median.
+            rtt: if i % 2 == 1 {
+                Rtt {
+                    min: (i % 200) as u8 + 1,
+                    median: (i % 200) as u8 + 1 + (i % 3) as u8,
+                }
+            } else {
+                Rtt::NONE
+            },
         })
         .collect()
 }
@@ -90,6 +99,8 @@ fn a_typical_round_costs_under_a_byte_per_block() {
     let p = PackedRound::pack("big", 1, &space, 1_800_000_000_000, (0, 1), blocks).unwrap();
     let per_block = p.data.len() as f64 / space.len() as f64;
     assert!(per_block < 1.0, "{per_block} bytes per block on the wire");
+    // Reply times are in it.
+    assert!(p.unpack(&space).unwrap()[1].rtt.median > 0);
 }
 
 #[test]
@@ -120,6 +131,7 @@ fn refuses_bad_input_without_panicking() {
         replies: 1,
         belief: 255,
         availability: 255,
+        rtt: Rtt::NONE,
     };
     let pack = |blocks| PackedRound::pack("kp", 1, &space, 0, (0, 1), blocks);
     assert!(matches!(pack(vec![b(1)]), Err(PackedError::Index { .. })));
@@ -173,4 +185,57 @@ fn spaces_unpack_by_digest_and_refuse_an_unknown_one() {
         spaces.unpack(&digest, &data, p.blocks + 1),
         Err(PackedError::Count { .. })
     ));
+}
+
+#[test]
+fn reply_times_survive_packing_and_reach_observations() {
+    let space = BlockSpace::new(&nets(&["198.18.0.0/24"]));
+    let mut times = [4.0, 150.0, 151.0];
+    let block = PackedBlock {
+        index: 0,
+        state: BlockState::Up,
+        probes: 3,
+        replies: 3,
+        belief: 255,
+        availability: 255,
+        rtt: Rtt::of(&mut times),
+    };
+    let p = PackedRound::pack("kp", 1, &space, 0, (0, 1), vec![block]).unwrap();
+    assert_eq!(p.unpack(&space).unwrap(), vec![block]);
+    let o = &p.to_observations(&space).unwrap()[0];
+    let (min, median) = (o.rtt_min_ms.unwrap(), o.rtt_median_ms.unwrap());
+    assert!((min / 4.0 - 1.0).abs() < 0.03, "{min}");
+    assert!((median / 150.0 - 1.0).abs() < 0.03, "{median}");
+}
+
+/// Version 1 columns (before reply times), as stored rounds hold them.
+fn v1_columns(blocks: &[PackedBlock]) -> Vec<u8> {
+    zstd::bulk::compress(&columns(blocks, 1), 3).unwrap()
+}
+
+#[test]
+fn version_1_rounds_still_unpack_without_times() {
+    let space = BlockSpace::new(&nets(&["198.18.0.0/22"]));
+    let blocks = sample(&space);
+    let old = unpack_columns(&v1_columns(&blocks), blocks.len() as u32, &space).unwrap();
+    let untimed: Vec<PackedBlock> = blocks
+        .iter()
+        .map(|b| PackedBlock {
+            rtt: Rtt::NONE,
+            ..*b
+        })
+        .collect();
+    assert_eq!(old, untimed);
+    // What an agent sends a collector that accepts version 1 only.
+    let p = PackedRound::pack_as(1, "c", 1, &space, 0, (0, 1), blocks.clone()).unwrap();
+    assert_eq!(p.unpack(&space).unwrap(), untimed);
+    assert!(PackedRound::pack_as(3, "c", 1, &space, 0, (0, 1), blocks.clone()).is_err());
+    // A version from the future is refused, not misread.
+    let mut raw = columns(&blocks, PACKED_VERSION);
+    raw[0] = PACKED_VERSION + 1;
+    let future = zstd::bulk::compress(&raw, 3).unwrap();
+    assert_eq!(
+        unpack_columns(&future, blocks.len() as u32, &space),
+        Err(PackedError::Version(PACKED_VERSION + 1))
+    );
 }

@@ -30,6 +30,10 @@ pub(super) struct RoundRaw {
     pub per_vp: Vec<summaries::Totals>,
     /// Per prefix: probes and replies of every VP.
     pub prefix_probes: Vec<(u64, u64)>,
+    /// Per summary scope with per-VP totals: the median and 95th
+    /// percentile of its blocks' median reply times, every VP's reports
+    /// pooled (`schema::rtt` codes, 0: none). Empty without times.
+    pub scope_rtt: Vec<(u8, u8)>,
     pub skipped: usize,
     /// Sum of the observations' digest shares (`None`: no observation).
     pub digest_sum: Option<u64>,
@@ -60,6 +64,9 @@ pub struct RoundInput<'a> {
     dense: Vec<Option<(Vec<u8>, Vec<u8>)>>,
     /// Per VP: probes and replies per prefix.
     vp_prefix: Vec<Vec<(u64, u64)>>,
+    /// Per summary scope with per-VP totals: how many blocks' median reply
+    /// time had each code (allocated on the first time given).
+    rtt: Vec<[u32; 256]>,
     /// Sum of the observations' digest shares.
     sum: Option<u64>,
 }
@@ -76,7 +83,29 @@ impl<'a> RoundInput<'a> {
             },
             dense: Vec::new(),
             vp_prefix: Vec::new(),
+            rtt: Vec::new(),
             sum: None,
+        }
+    }
+
+    /// A VP's report of `block` had replies with this median reply time (a
+    /// `schema::rtt` code; 0 and unknown blocks are ignored). Latency
+    /// signals only: verdicts and digests do not read it.
+    pub fn rtt(&mut self, block: u32, code: u8) {
+        let e = &*self.engine;
+        let Some(&p) = e.block_prefix.get(block as usize) else {
+            return;
+        };
+        if code == 0 {
+            return;
+        }
+        if self.rtt.is_empty() {
+            self.rtt = vec![[0; 256]; e.layout.per_vp_scopes];
+        }
+        for &s in &e.layout.of_prefix[p as usize] {
+            if let Some(h) = self.rtt.get_mut(s) {
+                h[usize::from(code)] += 1;
+            }
         }
     }
 
@@ -233,11 +262,16 @@ impl<'a> RoundInput<'a> {
             mut raw,
             mut dense,
             vp_prefix,
+            rtt,
             sum,
         } = self;
         let np = engine.prefixes.len();
         let pvs = engine.layout.per_vp_scopes;
         raw.digest_sum = sum;
+        raw.scope_rtt = rtt
+            .iter()
+            .map(|h| (quantile(h, 0.5), quantile(h, 0.95)))
+            .collect();
         for (v, per_prefix) in vp_prefix.iter().enumerate() {
             for (p, &(probes, replies)) in per_prefix.iter().enumerate() {
                 if probes == 0 && replies == 0 {
@@ -287,4 +321,22 @@ impl<'a> RoundInput<'a> {
         }
         engine.put_round(round, raw);
     }
+}
+
+/// The code at quantile `q` of a histogram of codes (0 when empty), by the
+/// same nearest-rank rule as `latency::RoundLatency::new`.
+fn quantile(h: &[u32; 256], q: f64) -> u8 {
+    let n: u64 = h.iter().map(|&c| u64::from(c)).sum();
+    if n == 0 {
+        return 0;
+    }
+    let rank = (q * (n - 1) as f64).round() as u64;
+    let mut seen = 0u64;
+    for (code, &c) in h.iter().enumerate() {
+        seen += u64::from(c);
+        if seen > rank {
+            return code as u8;
+        }
+    }
+    0
 }

@@ -141,6 +141,16 @@ impl Incremental {
                 }
             }
         }
+        let mut rtt = Vec::new();
+        if raws.iter().flatten().any(|x| !x.scope_rtt.is_empty()) {
+            rtt = vec![(0, 0); nr * pvs];
+            for (r, raw) in raws.iter().enumerate() {
+                let Some(t) = raw.and_then(|x| x.scope_rtt.get(..pvs)) else {
+                    continue;
+                };
+                rtt[r * pvs..(r + 1) * pvs].copy_from_slice(t);
+            }
+        }
         let summaries = Summaries {
             first_round: first,
             rounds: nr,
@@ -149,6 +159,7 @@ impl Incremental {
             vps: nvo,
             consensus,
             per_vp,
+            rtt,
         };
         Output {
             verdicts: detected.into_iter().map(|d| d.verdict).collect(),
