@@ -52,6 +52,8 @@ fn rounds(blocks: &[&str], dark: impl Fn(&str) -> bool) -> StoredRounds {
                         availability: 1.0,
                         control: false,
                         ts_ms: round_start_ms(FIRST + off, INTERVAL) + 1000,
+                        rtt_min_ms: None,
+                        rtt_median_ms: None,
                     },
                 });
             }
