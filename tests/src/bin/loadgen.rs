@@ -76,6 +76,10 @@ struct Args {
     /// Fleet: rounds of the steady phase.
     #[arg(long, default_value_t = 2)]
     rounds: u64,
+    /// Fleet: agents of the real fleet the run stands for (CPU is scaled from
+    /// the rate sent to this fleet's at --real-round-secs).
+    #[arg(long, default_value_t = 5_000)]
+    fleet_size: usize,
     /// Fleet: rounds spooled by every agent during the outage (6: an hour).
     #[arg(long, default_value_t = 6)]
     outage_rounds: u64,
@@ -108,6 +112,7 @@ fn fleet_main(args: &Args, collector_bin: &PathBuf, db_url: &str, run_id: u32) -
         blocks: args.blocks,
         round_secs: args.round_secs,
         real_round_secs: args.real_round_secs,
+        fleet_size: args.fleet_size,
         rounds: args.rounds,
         outage_rounds: args.outage_rounds,
         run_id,
@@ -126,12 +131,13 @@ fn fleet_main(args: &Args, collector_bin: &PathBuf, db_url: &str, run_id: u32) -
     let lost = expected - acked.len() as u64 + v.missing.len() as u64 + v.wrong.len() as u64;
     let (s, b) = (steady.summary(), burst.summary());
     println!(
-        "{} agents, {} blocks a round, a {} s round standing for {} s ({}x), {} rounds, then {} spooled rounds each",
+        "{} agents, {} blocks a round, a {} s round standing for {} s ({:.1}x the request rate of {} agents), {} rounds, then {} spooled rounds each",
         args.agents,
         args.blocks,
         args.round_secs,
         args.real_round_secs,
-        args.real_round_secs / args.round_secs,
+        fleet::rate_factor(&cfg),
+        args.fleet_size,
         args.rounds,
         args.outage_rounds
     );
