@@ -2,7 +2,9 @@
 # Measures darkwatch's reliability and writes docs/reliability.md:
 #   1. every fuzz target for FUZZ_SECS seconds (fuzz/run.sh; needs nightly + cargo-fuzz),
 #   2. the bad-input, crash, spool and local-policy tests (real binaries),
-#   3. the load generator against SQLite and PostgreSQL (release build, LOAD_SECS seconds).
+#   3. the load generator against SQLite and PostgreSQL (release build, LOAD_SECS seconds),
+#   4. the fleet load (loadgen --fleet: FLEET_AGENTS agents, one FLEET_BLOCKS-block packed
+#      round each per FLEET_ROUND_SECS, then a drain of 6 spooled rounds; SKIP_FLEET=1 leaves it out).
 # Usage (as root, from anywhere): bash scripts/reliability.sh
 # Environment: FUZZ_SECS (default 60), LOAD_SECS (default 20), LOAD_AGENTS (default 200),
 # LOAD_OBS (observations per batch, default 100), DARKWATCH_TEST_PG (PostgreSQL server URL;
@@ -15,6 +17,9 @@ FUZZ_SECS=${FUZZ_SECS:-60}
 LOAD_SECS=${LOAD_SECS:-20}
 LOAD_AGENTS=${LOAD_AGENTS:-200}
 LOAD_OBS=${LOAD_OBS:-100}
+FLEET_AGENTS=${FLEET_AGENTS:-5000}
+FLEET_BLOCKS=${FLEET_BLOCKS:-10000}
+FLEET_ROUND_SECS=${FLEET_ROUND_SECS:-600}
 out=docs/reliability.md
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -62,6 +67,16 @@ if [ -n "$DARKWATCH_TEST_PG" ]; then
 fi
 cat "$work/load" >&2
 
+fleet_args=(--fleet --agents "$FLEET_AGENTS" --blocks "$FLEET_BLOCKS" --round-secs "$FLEET_ROUND_SECS"
+  --rounds 1 --outage-rounds 6 --collector-bin target/release/darkwatch-collector)
+if [ "${SKIP_FLEET:-0}" = 1 ]; then
+  echo "(not run: SKIP_FLEET=1)" >"$work/fleet"
+else
+  echo "== fleet (${FLEET_AGENTS} agents, ${FLEET_ROUND_SECS}-s rounds)" >&2
+  "$lg" "${fleet_args[@]}" >"$work/fleet" 2>"$work/fleet.err" || failed=1
+fi
+cat "$work/fleet" >&2
+
 figure() { grep -h "$1" "$work"/darkwatch-*.log | head -n1 | sed 's/^[ .]*//'; }
 test_lines() { grep -hE '^test .* \.\.\. ' "$work/$1.log" | sed 's/^test /- `/; s/ \.\.\. /` /'; }
 
@@ -95,6 +110,14 @@ test_lines() { grep -hE '^test .* \.\.\. ' "$work/$1.log" | sed 's/^test /- `/; 
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   cat "$work/load"
   [ -n "$DARKWATCH_TEST_PG" ] || echo "| PostgreSQL | not run: DARKWATCH_TEST_PG unset | | | | | | | | | | | |"
+  echo
+  echo "## Fleet load (issue 28, point 7)"
+  echo
+  echo "\`darkwatch-loadgen ${fleet_args[*]}\` (SQLite, release build): each agent"
+  echo "posts one packed round per round at its own offset, then all drain 6 spooled rounds at once"
+  echo "(\`tests/src/fleet.rs\` says how; CPU is the collector's user + system time over the phase)."
+  echo
+  cat "$work/fleet"
   echo
   echo "## Faults survived"
   echo

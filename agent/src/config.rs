@@ -136,6 +136,12 @@ pub struct ReportConfig {
     /// own. Lower it if the collector's `max_body` is small.
     #[serde(default = "defaults::max_blocks_per_batch")]
     pub max_blocks_per_batch: usize,
+    /// Largest clock offset from the collector (s, measured from its
+    /// answers' `Date` header) at which rounds are still reported: beyond
+    /// it, this host's round numbers cannot be trusted, and batches stay
+    /// spooled until its clock is fixed.
+    #[serde(default = "defaults::max_clock_offset_secs")]
+    pub max_clock_offset_secs: u64,
 }
 
 /// The agent's own metrics (see `metrics`); both outputs are optional.
@@ -152,6 +158,9 @@ pub struct MetricsConfig {
 }
 
 mod defaults {
+    pub fn max_clock_offset_secs() -> u64 {
+        60
+    }
     pub fn pps() -> u32 {
         500
     }
@@ -244,6 +253,7 @@ impl Default for ReportConfig {
             http_timeout_secs: defaults::http_timeout_secs(),
             packed: defaults::packed(),
             max_blocks_per_batch: defaults::max_blocks_per_batch(),
+            max_clock_offset_secs: defaults::max_clock_offset_secs(),
         }
     }
 }
@@ -324,6 +334,7 @@ impl Config {
         if self.report.poll_secs == 0
             || self.report.retry_max_secs == 0
             || self.report.http_timeout_secs == 0
+            || self.report.max_clock_offset_secs == 0
         {
             return Err("report.* durations must be positive".into());
         }

@@ -167,7 +167,8 @@ impl Agent {
             &cfg.collector,
             &token,
             Duration::from_secs(cfg.report.http_timeout_secs),
-        )?;
+        )?
+        .with_max_clock_offset(Duration::from_secs(cfg.report.max_clock_offset_secs));
         let (round_pps, discovery_pps) = schedule::split_pps(cfg.pps);
         let limiter = Arc::new(RateLimiter::new(round_pps, crate::ratelimit::DEFAULT_BURST));
         let discovery_limiter = Arc::new(RateLimiter::new(
@@ -454,7 +455,7 @@ async fn sender_loop(agent: Arc<Agent>, wake: Arc<Notify>) {
                 wake.notified().await;
             }
             Some(e) => {
-                tracing::warn!(error = %e, remaining = d.remaining, retry_in = ?backoff, "cannot reach the collector");
+                tracing::warn!(error = %e, remaining = d.remaining, retry_in = ?backoff, "the spool is not drained; trying again");
                 // Wait out the backoff even if a new batch arrives meanwhile:
                 // the collector is down, more requests would not help.
                 tokio::time::sleep(backoff).await;

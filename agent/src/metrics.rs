@@ -55,6 +55,9 @@ pub struct Counters {
     /// Batches the collector stored only in part (a copy kept in
     /// rejected/).
     pub batches_partial: u64,
+    /// Spool drains held back: this host's clock too far off the
+    /// collector's to place its rounds.
+    pub drains_held: u64,
     /// The collector's clock minus this host's (ms), as last measured.
     pub clock_offset_ms: Option<i64>,
     pub assignments_refused: u64,
@@ -192,6 +195,11 @@ pub fn render(c: &Counters, spool: Option<SpoolUsage>) -> String {
         "Report batches the collector stored only in part (a copy kept in the spool's rejected/ with the reason).",
         one(c.batches_partial),
     )
+    .counter(
+        "darkwatch_agent_drains_held_total",
+        "Spool drains held back because this host's clock was beyond report.max_clock_offset_secs off the collector's (its rounds cannot be placed; batches stay spooled).",
+        one(c.drains_held),
+    )
     .gauge(
         "darkwatch_agent_clock_offset_seconds",
         "The collector's clock minus this host's, from its answers' Date header (±0.5 s); absent until measured.",
@@ -279,13 +287,14 @@ impl Metrics {
     /// Records a pass over the spool (batches refused; the spool shrank).
     pub fn drained(&self, d: &Drained) {
         // Nothing to persist, and no textfile whose spool gauges would change.
-        if d.rejected == 0 && d.partial == 0 && self.cfg.textfile.is_none() {
+        if d.rejected == 0 && d.partial == 0 && d.held == 0 && self.cfg.textfile.is_none() {
             return;
         }
         {
             let mut c = lock(&self.counters);
             c.batches_rejected += d.rejected as u64;
             c.batches_partial += d.partial as u64;
+            c.drains_held += u64::from(d.held > 0);
         }
         self.save();
     }

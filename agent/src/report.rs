@@ -8,6 +8,13 @@
 //! instead: a packed round whose block space the collector does not know
 //! (the campaign changed after the round was packed) is unpacked and resent
 //! as plain observations ([`plain_batches`]), so nothing is lost.
+//!
+//! Rounds are numbered by this host's clock. When the collector's clock
+//! (its answers' `Date` header) differs by more than a bound, this host's
+//! rounds cannot be placed: reported, they would land in the wrong round
+//! (a round ahead is refused; one behind would overwrite the past). So
+//! `drain` holds the spool instead ([`clock_unplaceable`]), logs and counts
+//! it, and sends once the offset is back within the bound.
 
 use std::time::Duration;
 
@@ -34,6 +41,14 @@ pub enum ReportError {
     },
     #[error("collector sent an unreadable answer: {0}")]
     Decode(String),
+    #[error(
+        "this host's clock is {}s off the collector's (collector minus agent; at most {}s \
+         allowed): its rounds cannot be placed, so batches stay spooled until its time is \
+         fixed (NTP)",
+        *offset_ms as f64 / 1000.0,
+        *bound_ms as f64 / 1000.0
+    )]
+    ClockOffset { offset_ms: i64, bound_ms: i64 },
     #[error(transparent)]
     Spool(#[from] SpoolError),
 }
@@ -59,6 +74,17 @@ pub fn clock_offset_ms(date: &str, local_ms: i64) -> Option<i64> {
     Some(i64::try_from(secs).ok()? * 1000 + 500 - local_ms)
 }
 
+/// The measured offset when it is beyond `bound_ms` either way (this
+/// host's rounds cannot be placed); `None` within it or when not measured
+/// yet (the first answer measures it).
+pub fn clock_unplaceable(offset_ms: Option<i64>, bound_ms: i64) -> Option<i64> {
+    offset_ms.filter(|o| o.abs() > bound_ms)
+}
+
+/// Default of [`Reporter::with_max_clock_offset`] (the agent's
+/// `report.max_clock_offset_secs`).
+pub const MAX_CLOCK_OFFSET_MS: i64 = 60_000;
+
 /// Offsets smaller than this are not worth a warning (the `Date` header's
 /// resolution is a second).
 pub const CLOCK_OFFSET_WARN_MS: i64 = 2_000;
@@ -76,6 +102,8 @@ pub struct Reporter {
     /// `If-None-Match`: an unchanged assignment then costs no transfer and
     /// no parse.
     etag: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Beyond this clock offset (ms) `drain` holds the spool.
+    max_offset_ms: i64,
 }
 
 /// What one pass over the spool did.
@@ -89,6 +117,9 @@ pub struct Drained {
     /// Batches the collector stored only in part (a copy kept in
     /// `rejected/` with the reason).
     pub partial: usize,
+    /// Batches not sent because this host's clock is too far off the
+    /// collector's (kept spooled).
+    pub held: usize,
     pub remaining: usize,
 }
 
@@ -156,7 +187,15 @@ impl Reporter {
             token: token.to_string(),
             offset_ms: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
             etag: Default::default(),
+            max_offset_ms: MAX_CLOCK_OFFSET_MS,
         })
+    }
+
+    /// Holds the spool while the clock offset exceeds `bound` (default
+    /// [`MAX_CLOCK_OFFSET_MS`]).
+    pub fn with_max_clock_offset(mut self, bound: Duration) -> Reporter {
+        self.max_offset_ms = i64::try_from(bound.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -295,6 +334,20 @@ impl Reporter {
             };
             let total = entries.len();
             for (i, entry) in entries.iter().enumerate() {
+                // Checked before every batch: the first answer may be the
+                // one that measures the offset.
+                if let Some(offset_ms) =
+                    clock_unplaceable(self.clock_offset_ms(), self.max_offset_ms)
+                {
+                    let e = ReportError::ClockOffset {
+                        offset_ms,
+                        bound_ms: self.max_offset_ms,
+                    };
+                    tracing::error!(held = total - i, error = %e, "not reporting");
+                    d.held = total - i;
+                    d.remaining = total - i;
+                    return (d, Some(e));
+                }
                 let batch = match spool.read(entry) {
                     Ok(Some(b)) => b,
                     Ok(None) => continue,
@@ -433,6 +486,84 @@ mod tests {
                 Some("\"two\"".into())
             ]
         );
+    }
+
+    /// A host whose clock is beyond the bound off the collector's reports
+    /// nothing: the batches stay spooled (counted as held) until an answer
+    /// shows the offset back within the bound. Against a small HTTP server
+    /// of the test's whose `Date` header is set by the test.
+    #[tokio::test]
+    async fn a_clock_too_far_off_holds_the_spool() {
+        use axum::http::header;
+        use std::sync::{Arc, Mutex};
+        let skew_s = Arc::new(Mutex::new(3_600i64));
+        let date = {
+            let skew_s = skew_s.clone();
+            move || {
+                let s = *skew_s.lock().unwrap();
+                let t = std::time::SystemTime::now() + Duration::from_secs(s as u64);
+                [(header::DATE, httpdate::fmt_http_date(t))]
+            }
+        };
+        let app = axum::Router::new()
+            .route(
+                "/v1/reports",
+                axum::routing::post({
+                    let date = date.clone();
+                    move |axum::Json(b): axum::Json<ReportBatch>| async move {
+                        let ack = serde_json::json!({
+                            "batch_id": b.batch_id, "duplicate": false,
+                            "observations_stored": 0, "traces_stored": 0
+                        });
+                        (date(), axum::Json(ack))
+                    }
+                }),
+            )
+            .route(
+                "/v1/assignments",
+                axum::routing::get(move || async move {
+                    let body = serde_json::json!({ "agent": "vp1", "campaigns": [] });
+                    (date(), axum::Json(body))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for i in 0..3u8 {
+            let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+            spool
+                .push(&ReportBatch::new(format!("{i:02x}").repeat(32), now))
+                .unwrap();
+        }
+        let r = Reporter::new(&format!("http://{addr}"), "t", Duration::from_secs(5))
+            .unwrap()
+            .with_max_clock_offset(Duration::from_secs(60));
+        // The first answer measures the offset (an hour): the rest is held.
+        let (d, err) = r.drain(&spool).await;
+        assert_eq!((d.sent, d.held, d.remaining), (1, 2, 2), "{d:?}");
+        assert!(
+            matches!(
+                err,
+                Some(ReportError::ClockOffset {
+                    bound_ms: 60_000,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        assert!(err.unwrap().is_retryable(), "kept, not rejected");
+        assert_eq!(spool.entries().unwrap().len(), 2);
+        let (d, _) = r.drain(&spool).await;
+        assert_eq!((d.sent, d.held), (0, 2));
+        // Within the bound (an assignment poll measures it): all sent.
+        *skew_s.lock().unwrap() = 30;
+        r.assignments().await.unwrap();
+        let (d, err) = r.drain(&spool).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!((d.sent, d.held), (2, 0));
+        assert!(spool.entries().unwrap().is_empty());
     }
 
     /// A round the collector's clock has not reached is kept to be sent

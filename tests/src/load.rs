@@ -267,6 +267,16 @@ pub fn read_stored(db_url: &str) -> Result<Stored> {
             s.observation_rows.insert(agent.clone(), n.parse()?);
         }
     }
+    // Packed rounds are stored as they came, a record per chunk: their
+    // blocks count as the agent's rows.
+    for r in db_query(
+        db_url,
+        "SELECT agent, SUM(blocks) FROM round_records GROUP BY agent",
+    )? {
+        if let [agent, n] = r.as_slice() {
+            *s.observation_rows.entry(agent.clone()).or_default() += n.parse::<u64>()?;
+        }
+    }
     Ok(s)
 }
 

@@ -122,6 +122,7 @@ fn render_writes_every_family_with_escaped_labels() {
     );
     c.batches_rejected = 2;
     c.batches_partial = 1;
+    c.drains_held = 4;
     c.clock_offset_ms = Some(-90_500);
     let text = render(
         &c,
@@ -140,6 +141,7 @@ fn render_writes_every_family_with_escaped_labels() {
         "darkwatch_agent_skipped_addresses{campaign=\"k\\\"p\",reason=\"reserved\"} 256",
         "darkwatch_agent_batches_rejected_total 2",
         "darkwatch_agent_batches_partial_total 1",
+        "darkwatch_agent_drains_held_total 4",
         "darkwatch_agent_clock_offset_seconds -90.5",
         "darkwatch_agent_assignments_refused_total 0",
         "darkwatch_agent_spool_bytes 1234",
@@ -154,7 +156,7 @@ fn render_writes_every_family_with_escaped_labels() {
     }
     assert!(!render(&c, None).contains("spool_bytes"));
     let names = names();
-    assert_eq!(names.len(), 12, "{names:?}");
+    assert_eq!(names.len(), 13, "{names:?}");
     assert!(names.iter().all(|n| text.contains(&format!("# TYPE {n} "))));
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use darkwatch_netlab::{announced_url, KillOnDrop};
+use darkwatch_tests::fleet::{self, FleetConfig};
 use darkwatch_tests::harness::{workspace_bin, Db};
 use darkwatch_tests::load::{self, LoadConfig};
 
@@ -57,6 +58,31 @@ struct Args {
     /// Print one Markdown table row (for docs/reliability.md).
     #[arg(long, conflicts_with = "json")]
     markdown: bool,
+    /// A fleet at its real rate instead of saturation: each agent posts one
+    /// packed round of --blocks blocks per round, spread over the round,
+    /// for --rounds rounds; then every agent drains --outage-rounds rounds
+    /// at once (`darkwatch_tests::fleet`).
+    #[arg(long)]
+    fleet: bool,
+    /// Fleet: blocks per agent per round.
+    #[arg(long, default_value_t = 10_000)]
+    blocks: usize,
+    /// Fleet: the length of a compressed round (the campaign's interval).
+    #[arg(long, default_value_t = 60)]
+    round_secs: u64,
+    /// Fleet: the real round it stands for.
+    #[arg(long, default_value_t = 600)]
+    real_round_secs: u64,
+    /// Fleet: rounds of the steady phase.
+    #[arg(long, default_value_t = 2)]
+    rounds: u64,
+    /// Fleet: agents of the real fleet the run stands for (CPU is scaled from
+    /// the rate sent to this fleet's at --real-round-secs).
+    #[arg(long, default_value_t = 5_000)]
+    fleet_size: usize,
+    /// Fleet: rounds spooled by every agent during the outage (6: an hour).
+    #[arg(long, default_value_t = 6)]
+    outage_rounds: u64,
 }
 
 fn start_collector(bin: &PathBuf, db: &str, extra: &[String]) -> Result<(KillOnDrop, String)> {
@@ -71,6 +97,91 @@ fn start_collector(bin: &PathBuf, db: &str, extra: &[String]) -> Result<(KillOnD
     let mut served = KillOnDrop(child);
     let url = announced_url(&mut served.0, Duration::from_secs(60))?;
     Ok((served, url))
+}
+
+/// `--fleet`: set up, run both phases, verify, print the table.
+fn fleet_main(args: &Args, collector_bin: &PathBuf, db_url: &str, run_id: u32) -> Result<()> {
+    if args.round_secs == 0 || args.real_round_secs < args.round_secs {
+        bail!("--round-secs must be positive and at most --real-round-secs");
+    }
+    let agents = fleet::setup(collector_bin, db_url, args.agents, run_id, args.round_secs)?;
+    let (served, base_url) = start_collector(collector_bin, db_url, &args.serve_arg)?;
+    let cfg = FleetConfig {
+        base_url,
+        agents,
+        blocks: args.blocks,
+        round_secs: args.round_secs,
+        real_round_secs: args.real_round_secs,
+        fleet_size: args.fleet_size,
+        rounds: args.rounds,
+        outage_rounds: args.outage_rounds,
+        run_id,
+        collector_pid: Some(served.0.id()),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (steady, burst) = rt.block_on(fleet::run(&cfg))?;
+    drop(served);
+    let acked: Vec<_> = steady.acked.iter().chain(&burst.acked).cloned().collect();
+    let v = load::verify(&acked, &load::read_stored(db_url)?);
+    // Lost: sent but never acknowledged (given up), or acknowledged and absent.
+    let expected = args.agents as u64 * (args.rounds + args.outage_rounds);
+    let lost = expected - acked.len() as u64 + v.missing.len() as u64 + v.wrong.len() as u64;
+    let (s, b) = (steady.summary(), burst.summary());
+    println!(
+        "{} agents, {} blocks a round, a {} s round standing for {} s ({:.1}x the request rate of {} agents), {} rounds, then {} spooled rounds each",
+        args.agents,
+        args.blocks,
+        args.round_secs,
+        args.real_round_secs,
+        fleet::rate_factor(&cfg),
+        args.fleet_size,
+        args.rounds,
+        args.outage_rounds
+    );
+    println!();
+    println!("| phase | batches | blocks | seconds | p50 | p99 | max | failed tries | collector CPU (of a core) | lost |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, p) in [("steady", &s), ("burst", &b)] {
+        println!(
+            "| {name} | {} | {} | {:.1} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} | {} |",
+            p.batches,
+            p.blocks,
+            p.seconds,
+            p.p50_ms,
+            p.p99_ms,
+            p.max_ms,
+            p.failed_requests,
+            p.cpu_core_share
+                .map_or("n/a".into(), |c| format!("{:.1} %", c * 100.0)),
+            if name == "steady" {
+                lost.to_string()
+            } else {
+                "(above)".into()
+            },
+        );
+    }
+    println!();
+    for line in fleet::verdicts(&s, &b, &cfg, lost) {
+        println!("- {line}");
+    }
+    if !steady.failures.is_empty() || !burst.failures.is_empty() {
+        println!(
+            "- failed tries: steady {:?}, burst {:?}",
+            steady.failures, burst.failures
+        );
+    }
+    if lost > 0 || !v.ok() {
+        bail!(
+            "reports lost: {lost} ({} missing, {} wrong, {:?})",
+            v.missing.len(),
+            v.wrong.len(),
+            v.row_mismatch
+        );
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -93,6 +204,9 @@ fn main() -> Result<()> {
         (None, None) => Db::sqlite(tmp.path()).url.clone(),
     };
     let run_id: u32 = rand::random();
+    if args.fleet {
+        return fleet_main(&args, &collector_bin, &db_url, run_id);
+    }
     let agents = load::setup(&collector_bin, &db_url, args.agents, run_id)?;
 
     let (served, base_url, pid) = match &args.url {

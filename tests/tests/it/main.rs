@@ -3,6 +3,7 @@
 //! (`scenarios`, `reporting`, `scaleout`), and the demo (`demo`).
 
 mod demo;
+mod docs;
 mod lab;
 mod reporting;
 mod scaleout;
