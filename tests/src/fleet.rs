@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use darkwatch_schema::packed::{pack_chunks, PackedBlock};
+use darkwatch_schema::rtt::Rtt;
 use darkwatch_schema::{round_of, round_start_ms, BatchAck, BlockSpace, BlockState, ReportBatch};
 use serde::Serialize;
 
@@ -138,6 +139,12 @@ pub fn fleet_batch(
                 replies: u32::from(up),
                 belief: if up { 250 } else { 5 },
                 availability: 150,
+                // Real rounds carry reply times for blocks that answered.
+                rtt: if up {
+                    Rtt::from_ms(Some(40.0 + (j % 7) as f64), Some(45.0 + (j % 11) as f64))
+                } else {
+                    Rtt::NONE
+                },
             }
         })
         .collect();
