@@ -1,15 +1,26 @@
 //! The probe transport: an ICMP echo behind the [`Pinger`] trait, so that
 //! discovery and rounds run the same against the real network
-//! ([`SurgePinger`], over surge-ping raw sockets) and against a simulated one
-//! (`sim::SimPinger`, built for tests and with the `sim` feature).
+//! ([`SurgePinger`]) and against a simulated one (`sim::SimPinger`, built for
+//! tests and with the `sim` feature).
 //!
-//! The real pinger opens one RAW client per address family, raises the
-//! receive buffer (one task reads every reply, and an overflowing buffer drops
-//! replies silently), gives every probe a unique (identifier, sequence) pair
-//! and checks the ICMP type: a Destination Unreachable is not a reply. Its
-//! identifiers and the sweeps' come from disjoint ranges, and a kernel filter
-//! on each IPv4 socket ([`filter`]) hands it only the replies and errors of
-//! its own probes: a sweep's replies never reach the rounds' socket.
+//! Which path the real pinger takes:
+//! - IPv4 echo probes (rounds, the ad hoc `probe` command, discovery of
+//!   single addresses): [`raw::RawEcho`], one raw socket sent on straight
+//!   from the probing futures and one receiving thread that matches replies
+//!   and ICMP errors by (identifier, sequence) in the sans-IO
+//!   [`echo::EchoCore`] and times probes out from a deadline heap: no task,
+//!   timer or socket registration per probe, which is what a round of one
+//!   probe per block costs most at scale.
+//! - IPv4 discovery sweeps: [`RawSweeper`], batch sends and a polling
+//!   receiver of its own.
+//! - IPv6 echo probes: surge-ping (few blocks; its per-probe cost does not
+//!   matter there).
+//!
+//! Every socket has a kernel filter ([`filter`]): identifiers of echo
+//! probes, sweeps and traceroutes come from disjoint ranges, and each socket
+//! gets only the replies and errors of its own probes, so that a sweep's
+//! replies never reach the rounds' socket. Receive buffers are raised (an
+//! overflowing buffer drops replies silently).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -23,7 +34,9 @@ use surge_ping::{Client, Config, IcmpPacket, PingIdentifier, PingSequence, Surge
 
 use crate::ratelimit::RateLimiter;
 
+pub mod echo;
 pub mod filter;
+pub mod raw;
 pub mod sweeper;
 pub use sweeper::RawSweeper;
 
@@ -132,7 +145,7 @@ pub struct SurgePinger {
     /// The IPv4 client, opened at the first echo: a discovery sweep (which
     /// has its own sockets) comes first, and an open raw socket would get a
     /// copy of every sweep reply to read and discard.
-    v4: OnceLock<Result<Client, String>>,
+    v4: OnceLock<Result<raw::RawEcho, String>>,
     v6: Result<Client, String>,
     ident_base: u16,
     counter: AtomicU32,
@@ -146,7 +159,12 @@ impl SurgePinger {
     /// privileges only makes IPv6 probes fail.
     pub fn new() -> Result<Self, IcmpError> {
         check_privileges()?;
-        let v6 = match open_client(ICMP::V6, None) {
+        // Identifiers from the low half; traceroutes take theirs from the
+        // high half (see `trace`), so the two never claim each other's
+        // replies. Of the low half, echo probes use `PINGER_IDENTS` from
+        // `ident_base` on and sweeps the rest (see `RawSweeper`).
+        let ident_base = rand::random::<u16>() & 0x7fff;
+        let v6 = match open_client(ICMP::V6, Some(ident_base)) {
             Ok(c) => Ok(c),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(IcmpError::NoPrivilege)
@@ -156,11 +174,6 @@ impl SurgePinger {
                 Err(format!("no ICMPv6 socket: {e}"))
             }
         };
-        // Identifiers from the low half; traceroutes take theirs from the
-        // high half (see `trace`), so the two never claim each other's
-        // replies. Of the low half, echo probes use `PINGER_IDENTS` from
-        // `ident_base` on and sweeps the rest (see `RawSweeper`).
-        let ident_base = rand::random::<u16>() & 0x7fff;
         Ok(Self {
             v4: OnceLock::new(),
             v6,
@@ -171,10 +184,10 @@ impl SurgePinger {
         })
     }
 
-    fn v4(&self) -> Result<&Client, String> {
+    fn v4(&self) -> Result<&raw::RawEcho, String> {
         self.v4
             .get_or_init(|| {
-                open_client(ICMP::V4, Some(self.ident_base)).map_err(|e| {
+                raw::RawEcho::open(self.ident_base, PINGER_IDENTS).map_err(|e| {
                     tracing::error!("cannot open an IPv4 ICMP socket: {e}");
                     format!("no ICMPv4 socket: {e}")
                 })
@@ -189,10 +202,10 @@ impl SurgePinger {
 /// half.
 pub const PINGER_IDENTS: u16 = 0x4000;
 
-/// Opens a client; for IPv4 (`v4_base` given) with the kernel filter that
-/// passes only the replies and errors of identifiers
-/// `v4_base..v4_base + PINGER_IDENTS`.
-fn open_client(kind: ICMP, v4_base: Option<u16>) -> io::Result<Client> {
+/// Opens a client; for IPv6 (`v6_base` given) with the kernel filters that
+/// pass only the replies and errors of identifiers
+/// `v6_base..v6_base + PINGER_IDENTS`.
+fn open_client(kind: ICMP, v6_base: Option<u16>) -> io::Result<Client> {
     let config = Config::builder()
         .kind(kind)
         .sock_type_hint(Type::RAW)
@@ -205,15 +218,16 @@ fn open_client(kind: ICMP, v4_base: Option<u16>) -> io::Result<Client> {
             "raw ICMP socket unavailable, surge-ping fell back to a datagram socket"
         );
     }
-    raise_recv_buffer(socket.get_native_sock(), RECV_BUFFER_BYTES);
-    if let (Some(base), Type::RAW) = (v4_base, socket.get_type()) {
-        // Without it, this socket receives (and its task parses and drops)
-        // every reply of a sweep running beside the rounds.
-        if let Err(e) = filter::attach(
-            socket.get_native_sock(),
-            &filter::echo_replies(base, PINGER_IDENTS),
-        ) {
-            tracing::warn!("cannot filter the ICMP socket's replies: {e}; a discovery sweep will load the rounds' socket");
+    let fd = socket.get_native_sock();
+    raise_recv_buffer(fd, RECV_BUFFER_BYTES);
+    if let (Some(base), Type::RAW) = (v6_base, socket.get_type()) {
+        // Without them, this socket receives (and its task parses and
+        // drops) every ICMPv6 packet of the namespace: other pingers'
+        // replies, traceroutes', neighbour discovery.
+        let filtered = filter::set_icmp6_filter(fd)
+            .and_then(|()| filter::attach(fd, &filter::echo6_replies(base, PINGER_IDENTS)));
+        if let Err(e) = filtered {
+            tracing::warn!("cannot filter the ICMPv6 socket's replies: {e}");
         }
     }
     Ok(client)
@@ -278,15 +292,14 @@ impl Pinger for SurgePinger {
     }
 
     fn receive_drops(&self) -> Option<u64> {
-        let client = self.v4.get()?.as_ref().ok()?;
-        socket_drops(client.get_socket().get_native_sock())
+        socket_drops(self.v4.get()?.as_ref().ok()?.fd())
     }
 
     fn echo(&self, addr: IpAddr, timeout: Duration) -> BoxFuture<'_, Outcome> {
         Box::pin(async move {
             let client = match (addr, &self.v6) {
-                (IpAddr::V4(_), _) => match self.v4() {
-                    Ok(c) => c,
+                (IpAddr::V4(a), _) => match self.v4() {
+                    Ok(raw) => return raw.echo(a, timeout).await,
                     Err(e) => return Outcome::Failed(e),
                 },
                 (IpAddr::V6(_), Ok(c)) => c,

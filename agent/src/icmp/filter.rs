@@ -1,5 +1,5 @@
-//! Kernel-side reply filters (classic BPF, `SO_ATTACH_FILTER`) for raw ICMPv4
-//! sockets.
+//! Kernel-side reply filters (classic BPF, `SO_ATTACH_FILTER`, and
+//! `ICMP6_FILTER`) for raw ICMPv4 and ICMPv6 sockets.
 //!
 //! Every raw ICMP socket of a network namespace receives a copy of every
 //! incoming ICMP packet (`notes/probing.md`). Without a filter the rounds'
@@ -11,8 +11,15 @@
 //! identifier, as zmap and scamper do: a sweep's socket its own echo replies,
 //! the rounds' socket the echo replies and ICMP errors of its own probes.
 //!
-//! The programs are pure data ([`sweep_replies`], [`echo_replies`]) and are
-//! checked in tests by a small interpreter of the few instructions they use.
+//! IPv6 gets the same: [`echo6_replies`] (a raw ICMPv6 socket's program sees
+//! the packet from the ICMPv6 header on, without the IPv6 header) and the
+//! socket's ICMPv6 type filter ([`set_icmp6_filter`]). trippy's traceroute
+//! sockets are not reachable through its API; their identifiers (the high
+//! half) are dropped by these programs, so rounds never see their replies.
+//!
+//! The programs are pure data ([`sweep_replies`], [`echo_replies`],
+//! [`echo6_replies`]) and are checked in tests by a small interpreter of the
+//! few instructions they use.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -28,6 +35,7 @@ const JMP: u16 = 0x05;
 const RET: u16 = 0x06;
 const H: u16 = 0x08;
 const B: u16 = 0x10;
+const ABS: u16 = 0x20;
 const IND: u16 = 0x40;
 const MSH: u16 = 0xa0;
 const SUB: u16 = 0x10;
@@ -121,6 +129,79 @@ pub fn echo_replies(base: u16, width: u16) -> Vec<Insn> {
     ]
 }
 
+/// ICMPv6 types of the errors that quote one of our probes.
+const ERROR6_TYPES: [u32; 3] = [
+    1, // destination unreachable
+    3, // time exceeded
+    4, // parameter problem
+];
+
+/// [`echo_replies`] for a raw ICMPv6 socket, whose packets start at the
+/// ICMPv6 header: echo replies (129) carrying one of the identifiers, and
+/// ICMPv6 errors quoting an echo request (128) that carried one (the quoted
+/// IPv6 header without extension headers, as our probes are sent).
+pub fn echo6_replies(base: u16, width: u16) -> Vec<Insn> {
+    let [e1, e2, e3] = ERROR6_TYPES;
+    vec![
+        /* 0 */ stmt(LD | B | ABS, 0),
+        /* 1 */ jump(JMP | JEQ | K, 129, 4, 0), // reply -> 6
+        /* 2 */ jump(JMP | JEQ | K, e1, 5, 0), // error -> 8
+        /* 3 */ jump(JMP | JEQ | K, e2, 4, 0),
+        /* 4 */ jump(JMP | JEQ | K, e3, 3, 0),
+        /* 5 */ stmt(RET | K, 0),
+        /* 6 */ stmt(LD | H | ABS, 4),
+        /* 7 */ stmt(JMP | JA, 5), // -> 13
+        // The quoted datagram starts 8 bytes into the error: a 40-byte IPv6
+        // header whose next header is ICMPv6, then the echo request.
+        /* 8 */
+        stmt(LD | B | ABS, 8 + 6),
+        /* 9 */ jump(JMP | JEQ | K, 58, 0, 8), // else -> 18
+        /* 10 */ stmt(LD | B | ABS, 8 + 40),
+        /* 11 */ jump(JMP | JEQ | K, 128, 0, 6), // else -> 18
+        /* 12 */ stmt(LD | H | ABS, 8 + 40 + 4),
+        /* 13 */ jump(JMP | JSET | K, 0x8000, 4, 0), // high half -> 18
+        /* 14 */ stmt(ALU | SUB | K, u32::from(base)),
+        /* 15 */ stmt(ALU | AND | K, 0x7fff),
+        /* 16 */ jump(JMP | JGE | K, u32::from(width), 1, 0), // out of range -> 18
+        /* 17 */ stmt(RET | K, ACCEPT),
+        /* 18 */ stmt(RET | K, 0),
+    ]
+}
+
+/// The `ICMP6_FILTER` blocking mask (bit set: blocked, as Linux's
+/// `struct icmp6_filter`) that passes only `types`.
+pub fn icmp6_pass_only(types: &[u8]) -> [u32; 8] {
+    let mut mask = [!0u32; 8];
+    for &t in types {
+        mask[usize::from(t >> 5)] &= !(1 << (t & 31));
+    }
+    mask
+}
+
+/// Has the kernel drop, on the raw ICMPv6 socket `fd`, every ICMPv6 type
+/// but echo replies and the errors [`echo6_replies`] takes.
+#[allow(unsafe_code)]
+pub fn set_icmp6_filter(fd: RawFd) -> io::Result<()> {
+    const ICMP6_FILTER: libc::c_int = 1;
+    let mask = icmp6_pass_only(&[129, 1, 3, 4]);
+    // SAFETY: an open socket the caller holds; a pointer to the 32-byte
+    // filter with its exact length.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_ICMPV6,
+            ICMP6_FILTER,
+            mask.as_ptr() as *const libc::c_void,
+            std::mem::size_of_val(&mask) as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Attaches `prog` to the socket `fd`.
 #[allow(unsafe_code)]
 pub fn attach(fd: RawFd, prog: &[Insn]) -> io::Result<()> {
@@ -169,6 +250,14 @@ pub(crate) mod tests {
             match i.code {
                 c if c == LDX | B | MSH => match byte(i.k) {
                     Some(b) => x = 4 * (b & 0xf),
+                    None => return 0,
+                },
+                c if c == LD | B | ABS => match byte(i.k) {
+                    Some(b) => a = b,
+                    None => return 0,
+                },
+                c if c == LD | H | ABS => match half(i.k) {
+                    Some(h) => a = h,
                     None => return 0,
                 },
                 c if c == LD | B | IND => match byte(x + i.k) {
@@ -284,5 +373,74 @@ pub(crate) mod tests {
         assert_eq!(run(&p, &reply(base + 0x3fff, 1)), ACCEPT);
         assert_eq!(run(&p, &reply(base + 0x4000, 1)), 0);
         assert_eq!(run(&p, &reply(base - 1, 1)), 0);
+    }
+
+    /// An ICMPv6 echo reply as a raw ICMPv6 socket reads it (no IP header).
+    fn reply6(ident: u16, seq: u16) -> Vec<u8> {
+        let mut r = vec![129, 0, 0, 0];
+        r.extend_from_slice(&ident.to_be_bytes());
+        r.extend_from_slice(&seq.to_be_bytes());
+        r.extend_from_slice(b"darkwatch-probe\0");
+        r
+    }
+
+    /// An ICMPv6 error of `kind` quoting our echo request `ident`.
+    fn error6(kind: u8, ident: u16) -> Vec<u8> {
+        let mut e = vec![kind, 0, 0, 0, 0, 0, 0, 0];
+        let mut ip6 = vec![0u8; 40];
+        ip6[0] = 0x60;
+        ip6[6] = 58;
+        ip6[7] = 64;
+        e.extend_from_slice(&ip6);
+        let mut req = reply6(ident, 1);
+        req[0] = 128;
+        e.extend_from_slice(&req);
+        e
+    }
+
+    #[test]
+    fn an_ipv6_pinger_socket_takes_its_replies_and_errors_only() {
+        let p = echo6_replies(0x7ffe, 4);
+        for id in [0x7ffe, 0x7fff, 0, 1] {
+            assert_eq!(run(&p, &reply6(id, 3)), ACCEPT, "reply id {id:#x}");
+            for kind in [1, 3, 4] {
+                assert_eq!(
+                    run(&p, &error6(kind, id)),
+                    ACCEPT,
+                    "error {kind} id {id:#x}"
+                );
+            }
+        }
+        // Other identifiers: another pinger's, traceroutes' (high half).
+        for id in [2, 0x7ffd, 0x4000, 0x8000, 0xfffe, 0xffff] {
+            assert_eq!(run(&p, &reply6(id, 3)), 0, "reply id {id:#x}");
+            assert_eq!(run(&p, &error6(1, id)), 0, "error id {id:#x}");
+        }
+        let mut req = reply6(0, 1);
+        req[0] = 128;
+        assert_eq!(run(&p, &req), 0, "echo requests seen on loopback");
+        assert_eq!(run(&p, &error6(137, 0)), 0, "a redirect");
+        assert_eq!(run(&p, &error6(135, 0)), 0, "neighbour solicitation");
+        let mut udp = error6(1, 0);
+        udp[8 + 6] = 17;
+        assert_eq!(run(&p, &udp), 0, "an error quoting UDP");
+        let mut not_echo = error6(1, 0);
+        not_echo[8 + 40] = 129;
+        assert_eq!(run(&p, &not_echo), 0, "an error quoting a reply");
+        let e = error6(1, 0);
+        assert_eq!(run(&p, &e[..8 + 40 + 5]), 0, "cut before the identifier");
+        assert_eq!(run(&p, &reply6(0, 1)[..5]), 0);
+    }
+
+    #[test]
+    fn the_icmp6_type_filter_passes_replies_and_errors_only() {
+        let m = icmp6_pass_only(&[129, 1, 3, 4]);
+        let blocked = |t: u8| m[usize::from(t >> 5)] & (1 << (t & 31)) != 0;
+        for t in [129, 1, 3, 4] {
+            assert!(!blocked(t), "{t}");
+        }
+        for t in [0, 2, 128, 130, 133, 134, 135, 136, 137, 255] {
+            assert!(blocked(t), "{t}");
+        }
     }
 }

@@ -55,11 +55,22 @@ pub fn checksum(data: &[u8]) -> u16 {
 
 /// The ICMP echo request (no IP header) a sweep sends to `dst`.
 pub fn echo_request(ident: u16, seq: u16, dst: Ipv4Addr) -> [u8; REQUEST_LEN] {
+    marked_echo_request(MAGIC, ident, seq, dst)
+}
+
+/// An ICMP echo request (no IP header) whose payload is `magic` and the
+/// destination `dst` (the rounds' probes carry their own magic).
+pub fn marked_echo_request(
+    magic: &[u8; 8],
+    ident: u16,
+    seq: u16,
+    dst: Ipv4Addr,
+) -> [u8; REQUEST_LEN] {
     let mut p = [0u8; REQUEST_LEN];
     p[0] = 8; // echo request, code 0
     p[4..6].copy_from_slice(&ident.to_be_bytes());
     p[6..8].copy_from_slice(&seq.to_be_bytes());
-    p[8..16].copy_from_slice(MAGIC);
+    p[8..16].copy_from_slice(magic);
     p[16..20].copy_from_slice(&dst.octets());
     let c = checksum(&p);
     p[2..4].copy_from_slice(&c.to_be_bytes());
@@ -144,7 +155,7 @@ impl BatchSweep for RawSweeper {
 /// Sets the socket's ICMP_FILTER: ICMP types whose bit is set in `mask` are
 /// dropped by the kernel before they reach the socket.
 #[allow(unsafe_code)]
-fn set_icmp_filter(sock: &Socket, mask: u32) {
+pub(crate) fn set_icmp_filter(sock: &Socket, mask: u32) {
     const SOL_RAW: libc::c_int = 255;
     const ICMP_FILTER: libc::c_int = 1;
     // SAFETY: a valid open fd, and a pointer to a u32 with its exact length.

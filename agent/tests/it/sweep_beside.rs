@@ -156,3 +156,60 @@ fn the_filtered_rounds_socket_still_gets_replies_and_routers_errors() {
         }
     );
 }
+
+/// The IPv6 rounds' socket has the same kernel filters as the IPv4 one: a
+/// raw ICMPv6 socket with them gets the echo replies of its identifiers
+/// only (not a sweep's, not a traceroute's, not the echo requests it sees
+/// on loopback), and the real pinger still gets its IPv6 replies through
+/// them.
+#[test]
+fn the_ipv6_rounds_socket_takes_only_its_own_replies() {
+    use darkwatch_agent::icmp::filter;
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    use std::os::fd::AsRawFd;
+
+    let Some(ns) = Netns::or_skip("v6filter") else {
+        return;
+    };
+    let name = ns.name();
+    let (seen, reply) = std::thread::spawn(move || {
+        darkwatch_netlab::netns::enter(&name).expect("enter the namespace");
+        let base: u16 = 0x1000;
+        let rx = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).expect("raw socket");
+        filter::set_icmp6_filter(rx.as_raw_fd()).expect("ICMP6_FILTER");
+        filter::attach(rx.as_raw_fd(), &filter::echo6_replies(base, 4)).expect("BPF");
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let tx = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).expect("raw socket");
+        let to = SockAddr::from(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 0, 0, 0));
+        // Ours (first and last of the range), a sweep's, below the range,
+        // a traceroute's (high half).
+        for ident in [base, base + 3, base + 4, base - 1, 0x8000 | base] {
+            let mut req = vec![128u8, 0, 0, 0];
+            req.extend_from_slice(&ident.to_be_bytes());
+            req.extend_from_slice(&[0, 1]);
+            req.extend_from_slice(b"darkwatch-test\0\0");
+            tx.send_to(&req, &to).expect("send");
+        }
+        let mut seen = Vec::new();
+        let mut b = [0u8; 1500];
+        while let Ok(n) = std::io::Read::read(&mut &rx, &mut b) {
+            assert!(n >= 8, "a short packet");
+            seen.push((b[0], u16::from_be_bytes([b[4], b[5]])));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let reply = rt.block_on(async {
+            let p = SurgePinger::new().expect("raw sockets (run as root)");
+            p.echo("::1".parse().unwrap(), Duration::from_secs(2)).await
+        });
+        (seen, reply)
+    })
+    .join()
+    .expect("test thread");
+    assert_eq!(seen, [(129, 0x1000), (129, 0x1003)]);
+    assert!(reply.is_reply(), "{reply:?}");
+}

@@ -204,20 +204,29 @@ pub(crate) fn agent_e2e_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut Stri
     let (quiet, busy) = r.cpu_per_round();
     let peer_cpu = r.peer.as_ref().map(|p| p.cpu_s);
     let ratio = match (quiet, peer_cpu) {
-        (Some(a), Some(b)) if b > 0.0 => format!(" ({:.1}× fping)", a / b),
-        _ => String::new(),
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
     };
+    let fping = r.peer.as_ref().map_or("–".into(), |p| {
+        format!(
+            "fping, 1 address per /24 ({}): {:.2} CPU-s, {:.1} s wall, {} answered",
+            p.addresses, p.cpu_s, p.wall_s, p.answered
+        )
+    });
     row(
         "agent CPU-s per round: median without a sweep / most with one".into(),
-        format!("{} / {}{ratio}", f(quiet, 2), f(busy, 2)),
-        r.peer.as_ref().map_or("–".into(), |p| {
-            format!(
-                "fping, 1 address per /24 ({}): {:.2} CPU-s, {:.1} s wall, {} answered",
-                p.addresses, p.cpu_s, p.wall_s, p.answered
-            )
-        }),
+        format!("{} / {}", f(quiet, 2), f(busy, 2)),
+        fping.clone(),
         "–",
         "–".into(),
+    );
+    // The round path's cost against fping's for the same probes, same run.
+    row(
+        "agent CPU per round without a sweep, as a ratio to fping's round".into(),
+        ratio.map_or("–".into(), |x| format!("{x:.2}× fping")),
+        fping,
+        "≤ 1.2× fping",
+        ratio.map_or("–".into(), |x| yes(x <= 1.2)),
     );
     let state = r.state_bytes as f64 / n as f64;
     row(
