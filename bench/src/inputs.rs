@@ -1,6 +1,7 @@
 //! Published inputs at real size (issue 27, point 7): an NRO combined
 //! delegated file (~460k lines: 250k IPv4, 90k IPv6, 120k asn), a CAIDA
 //! pfx2as file (~1M lines, both families, MOAS and AS sets, plain and
+//! gzip-compressed as published), a CAIDA as-org2info file (~110k ASes,
 //! gzip-compressed as published) and a US-sized campaign's hitlist (one
 //! address per /24, ~6.5M, plus 5 % outside the campaign) seeded against
 //! the US prefixes (~110k). The files are generated in the published
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use darkwatch_collector::hitlist;
-use darkwatch_schema::inputs::{delegated, pfx2as::Pfx2As, special};
+use darkwatch_schema::inputs::{asnames::AsNames, delegated, pfx2as::Pfx2As, special};
 use ipnet::{IpNet, Ipv4Subnets};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -173,6 +174,44 @@ fn pfx2as_file(rng: &mut StdRng) -> (String, usize) {
     (s, lines)
 }
 
+/// A CAIDA as-org2info file as published: 100k organisations, then 110k
+/// ASes (95 % of them with an organisation, the rest named by their
+/// aut_name); returns the text and its AS count.
+fn as_org2info_file(rng: &mut StdRng) -> (String, usize) {
+    const ORGS: u32 = 100_000;
+    const ASES: u32 = 110_000;
+    const CCS: [&str; 9] = ["US", "CN", "JP", "DE", "BR", "FR", "GB", "KP", "ZA"];
+    let mut s = String::with_capacity(16 << 20);
+    s.push_str("# name: AS Org\n# generated in the layout of YYYYMMDD.as-org2info.txt\n");
+    s.push_str("# format:org_id|changed|org_name|country|source\n");
+    for o in 0..ORGS {
+        let _ = writeln!(
+            s,
+            "ORG-{o:06}-ARIN|20241001|Example Networks {o} Sociedad Anónima de Telecomunicaciones|{}|ARIN",
+            CCS[rng.gen_range(0..CCS.len())]
+        );
+    }
+    s.push_str("# format:aut|changed|aut_name|org_id|opaque_id|source\n");
+    for i in 0..ASES {
+        let asn = if i % 2 == 0 {
+            i / 2 + 1
+        } else {
+            131_072 + i * 3
+        };
+        let org = if rng.gen_range(0..20) == 0 {
+            String::new()
+        } else {
+            format!("ORG-{:06}-ARIN", rng.gen_range(0..ORGS))
+        };
+        let _ = writeln!(
+            s,
+            "{asn}|20241001|EXAMPLE-AS-{asn}|{org}|{:032x}_ARIN|ARIN",
+            rng.gen::<u128>()
+        );
+    }
+    (s, ASES as usize)
+}
+
 /// One address per IPv4 /24 of `prefixes`, plus 5 % outside them.
 fn hitlist_file(rng: &mut StdRng, prefixes: &[IpNet]) -> (String, usize) {
     let mut s = String::with_capacity(100 << 20);
@@ -262,6 +301,25 @@ pub fn rows(rows: &mut Vec<Row>) -> Result<()> {
             500.0,
         );
     }
+
+    let (org2info, ases) = as_org2info_file(&mut rng);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(org2info.as_bytes())?;
+    let names_path = write(dir.path(), "20241001.as-org2info.txt.gz", &gz.finish()?)?;
+    drop(org2info);
+    let ((names, _), secs, mib) = measure(|| Ok(AsNames::load(&names_path)?))?;
+    row(
+        rows,
+        format!(
+            "load AS names (as-org2info), {ases} ASes ({} named), gzip",
+            names.len()
+        ),
+        secs,
+        mib,
+        5.0,
+        500.0,
+    );
+    drop(names);
 
     let (text, n) = hitlist_file(&mut rng, &us);
     let ((kept, outside), secs, mib) = measure(|| {

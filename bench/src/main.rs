@@ -43,8 +43,9 @@ struct Args {
     /// correlation, ingest, latency, agent-scale (4.2M blocks in one agent,
     /// no network), scale (the collector under a synthetic fleet),
     /// agent-e2e (a real agent and collector on 127.0.0.0/8 in a namespace),
-    /// inputs (real-size NRO, pfx2as and hitlist files loaded and seeded),
-    /// sim (a simulated week scored against ground truth, `darkwatch-sim`).
+    /// inputs (real-size NRO, pfx2as, as-org2info and hitlist files loaded
+    /// and seeded), sim (a simulated week scored against ground truth,
+    /// `darkwatch-sim`).
     #[arg(
         long,
         value_delimiter = ',',

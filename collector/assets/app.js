@@ -40,6 +40,12 @@ function el(tag, attrs, text) {
   return e;
 }
 
+// A target as text: `AS131279 (Star Joint Venture)`, or the key alone when
+// the API gives no name (see docs/api.md, `name`).
+function targetText(v) {
+  return v.name ? v.target + " (" + v.name + ")" : v.target;
+}
+
 function svg(tag, attrs, title) {
   const e = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
@@ -204,7 +210,7 @@ function drawPlot(o) {
     if (!Number.isFinite(start) || end < x0 || start > x1) continue;
     const top = TOP_SCOPES.includes(v.scope) || o.allTop;
     const a = X(start), b = X(end);
-    const label = `${v.kind} of ${v.scope} ${v.target}: ${fmtTime(start)} → ${v.end ? fmtTime(end) : "ongoing"}`
+    const label = `${v.kind} of ${v.scope} ${targetText(v)}: ${fmtTime(start)} → ${v.end ? fmtTime(end) : "ongoing"}`
       + `, ${v.blocks_affected}/${v.blocks_total} blocks`;
     bands.appendChild(svg("rect", {
       class: `band band-${v.kind}` + (top ? "" : " band-sub"),
@@ -485,7 +491,12 @@ function verdictRow(v, now, parent) {
   kind.appendChild(link);
   tr.appendChild(kind);
   tr.appendChild(el("td", { class: "scope" }, v.scope));
-  tr.appendChild(el("td", { class: "target" }, v.target));
+  const target = el("td", { class: "target" }, v.target);
+  if (v.name) {
+    tr.setAttribute("data-name", v.name);
+    target.appendChild(el("span", { class: "name" }, v.name));
+  }
+  tr.appendChild(target);
   tr.appendChild(el("td", { class: "campaign" }, v.campaign));
   tr.appendChild(el("td", { class: "start" }, fmtTime(start)));
   tr.appendChild(el("td", { class: "end" }, ongoing ? "ongoing" : fmtTime(Date.parse(v.end))));
@@ -660,7 +671,7 @@ function renderVerdict(ev, now) {
   for (const [k, x] of Object.entries({ id: v.id, kind: v.kind, scope: v.scope, target: v.target, campaign: v.campaign, ongoing: String(!v.end) })) {
     page.setAttribute("data-" + k, x);
   }
-  document.title = "darkwatch: " + v.kind + " of " + v.scope + " " + v.target;
+  document.title = "darkwatch: " + v.kind + " of " + v.scope + " " + targetText(v);
   const title = document.getElementById("verdict-title");
   title.replaceChildren(el("span", { class: "badge kind-" + v.kind }, v.kind),
     document.createTextNode(" of " + v.scope + " " + v.target));
@@ -679,6 +690,7 @@ function renderVerdict(ev, now) {
   const start = Date.parse(v.start);
   const l = v.localization;
   const facts = [
+    ...(v.name ? [fact("name", v.name, "name")] : []),
     fact("campaign", v.campaign, "campaign"),
     fact("start", fmtTime(start) + " (round " + v.start_round + ")", "start"),
     fact("end", v.end ? fmtTime(Date.parse(v.end)) + " (round " + v.end_round + ")" : "ongoing", "end"),
@@ -694,7 +706,7 @@ function renderVerdict(ev, now) {
     const span = el("span", {});
     v.explained_by.forEach((c, i) => {
       if (i) span.appendChild(document.createTextNode(", "));
-      span.appendChild(el("a", { class: "cause-link", href: "/verdict/" + c.id + location.search }, c.kind + " of " + c.scope + " " + c.target));
+      span.appendChild(el("a", { class: "cause-link", href: "/verdict/" + c.id + location.search }, c.kind + " of " + c.scope + " " + targetText(c)));
     });
     facts.push(fact("explained by", span, "explained-by"));
   }

@@ -12,7 +12,10 @@
 //! with backoff, so a dead webhook does not hold Alertmanager's alerts
 //! back. Each delivery's outcome is logged and counted in
 //! [`DeliveryStats`], which `/metrics` exports. Wire formats are built
-//! without I/O in `payload`; `docs/alerts.md` documents them.
+//! without I/O in `payload`; `docs/alerts.md` documents them. Each
+//! receiver's task names the verdict's target when it builds the payload
+//! (from the shared [`Names`]), so re-sends read from the store are named
+//! too and a reloaded AS names file is used from the next alert on.
 
 mod payload;
 mod send;
@@ -26,6 +29,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::names::Names;
 use crate::store::Verdict;
 use crate::views::label;
 
@@ -56,16 +60,29 @@ impl AlertEvent {
     }
 
     pub fn summary(&self) -> String {
+        self.summary_named(None)
+    }
+
+    /// [`AlertEvent::summary`] with the target's `name` after it.
+    pub fn summary_named(&self, name: Option<&str>) -> String {
         let v = &self.verdict;
         format!(
             "{} {} {} {} ({}/{} blocks)",
             self.event,
             label(&v.kind),
             label(&v.scope),
-            v.target,
+            target_text(&v.target, name),
             v.blocks_affected,
             v.blocks_total
         )
+    }
+}
+
+/// A target as summaries show it: `AS131279 "Star Joint Venture"`.
+fn target_text(target: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("{target} \"{n}\""),
+        None => target.to_string(),
     }
 }
 
@@ -151,15 +168,17 @@ impl Alerts {
             None,
             SystemClock::shared(),
             None,
+            Names::default(),
         )
     }
 
     /// What `[alerts]` asks for (reading `secret_file`), or
     /// [`Alerts::disabled`] without it; `verdicts` (the store) says what
-    /// to re-send to Alertmanager.
+    /// to re-send to Alertmanager; `names` name the verdicts' targets.
     pub fn from_config(
         cfg: Option<&AlertsConfig>,
         verdicts: Option<Arc<dyn VerdictSource>>,
+        names: Names,
     ) -> Result<Self, String> {
         let Some(cfg) = cfg else {
             return Ok(Self::disabled());
@@ -177,17 +196,24 @@ impl Alerts {
             }
             (None, None) => None,
         };
-        Ok(Self::start(cfg, secret, SystemClock::shared(), verdicts))
+        Ok(Self::start(
+            cfg,
+            secret,
+            SystemClock::shared(),
+            verdicts,
+            names,
+        ))
     }
 
     /// Starts one task per receiver in `cfg` (inside a Tokio runtime);
-    /// `clock` times Alertmanager's `endsAt`; `verdicts` as in
+    /// `clock` times Alertmanager's `endsAt`; `verdicts` and `names` as in
     /// [`Alerts::from_config`].
     pub fn start(
         cfg: &AlertsConfig,
         secret: Option<Vec<u8>>,
         clock: SharedClock,
         verdicts: Option<Arc<dyn VerdictSource>>,
+        names: Names,
     ) -> Self {
         let stats = Arc::new(DeliveryStats::default());
         let http: Arc<dyn Post> = match reqwest::Client::builder()
@@ -206,6 +232,7 @@ impl Alerts {
             max_attempts: cfg.max_attempts,
             backoff: Backoff::default(),
             stats: stats.clone(),
+            names: names.clone(),
         };
         let mut tx = Vec::new();
         if let Some(url) = &cfg.webhook {

@@ -53,6 +53,8 @@ pub struct AppState<S> {
     pub clock: SharedClock,
     /// Correlation settings (the timeline shows `window_rounds` rounds).
     pub correlation: Arc<CorrelationSettings>,
+    /// Display names of scope keys (AS names swapped in on reload).
+    pub names: crate::names::Names,
 }
 
 impl<S> Clone for AppState<S> {
@@ -62,6 +64,7 @@ impl<S> Clone for AppState<S> {
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
             correlation: self.correlation.clone(),
+            names: self.names.clone(),
         }
     }
 }
@@ -410,7 +413,7 @@ async fn get_outages<S: Store>(
     let filter = outage_filter(q, st.clock.now_ms())
         .map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     Ok(Json(
-        views::outages(st.store.as_ref(), &filter)
+        views::outages(st.store.as_ref(), &filter, &st.names.snapshot())
             .await
             .map_err(ApiFailure::store)?,
     ))
@@ -443,7 +446,7 @@ async fn get_signals<S: Store>(
     let now = st.clock.now_ms();
     let q = SignalsQuery::from_pairs(&pairs, now)
         .map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
-    match signals::signals(st.store.as_ref(), &q, now).await {
+    match signals::signals(st.store.as_ref(), &q, now, &st.names.snapshot()).await {
         Ok(s) => Ok(Json(s)),
         Err(SignalsError::BadRequest(m)) => Err(ApiFailure::new(StatusCode::BAD_REQUEST, m)),
         Err(SignalsError::NotFound(m)) => Err(ApiFailure::new(StatusCode::NOT_FOUND, m)),
@@ -482,7 +485,7 @@ async fn get_status<S: Store>(
         ));
     }
     Ok(Json(
-        views::status(st.store.as_ref(), st.clock.now_ms())
+        views::status(st.store.as_ref(), st.clock.now_ms(), &st.names.snapshot())
             .await
             .map_err(ApiFailure::store)?,
     ))
@@ -519,7 +522,8 @@ async fn get_verdict<S: Store>(
             "query parameter around={around} is more than {MAX_AROUND} rounds"
         )));
     }
-    crate::evidence::load(st.store.as_ref(), id, around, st.clock.now_ms())
+    let names = st.names.snapshot();
+    crate::evidence::load(st.store.as_ref(), id, around, st.clock.now_ms(), &names)
         .await
         .map_err(ApiFailure::store)?
         .map(Json)
@@ -594,6 +598,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(clock.clone()),
             correlation: Arc::new(CorrelationSettings::default()),
+            names: Default::default(),
         };
         let ack = post(&st, &batch_at("00000001", t)).await.expect("accepted");
         assert_eq!(ack.observations_stored, 1);

@@ -390,12 +390,13 @@ pub fn assemble(
 }
 
 /// The evidence of verdict `id`, or `None` if there is no such verdict (or
-/// its campaign is gone).
+/// its campaign is gone); the verdict and its causes named from `as_names`.
 pub async fn load<S: Store>(
     store: &S,
     id: i64,
     around: u64,
     now_ms: i64,
+    as_names: &darkwatch_schema::inputs::asnames::AsNames,
 ) -> Result<Option<Evidence>, StoreError> {
     let all = store.list_verdicts(None, None).await?;
     let Some(i) = all.iter().position(|v| v.id == id) else {
@@ -406,7 +407,7 @@ pub async fn load<S: Store>(
     let Some(campaign) = campaigns.iter().find(|c| c.name == v.campaign) else {
         return Ok(None);
     };
-    let outage = views::with_causes(&all).swap_remove(i);
+    let outage = views::with_causes(&all, as_names).swap_remove(i);
     let census = store.census(&campaign.name).await?;
     let max = max_rounds(
         tracked_blocks(&campaign.prefixes, census.iter().map(|b| &b.block)),

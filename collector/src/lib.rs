@@ -15,6 +15,9 @@
 //! stats, pfx2as, address lists) are parsed by `darkwatch_schema::inputs`;
 //! `inputs` loads the ones `serve` reads at start-up.
 //!
+//! `names` gives scope keys their display names (AS names from a file,
+//! ISO 3166 country names).
+//!
 //! `evidence` assembles a verdict's evidence for its page on the dashboard.
 
 pub mod alerts;
@@ -31,6 +34,7 @@ pub mod hitlist;
 pub mod ingest;
 pub mod inputs;
 pub mod metrics;
+pub mod names;
 pub mod reconcile;
 pub mod reload;
 pub mod routing;

@@ -38,12 +38,14 @@ pub enum ServeError {
 /// Binds `cfg.listen`, calls `on_listening` with the bound address (port 0
 /// picks a free port), and serves until `shutdown` completes; in-flight
 /// requests then get a grace period. `metrics` are the process counters
-/// (shared with the correlation loop, which counts its caught panics).
+/// (shared with the correlation loop, which counts its caught panics);
+/// `names` name the scopes the API shows (shared with the alerts).
 pub async fn serve<S: Store>(
     cfg: &ServeConfig,
     store: Arc<S>,
     metrics: Arc<Metrics>,
     clock: SharedClock,
+    names: crate::names::Names,
     on_listening: impl FnOnce(SocketAddr, bool),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -52,6 +54,7 @@ pub async fn serve<S: Store>(
         metrics,
         clock,
         correlation: Arc::new(cfg.correlation.clone()),
+        names,
     };
     let app = router(state, cfg.max_body).layer(middleware::from_fn_with_state(
         request_timeout(),

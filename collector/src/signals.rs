@@ -26,6 +26,7 @@ use std::fmt::Write as _;
 use std::ops::RangeInclusive;
 
 use darkwatch_correlate::{Kind, Scope};
+use darkwatch_schema::inputs::asnames::AsNames;
 use darkwatch_schema::{round_of, round_start_ms};
 use serde::{Deserialize, Serialize};
 
@@ -202,6 +203,9 @@ pub struct SignalRound {
 pub struct SignalsJson {
     pub scope: Scope,
     pub target: String,
+    /// What people call the target (`crate::names`), null when unknown.
+    #[serde(default)]
+    pub name: Option<String>,
     pub campaign: String,
     pub interval_secs: u64,
     pub rounds: Vec<SignalRound>,
@@ -322,6 +326,7 @@ pub async fn signals<S: Store>(
     store: &S,
     q: &SignalsQuery,
     now_ms: i64,
+    as_names: &AsNames,
 ) -> Result<SignalsJson, SignalsError> {
     let campaign = resolve_campaign(store, q).await?;
     let interval_secs = interval_of(store, &campaign).await?;
@@ -333,6 +338,7 @@ pub async fn signals<S: Store>(
     Ok(SignalsJson {
         scope: q.scope,
         target: q.target.clone(),
+        name: crate::names::name_of(as_names, q.scope, &q.target),
         campaign,
         interval_secs,
         rounds: group_rounds(&rows, interval_secs, &q.vps),
@@ -341,7 +347,7 @@ pub async fn signals<S: Store>(
 
 /// The CSV header of `darkwatch-collector signals --format csv`.
 pub const CSV_HEADER: &str =
-    "campaign,scope,target,round,start_ms,start,vp,blocks_judged,blocks_up,share_up,probes,replies";
+    "campaign,scope,target,round,start_ms,start,vp,blocks_judged,blocks_up,share_up,probes,replies,name";
 
 /// One CSV line per round and VP, the consensus first with an empty `vp`.
 pub fn to_csv(s: &SignalsJson) -> String {
@@ -361,7 +367,7 @@ pub fn to_csv(s: &SignalsJson) -> String {
         for (vp, c) in rows {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 field(&s.campaign),
                 scope,
                 field(&s.target),
@@ -373,7 +379,8 @@ pub fn to_csv(s: &SignalsJson) -> String {
                 c.blocks_up,
                 c.share_up.map(|x| x.to_string()).unwrap_or_default(),
                 c.probes,
-                c.replies
+                c.replies,
+                field(s.name.as_deref().unwrap_or_default())
             );
         }
     }

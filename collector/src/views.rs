@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::causes;
 use crate::fleet;
+use crate::names::name_of;
 use crate::store::{Campaign, ReportedTiming, Store, StoreError, Verdict};
+use darkwatch_schema::inputs::asnames::AsNames;
 
 pub(crate) fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -36,6 +38,9 @@ pub struct OutageJson {
     pub id: i64,
     pub scope: Scope,
     pub target: String,
+    /// What people call the target (`crate::names`): the ISO 3166 name of
+    /// a country, the AS names file's name of an AS; null when unknown.
+    pub name: Option<String>,
     pub kind: Kind,
     pub campaign: String,
     pub start: String,
@@ -60,6 +65,8 @@ pub struct Cause {
     pub id: i64,
     pub scope: Scope,
     pub target: String,
+    /// As [`OutageJson::name`].
+    pub name: Option<String>,
     pub kind: Kind,
 }
 
@@ -69,6 +76,7 @@ impl From<&Verdict> for OutageJson {
             id: v.id,
             scope: v.scope,
             target: v.target.clone(),
+            name: None,
             kind: v.kind,
             campaign: v.campaign.clone(),
             start: rfc3339(v.start_ms),
@@ -87,8 +95,9 @@ impl From<&Verdict> for OutageJson {
 }
 
 /// Fills `explained_by` of every verdict from the whole list: a cause may
-/// lie outside what a filter keeps, so this runs before filtering.
-pub(crate) fn with_causes(verdicts: &[Verdict]) -> Vec<OutageJson> {
+/// lie outside what a filter keeps, so this runs before filtering. Names
+/// every verdict and cause from `as_names` (and ISO 3166).
+pub(crate) fn with_causes(verdicts: &[Verdict], as_names: &AsNames) -> Vec<OutageJson> {
     let events: Vec<causes::Event> = verdicts
         .iter()
         .map(|v| causes::Event {
@@ -112,10 +121,12 @@ pub(crate) fn with_causes(verdicts: &[Verdict]) -> Vec<OutageJson> {
                         id: c.id,
                         scope: c.scope,
                         target: c.target.clone(),
+                        name: name_of(as_names, c.scope, &c.target),
                         kind: c.kind,
                     }
                 })
                 .collect(),
+            name: name_of(as_names, v.scope, &v.target),
             ..OutageJson::from(v)
         })
         .collect()
@@ -129,21 +140,27 @@ pub struct OutageFilter {
     pub since_ms: Option<i64>,
 }
 
-pub async fn outages<S: Store>(store: &S, f: &OutageFilter) -> Result<Vec<OutageJson>, StoreError> {
+/// The verdicts `f` keeps, named from `as_names` (and ISO 3166).
+pub async fn outages<S: Store>(
+    store: &S,
+    f: &OutageFilter,
+    as_names: &AsNames,
+) -> Result<Vec<OutageJson>, StoreError> {
     let campaigns = store.list_campaigns().await?;
-    let mut out: Vec<OutageJson> = with_causes(&store.list_verdicts(None, f.since_ms).await?)
-        .into_iter()
-        .filter(|v| !f.ongoing || v.end_round.is_none())
-        .filter(|v| match &f.country {
-            None => true,
-            Some(cc) => campaigns.iter().any(|c| {
-                c.name == v.campaign
-                    && c.country
-                        .as_deref()
-                        .is_some_and(|x| x.eq_ignore_ascii_case(cc))
-            }),
-        })
-        .collect();
+    let mut out: Vec<OutageJson> =
+        with_causes(&store.list_verdicts(None, f.since_ms).await?, as_names)
+            .into_iter()
+            .filter(|v| !f.ongoing || v.end_round.is_none())
+            .filter(|v| match &f.country {
+                None => true,
+                Some(cc) => campaigns.iter().any(|c| {
+                    c.name == v.campaign
+                        && c.country
+                            .as_deref()
+                            .is_some_and(|x| x.eq_ignore_ascii_case(cc))
+                }),
+            })
+            .collect();
     out.sort_by(|a, b| {
         a.start
             .cmp(&b.start)
@@ -179,8 +196,8 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<14} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} LOCALIZATION",
-        "KIND", "SCOPE", "TARGET", "START", "END", "DURATION", "BLOCKS", "VPS"
+        "{:<14} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} {:<24} NAME",
+        "KIND", "SCOPE", "TARGET", "START", "END", "DURATION", "BLOCKS", "VPS", "LOCALIZATION"
     );
     // A nested row goes under the first of its causes that is listed;
     // one whose causes are all filtered out is a headline here.
@@ -201,7 +218,7 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<14} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} {}",
+            "{:<14} {:<8} {:<18} {:<20} {:<20} {:>9} {:>9}  {:<14} {:<24} {}",
             kind,
             label(&r.scope),
             r.target,
@@ -210,7 +227,8 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
             dur,
             format!("{}/{}", r.blocks_affected, r.blocks_total),
             r.vantage_points.join(","),
-            localization_text(r.localization.as_ref())
+            localization_text(r.localization.as_ref()),
+            r.name.as_deref().unwrap_or("-")
         );
     };
     for head in rows.iter().filter(|r| parent(r).is_none()) {
@@ -345,7 +363,11 @@ pub async fn fleet<S: Store>(
     Ok((per, last))
 }
 
-pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreError> {
+pub async fn status<S: Store>(
+    store: &S,
+    now_ms: i64,
+    as_names: &AsNames,
+) -> Result<Status, StoreError> {
     let campaigns = store.list_campaigns().await?;
     let faults = store.list_vp_faults(None, None).await?;
     let coverage = store.list_coverage().await?;
@@ -381,6 +403,7 @@ pub async fn status<S: Store>(store: &S, now_ms: i64) -> Result<Status, StoreErr
             ongoing: true,
             ..Default::default()
         },
+        as_names,
     )
     .await?;
     Ok(Status {
@@ -499,22 +522,26 @@ mod tests {
     #[test]
     fn one_withdrawn_prefix_is_one_headline_with_its_wider_scopes_nested() {
         let p = "198.18.2.0/24";
-        let rows = with_causes(&[
-            verdict(7, Scope::Country, "KP", Kind::Partial, &[p]),
-            verdict(8, Scope::Asn, "AS64500", Kind::Partial, &[p]),
-            verdict(9, Scope::Prefix, p, Kind::Blackout, &[p]),
-            verdict(
-                10,
-                Scope::Prefix,
-                "198.18.4.0/24",
-                Kind::Instability,
-                &["198.18.4.0/24"],
-            ),
-        ]);
+        let rows = with_causes(
+            &[
+                verdict(7, Scope::Country, "KP", Kind::Partial, &[p]),
+                verdict(8, Scope::Asn, "AS64500", Kind::Partial, &[p]),
+                verdict(9, Scope::Prefix, p, Kind::Blackout, &[p]),
+                verdict(
+                    10,
+                    Scope::Prefix,
+                    "198.18.4.0/24",
+                    Kind::Instability,
+                    &["198.18.4.0/24"],
+                ),
+            ],
+            &AsNames::default(),
+        );
         let cause = Cause {
             id: 9,
             scope: Scope::Prefix,
             target: p.into(),
+            name: None,
             kind: Kind::Blackout,
         };
         assert_eq!(rows[0].explained_by, vec![cause.clone()]);
@@ -542,6 +569,45 @@ mod tests {
         assert!(
             alone.lines().nth(1).unwrap().starts_with("partial"),
             "{alone}"
+        );
+    }
+
+    #[test]
+    fn verdicts_and_causes_carry_names_in_json_and_table() {
+        let names: AsNames = [(64500, "Example Net".to_string())].into_iter().collect();
+        let p = "198.18.2.0/24";
+        let rows = with_causes(
+            &[
+                verdict(7, Scope::Asn, "AS64500", Kind::Blackout, &[p]),
+                verdict(8, Scope::Country, "KP", Kind::Partial, &[p]),
+                verdict(9, Scope::Asn, "AS64501", Kind::Partial, &["198.18.4.0/24"]),
+            ],
+            &names,
+        );
+        assert_eq!(rows[0].name.as_deref(), Some("Example Net"));
+        assert_eq!(
+            rows[1].name.as_deref(),
+            Some("Korea (Democratic People's Republic of)")
+        );
+        assert_eq!(rows[1].explained_by[0].name.as_deref(), Some("Example Net"));
+        // An AS the file does not name: null, never a guess.
+        assert_eq!(rows[2].name, None);
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(json["name"], "Example Net");
+        assert!(serde_json::to_value(&rows[2]).unwrap()["name"].is_null());
+        let table = outages_table(&rows, 1_800_000_600_000);
+        assert!(table.lines().next().unwrap().ends_with(" NAME"), "{table}");
+        assert!(
+            table.lines().nth(1).unwrap().ends_with(" Example Net"),
+            "{table}"
+        );
+        assert!(
+            table
+                .lines()
+                .nth(2)
+                .unwrap()
+                .ends_with(" Korea (Democratic People's Republic of)"),
+            "{table}"
         );
     }
 

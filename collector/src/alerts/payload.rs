@@ -32,17 +32,21 @@ pub struct WebhookBody<'a> {
     /// `open` or `close`.
     pub event: &'a str,
     pub summary: String,
+    /// What people call the verdict's target (`crate::names`), null when
+    /// unknown.
+    pub name: Option<&'a str>,
     /// The verdict on the dashboard, when `external_url` is set.
     pub url: Option<String>,
     pub verdict: &'a Verdict,
 }
 
-/// The body POSTed to the webhook for `e`.
-pub fn webhook_body(e: &AlertEvent, external_url: Option<&str>) -> Vec<u8> {
+/// The body POSTed to the webhook for `e`, whose target is called `name`.
+pub fn webhook_body(e: &AlertEvent, name: Option<&str>, external_url: Option<&str>) -> Vec<u8> {
     let body = WebhookBody {
         version: WEBHOOK_VERSION,
         event: e.event,
-        summary: e.summary(),
+        summary: e.summary_named(name),
+        name,
         url: verdict_url(external_url, &e.verdict),
         verdict: &e.verdict,
     };
@@ -101,7 +105,16 @@ fn rfc3339(ms: i64) -> String {
 /// until `now_ms + hold_ms`, which the sender keeps pushing forward by
 /// re-sending. Closed: resolved at its end, never later than `now_ms`
 /// (Alertmanager takes an `endsAt` in the future as still firing).
-pub fn am_alert(v: &Verdict, now_ms: i64, hold_ms: i64, external_url: Option<&str>) -> AmAlert {
+/// The target's `name` is an annotation, not a label: labels are the
+/// alert's identity, and a reloaded AS names file must not turn one
+/// firing alert into two.
+pub fn am_alert(
+    v: &Verdict,
+    name: Option<&str>,
+    now_ms: i64,
+    hold_ms: i64,
+    external_url: Option<&str>,
+) -> AmAlert {
     let ends = match v.end_ms {
         None => now_ms + hold_ms,
         Some(end) => end.min(now_ms),
@@ -121,17 +134,18 @@ pub fn am_alert(v: &Verdict, now_ms: i64, hold_ms: i64, external_url: Option<&st
     }
     let url = verdict_url(external_url, v);
     let mut annotations = BTreeMap::new();
-    annotations.insert(
-        "summary".to_string(),
-        format!(
-            "{} of {} {} ({}/{} blocks)",
-            label(&v.kind),
-            label(&v.scope),
-            v.target,
-            v.blocks_affected,
-            v.blocks_total
-        ),
+    let summary = format!(
+        "{} of {} {} ({}/{} blocks)",
+        label(&v.kind),
+        label(&v.scope),
+        super::target_text(&v.target, name),
+        v.blocks_affected,
+        v.blocks_total
     );
+    annotations.insert("summary".to_string(), summary);
+    if let Some(n) = name {
+        annotations.insert("name".to_string(), n.to_string());
+    }
     annotations.insert("verdict_id".to_string(), v.id.to_string());
     if let Some(u) = &url {
         annotations.insert("verdict_url".to_string(), u.clone());
@@ -180,7 +194,7 @@ mod tests {
     #[test]
     fn webhook_body_is_versioned_and_carries_the_verdict() {
         let v = verdict(None);
-        let body = webhook_body(&AlertEvent::open(&v), Some("https://dw.example/"));
+        let body = webhook_body(&AlertEvent::open(&v), None, Some("https://dw.example/"));
         let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(j["version"], 1);
         assert_eq!(j["event"], "open");
@@ -190,7 +204,7 @@ mod tests {
         assert_eq!(j["verdict"]["kind"], "blackout");
         assert_eq!(j["verdict"]["end_ms"], serde_json::Value::Null);
         let j: serde_json::Value =
-            serde_json::from_slice(&webhook_body(&AlertEvent::close(&v), None)).unwrap();
+            serde_json::from_slice(&webhook_body(&AlertEvent::close(&v), None, None)).unwrap();
         assert_eq!(j["event"], "close");
         assert_eq!(j["url"], serde_json::Value::Null);
     }
@@ -211,7 +225,7 @@ mod tests {
     #[test]
     fn open_verdict_fires_until_the_hold_and_closed_one_resolves() {
         let now = 1_700_000_100_000;
-        let a = am_alert(&verdict(None), now, 240_000, Some("http://c:8080"));
+        let a = am_alert(&verdict(None), None, now, 240_000, Some("http://c:8080"));
         assert_eq!(a.labels["alertname"], "DarkwatchBlackout");
         assert_eq!(a.labels["kind"], "blackout");
         assert_eq!(a.labels["scope"], "country");
@@ -231,14 +245,14 @@ mod tests {
         assert!(j.get("startsAt").is_some() && j.get("generatorURL").is_some());
 
         // Closed: ends at its end; an end ahead of now is clamped to now.
-        let c = am_alert(&verdict(Some(now - 30_000)), now, 240_000, None);
+        let c = am_alert(&verdict(Some(now - 30_000)), None, now, 240_000, None);
         assert_eq!(c.ends_at, "2023-11-14T22:14:30.000Z");
         assert_eq!(c.labels, a.labels, "the same alert, resolved");
         assert!(serde_json::to_value(&c)
             .unwrap()
             .get("generatorURL")
             .is_none());
-        let c = am_alert(&verdict(Some(now + 30_000)), now, 240_000, None);
+        let c = am_alert(&verdict(Some(now + 30_000)), None, now, 240_000, None);
         assert_eq!(c.ends_at, "2023-11-14T22:15:00.000Z");
     }
 
@@ -248,13 +262,13 @@ mod tests {
         v.kind = Kind::Partial;
         v.scope = Scope::Prefix;
         v.target = "198.18.0.0/22".into();
-        let a = am_alert(&v, 0, 1, None);
+        let a = am_alert(&v, None, 0, 1, None);
         assert_eq!(a.labels["alertname"], "DarkwatchPartialOutage");
         assert_eq!(a.labels["severity"], "warning");
         assert!(!a.labels.contains_key("country"));
         assert_eq!(alertname(Kind::Instability), "DarkwatchInstability");
         // Never ends before it starts.
-        let a = am_alert(&v, v.start_ms - 10, 1, None);
+        let a = am_alert(&v, None, v.start_ms - 10, 1, None);
         assert_eq!(a.ends_at, a.starts_at);
     }
 
@@ -269,10 +283,44 @@ mod tests {
             .collect();
         let base = Some("https://darkwatch.example.org");
         let v = verdict(None);
-        let am = am_alert(&v, 1_700_000_100_000, 240_000, base);
+        // As the senders name it.
+        let name = crate::names::name_of(&Default::default(), v.scope, &v.target);
+        let name = name.as_deref();
+        let am = am_alert(&v, name, 1_700_000_100_000, 240_000, base);
         assert_eq!(blocks[0], serde_json::to_value([am]).unwrap());
         let body: serde_json::Value =
-            serde_json::from_slice(&webhook_body(&AlertEvent::open(&v), base)).unwrap();
+            serde_json::from_slice(&webhook_body(&AlertEvent::open(&v), name, base)).unwrap();
         assert_eq!(blocks[1], body);
+    }
+
+    #[test]
+    fn named_targets_carry_their_name_in_both_payloads() {
+        let mut v = verdict(None);
+        v.scope = Scope::Asn;
+        v.target = "AS131279".into();
+        let name = Some("Star Joint Venture");
+        let a = am_alert(&v, name, 1_700_000_100_000, 240_000, None);
+        assert_eq!(a.annotations["name"], "Star Joint Venture");
+        assert_eq!(
+            a.annotations["summary"],
+            "blackout of asn AS131279 \"Star Joint Venture\" (8/8 blocks)"
+        );
+        // Not a label: the alert's identity does not change with a name.
+        assert!(a.labels.values().all(|l| !l.contains("Star")));
+        assert_eq!(a.labels, am_alert(&v, None, 0, 1, None).labels);
+        let j: serde_json::Value =
+            serde_json::from_slice(&webhook_body(&AlertEvent::open(&v), name, None)).unwrap();
+        assert_eq!(j["name"], "Star Joint Venture");
+        assert_eq!(
+            j["summary"],
+            "open blackout asn AS131279 \"Star Joint Venture\" (8/8 blocks)"
+        );
+        let j: serde_json::Value =
+            serde_json::from_slice(&webhook_body(&AlertEvent::open(&v), None, None)).unwrap();
+        assert!(j["name"].is_null());
+        assert!(a.annotations.contains_key("name"));
+        assert!(!am_alert(&v, None, 0, 1, None)
+            .annotations
+            .contains_key("name"));
     }
 }

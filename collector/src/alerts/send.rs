@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::payload::{am_alert, signature, webhook_body, HOLD_RESENDS, SIGNATURE_HEADER};
 use super::{AlertEvent, DeliveryStats, Receiver};
 use crate::clock::SharedClock;
+use crate::names::{name_of, Names};
 use crate::store::{Store, Verdict};
 
 /// The status of an answered POST, or why there was no answer.
@@ -101,6 +102,8 @@ pub struct Target {
     pub max_attempts: u32,
     pub backoff: Backoff,
     pub stats: Arc<DeliveryStats>,
+    /// Names the verdicts' targets in the payloads.
+    pub names: Names,
 }
 
 impl Target {
@@ -150,7 +153,8 @@ pub async fn webhook_task(
     mut rx: mpsc::Receiver<AlertEvent>,
 ) {
     while let Some(e) = rx.recv().await {
-        let body = webhook_body(&e, external_url.as_deref());
+        let name = target.names.of(e.verdict.scope, &e.verdict.target);
+        let body = webhook_body(&e, name.as_deref(), external_url.as_deref());
         let headers: Vec<(&'static str, String)> = secret
             .iter()
             .map(|s| (SIGNATURE_HEADER, signature(s, &body)))
@@ -231,9 +235,13 @@ pub async fn alertmanager_task(
             }
         };
         let now = clock.now_ms();
+        let names = target.names.snapshot();
         let alerts: Vec<_> = verdicts
             .iter()
-            .map(|v| am_alert(v, now, hold_ms, external_url.as_deref()))
+            .map(|v| {
+                let name = name_of(&names, v.scope, &v.target);
+                am_alert(v, name.as_deref(), now, hold_ms, external_url.as_deref())
+            })
             .collect();
         let body = serde_json::to_vec(&alerts).expect("alerts serialize");
         target.deliver(http.as_ref(), &[], body, &what).await;
@@ -277,6 +285,7 @@ mod tests {
                 max: Duration::from_millis(2),
             },
             stats: stats.clone(),
+            names: Names::default(),
         }
     }
 

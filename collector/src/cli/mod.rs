@@ -68,6 +68,8 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        names: NamesArgs,
     },
     /// Per round, the share of blocks up: overall (consensus of healthy VPs)
     /// and per vantage point.
@@ -107,6 +109,19 @@ pub struct OutagesArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub names: NamesArgs,
+}
+
+/// Where AS names come from, for the commands that show verdicts' targets
+/// (countries are named from ISO 3166 without a file).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NamesArgs {
+    /// AS names file to name AS scopes with: CAIDA's as-org2info
+    /// (YYYYMMDD.as-org2info.txt, .gz as published) or `ASN name` lines;
+    /// the file `serve` reads as [correlation] as_names.
+    #[arg(long, env = "DARKWATCH_AS_NAMES", value_name = "FILE")]
+    pub as_names: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -163,10 +178,13 @@ pub struct SignalsArgs {
     pub vp: Vec<String>,
     /// csv: one line per round and VP, the consensus first with an empty
     /// vp (header: campaign,scope,target,round,start_ms,start,vp,
-    /// blocks_judged,blocks_up,share_up,probes,replies); jsonl: one JSON
+    /// blocks_judged,blocks_up,share_up,probes,replies,name, the last the
+    /// target's name when it has one); jsonl: one JSON
     /// object per round, as in the API's `rounds`.
     #[arg(long, value_enum, default_value = "csv")]
     pub format: SignalsFormat,
+    #[command(flatten)]
+    pub names: NamesArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -413,8 +431,9 @@ pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
         Command::Outages(args) => {
             read::outages(&open_existing(&db(), clock).await?, args, clock).await
         }
-        Command::Status { json } => {
-            read::status(&open_existing(&db(), clock).await?, json, clock).await
+        Command::Status { json, names } => {
+            let as_names = read::load_as_names(&names)?;
+            read::status(&open_existing(&db(), clock).await?, json, &as_names, clock).await
         }
         Command::CheckConfig { config } => {
             let notes = serve::check_config(&config)?;

@@ -2,13 +2,31 @@
 //! `crate::views` and `crate::signals`, printed as tables, JSON or CSV;
 //! `replay`, the stored verdicts checked against their stored rounds.
 
-use super::{exit, open_existing, print_json, print_out, read_input};
-use super::{CliError, OutagesArgs, ReplayArgs, SignalsArgs, SignalsFormat, TimelineArgs};
+use super::{exit, open_existing, print_json, print_out, read_input, warn_skipped};
+use super::{
+    CliError, NamesArgs, OutagesArgs, ReplayArgs, SignalsArgs, SignalsFormat, TimelineArgs,
+};
 use crate::clock::Clock;
 use crate::config::FileConfig;
 use crate::signals::{self, SignalsError, SignalsQuery};
 use crate::store::Store;
 use crate::views;
+use darkwatch_schema::inputs::asnames::AsNames;
+use darkwatch_schema::inputs::InputError;
+
+/// The `--as-names` file, or no AS names without one. A file that cannot
+/// be used is an error, as it is for `serve`.
+pub(super) fn load_as_names(args: &NamesArgs) -> Result<AsNames, CliError> {
+    let Some(path) = &args.as_names else {
+        return Ok(AsNames::default());
+    };
+    let (n, skipped) = AsNames::load(path).map_err(|e| match e {
+        InputError::Io { .. } => CliError::new(exit::NOINPUT, format!("AS names file: {e}")),
+        _ => CliError::new(exit::DATAERR, format!("AS names file: {e}")),
+    })?;
+    warn_skipped(&skipped);
+    Ok(n)
+}
 
 pub(super) async fn outages<S: Store>(
     store: &S,
@@ -22,12 +40,13 @@ pub(super) async fn outages<S: Store>(
         ),
         None => None,
     };
+    let as_names = load_as_names(&args.names)?;
     let filter = views::OutageFilter {
         country: args.country,
         ongoing: args.ongoing,
         since_ms,
     };
-    let rows = views::outages(store, &filter).await?;
+    let rows = views::outages(store, &filter, &as_names).await?;
     if args.json {
         print_json(&rows)
     } else {
@@ -38,9 +57,10 @@ pub(super) async fn outages<S: Store>(
 pub(super) async fn status<S: Store>(
     store: &S,
     json: bool,
+    as_names: &AsNames,
     clock: &dyn Clock,
 ) -> Result<(), CliError> {
-    let st = views::status(store, clock.now_ms()).await?;
+    let st = views::status(store, clock.now_ms(), as_names).await?;
     if json {
         print_json(&st)
     } else {
@@ -98,7 +118,8 @@ pub(super) async fn signals<S: Store>(
     pairs.extend(args.vp.into_iter().map(|v| ("vp".to_string(), v)));
     let q = SignalsQuery::from_pairs(&pairs, clock.now_ms())
         .map_err(|e| CliError::new(exit::USAGE, e.replace("query parameter ", "--")))?;
-    let s = signals::signals(store, &q, clock.now_ms())
+    let as_names = load_as_names(&args.names)?;
+    let s = signals::signals(store, &q, clock.now_ms(), &as_names)
         .await
         .map_err(|e| match e {
             SignalsError::BadRequest(m) => CliError::new(exit::USAGE, m),

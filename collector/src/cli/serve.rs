@@ -2,10 +2,10 @@
 //! the offline check of the config file that `serve --config` reads.
 //!
 //! Both read the configured input files the same way ([`check_inputs`]):
-//! a prefix-to-AS file that cannot be used (missing, unreadable, corrupt
-//! compression, not one usable line) stops `serve` before it binds, rather
-//! than letting it run with AS grouping silently off, and fails
-//! `check-config` with the same message.
+//! a prefix-to-AS or AS names file that cannot be used (missing,
+//! unreadable, corrupt compression, not one usable line) stops `serve`
+//! before it binds, rather than letting it run with AS grouping or names
+//! silently off, and fails `check-config` with the same message.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +15,9 @@ use super::{exit, open, read_input, warn_skipped, CliError, ServeArgs};
 use crate::clock::SharedClock;
 use crate::config::{self, FileConfig, ServeFlags};
 use crate::correlation::CorrelationSettings;
+use crate::names::Names;
 use crate::server;
+use darkwatch_schema::inputs::asnames::AsNames;
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
 use darkwatch_schema::inputs::InputError;
 
@@ -45,10 +47,14 @@ pub(super) async fn serve(
     let cfg = config::merge(flags, file).map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
     // Checked here, before the database and the socket; the correlation
     // loop loads the file again when it starts.
-    check_inputs(&cfg.correlation).map_err(|(e, code)| CliError::new(code, e))?;
+    let inputs = check_inputs(&cfg.correlation).map_err(|(e, code)| CliError::new(code, e))?;
+    // One holder for the API and the alerts, so that a reload of the file
+    // reaches both.
+    let names = Names::new(inputs.as_names);
     let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
-    let alerts = crate::alerts::Alerts::from_config(cfg.alerts.as_ref(), Some(store.clone()))
-        .map_err(|e| CliError::new(exit::DATAERR, e))?;
+    let alerts =
+        crate::alerts::Alerts::from_config(cfg.alerts.as_ref(), Some(store.clone()), names.clone())
+            .map_err(|e| CliError::new(exit::DATAERR, e))?;
     // Several collectors may share one database: each has its own holder id
     // and correlates the campaigns whose leases it holds.
     let holder = format!(
@@ -85,6 +91,7 @@ pub(super) async fn serve(
         store.clone(),
         metrics,
         clock,
+        names,
         |addr, tls| {
             let scheme = if tls { "https" } else { "http" };
             tracing::info!(%addr, tls, "listening");
@@ -115,22 +122,35 @@ pub(super) fn check_config(path: &Path) -> Result<String, CliError> {
     let file =
         FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
     let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
-    check_inputs(&cfg.correlation).map_err(|(e, _)| bad(e))
+    check_inputs(&cfg.correlation)
+        .map(|i| i.notes)
+        .map_err(|(e, _)| bad(e))
+}
+
+/// What [`check_inputs`] loaded: notes for stdout, and the AS names (empty
+/// without a file), which `serve` keeps.
+struct Inputs {
+    notes: String,
+    as_names: AsNames,
+}
+
+/// The message and exit code of an input file that cannot be used.
+fn refused(what: &str, e: InputError) -> (String, u8) {
+    let code = match e {
+        InputError::Io { .. } => exit::NOINPUT,
+        _ => exit::DATAERR,
+    };
+    (format!("{what}: {e}"), code)
 }
 
 /// Loads the input files `settings` names, to check that they can be used.
 /// Returns notes for stdout (what each holds, how many lines were skipped;
 /// each skipped line is logged), or the message and exit code of `serve`.
-fn check_inputs(settings: &CorrelationSettings) -> Result<String, (String, u8)> {
+fn check_inputs(settings: &CorrelationSettings) -> Result<Inputs, (String, u8)> {
     let mut notes = String::new();
     if let Some(p) = &settings.pfx2as {
-        let (m, skipped) = Pfx2As::load(p).map_err(|e| {
-            let code = match e {
-                InputError::Io { .. } => exit::NOINPUT,
-                _ => exit::DATAERR,
-            };
-            (format!("prefix-to-AS file (correlation.pfx2as): {e}"), code)
-        })?;
+        let (m, skipped) =
+            Pfx2As::load(p).map_err(|e| refused("prefix-to-AS file (correlation.pfx2as)", e))?;
         warn_skipped(&skipped);
         notes = format!(
             "pfx2as {}: {} prefixes, {} unparseable line(s) skipped\n",
@@ -139,5 +159,19 @@ fn check_inputs(settings: &CorrelationSettings) -> Result<String, (String, u8)> 
             skipped.len()
         );
     }
-    Ok(notes)
+    let mut as_names = AsNames::default();
+    if let Some(p) = &settings.as_names {
+        let (n, skipped) =
+            AsNames::load(p).map_err(|e| refused("AS names file (correlation.as_names)", e))?;
+        warn_skipped(&skipped);
+        tracing::info!(file = %p.display(), ases = n.len(), skipped_lines = skipped.len(), "AS names loaded");
+        notes.push_str(&format!(
+            "as_names {}: {} ASes named, {} unparseable line(s) skipped\n",
+            p.display(),
+            n.len(),
+            skipped.len()
+        ));
+        as_names = n;
+    }
+    Ok(Inputs { notes, as_names })
 }

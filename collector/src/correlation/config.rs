@@ -17,6 +17,9 @@ pub struct CorrelationSettings {
     pub every_secs: f64,
     /// Optional CAIDA prefix-to-AS file, to group prefixes by origin AS.
     pub pfx2as: Option<std::path::PathBuf>,
+    /// Optional AS names file (CAIDA as-org2info, or `ASN name` lines), to
+    /// show AS scopes by name (`crate::names`); display only.
+    pub as_names: Option<std::path::PathBuf>,
     /// Seconds the correlator lease lasts without renewal: how long a dead
     /// correlator blocks the others (default: 3 × `every_secs`, at least 3 s).
     pub lease_ttl_secs: Option<f64>,
@@ -29,6 +32,7 @@ impl Default for CorrelationSettings {
             window_rounds: 288,
             every_secs: 10.0,
             pfx2as: None,
+            as_names: None,
             lease_ttl_secs: None,
         }
     }

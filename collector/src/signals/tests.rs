@@ -300,6 +300,7 @@ fn rows_group_into_rounds_and_csv() {
     let s = SignalsJson {
         scope: Scope::Country,
         target: "KP".into(),
+        name: Some("Korea (Democratic People's Republic of)".into()),
         campaign: "k,p".into(),
         interval_secs: 60,
         rounds,
@@ -309,15 +310,15 @@ fn rows_group_into_rounds_and_csv() {
     assert_eq!(lines[0], CSV_HEADER);
     assert_eq!(
         lines[1],
-        "\"k,p\",country,KP,5,300000,1970-01-01T00:05:00Z,,4,3,0.75,12,9"
+        "\"k,p\",country,KP,5,300000,1970-01-01T00:05:00Z,,4,3,0.75,12,9,Korea (Democratic People's Republic of)"
     );
     assert_eq!(
         lines[3],
-        "\"k,p\",country,KP,5,300000,1970-01-01T00:05:00Z,vp-b,4,4,1,12,12"
+        "\"k,p\",country,KP,5,300000,1970-01-01T00:05:00Z,vp-b,4,4,1,12,12,Korea (Democratic People's Republic of)"
     );
     assert_eq!(
         lines[4],
-        "\"k,p\",country,KP,7,420000,1970-01-01T00:07:00Z,,0,0,,0,0"
+        "\"k,p\",country,KP,7,420000,1970-01-01T00:07:00Z,,0,0,,0,0,Korea (Democratic People's Republic of)"
     );
     let json: serde_json::Value = serde_json::to_value(&s).unwrap();
     assert_eq!(json["rounds"][0]["share_up"], 0.75);

@@ -225,7 +225,13 @@ async fn verdict_alerts_fire_and_resolve_in_a_real_alertmanager() {
     let cfg = config::merge(ServeFlags::default(), file).expect("merge");
     let a = cfg.alerts.as_ref().expect("[alerts]");
     let store = Arc::new(store);
-    let alerts = Alerts::start(a, None, SystemClock::shared(), Some(store.clone()));
+    let alerts = Alerts::start(
+        a,
+        None,
+        SystemClock::shared(),
+        Some(store.clone()),
+        Default::default(),
+    );
     let stats = alerts.stats();
     let metrics = Arc::new(Metrics::default());
     metrics.attach_alerts(alerts.stats());
@@ -271,6 +277,12 @@ async fn verdict_alerts_fire_and_resolve_in_a_real_alertmanager() {
             .is_some_and(|s| s.starts_with("blackout of country KP")),
         "{country:#}"
     );
+    // Named (ISO 3166) in an annotation, not a label.
+    assert_eq!(
+        country["annotations"]["name"],
+        "Korea (Democratic People's Republic of)"
+    );
+    assert!(labels.get("name").is_none(), "{country:#}");
     let starts =
         chrono::DateTime::parse_from_rfc3339(country["startsAt"].as_str().expect("startsAt"))
             .expect("startsAt parses");

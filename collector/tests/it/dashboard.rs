@@ -62,6 +62,16 @@ const BORDER: &str = "203.0.113.1";
 /// Prefix-to-AS lines of the fixture's two prefixes, one AS each.
 const PFX2AS: &str = "198.18.0.0\t22\t64500\n198.18.4.0\t22\t64501\n";
 
+/// The fixture's AS names, in CAIDA's as-org2info layout: AS64501 takes
+/// its organisation's name, AS64500 (no organisation) its aut_name.
+const AS_ORG2INFO: &str = "\
+# format:org_id|changed|org_name|country|source
+ORG-TWO|20241001|Example Net Two|KP|APNIC
+# format:aut|changed|aut_name|org_id|opaque_id|source
+64500|20241001|EXAMPLE-ONE|||APNIC
+64501|20241001|EXAMPLE-TWO|ORG-TWO||APNIC
+";
+
 /// A fixture database with a recorded blackout of country KP.
 pub(super) struct Fixture {
     pub(super) db: Db,
@@ -70,6 +80,8 @@ pub(super) struct Fixture {
     /// With [`Fixture::build_asns`]: a collector config naming the
     /// prefix-to-AS file (in `_dir`).
     config: Option<PathBuf>,
+    /// With [`Fixture::build_asns`]: the AS names file the config names.
+    as_names: Option<PathBuf>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -214,20 +226,26 @@ impl Fixture {
     }
 
     async fn build_full(dark: Range<u64>, half_dark: Range<u64>, asns: bool) -> Fixture {
-        let (dir, config, pfx2as) = if asns {
+        let (dir, config, pfx2as, as_names) = if asns {
             let dir = tempfile::tempdir().expect("temp dir");
             let pfx = dir.path().join("fixture.pfx2as");
             std::fs::write(&pfx, PFX2AS).expect("write pfx2as");
+            let names = dir.path().join("fixture.as-org2info.txt");
+            std::fs::write(&names, AS_ORG2INFO).expect("write AS names");
             let config = dir.path().join("collector.toml");
             std::fs::write(
                 &config,
-                format!("[correlation]\npfx2as = \"{}\"\n", pfx.display()),
+                format!(
+                    "[correlation]\npfx2as = \"{}\"\nas_names = \"{}\"\n",
+                    pfx.display(),
+                    names.display()
+                ),
             )
             .expect("write config");
             let (m, _) = Pfx2As::parse(PFX2AS, "fixture").expect("pfx2as parses");
-            (Some(dir), Some(config), Some(m))
+            (Some(dir), Some(config), Some(m), Some(names))
         } else {
-            (None, None, None)
+            (None, None, None, None)
         };
         let db = Db::sqlite();
         let store = SqlStore::open(&db.url).await.expect("open fixture store");
@@ -323,6 +341,7 @@ impl Fixture {
             db,
             first_round: *rounds.start(),
             config,
+            as_names,
             _dir: dir,
         }
     }
@@ -786,6 +805,15 @@ async fn dashboard_renders_in_chromium() {
         })
         .unwrap_or_else(|| panic!("no blackout row in the verdict list:\n{dom}"));
     assert_eq!(row.get("data-target").map(String::as_str), Some("KP"));
+    // Named from ISO 3166, under the code.
+    assert_eq!(
+        row.get("data-name").map(String::as_str),
+        Some("Korea (Democratic People's Republic of)")
+    );
+    assert!(
+        text.contains("KPKorea (Democratic People's Republic of)"),
+        "name in {text:?}"
+    );
     assert_eq!(row.get("data-ongoing").map(String::as_str), Some("false"));
     assert!(text.contains("8/8"), "blocks affected in {text:?}");
     assert!(
@@ -942,6 +970,97 @@ async fn a_dark_prefix_is_one_headline_with_the_country_partial_nested() {
     assert_eq!(attr(nested, "data-scope"), Some("country"));
     assert_eq!(attr(nested, "data-explained-by"), Some(id.as_str()));
     assert!(text.contains("└"), "{text:?}");
+}
+
+/// Names (issue 27): with `[correlation] as_names`, `/v1/outages`,
+/// `/v1/verdicts/{id}` and `/v1/signals` name AS scopes from the file and
+/// countries from ISO 3166, next to the unchanged keys; the CLI given the
+/// same file (`--as-names`) prints the same; the dashboard shows the names
+/// in the verdict list and on the verdict page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ases_and_countries_are_named_in_api_cli_and_dashboard() {
+    let fx = Fixture::build_asns(0..0, DARK).await;
+    let server = fx.server();
+    let db = fx.db.url.as_str();
+    let names = fx.as_names.as_ref().expect("AS names file");
+    let names = names.to_str().expect("utf-8 path");
+    let api = api_json(&server, "/v1/outages").await;
+    let all = api.as_array().expect("array");
+    let find = |kind: &str, scope: &str| {
+        all.iter()
+            .find(|v| v["kind"] == kind && v["scope"] == scope)
+            .unwrap_or_else(|| panic!("no {kind} of a {scope} in {api:#}"))
+    };
+    let asn = find("blackout", "asn");
+    assert_eq!(asn["target"], "AS64501");
+    assert_eq!(asn["name"], "Example Net Two");
+    let country = find("partial", "country");
+    assert_eq!(country["target"], "KP");
+    assert_eq!(country["name"], "Korea (Democratic People's Republic of)");
+    // The AS blackout explains the country partial, named there too.
+    let cause = &country["explained_by"][0];
+    assert_eq!(cause["target"], "AS64501", "{country:#}");
+    assert_eq!(cause["name"], "Example Net Two");
+    // The CLI with the same file prints the same; without it, ASes are
+    // unnamed and countries still named.
+    assert_eq!(
+        cli_json(db, &["outages", "--json", "--as-names", names]),
+        api
+    );
+    let bare = cli_json(db, &["outages", "--json"]);
+    let bare_asn = bare
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|v| v["id"] == asn["id"])
+        .expect("the AS verdict");
+    assert_eq!(bare_asn["name"], serde_json::Value::Null);
+    let table = cli_ok(db, &["outages", "--as-names", names]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("AS64501") && l.ends_with(" Example Net Two")),
+        "{table}"
+    );
+    // The verdict's evidence and the signals.
+    let id = asn["id"].as_i64().expect("id");
+    let ev = api_json(&server, &format!("/v1/verdicts/{id}")).await;
+    assert_eq!(ev["verdict"]["target"], "AS64501");
+    assert_eq!(ev["verdict"]["name"], "Example Net Two");
+    let sig = api_json(&server, "/v1/signals?scope=asn&target=AS64501").await;
+    assert_eq!(sig["target"], "AS64501");
+    assert_eq!(sig["name"], "Example Net Two");
+    let csv = cli_ok(
+        db,
+        &[
+            "signals",
+            "--scope",
+            "asn",
+            "--target",
+            "AS64501",
+            "--as-names",
+            names,
+        ],
+    );
+    let row = csv.lines().nth(1).expect("a CSV row");
+    assert!(row.ends_with(",Example Net Two"), "{csv}");
+
+    let Some(bin) = chromium() else { return };
+    let profile = tempfile::tempdir().expect("chromium profile dir");
+    let dom = dump_dom(&bin, profile.path(), &server.url("/")).await;
+    let (row, text) = elements(&dom, "tr")
+        .into_iter()
+        .find(|(a, _)| has_class(a, "verdict") && attr(a, "data-scope") == Some("asn"))
+        .unwrap_or_else(|| panic!("no AS row:\n{dom}"));
+    assert_eq!(attr(&row, "data-target"), Some("AS64501"));
+    assert_eq!(attr(&row, "data-name"), Some("Example Net Two"));
+    assert!(text.contains("AS64501Example Net Two"), "{text:?}");
+    let dom = dump_dom(&bin, profile.path(), &server.url(&format!("/verdict/{id}"))).await;
+    let (_, fact) = elements(&dom, "tr")
+        .into_iter()
+        .find(|(a, _)| has_class(a, "fact") && has_class(a, "name"))
+        .unwrap_or_else(|| panic!("no name fact on the verdict page:\n{dom}"));
+    assert!(fact.contains("Example Net Two"), "{fact:?}");
 }
 
 // ---------- time range, lines, verdict page ----------

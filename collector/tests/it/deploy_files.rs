@@ -130,10 +130,11 @@ fn example_collector_config_documents_every_option() {
         window_rounds: _,
         every_secs: _,
         pfx2as,
+        as_names,
         lease_ttl_secs,
     } = correlation;
     assert!(
-        pfx2as.is_some() && lease_ttl_secs.is_some(),
+        pfx2as.is_some() && as_names.is_some() && lease_ttl_secs.is_some(),
         "[correlation] options missing"
     );
     for key in [
@@ -315,6 +316,73 @@ fn a_gzip_pfx2as_file_is_read_and_a_broken_one_stops_serve_and_check_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn an_as_names_file_is_checked_like_pfx2as_and_a_broken_one_stops_serve() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let names = dir.path().join("20241001.as-org2info.txt.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(
+        b"# format:org_id|changed|org_name|country|source\n\
+          STAR-KP|20170208|Star Joint Venture|KP|APNIC\n\
+          # format:aut|changed|aut_name|org_id|opaque_id|source\n\
+          131279|20170208|STAR-KP|STAR-KP||APNIC\n\
+          x64500|20170208|BROKEN|STAR-KP||APNIC\n",
+    )
+    .unwrap();
+    std::fs::write(&names, gz.finish().unwrap()).unwrap();
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!("[correlation]\nas_names = \"{}\"\n", names.display()),
+    )
+    .unwrap();
+    let out = collector()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("1 ASes named, 1 unparseable line(s) skipped"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:5: bad AS number", names.display())),
+        "{stderr}"
+    );
+    // Not one usable line: check-config and serve both refuse it.
+    std::fs::write(&names, "not a list\n").unwrap();
+    let out = collector()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("AS names file (correlation.as_names)"),
+        "{err}"
+    );
+    let db = format!("sqlite://{}", dir.path().join("c.sqlite").display());
+    let out = collector()
+        .args(["--db", &db, "serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let serve_err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{serve_err}");
+    assert!(
+        serve_err.contains(&format!("{}:1: bad AS number", names.display())),
+        "{serve_err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
 }
 
 /// `Key=value` settings of a unit file (all occurrences, in order).

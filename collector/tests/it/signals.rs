@@ -682,7 +682,7 @@ async fn api_and_cli_give_the_same_signals() {
     assert_eq!(
         csv[1 + 5 * 3],
         format!(
-            "kp,country,KP,{},{},{dark_start},,4,2,0.5,16,4",
+            "kp,country,KP,{},{},{dark_start},,4,2,0.5,16,4,Korea (Democratic People's Republic of)",
             first + 5,
             round_start_ms(first + 5, INTERVAL)
         )

@@ -13,8 +13,10 @@ use darkwatch_collector::alerts::{
     signature, AlertEvent, Alerts, AlertsConfig, Receiver, SIGNATURE_HEADER,
 };
 use darkwatch_collector::clock::SystemClock;
+use darkwatch_collector::names::Names;
 use darkwatch_collector::store::Verdict;
 use darkwatch_correlate::{Kind, Scope};
+use darkwatch_schema::inputs::asnames::AsNames;
 
 type Seen = Arc<Mutex<Vec<(Option<String>, Bytes)>>>;
 
@@ -81,6 +83,7 @@ async fn signed_webhook_body_verifies_and_refusals_count_as_failed() {
         Some(b"s3cret".to_vec()),
         SystemClock::shared(),
         None,
+        Names::default(),
     );
     let stats = alerts.stats();
     alerts.send(AlertEvent::open(&verdict()));
@@ -107,4 +110,47 @@ async fn signed_webhook_body_verifies_and_refusals_count_as_failed() {
     assert_eq!(got.len(), 2, "two attempts");
     assert!(got.iter().all(|(sig, _)| sig.is_none()));
     assert_eq!(stats.delivered(Receiver::Webhook), 0);
+}
+
+/// The body names the verdict's target from the holder `serve` shares with
+/// the API; a reload swapping the names is seen from the next alert on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_body_names_the_target_and_follows_a_reload() {
+    let (url, seen) = receiver(StatusCode::NO_CONTENT).await;
+    let names = Names::default();
+    let alerts = Alerts::start(
+        &AlertsConfig::webhook(url, 1),
+        None,
+        SystemClock::shared(),
+        None,
+        names.clone(),
+    );
+    let stats = alerts.stats();
+    let mut v = verdict();
+    v.scope = Scope::Asn;
+    v.target = "AS131279".into();
+    alerts.send(AlertEvent::open(&v));
+    wait_until("the first delivery", || {
+        stats.delivered(Receiver::Webhook) == 1
+    })
+    .await;
+    names.replace(
+        [(131279, "Star Joint Venture".to_string())]
+            .into_iter()
+            .collect::<AsNames>(),
+    );
+    alerts.send(AlertEvent::close(&v));
+    wait_until("the second delivery", || {
+        stats.delivered(Receiver::Webhook) == 2
+    })
+    .await;
+    let got = seen.lock().unwrap().clone();
+    let body = |i: usize| -> serde_json::Value { serde_json::from_slice(&got[i].1).expect("json") };
+    assert!(body(0)["name"].is_null(), "{}", body(0));
+    assert_eq!(body(1)["name"], "Star Joint Venture");
+    assert_eq!(
+        body(1)["summary"],
+        "close partial asn AS131279 \"Star Joint Venture\" (2/4 blocks)"
+    );
+    assert_eq!(body(1)["verdict"]["target"], "AS131279");
 }

@@ -1,6 +1,7 @@
 //! The published input formats darkwatch reads: RIR delegated-stats files
 //! ([`delegated`]), CAIDA prefix-to-AS files ([`pfx2as`]) and plain address
-//! and CIDR lists ([`addrlist`]). Agent and collector both parse through here,
+//! and CIDR lists ([`addrlist`]), and AS names for display ([`asnames`]:
+//! CAIDA's as-org2info or a plain `ASN name` list). Agent and collector both parse through here,
 //! so one file yields the same prefixes on either side.
 //!
 //! Every parser follows the same rules. A line that cannot be parsed is
@@ -21,6 +22,7 @@ use std::fmt;
 use std::path::Path;
 
 pub mod addrlist;
+pub mod asnames;
 pub mod delegated;
 pub mod pfx2as;
 pub mod special;
