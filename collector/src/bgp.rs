@@ -10,5 +10,14 @@
 //!   they fall in and keeps, per peer, its session and routes, and per
 //!   routed prefix, who announces it with which origin and how much it
 //!   moved in a round. It knows nothing of wire formats, files or sockets.
+//! - [`mrt`] and [`bmp`] turn bytes into events with `bgpkit-parser` (BGP is
+//!   never hand-parsed here); a malformed or truncated input gives a clear
+//!   error and keeps the events decoded before it.
+//! - [`replay`] runs decoded files through the core in time order and
+//!   [`settings`] is `[bgp]` in collector.toml.
 
+pub mod bmp;
+pub mod mrt;
+pub mod replay;
+pub mod settings;
 pub mod state;

@@ -1,15 +1,16 @@
 //! Command line of `darkwatch-collector`: serve, agents, campaign,
-//! outages, status, timeline, signals, check-config.
+//! outages, status, timeline, signals, check-config, bgp import.
 //!
 //! Parses arguments (clap derive), runs the command, and maps every failure
 //! to one line on stderr and a sysexits code: 64 usage, 65 bad data,
 //! 66 unreadable input file, 69 database (or listening socket) unavailable,
 //! 78 bad config file (`check-config`); the table is
 //! `darkwatch_schema::exitcode`, shared with the agent. Each group of
-//! subcommands runs in its own module: `serve`, `admin` (agents, campaigns)
-//! and `read` (outages, status, timeline, signals).
+//! subcommands runs in its own module: `serve`, `admin` (agents, campaigns),
+//! `read` (outages, status, timeline, signals) and `bgp` (MRT import).
 
 mod admin;
+mod bgp;
 mod edit;
 mod read;
 mod serve;
@@ -85,6 +86,19 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// BGP input beside the probes.
+    #[command(subcommand)]
+    Bgp(BgpCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BgpCmd {
+    /// Read MRT files (RouteViews/RIPE RIS layout, plain or compressed) and
+    /// print the per-round state of every prefix as JSON lines: peers
+    /// announcing it, peers that had, origin ASes, announcements,
+    /// withdrawals and withdraw/announce cycles in the round. Exits 65 if a
+    /// file is malformed or truncated (what came before it is kept).
+    Import(bgp::BgpImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -399,6 +413,7 @@ pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
             let notes = serve::check_config(&config)?;
             print_out(&format!("{}: ok\n{notes}", config.display()))
         }
+        Command::Bgp(BgpCmd::Import(args)) => bgp::import(args),
         Command::Timeline(args) => read::timeline(&db(), args, clock).await,
         Command::Signals(args) => {
             read::signals(&open_existing(&db(), clock).await?, args, clock).await

@@ -115,7 +115,14 @@ pub(super) fn check_config(path: &Path) -> Result<String, CliError> {
     let file =
         FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
     let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
-    check_inputs(&cfg.correlation).map_err(|(e, _)| bad(e))
+    let mut notes = check_inputs(&cfg.correlation).map_err(|(e, _)| bad(e))?;
+    if let Some(dir) = cfg.bgp.as_ref().and_then(|b| b.mrt_dir.as_ref()) {
+        let n = std::fs::read_dir(dir)
+            .map_err(|e| bad(format!("[bgp] mrt_dir {}: {e}", dir.display())))?
+            .count();
+        notes.push_str(&format!("bgp mrt_dir {}: {n} entries\n", dir.display()));
+    }
+    Ok(notes)
 }
 
 /// Loads the input files `settings` names, to check that they can be used.
