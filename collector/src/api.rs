@@ -40,6 +40,7 @@ use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError, SummaryK
 use crate::tokens;
 
 mod assignments;
+mod bgp;
 use crate::views::{self, OutageFilter, OutageJson, Status, TimelineJson};
 
 /// Window for the "agents seen recently" gauge.
@@ -162,6 +163,7 @@ pub fn router<S: Store>(state: AppState<S>, max_body: usize) -> Router {
         .route("/v1/scopes", get(get_scopes::<S>))
         .route("/v1/status", get(get_status::<S>))
         .route("/v1/verdicts/{id}", get(get_verdict::<S>))
+        .route("/v1/bgp", get(bgp::get_bgp::<S>))
         .route("/metrics", get(get_metrics::<S>))
         .merge(crate::web::router())
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -15,8 +15,13 @@
 //!   error and keeps the events decoded before it.
 //! - [`replay`] runs decoded files through the core in time order and
 //!   [`settings`] is `[bgp]` in collector.toml.
+//! - [`hub`] is the live state `serve` keeps (time passed in), [`listen`]
+//!   its I/O edge: the BMP listener, the watched MRT directory, the timer.
+//!   `GET /v1/bgp` and the `darkwatch_bgp_*` metrics read the hub.
 
 pub mod bmp;
+pub mod hub;
+pub mod listen;
 pub mod mrt;
 pub mod replay;
 pub mod settings;

@@ -129,3 +129,130 @@ fn check_config_refuses_a_bgp_section_without_input_or_with_a_missing_directory(
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("bgp mrt_dir"));
 }
+
+/// The fuzz seed's BMP session (peer up, an announcement, a withdrawal, a
+/// peer down), cut into its messages by the collector's own framing.
+fn bmp_messages() -> Vec<Vec<u8>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/bmp/session.bmp");
+    let mut rest = &std::fs::read(path).unwrap()[..];
+    let mut out = Vec::new();
+    while let Some(len) = darkwatch_collector::bgp::bmp::frame_len(rest).unwrap() {
+        out.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    assert!(rest.is_empty());
+    out
+}
+
+async fn bgp_state(server: &crate::common::Server) -> serde_json::Value {
+    reqwest::get(server.url("/v1/bgp?prefix=198.18.0.0/15"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls `/v1/bgp` until `done` holds of the open round (a guard against a
+/// hang, not a timing assertion).
+async fn until(server: &crate::common::Server, done: impl Fn(&serde_json::Value) -> bool) {
+    for _ in 0..600 {
+        let v = bgp_state(server).await;
+        if done(&v["current"]) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("BGP state never reached: {}", bgp_state(server).await);
+}
+
+#[tokio::test]
+async fn bmp_listener_keeps_per_peer_state_and_a_closed_connection_takes_its_peers_down() {
+    use tokio::io::AsyncWriteExt;
+    let db = crate::common::Db::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!("[bgp]\nbmp_listen = \"127.0.0.1:{port}\"\nround_secs = 86400\n"),
+    )
+    .unwrap();
+    let server = crate::common::Server::start(&db.url, &["--config", cfg.to_str().unwrap()]);
+    let msgs = bmp_messages();
+    assert_eq!(msgs.len(), 4);
+
+    let mut router = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // Peer up and the announcement, in one write with the next message's
+    // first bytes: framing must wait for the rest.
+    let first = [msgs[0].clone(), msgs[1].clone(), msgs[2][..3].to_vec()].concat();
+    router.write_all(&first).await.unwrap();
+    let prefix = |c: &serde_json::Value| c["prefixes"][0].clone();
+    until(&server, |c| {
+        c["peers_up"] == 1
+            && prefix(c)["announced_by"] == 1
+            && prefix(c)["origins"] == serde_json::json!([65001])
+    })
+    .await;
+    // The rest of the withdrawal, then the announcement again: a cycle
+    // (rounds of a day, so both fall in one).
+    router.write_all(&msgs[2][3..]).await.unwrap();
+    router.write_all(&msgs[1]).await.unwrap();
+    until(&server, |c| prefix(c)["cycles"] == 1).await;
+    // The router goes away without a peer down: its peer is down.
+    drop(router);
+    until(&server, |c| {
+        c["peers_up"] == 0 && prefix(c)["announced_by"] == 0 && prefix(c)["known_peers"] == 1
+    })
+    .await;
+
+    // Not BMP: closed and counted; the listener goes on.
+    let mut junk = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let metrics = || async {
+        reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    for _ in 0..600 {
+        if metrics().await.contains("darkwatch_bgp_bmp_errors_total 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = metrics().await;
+    assert!(text.contains("darkwatch_bgp_bmp_errors_total 1"), "{text}");
+    assert!(
+        text.contains("darkwatch_bgp_prefixes_withdrawn 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("darkwatch_bgp_bmp_connections_total 2"),
+        "{text}"
+    );
+    let mut again = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    again.write_all(&msgs[0]).await.unwrap();
+    until(&server, |c| c["peers_up"] == 1).await;
+}
+
+#[tokio::test]
+async fn bgp_endpoint_says_when_there_is_no_bgp_input() {
+    let db = crate::common::Db::sqlite();
+    let server = crate::common::Server::start(&db.url, &[]);
+    let resp = reqwest::get(server.url("/v1/bgp")).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(resp.text().await.unwrap().contains("[bgp]"));
+}
