@@ -18,11 +18,16 @@
 //! - [`hub`] is the live state `serve` keeps (time passed in), [`listen`]
 //!   its I/O edge: the BMP listener, the watched MRT directory, the timer.
 //!   `GET /v1/bgp` and the `darkwatch_bgp_*` metrics read the hub.
+//! - [`compact`] picks the rows stored per round (changes, movement and a
+//!   daily keyframe) and expands them back; the store's `bgp` module holds
+//!   the SQL; [`signal`] sums them per country, AS or prefix scope.
 
 pub mod bmp;
+pub mod compact;
 pub mod hub;
 pub mod listen;
 pub mod mrt;
 pub mod replay;
 pub mod settings;
+pub mod signal;
 pub mod state;

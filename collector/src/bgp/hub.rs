@@ -6,8 +6,9 @@
 //! keep only the prefixes that moved or are not announced by every peer
 //! that knows them (a steady full table of a million prefixes would
 //! otherwise be copied every round); the full current state is the open
-//! round's snapshot. Storing rounds with the probes' retention is the
-//! store's part (not yet written).
+//! round's snapshot. With [`BgpHub::persist`], closed rounds also wait
+//! whole for the store ([`BgpHub::take_closed`]; `listen::persist` writes
+//! them through `compact`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,9 @@ pub const KEEP_ROUNDS: usize = 144;
 struct Inner {
     core: BgpCore,
     recent: VecDeque<RoundState>,
+    /// Closed rounds whole, for the store (when it is kept).
+    outbox: Vec<RoundState>,
+    persist: bool,
 }
 
 /// Counters of what came in, for `/metrics`.
@@ -82,8 +86,23 @@ impl BgpHub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Closed rounds are also kept whole until [`BgpHub::take_closed`]
+    /// takes them (for the store).
+    pub fn persist(self) -> BgpHub {
+        self.lock().persist = true;
+        self
+    }
+
+    /// The rounds closed since the last call, oldest first.
+    pub fn take_closed(&self) -> Vec<RoundState> {
+        std::mem::take(&mut self.lock().outbox)
+    }
+
     fn keep(inner: &mut Inner, closed: Vec<RoundState>) {
         for mut r in closed {
+            if inner.persist {
+                inner.outbox.push(r.clone());
+            }
             r.prefixes.retain(notable);
             inner.recent.push_back(r);
             while inner.recent.len() > KEEP_ROUNDS {

@@ -1,7 +1,8 @@
 //! The I/O edge of BGP input in `serve`: the BMP listener (RFC 7854, TCP),
 //! the watched MRT directory and the timer that closes rounds with no
-//! event. Each only moves bytes into the pure parts ([`super::bmp`],
-//! [`super::mrt`]) and their events into the [`BgpHub`].
+//! event, and the writer of closed rounds to the store. Each only moves
+//! bytes into the pure parts ([`super::bmp`], [`super::mrt`],
+//! [`super::compact`]) and their events into the [`BgpHub`].
 //!
 //! A BMP connection is one monitored router, named by its address. When
 //! it ends, every peer it reported goes down: RFC 7854 §3.3 makes the
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::compact::Compactor;
 use super::hub::BgpHub;
 use super::state::{Event, PeerKey};
 use super::{bmp, mrt};
@@ -123,6 +125,48 @@ pub async fn tick(hub: Arc<BgpHub>, clock: SharedClock, round_secs: u64) {
         tokio::time::sleep(every).await;
         hub.tick(clock.now_ms());
     }
+}
+
+/// Writes the hub's closed rounds to the store (the rows `compact` picks)
+/// and deletes those older than `keep_days`, for ever.
+pub async fn persist(
+    hub: Arc<BgpHub>,
+    store: Arc<crate::store::SqlStore>,
+    round_secs: u64,
+    keep_days: u64,
+    clock: SharedClock,
+) {
+    let mut compactor = Compactor::new(keyframe_rounds(round_secs));
+    let mut purged_day = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for r in hub.take_closed() {
+            let rows = compactor.rows(&r);
+            if let Err(e) = store.save_bgp_round(round_secs, &r, &rows).await {
+                tracing::warn!(round = r.round, error = %e, "cannot store a BGP round");
+            }
+        }
+        let now = clock.now_ms();
+        let day = now / 86_400_000;
+        if purged_day != Some(day) {
+            let cutoff_ms = now - keep_days as i64 * 86_400_000;
+            let before = darkwatch_schema::round_of(cutoff_ms, round_secs);
+            match store.purge_bgp(round_secs, before).await {
+                Ok(n) => {
+                    purged_day = Some(day);
+                    if n > 0 {
+                        tracing::info!(rows = n, "old BGP rounds deleted");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot delete old BGP rounds"),
+            }
+        }
+    }
+}
+
+/// A keyframe a day (at least every round).
+pub fn keyframe_rounds(round_secs: u64) -> u64 {
+    (86_400 / round_secs.max(1)).max(1)
 }
 
 /// A file in the watched directory: name, size, modification time.

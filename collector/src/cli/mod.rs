@@ -160,6 +160,25 @@ pub struct SignalsArgs {
     /// object per round, as in the API's `rounds`.
     #[arg(long, value_enum, default_value = "csv")]
     pub format: SignalsFormat,
+    /// probes: the share of blocks up, as above. bgp: per round, the scope's
+    /// routed prefixes (country: those overlapping its campaigns' space;
+    /// asn: those it originated; prefix: inside or covering it), how many
+    /// are announced, the (prefix, peer) routes withdrawn, and the
+    /// announcements, withdrawals and withdraw/announce cycles, from the
+    /// rounds `serve` stores with [bgp] (csv header: scope,target,round,
+    /// start_ms,start,prefixes,announced,announced_by_all,peer_routes,
+    /// withdrawn_routes,announcements,withdrawals,cycles).
+    #[arg(long, value_enum, default_value = "probes")]
+    pub source: SignalSource,
+    /// With --source bgp: the BGP round length ([bgp] round_secs).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub round_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignalSource {
+    Probes,
+    Bgp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -415,6 +434,9 @@ pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
         }
         Command::Bgp(BgpCmd::Import(args)) => bgp::import(args),
         Command::Timeline(args) => read::timeline(&db(), args, clock).await,
+        Command::Signals(args) if args.source == SignalSource::Bgp => {
+            bgp::signals(&open_existing(&db(), clock).await?, args, clock).await
+        }
         Command::Signals(args) => {
             read::signals(&open_existing(&db(), clock).await?, args, clock).await
         }

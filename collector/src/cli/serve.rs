@@ -63,7 +63,7 @@ pub(super) async fn serve(
     let metrics = Arc::new(crate::metrics::Metrics::default());
     metrics.attach_alerts(alerts.stats());
     let bgp_tasks = match &cfg.bgp {
-        Some(b) => start_bgp(b, &metrics, &clock).await?,
+        Some(b) => start_bgp(b, &cfg, &store, &metrics, &clock).await?,
         None => Vec::new(),
     };
     // The prefix-to-AS file is read in the loop's task, as before the
@@ -117,13 +117,16 @@ pub(super) async fn serve(
 /// Starts the BGP input of `[bgp]`: the BMP listener (bound here, so a
 /// taken port stops `serve`; its address is printed like the HTTP one),
 /// the MRT directory watcher and the round timer, all feeding one hub that
-/// `metrics` exposes.
+/// `metrics` exposes and whose closed rounds go to the store, kept as long
+/// as the raw rounds (`[retention] raw_days`).
 async fn start_bgp(
     b: &BgpSettings,
+    cfg: &config::ServeConfig,
+    store: &Arc<crate::store::SqlStore>,
     metrics: &crate::metrics::Metrics,
     clock: &SharedClock,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, CliError> {
-    let hub = Arc::new(BgpHub::new(b.round_secs));
+    let hub = Arc::new(BgpHub::new(b.round_secs).persist());
     metrics.attach_bgp(hub.clone());
     let mut tasks = Vec::new();
     if let Some(addr) = b.bmp_listen {
@@ -150,6 +153,13 @@ async fn start_bgp(
             hub.clone(),
         )));
     }
+    tasks.push(tokio::spawn(listen::persist(
+        hub.clone(),
+        store.clone(),
+        b.round_secs,
+        u64::from(cfg.retention.raw_days),
+        clock.clone(),
+    )));
     tasks.push(tokio::spawn(listen::tick(hub, clock.clone(), b.round_secs)));
     Ok(tasks)
 }

@@ -256,3 +256,115 @@ async fn bgp_endpoint_says_when_there_is_no_bgp_input() {
     assert_eq!(resp.status(), 404);
     assert!(resp.text().await.unwrap().contains("[bgp]"));
 }
+
+/// `serve` stores the BMP session's rounds; `signals --source bgp` reads
+/// them back for a prefix, an AS and a country scope.
+async fn bgp_rounds_are_stored_and_read_as_signals(db: crate::common::Db) {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("collector.toml");
+    // One-second rounds, so rounds close while the test runs.
+    std::fs::write(
+        &cfg,
+        format!("[bgp]\nbmp_listen = \"127.0.0.1:{port}\"\nround_secs = 1\n"),
+    )
+    .unwrap();
+    crate::common::cli_ok(
+        &db.url,
+        &[
+            "campaign",
+            "add",
+            "kp",
+            "--country",
+            "KP",
+            "--prefix",
+            "198.18.0.0/22",
+        ],
+    );
+    let server = crate::common::Server::start(&db.url, &["--config", cfg.to_str().unwrap()]);
+    let msgs = bmp_messages();
+    let mut router = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    router
+        .write_all(&[msgs[0].clone(), msgs[1].clone()].concat())
+        .await
+        .unwrap();
+    let signal = |scope: &str, target: &str| {
+        let out = crate::common::cli(
+            &db.url,
+            &[
+                "signals",
+                "--source",
+                "bgp",
+                "--round-secs",
+                "1",
+                "--from",
+                "10m",
+                "--scope",
+                scope,
+                "--target",
+                target,
+                "--format",
+                "jsonl",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        rounds(&out.stdout)
+    };
+    let mut seen = false;
+    for _ in 0..600 {
+        if signal("prefix", "198.18.1.0/24")
+            .iter()
+            .any(|r| r["announced"] == 1)
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the announcement was never stored");
+    router.write_all(&msgs[3]).await.unwrap();
+    let withdrawn = |r: &Vec<serde_json::Value>| {
+        r.last()
+            .is_some_and(|l| l["withdrawn_routes"] == 1 && l["announced"] == 0)
+    };
+    let mut last = Vec::new();
+    for _ in 0..600 {
+        last = signal("asn", "AS65001");
+        if withdrawn(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(withdrawn(&last), "{last:?}");
+    let country = signal("country", "kp");
+    assert_eq!(
+        country.last().unwrap()["withdrawn_routes"],
+        1,
+        "{country:?}"
+    );
+    assert_eq!(country.last().unwrap()["prefixes"], 1);
+    drop(server);
+}
+
+#[tokio::test]
+async fn bgp_rounds_are_stored_and_read_as_signals_sqlite() {
+    bgp_rounds_are_stored_and_read_as_signals(crate::common::Db::sqlite()).await;
+}
+
+#[tokio::test]
+async fn bgp_rounds_are_stored_and_read_as_signals_postgres() {
+    if let Some(db) = crate::common::Db::postgres().await {
+        bgp_rounds_are_stored_and_read_as_signals(db).await;
+    }
+}
