@@ -20,13 +20,15 @@
 //!   `GET /v1/bgp` and the `darkwatch_bgp_*` metrics read the hub.
 //! - [`compact`] picks the rows stored per round (changes, movement and a
 //!   daily keyframe) and expands them back; the store's `bgp` module holds
-//!   the SQL; [`signal`] sums them per country, AS or prefix scope.
+//!   the SQL; [`signal`] sums them per country, AS or prefix scope and
+//!   [`read`] answers the CLI's and the API's queries for it.
 
 pub mod bmp;
 pub mod compact;
 pub mod hub;
 pub mod listen;
 pub mod mrt;
+pub mod read;
 pub mod replay;
 pub mod settings;
 pub mod signal;

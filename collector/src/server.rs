@@ -39,7 +39,7 @@ pub enum ServeError {
 /// picks a free port), and serves until `shutdown` completes; in-flight
 /// requests then get a grace period. `metrics` are the process counters
 /// (shared with the correlation loop, which counts its caught panics).
-pub async fn serve<S: Store>(
+pub async fn serve<S: Store + crate::bgp::read::BgpRows>(
     cfg: &ServeConfig,
     store: Arc<S>,
     metrics: Arc<Metrics>,

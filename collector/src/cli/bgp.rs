@@ -11,11 +11,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{exit, print_out, CliError, SignalsArgs, SignalsFormat};
-use crate::bgp::signal::{self, BgpScope};
-use crate::bgp::{compact, listen::keyframe_rounds, mrt, replay, state::BgpCore};
+use crate::bgp::read::{bgp_signal, BgpQuery, BgpReadError};
+use crate::bgp::{mrt, replay, state::BgpCore};
 use crate::clock::Clock;
-use crate::store::{SqlStore, Store};
-use crate::timespec::parse_time;
+use crate::store::SqlStore;
 
 #[derive(Debug, Args)]
 pub struct BgpImportArgs {
@@ -72,78 +71,49 @@ pub(super) async fn signals(
     args: SignalsArgs,
     clock: &dyn Clock,
 ) -> Result<(), CliError> {
-    let usage = |m: String| CliError::new(exit::USAGE, m);
-    let now = clock.now_ms();
-    let until = match &args.until {
-        Some(t) => parse_time(t, now).map_err(|e| usage(format!("--until: {e}")))?,
-        None => now,
-    };
-    let from = match &args.from {
-        Some(t) => parse_time(t, now).map_err(|e| usage(format!("--from: {e}")))?,
-        None => until - 86_400_000,
-    };
-    if from > until {
-        return Err(usage("--from is after --until".into()));
-    }
-    let scope = match args.scope.as_str() {
-        "prefix" => BgpScope::Prefix(
-            args.target
-                .parse()
-                .map_err(|_| usage(format!("--target {} is not a prefix", args.target)))?,
-        ),
-        "asn" => BgpScope::Asn(
-            args.target
-                .trim_start_matches("AS")
-                .trim_start_matches("as")
-                .parse()
-                .map_err(|_| usage(format!("--target {} is not an AS number", args.target)))?,
-        ),
-        "country" => {
-            let code = args.target.to_ascii_uppercase();
-            let prefixes: Vec<_> = store
-                .list_campaigns()
-                .await?
-                .into_iter()
-                .filter(|c| c.country.as_deref().map(str::to_ascii_uppercase) == Some(code.clone()))
-                .flat_map(|c| c.prefixes)
-                .collect();
-            if prefixes.is_empty() {
-                return Err(CliError::new(
-                    exit::DATAERR,
-                    format!("no campaign watches country {code}"),
-                ));
-            }
-            BgpScope::Prefixes(prefixes)
-        }
-        other => {
-            return Err(usage(format!(
-                "--scope {other}: BGP signals have country, asn and prefix scopes"
-            )))
-        }
-    };
-    let secs = args.round_secs;
-    let (first, last) = (
-        darkwatch_schema::round_of(from, secs),
-        darkwatch_schema::round_of(until, secs),
+    let mut pairs = vec![
+        ("scope".to_string(), args.scope),
+        ("target".to_string(), args.target),
+        ("round_secs".to_string(), args.round_secs.to_string()),
+    ];
+    pairs.extend(
+        [("from", args.from), ("until", args.until)]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?))),
     );
-    let since = first.saturating_sub(2 * keyframe_rounds(secs));
-    let rows = store.bgp_rows(secs, since, last).await?;
-    let rounds = compact::expand(&rows, first, last);
-    let sig = signal::signal(&scope, &rounds);
+    if !args.vp.is_empty() || args.campaign.is_some() {
+        return Err(CliError::new(
+            exit::USAGE,
+            "--vp and --campaign are for --source probes".to_string(),
+        ));
+    }
+    let q = BgpQuery::from_pairs(&pairs, clock.now_ms()).map_err(|e| {
+        CliError::new(
+            exit::USAGE,
+            e.replace("query parameter ", "--")
+                .replace("round_secs", "round-secs"),
+        )
+    })?;
+    let s = bgp_signal(store, &q).await.map_err(|e| match e {
+        BgpReadError::BadRequest(m) => CliError::new(exit::USAGE, m),
+        BgpReadError::NotFound(m) => CliError::new(exit::DATAERR, m),
+        BgpReadError::Store(e) => e.into(),
+    })?;
     let mut out = String::new();
     match args.format {
         SignalsFormat::Csv => {
             out.push_str("scope,target,round,start_ms,start,prefixes,announced,announced_by_all,peer_routes,withdrawn_routes,announcements,withdrawals,cycles\n");
-            for r in &sig {
-                let start_ms = darkwatch_schema::round_start_ms(r.round, secs);
-                let start = chrono::DateTime::from_timestamp_millis(start_ms)
+            for row in &s.rounds {
+                let r = &row.signal;
+                let start = chrono::DateTime::from_timestamp_millis(row.start_ms)
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_default();
                 out.push_str(&format!(
-                    "{},{},{},{start_ms},{start},{},{},{},{},{},{},{},{}\n",
-                    args.scope,
-                    args.target,
+                    "{},{},{},{},{start},{},{},{},{},{},{},{},{}\n",
+                    s.scope,
+                    s.target,
                     r.round,
+                    row.start_ms,
                     r.prefixes,
                     r.announced,
                     r.announced_by_all,
@@ -156,8 +126,8 @@ pub(super) async fn signals(
             }
         }
         SignalsFormat::Jsonl => {
-            for r in &sig {
-                let line = serde_json::to_string(r)
+            for row in &s.rounds {
+                let line = serde_json::to_string(row)
                     .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
                 out.push_str(&line);
                 out.push('\n');

@@ -354,6 +354,33 @@ async fn bgp_rounds_are_stored_and_read_as_signals(db: crate::common::Db) {
         "{country:?}"
     );
     assert_eq!(country.last().unwrap()["prefixes"], 1);
+
+    // The same through the API.
+    let get = |q: &str| {
+        let url = server.url(&format!("/v1/signals?{q}"));
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    let resp = get("source=bgp&scope=country&target=KP&round_secs=1&from=10m").await;
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["source"], "bgp");
+    let last = v["rounds"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["withdrawn_routes"].clone(), last["prefixes"].clone()),
+        (1.into(), 1.into()),
+        "{v}"
+    );
+    assert!(last["start_ms"].as_i64().unwrap() > 0);
+    let resp = get("source=radar&scope=country&target=KP").await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("probes or bgp"));
+    let resp = get("source=bgp&scope=country&target=KP&vp=a").await;
+    assert_eq!(resp.status(), 400);
+    // source=probes is the probe signal, as without source.
+    let with = get("source=probes&scope=country&target=KP").await;
+    let without = get("scope=country&target=KP").await;
+    assert_eq!(with.status(), without.status());
+    assert_eq!(with.text().await.unwrap(), without.text().await.unwrap());
     drop(server);
 }
 
