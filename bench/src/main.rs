@@ -12,6 +12,7 @@
 mod agent_e2e;
 mod agent_scale;
 mod alloc;
+mod bgp;
 mod collector;
 mod collector_scale;
 mod inputs;
@@ -43,7 +44,8 @@ struct Args {
     /// correlation, ingest, latency, agent-scale (4.2M blocks in one agent,
     /// no network), scale (the collector under a synthetic fleet),
     /// agent-e2e (a real agent and collector on 127.0.0.0/8 in a namespace),
-    /// inputs (real-size NRO, pfx2as and hitlist files loaded and seeded).
+    /// inputs (real-size NRO, pfx2as and hitlist files loaded and seeded),
+    /// bgp (the BMP listener: a full table of 1M routes, then 50 updates/s).
     #[arg(
         long,
         value_delimiter = ',',
@@ -110,6 +112,9 @@ struct Args {
     /// `agent-e2e`: the agent's packet-rate cap (half goes to discovery).
     #[arg(long, default_value_t = 200_000)]
     e2e_pps: u32,
+    /// `bgp`: routes of the full table the BMP router sends.
+    #[arg(long, default_value_t = 1_000_000)]
+    bgp_routes: u32,
     /// Also write the table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -171,6 +176,7 @@ fn main() -> Result<()> {
             "scale" => scale_rows(&args, &mut rows, &mut detail),
             "agent-e2e" => agent_e2e_rows(&args, &mut rows, &mut detail),
             "inputs" => inputs::rows(&mut rows),
+            "bgp" => bgp::rows(&mut rows, args.bgp_routes),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         if let Err(e) = r {
