@@ -1,6 +1,7 @@
 //! MRT files (RFC 6396) to BGP events, as RouteViews and RIPE RIS publish
 //! them: update files (BGP4MP messages and state changes) and RIB dumps
-//! (TABLE_DUMP_V2, read as announcements), plain or compressed.
+//! (TABLE_DUMP_V2, read as announcements at the dump's time), plain or
+//! compressed.
 //!
 //! Decoding is `bgpkit-parser`'s; this module only maps its records to
 //! [`Event`]s with their time. A file that is malformed or cut short keeps
@@ -80,9 +81,16 @@ pub fn decode(bytes: Vec<u8>, source: &str) -> Decoded {
             });
             continue;
         }
+        // A RIB dump's entries carry when each route was learnt (days
+        // before, often); the table is the state at the dump's time.
+        let rib = !matches!(record.message, MrtMessage::Bgp4Mp(_));
         for elem in elementor.record_to_elems(record) {
             out.events.push(TimedEvent {
-                at_ms: (elem.timestamp * 1000.0) as i64,
+                at_ms: if rib {
+                    header_ms
+                } else {
+                    (elem.timestamp * 1000.0) as i64
+                },
                 event: elem_event(elem, source),
             });
         }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use bgpkit_parser::encoder::MrtUpdatesEncoder;
+use bgpkit_parser::encoder::{MrtRibEncoder, MrtUpdatesEncoder};
 use bgpkit_parser::models::{
     AsPath, Asn, Bgp4MpStateChange, Bgp4MpType, CommonHeader, EntryType, MrtRecord, NetworkPrefix,
 };
@@ -147,4 +147,37 @@ fn garbage_and_bad_compression_are_errors_not_panics() {
     assert!(d.error.is_some());
     let d = decode(Vec::new(), "rv");
     assert_eq!((d.records, d.error), (0, None));
+}
+
+#[test]
+fn rib_dump_entries_are_announcements_at_the_dump_time() {
+    let mut enc = MrtRibEncoder::new();
+    // The first entry's time is the dump's; the second route was learnt
+    // long before it.
+    enc.process_elem(&elem(
+        7200.0,
+        ElemType::ANNOUNCE,
+        "198.18.1.0/24",
+        &[64500, 65001],
+    ))
+    .unwrap();
+    enc.process_elem(&elem(
+        60.0,
+        ElemType::ANNOUNCE,
+        "198.18.2.0/24",
+        &[64500, 65002],
+    ))
+    .unwrap();
+    let d = decode(enc.export_bytes().unwrap().to_vec(), "rv");
+    assert_eq!(d.error, None);
+    let mut got: Vec<(i64, Option<u32>)> = d
+        .events
+        .iter()
+        .map(|e| match &e.event {
+            Event::Announce { origin, .. } => (e.at_ms, *origin),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, [(7_200_000, Some(65001)), (7_200_000, Some(65002))]);
 }
