@@ -8,7 +8,7 @@ set -uo pipefail
 secs=${1:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-targets=(delegated pfx2as addrlist targets agent_config collector_config report)
+targets=(delegated pfx2as addrlist targets agent_config collector_config report mrt bmp)
 cargo +nightly fuzz build -O >/dev/null 2>build.log || { echo "fuzz build failed, see fuzz/build.log" >&2; tail -20 build.log >&2; exit 2; }
 crashed=0
 printf '%-22s %12s %10s %8s\n' target executions exec/s crashes

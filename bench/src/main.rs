@@ -12,6 +12,7 @@
 mod agent_e2e;
 mod agent_scale;
 mod alloc;
+mod bgp;
 mod collector;
 mod collector_scale;
 mod inputs;
@@ -45,7 +46,8 @@ struct Args {
     /// agent-e2e (a real agent and collector on 127.0.0.0/8 in a namespace),
     /// inputs (real-size NRO, pfx2as, as-org2info and hitlist files loaded
     /// and seeded), sim (a simulated week scored against ground truth,
-    /// `darkwatch-sim`).
+    /// `darkwatch-sim`), bgp (the BMP listener: a full table of 1M routes,
+    /// then 50 updates/s).
     #[arg(
         long,
         value_delimiter = ',',
@@ -124,6 +126,9 @@ struct Args {
     /// `sim`: the seed of the world and its events.
     #[arg(long, default_value_t = 29)]
     sim_seed: u64,
+    /// `bgp`: routes of the full table the BMP router sends.
+    #[arg(long, default_value_t = 1_000_000)]
+    bgp_routes: u32,
     /// Also write the table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -186,6 +191,7 @@ fn main() -> Result<()> {
             "agent-e2e" => agent_e2e_rows(&args, &mut rows, &mut detail),
             "inputs" => inputs::rows(&mut rows),
             "sim" => sim_rows(&args, &mut rows, &mut detail),
+            "bgp" => bgp::rows(&mut rows, args.bgp_routes),
             other => Err(anyhow::anyhow!("unknown section {other:?}")),
         };
         if let Err(e) = r {

@@ -31,6 +31,7 @@ use darkwatch_schema::{ApiError, BatchAck, ReportBatch};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::bgp::read::BgpRows;
 use crate::clock::SharedClock;
 use crate::correlation::CorrelationSettings;
 use crate::ingest::{check_batch, check_packed, foreign_spaces, IngestError};
@@ -40,6 +41,7 @@ use crate::store::{AgentInfo, AuthOutcome, Campaign, Store, StoreError, SummaryK
 use crate::tokens;
 
 mod assignments;
+mod bgp;
 use crate::views::{self, OutageFilter, OutageJson, Status, TimelineJson};
 
 /// Window for the "agents seen recently" gauge.
@@ -152,7 +154,7 @@ impl<S: Store> FromRequestParts<AppState<S>> for AuthedAgent {
 }
 
 /// The router, with a body cap of `max_body` bytes.
-pub fn router<S: Store>(state: AppState<S>, max_body: usize) -> Router {
+pub fn router<S: Store + BgpRows>(state: AppState<S>, max_body: usize) -> Router {
     Router::new()
         .route("/v1/health", get(health::<S>))
         .route("/v1/reports", post(post_reports::<S>))
@@ -165,6 +167,7 @@ pub fn router<S: Store>(state: AppState<S>, max_body: usize) -> Router {
         .route("/v1/scopes", get(get_scopes::<S>))
         .route("/v1/status", get(get_status::<S>))
         .route("/v1/verdicts/{id}", get(get_verdict::<S>))
+        .route("/v1/bgp", get(bgp::get_bgp::<S>))
         .route("/metrics", get(get_metrics::<S>))
         .merge(crate::web::router())
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -438,16 +441,22 @@ async fn get_timeline<S: Store>(
 }
 
 /// `GET /v1/signals`: query pairs as they come, so that `vp` may repeat.
-async fn get_signals<S: Store>(
+async fn get_signals<S: Store + BgpRows>(
     State(st): State<AppState<S>>,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<SignalsJson>, ApiFailure> {
-    let Query(pairs) = q.map_err(bad_query)?;
+) -> Result<Response, ApiFailure> {
+    let Query(mut pairs) = q.map_err(bad_query)?;
     let now = st.clock.now_ms();
+    // `source=bgp`: the routed prefixes' BGP signal (bgp::read);
+    // `source=probes` (the default) is the share of blocks up.
+    match bgp::source(&mut pairs).map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))? {
+        Some(bgp::Source::Bgp) => return bgp::get_bgp_signal(&st, &pairs, now).await,
+        Some(bgp::Source::Probes) | None => {}
+    }
     let q = SignalsQuery::from_pairs(&pairs, now)
         .map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     match signals::signals(st.store.as_ref(), &q, now, &st.names.snapshot()).await {
-        Ok(s) => Ok(Json(s)),
+        Ok(s) => Ok(Json::<SignalsJson>(s).into_response()),
         Err(SignalsError::BadRequest(m)) => Err(ApiFailure::new(StatusCode::BAD_REQUEST, m)),
         Err(SignalsError::NotFound(m)) => Err(ApiFailure::new(StatusCode::NOT_FOUND, m)),
         Err(SignalsError::Store(e)) => Err(ApiFailure::store(e)),

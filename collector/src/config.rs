@@ -33,6 +33,9 @@ pub struct FileConfig {
     /// How long raw rounds are kept (`[retention]`).
     #[serde(default)]
     pub retention: crate::correlation::RetentionSettings,
+    /// BGP input: BMP listener, watched MRT directory (`[bgp]`).
+    #[serde(default)]
+    pub bgp: Option<crate::bgp::settings::BgpSettings>,
 }
 
 /// `[alerts]`: defined with the alerts it configures.
@@ -54,6 +57,8 @@ pub enum ConfigError {
     Webhook(String),
     #[error("[alerts]: {0}")]
     Alerts(String),
+    #[error("[bgp]: {0}")]
+    Bgp(String),
 }
 
 impl FileConfig {
@@ -74,6 +79,7 @@ pub struct ServeConfig {
     pub correlation: crate::correlation::CorrelationSettings,
     pub alerts: Option<AlertsConfig>,
     pub retention: crate::correlation::RetentionSettings,
+    pub bgp: Option<crate::bgp::settings::BgpSettings>,
 }
 
 /// Flags as given (None = not given).
@@ -129,6 +135,9 @@ pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigE
         }
         a.validate().map_err(ConfigError::Alerts)?;
     }
+    if let Some(b) = &file.bgp {
+        b.validate().map_err(ConfigError::Bgp)?;
+    }
     Ok(ServeConfig {
         db: flags
             .db
@@ -140,6 +149,7 @@ pub fn merge(flags: ServeFlags, file: FileConfig) -> Result<ServeConfig, ConfigE
         correlation: file.correlation,
         alerts: file.alerts,
         retention: file.retention,
+        bgp: file.bgp,
     })
 }
 
@@ -223,6 +233,25 @@ mod tests {
         }
         let e = FileConfig::parse("[retention]\ndays = 3\n").unwrap_err();
         assert!(e.to_string().contains("days"), "{e}");
+    }
+
+    #[test]
+    fn bgp_takes_a_listener_or_a_directory_with_valid_settings() {
+        let ok = |t: &str| merge(ServeFlags::default(), FileConfig::parse(t).unwrap());
+        let c = ok("[bgp]\nbmp_listen = \"127.0.0.1:11019\"\n").unwrap();
+        let b = c.bgp.unwrap();
+        assert_eq!((b.round_secs, b.mrt_dir), (600, None));
+        ok("[bgp]\nmrt_dir = \"/var/lib/mrt\"\nround_secs = 60\n").unwrap();
+        for (bad, says) in [
+            ("round_secs = 60", "give bmp_listen, mrt_dir"),
+            ("mrt_dir = \"d\"\nround_secs = 0", "round_secs"),
+            ("mrt_dir = \"d\"\nmrt_scan_secs = -1.0", "mrt_scan_secs"),
+        ] {
+            let e = ok(&format!("[bgp]\n{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+        let e = FileConfig::parse("[bgp]\nbmp = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("bmp"), "{e}");
     }
 
     #[test]

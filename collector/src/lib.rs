@@ -22,6 +22,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod bgp;
 pub mod causes;
 pub mod census;
 pub mod cli;

@@ -33,6 +33,8 @@ pub struct Metrics {
     correlation: Arc<CorrelationStats>,
     /// Alert deliveries, counted by the alert senders.
     alerts: std::sync::OnceLock<Arc<crate::alerts::DeliveryStats>>,
+    /// BGP input (`[bgp]`), when configured.
+    bgp: std::sync::OnceLock<Arc<crate::bgp::hub::BgpHub>>,
 }
 
 impl Metrics {
@@ -87,6 +89,15 @@ impl Metrics {
     /// Exports `stats` (the alert senders') with the other counters.
     pub fn attach_alerts(&self, stats: Arc<crate::alerts::DeliveryStats>) {
         let _ = self.alerts.set(stats);
+    }
+
+    /// The BGP state whose gauges `/metrics` shows, and `/v1/bgp` serves.
+    pub fn attach_bgp(&self, hub: Arc<crate::bgp::hub::BgpHub>) {
+        let _ = self.bgp.set(hub);
+    }
+
+    pub fn bgp(&self) -> Option<&Arc<crate::bgp::hub::BgpHub>> {
+        self.bgp.get()
     }
 
     /// Prometheus text exposition; `counts` is `None` when the store failed.
@@ -217,6 +228,9 @@ impl Metrics {
             ] {
                 e.gauge(name, help, [(Labels::new(), v as f64)]);
             }
+        }
+        if let Some(hub) = self.bgp.get() {
+            hub.expose(&mut e);
         }
         e.render()
     }

@@ -40,7 +40,7 @@ pub enum ServeError {
 /// requests then get a grace period. `metrics` are the process counters
 /// (shared with the correlation loop, which counts its caught panics);
 /// `names` name the scopes the API shows (shared with the alerts).
-pub async fn serve<S: Store>(
+pub async fn serve<S: Store + crate::bgp::read::BgpRows>(
     cfg: &ServeConfig,
     store: Arc<S>,
     metrics: Arc<Metrics>,

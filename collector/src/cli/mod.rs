@@ -1,15 +1,16 @@
 //! Command line of `darkwatch-collector`: serve, agents, campaign,
-//! outages, status, timeline, signals, replay, check-config.
+//! outages, status, timeline, signals, replay, check-config, bgp import.
 //!
 //! Parses arguments (clap derive), runs the command, and maps every failure
 //! to one line on stderr and a sysexits code: 64 usage, 65 bad data,
 //! 66 unreadable input file, 69 database (or listening socket) unavailable,
 //! 78 bad config file (`check-config`); the table is
 //! `darkwatch_schema::exitcode`, shared with the agent. Each group of
-//! subcommands runs in its own module: `serve`, `admin` (agents, campaigns)
-//! and `read` (outages, status, timeline, signals, replay).
+//! subcommands runs in its own module: `serve`, `admin` (agents, campaigns),
+//! `read` (outages, status, timeline, signals, replay) and `bgp` (MRT import).
 
 mod admin;
+mod bgp;
 mod edit;
 mod read;
 mod serve;
@@ -91,6 +92,19 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// BGP input beside the probes.
+    #[command(subcommand)]
+    Bgp(BgpCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BgpCmd {
+    /// Read MRT files (RouteViews/RIPE RIS layout, plain or compressed) and
+    /// print the per-round state of every prefix as JSON lines: peers
+    /// announcing it, peers that had, origin ASes, announcements,
+    /// withdrawals and withdraw/announce cycles in the round. Exits 65 if a
+    /// file is malformed or truncated (what came before it is kept).
+    Import(bgp::BgpImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +199,25 @@ pub struct SignalsArgs {
     pub format: SignalsFormat,
     #[command(flatten)]
     pub names: NamesArgs,
+    /// probes: the share of blocks up, as above. bgp: per round, the scope's
+    /// routed prefixes (country: those overlapping its campaigns' space;
+    /// asn: those it originated; prefix: inside or covering it), how many
+    /// are announced, the (prefix, peer) routes withdrawn, and the
+    /// announcements, withdrawals and withdraw/announce cycles, from the
+    /// rounds `serve` stores with [bgp] (csv header: scope,target,round,
+    /// start_ms,start,prefixes,announced,announced_by_all,peer_routes,
+    /// withdrawn_routes,announcements,withdrawals,cycles).
+    #[arg(long, value_enum, default_value = "probes")]
+    pub source: SignalSource,
+    /// With --source bgp: the BGP round length ([bgp] round_secs).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub round_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignalSource {
+    Probes,
+    Bgp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -439,7 +472,11 @@ pub async fn run(cli: Cli, shared: SharedClock) -> Result<(), CliError> {
             let notes = serve::check_config(&config)?;
             print_out(&format!("{}: ok\n{notes}", config.display()))
         }
+        Command::Bgp(BgpCmd::Import(args)) => bgp::import(args),
         Command::Timeline(args) => read::timeline(&db(), args, clock).await,
+        Command::Signals(args) if args.source == SignalSource::Bgp => {
+            bgp::signals(&open_existing(&db(), clock).await?, args, clock).await
+        }
         Command::Replay(args) => read::replay(&db(), args, clock).await,
         Command::Signals(args) => {
             read::signals(&open_existing(&db(), clock).await?, args, clock).await

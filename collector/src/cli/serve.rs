@@ -1,5 +1,6 @@
-//! `serve` and `check-config`: the HTTP API and the correlation loop, and
-//! the offline check of the config file that `serve --config` reads.
+//! `serve` and `check-config`: the HTTP API, the correlation loop and the
+//! BGP input (`[bgp]`), and the offline check of the config file that
+//! `serve --config` reads.
 //!
 //! Both read the configured input files the same way ([`check_inputs`]):
 //! a prefix-to-AS or AS names file that cannot be used (missing,
@@ -10,8 +11,10 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{exit, open, read_input, warn_skipped, CliError, ServeArgs};
+use crate::bgp::{hub::BgpHub, listen, settings::BgpSettings};
 use crate::clock::SharedClock;
 use crate::config::{self, FileConfig, ServeFlags};
 use crate::correlation::CorrelationSettings;
@@ -65,6 +68,10 @@ pub(super) async fn serve(
     );
     let metrics = Arc::new(crate::metrics::Metrics::default());
     metrics.attach_alerts(alerts.stats());
+    let bgp_tasks = match &cfg.bgp {
+        Some(b) => start_bgp(b, &cfg, &store, &metrics, &clock).await?,
+        None => Vec::new(),
+    };
     // The prefix-to-AS file is read in the loop's task, as before the
     // split: a large file does not hold up listening.
     let setup = crate::correlation::LoopSetup {
@@ -103,6 +110,7 @@ pub(super) async fn serve(
     )
     .await;
     correlator.abort();
+    bgp_tasks.iter().for_each(|t| t.abort());
     store.close().await;
     result.map_err(|e| {
         let code = match e {
@@ -111,6 +119,56 @@ pub(super) async fn serve(
         };
         CliError::new(code, e.to_string())
     })
+}
+
+/// Starts the BGP input of `[bgp]`: the BMP listener (bound here, so a
+/// taken port stops `serve`; its address is printed like the HTTP one),
+/// the MRT directory watcher and the round timer, all feeding one hub that
+/// `metrics` exposes and whose closed rounds go to the store, kept as long
+/// as the raw rounds (`[retention] raw_days`).
+async fn start_bgp(
+    b: &BgpSettings,
+    cfg: &config::ServeConfig,
+    store: &Arc<crate::store::SqlStore>,
+    metrics: &crate::metrics::Metrics,
+    clock: &SharedClock,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, CliError> {
+    let hub = Arc::new(BgpHub::new(b.round_secs).persist());
+    metrics.attach_bgp(hub.clone());
+    let mut tasks = Vec::new();
+    if let Some(addr) = b.bmp_listen {
+        let listener = listen::bind_bmp(addr).await.map_err(|e| {
+            CliError::new(
+                exit::UNAVAILABLE,
+                format!("cannot listen for BMP on {addr}: {e}"),
+            )
+        })?;
+        if let Ok(local) = listener.local_addr() {
+            tracing::info!(%local, "BMP listening");
+            println!("darkwatch-collector BMP listening on {local}");
+        }
+        tasks.push(tokio::spawn(listen::serve_bmp(
+            listener,
+            hub.clone(),
+            clock.clone(),
+        )));
+    }
+    if let Some(dir) = &b.mrt_dir {
+        tasks.push(tokio::spawn(listen::watch_mrt(
+            dir.clone(),
+            Duration::from_secs_f64(b.mrt_scan_secs),
+            hub.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(listen::persist(
+        hub.clone(),
+        store.clone(),
+        b.round_secs,
+        u64::from(cfg.retention.raw_days),
+        clock.clone(),
+    )));
+    tasks.push(tokio::spawn(listen::tick(hub, clock.clone(), b.round_secs)));
+    Ok(tasks)
 }
 
 /// What `serve --config` checks before touching the database: the file
@@ -122,9 +180,16 @@ pub(super) fn check_config(path: &Path) -> Result<String, CliError> {
     let file =
         FileConfig::parse(&read_input(path, "config file")?).map_err(|e| bad(e.to_string()))?;
     let cfg = config::merge(ServeFlags::default(), file).map_err(|e| bad(e.to_string()))?;
-    check_inputs(&cfg.correlation)
+    let mut notes = check_inputs(&cfg.correlation)
         .map(|i| i.notes)
-        .map_err(|(e, _)| bad(e))
+        .map_err(|(e, _)| bad(e))?;
+    if let Some(dir) = cfg.bgp.as_ref().and_then(|b| b.mrt_dir.as_ref()) {
+        let n = std::fs::read_dir(dir)
+            .map_err(|e| bad(format!("[bgp] mrt_dir {}: {e}", dir.display())))?
+            .count();
+        notes.push_str(&format!("bgp mrt_dir {}: {n} entries\n", dir.display()));
+    }
+    Ok(notes)
 }
 
 /// What [`check_inputs`] loaded: notes for stdout, and the AS names (empty

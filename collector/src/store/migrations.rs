@@ -260,6 +260,31 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // PostgreSQL the column reaches every partition. Not plain DDL: see
     // `observations_rtt`.
     (12, ""),
+    // BGP rounds (`bgp`): a row per prefix and round
+    // where its state changed or moved, and the sessions per round.
+    (
+        13,
+        "CREATE TABLE IF NOT EXISTS bgp_rounds (
+        round_secs BIGINT NOT NULL,
+        round BIGINT NOT NULL,
+        prefix TEXT NOT NULL,
+        announced_by BIGINT NOT NULL,
+        known_peers BIGINT NOT NULL,
+        origins TEXT NOT NULL,
+        announcements BIGINT NOT NULL,
+        withdrawals BIGINT NOT NULL,
+        cycles BIGINT NOT NULL,
+        PRIMARY KEY (round_secs, prefix, round)
+    );
+    CREATE INDEX IF NOT EXISTS bgp_rounds_by_round ON bgp_rounds (round_secs, round);
+    CREATE TABLE IF NOT EXISTS bgp_sessions (
+        round_secs BIGINT NOT NULL,
+        round BIGINT NOT NULL,
+        peers_up BIGINT NOT NULL,
+        peers_known BIGINT NOT NULL,
+        PRIMARY KEY (round_secs, round)
+    )",
+    ),
 ];
 
 /// Migration 7: on PostgreSQL, `partitions::migrate`; on SQLite, the

@@ -14,6 +14,7 @@
 //! `dispatch` on top, which opens the store and implements [`Store`].
 
 mod agents;
+mod bgp;
 mod census;
 mod codec;
 mod dispatch;
@@ -39,6 +40,7 @@ use darkwatch_schema::{BatchAck, BlockObservation, CensusBlock, ReportBatch, Tra
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use bgp::BgpSessions;
 pub use census::AgentCoverage;
 pub use rounds::Spaces;
 pub use sql::SqlStore;

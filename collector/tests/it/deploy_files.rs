@@ -114,6 +114,7 @@ fn example_collector_config_documents_every_option() {
         correlation,
         alerts,
         retention: _,
+        bgp,
     } = file;
     for (key, set) in [
         ("db", db.is_some()),
@@ -122,6 +123,7 @@ fn example_collector_config_documents_every_option() {
         ("tls_key", tls_key.is_some()),
         ("max_body", max_body.is_some()),
         ("[alerts]", alerts.is_some()),
+        ("[bgp]", bgp.is_some()),
     ] {
         assert!(set, "collector.toml does not document {key}");
     }
@@ -144,6 +146,10 @@ fn example_collector_config_documents_every_option() {
         "webhook",
         "[retention]",
         "raw_days",
+        "bmp_listen",
+        "mrt_dir",
+        "round_secs",
+        "mrt_scan_secs",
     ] {
         assert!(
             text.contains(&format!("{key} = ")) || text.contains(&format!("\n{key}\n")),

@@ -5,7 +5,7 @@
 //! sharing the campaigns), the dashboard in a headless browser (`dashboard`), the files
 //! under `deploy/` (`deploy_files`), the log format on a pipe (`logs`),
 //! `/metrics` through promtool (`metrics`), alerts to a real Alertmanager
-//! (`alertmanager`) and a signed webhook (`webhook`). Fixtures are in
+//! (`alertmanager`) and a signed webhook (`webhook`), MRT import (`bgp`). Fixtures are in
 //! `common`.
 
 #[macro_use]
@@ -13,6 +13,7 @@ mod common;
 
 mod alertmanager;
 mod bad_input;
+mod bgp;
 mod census;
 mod cli_traps;
 mod crash;

@@ -607,7 +607,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13]);
     sqlx::Connection::close(conn).await.expect("close");
 
     // Verdicts stored before were alerted as they stand.
