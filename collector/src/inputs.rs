@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use darkwatch_schema::inputs::{self, pfx2as::Pfx2As};
+use darkwatch_schema::inputs::{self, asnames::AsNames, pfx2as::Pfx2As};
 
 use crate::reload::Reloading;
 
@@ -36,4 +36,17 @@ pub fn open_pfx2as(path: &Path, what: &str) -> Option<Arc<Reloading<Pfx2As>>> {
             None
         }
     }
+}
+
+/// Parses the AS names file, logging skipped lines like [`parse_pfx2as`].
+pub fn parse_as_names(path: &Path) -> Result<AsNames, String> {
+    let (n, skipped) = AsNames::load(path).map_err(|e| e.to_string())?;
+    inputs::report_skipped(&skipped, |msg| tracing::warn!("{msg}"));
+    tracing::info!(
+        file = %path.display(),
+        ases = n.len(),
+        skipped_lines = skipped.len(),
+        "loaded the AS names file"
+    );
+    Ok(n)
 }

@@ -19,6 +19,8 @@ use std::sync::{Arc, RwLock};
 use darkwatch_correlate::Scope;
 use darkwatch_schema::inputs::asnames::AsNames;
 
+use crate::reload::{Outcome, Reloading};
+
 /// The ISO 3166-1 name of a two-letter country code (any case); `None`
 /// for codes ISO does not assign (such as `XK`, used for Kosovo).
 pub fn country_name(cc: &str) -> Option<&'static str> {
@@ -59,8 +61,23 @@ impl Names {
 
     /// Swaps in a newly loaded file's names for every holder.
     pub fn replace(&self, as_names: AsNames) {
+        self.replace_shared(Arc::new(as_names));
+    }
+
+    fn replace_shared(&self, as_names: Arc<AsNames>) {
         let mut g = self.as_names.write().unwrap_or_else(|p| p.into_inner());
-        *g = Arc::new(as_names);
+        *g = as_names;
+    }
+
+    /// Reads `file` again if it changed and swaps in its names; a refused
+    /// file keeps the names before. `serve` calls it every minute (AS
+    /// names are republished like pfx2as); the outcome is for counting.
+    pub fn follow(&self, file: &Reloading<AsNames>) -> Outcome {
+        let outcome = file.check();
+        if let Outcome::Loaded { .. } = outcome {
+            self.replace_shared(file.current().0);
+        }
+        outcome
     }
 
     /// The names as they are now, unaffected by a later reload.
@@ -121,5 +138,30 @@ mod tests {
             Some("Star Joint Venture")
         );
         assert!(before.is_empty());
+    }
+
+    #[test]
+    fn a_changed_file_renames_for_every_holder_and_a_bad_one_keeps_the_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("asnames.txt");
+        std::fs::write(&path, "131279 Star Joint Venture\n").unwrap();
+        let file = Reloading::open(&path, "as_names", crate::inputs::parse_as_names).unwrap();
+        let names = Names::new(AsNames::clone(&file.current().0));
+        let api = names.clone();
+        assert_eq!(names.follow(&file), Outcome::Unchanged);
+
+        // Republished (another size, so the change shows within the file
+        // system's time resolution): every clone sees the new name.
+        std::fs::write(&path, "131279 Star JV Co. Ltd.\n64500 Example\n").unwrap();
+        assert!(matches!(names.follow(&file), Outcome::Loaded { .. }));
+        assert_eq!(
+            api.of(Scope::Asn, "AS131279").as_deref(),
+            Some("Star JV Co. Ltd.")
+        );
+
+        // Broken: refused, the names before stay.
+        std::fs::write(&path, "not a name list at all\n").unwrap();
+        assert!(matches!(names.follow(&file), Outcome::Kept { .. }));
+        assert_eq!(api.of(Scope::Asn, "AS64500").as_deref(), Some("Example"));
     }
 }

@@ -19,6 +19,7 @@ use crate::clock::SharedClock;
 use crate::config::{self, FileConfig, ServeFlags};
 use crate::correlation::CorrelationSettings;
 use crate::names::Names;
+use crate::reload::Reloading;
 use crate::server;
 use darkwatch_schema::inputs::asnames::AsNames;
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
@@ -54,6 +55,13 @@ pub(super) async fn serve(
     // One holder for the API and the alerts, so that a reload of the file
     // reaches both.
     let names = Names::new(inputs.as_names);
+    let names_file = match &cfg.correlation.as_names {
+        Some(p) => Some(
+            Reloading::open(p, "as_names", crate::inputs::parse_as_names)
+                .map_err(|e| CliError::new(exit::DATAERR, e))?,
+        ),
+        None => None,
+    };
     let store = Arc::new(open(&cfg.db, clock.as_ref()).await?);
     let alerts =
         crate::alerts::Alerts::from_config(cfg.alerts.as_ref(), Some(store.clone()), names.clone())
@@ -93,6 +101,19 @@ pub(super) async fn serve(
         )
         .await
     });
+    // AS names are republished like pfx2as: the file is checked every
+    // minute (a changed file is parsed on a runtime worker: well under a
+    // second at real size, about once a day).
+    let names_task = names_file.map(|file| {
+        let (names, stats) = (names.clone(), metrics.correlation_stats());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                stats.reload_checked(file.what, &names.follow(&file));
+            }
+        })
+    });
     let result = server::serve(
         &cfg,
         store.clone(),
@@ -110,6 +131,9 @@ pub(super) async fn serve(
     )
     .await;
     correlator.abort();
+    if let Some(t) = names_task {
+        t.abort();
+    }
     bgp_tasks.iter().for_each(|t| t.abort());
     store.close().await;
     result.map_err(|e| {

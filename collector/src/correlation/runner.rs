@@ -23,7 +23,7 @@ use std::time::Duration;
 use darkwatch_schema::inputs::pfx2as::Pfx2As;
 use futures::FutureExt;
 
-use crate::reload::{Outcome, Reloading};
+use crate::reload::Reloading;
 
 use super::config::CorrelationSettings;
 use super::correlator::{Correlator, PassStats};
@@ -162,11 +162,7 @@ pub async fn loop_pass<R: RoundSource, W: VerdictSink>(
 /// the data and is counted); new data rebuilds every campaign's engine,
 /// whose prefix scopes come from it.
 fn reload(state: &mut LoopState, r: &Reloading<Pfx2As>, stats: &CorrelationStats) {
-    match r.check() {
-        Outcome::Loaded { .. } => stats.input_reloaded(r.what, true),
-        Outcome::Kept { .. } => stats.input_reloaded(r.what, false),
-        Outcome::Unchanged => {}
-    }
+    stats.reload_checked(r.what, &r.check());
     let (_, generation) = r.current();
     if generation != state.pfx2as_generation {
         state.correlator.forget_all();

@@ -27,6 +27,17 @@ impl CorrelationStats {
         self.all_panics().get(campaign).copied().unwrap_or(0)
     }
 
+    /// Counts what a check of input file `what` did (see
+    /// [`crate::reload::Reloading::check`]); an unchanged file counts nothing.
+    pub fn reload_checked(&self, what: &str, outcome: &crate::reload::Outcome) {
+        use crate::reload::Outcome;
+        match outcome {
+            Outcome::Loaded { .. } => self.input_reloaded(what, true),
+            Outcome::Kept { .. } => self.input_reloaded(what, false),
+            Outcome::Unchanged => {}
+        }
+    }
+
     /// Records a changed input file `what` read again: `loaded`, or
     /// refused (the data before is kept).
     pub fn input_reloaded(&self, what: &str, loaded: bool) {
