@@ -507,6 +507,7 @@ mod health;
 pub mod incremental;
 mod instability;
 mod localize;
+pub mod onset;
 mod runs;
 mod scopes;
 mod summaries;
