@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
+use darkwatch_schema::phase::RoundSchedule;
 use darkwatch_schema::{round_start_ms, BlockState, CampaignAssignment, ReportBatch, RoundInfo};
 use ipnet::IpNet;
 
@@ -53,6 +54,11 @@ pub struct Setup {
     pub wire: Wire,
     /// The collector takes the routers' ICMP errors to the probes.
     pub report_errors: bool,
+    /// This VP's phase in the campaign, in slices (`schedule::phase_in`).
+    pub phase: u32,
+    /// The collector takes packed rounds' `schedule` (it assigns phases;
+    /// an older one refuses the field).
+    pub report_schedule: bool,
 }
 
 /// Which round of the campaign, and what runs already.
@@ -362,6 +368,7 @@ impl<'a> RoundDriver<'a> {
         let st = &*self.st;
         self.queue = Some(SliceQueue::new(
             self.setup.slices,
+            self.setup.phase,
             st.trackers.indexed().map(|(i, t)| (i, &t.block)),
         ));
         self.slots = vec![None; st.trackers.len()];
@@ -515,7 +522,7 @@ impl<'a> RoundDriver<'a> {
             .filter(|o| o.probes > 0 && o.state == BlockState::Up)
             .count();
         let plan = self.plan.take().expect("planned before the slices");
-        let batches = campaign::record(
+        let mut batches = campaign::record(
             self.c,
             self.st,
             &plan,
@@ -524,6 +531,19 @@ impl<'a> RoundDriver<'a> {
             self.setup.wire,
             &mut *self.new_id,
         );
+        // Packed rounds say once when their slices started, so that the
+        // collector times each block to its slice.
+        let schedule = RoundSchedule {
+            anchor_ms: self.anchor_ms,
+            span_ms: self.span_ms,
+            slices: self.setup.slices,
+            phase: self.setup.phase,
+        };
+        if self.setup.report_schedule {
+            for p in batches.iter_mut().flat_map(|b| &mut b.packed) {
+                p.schedule = Some(schedule);
+            }
+        }
         RoundReport {
             batches,
             info,

@@ -2,9 +2,11 @@
 //! round driver (`driver`) follows.
 //!
 //! A round is spread over [`SLICES`] slices, as trinarkular spreads a round
-//! over 60: every block belongs to one slice (a stable hash of the block, so a
-//! block is probed at about the same instant of every round) and slice `k`
-//! starts `k × span / SLICES` after the round's start. The span leaves room at
+//! over 60: every block belongs to one slice (a stable hash of the block
+//! shifted by this VP's phase, so a block is probed at about the same instant
+//! of every round, and each VP at its own instant: `darkwatch_schema::phase`
+//! says why and how phases are chosen) and slice `k` starts
+//! `k × span / SLICES` after the round's start. The span leaves room at
 //! the end of the interval for the slowest block (every probe timing out), so
 //! the round ends before the next one begins. The country's blocks are thus
 //! sampled at many instants, and the packet rate stays flat instead of a burst
@@ -20,7 +22,7 @@
 //! which is what keeps rounds on time during a rediscovery; the sum never
 //! exceeds the cap.
 
-use darkwatch_schema::{round_start_ms, RoundInfo};
+use darkwatch_schema::{phase, round_start_ms, Assignments, RoundInfo};
 use ipnet::IpNet;
 
 /// Slices per round (trinarkular uses 60).
@@ -39,9 +41,19 @@ pub fn split_pps(pps: u32) -> (u32, u32) {
     (pps.saturating_sub(discovery).max(1), discovery)
 }
 
-/// The slice of `block` among `slices` (stable across rounds and runs).
-pub fn slice_of(block: &IpNet, slices: u32) -> u32 {
-    (crate::round::block_seed(0x0051_1ce5, block) % u64::from(slices.max(1))) as u32
+/// The slice of `block` among `slices` for a VP at `phase` (in slices):
+/// stable across rounds and runs.
+pub fn slice_of(block: &IpNet, slices: u32, phase: u32) -> u32 {
+    phase::slice_of(block, slices, phase)
+}
+
+/// This agent's phase (of `slices`) in `campaign`: the slot the collector
+/// assigned in `a`, else a hash of the agent's name.
+pub fn phase_in(a: &Assignments, campaign: &str, slices: u32) -> u32 {
+    match a.phases.get(campaign) {
+        Some(slot) => slot.phase(slices),
+        None => phase::name_phase(&a.agent, slices),
+    }
 }
 
 /// Milliseconds after the round's start over which slices start: the
@@ -56,7 +68,7 @@ pub fn span_ms(interval_ms: u64, worst_block_ms: u64) -> u64 {
 
 /// Offset of slice `k`'s start from the round's start.
 pub fn slice_start_ms(k: u32, slices: u32, span_ms: u64) -> u64 {
-    span_ms * u64::from(k) / u64::from(slices.max(1))
+    phase::slice_start_ms(k, slices, span_ms)
 }
 
 /// A round's blocks by slice, as the indices of their trackers
@@ -65,13 +77,19 @@ pub fn slice_start_ms(k: u32, slices: u32, span_ms: u64) -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SliceQueue {
     slices: Vec<Vec<u32>>,
+    /// This VP's phase, in slices.
+    phase: u32,
     /// Next slice to be taken.
     next: u32,
 }
 
 impl SliceQueue {
-    /// `blocks`: each block with its tracker's index.
-    pub fn new<'a>(slices: u32, blocks: impl ExactSizeIterator<Item = (u32, &'a IpNet)>) -> Self {
+    /// `blocks`: each block with its tracker's index; `phase`: this VP's.
+    pub fn new<'a>(
+        slices: u32,
+        phase: u32,
+        blocks: impl ExactSizeIterator<Item = (u32, &'a IpNet)>,
+    ) -> Self {
         let n = slices.max(1) as usize;
         // A hash spreads blocks evenly: room for an eighth more than the
         // mean in each slice, so that they are seldom grown.
@@ -80,6 +98,7 @@ impl SliceQueue {
             slices: (0..n)
                 .map(|_| Vec::with_capacity(each + each / 8 + 1))
                 .collect(),
+            phase,
             next: 0,
         };
         for (i, b) in blocks {
@@ -93,7 +112,7 @@ impl SliceQueue {
     /// if every slice was taken (the block waits for the next round).
     pub fn join(&mut self, index: u32, block: &IpNet) -> bool {
         let n = self.slices.len() as u32;
-        let k = slice_of(block, n).max(self.next);
+        let k = slice_of(block, n, self.phase).max(self.next);
         match self.slices.get_mut(k as usize) {
             Some(s) => {
                 s.push(index);
@@ -163,14 +182,19 @@ mod tests {
     fn blocks_spread_evenly_and_stably_over_slices() {
         let mut per = vec![0u32; SLICES as usize];
         for i in 0..6000 {
-            let k = slice_of(&block(i), SLICES);
-            assert_eq!(k, slice_of(&block(i), SLICES), "stable");
+            let k = slice_of(&block(i), SLICES, 0);
+            assert_eq!(k, slice_of(&block(i), SLICES, 0), "stable");
             per[k as usize] += 1;
         }
         // 100 per slice on average; a hash keeps every slice within ±40 %.
         assert!(per.iter().all(|&n| (60..=140).contains(&n)), "{per:?}");
-        assert_eq!(slice_of(&block(1), 1), 0);
-        assert_eq!(slice_of(&block(1), 0), 0, "no slices means one");
+        assert_eq!(slice_of(&block(1), 1, 0), 0);
+        assert_eq!(slice_of(&block(1), 0, 0), 0, "no slices means one");
+        // Phase 0 keeps the slices blocks had before phases.
+        for i in 0..100 {
+            let old = crate::round::block_seed(0x0051_1ce5, &block(i)) % u64::from(SLICES);
+            assert_eq!(u64::from(slice_of(&block(i), SLICES, 0)), old);
+        }
     }
 
     #[test]
@@ -190,7 +214,7 @@ mod tests {
     fn late_blocks_join_the_next_slice_and_none_after_the_last() {
         let blocks: Vec<IpNet> = (0..500).map(block).collect();
         let indexed = || blocks.iter().enumerate().map(|(i, b)| (i as u32, b));
-        let mut q = SliceQueue::new(10, indexed().take(400));
+        let mut q = SliceQueue::new(10, 3, indexed().take(400));
         let mut seen = Vec::new();
         for k in 0..10 {
             if k == 5 {
@@ -202,7 +226,7 @@ mod tests {
             assert_eq!(got, k);
             let taken: Vec<IpNet> = taken.iter().map(|&i| blocks[i as usize]).collect();
             for b in &taken {
-                let own = slice_of(b, 10);
+                let own = slice_of(b, 10, 3);
                 if blocks[..400].contains(b) || own >= 5 {
                     assert_eq!(own, k, "{b} in its own slice");
                 } else {
@@ -218,6 +242,16 @@ mod tests {
             !q.join(900, &block(900)),
             "after the last slice: next round"
         );
+    }
+
+    #[test]
+    fn the_phase_is_the_collectors_slot_else_a_hash_of_the_name() {
+        let mut a: Assignments = serde_json::from_str(r#"{"agent":"vp7","campaigns":[]}"#).unwrap();
+        assert_eq!(phase_in(&a, "kp", 60), phase::name_phase("vp7", 60));
+        a.phases
+            .insert("kp".into(), phase::PhaseSlot { rank: 3, of: 4 });
+        assert_eq!(phase_in(&a, "kp", 60), 45);
+        assert_eq!(phase_in(&a, "other", 60), phase::name_phase("vp7", 60));
     }
 
     #[test]

@@ -137,7 +137,7 @@ async fn one_round(
         max_probes: 15,
         ..ProbeSettings::default()
     };
-    let mut queue = SliceQueue::new(SLICES, st.trackers.indexed().map(|(i, t)| (i, &t.block)));
+    let mut queue = SliceQueue::new(SLICES, 0, st.trackers.indexed().map(|(i, t)| (i, &t.block)));
     let mut slots = vec![None; st.trackers.len()];
     while let Some((_, indices)) = queue.take() {
         let mut slice: Vec<BlockTracker> =

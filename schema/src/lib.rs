@@ -25,6 +25,7 @@ pub mod inputs;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod packed;
+pub mod phase;
 pub mod rtt;
 mod validate;
 
@@ -364,6 +365,11 @@ pub struct Assignments {
     /// (false) from older ones.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub probe_errors: bool,
+    /// This agent's phase slot in each campaign, by name
+    /// ([`phase::PhaseSlot`]); absent from older collectors (the agent then
+    /// takes [`phase::name_phase`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub phases: std::collections::BTreeMap<String, phase::PhaseSlot>,
 }
 
 /// Names of agents and campaigns: short, printable, safe in paths and logs.

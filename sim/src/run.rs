@@ -151,7 +151,10 @@ fn engines(world: &World, params: &Params) -> Vec<CountryEngine> {
                 .blocks
                 .clone()
                 .map(|b| {
-                    let k = slice_of(&pop.blocks[b as usize].net, SLICES);
+                    // Every simulated VP at phase 0: one probing order for
+                    // all. Staggered phases only pay off once the collector
+                    // times onsets from them (not yet wired).
+                    let k = slice_of(&pop.blocks[b as usize].net, SLICES, 0);
                     (b, slice_start_ms(k, SLICES, span) as i64)
                 })
                 .collect();

@@ -45,16 +45,19 @@ impl Agent {
         let at =
             |ms: i64| t0 + Duration::from_millis(ms.saturating_sub(due.started_ms).max(0) as u64);
         let (wire, report_errors) = *self.wire.lock().unwrap_or_else(|e| e.into_inner());
+        let slices = match mode {
+            Mode::Daemon => self.cfg.probe.slices,
+            Mode::Once => 1,
+        };
         let setup = Setup {
-            slices: match mode {
-                Mode::Daemon => self.cfg.probe.slices,
-                Mode::Once => 1,
-            },
+            slices,
             finish_sweep: mode == Mode::Once,
             worst_block_ms: self.settings.timeout.as_millis() as u64
                 * u64::from(self.settings.max_probes),
             wire,
             report_errors,
+            phase: crate::schedule::phase_in(a, &c.name, slices),
+            report_schedule: a.phases.contains_key(&c.name),
         };
         let mut driver = RoundDriver::new(
             c,

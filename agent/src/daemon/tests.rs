@@ -91,6 +91,7 @@ fn assigned(campaigns: Vec<CampaignAssignment>) -> Option<Assignments> {
         campaigns,
         packed: None,
         probe_errors: false,
+        phases: Default::default(),
     })
 }
 
@@ -666,7 +667,9 @@ async fn probes_are_spread_over_the_interval_in_slices() {
     let mut slices = std::collections::BTreeSet::new();
     for (addr, at) in probes {
         let block = darkwatch_schema::block_of(addr);
-        let k = schedule::slice_of(&block, schedule::SLICES);
+        // The rig's agent is "vp1", with no phase slot from the collector.
+        let phase = darkwatch_schema::phase::name_phase("vp1", schedule::SLICES);
+        let k = schedule::slice_of(&block, schedule::SLICES, phase);
         let due = schedule::slice_start_ms(k, schedule::SLICES, span);
         let off = at.duration_since(start).as_millis() as u64;
         assert!(

@@ -60,8 +60,13 @@ fn setup(slices: u32) -> Setup {
         worst_block_ms: WORST_MS,
         wire: Wire::Plain,
         report_errors: false,
+        phase: PHASE,
+        report_schedule: false,
     }
 }
+
+/// The phase of the VP most tests drive (any but 0, so that tests see it).
+const PHASE: u32 = 1;
 
 /// The state of a campaign swept in an earlier round, tracking `blocks`:
 /// no sweep is due.
@@ -258,7 +263,7 @@ fn a_round_with_every_block_up_probes_each_in_its_slice_and_reports_them() {
     assert_eq!(seen.len(), 8, "{steps:?}");
     for (i, (at, b)) in seen.iter().enumerate() {
         assert_eq!(*b, block(i as u8));
-        assert_eq!(*at, slice_at(slice_of(b, 6), 6), "{b}");
+        assert_eq!(*at, slice_at(slice_of(b, 6, PHASE), 6), "{b}");
     }
     // Waits only for slices to come and for the first slice's trace.
     assert!(steps.iter().all(|s| match s {
@@ -332,7 +337,7 @@ fn blocks_a_sweep_finds_mid_round_join_it_and_go_to_the_census() {
     let seen = probed(&steps);
     assert_eq!(seen.len(), 9, "{steps:?}");
     for (at, b) in &seen[1..] {
-        let own = slice_of(b, slices).max(5);
+        let own = slice_of(b, slices, PHASE).max(5);
         assert_eq!(*at, slice_at(own, slices), "{b}");
     }
     // The traceroute waits for the middle slice, with the first findings.
@@ -377,10 +382,10 @@ fn the_first_trace_leaves_alone_a_later_one_beside_the_probes() {
     // still in flight does not hold it or the probes after it.
     let slices = 2;
     let early = (0..=255u8)
-        .find(|&i| slice_of(&block(i), slices) == 0)
+        .find(|&i| slice_of(&block(i), slices, PHASE) == 0)
         .unwrap();
     let late = (0..=255u8)
-        .find(|&i| slice_of(&block(i), slices) == 1)
+        .find(|&i| slice_of(&block(i), slices, PHASE) == 1)
         .unwrap();
     let mut st = tracked(&c, &p, &[early, late]);
     st.discovery_pending = true;
@@ -534,4 +539,96 @@ fn once_a_first_round_sweeps_to_the_end_then_probes_all_it_found() {
     assert_eq!(r.batches[0].observations.len(), 3);
     assert_eq!(st.discovered_round, Some(round));
     assert!(!st.discovery_pending);
+}
+
+/// When each of `blocks` is probed in one round by a VP at `phase` of `slices`.
+fn probed_at_phase(blocks: &[u8], slices: u32, phase: u32) -> Vec<(i64, IpNet)> {
+    let (c, p) = (campaign(), policy());
+    let mut st = tracked(&c, &p, blocks);
+    let s = Setup {
+        phase,
+        ..setup(slices)
+    };
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, false), s, ids());
+    let (steps, _) = drive(&mut d, T0, &ALL_UP, 0, &mut nothing_found);
+    probed(&steps)
+}
+
+#[test]
+fn two_vps_probe_the_same_block_at_their_own_phases() {
+    let blocks = [0, 1, 2, 3, 4, 5, 6, 7];
+    let a = probed_at_phase(&blocks, 60, 0);
+    let b = probed_at_phase(&blocks, 60, 30);
+    assert_eq!(a.len(), 8);
+    for ((ta, ba), (tb, bb)) in a.iter().zip(&b) {
+        assert_eq!(ba, bb);
+        // Half a round of slices apart (either way round the round).
+        let (ka, kb) = (slice_of(ba, 60, 0), slice_of(bb, 60, 30));
+        assert_eq!((ka + 30) % 60, kb, "{ba}");
+        assert_eq!(*ta, slice_at(ka, 60));
+        assert_eq!(*tb, slice_at(kb, 60));
+        assert_ne!(ta, tb, "{ba}: the same instant");
+    }
+}
+
+#[test]
+fn n_vps_at_their_slots_spread_a_blocks_probes_over_the_round() {
+    use darkwatch_schema::phase::PhaseSlot;
+    let n = 10;
+    let blocks = [3, 9];
+    let mut times: Vec<Vec<i64>> = vec![Vec::new(); blocks.len()];
+    for rank in 0..n {
+        let phase = PhaseSlot { rank, of: n }.phase(60);
+        for (i, (at, _)) in probed_at_phase(&blocks, 60, phase).into_iter().enumerate() {
+            times[i].push(at);
+        }
+    }
+    let span = span_ms(60_000, WORST_MS) as i64;
+    for t in &mut times {
+        t.sort_unstable();
+        t.dedup();
+        assert_eq!(t.len(), n as usize, "{t:?}");
+        // Consecutive samples a tenth of the span apart, wrapping round.
+        let gaps: Vec<i64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&g| g == span / 10), "{gaps:?}");
+    }
+}
+
+#[test]
+fn packed_rounds_carry_the_rounds_schedule_to_a_collector_that_takes_it() {
+    let (c, p) = (campaign(), policy());
+    let round = |report_schedule| {
+        let mut st = tracked(&c, &p, &[0, 1, 2]);
+        let s = Setup {
+            wire: Wire::Packed {
+                max_blocks: 1 << 10,
+                version: darkwatch_schema::packed::PACKED_VERSION,
+            },
+            phase: 7,
+            report_schedule,
+            ..setup(60)
+        };
+        let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, false), s, ids());
+        let (steps, report) = drive(&mut d, T0, &ALL_UP, 0, &mut nothing_found);
+        let packed: Vec<_> = report
+            .expect("a report")
+            .batches
+            .into_iter()
+            .flat_map(|b| b.packed)
+            .collect();
+        assert!(!packed.is_empty());
+        (steps, packed)
+    };
+    let (_, old) = round(false);
+    assert!(
+        old.iter().all(|p| p.schedule.is_none()),
+        "an older collector"
+    );
+    let (steps, packed) = round(true);
+    let sch = packed[0].schedule.expect("a schedule");
+    assert_eq!((sch.slices, sch.phase), (60, 7));
+    // The collector's reckoning of each block's slice is when it went out.
+    for (at, b) in probed(&steps) {
+        assert_eq!(sch.slice_start_ms_of(&b), at, "{b}");
+    }
 }

@@ -508,6 +508,7 @@ pub mod incremental;
 mod instability;
 pub mod latency;
 mod localize;
+pub mod onset;
 mod runs;
 mod scopes;
 mod summaries;

@@ -481,6 +481,12 @@ async fn assignments_follow_campaigns(db: &str) {
         ["198.19.255.0/24".parse::<ipnet::IpNet>().expect("net")]
     );
     let gen1 = kp.generation;
+    // vp1's phase slot in kp: first by name of the three agents that run it.
+    assert_eq!(
+        a.phases.get("kp"),
+        Some(&darkwatch_schema::phase::PhaseSlot { rank: 0, of: 3 })
+    );
+    assert_eq!(a.phases.len(), 1, "{a:?}");
 
     // Adding an existing name without --replace is refused and changes nothing.
     let out = cli(db, &["campaign", "add", "kp", "--prefix", "198.18.0.0/24"]);
@@ -685,6 +691,18 @@ async fn packed_reports_follow_known_block_spaces(db: &str) {
         b.traces.clear();
         b.packed =
             pack_chunks("kp", round_of(now, 60) - back, &space, now, blocks, 10).expect("pack");
+        // One round says when its slices started, as agents with phases do.
+        if back == 1 {
+            let round = round_of(now, 60) - back;
+            for p in &mut b.packed {
+                p.schedule = Some(darkwatch_schema::phase::RoundSchedule {
+                    anchor_ms: darkwatch_schema::round_start_ms(round, 60),
+                    span_ms: 50_000,
+                    slices: 60,
+                    phase: 12,
+                });
+            }
+        }
         b
     };
     let post = |b: ReportBatch| {

@@ -123,6 +123,11 @@ pub struct PackedRound {
     pub blocks: u32,
     /// Base64 (standard alphabet) of the zstd-compressed columns.
     pub data: String,
+    /// When the round's slices started, so that each block's probing time
+    /// is known to its slice (`crate::phase`); absent from agents before
+    /// phases (their blocks are timed to the round only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::phase::RoundSchedule>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -285,6 +290,7 @@ impl PackedRound {
             chunks,
             blocks: blocks.len() as u32,
             data: base64::engine::general_purpose::STANDARD.encode(compressed),
+            schedule: None,
         })
     }
 

@@ -239,3 +239,24 @@ fn version_1_rounds_still_unpack_without_times() {
         Err(PackedError::Version(PACKED_VERSION + 1))
     );
 }
+
+#[test]
+fn the_schedule_travels_once_per_round_and_old_envelopes_still_decode() {
+    let space = BlockSpace::new(&nets(&["198.18.0.0/22"]));
+    let mut p =
+        PackedRound::pack("kp", 3, &space, 1_800_000_000_000, (0, 1), sample(&space)).unwrap();
+    let old = serde_json::to_string(&p).unwrap();
+    assert!(!old.contains("schedule"), "absent unless set: {old}");
+    let back: PackedRound = serde_json::from_str(&old).unwrap();
+    assert_eq!(back.schedule, None);
+    p.schedule = Some(crate::phase::RoundSchedule {
+        anchor_ms: 1_799_999_400_000,
+        span_ms: 500_000,
+        slices: 60,
+        phase: 12,
+    });
+    let new = serde_json::to_string(&p).unwrap();
+    let back: PackedRound = serde_json::from_str(&new).unwrap();
+    assert_eq!(back, p);
+    assert_eq!(back.unpack(&space).unwrap(), sample(&space));
+}
