@@ -482,6 +482,12 @@ impl<'a> RoundDriver<'a> {
     fn finish(&mut self, now_ms: i64) -> RoundReport {
         let mut controls = std::mem::take(&mut self.controls);
         controls.sort_unstable_by_key(|o| o.block);
+        // Blocks whose state the round changed are swept fully next
+        // (see `rediscovery`).
+        let changed = self.st.trackers.changed_by(&self.slots);
+        self.st.state_changed.extend(changed);
+        self.st.state_changed.sort_unstable();
+        self.st.state_changed.dedup();
         let outcomes = self
             .st
             .trackers

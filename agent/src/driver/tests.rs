@@ -38,7 +38,8 @@ fn campaign() -> CampaignAssignment {
         prefixes: vec![net("198.18.0.0/20")],
         control: vec![],
         generation: 1,
-        census: Vec::new(),
+        census: Default::default(),
+        census_tag: None,
     }
 }
 
@@ -48,6 +49,7 @@ fn policy() -> Policy {
         allow: vec![net("198.18.0.0/15")],
         max_targets: 1 << 20,
         rediscover_rounds: 10,
+        rediscovery: Default::default(),
         traces_per_round: 1,
         min_campaign_probes: 1,
     }
