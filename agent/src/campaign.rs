@@ -160,6 +160,11 @@ pub struct CampaignState {
     /// sorted (not persisted: a restart sweeps anew anyway).
     #[serde(skip)]
     pub state_changed: Vec<IpNet>,
+    /// Blocks the running rediscovery only samples, sorted (not persisted):
+    /// their findings add to their census rather than replace it (see
+    /// `driver::RoundDriver::discovered`).
+    #[serde(skip)]
+    pub sampled_blocks: Vec<IpNet>,
 }
 
 /// Why no round is run.
@@ -280,13 +285,15 @@ pub fn plan(
     let whole = changed || st.discovered_round.is_none() || st.discovery_pending;
     let sweep = (changed || (due && !st.discovering)).then(|| {
         let set = if whole {
+            st.sampled_blocks.clear();
             set
         } else {
             let n = round / policy.rediscover_rounds.max(1);
-            policy
+            let sel = policy
                 .rediscovery
-                .select(&set, &st.trackers, &st.state_changed, n)
-                .targets
+                .select(&set, &st.trackers, &st.state_changed, n);
+            st.sampled_blocks = sel.sampled_blocks;
+            sel.targets
         };
         st.state_changed.clear();
         st.discovered_round = Some(round);

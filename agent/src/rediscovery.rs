@@ -58,6 +58,9 @@ pub struct Selection {
     pub full_blocks: u64,
     /// Unknown addresses sampled in the other blocks.
     pub sampled: u64,
+    /// The blocks only sampled (not swept fully), in order: what a sweep
+    /// finds in them adds to their census and does not replace it.
+    pub sampled_blocks: Vec<IpNet>,
 }
 
 /// A 64-bit mix (splitmix64's finalizer): cheap, and spreads blocks and
@@ -102,11 +105,13 @@ impl Rediscovery {
     ) -> Selection {
         let mut full = Vec::new();
         let mut sample = Vec::new();
+        let mut sampled_blocks = Vec::new();
         for block in set.blocks() {
             if changed.binary_search(&block).is_ok() || self.stale(&block, n) {
                 full.push(block);
                 continue;
             }
+            sampled_blocks.push(block);
             let known = trackers.get(&block);
             sample.extend(set.addresses_in(&block).into_iter().filter(|a| {
                 self.sampled(*a, n) && !known.is_some_and(|t| t.responsive.contains(a))
@@ -120,6 +125,7 @@ impl Rediscovery {
             targets: set.within(&nets),
             full_blocks,
             sampled,
+            sampled_blocks,
         }
     }
 }
@@ -212,5 +218,6 @@ mod tests {
         let sel = never.select(&s, &Trackers::new(), &[net("198.18.4.0/24")], 3);
         assert_eq!(sel.full_blocks, 1);
         assert_eq!(sel.targets.prefixes(), [net("198.18.4.0/24")]);
+        assert_eq!(sel.sampled_blocks, [net("198.18.3.0/24")]);
     }
 }
