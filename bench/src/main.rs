@@ -110,6 +110,10 @@ struct Args {
     /// `agent-e2e`: the agent's packet-rate cap (half goes to discovery).
     #[arg(long, default_value_t = 200_000)]
     e2e_pps: u32,
+    /// `agent-e2e`: the sparse variant: only this many addresses per /24
+    /// answer, the rest stay silent (0: every address answers).
+    #[arg(long, default_value_t = 0)]
+    e2e_sparse: u8,
     /// Also write the table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
