@@ -165,6 +165,11 @@ pub struct CampaignState {
     /// `driver::RoundDriver::discovered`).
     #[serde(skip)]
     pub sampled_blocks: Vec<IpNet>,
+    /// The census last accepted and seeded, by (tag, generation, policy
+    /// fingerprint), and what was accepted (not persisted: after a restart
+    /// it is accepted again once).
+    #[serde(skip)]
+    pub census_seeded: Option<((String, u64, u64), Accepted)>,
 }
 
 /// Why no round is run.
@@ -243,14 +248,35 @@ pub fn plan(
     }
     let (set, mut skipped) = policy.targets(&c.prefixes).unwrap_or_default();
     let targeted = u64::try_from(set.address_count()).unwrap_or(u64::MAX);
-    let census = accept_census(
-        &c.census,
-        &filter,
-        &set,
-        policy.max_targets.saturating_sub(targeted),
-        &mut skipped,
-        &mut st.trackers,
-    );
+    // An unchanged census (same tag, campaign and policy) is accepted and
+    // seeded once: the trackers hold it since, and a round need not walk
+    // its millions of addresses again.
+    let key = c
+        .census_tag
+        .as_ref()
+        .map(|t| (t.clone(), c.generation, policy.fingerprint()));
+    let census = match &st.census_seeded {
+        Some((k, a)) if !changed && key.as_ref() == Some(k) => Accepted {
+            added: false,
+            ..a.clone()
+        },
+        _ => {
+            let budget = policy.max_targets.saturating_sub(targeted);
+            let a = accept_census(&c.census, &filter, &set, budget, &mut st.trackers);
+            st.census_seeded = key.map(|k| (k, a.clone()));
+            a
+        }
+    };
+    for m in &census.skipped {
+        for (i, e) in m.examples.iter().enumerate() {
+            add_skip(
+                &mut skipped,
+                m.reason,
+                if i == 0 { m.addresses } else { 0 },
+                *e,
+            );
+        }
+    }
     if changed || skipped != st.skipped {
         log_skips(&c.name, false, &skipped);
     }
@@ -356,8 +382,8 @@ fn add_skip(skipped: &mut Vec<Skipped>, reason: SkipReason, n: u64, example: IpN
 }
 
 /// What [`accept_census`] accepted.
-#[derive(Debug, Default)]
-struct Accepted {
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Accepted {
     /// Blocks with an accepted address, in order.
     blocks: Vec<IpNet>,
     /// Addresses accepted.
@@ -366,6 +392,8 @@ struct Accepted {
     in_set: u64,
     /// Trackers learnt something.
     added: bool,
+    /// What was refused and why.
+    skipped: Vec<Skipped>,
 }
 
 /// Accepts census addresses, block by block, and seeds `trackers` with
@@ -373,14 +401,13 @@ struct Accepted {
 /// the addresses they lacked. Accepted are those inside the campaign's
 /// prefixes and the local policy, and within `max_targets` (addresses
 /// outside the sweep set take from `budget`, in address order). The rest
-/// is added to `skipped`: a compromised collector cannot widen probing
+/// is in `Accepted::skipped`: a compromised collector cannot widen probing
 /// through it. Works over the compact census without expanding it.
 fn accept_census(
     census: &CensusSet,
     filter: &AddrFilter,
     set: &TargetSet,
     mut budget: u64,
-    skipped: &mut Vec<Skipped>,
     trackers: &mut Trackers,
 ) -> Accepted {
     let mut out = Accepted::default();
@@ -404,7 +431,7 @@ fn accept_census(
                     out.in_set += u64::from(in_set);
                     kept.push(a);
                 }
-                Err(reason) => add_skip(skipped, reason, 1, IpNet::from(a)),
+                Err(reason) => add_skip(&mut out.skipped, reason, 1, IpNet::from(a)),
             }
         }
         if kept.is_empty() {

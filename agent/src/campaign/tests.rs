@@ -591,3 +591,28 @@ fn a_small_campaign_spreads_its_minimum_of_probes_over_its_blocks() {
     );
     assert_eq!(plan(&c, &mut st, 1, &policy()).unwrap().min_probes, 16);
 }
+
+#[test]
+fn an_unchanged_census_is_seeded_once() {
+    let mut c = campaign("kp", 60);
+    c.prefixes = nets(&["198.18.6.0/23"]);
+    c.census = [ip("198.18.6.1"), ip("198.18.6.2"), ip("198.18.7.1")]
+        .into_iter()
+        .collect();
+    c.census_tag = Some("\"a\"".into());
+    let b6 = nets(&["198.18.6.0/24"])[0];
+    let mut st = CampaignState::default();
+    let first = plan(&c, &mut st, 1, &policy()).unwrap();
+    assert_eq!(st.trackers[&b6].responsive.len(), 2);
+    // Forget what the census seeded: the same census is not walked again...
+    st.trackers.retain(|_, _| false);
+    st.last_round = Some(1);
+    let again = plan(&c, &mut st, 2, &policy()).unwrap();
+    assert!(st.trackers.is_empty());
+    // ... and says the same of coverage and skips.
+    assert_eq!(again.coverage, first.coverage);
+    // A new census is.
+    c.census_tag = Some("\"b\"".into());
+    plan(&c, &mut st, 3, &policy()).unwrap();
+    assert_eq!(st.trackers[&b6].responsive.len(), 2);
+}
