@@ -12,9 +12,11 @@
 //!
 //! The census that comes with an assignment (known-responsive addresses per
 //! block, from hitlists and other agents) seeds the trackers, so blocks are
-//! judged from the first round: the first sweep skips the blocks it covers,
-//! later rediscoveries sweep everything to refresh. IPv6 prefixes too wide to
-//! sweep are watched through census addresses only.
+//! judged from the first round: the first sweep skips the blocks it covers.
+//! Later rediscoveries sweep only where there is something to learn
+//! (`rediscovery`: stale or changed blocks fully, a sample of the other
+//! blocks' unknown addresses). IPv6 prefixes too wide to sweep are watched
+//! through census addresses only.
 //!
 //! Whatever the collector assigns, [`Policy`] applies the agent's own limits
 //! first: `max_targets`, the local exclusion list, and the reserved ranges
@@ -23,11 +25,12 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use darkwatch_schema::{block_of, CampaignAssignment, Coverage, SkipReason, Skipped};
+use darkwatch_schema::{CampaignAssignment, CensusSet, Coverage, SkipReason, Skipped};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::belief::BlockTracker;
+use crate::rediscovery::Rediscovery;
 use crate::targets::{AddrFilter, TargetSet, TargetSpec, MAX_SKIP_EXAMPLES};
 use crate::tracked::Trackers;
 
@@ -61,8 +64,12 @@ pub struct Policy {
     pub exclude: Vec<IpNet>,
     pub allow: Vec<IpNet>,
     pub max_targets: u64,
-    /// Rounds between discovery sweeps (0: sweep only when the campaign changes).
+    /// Rounds between discovery sweeps (0: sweep only when the campaign
+    /// changes). After the first, a sweep (a rediscovery) covers only what
+    /// `rediscovery` selects.
     pub rediscover_rounds: u64,
+    /// What a rediscovery sweeps.
+    pub rediscovery: Rediscovery,
     pub traces_per_round: usize,
     /// `probe.min_campaign_probes` (see [`min_probes_per_block`]).
     pub min_campaign_probes: u32,
@@ -149,6 +156,20 @@ pub struct CampaignState {
     pub coverage_sent: Option<(u64, Coverage)>,
     /// [`Policy::fingerprint`] of the policy the trackers were last pruned with.
     pub policy: Option<u64>,
+    /// Blocks whose state changed since the last rediscovery was planned,
+    /// sorted (not persisted: a restart sweeps anew anyway).
+    #[serde(skip)]
+    pub state_changed: Vec<IpNet>,
+    /// Blocks the running rediscovery only samples, sorted (not persisted):
+    /// their findings add to their census rather than replace it (see
+    /// `driver::RoundDriver::discovered`).
+    #[serde(skip)]
+    pub sampled_blocks: Vec<IpNet>,
+    /// The census last accepted and seeded, by (tag, generation, policy
+    /// fingerprint), and what was accepted (not persisted: after a restart
+    /// it is accepted again once).
+    #[serde(skip)]
+    pub census_seeded: Option<((String, u64, u64), Accepted)>,
 }
 
 /// Why no round is run.
@@ -227,13 +248,35 @@ pub fn plan(
     }
     let (set, mut skipped) = policy.targets(&c.prefixes).unwrap_or_default();
     let targeted = u64::try_from(set.address_count()).unwrap_or(u64::MAX);
-    let census = accept_census(
-        c,
-        &filter,
-        &set,
-        policy.max_targets.saturating_sub(targeted),
-        &mut skipped,
-    );
+    // An unchanged census (same tag, campaign and policy) is accepted and
+    // seeded once: the trackers hold it since, and a round need not walk
+    // its millions of addresses again.
+    let key = c
+        .census_tag
+        .as_ref()
+        .map(|t| (t.clone(), c.generation, policy.fingerprint()));
+    let census = match &st.census_seeded {
+        Some((k, a)) if !changed && key.as_ref() == Some(k) => Accepted {
+            added: false,
+            ..a.clone()
+        },
+        _ => {
+            let budget = policy.max_targets.saturating_sub(targeted);
+            let a = accept_census(&c.census, &filter, &set, budget, &mut st.trackers);
+            st.census_seeded = key.map(|k| (k, a.clone()));
+            a
+        }
+    };
+    for m in &census.skipped {
+        for (i, e) in m.examples.iter().enumerate() {
+            add_skip(
+                &mut skipped,
+                m.reason,
+                if i == 0 { m.addresses } else { 0 },
+                *e,
+            );
+        }
+    }
     if changed || skipped != st.skipped {
         log_skips(&c.name, false, &skipped);
     }
@@ -242,17 +285,17 @@ pub fn plan(
         generation: c.generation,
         blocks_tracked: 0,
         addresses_targeted: targeted
-            .saturating_add(census.values().map(|v| v.len() as u64).sum::<u64>())
-            .saturating_sub(census_in(&census, &set)),
+            .saturating_add(census.addrs)
+            .saturating_sub(census.in_set),
         skipped: skipped.clone(),
     };
     st.skipped = skipped;
-    st.sets_changed |= seed(&mut st.trackers, &census);
+    st.sets_changed |= census.added;
     // Blocks the census covers are judged from it; the first sweep skips
     // them, later rediscoveries refresh them.
     let first = changed || st.discovered_round.is_none();
-    let set = if first && !census.is_empty() {
-        set.without(&census.keys().copied().collect::<Vec<_>>())
+    let set = if first && !census.blocks.is_empty() {
+        set.without(&census.blocks)
     } else {
         set
     };
@@ -262,7 +305,23 @@ pub fn plan(
             .is_some_and(|d| round >= d + policy.rediscover_rounds);
     // A sweep in progress is not started again unless the campaign changed.
     let due = rediscover || st.discovered_round.is_none() || st.discovery_pending;
+    // The first sweep (again after a change, or after a restart that
+    // interrupted one) covers the whole set; a rediscovery only what
+    // `Rediscovery` selects.
+    let whole = changed || st.discovered_round.is_none() || st.discovery_pending;
     let sweep = (changed || (due && !st.discovering)).then(|| {
+        let set = if whole {
+            st.sampled_blocks.clear();
+            set
+        } else {
+            let n = round / policy.rediscover_rounds.max(1);
+            let sel = policy
+                .rediscovery
+                .select(&set, &st.trackers, &st.state_changed, n);
+            st.sampled_blocks = sel.sampled_blocks;
+            sel.targets
+        };
+        st.state_changed.clear();
         st.discovered_round = Some(round);
         st.discovery_pending = true;
         let control = policy.targets(&c.control).and_then(|(set, skipped)| {
@@ -322,76 +381,82 @@ fn add_skip(skipped: &mut Vec<Skipped>, reason: SkipReason, n: u64, example: IpN
     }
 }
 
-/// The census addresses this agent accepts, per block: inside the
-/// campaign's prefixes and the local policy, and within `max_targets`
-/// (addresses outside the sweep set take from `budget`). The rest is added
-/// to `skipped`: a compromised collector cannot widen probing through it.
+/// What [`accept_census`] accepted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Accepted {
+    /// Blocks with an accepted address, in order.
+    blocks: Vec<IpNet>,
+    /// Addresses accepted.
+    addrs: u64,
+    /// Of those, the ones the sweep set already counts.
+    in_set: u64,
+    /// Trackers learnt something.
+    added: bool,
+    /// What was refused and why.
+    skipped: Vec<Skipped>,
+}
+
+/// Accepts census addresses, block by block, and seeds `trackers` with
+/// them: new blocks start as if a sweep had found them; known blocks learn
+/// the addresses they lacked. Accepted are those inside the campaign's
+/// prefixes and the local policy, and within `max_targets` (addresses
+/// outside the sweep set take from `budget`, in address order). The rest
+/// is in `Accepted::skipped`: a compromised collector cannot widen probing
+/// through it. Works over the compact census without expanding it.
 fn accept_census(
-    c: &CampaignAssignment,
+    census: &CensusSet,
     filter: &AddrFilter,
     set: &TargetSet,
     mut budget: u64,
-    skipped: &mut Vec<Skipped>,
-) -> BTreeMap<IpNet, Vec<IpAddr>> {
-    let mut out: BTreeMap<IpNet, Vec<IpAddr>> = BTreeMap::new();
-    let mut addrs: Vec<IpAddr> = c
-        .census
-        .iter()
-        .flat_map(|b| b.addrs.iter().copied())
-        .collect();
-    addrs.sort_unstable();
-    addrs.dedup();
-    for a in addrs {
-        let verdict = filter.check(a).and_then(|()| {
-            if set.contains(a) {
-                Ok(())
-            } else if budget > 0 {
-                budget -= 1;
-                Ok(())
-            } else {
-                Err(SkipReason::OverMaxTargets)
+    trackers: &mut Trackers,
+) -> Accepted {
+    let mut out = Accepted::default();
+    let mut kept: Vec<IpAddr> = Vec::new();
+    for b in census.blocks() {
+        kept.clear();
+        for a in b.addrs() {
+            let in_set = set.contains(a);
+            let verdict = filter.check(a).and_then(|()| {
+                if in_set {
+                    Ok(())
+                } else if budget > 0 {
+                    budget -= 1;
+                    Ok(())
+                } else {
+                    Err(SkipReason::OverMaxTargets)
+                }
+            });
+            match verdict {
+                Ok(()) => {
+                    out.in_set += u64::from(in_set);
+                    kept.push(a);
+                }
+                Err(reason) => add_skip(&mut out.skipped, reason, 1, IpNet::from(a)),
             }
-        });
-        match verdict {
-            Ok(()) => out.entry(block_of(a)).or_default().push(a),
-            Err(reason) => add_skip(skipped, reason, 1, IpNet::from(a)),
         }
-    }
-    out
-}
-
-/// How many census addresses the sweep set already counts.
-fn census_in(census: &BTreeMap<IpNet, Vec<IpAddr>>, set: &TargetSet) -> u64 {
-    census
-        .values()
-        .flatten()
-        .filter(|a| set.contains(**a))
-        .count() as u64
-}
-
-/// Seeds `trackers` from accepted census addresses: new blocks start as if a
-/// sweep had found them; known blocks learn the addresses they lacked.
-/// Returns true if anything was added.
-fn seed(trackers: &mut Trackers, census: &BTreeMap<IpNet, Vec<IpAddr>>) -> bool {
-    let mut added = false;
-    for (block, addrs) in census {
-        match trackers.get_mut(block) {
+        if kept.is_empty() {
+            continue;
+        }
+        out.addrs += kept.len() as u64;
+        out.blocks.push(b.block);
+        match trackers.get_mut(&b.block) {
             Some(t) => {
-                let new: Vec<IpAddr> = addrs
+                let before = t.responsive.len();
+                let new: Vec<IpAddr> = kept
                     .iter()
                     .filter(|a| !t.responsive.contains(a))
                     .copied()
                     .collect();
-                added |= !new.is_empty();
                 t.responsive.extend_from_slice(&new);
+                out.added |= t.responsive.len() != before;
             }
             None => {
-                added = true;
-                trackers.insert(*block, BlockTracker::from_discovery(*block, addrs.clone()));
+                out.added = true;
+                trackers.insert(b.block, BlockTracker::from_discovery(b.block, kept.clone()));
             }
         }
     }
-    added
+    out
 }
 
 /// Folds a discovery sweep (responsive addresses per block) into `trackers`:

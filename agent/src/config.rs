@@ -73,8 +73,19 @@ pub struct ProbeConfig {
     #[serde(default = "defaults::max_probes")]
     pub max_probes: u32,
     /// Rounds between re-discovery sweeps of a campaign's space (0: never).
+    /// A re-discovery sweeps stale and changed blocks fully and a sample of
+    /// the other blocks' unknown addresses (see `rediscovery`).
     #[serde(default = "defaults::rediscover_rounds")]
     pub rediscover_rounds: u64,
+    /// Re-discoveries after which a block's census is stale and it is swept
+    /// fully (each block in its own re-discovery; 1: every block every time,
+    /// as a first discovery does).
+    #[serde(default = "defaults::rediscover_stale_after")]
+    pub rediscover_stale_after: u64,
+    /// Share of a block's unknown addresses a re-discovery samples, in
+    /// thousandths.
+    #[serde(default = "defaults::rediscover_sample_per_mille")]
+    pub rediscover_sample_per_mille: u32,
     /// Slices a daemon round's probes are spread over (trinarkular's 60:
     /// each block is probed at its own instant of the interval and the
     /// packet rate stays flat). 1 probes every block at the round's start.
@@ -179,6 +190,12 @@ mod defaults {
     pub fn rediscover_rounds() -> u64 {
         144
     }
+    pub fn rediscover_stale_after() -> u64 {
+        crate::rediscovery::Rediscovery::default().stale_after
+    }
+    pub fn rediscover_sample_per_mille() -> u32 {
+        crate::rediscovery::Rediscovery::default().sample_per_mille
+    }
     pub fn traces_per_round() -> usize {
         4
     }
@@ -220,6 +237,8 @@ impl Default for ProbeConfig {
             timeout_ms: defaults::timeout_ms(),
             max_probes: defaults::max_probes(),
             rediscover_rounds: defaults::rediscover_rounds(),
+            rediscover_stale_after: defaults::rediscover_stale_after(),
+            rediscover_sample_per_mille: defaults::rediscover_sample_per_mille(),
             slices: defaults::slices(),
             min_campaign_probes: defaults::min_campaign_probes(),
         }

@@ -58,6 +58,7 @@ use crate::targets::read_exclusions;
 use crate::trace::Tracer;
 use crate::ProbeSettings;
 
+mod census;
 mod rounds;
 
 fn new_batch_id() -> String {
@@ -92,6 +93,10 @@ fn policy_of(cfg: &Config) -> Result<Policy> {
         allow: cfg.allow.clone(),
         max_targets: cfg.max_targets,
         rediscover_rounds: cfg.probe.rediscover_rounds,
+        rediscovery: crate::rediscovery::Rediscovery {
+            stale_after: cfg.probe.rediscover_stale_after,
+            sample_per_mille: cfg.probe.rediscover_sample_per_mille,
+        },
         traces_per_round: cfg.trace.per_round,
         min_campaign_probes: cfg.probe.min_campaign_probes,
     })
@@ -249,14 +254,17 @@ impl Agent {
     /// ones in use): with its census, an assignment of a large campaign is
     /// hundreds of MB of JSON.
     async fn assignments(&self, previous: Option<&Arc<Assignments>>) -> Option<Arc<Assignments>> {
-        let cached = || load_json::<Assignments>(&self.assignments_path()).map(Arc::new);
+        let cached = || {
+            let mut a = load_json::<Assignments>(&self.assignments_path())?;
+            self.load_cached_census(&mut a);
+            Some(Arc::new(a))
+        };
         let a = match self.reporter.assignments().await {
-            Ok(Some(a)) => {
+            Ok(Some(mut a)) => {
                 self.metrics.clock_offset(self.reporter.clock_offset_ms());
+                self.fill_census(&mut a, previous.map(|p| p.as_ref())).await;
                 if previous.map(|p| p.as_ref()) != Some(&a) {
-                    if let Err(e) = save_json(&self.assignments_path(), &a) {
-                        tracing::warn!(error = %e, "cannot cache assignments");
-                    }
+                    self.save_assignments(&mut a);
                 }
                 Some(Arc::new(a))
             }

@@ -301,12 +301,28 @@ impl<'a> RoundDriver<'a> {
         st.sets_changed |= !p.targets.is_empty() || !p.control.is_empty();
         for (block, addrs) in p.targets {
             let new = !st.trackers.contains_key(&block);
+            // A block a rediscovery only sampled: its census (which the
+            // collector replaces block by block) is the known set with
+            // what the sample added, sent only if it added something.
+            let sampled = st.sampled_blocks.binary_search(&block).is_ok();
+            let news = st
+                .trackers
+                .get(&block)
+                .is_none_or(|t| addrs.iter().any(|a| !t.responsive.contains(a)));
             campaign::merge_found(&mut st.trackers, &BTreeMap::from([(block, addrs.clone())]));
             // A new tracker goes after the others: the round's indices hold.
             if let (true, Some(i), Some(q)) = (new, st.trackers.index_of(&block), &mut self.queue) {
                 q.join(i, &block);
             }
-            self.found.insert(block, addrs);
+            match (sampled, st.trackers.get(&block)) {
+                (false, _) => {
+                    self.found.insert(block, addrs);
+                }
+                (true, Some(t)) if news && !addrs.is_empty() => {
+                    self.found.insert(block, t.responsive.iter().collect());
+                }
+                (true, _) => {}
+            }
         }
         if p.done {
             st.discovery_pending = false;
@@ -489,6 +505,12 @@ impl<'a> RoundDriver<'a> {
     fn finish(&mut self, now_ms: i64) -> RoundReport {
         let mut controls = std::mem::take(&mut self.controls);
         controls.sort_unstable_by_key(|o| o.block);
+        // Blocks whose state the round changed are swept fully next
+        // (see `rediscovery`).
+        let changed = self.st.trackers.changed_by(&self.slots);
+        self.st.state_changed.extend(changed);
+        self.st.state_changed.sort_unstable();
+        self.st.state_changed.dedup();
         let outcomes = self
             .st
             .trackers

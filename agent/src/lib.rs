@@ -26,6 +26,7 @@ pub mod driver;
 pub mod icmp;
 pub mod metrics;
 pub mod ratelimit;
+pub mod rediscovery;
 pub mod report;
 pub mod round;
 pub mod schedule;

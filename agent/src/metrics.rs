@@ -44,6 +44,10 @@ pub struct CampaignCounters {
     pub skipped: BTreeMap<String, u64>,
     /// When the last round finished (Unix ms).
     pub last_round_ms: i64,
+    /// Process CPU seconds over the last round, and over the last round
+    /// beside which a discovery sweep ran (see [`Metrics::round_cpu`]).
+    pub round_cpu_secs: f64,
+    pub sweep_round_cpu_secs: f64,
 }
 
 /// Everything the agent counts. Serialized as the persisted state.
@@ -185,6 +189,20 @@ pub fn render(c: &Counters, spool: Option<SpoolUsage>) -> String {
             })
         }),
     )
+    .gauge(
+        "darkwatch_agent_round_cpu_seconds",
+        "Process CPU seconds from the start to the end of the campaign's last round (with whatever ran beside it).",
+        c.campaigns
+            .iter()
+            .map(|(name, cc)| (vec![("campaign", name.clone())], cc.round_cpu_secs)),
+    )
+    .gauge(
+        "darkwatch_agent_rediscovery_round_cpu_seconds",
+        "Process CPU seconds of the campaign's last round beside which a discovery sweep ran.",
+        c.campaigns
+            .iter()
+            .map(|(name, cc)| (vec![("campaign", name.clone())], cc.sweep_round_cpu_secs)),
+    )
     .counter(
         "darkwatch_agent_batches_rejected_total",
         "Report batches the collector refused as invalid (kept in the spool's rejected/).",
@@ -224,6 +242,25 @@ pub fn render(c: &Counters, spool: Option<SpoolUsage>) -> String {
         );
     }
     e.render()
+}
+
+/// CPU seconds (user and system) this process has used, from
+/// `/proc/self/stat` (clock ticks of 1/100 s, Linux's `USER_HZ`); `None`
+/// where it cannot be read.
+pub fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of_stat(&stat)
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line, in seconds.
+fn cpu_of_stat(stat: &str) -> Option<f64> {
+    // The command name (field 2) may hold spaces; fields after it count
+    // from its closing parenthesis: utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -274,6 +311,20 @@ impl Metrics {
     /// Records a round of `campaign`, then persists and exports.
     pub fn round_done(&self, campaign: &str, stats: &RoundStats) {
         lock(&self.counters).round_done(campaign, stats);
+        self.save();
+    }
+
+    /// Records the process CPU seconds a round of `campaign` took, and
+    /// whether a discovery sweep ran beside it.
+    pub fn round_cpu(&self, campaign: &str, secs: f64, sweeping: bool) {
+        {
+            let mut c = lock(&self.counters);
+            let cc = c.campaigns.entry(campaign.to_string()).or_default();
+            cc.round_cpu_secs = secs;
+            if sweeping {
+                cc.sweep_round_cpu_secs = secs;
+            }
+        }
         self.save();
     }
 

@@ -18,10 +18,11 @@
 
 use std::time::Duration;
 
+use darkwatch_schema::census::CENSUS_QUERY;
 use darkwatch_schema::packed::ERROR_UNKNOWN_BLOCK_SPACE;
 use darkwatch_schema::{
-    ApiError, Assignments, BatchAck, BlockSpace, ReportBatch, API_VERSION, ERROR_ROUND_AHEAD,
-    MAX_ITEMS_PER_BATCH,
+    ApiError, Assignments, BatchAck, BlockSpace, CensusSet, ReportBatch, API_VERSION,
+    ERROR_ROUND_AHEAD, MAX_ITEMS_PER_BATCH,
 };
 
 use crate::spool::{Spool, SpoolError};
@@ -104,6 +105,15 @@ pub struct Reporter {
     etag: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     /// Beyond this clock offset (ms) `drain` holds the spool.
     max_offset_ms: i64,
+}
+
+/// A campaign's census as [`Reporter::census`] fetched it.
+pub struct FetchedCensus {
+    pub set: CensusSet,
+    /// Its `ETag`.
+    pub tag: Option<String>,
+    /// The body as received ([`CensusSet::encode`]).
+    pub encoded: Vec<u8>,
 }
 
 /// What one pass over the spool did.
@@ -267,9 +277,13 @@ impl Reporter {
     /// last ones received (`304 Not Modified` to their `ETag`).
     pub async fn assignments(&self) -> Result<Option<Assignments>, ReportError> {
         let etag = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // Asks for the census apart (compact, fetched on change with
+        // [`Self::census`]); an older collector ignores the query and
+        // sends it inline.
         let mut req = self
             .http
             .get(self.url("assignments"))
+            .query(&[CENSUS_QUERY])
             .bearer_auth(&self.token);
         if let Some(t) = &etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, t);
@@ -294,6 +308,40 @@ impl Reporter {
             .map_err(|e| ReportError::Decode(e.to_string()))?;
         *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = new_etag;
         Ok(Some(a))
+    }
+
+    /// Forgets the assignments' `ETag`: the next poll gets them in full
+    /// (after a census could not be fetched, so that it is tried again).
+    pub fn forget_assignments_tag(&self) {
+        *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The census of `campaign` (`GET /v1/census/{campaign}`): the set,
+    /// its tag and its encoded form (to cache on disk).
+    pub async fn census(&self, campaign: &str) -> Result<FetchedCensus, ReportError> {
+        let resp = self
+            .http
+            .get(self.url(&format!("census/{campaign}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ReportError::Network(e.to_string()))?;
+        let resp = self.answer(resp).await?;
+        let tag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ReportError::Network(e.to_string()))?;
+        let set = CensusSet::decode(&body).map_err(|e| ReportError::Decode(e.to_string()))?;
+        Ok(FetchedCensus {
+            set,
+            tag,
+            encoded: body.to_vec(),
+        })
     }
 
     pub async fn send(&self, batch: &ReportBatch) -> Result<BatchAck, ReportError> {

@@ -458,6 +458,15 @@ impl TargetSet {
         }
     }
 
+    /// The set's addresses inside `nets`.
+    pub fn within(&self, nets: &[IpNet]) -> TargetSet {
+        let (n4, n6) = split(nets);
+        TargetSet {
+            v4: intersect(&self.v4, &n4),
+            v6: intersect(&self.v6, &n6),
+        }
+    }
+
     /// Number of target addresses.
     pub fn address_count(&self) -> u128 {
         size(&self.v4) + size(&self.v6)

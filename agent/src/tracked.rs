@@ -143,6 +143,20 @@ impl Trackers {
         self.list.iter().map(|t| (&t.block, t))
     }
 
+    /// The blocks whose state (up, down, uncertain) the outcomes in
+    /// `slots` (by index, as [`Self::finish_round`] takes them) change.
+    pub fn changed_by(&self, slots: &[Option<RoundOutcome>]) -> Vec<IpNet> {
+        self.list
+            .iter()
+            .zip(slots)
+            .filter_map(|(t, o)| {
+                let mut after = t.clone();
+                o.as_ref()?.apply_to(&mut after);
+                (after.state() != t.state()).then_some(t.block)
+            })
+            .collect()
+    }
+
     /// Ends a round: applies each outcome of `slots` (indexed as the
     /// trackers, `None` for blocks not probed) to its tracker as it is now
     /// ([`RoundOutcome::apply_to`]), settles, and returns the outcomes in

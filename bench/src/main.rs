@@ -129,6 +129,10 @@ struct Args {
     /// `bgp`: routes of the full table the BMP router sends.
     #[arg(long, default_value_t = 1_000_000)]
     bgp_routes: u32,
+    /// `agent-e2e`: the sparse variant: only this many addresses per /24
+    /// answer, the rest stay silent (0: every address answers).
+    #[arg(long, default_value_t = 0)]
+    e2e_sparse: u8,
     /// Also write the table to this file.
     #[arg(long)]
     out: Option<PathBuf>,

@@ -159,6 +159,7 @@ pub fn router<S: Store + BgpRows>(state: AppState<S>, max_body: usize) -> Router
         .route("/v1/health", get(health::<S>))
         .route("/v1/reports", post(post_reports::<S>))
         .route("/v1/assignments", get(assignments::get_assignments::<S>))
+        .route("/v1/census/{campaign}", get(assignments::get_census::<S>))
         .route("/v1/campaigns", get(get_campaigns::<S>))
         .route("/v1/agents", get(get_agents::<S>))
         .route("/v1/outages", get(get_outages::<S>))

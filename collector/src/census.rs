@@ -13,7 +13,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use darkwatch_schema::{CampaignAssignment, CensusBlock, ReportBatch, BLOCK_LEN_V4, BLOCK_LEN_V6};
+use darkwatch_schema::{
+    CampaignAssignment, CensusBlock, CensusSet, ReportBatch, BLOCK_LEN_V4, BLOCK_LEN_V6,
+};
 use ipnet::IpNet;
 
 use crate::store::Campaign;
@@ -130,12 +132,11 @@ pub fn screen_report(batch: &mut ReportBatch, agent: &str, campaigns: &[Campaign
 /// census screening that depends on its types.
 impl Campaign {
     pub fn to_assignment(&self) -> CampaignAssignment {
-        self.to_assignment_with_census(Vec::new())
+        self.to_assignment_with_census(CensusSet::default())
     }
 
-    /// The assignment with the campaign's stored census, screened against
-    /// its current prefixes and bounded per block ([`for_assignment`]).
-    pub fn to_assignment_with_census(&self, census: Vec<CensusBlock>) -> CampaignAssignment {
+    /// The assignment with `census` inline (see [`compact_census`]).
+    pub fn to_assignment_with_census(&self, census: CensusSet) -> CampaignAssignment {
         CampaignAssignment {
             name: self.name.clone(),
             country: self.country.clone(),
@@ -143,9 +144,30 @@ impl Campaign {
             prefixes: self.prefixes.clone(),
             control: self.control.clone(),
             generation: self.generation,
-            census: for_assignment(self, census),
+            census,
+            census_tag: None,
         }
     }
+}
+
+/// The census a campaign's assignment carries, compact: the stored blocks
+/// screened and bounded as [`for_assignment`] says.
+pub fn compact_census(campaign: &Campaign, stored: Vec<CensusBlock>) -> CensusSet {
+    CensusSet::from_blocks(&for_assignment(campaign, stored))
+}
+
+/// A strong entity tag of an encoded census (or any body): the first 16
+/// bytes of its SHA-256, quoted.
+pub fn etag_of(body: &[u8]) -> String {
+    use sha2::Digest;
+    format!("\"{}\"", hex::encode(&sha2::Sha256::digest(body)[..16]))
+}
+
+/// A census as `GET /v1/census/{campaign}` serves it: its tag and its
+/// encoded body ([`CensusSet::encode`]).
+pub fn census_body(census: &CensusSet) -> (String, Vec<u8>) {
+    let body = census.encode();
+    (etag_of(&body), body)
 }
 
 /// The census a campaign's assignment carries: the stored blocks screened

@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod census;
 pub mod exitcode;
 pub mod inputs;
 #[cfg(feature = "logging")]
@@ -29,6 +30,7 @@ pub mod phase;
 pub mod rtt;
 mod validate;
 
+pub use census::CensusSet;
 pub use packed::{BlockSpace, PackedBlock, PackedRound};
 pub use validate::SchemaError;
 
@@ -347,9 +349,21 @@ pub struct CampaignAssignment {
     /// Known-responsive addresses per block (from hitlists and from every
     /// agent's discovery), so an agent judges blocks from its first round
     /// instead of sweeping first. The agent probes only those inside
-    /// `prefixes` and its own local policy.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub census: Vec<CensusBlock>,
+    /// `prefixes` and its own local policy. A list of [`CensusBlock`]s in
+    /// JSON, held compactly ([`CensusSet`]). Empty when the agent asked for
+    /// the compact census ([`census::CENSUS_QUERY`]): it then comes from
+    /// `GET /v1/census/{name}` and is named by `census_tag`.
+    #[serde(
+        default,
+        with = "census::as_list",
+        skip_serializing_if = "CensusSet::is_empty"
+    )]
+    pub census: CensusSet,
+    /// `ETag` of the campaign's census at `GET /v1/census/{name}`: it
+    /// changes when the census does. Sent only to agents that asked for
+    /// the compact census (older agents refuse unknown fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub census_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

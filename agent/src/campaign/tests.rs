@@ -20,7 +20,8 @@ fn campaign(name: &str, interval_secs: u64) -> CampaignAssignment {
         prefixes: nets(&["198.18.0.0/24"]),
         control: vec![],
         generation: 1,
-        census: Vec::new(),
+        census: Default::default(),
+        census_tag: None,
     }
 }
 
@@ -30,6 +31,7 @@ fn policy() -> Policy {
         allow: nets(&["198.18.0.0/15"]),
         max_targets: 1024,
         rediscover_rounds: 10,
+        rediscovery: Default::default(),
         traces_per_round: 1,
         min_campaign_probes: 16,
     }
@@ -152,6 +154,53 @@ fn sweeps_first_then_only_every_rediscover_rounds_or_on_change() {
 }
 
 #[test]
+fn a_rediscovery_sweeps_stale_and_changed_blocks_and_a_sample_of_the_rest() {
+    let p = Policy {
+        max_targets: 1 << 16,
+        ..policy()
+    };
+    let mut c = campaign("kp", 60);
+    c.prefixes = nets(&["198.18.0.0/20"]);
+    let mut st = CampaignState::default();
+    let first = plan(&c, &mut st, 100, &p).unwrap().sweep.unwrap();
+    let whole = first.targets.unwrap();
+    // 16 blocks, one excluded.
+    assert_eq!(whole.address_count(), 15 * 256);
+    st.discovery_pending = false;
+    st.last_round = Some(100);
+    // Block .3 answered on two addresses; block .5 changed state since.
+    let b3 = nets(&["198.18.3.0/24"])[0];
+    st.trackers.insert(
+        b3,
+        BlockTracker::from_discovery(b3, vec![ip("198.18.3.1"), ip("198.18.3.2")]),
+    );
+    st.state_changed = nets(&["198.18.5.0/24"]);
+    let again = plan(&c, &mut st, 110, &p).unwrap().sweep.unwrap();
+    let t = again.targets.unwrap();
+    assert!(st.state_changed.is_empty(), "taken into account once");
+    // A fraction of the whole: the stale blocks (1 in 8), the changed one,
+    // a sample of the others.
+    assert!(
+        t.address_count() < whole.address_count() / 3,
+        "{} of {}",
+        t.address_count(),
+        whole.address_count()
+    );
+    let b5 = nets(&["198.18.5.0/24"])[0];
+    assert_eq!(t.addresses_in(&b5).len(), 256, "the changed block, fully");
+    // Known addresses are left to the rounds (unless the block is stale).
+    let r = p.rediscovery;
+    if !r.stale(&b3, 110 / 10) {
+        assert!(!t.contains(ip("198.18.3.1")));
+    }
+    // Over a period every block is swept fully once.
+    for block in whole.blocks() {
+        let fully = (0..r.stale_after).filter(|n| r.stale(&block, *n)).count();
+        assert_eq!(fully, 1, "{block}");
+    }
+}
+
+#[test]
 fn a_running_sweep_is_not_restarted_but_an_interrupted_one_is() {
     let p = policy();
     let mut c = campaign("kp", 60);
@@ -221,15 +270,15 @@ fn census_seeds_trackers_within_the_campaign_and_the_policy_only() {
     let mut c = campaign("kp", 60);
     c.prefixes = nets(&["198.18.6.0/23", "2400:1::/32"]);
     let census = |addrs: &[&str]| CensusBlock {
-        block: block_of(ip(addrs[0])),
+        block: darkwatch_schema::block_of(ip(addrs[0])),
         addrs: addrs.iter().map(|a| ip(a)).collect(),
     };
-    c.census = vec![
+    c.census = darkwatch_schema::CensusSet::from_blocks(&[
         census(&["198.18.6.1", "198.18.6.2"]),
         census(&["198.18.7.1"]),             // locally excluded
         census(&["198.18.9.1", "10.0.0.1"]), // outside the campaign
         census(&["2400:1:0:1::1", "2400:1:0:2::1"]),
-    ];
+    ]);
     let mut st = CampaignState::default();
     let p = plan(&c, &mut st, 1, &policy()).unwrap();
     let tracked: Vec<IpNet> = st.trackers.keys().copied().collect();
@@ -267,12 +316,12 @@ fn census_seeds_trackers_within_the_campaign_and_the_policy_only() {
 fn census_beyond_max_targets_is_skipped() {
     let mut c = campaign("kp", 60);
     c.prefixes = nets(&["2400:1::/32"]);
-    c.census = vec![CensusBlock {
+    c.census = darkwatch_schema::CensusSet::from_blocks(&[CensusBlock {
         block: nets(&["2400:1::/48"])[0],
         addrs: (1..=5u16)
             .map(|i| IpAddr::from([0x2400, 1, 0, 0, 0, 0, 0, i]))
             .collect(),
-    }];
+    }]);
     let p = Policy {
         max_targets: 3,
         ..policy()
@@ -586,4 +635,29 @@ fn packs_in_the_newest_version_the_collector_reads_with_reply_times() {
     let space = BlockSpace::new(&c.prefixes);
     let blocks = b[0].packed[0].unpack(&space).unwrap();
     assert_eq!(blocks[1].rtt, rtt);
+}
+
+#[test]
+fn an_unchanged_census_is_seeded_once() {
+    let mut c = campaign("kp", 60);
+    c.prefixes = nets(&["198.18.6.0/23"]);
+    c.census = [ip("198.18.6.1"), ip("198.18.6.2"), ip("198.18.7.1")]
+        .into_iter()
+        .collect();
+    c.census_tag = Some("\"a\"".into());
+    let b6 = nets(&["198.18.6.0/24"])[0];
+    let mut st = CampaignState::default();
+    let first = plan(&c, &mut st, 1, &policy()).unwrap();
+    assert_eq!(st.trackers[&b6].responsive.len(), 2);
+    // Forget what the census seeded: the same census is not walked again...
+    st.trackers.retain(|_, _| false);
+    st.last_round = Some(1);
+    let again = plan(&c, &mut st, 2, &policy()).unwrap();
+    assert!(st.trackers.is_empty());
+    // ... and says the same of coverage and skips.
+    assert_eq!(again.coverage, first.coverage);
+    // A new census is.
+    c.census_tag = Some("\"b\"".into());
+    plan(&c, &mut st, 3, &policy()).unwrap();
+    assert_eq!(st.trackers[&b6].responsive.len(), 2);
 }

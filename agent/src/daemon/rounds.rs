@@ -74,6 +74,10 @@ impl Agent {
         let mut running: FuturesUnordered<BoxFuture<'_, (JobId, JobResult)>> =
             FuturesUnordered::new();
         let mut info = None;
+        // The round's process CPU, and whether a sweep ran beside it
+        // (rediscovery's cost, for the metrics).
+        let cpu0 = crate::metrics::process_cpu_secs();
+        let mut sweeping = discovery.is_some();
         loop {
             match driver.poll(now()) {
                 Action::Discover => {
@@ -84,6 +88,7 @@ impl Agent {
                     driver.discovered(p);
                 }
                 Action::Sweep(sweep) => {
+                    sweeping = true;
                     tracing::info!(campaign = %c.name, round = due.round, "discovery starts");
                     *discovery = Some(Background::spawn(
                         self.pinger.clone(),
@@ -123,6 +128,11 @@ impl Agent {
         let Some(info) = info else {
             return Ok(None);
         };
+        if let (Some(a), Some(b)) = (cpu0, crate::metrics::process_cpu_secs()) {
+            let cpu_secs = (b - a).max(0.0);
+            tracing::info!(campaign = %c.name, round = due.round, cpu_secs, sweeping, "round CPU");
+            self.metrics.round_cpu(&c.name, cpu_secs, sweeping);
+        }
         crate::state::save(&files, st)
             .with_context(|| format!("saving the state of {}", c.name))?;
         let rounds = {

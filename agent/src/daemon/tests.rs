@@ -81,7 +81,8 @@ fn campaign(name: &str, prefixes: &[&str]) -> CampaignAssignment {
         prefixes: prefixes.iter().map(|p| net(p)).collect(),
         control: vec![],
         generation: 1,
-        census: Vec::new(),
+        census: Default::default(),
+        census_tag: None,
     }
 }
 
@@ -304,15 +305,18 @@ fn census(addrs: &[&str]) -> darkwatch_schema::CensusBlock {
 async fn a_census_cannot_widen_probing() {
     let r = rig();
     let mut kp = campaign("kp", &["198.18.5.0/24", "2400:1::/32"]);
-    kp.census = vec![
+    kp.census = darkwatch_schema::CensusSet::from_blocks(&[
         census(&["198.18.5.1"]),
         census(&["198.18.20.1"]),
         census(&["10.0.0.1"]),
         census(&["2400:9::1"]),
         census(&["2400:1::1", "2400:1::2"]),
-    ];
+    ]);
     let mut ex = campaign("ex", &["198.18.6.0/23", "127.0.0.0/24"]);
-    ex.census = vec![census(&["198.18.7.2"]), census(&["127.0.0.1"])];
+    ex.census = darkwatch_schema::CensusSet::from_blocks(&[
+        census(&["198.18.7.2"]),
+        census(&["127.0.0.1"]),
+    ]);
     let a = assigned(vec![kp, ex]);
     for _ in 0..11 {
         r.agent.tick(&a).await;
@@ -362,7 +366,11 @@ async fn a_census_cannot_widen_probing() {
 async fn a_new_agent_judges_census_blocks_in_its_first_round_without_sweeping_them() {
     let r = rig();
     let mut kp = campaign("kp", &["198.18.1.0/24", "198.18.3.0/24"]);
-    kp.census = vec![census(&["198.18.1.2", "198.18.1.4", "198.18.1.6"])];
+    kp.census = darkwatch_schema::CensusSet::from_blocks(&[census(&[
+        "198.18.1.2",
+        "198.18.1.4",
+        "198.18.1.6",
+    ])]);
     let a = assigned(vec![kp]);
     r.agent.tick(&a).await;
     let b = &spooled(&r.agent)[0];
@@ -601,7 +609,11 @@ async fn a_rediscovery_does_not_delay_a_round() {
     let pinger = network();
     let clock = Arc::new(crate::sim::TokioClock::new(T0));
     let mut edits = SLOW.to_vec();
-    edits.push(("rediscover_rounds = 10", "rediscover_rounds = 3"));
+    // Every block stale every time: rediscoveries as long as the first.
+    edits.push((
+        "rediscover_rounds = 10",
+        "rediscover_rounds = 3\nrediscover_stale_after = 1",
+    ));
     let agent = agent_with(dir.path(), &edits, pinger.clone(), clock.clone());
     let a = assigned(vec![campaign("kp", &["198.18.0.0/16"])]);
     let first = round_of(T0, 60);
@@ -831,4 +843,50 @@ async fn a_routers_errors_to_the_probes_are_reported_to_a_collector_that_takes_t
     assert_eq!(errors[0].blocks, vec![net("198.18.1.0/24")]);
     assert_eq!(errors[0].round, round_of(T0, 60) + 1);
     assert!(errors[0].errors >= 1);
+}
+
+#[tokio::test]
+async fn a_census_apart_is_kept_by_tag_cached_beside_the_assignments_and_not_in_them() {
+    let r = rig();
+    let set: darkwatch_schema::CensusSet = ["198.18.5.1", "198.18.5.9", "198.18.6.3"]
+        .iter()
+        .map(|a| a.parse::<IpAddr>().unwrap())
+        .collect();
+    let mut kp = campaign("kp", &["198.18.5.0/23"]);
+    kp.census = set.clone();
+    kp.census_tag = Some("\"t1\"".into());
+    let previous = assigned(vec![kp.clone()]).unwrap();
+
+    // The same tag: the census held is kept, nothing is fetched (the
+    // collector here is unreachable).
+    let mut a = previous.clone();
+    a.campaigns[0].census = Default::default();
+    r.agent.fill_census(&mut a, Some(&previous)).await;
+    assert_eq!(a.campaigns[0].census, set);
+
+    // A new tag that cannot be fetched: the census and tag held stay, so
+    // that the next poll tries again.
+    let mut b = previous.clone();
+    b.campaigns[0].census = Default::default();
+    b.campaigns[0].census_tag = Some("\"t2\"".into());
+    r.agent.fill_census(&mut b, Some(&previous)).await;
+    assert_eq!(b.campaigns[0].census, set);
+    assert_eq!(b.campaigns[0].census_tag.as_deref(), Some("\"t1\""));
+
+    // Cached: the assignments file names the census, the census file holds
+    // it; loading puts them together again.
+    r.agent.save_assignments(&mut a);
+    assert_eq!(
+        a.campaigns[0].census, set,
+        "saving keeps the census in memory"
+    );
+    let text = std::fs::read_to_string(r.agent.assignments_path()).unwrap();
+    assert!(!text.contains("198.18.5.9"), "{text}");
+    let path = r.agent.census_path("kp");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, set.encode()).unwrap();
+    let mut cached: Assignments = serde_json::from_str(&text).unwrap();
+    assert!(cached.campaigns[0].census.is_empty());
+    r.agent.load_cached_census(&mut cached);
+    assert_eq!(cached, a);
 }

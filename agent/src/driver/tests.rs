@@ -38,7 +38,8 @@ fn campaign() -> CampaignAssignment {
         prefixes: vec![net("198.18.0.0/20")],
         control: vec![],
         generation: 1,
-        census: Vec::new(),
+        census: Default::default(),
+        census_tag: None,
     }
 }
 
@@ -48,6 +49,7 @@ fn policy() -> Policy {
         allow: vec![net("198.18.0.0/15")],
         max_targets: 1 << 20,
         rediscover_rounds: 10,
+        rediscovery: Default::default(),
         traces_per_round: 1,
         min_campaign_probes: 1,
     }
@@ -631,4 +633,36 @@ fn packed_rounds_carry_the_rounds_schedule_to_a_collector_that_takes_it() {
     for (at, b) in probed(&steps) {
         assert_eq!(sch.slice_start_ms_of(&b), at, "{b}");
     }
+}
+
+#[test]
+fn a_sampled_block_adds_to_its_census_and_reports_it_only_with_news() {
+    let (c, p) = (campaign(), policy());
+    let mut st = tracked(&c, &p, &[0, 1, 2]);
+    // A rediscovery runs that swept block 0 fully and only sampled 1 and 2.
+    st.discovery_pending = true;
+    st.sampled_blocks = vec![block(1), block(2)];
+    let mut d = RoundDriver::new(&c, &mut st, &p, start(T0, true), setup(1), ids());
+    let mut found = |_: i64| Progress {
+        targets: BTreeMap::from([
+            // Fully swept: what answered is the block's census.
+            (block(0), vec![IpAddr::from([198, 18, 0, 1])]),
+            // Sampled, one address new: the census is the union.
+            (block(1), vec![IpAddr::from([198, 18, 1, 200])]),
+            // Sampled, nothing new: nothing to report.
+            (block(2), vec![IpAddr::from([198, 18, 2, 1])]),
+        ]),
+        control: BTreeMap::new(),
+        done: true,
+    };
+    let (_, report) = drive(&mut d, T0, &ALL_UP, 0, &mut found);
+    drop(d);
+    let r = report.expect("a report");
+    let census: Vec<(IpNet, usize)> = r.batches[0].census[0]
+        .blocks
+        .iter()
+        .map(|b| (b.block, b.addrs.len()))
+        .collect();
+    assert_eq!(census, [(block(0), 1), (block(1), 21)]);
+    assert_eq!(st.trackers[&block(1)].responsive.len(), 21);
 }

@@ -156,7 +156,7 @@ fn render_writes_every_family_with_escaped_labels() {
     }
     assert!(!render(&c, None).contains("spool_bytes"));
     let names = names();
-    assert_eq!(names.len(), 13, "{names:?}");
+    assert_eq!(names.len(), 15, "{names:?}");
     assert!(names.iter().all(|n| text.contains(&format!("# TYPE {n} "))));
 }
 
@@ -317,4 +317,13 @@ async fn the_listener_drops_a_request_whose_headers_never_end() {
         .expect("the connection is closed")
         .unwrap();
     assert!(!out.contains("darkwatch_agent"), "{out}");
+}
+
+#[test]
+fn process_cpu_is_read_from_proc_stat() {
+    // A command name with a space and a parenthesis, utime 250, stime 50.
+    let line = "1234 (a b) c) S 1 1 1 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 0 0";
+    assert_eq!(cpu_of_stat(line), Some(3.0));
+    assert_eq!(cpu_of_stat("garbage"), None);
+    assert!(process_cpu_secs().is_some_and(|s| s >= 0.0));
 }

@@ -53,6 +53,7 @@ fn a_round_is_not_delayed_by_a_rediscovery() {
             "collector = \"{url}\"\ntoken = \"{token}\"\nspool_dir = \"spool\"\n\
              pps = 1000\nmax_targets = 20000\nallow = [\"198.18.0.0/15\"]\n\
              [probe]\ntimeout_ms = 200\nmax_probes = 2\nrediscover_rounds = 5\n\
+             rediscover_stale_after = 1\n\
              [trace]\nper_round = 0\n[report]\npoll_secs = 1\nretry_max_secs = 1\n"
         ),
     )
@@ -76,7 +77,8 @@ fn a_round_is_not_delayed_by_a_rediscovery() {
             sink.lock().unwrap().push(line);
         }
     });
-    // Until a rediscovery (the second sweep) has ended.
+    // Until a rediscovery (the second sweep; a full one, every block being
+    // stale every time) has ended.
     let done = |l: &[String]| {
         let second = l
             .iter()

@@ -57,6 +57,33 @@ pub struct E2eConfig {
     pub pps: u32,
     /// Run the fping peer.
     pub peer: bool,
+    /// The sparse variant: only this many addresses per /24 answer (the
+    /// first, then evenly spread); the rest of the space is routed to a
+    /// dummy device, where probes vanish without an answer.
+    pub sparse: Option<u8>,
+}
+
+/// The `ip -batch` lines that make only `per_block` addresses of each /24
+/// of `space` answer (see [`E2eConfig::sparse`]).
+fn sparse_routes(space: Ipv4Net, per_block: u8) -> Vec<String> {
+    let first = u32::from(space.network()) >> 8;
+    let n = 1u32 << (24 - space.prefix_len().min(24));
+    let k = u32::from(per_block.max(1));
+    let mut lines = vec![
+        "link add d0 type dummy".to_string(),
+        "link set d0 up".to_string(),
+        "route del table local local 127.0.0.0/8 dev lo".to_string(),
+        "route add 127.0.0.0/8 dev d0".to_string(),
+        "route replace table local local 127.0.0.1/32 dev lo".to_string(),
+    ];
+    for b in first..first + n {
+        for i in 0..k {
+            let host = (1 + i * 256 / k).min(254);
+            let a = Ipv4Addr::from((b << 8) | host);
+            lines.push(format!("route replace table local local {a}/32 dev lo"));
+        }
+    }
+    lines
 }
 
 /// One counted round.
@@ -228,6 +255,17 @@ pub fn run(cfg: &E2eConfig) -> Result<E2eResult> {
     // From here on, a failure tears the namespace down (and what runs in it).
     let mut ns = Namespaces::new();
     ns.add(&[NODE])?;
+    if let Some(k) = cfg.sparse {
+        // Loopback addresses may leave `lo` only with route_localnet.
+        ns.sysctl(
+            NODE,
+            &[
+                "net.ipv4.conf.all.route_localnet=1",
+                "net.ipv4.conf.default.route_localnet=1",
+            ],
+        )?;
+        ns.batch(NODE, &sparse_routes(cfg.space, k))?;
+    }
     let collector_log = dir.path().join("collector.log");
     let mut c = ns.command(NODE, &collector_bin);
     c.stderr(std::fs::File::create(&collector_log)?);

@@ -49,3 +49,25 @@ fn a_round_is_reported_on_time_only_if_ended_and_stored_in_time() {
     }
     .reported_on_time(60));
 }
+
+#[test]
+fn the_sparse_variant_answers_on_a_few_addresses_per_block() {
+    let lines = sparse_routes("127.1.0.0/23".parse().unwrap(), 3);
+    let local: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("route replace table local local 127.1."))
+        .collect();
+    assert_eq!(local.len(), 6);
+    assert_eq!(
+        local[0],
+        "route replace table local local 127.1.0.1/32 dev lo"
+    );
+    assert_eq!(
+        local[1],
+        "route replace table local local 127.1.0.86/32 dev lo"
+    );
+    assert_eq!(
+        local[5],
+        "route replace table local local 127.1.1.171/32 dev lo"
+    );
+}

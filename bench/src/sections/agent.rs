@@ -135,17 +135,27 @@ pub(crate) fn agent_e2e_rows(args: &Args, rows: &mut Vec<Row>, detail: &mut Stri
         round_secs: args.round_secs,
         pps: args.e2e_pps,
         peer: true,
+        sparse: (args.e2e_sparse > 0).then_some(args.e2e_sparse),
     };
     eprintln!(
-        "agent-e2e: {} ({} rounds of {} s counted, pps {})",
-        cfg.space, cfg.rounds, cfg.round_secs, cfg.pps
+        "agent-e2e: {} ({} rounds of {} s counted, pps {}, answering per /24: {})",
+        cfg.space,
+        cfg.rounds,
+        cfg.round_secs,
+        cfg.pps,
+        cfg.sparse.map_or("all".into(), |n| n.to_string())
     );
     let r = agent_e2e::run(&cfg)?;
     let s = r.round_secs as f64;
     let n = r.blocks;
     let mut row = |what: String, got: String, peers: String, goal: &str, met: String| {
         rows.push(Row {
-            what: format!("agent e2e, {n} blocks, {}-s rounds: {what}", r.round_secs),
+            what: format!(
+                "agent e2e{}, {n} blocks, {}-s rounds: {what}",
+                cfg.sparse
+                    .map_or(String::new(), |k| format!(" sparse ({k} per /24)")),
+                r.round_secs
+            ),
             darkwatch: got,
             peers,
             goal: goal.into(),

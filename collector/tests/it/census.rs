@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use darkwatch_collector::store::{SqlStore, Store};
 use darkwatch_schema::{
-    Assignments, CampaignAssignment, CampaignCensus, CensusBlock, Coverage, ReportBatch,
+    Assignments, CampaignAssignment, CampaignCensus, CensusBlock, CensusSet, Coverage, ReportBatch,
     SkipReason, Skipped,
 };
 use ipnet::IpNet;
@@ -76,6 +76,51 @@ async fn assignment(srv: &Server, token: &str, campaign: &str) -> CampaignAssign
         .into_iter()
         .find(|c| c.name == campaign)
         .unwrap_or_else(|| panic!("no campaign {campaign} assigned"))
+}
+
+/// The campaign's assignment asked for with the census apart
+/// (`?census=v1`), and its census from `/v1/census/{campaign}`.
+async fn compact(srv: &Server, token: &str, campaign: &str) -> (CampaignAssignment, CensusSet) {
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(srv.url("/v1/assignments?census=v1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let a: Assignments = resp.json().await.expect("assignments");
+    let c = a
+        .campaigns
+        .into_iter()
+        .find(|c| c.name == campaign)
+        .expect("assigned");
+    assert!(c.census.is_empty(), "the census travels apart");
+    let tag = c.census_tag.clone().expect("a census tag");
+    let url = srv.url(&format!("/v1/census/{campaign}"));
+    let resp = http
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["etag"].to_str().expect("etag"), tag);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().expect("type"),
+        darkwatch_schema::census::CENSUS_CONTENT_TYPE
+    );
+    let census = CensusSet::decode(&resp.bytes().await.expect("body")).expect("decodes");
+    // Unchanged: 304 to its tag, no body.
+    let resp = http
+        .get(&url)
+        .bearer_auth(token)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    (c, census)
 }
 
 async fn stored_census(db: &str, campaign: &str) -> Vec<CensusBlock> {
@@ -154,7 +199,7 @@ async fn census_and_coverage_reach_other_agents_and_status(db: &str) {
     // The second agent's assignment carries the census, only inside the campaign.
     let a = assignment(&srv, &vp2, "kp").await;
     assert_eq!(
-        a.census,
+        a.census.to_blocks(),
         [
             block("198.18.1.0/24", &["198.18.1.1", "198.18.1.5"]),
             block("2001:db8:7::/48", &["2001:db8:7::1"])
@@ -167,6 +212,17 @@ async fn census_and_coverage_reach_other_agents_and_status(db: &str) {
         "an address outside the campaign was stored: {stored:?}"
     );
     assert_eq!(stored.len(), 2);
+    // The same census, compact and apart, to an agent that asks for it so;
+    // not to an agent the campaign is not assigned to.
+    let (apart, census) = compact(&srv, &vp2, "kp").await;
+    assert_eq!(census, a.census);
+    let resp = reqwest::Client::new()
+        .get(srv.url("/v1/census/nosuch"))
+        .bearer_auth(&vp2)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 
     // A later report replaces the block's set.
     post(
@@ -182,7 +238,16 @@ async fn census_and_coverage_reach_other_agents_and_status(db: &str) {
     )
     .await;
     assert_eq!(
-        assignment(&srv, &vp1, "kp").await.census[0],
+        assignment(&srv, &vp1, "kp").await.census.to_blocks()[0],
+        block("198.18.1.0/24", &["198.18.1.77"])
+    );
+    let (later, census) = compact(&srv, &vp1, "kp").await;
+    assert_ne!(
+        later.census_tag, apart.census_tag,
+        "a new census, a new tag"
+    );
+    assert_eq!(
+        census.to_blocks()[0],
         block("198.18.1.0/24", &["198.18.1.77"])
     );
 
@@ -258,7 +323,7 @@ async fn census_and_coverage_reach_other_agents_and_status(db: &str) {
     assert_eq!(vp["coverage"][0]["current"], false);
     // The narrowed campaign no longer hands out its former IPv6 census.
     assert_eq!(
-        assignment(&srv, &vp2, "kp").await.census,
+        assignment(&srv, &vp2, "kp").await.census.to_blocks(),
         [block("198.18.1.0/24", &["198.18.1.77"])]
     );
 }
@@ -344,7 +409,7 @@ async fn hitlist_campaign_from_a_file(db: &str) {
     let srv = Server::start(db, &[]);
     let a = assignment(&srv, &token, "v6").await;
     assert_eq!(
-        a.census,
+        a.census.to_blocks(),
         [
             block("198.18.9.0/24", &["198.18.9.4"]),
             block("198.19.0.0/24", &["198.19.0.1"]),
