@@ -85,6 +85,17 @@ impl Scratch {
              apnic|KP|ipv4|175.45.176.0|1024|20091222|allocated\n",
         );
         write("kp-v6.txt", "2a01:9d00::1\n175.45.176.1\n");
+        // CAIDA's as-org2info, gzipped as published.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(
+            &mut gz,
+            b"# format:aut|changed|aut_name|org_id|opaque_id|source\n\
+              131279|20240101|STAR-KP|@org-1|x|APNIC\n\
+              # format:org_id|changed|org_name|country|source\n\
+              @org-1|20240101|Star Joint Venture|KP|APNIC\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("20241001.as-org2info.txt.gz"), gz.finish().unwrap()).unwrap();
         write("agent.token", &"ab".repeat(32));
         let agent = std::fs::read_to_string(root().join("deploy/config/agent.toml"))
             .unwrap()
