@@ -63,10 +63,17 @@ impl BgpdConfig {
             let _ = writeln!(s, " neighbor {} timers 1 3", n.addr);
             let _ = writeln!(s, " neighbor {} timers connect 1", n.addr);
         }
-        if !self.networks.is_empty() {
+        if !self.networks.is_empty() || self.bmp.is_some() {
             s += " address-family ipv4 unicast\n";
             for p in &self.networks {
                 let _ = writeln!(s, "  network {p}");
+            }
+            if self.bmp.is_some() {
+                // BMP's pre-policy monitoring reads the Adj-RIB-In, which
+                // FRR keeps only with soft reconfiguration.
+                for n in &self.neighbors {
+                    let _ = writeln!(s, "  neighbor {} soft-reconfiguration inbound", n.addr);
+                }
             }
             s += " exit-address-family\n";
         }
@@ -164,6 +171,7 @@ mod tests {
             "  network 198.18.0.0/23",
             "  network 198.18.2.0/24",
             "  bmp connect 192.0.2.1 port 11019 min-retry 100 max-retry 1000",
+            "  neighbor 203.0.113.17 soft-reconfiguration inbound",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
         }
