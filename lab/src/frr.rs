@@ -5,11 +5,13 @@
 //! package `frr`, installed by `.ci/setup`) rather than replaying canned
 //! messages. Each daemon gets its own directory for config, pid file, vty
 //! socket and log, so several labs and the host's own FRR (if any) never
-//! share state. `bgpd` runs without zebra (`-Z`): it speaks BGP and streams
-//! BMP but installs nothing in the kernel, so the lab's routes stay the
-//! lab's. [`BgpdConfig::render`] is plain text generation (unit-tested
-//! here); [`bgpd_command`] and [`vtysh_command`] only build commands, the
-//! caller runs them in its namespace.
+//! share state. `bgpd` runs alone (`-Z`: it speaks BGP and streams BMP but
+//! installs nothing) or with a `zebra` of its own, which installs what BGP
+//! learnt in its namespace's kernel, so that the data plane follows the
+//! control plane. [`BgpdConfig::render`] is plain text generation (unit-tested
+//! here); [`bgpd_command`] and [`vtysh_command`] only build commands (and
+//! [`zebra_command`] hands its directory to zebra's user), the caller runs
+//! them in its namespace.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -108,20 +110,25 @@ pub fn bgpd_binary() -> Result<PathBuf, Error> {
 
 /// `bgpd` in the foreground with everything under `dir` (which must hold
 /// `bgpd.conf`): see [`bgpd_args`].
-pub fn bgpd_command(dir: &Path) -> Result<Command, Error> {
+pub fn bgpd_command(dir: &Path, zebra: bool) -> Result<Command, Error> {
     let mut c = Command::new(bgpd_binary()?);
-    c.args(bgpd_args(dir));
+    c.args(bgpd_args(dir, zebra));
     Ok(c)
 }
 
 /// `bgpd`'s arguments: pid file, vty socket and log (`bgpd.log`) in `dir`;
-/// runs as the caller (`-S`), talks to no zebra (`-Z`), loads the BMP
-/// module and opens no vty TCP port.
-pub fn bgpd_args(dir: &Path) -> Vec<OsString> {
-    let mut v: Vec<OsString> = ["-S", "-Z", "-n", "-M", "bmp", "-P", "0", "-f"]
-        .iter()
-        .map(OsString::from)
-        .collect();
+/// runs as the caller (`-S`), loads the BMP module and opens no vty TCP
+/// port. With `zebra`, it installs its routes through the zebra of the
+/// same `dir` ([`zebra_command`]); without, it talks to none (`-Z -n`).
+pub fn bgpd_args(dir: &Path, zebra: bool) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec!["-S".into()];
+    if zebra {
+        v.push("-z".into());
+        v.push(dir.join("zserv.api").into());
+    } else {
+        v.extend(["-Z".into(), "-n".into()]);
+    }
+    v.extend(["-M", "bmp", "-P", "0", "-f"].iter().map(OsString::from));
     v.push(dir.join("bgpd.conf").into());
     v.push("-i".into());
     v.push(dir.join("bgpd.pid").into());
@@ -130,6 +137,45 @@ pub fn bgpd_args(dir: &Path) -> Vec<OsString> {
     v.push("--log".into());
     v.push(format!("file:{}", dir.join("bgpd.log").display()).into());
     v
+}
+
+/// `zebra` in the foreground with its files in `dir`: it installs the
+/// routes of the `bgpd` started with `zebra` in the same `dir` into the
+/// kernel of the namespace it runs in, and leaves other routes alone.
+/// zebra drops privileges to the `frr` user, so `dir` is handed to that
+/// user first.
+pub fn zebra_command(dir: &Path) -> Result<Command, Error> {
+    let p = Path::new(FRR_DIR).join("zebra");
+    if !p.is_file() {
+        return Err(Error::NotFound(format!(
+            "{} is missing: install FRR (Debian package frr, see .ci/setup)",
+            p.display()
+        )));
+    }
+    let user = nix::unistd::User::from_name("frr")
+        .ok()
+        .flatten()
+        .ok_or_else(|| Error::NotFound("user frr (made by the frr package)".into()))?;
+    let conf = dir.join("zebra.conf");
+    let io = |what: &str| {
+        let what = format!("{what} {}", dir.display());
+        move |source| Error::Io { what, source }
+    };
+    std::fs::write(&conf, "").map_err(io("writing zebra.conf in"))?;
+    std::os::unix::fs::chown(dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .map_err(io("handing to user frr"))?;
+    let mut c = Command::new(p);
+    c.arg("-f")
+        .arg(conf)
+        .arg("-i")
+        .arg(dir.join("zebra.pid"))
+        .arg("-z")
+        .arg(dir.join("zserv.api"))
+        .arg("--vty_socket")
+        .arg(dir)
+        .args(["-P", "0", "--log"])
+        .arg(format!("file:{}", dir.join("zebra.log").display()));
+    Ok(c)
 }
 
 /// `vtysh` talking to the `bgpd` of `dir`, running `commands` in turn
@@ -187,10 +233,16 @@ mod tests {
 
     #[test]
     fn daemon_keeps_all_its_paths_in_its_directory() {
-        let args: Vec<String> = bgpd_args(Path::new("/run/lab/ctry"))
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = |zebra| -> Vec<String> {
+            bgpd_args(Path::new("/run/lab/ctry"), zebra)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let with_zebra = args(true);
+        assert!(with_zebra.iter().any(|a| a == "/run/lab/ctry/zserv.api"));
+        assert!(!with_zebra.iter().any(|a| a == "-Z"));
+        let args = args(false);
         for want in [
             "/run/lab/ctry/bgpd.conf",
             "/run/lab/ctry/bgpd.pid",

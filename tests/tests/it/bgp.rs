@@ -2,19 +2,21 @@
 //! upstream, the upstream streaming BMP to the real collector (issue 30).
 //!
 //! "Session down": the country announces its four prefixes, the collector
-//! sees them announced by the upstream's one peer; the country's `bgpd`
-//! stops, and the collector's open round and its stored country signal
-//! show every prefix withdrawn by 1 of 1 peers. The daemons install no
-//! routes (no zebra), so the probes' data plane does not follow and no
-//! verdict is expected here; verdicts carrying the BGP cause are checked
-//! where they are made.
+//! sees them announced by the upstream's one peer, and the upstream's
+//! forwarding follows BGP (zebra); the country's `bgpd` stops, the
+//! collector's open round and its stored country signal show every prefix
+//! withdrawn by 1 of 1 peers, and since the upstream no longer routes to
+//! the country, the agents' probes fail and a country blackout opens.
+//! (Verdicts carrying the BGP cause are checked where they are made.)
 
 use std::fs;
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use darkwatch_tests::harness::{self, wait_for, Collector, Db, Timing, COUNTRY};
+use darkwatch_tests::harness::{
+    self, verdicts, wait_for, Agent, AgentOpts, Collector, Db, Deployment, Timing, COUNTRY,
+};
 use darkwatch_tests::lab::{LabBgp, COUNTRY_ASN};
 use darkwatch_tests::{lab_or_skip, Lab, LabConfig, Node, COLLECTOR_ADDR};
 use serde_json::Value;
@@ -68,7 +70,8 @@ fn until_current(
     })
 }
 
-fn session_down(lab: &Lab, c: &Collector, bgp: &mut LabBgp, timing: &Timing) -> Result<()> {
+fn session_down(lab: &Lab, d: &Deployment, bgp: &mut LabBgp) -> Result<()> {
+    let (c, timing) = (&d.collector, &d.timing);
     let n = lab.country_prefixes().len();
     let prefixes = |cur: &Value| cur["prefixes"].as_array().cloned().unwrap_or_default();
     let v = until_current(lab, c, "the country's prefixes announced", |cur| {
@@ -82,7 +85,7 @@ fn session_down(lab: &Lab, c: &Collector, bgp: &mut LabBgp, timing: &Timing) -> 
             "origin is the country's AS: {p}"
         );
     }
-    let stored = wait_for(
+    wait_for(
         "a stored round with every prefix announced",
         Duration::from_secs(60),
         || {
@@ -91,8 +94,15 @@ fn session_down(lab: &Lab, c: &Collector, bgp: &mut LabBgp, timing: &Timing) -> 
                 .any(|r| r["prefixes"] == n && r["announced"] == n)
                 .then_some(()))
         },
+    )?;
+    // Forwarding hangs on BGP alone, and the country still answers.
+    d.wait_reporting(Duration::from_secs(60))?;
+    d.rounds(2);
+    ensure!(
+        blackout(&d.outages()?).is_none(),
+        "no blackout while the session is up: {:#}",
+        serde_json::Value::from(d.outages()?)
     );
-    stored?;
 
     bgp.stop(Node::Ctry)?;
     until_current(lab, c, "every prefix withdrawn by 1 of 1 peers", |cur| {
@@ -114,48 +124,84 @@ fn session_down(lab: &Lab, c: &Collector, bgp: &mut LabBgp, timing: &Timing) -> 
                 .map(|_| ()))
         },
     )?;
+    // The data plane followed: the probes see the country go dark.
+    wait_for("a country blackout", d.interval() * 10, || {
+        Ok(blackout(&d.outages()?))
+    })?;
     Ok(())
 }
 
+fn blackout(all: &[Value]) -> Option<Value> {
+    verdicts(all, "blackout", "country", Some(COUNTRY))
+        .first()
+        .map(|v| (*v).clone())
+}
+
+/// The collector with a `[bgp]` BMP listener, the lab campaign and one
+/// agent per VP (what [`Deployment::start`] does, plus `[bgp]`).
+fn deploy<'a>(lab: &'a Lab, db: &Db, dir: &std::path::Path) -> Result<Deployment<'a>> {
+    let timing = Timing::default();
+    let mut c = Collector::new_at(lab, &db.url, &dir.join("collector"), &timing, 8080, "")?;
+    let mut cfg = fs::OpenOptions::new()
+        .append(true)
+        .open(c.dir.join("collector.toml"))?;
+    write!(
+        cfg,
+        "\n[bgp]\nbmp_listen = \"{COLLECTOR_ADDR}:{BMP_PORT}\"\nround_secs = {}\n",
+        timing.interval_secs
+    )?;
+    c.start()?;
+    c.add_lab_campaign(dir, &timing)?;
+    let mut agents = Vec::new();
+    for vp in 1..=lab.vps().len() as u8 {
+        let token = c.add_agent(&format!("vp{vp}"))?;
+        let mut a = Agent::new(
+            lab,
+            vp,
+            &c.url(),
+            &token,
+            &dir.join(format!("vp{vp}")),
+            &AgentOpts::default(),
+        )?;
+        a.start()?;
+        agents.push(a);
+    }
+    Ok(Deployment {
+        lab,
+        collector: c,
+        agents,
+        timing,
+        dir: dir.to_path_buf(),
+    })
+}
+
 #[test]
-fn bgp_session_down_withdraws_every_country_prefix_by_1_of_1_peers() {
+fn bgp_session_down_withdraws_every_country_prefix_by_1_of_1_peers_and_the_country_goes_dark() {
     let _serial = crate::serial();
     let Some(lab) = lab_or_skip(LabConfig::default()) else {
         return;
     };
     let dir = harness::run_dir("bgp_session_down").expect("run dir");
     let db = Db::sqlite(dir.path());
-    let timing = Timing::default();
-    let result = (|| -> Result<()> {
-        let mut c = Collector::new_at(
-            &lab,
-            &db.url,
-            &dir.path().join("collector"),
-            &timing,
-            8080,
-            "",
-        )?;
-        let mut cfg = fs::OpenOptions::new()
-            .append(true)
-            .open(c.dir.join("collector.toml"))?;
-        write!(
-            cfg,
-            "\n[bgp]\nbmp_listen = \"{COLLECTOR_ADDR}:{BMP_PORT}\"\nround_secs = {}\n",
-            timing.interval_secs
-        )?;
-        c.start()?;
-        c.add_lab_campaign(dir.path(), &timing)?;
-        let mut bgp = lab.start_bgp(dir.path(), BMP_PORT)?;
-        let r = session_down(&lab, &c, &mut bgp, &timing);
-        if r.is_err() {
-            eprintln!("{}", bgp.logs(30));
-            if let Ok(v) = bgp_state(&lab, &c) {
-                eprintln!("/v1/bgp at failure: {v:#}");
+    let mut bgp = lab.start_bgp(dir.path(), BMP_PORT).expect("bgpd");
+    let result = bgp
+        .follow_bgp(Duration::from_secs(60))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| deploy(&lab, &db, dir.path()))
+        .and_then(|d| {
+            let r = session_down(&lab, &d, &mut bgp);
+            if r.is_err() {
+                if let Ok(v) = bgp_state(&lab, &d.collector) {
+                    eprintln!("/v1/bgp at failure: {v:#}");
+                }
+                if let Ok(o) = d.outages() {
+                    eprintln!("verdicts at failure: {:#}", Value::from(o));
+                }
             }
-        }
-        r
-    })();
+            r
+        });
     if let Err(e) = result {
+        eprintln!("{}", bgp.logs(30));
         harness::dump_logs(dir.path(), 40);
         drop(db);
         let kept = dir.keep();
