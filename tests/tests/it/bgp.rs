@@ -79,6 +79,12 @@ fn session_down(lab: &Lab, d: &Deployment, bgp: &mut LabBgp) -> Result<()> {
             && prefixes(cur).len() == n
             && prefixes(cur).iter().all(|p| p["announced_by"] == 1)
     })?;
+    // The router's own view agrees: vtysh on border sees the session.
+    let summary = bgp.vtysh(Node::Border, &["show bgp ipv4 unicast summary"])?;
+    ensure!(
+        summary.contains(&COUNTRY_ASN.to_string()),
+        "border's summary names the country's AS: {summary}"
+    );
     for p in prefixes(&v["current"]) {
         ensure!(
             p["origins"] == serde_json::json!([COUNTRY_ASN]),
