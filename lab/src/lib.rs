@@ -9,9 +9,11 @@
 //! rule every lab test follows: skip where no lab can be built, except in CI.
 //! [`workspace_bin`] and [`announced_url`] find and start the workspace's
 //! binaries; [`checks`] holds what tests assert about their output for other
-//! tools (promtool, log formats).
+//! tools (promtool, log formats); [`frr`] configures and starts FRR's
+//! `bgpd` for labs that need a real BGP speaker.
 
 pub mod checks;
+pub mod frr;
 mod namespaces;
 pub mod netns;
 mod process;

@@ -7,8 +7,10 @@
 //! behind by killed processes are found by the pid in their names and removed
 //! by the next build or by `darkwatch-lab clean`. The namespace primitives
 //! (naming, `ip` batches, teardown) are `darkwatch-netlab`'s; this module
-//! adds the scenario topology and its faults.
+//! adds the scenario topology and its faults; [`bgp`] adds its control
+//! plane (real `bgpd`s in the country and its upstream).
 
+pub mod bgp;
 pub mod ping;
 pub mod plan;
 
@@ -24,11 +26,12 @@ use ipnet::Ipv4Net;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub use bgp::LabBgp;
 pub use darkwatch_netlab::parse_lab_name;
 pub use ping::PingOutcome;
 pub use plan::{
     Block, LabConfig, Link, LinkKind, Node, Plan, Route, COLLECTOR_ADDR, CONTROL_PREFIX,
-    COUNTRY_SPACE,
+    COUNTRY_ASN, COUNTRY_SPACE, UPSTREAM_ASN,
 };
 
 /// Errors of building, changing or tearing down a lab.

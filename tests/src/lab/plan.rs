@@ -32,6 +32,10 @@ pub const MAX_RESPONSIVE_PER_BLOCK: u8 = 64;
 /// Metric of the primary (via t1) and backup (via t2) paths.
 pub const PRIMARY_METRIC: u32 = 10;
 pub const BACKUP_METRIC: u32 = 20;
+/// The country's AS (its pfx2as origin) and the upstream's, for the lab's
+/// BGP session between `ctry` and `border`.
+pub const COUNTRY_ASN: u32 = 64500;
+pub const UPSTREAM_ASN: u32 = 64496;
 
 const fn net(a: u8, b: u8, c: u8, d: u8, len: u8) -> Ipv4Net {
     match Ipv4Net::new(Ipv4Addr::new(a, b, c, d), len) {
@@ -346,6 +350,16 @@ impl Plan {
             )?);
         }
 
+        // Border's own line to hub, where it streams BMP to the collector;
+        // numbered after every VP's so no VP address moves.
+        let b_hub = add(
+            &mut links,
+            Node::Border,
+            Node::Hub,
+            LinkKind::Mgmt,
+            u32::from(MAX_VPS),
+        )?;
+
         let mut routes = Vec::new();
         let mut route = |node: Node,
                          dst: Ipv4Net,
@@ -432,8 +446,21 @@ impl Plan {
             &[e_t2],
         );
         route(Node::Ctry, default, b_c, true, None, &[]);
+        route(
+            Node::Border,
+            Ipv4Net::from(COLLECTOR_ADDR),
+            b_hub,
+            true,
+            None,
+            &[],
+        );
         for r in &mut routes {
             r.withdrawable = r.node == Node::Border && config.country_prefixes.contains(&r.dst);
+            // hub has no route back to border's loopback: its BMP session
+            // leaves from the line's own address.
+            if r.link == b_hub {
+                r.src = None;
+            }
         }
 
         let mut blocks = Vec::new();
@@ -758,8 +785,9 @@ mod tests {
                     }
                 }
             }
-            // One data and one management link per VP, five core links.
-            assert_eq!(plan.links.len(), 5 + 2 * usize::from(vps));
+            // One data and one management link per VP, five core links,
+            // border's management link.
+            assert_eq!(plan.links.len(), 6 + 2 * usize::from(vps));
         }
     }
 
@@ -1029,5 +1057,30 @@ mod tests {
                 .sum::<usize>()
         );
         assert!(ctry.contains(&"route add blackhole 198.18.0.0/16".to_string()));
+    }
+
+    #[test]
+    fn border_reaches_the_collector_from_its_own_line_and_vp_lines_stay_put() {
+        let small = Plan::new(LabConfig::default()).unwrap();
+        let big = Plan::new(LabConfig {
+            vps: MAX_VPS,
+            ..LabConfig::default()
+        })
+        .unwrap();
+        let line = |plan: &Plan, a, b| plan.links[plan.link_between(a, b).unwrap()].net;
+        assert_eq!(
+            line(&small, Node::Border, Node::Hub),
+            line(&big, Node::Border, Node::Hub)
+        );
+        assert_eq!(
+            line(&small, Node::Vp(1), Node::Hub),
+            line(&big, Node::Vp(1), Node::Hub)
+        );
+        let border = small.setup_script(Node::Border);
+        let to_collector = border
+            .iter()
+            .find(|l| l.starts_with(&format!("route replace {COLLECTOR_ADDR}/32 via")))
+            .expect("border has a route to the collector");
+        assert!(to_collector.ends_with("dev hub"), "{to_collector}");
     }
 }

@@ -1,7 +1,9 @@
 //! The end-to-end tests, in one binary so that the workspace is linked
 //! once: the lab itself (`lab`), the real agents and collectors in it
-//! (`scenarios`, `reporting`, `scaleout`), and the demo (`demo`).
+//! (`scenarios`, `reporting`, `scaleout`), real BGP routers streaming to a
+//! collector (`bgp`), and the demo (`demo`).
 
+mod bgp;
 mod demo;
 mod docs;
 mod lab;
