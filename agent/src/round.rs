@@ -22,25 +22,7 @@ use crate::ProbeSettings;
 /// A per-block RNG seed derived from the round seed (splitmix64 over the
 /// block), so a round is reproducible whatever the task scheduling.
 pub(crate) fn block_seed(seed: u64, block: &IpNet) -> u64 {
-    let mut x = seed;
-    let (v4, v6);
-    let bytes: &[u8] = match block {
-        IpNet::V4(n) => {
-            v4 = n.network().octets();
-            &v4
-        }
-        IpNet::V6(n) => {
-            v6 = n.network().octets();
-            &v6
-        }
-    };
-    for &b in bytes.iter().chain(&[block.prefix_len()]) {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15 ^ b as u64);
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^= x >> 31;
-    }
-    x
+    darkwatch_schema::phase::seeded_hash(seed, block)
 }
 
 /// A block's round RNG: splitmix64, a few instructions per number and

@@ -31,7 +31,13 @@ const SLICE_SALT: u64 = 0x0051_1ce5;
 
 /// A stable hash of `block` (splitmix64 over its address and length).
 pub fn block_hash(block: &IpNet) -> u64 {
-    let mut x = SLICE_SALT;
+    seeded_hash(SLICE_SALT, block)
+}
+
+/// splitmix64 of `block`'s address and length from `seed`: the slices'
+/// hash, and the agent's per-block RNG seeds.
+pub fn seeded_hash(seed: u64, block: &IpNet) -> u64 {
+    let mut x = seed;
     let (v4, v6);
     let bytes: &[u8] = match block {
         IpNet::V4(n) => {
