@@ -426,7 +426,13 @@ mod tests {
             runs[0].worst.to_string(),
             "median RTT 3.7× baseline, loss 40 % (baseline 0 %)"
         );
-        // Reply times change no verdict (this loss is also instability).
-        assert_eq!(out.verdicts, run(false).verdicts);
+        // Reply times add the degradation and change no other verdict
+        // (this loss is also instability).
+        let (degraded, others): (Vec<_>, Vec<_>) = out
+            .verdicts
+            .into_iter()
+            .partition(|v| v.kind == crate::Kind::Degradation);
+        assert_eq!(degraded.len(), 1, "{degraded:?}");
+        assert_eq!(others, run(false).verdicts);
     }
 }

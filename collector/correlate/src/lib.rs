@@ -207,6 +207,8 @@ pub struct Params {
     /// outweigh everything else for a country of /24 prefixes. Country/
     /// campaign and AS scopes always have per-VP summaries.
     pub summary_vp_prefixes: u32,
+    /// When a scope's loss or latency makes a `degradation`.
+    pub degradation: latency::DegradationParams,
 }
 
 impl Default for Params {
@@ -228,6 +230,7 @@ impl Default for Params {
             instability_min_flaps: 3,
             vp_fault_drop: 0.5,
             summary_vp_prefixes: 1024,
+            degradation: latency::DegradationParams::default(),
         }
     }
 }
@@ -251,6 +254,9 @@ pub enum Kind {
     Blackout,
     Partial,
     Instability,
+    /// Loss or latency far above the scope's own baseline while its blocks
+    /// stay up: throttling, not darkness (`latency`).
+    Degradation,
 }
 
 /// Where the paths toward a dark scope now end.
@@ -318,6 +324,11 @@ pub struct Verdict {
     /// Healthy VPs that saw it.
     pub vantage_points: Vec<String>,
     pub localization: Option<Localization>,
+    /// How far a `degradation` departs from its baseline at its worst, e.g.
+    /// "median RTT 4.1× baseline, loss 38 % (baseline 2 %)"; `None` for
+    /// the other kinds (and absent from their JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 /// A VP judged faulty over a run of rounds.

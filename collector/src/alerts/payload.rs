@@ -84,6 +84,7 @@ pub fn alertname(k: Kind) -> &'static str {
         Kind::Blackout => "DarkwatchBlackout",
         Kind::Partial => "DarkwatchPartialOutage",
         Kind::Instability => "DarkwatchInstability",
+        Kind::Degradation => "DarkwatchDegradation",
     }
 }
 
@@ -92,6 +93,7 @@ fn severity(k: Kind) -> &'static str {
         Kind::Blackout => "critical",
         Kind::Partial => "warning",
         Kind::Instability => "info",
+        Kind::Degradation => "warning",
     }
 }
 
@@ -267,6 +269,8 @@ mod tests {
         assert_eq!(a.labels["severity"], "warning");
         assert!(!a.labels.contains_key("country"));
         assert_eq!(alertname(Kind::Instability), "DarkwatchInstability");
+        assert_eq!(alertname(Kind::Degradation), "DarkwatchDegradation");
+        assert_eq!(severity(Kind::Degradation), "warning");
         // Never ends before it starts.
         let a = am_alert(&v, None, v.start_ms - 10, 1, None);
         assert_eq!(a.ends_at, a.starts_at);

@@ -423,6 +423,7 @@ async fn passes_keep_verdict_identity(db: &str) {
         prefixes: vec![],
         vantage_points: vec!["a".into(), "b".into()],
         localization: None,
+        change: None,
     };
     let mut events = Vec::new();
     for pass in 0..12u64 {
