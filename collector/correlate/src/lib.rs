@@ -27,7 +27,8 @@
 //! 3. `scopes`: per scope (country/campaign, origin AS, prefix), per-round
 //!    totals: blocks judged and down, flapping blocks, probe losses.
 //! 4. `verdicts`: the totals turned into `blackout` / `partial` /
-//!    `instability` verdicts with hysteresis (`runs`, `instability`);
+//!    `instability` verdicts with hysteresis (`runs`, `instability`), and
+//!    the summaries' loss and reply times into `degradation` (`latency`);
 //!    `localize` then places blackouts and partial outages with the
 //!    traceroutes of the VPs that saw them; `timeline` summarizes each round,
 //!    and `summaries` gives per-round totals of every scope for the consensus

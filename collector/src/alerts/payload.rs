@@ -181,6 +181,7 @@ pub(super) fn sample_verdict(end_ms: Option<i64>) -> Verdict {
         vantage_points: vec!["vp1".into()],
         localization: None,
         updated_ms: 1_700_000_060_000,
+        change: None,
         alerted: Default::default(),
     }
 }
