@@ -427,6 +427,8 @@ impl Params {
         }
         share("instability_flap_share", self.instability_flap_share)?;
         share("vp_fault_drop", self.vp_fault_drop)?;
+        share("degradation.loss_increase", self.degradation.loss_increase)?;
+        share("degradation.min_share_up", self.degradation.min_share_up)?;
         let at_least_one = |name: &'static str, v: u64| {
             if v >= 1 {
                 Ok(())
