@@ -329,6 +329,7 @@ async fn a_database_from_before_compact_storage_upgrades(db: &str) {
     for stmt in [
         "DROP TABLE round_records",
         "DROP TABLE block_spaces",
+        "ALTER TABLE verdicts DROP COLUMN change_text",
         "DELETE FROM schema_migrations WHERE version >= 6",
     ] {
         sqlx::query(stmt).execute(&mut conn).await.expect(stmt);

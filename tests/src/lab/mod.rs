@@ -11,6 +11,7 @@
 
 pub mod ping;
 pub mod plan;
+mod shape;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
