@@ -786,6 +786,12 @@ fn s10_heavy_random_loss_makes_no_blackout() {
                 all.iter().filter(|v| v["kind"] == "partial").count(),
             );
             measure("s10", "instability", seen_instability.is_some());
+            // Loss far beyond the baseline is also a degradation (issue 31).
+            measure(
+                "s10",
+                "degradations",
+                all.iter().filter(|v| v["kind"] == "degradation").count(),
+            );
             Ok(())
         },
     );
