@@ -701,6 +701,7 @@ function renderVerdict(ev, now) {
       ? "paths end at " + l.last_hop + " (" + (l.inside_target ? "inside the scope" : "upstream of the scope") + "): "
         + l.agreeing + " of " + l.traces + " traces agree"
       : "-", "localization"),
+    ...(v.change ? [fact("change", v.change, "change")] : []),
   ];
   if ((v.explained_by || []).length) {
     const span = el("span", {});

@@ -10,6 +10,9 @@
 //! blackouts could explain a verdict, the widest scope wins, so that chains
 //! collapse onto one headline. Instability is its own headline: a flapping
 //! prefix is not explained by anything else, nor does it explain anything.
+//! A degradation is explained by a blackout that overlaps it or follows it
+//! within [`FOLLOWS_WITHIN`] rounds: throttling that ends in a shutdown is
+//! that shutdown's prelude, as 2014's instability preceded the blackout.
 //!
 //! Pure: it looks only at the verdicts given, and the same list always gives
 //! the same answer.
@@ -34,6 +37,19 @@ fn overlaps(a: &Event, b: &Event) -> bool {
         && b.start_round < a.end_round.unwrap_or(u64::MAX)
 }
 
+/// Rounds after a degradation's end within which a blackout that starts
+/// still follows it (a round the fault straddles is neither).
+pub const FOLLOWS_WITHIN: u64 = 2;
+
+/// True if blackout `b` overlaps `v` or, for a degradation, follows it.
+fn same_event(b: &Event, v: &Event) -> bool {
+    overlaps(b, v)
+        || (v.kind == Kind::Degradation
+            && b.start_round >= v.start_round
+            && v.end_round
+                .is_none_or(|e| b.start_round <= e.saturating_add(FOLLOWS_WITHIN)))
+}
+
 /// For each event, the indices of the blackouts that explain it (empty for a
 /// headline). Every index returned is itself a headline.
 pub fn explained_by(events: &[Event]) -> Vec<Vec<usize>> {
@@ -51,7 +67,7 @@ pub fn explained_by(events: &[Event]) -> Vec<Vec<usize>> {
                 j != i
                     && b.kind == Kind::Blackout
                     && b.campaign == v.campaign
-                    && overlaps(b, v)
+                    && same_event(b, v)
                     && v.prefixes.iter().any(|p| b.prefixes.contains(p))
                     // A blackout is explained only by a wider one.
                     && !(v.kind == Kind::Blackout && b.scope >= v.scope)
@@ -166,6 +182,24 @@ mod tests {
             ev(Scope::Prefix, Kind::Blackout, 12, Some(18), &p[1..]),
         ];
         let want: Vec<Vec<usize>> = vec![vec![1, 2], vec![], vec![]];
+        assert_eq!(explained_by(&events), want);
+    }
+
+    #[test]
+    fn a_degradation_nests_under_the_blackout_that_follows_it() {
+        let p = nets(&["198.18.0.0/22"]);
+        let events = [
+            ev(Scope::Country, Kind::Degradation, 10, Some(14), &p),
+            ev(Scope::Country, Kind::Blackout, 14, Some(22), &p),
+            // One straddled round later still follows; three do not.
+            ev(Scope::Country, Kind::Degradation, 30, Some(34), &p),
+            ev(Scope::Country, Kind::Blackout, 35, Some(40), &p),
+            ev(Scope::Country, Kind::Degradation, 50, Some(54), &p),
+            ev(Scope::Country, Kind::Blackout, 57, Some(60), &p),
+            // A blackout before it is not its cause.
+            ev(Scope::Country, Kind::Degradation, 23, Some(28), &p),
+        ];
+        let want: Vec<Vec<usize>> = vec![vec![1], vec![], vec![3], vec![], vec![], vec![], vec![]];
         assert_eq!(explained_by(&events), want);
     }
 

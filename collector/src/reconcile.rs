@@ -225,6 +225,7 @@ pub fn reconcile(
             localization: v.localization.clone(),
             updated_ms: prior.map_or(now_ms, |p| p.updated_ms),
             alerted,
+            change: v.change.clone(),
         };
         let mut kinds = Vec::new();
         if !row.alerted.open {

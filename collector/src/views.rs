@@ -53,6 +53,9 @@ pub struct OutageJson {
     pub prefixes: Vec<String>,
     pub vantage_points: Vec<String>,
     pub localization: Option<Localization>,
+    /// A degradation's change at its worst; absent for the other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     /// The blackouts that fully explain this verdict (see [`crate::causes`]):
     /// empty for a headline, the cause, which the table and the dashboard
     /// show once with what it explains nested under it.
@@ -89,6 +92,7 @@ impl From<&Verdict> for OutageJson {
             prefixes: v.prefixes.iter().map(|p| p.to_string()).collect(),
             vantage_points: v.vantage_points.clone(),
             localization: v.localization.clone(),
+            change: v.change.clone(),
             explained_by: Vec::new(),
         }
     }
@@ -227,7 +231,10 @@ pub fn outages_table(rows: &[OutageJson], now_ms: i64) -> String {
             dur,
             format!("{}/{}", r.blocks_affected, r.blocks_total),
             r.vantage_points.join(","),
-            localization_text(r.localization.as_ref()),
+            // A degradation has no path end; its change says more.
+            r.change
+                .clone()
+                .unwrap_or_else(|| localization_text(r.localization.as_ref())),
             r.name.as_deref().unwrap_or("-")
         );
     };
@@ -515,8 +522,40 @@ mod tests {
             vantage_points: vec!["vp1".into(), "vp2".into()],
             localization: None,
             updated_ms: 1_800_000_600_000,
+            change: None,
             alerted: Default::default(),
         }
+    }
+
+    #[test]
+    fn throttling_before_a_blackout_nests_under_it_with_its_change() {
+        let p = "198.18.0.0/22";
+        let change = "median RTT 4.1× baseline, loss 38 % (baseline 2 %)";
+        let rows = with_causes(
+            &[
+                Verdict {
+                    start_round: 6,
+                    end_round: Some(10),
+                    change: Some(change.into()),
+                    ..verdict(3, Scope::Country, "KP", Kind::Degradation, &[p])
+                },
+                verdict(4, Scope::Country, "KP", Kind::Blackout, &[p]),
+            ],
+            &AsNames::default(),
+        );
+        assert_eq!(rows[0].explained_by[0].id, 4);
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(
+            (&json["kind"], &json["change"]),
+            (&"degradation".into(), &change.into())
+        );
+        let blackout = serde_json::to_value(&rows[1]).unwrap();
+        assert!(blackout.get("change").is_none(), "{blackout}");
+        let table = outages_table(&rows, 1_800_000_600_000);
+        let lines: Vec<&str> = table.lines().skip(1).collect();
+        assert!(lines[0].starts_with("blackout"), "{table}");
+        assert!(lines[1].starts_with(" └ degradation"), "{table}");
+        assert!(lines[1].contains(change), "{table}");
     }
 
     #[test]

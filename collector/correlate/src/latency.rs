@@ -97,7 +97,7 @@ fn median(v: &mut [f64]) -> Option<f64> {
 
 /// When a round departs from its baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DegradationParams {
     /// Calm rounds whose medians make the baseline (a rolling window; a
     /// degraded round never enters it, so a long throttling does not
@@ -107,6 +107,10 @@ pub struct DegradationParams {
     pub min_baseline_rounds: u32,
     /// Median reply time at least this many times the baseline's departs.
     pub rtt_factor: f64,
+    /// ...and at least this many milliseconds above it: a path of a
+    /// fraction of a millisecond (a LAN, the lab) doubles with scheduling
+    /// jitter alone, which no one would call throttling.
+    pub rtt_min_increase_ms: f64,
     /// Loss at least this much above the baseline's (a share) departs.
     pub loss_increase: f64,
     /// Only a scope whose blocks stay up degrades: at least this share of
@@ -124,6 +128,7 @@ impl Default for DegradationParams {
             baseline_rounds: 60,
             min_baseline_rounds: 3,
             rtt_factor: 1.8,
+            rtt_min_increase_ms: 10.0,
             loss_increase: 0.2,
             min_share_up: 0.8,
             open_after: 2,
@@ -137,6 +142,9 @@ impl Default for DegradationParams {
 pub struct Change {
     /// Median reply time over the baseline's (`None`: either is missing).
     pub rtt_ratio: Option<f64>,
+    /// Median reply time minus the baseline's, in milliseconds.
+    #[serde(default)]
+    pub rtt_increase_ms: Option<f64>,
     /// Loss in the round, and in the baseline.
     pub loss: Option<f64>,
     pub baseline_loss: Option<f64>,
@@ -150,13 +158,20 @@ impl Change {
                 .zip(b.rtt_median_ms)
                 .filter(|&(_, base)| base > 0.0)
                 .map(|(now, base)| now / base),
+            rtt_increase_ms: r
+                .rtt_median_ms
+                .zip(b.rtt_median_ms)
+                .map(|(now, base)| now - base),
             loss: r.loss(),
             baseline_loss: b.loss,
         }
     }
 
     fn departs(&self, p: &DegradationParams) -> bool {
-        let slower = self.rtt_ratio.is_some_and(|x| x >= p.rtt_factor);
+        let slower = self.rtt_ratio.is_some_and(|x| x >= p.rtt_factor)
+            && self
+                .rtt_increase_ms
+                .is_some_and(|d| d >= p.rtt_min_increase_ms);
         let lossier = self
             .loss
             .zip(self.baseline_loss)
@@ -327,6 +342,17 @@ mod tests {
     }
 
     #[test]
+    fn a_sub_millisecond_path_doubling_is_jitter_not_degradation() {
+        let mut s: Vec<Option<RoundLatency>> = (0..10).map(|_| round(0.3, 0.0)).collect();
+        s.extend((0..6).map(|_| round(2.5, 0.0)));
+        assert_eq!(degradations(&s, &DegradationParams::default()), vec![]);
+        // The same ratio 10 ms up is slower.
+        let mut s: Vec<Option<RoundLatency>> = (0..10).map(|_| round(3.0, 0.0)).collect();
+        s.extend((0..6).map(|_| round(25.0, 0.0)));
+        assert_eq!(degradations(&s, &DegradationParams::default()).len(), 1);
+    }
+
+    #[test]
     fn latency_doubling_without_loss_degrades_and_a_run_may_still_be_open() {
         let mut s = calm(10);
         s.extend((0..5).map(|_| round(85.0, 0.02)));
@@ -426,7 +452,13 @@ mod tests {
             runs[0].worst.to_string(),
             "median RTT 3.7× baseline, loss 40 % (baseline 0 %)"
         );
-        // Reply times change no verdict (this loss is also instability).
-        assert_eq!(out.verdicts, run(false).verdicts);
+        // Reply times add the degradation and change no other verdict
+        // (this loss is also instability).
+        let (degraded, others): (Vec<_>, Vec<_>) = out
+            .verdicts
+            .into_iter()
+            .partition(|v| v.kind == crate::Kind::Degradation);
+        assert_eq!(degraded.len(), 1, "{degraded:?}");
+        assert_eq!(others, run(false).verdicts);
     }
 }

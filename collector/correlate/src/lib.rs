@@ -27,7 +27,8 @@
 //! 3. `scopes`: per scope (country/campaign, origin AS, prefix), per-round
 //!    totals: blocks judged and down, flapping blocks, probe losses.
 //! 4. `verdicts`: the totals turned into `blackout` / `partial` /
-//!    `instability` verdicts with hysteresis (`runs`, `instability`);
+//!    `instability` verdicts with hysteresis (`runs`, `instability`), and
+//!    the summaries' loss and reply times into `degradation` (`latency`);
 //!    `localize` then places blackouts and partial outages with the
 //!    traceroutes of the VPs that saw them; `timeline` summarizes each round,
 //!    and `summaries` gives per-round totals of every scope for the consensus
@@ -207,6 +208,8 @@ pub struct Params {
     /// outweigh everything else for a country of /24 prefixes. Country/
     /// campaign and AS scopes always have per-VP summaries.
     pub summary_vp_prefixes: u32,
+    /// When a scope's loss or latency makes a `degradation`.
+    pub degradation: latency::DegradationParams,
 }
 
 impl Default for Params {
@@ -228,6 +231,7 @@ impl Default for Params {
             instability_min_flaps: 3,
             vp_fault_drop: 0.5,
             summary_vp_prefixes: 1024,
+            degradation: latency::DegradationParams::default(),
         }
     }
 }
@@ -251,6 +255,9 @@ pub enum Kind {
     Blackout,
     Partial,
     Instability,
+    /// Loss or latency far above the scope's own baseline while its blocks
+    /// stay up: throttling, not darkness (`latency`).
+    Degradation,
 }
 
 /// Where the paths toward a dark scope now end.
@@ -318,6 +325,11 @@ pub struct Verdict {
     /// Healthy VPs that saw it.
     pub vantage_points: Vec<String>,
     pub localization: Option<Localization>,
+    /// How far a `degradation` departs from its baseline at its worst, e.g.
+    /// "median RTT 4.1× baseline, loss 38 % (baseline 2 %)"; `None` for
+    /// the other kinds (and absent from their JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 /// A VP judged faulty over a run of rounds.
@@ -415,6 +427,8 @@ impl Params {
         }
         share("instability_flap_share", self.instability_flap_share)?;
         share("vp_fault_drop", self.vp_fault_drop)?;
+        share("degradation.loss_increase", self.degradation.loss_increase)?;
+        share("degradation.min_share_up", self.degradation.min_share_up)?;
         let at_least_one = |name: &'static str, v: u64| {
             if v >= 1 {
                 Ok(())

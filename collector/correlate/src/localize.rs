@@ -77,7 +77,8 @@ pub(crate) fn localize(
     scopes: &Scopes,
 ) -> Option<Localization> {
     let v = &d.verdict;
-    if v.kind == Kind::Instability {
+    // Neither kind ends a path: the probes still got answers.
+    if matches!(v.kind, Kind::Instability | Kind::Degradation) {
         return None;
     }
     let in_rounds = |round: u64| {

@@ -1,5 +1,6 @@
 //! Per scope: the down share and instability marks of each round, turned into
-//! `blackout` / `partial` / `instability` verdicts with hysteresis.
+//! `blackout` / `partial` / `instability` verdicts with hysteresis, and its
+//! loss and reply times into `degradation` verdicts (`latency`).
 //!
 //! Rounds in which a scope has no judged block (collector downtime, every
 //! report uncertain) are skipped, not counted as good or bad: a gap neither
@@ -12,6 +13,7 @@ use std::collections::VecDeque;
 use crate::consensus::Agg;
 use crate::health::Health;
 use crate::instability::{instability_runs, loss_llr};
+use crate::latency::{self, RoundLatency};
 use crate::runs::{Hysteresis, Run};
 use crate::scopes::Scopes;
 use crate::{median, Kind, Params, Verdict, VpId};
@@ -85,6 +87,8 @@ struct Found {
     kind: Kind,
     run: Run,
     unstable: Vec<usize>,
+    /// A degradation's worst change.
+    change: Option<latency::Change>,
 }
 
 /// A fault (or its repair) that lands while a round is being probed splits
@@ -147,6 +151,11 @@ pub(crate) trait Evidence {
         prefixes: &[u32],
         rounds: &[usize],
     ) -> Vec<u64>;
+    /// Loss and reply times of scope `s` per round of the window (`None`:
+    /// no data that round); `None` for a scope without reply times.
+    fn latency(&self, s: usize) -> Option<Vec<Option<RoundLatency>>>;
+    /// Healthy VPs that reported blocks of scope `s` in one of `rounds`.
+    fn reporting_vps(&self, health: &Health, s: usize, rounds: &[usize]) -> Vec<VpId>;
 }
 
 pub(crate) fn detect(
@@ -169,6 +178,7 @@ pub(crate) fn detect(
                 kind: Kind::Instability,
                 run,
                 unstable,
+                change: None,
             });
         }
         for run in parts {
@@ -177,7 +187,46 @@ pub(crate) fn detect(
                 kind: Kind::Partial,
                 run,
                 unstable: vec![],
+                change: None,
             });
+        }
+    }
+    // Degradations, dropped (as blackouts are) where an enclosing scope's
+    // degradation contains them: a shaped border slows every prefix behind it.
+    let degraded: Vec<Vec<(Run, latency::Change)>> = (0..n)
+        .map(|s| {
+            let series = evidence.latency(s).unwrap_or_default();
+            latency::degradations(&series, &p.degradation)
+                .into_iter()
+                // `end` is the last degraded round; a run's, the first good one.
+                .map(|d| {
+                    let end = d.end.map(|e| e + 1);
+                    (
+                        Run {
+                            start: d.start,
+                            end,
+                        },
+                        d.worst,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    for (s, runs) in degraded.iter().enumerate() {
+        for &(run, worst) in runs {
+            let explained = scopes.defs[s]
+                .ancestors
+                .iter()
+                .any(|&a| degraded[a].iter().any(|(ar, _)| ar.contains(&run)));
+            if !explained {
+                found.push(Found {
+                    scope: s,
+                    kind: Kind::Degradation,
+                    run,
+                    unstable: vec![],
+                    change: Some(worst),
+                });
+            }
         }
     }
     for (s, runs) in blackouts.iter().enumerate() {
@@ -192,6 +241,7 @@ pub(crate) fn detect(
                     kind: Kind::Blackout,
                     run: *run,
                     unstable: vec![],
+                    change: None,
                 });
             }
         }
@@ -227,6 +277,8 @@ fn describe(
     let def = &scopes.defs[f.scope];
     let series = scopes.series(f.scope);
     let instability = f.kind == Kind::Instability;
+    // A degradation is of the whole scope: its blocks answered, slowly.
+    let degradation = f.kind == Kind::Degradation;
     let rounds: Vec<usize> = if instability {
         f.unstable.clone()
     } else {
@@ -239,6 +291,8 @@ fn describe(
         .map(|&r| {
             if instability {
                 series[r].unstable
+            } else if degradation {
+                series[r].judged - series[r].down
             } else {
                 series[r].down
             }
@@ -251,7 +305,9 @@ fn describe(
         .copied()
         .filter(|&q| {
             let ps = scopes.prefix_series(q as usize);
-            if instability {
+            if degradation {
+                rounds.iter().any(|&r| ps[r].judged > 0)
+            } else if instability {
                 let mut sum = Agg::default();
                 for &r in &rounds {
                     sum += ps[r];
@@ -281,7 +337,9 @@ fn describe(
             })
             .collect();
     }
-    let vps = if instability {
+    let vps = if degradation {
+        evidence.reporting_vps(health, f.scope, &rounds)
+    } else if instability {
         let marks = evidence.unstable_marks(health, scopes, &prefixes, &rounds);
         let max = marks.iter().copied().max().unwrap_or(0);
         (0..marks.len() as VpId)
@@ -309,6 +367,7 @@ fn describe(
             prefixes: nets,
             vantage_points: names,
             localization: None,
+            change: f.change.map(|c| c.to_string()),
         },
         scope: f.scope,
         vps,

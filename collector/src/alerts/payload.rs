@@ -84,6 +84,7 @@ pub fn alertname(k: Kind) -> &'static str {
         Kind::Blackout => "DarkwatchBlackout",
         Kind::Partial => "DarkwatchPartialOutage",
         Kind::Instability => "DarkwatchInstability",
+        Kind::Degradation => "DarkwatchDegradation",
     }
 }
 
@@ -92,6 +93,7 @@ fn severity(k: Kind) -> &'static str {
         Kind::Blackout => "critical",
         Kind::Partial => "warning",
         Kind::Instability => "info",
+        Kind::Degradation => "warning",
     }
 }
 
@@ -179,6 +181,7 @@ pub(super) fn sample_verdict(end_ms: Option<i64>) -> Verdict {
         vantage_points: vec!["vp1".into()],
         localization: None,
         updated_ms: 1_700_000_060_000,
+        change: None,
         alerted: Default::default(),
     }
 }
@@ -267,6 +270,8 @@ mod tests {
         assert_eq!(a.labels["severity"], "warning");
         assert!(!a.labels.contains_key("country"));
         assert_eq!(alertname(Kind::Instability), "DarkwatchInstability");
+        assert_eq!(alertname(Kind::Degradation), "DarkwatchDegradation");
+        assert_eq!(severity(Kind::Degradation), "warning");
         // Never ends before it starts.
         let a = am_alert(&v, None, v.start_ms - 10, 1, None);
         assert_eq!(a.ends_at, a.starts_at);

@@ -50,6 +50,7 @@ fn verdict(start: u64, end: Option<u64>) -> Verdict {
         vantage_points: vec!["a".into(), "b".into()],
         localization: None,
         updated_ms: 0,
+        change: None,
         alerted: Alerted {
             open: true,
             close: false,

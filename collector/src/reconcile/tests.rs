@@ -35,6 +35,7 @@ fn verdict(kind: Kind, start: u64, end: Option<u64>) -> core::Verdict {
         prefixes: vec!["198.18.0.0/22".parse().expect("net")],
         vantage_points: vec!["a".into(), "b".into()],
         localization: None,
+        change: None,
     }
 }
 

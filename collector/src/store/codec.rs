@@ -260,6 +260,7 @@ pub(super) fn verdict_from_row(r: &AnyRow) -> Result<Verdict, StoreError> {
         }),
         updated_ms: r.try_get("updated_ms")?,
         alerted: alerted_from_bits(r.try_get("alerts")?),
+        change: r.try_get("change_text")?,
     })
 }
 

@@ -285,6 +285,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (round_secs, round)
     )",
     ),
+    // How far a `degradation` departs from its baseline ("median RTT 4.1×
+    // baseline, loss 38 %"); NULL for the other kinds.
+    (14, "ALTER TABLE verdicts ADD COLUMN change_text TEXT"),
 ];
 
 /// Migration 7: on PostgreSQL, `partitions::migrate`; on SQLite, the

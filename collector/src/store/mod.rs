@@ -202,6 +202,10 @@ pub struct Verdict {
     /// Where the paths toward the scope now end, if traceroutes said.
     pub localization: Option<Localization>,
     pub updated_ms: i64,
+    /// A `degradation`'s change at its worst ("median RTT 4.1× baseline,
+    /// loss 38 % (baseline 2 %)"); `None` for the other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     /// Which alerts this verdict has given: each at most once in its life.
     #[serde(skip)]
     pub alerted: Alerted,

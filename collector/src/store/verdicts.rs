@@ -10,7 +10,7 @@ use super::{StoreError, Verdict, VpFault};
 
 const VERDICT_COLS: &str =
     "id, scope, target, kind, campaign, start_round, end_round, start_ms, end_ms,
-    blocks_affected, blocks_total, prefixes, vantage_points, localization, updated_ms, alerts";
+    blocks_affected, blocks_total, prefixes, vantage_points, localization, updated_ms, alerts, change_text";
 
 pub(super) async fn save_verdicts(s: &SqlStore, vs: &[Verdict]) -> Result<Vec<i64>, StoreError> {
     let mut tx = s.pool.begin().await?;
@@ -27,16 +27,18 @@ async fn save_verdict(conn: &mut AnyConnection, v: &Verdict) -> Result<i64, Stor
     let q = if v.id == 0 {
         sqlx::query_scalar(
             "INSERT INTO verdicts (scope, target, kind, campaign, start_round, end_round, start_ms, end_ms,
-                blocks_affected, blocks_total, prefixes, vantage_points, localization, updated_ms, alerts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                blocks_affected, blocks_total, prefixes, vantage_points, localization, updated_ms, alerts,
+                change_text)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              RETURNING id",
         )
     } else {
         sqlx::query_scalar(
             "UPDATE verdicts SET scope = $1, target = $2, kind = $3, campaign = $4, start_round = $5,
                 end_round = $6, start_ms = $7, end_ms = $8, blocks_affected = $9, blocks_total = $10,
-                prefixes = $11, vantage_points = $12, localization = $13, updated_ms = $14, alerts = $15
-             WHERE id = $16 RETURNING id",
+                prefixes = $11, vantage_points = $12, localization = $13, updated_ms = $14, alerts = $15,
+                change_text = $16
+             WHERE id = $17 RETURNING id",
         )
     };
     let q = q
@@ -54,7 +56,8 @@ async fn save_verdict(conn: &mut AnyConnection, v: &Verdict) -> Result<i64, Stor
         .bind(c.vantage_points)
         .bind(c.localization)
         .bind(v.updated_ms)
-        .bind(c.alerts);
+        .bind(c.alerts)
+        .bind(&v.change);
     let q = if v.id == 0 { q } else { q.bind(v.id) };
     let id: Option<i64> = q.fetch_optional(&mut *conn).await?;
     id.ok_or(StoreError::Corrupt {

@@ -224,6 +224,7 @@ async fn retention_deletes_raw_rounds_in_small_steps(db: &str) {
         vantage_points: vec!["a".into()],
         localization: None,
         updated_ms: T0,
+        change: None,
         alerted: Alerted::default(),
     };
     store.save_verdicts(&[verdict]).await.expect("verdict");
@@ -314,6 +315,7 @@ async fn a_database_from_before_compact_storage_upgrades(db: &str) {
         vantage_points: vec!["a".into()],
         localization: None,
         updated_ms: T0,
+        change: None,
         alerted: Alerted::default(),
     };
     store.save_verdicts(&[v]).await.expect("verdict");
@@ -327,6 +329,7 @@ async fn a_database_from_before_compact_storage_upgrades(db: &str) {
     for stmt in [
         "DROP TABLE round_records",
         "DROP TABLE block_spaces",
+        "ALTER TABLE verdicts DROP COLUMN change_text",
         "DELETE FROM schema_migrations WHERE version >= 6",
     ] {
         sqlx::query(stmt).execute(&mut conn).await.expect(stmt);
@@ -594,6 +597,7 @@ async fn retention_drops_old_days_and_keeps_summaries(db: &str) {
         vantage_points: vec!["a".into()],
         localization: None,
         updated_ms: T0,
+        change: None,
         alerted: Alerted::default(),
     };
     store.save_verdicts(&[verdict]).await.expect("verdict");

@@ -204,6 +204,7 @@ async fn verdicts_faults_and_leases(db: &str) {
             working_paths: 0,
         }),
         updated_ms: T0,
+        change: None,
         alerted: Alerted {
             open: true,
             close: false,
@@ -255,6 +256,39 @@ async fn verdicts_faults_and_leases(db: &str) {
         store.list_verdicts(None, None).await.expect("list").len(),
         1
     );
+    // A degradation keeps its change text (migration 14), and an update
+    // rewrites it.
+    let degraded = Verdict {
+        id: 0,
+        kind: Kind::Degradation,
+        start_round: 200,
+        localization: None,
+        change: Some("median RTT 4.1× baseline, loss 38 % (baseline 2 %)".into()),
+        ..v.clone()
+    };
+    let did = store
+        .save_verdicts(std::slice::from_ref(&degraded))
+        .await
+        .expect("degradation")[0];
+    let list = store.list_verdicts(Some("kp"), None).await.expect("list");
+    assert_eq!(
+        list[1],
+        Verdict {
+            id: did,
+            ..degraded.clone()
+        }
+    );
+    assert_eq!(list[0].change, None);
+    store
+        .save_verdicts(&[Verdict {
+            id: did,
+            change: None,
+            ..degraded.clone()
+        }])
+        .await
+        .expect("clear change");
+    let list = store.list_verdicts(Some("kp"), None).await.expect("list");
+    assert_eq!(list[1].change, None, "an update rewrites the change");
 
     let f = VpFault {
         id: 0,
@@ -423,6 +457,7 @@ async fn passes_keep_verdict_identity(db: &str) {
         prefixes: vec![],
         vantage_points: vec!["a".into(), "b".into()],
         localization: None,
+        change: None,
     };
     let mut events = Vec::new();
     for pass in 0..12u64 {
@@ -567,6 +602,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
         vantage_points: vec!["a".into()],
         localization: None,
         updated_ms: T0,
+        change: None,
         alerted: Alerted::default(),
     };
     let ids = store
@@ -586,6 +622,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
         "DROP INDEX verdicts_by_key",
         "DROP INDEX vp_faults_by_key",
         "ALTER TABLE verdicts DROP COLUMN alerts",
+        "ALTER TABLE verdicts DROP COLUMN change_text",
         "CREATE UNIQUE INDEX verdicts_key ON verdicts (campaign, scope, target, kind, start_round)",
         "CREATE UNIQUE INDEX vp_faults_key ON vp_faults (agent, campaign, kind, start_round)",
         "DROP TABLE scope_summaries",
@@ -607,7 +644,7 @@ async fn first_schema_upgrades_in_order(db: &str) {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14]);
     sqlx::Connection::close(conn).await.expect("close");
 
     // Verdicts stored before were alerted as they stand.

@@ -61,6 +61,7 @@ fn verdict() -> Verdict {
         vantage_points: vec!["vp1".into()],
         localization: None,
         updated_ms: 1_700_000_000_000,
+        change: None,
         alerted: Default::default(),
     }
 }

@@ -13,6 +13,7 @@
 pub mod bgp;
 pub mod ping;
 pub mod plan;
+mod shape;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;

@@ -786,6 +786,12 @@ fn s10_heavy_random_loss_makes_no_blackout() {
                 all.iter().filter(|v| v["kind"] == "partial").count(),
             );
             measure("s10", "instability", seen_instability.is_some());
+            // Loss far beyond the baseline is also a degradation (issue 31).
+            measure(
+                "s10",
+                "degradations",
+                all.iter().filter(|v| v["kind"] == "degradation").count(),
+            );
             Ok(())
         },
     );
@@ -1136,4 +1142,76 @@ fn s13_each_verdict_alerts_once_open_once_close_over_many_passes() {
         );
         Ok(())
     });
+}
+
+/// s21 (issue 31): the border throttles the country (a token bucket below
+/// its traffic, with a queue: replies 150 ms slower and about a third of
+/// the probes lost, every block still answering). A `degradation` of the
+/// country opens within 3 rounds of the change, with its size, and closes
+/// once the shaping ends; no blackout of any scope.
+#[test]
+fn s21_a_throttled_border_is_a_degradation_that_opens_and_closes() {
+    scenario_in(
+        "s21-throttled",
+        four_blocks(),
+        Timing::default(),
+        false,
+        |lab, d| {
+            // Calm rounds for the baseline.
+            d.rounds(5);
+            to_phase(d, 80);
+            let shaped_round = current_round(interval(d)) + 1;
+            // ~830 kbit/s of load into 500 kbit/s with 150 ms of queue.
+            let mut load = lab.load(Node::Border, Node::Ctry, 1000, 10)?;
+            lab.shape(Node::Border, Node::Ctry, 500, 150)?;
+            let found = (|| -> Result<Value> {
+                let found = wait_verdict(d, "country degradation", 6, |all| {
+                    verdicts(all, "degradation", "country", Some(COUNTRY))
+                        .first()
+                        .map(|v| (*v).clone())
+                })?;
+                ensure!(
+                    blackouts(&d.outages()?).is_empty(),
+                    "no blackout under throttling"
+                );
+                Ok(found)
+            })();
+            let _ = load.kill();
+            let _ = load.wait();
+            lab.clear_shape(Node::Border, Node::Ctry)?;
+            let found = found?;
+            let start = found["start_round"].as_u64().context("start_round")?;
+            measure(
+                "s21",
+                "opened_after_rounds",
+                start.saturating_sub(shaped_round),
+            );
+            measure(
+                "s21",
+                "change",
+                found["change"].as_str().unwrap_or("-").replace(' ', "_"),
+            );
+            ensure!(
+                start >= shaped_round && start <= shaped_round + 3,
+                "opens within 3 rounds of round {shaped_round}: {found}"
+            );
+            ensure!(
+                found["change"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("baseline")),
+                "carries its change: {found}"
+            );
+            let id = found["id"].clone();
+            wait_verdict(d, "the degradation closed", 8, |all| {
+                all.iter()
+                    .find(|v| v["id"] == id && !v["end_round"].is_null())
+                    .cloned()
+            })?;
+            ensure!(
+                blackouts(&d.outages()?).is_empty(),
+                "no blackout after throttling"
+            );
+            Ok(())
+        },
+    );
 }

@@ -1,6 +1,7 @@
 //! Stages 1 and 3 to 4 over the window: VP health from each VP's round
 //! totals, then, from the cached per-round products, the scopes' series,
-//! verdicts, localization, fault runs, the timeline and the summaries.
+//! summaries, then verdicts (degradations read the summaries' loss and
+//! reply times), localization, fault runs and the timeline.
 //!
 //! Everything here costs rounds x (VPs + scopes), never blocks: the
 //! per-block work is in the products, so this stage runs in full on every
@@ -10,6 +11,7 @@ use super::{Incremental, RoundRaw};
 use crate::cells::{VpRound, VpRounds};
 use crate::consensus::{Agg, Consensus, Product};
 use crate::health::{self, Health};
+use crate::latency::RoundLatency;
 use crate::scopes::Scopes;
 use crate::verdicts::{self, Evidence};
 use crate::{localize, summaries, timeline, Output, ProbeErrorObs, Summaries, TraceObs, VpId};
@@ -112,18 +114,6 @@ impl Incremental {
                 prefix_judged_blocks,
             },
         );
-        let cached = Cached {
-            first_round: first,
-            products: &products,
-            out_ids: &out_ids,
-            np,
-        };
-        let mut detected = verdicts::detect(&names, &cached, &health, &scopes, &self.params);
-        let (traces, probe_errors) = evidence.unwrap_or((&traces, &probe_errors));
-        for d in &mut detected {
-            d.verdict.localization =
-                localize::localize(&names, traces, probe_errors, last, d, &scopes);
-        }
         let empty: &[(u64, u64)] = &[];
         let raws: Vec<Option<&RoundRaw>> = (first..=last)
             .map(|r| self.slots.get(&r).map(|s| &s.raw))
@@ -161,6 +151,27 @@ impl Incremental {
             per_vp,
             rtt,
         };
+        // Verdict scope -> its summary scope, for the degradations' series.
+        let mut summary_of = vec![None; scopes.defs.len()];
+        for (i, (_, src)) in self.layout.list.iter().enumerate() {
+            if let summaries::Source::Def(d) = src {
+                summary_of[*d].get_or_insert(i);
+            }
+        }
+        let cached = Cached {
+            first_round: first,
+            products: &products,
+            out_ids: &out_ids,
+            np,
+            summaries: &summaries,
+            summary_of: &summary_of,
+        };
+        let mut detected = verdicts::detect(&names, &cached, &health, &scopes, &self.params);
+        let (traces, probe_errors) = evidence.unwrap_or((&traces, &probe_errors));
+        for d in &mut detected {
+            d.verdict.localization =
+                localize::localize(&names, traces, probe_errors, last, d, &scopes);
+        }
         Output {
             verdicts: detected.into_iter().map(|d| d.verdict).collect(),
             vp_faults: health::fault_runs(&names, view, &health),
@@ -178,6 +189,9 @@ struct Cached<'a> {
     /// Output VP id -> internal id.
     out_ids: &'a [usize],
     np: usize,
+    summaries: &'a Summaries,
+    /// Verdict scope -> summary scope.
+    summary_of: &'a [Option<usize>],
 }
 
 impl Cached<'_> {
@@ -251,5 +265,37 @@ impl Evidence for Cached<'_> {
             }
         }
         marks
+    }
+
+    fn latency(&self, s: usize) -> Option<Vec<Option<RoundLatency>>> {
+        // Reply times exist only for scopes with per-VP totals, and only
+        // from agents that report them: without times, loss alone is what
+        // `instability` judges, and no degradation is looked for.
+        let i = self.summary_of[s].filter(|&i| i < self.summaries.per_vp_scopes)?;
+        if self.summaries.rtt.is_empty() {
+            return None;
+        }
+        Some(
+            (0..self.summaries.rounds)
+                .map(|r| {
+                    let t = self.summaries.consensus(r, i);
+                    t.has_data().then(|| self.summaries.latency(r, i))
+                })
+                .collect(),
+        )
+    }
+
+    fn reporting_vps(&self, health: &Health, s: usize, rounds: &[usize]) -> Vec<VpId> {
+        let Some(i) = self.summary_of[s] else {
+            return Vec::new();
+        };
+        (0..self.summaries.vps as VpId)
+            .filter(|&v| {
+                rounds.iter().any(|&r| {
+                    health.healthy(r, v as usize)
+                        && self.summaries.vp(r, v, i).is_some_and(|t| t.has_data())
+                })
+            })
+            .collect()
     }
 }

@@ -6,6 +6,7 @@ mod sim;
 mod asn;
 mod blackout;
 mod consensus;
+mod degradation;
 mod health;
 mod incremental;
 mod input;
