@@ -151,9 +151,10 @@ pub(crate) trait Evidence {
         prefixes: &[u32],
         rounds: &[usize],
     ) -> Vec<u64>;
-    /// Loss and reply times of scope `s` per round of the window (`None`:
-    /// no data that round); `None` for a scope without reply times.
-    fn latency(&self, s: usize) -> Option<Vec<Option<RoundLatency>>>;
+    /// Loss (of the healthy VPs' probes) and reply times of scope `s` per
+    /// round of the window (`None`: no data that round); `None` for a scope
+    /// without reply times.
+    fn latency(&self, health: &Health, s: usize) -> Option<Vec<Option<RoundLatency>>>;
     /// Healthy VPs that reported blocks of scope `s` in one of `rounds`.
     fn reporting_vps(&self, health: &Health, s: usize, rounds: &[usize]) -> Vec<VpId>;
 }
@@ -195,7 +196,7 @@ pub(crate) fn detect(
     // degradation contains them: a shaped border slows every prefix behind it.
     let degraded: Vec<Vec<(Run, latency::Change)>> = (0..n)
         .map(|s| {
-            let series = evidence.latency(s).unwrap_or_default();
+            let series = evidence.latency(health, s).unwrap_or_default();
             latency::degradations(&series, &p.degradation)
                 .into_iter()
                 // `end` is the last degraded round; a run's, the first good one.

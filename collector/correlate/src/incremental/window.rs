@@ -267,7 +267,7 @@ impl Evidence for Cached<'_> {
         marks
     }
 
-    fn latency(&self, s: usize) -> Option<Vec<Option<RoundLatency>>> {
+    fn latency(&self, health: &Health, s: usize) -> Option<Vec<Option<RoundLatency>>> {
         // Reply times exist only for scopes with per-VP totals, and only
         // from agents that report them: without times, loss alone is what
         // `instability` judges, and no degradation is looked for.
@@ -279,7 +279,17 @@ impl Evidence for Cached<'_> {
             (0..self.summaries.rounds)
                 .map(|r| {
                     let t = self.summaries.consensus(r, i);
-                    t.has_data().then(|| self.summaries.latency(r, i))
+                    t.has_data().then(|| {
+                        // Loss of the healthy VPs' probes only: an isolated
+                        // or faulty VP loses every probe, which says nothing
+                        // of the scope (lab scenario s3).
+                        let mut l = self.summaries.latency(r, i);
+                        (l.probes, l.replies) = (0..self.summaries.vps as VpId)
+                            .filter(|&v| health.healthy(r, v as usize))
+                            .filter_map(|v| self.summaries.vp(r, v, i))
+                            .fold((0, 0), |(p, q), t| (p + t.probes, q + t.replies));
+                        l
+                    })
                 })
                 .collect(),
         )

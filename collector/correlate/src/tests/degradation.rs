@@ -173,3 +173,37 @@ fn steady_or_absent_reply_times_never_degrade() {
     });
     assert!(degradations(&untimed).is_empty(), "{:?}", untimed.verdicts);
 }
+
+/// An isolated VP loses every probe it sends; its loss is its own fault
+/// (health flags it), not the scope's: no degradation, whatever share of
+/// the pooled probes it lost (lab scenario s3).
+#[test]
+fn an_isolated_vp_does_not_degrade_the_scope() {
+    let mut input = campaign();
+    input.vps = vec!["a".into(), "b".into(), "c".into()];
+    let mut engine = Incremental::new(&input, &Params::default()).expect("engine");
+    engine.set_window(0, ROUNDS - 1).expect("window");
+    for r in 0..ROUNDS {
+        let mut feed = engine.round(r);
+        for vp in ["a", "b", "c"] {
+            let v = feed.vp(vp);
+            let isolated = vp == "c" && r >= 10;
+            for b in 0..4 {
+                if isolated {
+                    feed.observe(v, b, BlockState::Down, 4, 0);
+                } else {
+                    feed.observe(v, b, BlockState::Up, 1, 1);
+                    feed.rtt(b, quantize_ms(40.0 + f64::from(b)));
+                }
+            }
+        }
+        feed.finish();
+    }
+    let out = engine.output();
+    assert_eq!(
+        degradations(&out),
+        Vec::<&Verdict>::new(),
+        "{:#?}",
+        out.verdicts
+    );
+}
