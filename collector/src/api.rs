@@ -458,9 +458,18 @@ async fn get_signals<S: Store + BgpRows>(
         .map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     match signals::signals(st.store.as_ref(), &q, now, &st.names.snapshot()).await {
         Ok(s) => Ok(Json::<SignalsJson>(s).into_response()),
-        Err(SignalsError::BadRequest(m)) => Err(ApiFailure::new(StatusCode::BAD_REQUEST, m)),
-        Err(SignalsError::NotFound(m)) => Err(ApiFailure::new(StatusCode::NOT_FOUND, m)),
-        Err(SignalsError::Store(e)) => Err(ApiFailure::store(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A signals request without an answer (probes' or BGP's), as HTTP.
+impl From<SignalsError> for ApiFailure {
+    fn from(e: SignalsError) -> Self {
+        match e {
+            SignalsError::BadRequest(m) => ApiFailure::new(StatusCode::BAD_REQUEST, m),
+            SignalsError::NotFound(m) => ApiFailure::new(StatusCode::NOT_FOUND, m),
+            SignalsError::Store(e) => ApiFailure::store(e),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{bad_query, ApiFailure, AppState};
 use crate::bgp::hub::BgpView;
-use crate::bgp::read::{bgp_signal, BgpQuery, BgpReadError, BgpRows};
+use crate::bgp::read::{bgp_signal, BgpQuery, BgpRows};
 use crate::store::Store;
 
 pub(super) enum Source {
@@ -48,9 +48,7 @@ pub(super) async fn get_bgp_signal<S: Store + BgpRows>(
         .map_err(|m| ApiFailure::new(StatusCode::BAD_REQUEST, m))?;
     match bgp_signal(st.store.as_ref(), &q).await {
         Ok(s) => Ok(Json(s).into_response()),
-        Err(BgpReadError::BadRequest(m)) => Err(ApiFailure::new(StatusCode::BAD_REQUEST, m)),
-        Err(BgpReadError::NotFound(m)) => Err(ApiFailure::new(StatusCode::NOT_FOUND, m)),
-        Err(BgpReadError::Store(e)) => Err(ApiFailure::store(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

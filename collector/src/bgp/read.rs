@@ -8,6 +8,7 @@ use std::future::Future;
 
 use super::signal::{self, BgpScope, BgpSignalRound};
 use super::{compact, listen::keyframe_rounds, state::PrefixRound};
+use crate::signals::SignalsError;
 use crate::store::{SqlStore, Store, StoreError};
 
 /// The stored BGP rounds (SQL in `store::bgp`).
@@ -39,16 +40,6 @@ pub struct BgpQuery {
     pub from_ms: i64,
     pub until_ms: i64,
     pub round_secs: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BgpReadError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// One round of the answer, with its start.
@@ -117,8 +108,8 @@ impl BgpQuery {
     }
 }
 
-async fn resolve<S: Store>(store: &S, q: &BgpQuery) -> Result<BgpScope, BgpReadError> {
-    let bad = |m: String| BgpReadError::BadRequest(m);
+async fn resolve<S: Store>(store: &S, q: &BgpQuery) -> Result<BgpScope, SignalsError> {
+    let bad = |m: String| SignalsError::BadRequest(m);
     Ok(match q.scope.as_str() {
         "prefix" => BgpScope::Prefix(
             q.target
@@ -142,7 +133,7 @@ async fn resolve<S: Store>(store: &S, q: &BgpQuery) -> Result<BgpScope, BgpReadE
                 .flat_map(|c| c.prefixes)
                 .collect();
             if prefixes.is_empty() {
-                return Err(BgpReadError::NotFound(format!(
+                return Err(SignalsError::NotFound(format!(
                     "no campaign watches country {code}"
                 )));
             }
@@ -160,16 +151,16 @@ async fn resolve<S: Store>(store: &S, q: &BgpQuery) -> Result<BgpScope, BgpReadE
 pub async fn bgp_signal<S: Store + BgpRows>(
     store: &S,
     q: &BgpQuery,
-) -> Result<BgpSignalJson, BgpReadError> {
+) -> Result<BgpSignalJson, SignalsError> {
     if q.from_ms > q.until_ms {
-        return Err(BgpReadError::BadRequest("from is after until".into()));
+        return Err(SignalsError::BadRequest("from is after until".into()));
     }
     let scope = resolve(store, q).await?;
     let secs = q.round_secs;
     let first = darkwatch_schema::round_of(q.from_ms, secs);
     let last = darkwatch_schema::round_of(q.until_ms, secs);
     if last - first >= MAX_ROUNDS {
-        return Err(BgpReadError::BadRequest(format!(
+        return Err(SignalsError::BadRequest(format!(
             "{} rounds asked, at most {MAX_ROUNDS} per query",
             last - first + 1
         )));

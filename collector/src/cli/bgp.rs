@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{exit, print_out, CliError, SignalsArgs, SignalsFormat};
-use crate::bgp::read::{bgp_signal, BgpQuery, BgpReadError};
+use crate::bgp::read::{bgp_signal, BgpQuery};
 use crate::bgp::{mrt, replay, state::BgpCore};
 use crate::clock::Clock;
 use crate::store::SqlStore;
@@ -94,11 +94,7 @@ pub(super) async fn signals(
                 .replace("round_secs", "round-secs"),
         )
     })?;
-    let s = bgp_signal(store, &q).await.map_err(|e| match e {
-        BgpReadError::BadRequest(m) => CliError::new(exit::USAGE, m),
-        BgpReadError::NotFound(m) => CliError::new(exit::DATAERR, m),
-        BgpReadError::Store(e) => e.into(),
-    })?;
+    let s = bgp_signal(store, &q).await.map_err(CliError::from)?;
     let mut out = String::new();
     match args.format {
         SignalsFormat::Csv => {

@@ -366,6 +366,19 @@ pub struct CampaignAddArgs {
     pub figures: FiguresArgs,
 }
 
+/// A signals request without an answer (probes' or BGP's): a bad query is
+/// a usage error, a missing scope bad data.
+impl From<crate::signals::SignalsError> for CliError {
+    fn from(e: crate::signals::SignalsError) -> Self {
+        use crate::signals::SignalsError;
+        match e {
+            SignalsError::BadRequest(m) => CliError::new(exit::USAGE, m),
+            SignalsError::NotFound(m) => CliError::new(exit::DATAERR, m),
+            SignalsError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         let code = match &e {

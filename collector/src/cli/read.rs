@@ -8,7 +8,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::config::FileConfig;
-use crate::signals::{self, SignalsError, SignalsQuery};
+use crate::signals::{self, SignalsQuery};
 use crate::store::Store;
 use crate::views;
 use darkwatch_schema::inputs::asnames::AsNames;
@@ -121,11 +121,7 @@ pub(super) async fn signals<S: Store>(
     let as_names = load_as_names(&args.names)?;
     let s = signals::signals(store, &q, clock.now_ms(), &as_names)
         .await
-        .map_err(|e| match e {
-            SignalsError::BadRequest(m) => CliError::new(exit::USAGE, m),
-            SignalsError::NotFound(m) => CliError::new(exit::DATAERR, m),
-            SignalsError::Store(e) => e.into(),
-        })?;
+        .map_err(CliError::from)?;
     match args.format {
         SignalsFormat::Csv => print_out(&signals::to_csv(&s)),
         SignalsFormat::Jsonl => print_out(
